@@ -1,0 +1,39 @@
+-- The bot: a composer with the Bot API client, error handler, identity
+-- (bot.botInfo, from getMe) and bot.start().
+local core = require("tghost.core")
+local Composer = require("tghost.composer")
+
+local bot = Composer.new()
+
+-- bot.api.<method>(params): any Bot API method, by its exact name.
+local api = {}
+setmetatable(api, {
+  __index = function(t, method)
+    if type(method) ~= "string" then return nil end
+    local function call(params, extra)
+      if params == t then params = extra end   -- bot.api:method{...}
+      return core.call(method, params)
+    end
+    rawset(t, method, call)
+    return call
+  end,
+})
+bot.api = api
+
+-- bot.catch(fn): fn(err) receives errors of every handler (err.error,
+-- err.ctx).
+bot.catch = function(first, fn)
+  if first == bot then first = fn end
+  if type(first) ~= "function" then error("bot.catch: expected a function", 2) end
+  bot.errorHandler = first
+  return bot
+end
+
+setmetatable(bot, {
+  __index = function(t, key)
+    if key == "botInfo" then return core.bot_info() end
+  end,
+  __name = "tghost.Bot",
+})
+
+return bot

@@ -1,0 +1,94 @@
+-- What the C host calls for each job: run an update through the bot's
+-- middleware, report failures the host detected (CPU budget, crashes), and
+-- call the sink's timeout handler. Registered with core.set_runtime.
+local core = require("tghost.core")
+local Context = require("tghost.context")
+
+local runtime = {}
+
+-- The error a failed Bot API call raises (fields set by the C core).
+local ApiError = {}
+ApiError.__index = ApiError
+ApiError.__name = "tghost.ApiError"
+function ApiError.__tostring(e)
+  if e.error_code then
+    return string.format("Call to '%s' failed! (%d: %s)", e.method,
+                         e.error_code, e.description or "")
+  end
+  return string.format("Call to '%s' failed! (%s)", e.method,
+                       e.description or "")
+end
+runtime.ApiError = ApiError
+
+-- What bot.catch handlers receive: err.error is what was raised, err.ctx
+-- the update's context.
+local BotError = {}
+BotError.__index = BotError
+BotError.__name = "tghost.BotError"
+function BotError.__tostring(e)
+  local id = e.ctx and e.ctx.update and e.ctx.update.update_id
+  return string.format("error in middleware%s: %s",
+                       id and (" for update " .. tostring(id)) or "",
+                       tostring(e.error))
+end
+runtime.BotError = BotError
+
+-- Set by lua/bot.lua.
+runtime.bot = nil
+runtime.timeout_handler = nil
+
+local function traced(e)
+  return { error = e, traceback = debug.traceback(nil, 2) }
+end
+
+local function describe(e)
+  local ok, s = pcall(tostring, e)
+  return ok and s or "(error object without __tostring)"
+end
+
+-- Sends an error to bot.catch, or logs it with its traceback.
+local function report(err, traceback, ctx)
+  local bot = runtime.bot
+  local handler = bot and bot.errorHandler
+  if handler then
+    local botErr = setmetatable({ error = err, ctx = ctx,
+                                  traceback = traceback }, BotError)
+    local ok, e2 = xpcall(handler, traced, botErr)
+    if ok then return end
+    core.report_error("bot.catch handler failed: " .. describe(e2.error)
+                      .. "\n" .. e2.traceback .. "\nwhile handling: "
+                      .. describe(err) .. (traceback and ("\n" .. traceback) or ""))
+    return
+  end
+  core.report_error("unhandled error in a handler (add bot.catch to handle "
+                    .. "errors): " .. describe(err)
+                    .. (traceback and ("\n" .. traceback) or ""))
+end
+
+local function noop() end
+
+function runtime.handle_update(update)
+  local bot = runtime.bot
+  local ctx = Context.new(update, bot)
+  local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
+  if not ok then report(e.error, e.traceback, ctx) end
+end
+
+-- A failure the host detected after the handler's coroutine was gone.
+function runtime.handle_failure(update, message)
+  local ctx = update and Context.new(update, runtime.bot) or nil
+  report(message, nil, ctx)
+end
+
+function runtime.handle_timeout(update, message)
+  local handler = runtime.timeout_handler
+  if not handler then return end
+  local ctx = update and Context.new(update, runtime.bot) or nil
+  local ok, e = xpcall(handler, traced, ctx, message)
+  if not ok then
+    core.report_error("timeout handler failed: " .. describe(e.error) .. "\n"
+                      .. e.traceback)
+  end
+end
+
+return runtime

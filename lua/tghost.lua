@@ -1,0 +1,72 @@
+-- The tghost module, and the globals a bot script sees: bot, run, tghost.
+local core = require("tghost.core")
+local json = require("tghost.json")
+local Composer = require("tghost.composer")
+local options = require("tghost.options")
+local runtime = require("tghost.runtime")
+local bot = require("tghost.bot")
+
+require("tghost.coroutine").install(coroutine)
+
+local tghost = {
+  _VERSION = "tghost 0.1",
+  json = json,
+  sleep = core.sleep,
+  now = core.now,
+  Composer = Composer.new,
+  bot = bot,
+}
+
+local function logger(level)
+  return function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    core.log(level, table.concat(parts, " "))
+  end
+end
+tghost.log = {
+  debug = logger("debug"), info = logger("info"),
+  warn = logger("warn"), error = logger("error"),
+}
+
+-- The handle run() returns: handle:stop(), handle:isRunning(),
+-- handle:size() (dot calls work too).
+local handle = {}
+handle.stop = function() return core.stop() end
+handle.isRunning = function() return core.is_running() end
+handle.size = function() return core.size() end
+
+function tghost.run(b, opts)
+  if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
+  local flat, timeout_handler = options.flatten(opts)
+  runtime.timeout_handler = timeout_handler
+  core.run(flat)
+  return handle
+end
+
+-- bot.start(opts): like grammY's, one update at a time.
+bot.start = function(first, opts)
+  if first ~= bot then opts = first end
+  opts = opts or {}
+  local run_opts = { sink = { kind = "sequential" }, runner = { fetch = {} } }
+  for k, v in pairs(opts) do
+    if k == "allowed_updates" or k == "timeout" then
+      run_opts.runner.fetch[k] = v
+    else
+      error("bot.start: unknown option " .. tostring(k)
+            .. " (use run(bot, options) for the full set)", 2)
+    end
+  end
+  return tghost.run(bot, run_opts)
+end
+
+runtime.bot = bot
+core.set_runtime(runtime)
+
+_G.bot = bot
+_G.run = tghost.run
+_G.tghost = tghost
+_G.print = core.print
+package.loaded["tghost"] = tghost
+
+return tghost

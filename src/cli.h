@@ -1,0 +1,32 @@
+/* The command line: tghost [options] SCRIPT.lua */
+#ifndef TGHOST_CLI_H
+#define TGHOST_CLI_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "log.h"
+
+struct config {
+  char *script;
+  char *token;              /* from BOT_TOKEN or --token-file; may be NULL */
+  char *api_root;
+  bool watch;
+  double drain_timeout_s;
+  long cpu_budget_ms;
+  enum log_level log_level;
+  enum log_format log_format;
+  bool check;
+};
+
+enum cli_result {
+  CLI_RUN,      /* run with the parsed config */
+  CLI_EXIT_OK,  /* --help or --version was printed */
+  CLI_ERROR,    /* err says why; exit status 2 */
+};
+
+enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
+                          struct buf *err);
+void cli_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,46 @@
+/* Logging to stderr as text or JSON lines.
+ *
+ * Every line passes through the redactor: the bot token (and its URL-encoded
+ * form) registered with log_add_secret() is replaced by "<token>" wherever it
+ * appears, so a curl error string or URL can never leak it. */
+#ifndef TGHOST_LOG_H
+#define TGHOST_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_SILENT };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
+/* Optional context attached to a line. gen = 0 and update_id = -1 mean
+ * "not applicable". */
+struct log_fields {
+  int gen;
+  int64_t update_id;
+};
+
+void log_set_level(enum log_level level);
+void log_set_format(enum log_format format);
+int log_parse_level(const char *name, enum log_level *out);
+int log_parse_format(const char *name, enum log_format *out);
+bool log_enabled(enum log_level level);
+
+void log_add_secret(const char *secret);
+void log_clear_secrets(void);
+/* Replaces every registered secret in b (in place). */
+void log_redact(struct buf *b);
+/* Returns a malloc'd, NUL-terminated redacted copy of s. */
+char *log_redacted_copy(const char *s, size_t len);
+
+void log_msg(enum log_level level, const struct log_fields *fields,
+             const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, NULL, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
+
+#endif

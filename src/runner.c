@@ -1,0 +1,297 @@
+#include "runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "generation.h"
+#include "host.h"
+#include "log.h"
+#include "sink.h"
+#include "source.h"
+
+enum runner_state {
+  RUNNER_IDLE,        /* created, not started */
+  RUNNER_STARTING,    /* getMe in flight */
+  RUNNER_RUNNING,
+  RUNNER_DRAINING,    /* stopped fetching; in-flight updates finish */
+  RUNNER_CONFIRMING,  /* last getUpdates confirms the offset */
+  RUNNER_STOPPED,
+};
+
+struct runner {
+  struct host *h;
+  struct run_options opts;
+  enum runner_state state;
+  struct source *source;
+  struct sink sink;
+  struct event *drain_timer;
+  int64_t confirm_offset;
+  struct task **waiters;
+  size_t nwaiters, waiters_cap;
+};
+
+void run_options_init(struct run_options *o) {
+  memset(o, 0, sizeof *o);
+  o->sink = SINK_CONCURRENT;
+  o->concurrency = 500;
+  o->fetch_timeout_s = 30;
+  o->retry = RETRY_EXPONENTIAL;
+  o->max_retry_ms = 15L * 60 * 60 * 1000;
+  o->max_delay_ms = 500;
+}
+
+void run_options_free(struct run_options *o) {
+  free(o->allowed_updates_json);
+  o->allowed_updates_json = NULL;
+}
+
+void run_options_copy(struct run_options *dst, const struct run_options *src) {
+  *dst = *src;
+  dst->allowed_updates_json =
+      src->allowed_updates_json ? xstrdup(src->allowed_updates_json) : NULL;
+}
+
+static void kick(struct runner *r);
+static void check_drained(struct runner *r);
+
+/* --- sink callbacks ----------------------------------------------------- */
+
+static struct job *start_update(void *ud, struct update_item *u,
+                                job_end_fn on_end, void *end_ud) {
+  struct runner *r = ud;
+  char *json = u->json;
+  u->json = NULL;
+  return gen_start_update(r->h->current, u->id, json, u->len, on_end, end_ud);
+}
+
+static void on_job_end(void *ud, struct job *job) {
+  struct runner *r = ud;
+  if (job->end == JOB_FAILED) {
+    /* A hard failure (CPU budget, runtime error): report it like a handler
+     * error, through bot.catch when there is one. */
+    char *json = job->update_json;
+    job->update_json = NULL;
+    gen_run_hook(job->gen, "handle_failure", job->update_id, json,
+                 job->update_len, job->error ? job->error : "failed");
+  }
+  if (r->state == RUNNER_RUNNING) kick(r);
+  else if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+static void on_timeout(void *ud, struct job *job) {
+  struct runner *r = ud;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_WARN, &f, "update timed out after %ld ms and is cancelled",
+          r->opts.timeout_ms);
+  char msg[96];
+  snprintf(msg, sizeof msg, "the update timed out after %ld ms",
+           r->opts.timeout_ms);
+  gen_run_hook(job->gen, "handle_timeout", job->update_id,
+               xstrndup(job->update_json, job->update_len), job->update_len,
+               msg);
+}
+
+/* --- source callbacks --------------------------------------------------- */
+
+static void on_updates(void *ud, struct qlist *batch) {
+  struct runner *r = ud;
+  sink_add(&r->sink, batch);
+  kick(r);
+}
+
+static void on_source_ready(void *ud) { kick(ud); }
+
+static void on_me(void *ud, const char *json, size_t len) {
+  struct runner *r = ud;
+  struct host *h = r->h;
+  free(h->bot_info_json);
+  h->bot_info_json = xstrndup(json, len);
+  h->bot_info_len = len;
+  struct json_reader at;
+  struct json_slice name = {0};
+  struct buf username = BUF_INIT;
+  if (json_find_member(json, len, "username", &at) &&
+      json_read_string(&at, &name))
+    json_unescape(&name, &username);
+  log_info("running as @%s (generation %d)",
+           username.data ? username.data : "?", h->current->id);
+  buf_free(&username);
+  r->state = RUNNER_RUNNING;
+  kick(r);
+}
+
+static void on_fatal(void *ud, const char *message) {
+  struct runner *r = ud;
+  host_fatal(r->h, "%s", message);
+}
+
+static void kick(struct runner *r) {
+  if (r->state != RUNNER_RUNNING || !source_idle(r->source)) return;
+  int capacity = sink_capacity(&r->sink);
+  if (capacity > 0) source_poll(r->source, capacity);
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+struct runner *runner_new(struct host *h, const struct run_options *o) {
+  struct runner *r = xcalloc(1, sizeof *r);
+  r->h = h;
+  run_options_copy(&r->opts, o);
+  struct source_config sc = {
+      .fetch_timeout_s = o->fetch_timeout_s,
+      .allowed_updates_json = o->allowed_updates_json,
+      .retry = o->retry,
+      .retry_ms = o->retry_ms,
+      .max_retry_ms = o->max_retry_ms,
+      .silent = o->silent,
+      .speed_traffic_balance = o->speed_traffic_balance,
+      .max_delay_ms = o->max_delay_ms,
+  };
+  static const struct source_callbacks source_cb = {
+      on_updates, on_source_ready, on_me, on_fatal};
+  r->source = source_new(h->api, h->base, &sc, &source_cb, r);
+  static const struct sink_callbacks sink_cb = {start_update, on_job_end,
+                                                on_timeout};
+  sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
+            &sink_cb, r);
+  return r;
+}
+
+void runner_free(struct runner *r) {
+  if (!r) return;
+  source_free(r->source);
+  sink_free(&r->sink);
+  if (r->drain_timer) event_free(r->drain_timer);
+  run_options_free(&r->opts);
+  free(r->waiters);
+  free(r);
+}
+
+void runner_start(struct runner *r) {
+  if (r->state != RUNNER_IDLE) return;
+  r->state = RUNNER_STARTING;
+  source_get_me(r->source);
+}
+
+bool runner_is_running(const struct runner *r) {
+  return r->state == RUNNER_STARTING || r->state == RUNNER_RUNNING;
+}
+
+bool runner_finished(const struct runner *r) {
+  return r->state == RUNNER_STOPPED || r->state == RUNNER_IDLE;
+}
+
+size_t runner_size(const struct runner *r) { return sink_size(&r->sink); }
+
+static void wake_waiters(struct runner *r) {
+  for (size_t i = 0; i < r->nwaiters; i++)
+    task_wake(r->waiters[i], task_push_nothing, NULL);
+  r->nwaiters = 0;
+}
+
+static void finish(struct runner *r) {
+  r->state = RUNNER_STOPPED;
+  if (r->drain_timer) evtimer_del(r->drain_timer);
+  wake_waiters(r);
+  host_exit_if_idle(r->h);
+}
+
+static void on_confirmed(void *ud, bool ok) {
+  struct runner *r = ud;
+  if (ok)
+    log_info("stopped; offset %lld confirmed to Telegram",
+             (long long)r->confirm_offset);
+  finish(r);
+}
+
+/* Waiters inside updates of this sink do not count: they wait for the
+ * others. */
+static size_t waiters_in_sink(const struct runner *r) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->nwaiters; i++) {
+    struct job *job = task_job(r->waiters[i]);
+    if (job->kind == JOB_UPDATE && inflight_contains(&job->sink_entry)) n++;
+  }
+  return n;
+}
+
+static void check_drained(struct runner *r) {
+  if (r->state != RUNNER_DRAINING) return;
+  size_t left = sink_size(&r->sink);
+  if (r->nwaiters && left <= waiters_in_sink(r)) wake_waiters(r);
+  if (left > 0) return;
+  if (r->confirm_offset > source_confirmed(r->source)) {
+    r->state = RUNNER_CONFIRMING;
+    source_confirm(r->source, r->confirm_offset, on_confirmed);
+  } else {
+    log_info("stopped");
+    finish(r);
+  }
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
+  struct runner *r = arg;
+  if (r->state != RUNNER_DRAINING) return;
+  log_warn("drain timeout: cancelling %zu update(s) still in flight",
+           sink_size(&r->sink));
+  sink_cancel_all(&r->sink, "cancelled: the drain timeout passed");
+  check_drained(r);
+}
+
+void runner_stop(struct runner *r, struct task *waiter) {
+  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE) {
+    if (r->nwaiters == r->waiters_cap) {
+      r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
+      r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
+    }
+    r->waiters[r->nwaiters++] = waiter;
+  }
+  switch (r->state) {
+    case RUNNER_IDLE:
+    case RUNNER_STOPPED:
+      if (waiter) task_wake(waiter, task_push_nothing, NULL);
+      return;
+    case RUNNER_STARTING:
+      source_abort(r->source);
+      finish(r);
+      return;
+    case RUNNER_RUNNING: {
+      r->state = RUNNER_DRAINING;
+      source_abort(r->source);
+      int64_t first_unstarted = sink_close(&r->sink);
+      r->confirm_offset =
+          first_unstarted >= 0 ? first_unstarted : source_offset(r->source);
+      log_info("stopping: %zu update(s) in flight, drain timeout %.0f s",
+               sink_size(&r->sink), r->h->cfg->drain_timeout_s);
+      long ms = (long)(r->h->cfg->drain_timeout_s * 1000);
+      struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+      r->drain_timer = evtimer_new(r->h->base, on_drain_timeout, r);
+      evtimer_add(r->drain_timer, &tv);
+      check_drained(r);
+      return;
+    }
+    case RUNNER_DRAINING:
+      check_drained(r);
+      return;
+    case RUNNER_CONFIRMING:
+      return;
+  }
+}
+
+void runner_forget_waiter(struct runner *r, struct task *waiter) {
+  for (size_t i = 0; i < r->nwaiters; i++) {
+    if (r->waiters[i] == waiter) {
+      r->waiters[i] = r->waiters[--r->nwaiters];
+      return;
+    }
+  }
+}
+
+void runner_abort(struct runner *r) {
+  source_abort(r->source);
+  sink_close(&r->sink);
+  sink_cancel_all(&r->sink, "cancelled: forced stop");
+  r->nwaiters = 0;
+  r->state = RUNNER_STOPPED;
+  if (r->drain_timer) evtimer_del(r->drain_timer);
+}

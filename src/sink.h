@@ -1,0 +1,60 @@
+/* The sink: runs fetched updates as jobs, within the concurrency limit.
+ *
+ *   concurrent  up to `concurrency` updates at once (default 500)
+ *   sequential  one at a time, in order (what bot.start() uses)
+ *   batch       a whole batch at once, the next batch when all are done
+ *
+ * sink_capacity() says how many updates to fetch now; updates that cannot
+ * start yet wait in a backlog. With a timeout, an update running longer is
+ * released from its slot, reported, and cancelled. */
+#ifndef TGHOST_SINK_H
+#define TGHOST_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "inflight.h"
+#include "runner.h"
+#include "source.h"
+#include "task.h"
+
+struct sink_callbacks {
+  /* Starts a job for the update (taking u->json); NULL if it cannot. */
+  struct job *(*start)(void *ud, struct update_item *u, job_end_fn on_end,
+                       void *end_ud);
+  /* A job ended and left the sink. */
+  void (*on_job_end)(void *ud, struct job *job);
+  /* A job ran out of time; it is cancelled right after this returns. */
+  void (*on_timeout)(void *ud, struct job *job);
+};
+
+struct sink {
+  enum sink_kind kind;
+  int concurrency;
+  struct qlist backlog;            /* update_items not started yet */
+  struct inflight inflight;        /* started jobs, oldest first */
+  size_t holding;                  /* jobs holding a slot */
+  bool accepting;
+  struct sink_callbacks cb;
+  void *ud;
+};
+
+void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
+               int concurrency, long timeout_ms,
+               const struct sink_callbacks *cb, void *ud);
+void sink_free(struct sink *k);
+
+/* How many updates to fetch now (0: none). */
+int sink_capacity(const struct sink *k);
+/* Takes the batch's items and starts what may start. */
+void sink_add(struct sink *k, struct qlist *batch);
+/* Updates in flight: started and not ended, plus the backlog. */
+size_t sink_size(const struct sink *k);
+/* Stops starting updates and drops the backlog. Returns the id of the
+ * first dropped update, or -1 if the backlog was empty. */
+int64_t sink_close(struct sink *k);
+void sink_cancel_all(struct sink *k, const char *reason);
+
+#endif

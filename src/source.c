@@ -1,0 +1,417 @@
+#include "source.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define PACE_STATS 16
+#define MAX_BACKOFF_MS 60000L
+#define CONFIRM_ATTEMPTS 3
+
+enum request_kind { REQ_NONE, REQ_ME, REQ_UPDATES, REQ_CONFIRM };
+
+struct source {
+  struct botapi *api;
+  struct event_base *base;
+  struct source_config cfg;
+  struct source_callbacks cb;
+  void *ud;
+
+  int64_t offset;
+  int64_t confirmed;
+  enum request_kind kind;        /* the request in flight or to retry */
+  struct http_request *req;
+  struct event *timer;           /* retry or pacing wait */
+  bool waiting;                  /* the timer is armed */
+  bool pacing;                   /* ... and it is a pacing wait */
+  int limit;
+  int64_t sent_offset;
+
+  int failures;                  /* in the current burst */
+  uint64_t burst_started_ms;
+  long next_delay_ms;
+
+  int64_t confirm_offset;
+  int confirm_attempts;
+  void (*confirm_done)(void *ud, bool ok);
+
+  int counts[PACE_STATS];
+  long durations[PACE_STATS];
+  long total_count, total_duration;
+  int pace_index;
+  uint64_t last_batch_ms;
+};
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void update_item_free(struct update_item *u) {
+  if (!u) return;
+  free(u->json);
+  free(u);
+}
+
+static const char *method_of(enum request_kind k) {
+  return k == REQ_ME ? "getMe" : "getUpdates";
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void send_request(struct source *s);
+
+struct source *source_new(struct botapi *api, struct event_base *base,
+                          const struct source_config *cfg,
+                          const struct source_callbacks *cb, void *ud) {
+  struct source *s = xcalloc(1, sizeof *s);
+  s->api = api;
+  s->base = base;
+  s->cfg = *cfg;
+  s->cfg.allowed_updates_json =
+      cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
+  s->cb = *cb;
+  s->ud = ud;
+  s->timer = evtimer_new(base, on_timer, s);
+  for (int i = 0; i < PACE_STATS; i++) {
+    s->counts[i] = 100;
+    s->durations[i] = 1;
+  }
+  s->total_count = 100 * PACE_STATS;
+  s->total_duration = PACE_STATS;
+  return s;
+}
+
+void source_free(struct source *s) {
+  if (!s) return;
+  source_abort(s);
+  event_free(s->timer);
+  free((char *)s->cfg.allowed_updates_json);
+  free(s);
+}
+
+void source_set_allowed_updates(struct source *s, const char *json) {
+  free((char *)s->cfg.allowed_updates_json);
+  s->cfg.allowed_updates_json = json ? xstrdup(json) : NULL;
+}
+
+bool source_idle(const struct source *s) { return !s->req && !s->waiting; }
+int64_t source_offset(const struct source *s) { return s->offset; }
+int64_t source_confirmed(const struct source *s) { return s->confirmed; }
+
+void source_abort(struct source *s) {
+  if (s->req) {
+    http_request_cancel(s->req);
+    s->req = NULL;
+  }
+  if (s->waiting) evtimer_del(s->timer);
+  s->waiting = s->pacing = false;
+  s->kind = REQ_NONE;
+}
+
+static void arm_timer(struct source *s, long ms, bool pacing) {
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  s->waiting = true;
+  s->pacing = pacing;
+  evtimer_add(s->timer, &tv);
+}
+
+static void fatal(struct source *s, const char *msg) {
+  s->kind = REQ_NONE;
+  s->cb.on_fatal(s->ud, msg);
+}
+
+/* --- retry policy ------------------------------------------------------- */
+
+static long first_delay(const struct source *s) {
+  return s->cfg.retry == RETRY_FIXED ? s->cfg.retry_ms : 100;
+}
+
+static long following_delay(const struct source *s, long d) {
+  switch (s->cfg.retry) {
+    case RETRY_EXPONENTIAL: d = d * 2; break;
+    case RETRY_QUADRATIC: d = d + 100; break;
+    case RETRY_FIXED: return s->cfg.retry_ms;
+  }
+  return d > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : d;
+}
+
+static void describe_fatal(const struct botapi_reply *reply, const char *method,
+                           struct buf *out) {
+  if (reply->error_code == 401) {
+    buf_printf(out, "%s: 401 Unauthorized: Telegram rejected the bot token; "
+               "check BOT_TOKEN (or --token-file)", method);
+  } else if (reply->error_code == 409) {
+    buf_printf(out, "%s: 409 Conflict: %s. Another instance is polling with "
+               "this token, or a webhook is set (call deleteWebhook)", method,
+               reply->description.data);
+  } else if (reply->error_code == 404) {
+    buf_printf(out, "%s: 404 Not Found: check the bot token and --api-root",
+               method);
+  } else {
+    buf_printf(out, "%s failed: %lld %s", method,
+               (long long)reply->error_code, reply->description.data);
+  }
+}
+
+static void request_failed(struct source *s, const struct botapi_reply *reply) {
+  const char *method = method_of(s->kind);
+  if (reply->outcome == BOTAPI_API_ERROR && reply->error_code != 429 &&
+      reply->error_code < 500) {
+    struct buf msg = BUF_INIT;
+    describe_fatal(reply, method, &msg);
+    fatal(s, msg.data);
+    buf_free(&msg);
+    return;
+  }
+  uint64_t now = now_ms();
+  if (s->failures++ == 0) {
+    s->burst_started_ms = now;
+    s->next_delay_ms = first_delay(s);
+    if (!s->cfg.silent)
+      log_warn("%s failed: %s; retrying with backoff", method,
+               reply->description.data);
+  } else {
+    log_debug("%s failed again (attempt %d): %s", method, s->failures,
+              reply->description.data);
+  }
+  long delay = s->next_delay_ms;
+  if (reply->outcome == BOTAPI_API_ERROR && reply->error_code == 429) {
+    delay = (long)(reply->retry_after * 1000);
+    if (delay <= 0) delay = 1000;
+    if (!s->cfg.silent)
+      log_warn("%s: flood limit (429), waiting %.1f s", method, delay / 1000.0);
+  } else {
+    s->next_delay_ms = following_delay(s, s->next_delay_ms);
+  }
+  if ((long)(now - s->burst_started_ms) + delay > s->cfg.max_retry_ms) {
+    struct buf msg = BUF_INIT;
+    buf_printf(&msg, "%s kept failing for %.1f s (maxRetryTime): %s", method,
+               (now - s->burst_started_ms) / 1000.0, reply->description.data);
+    fatal(s, msg.data);
+    buf_free(&msg);
+    return;
+  }
+  arm_timer(s, delay, false);
+}
+
+static void request_succeeded(struct source *s) {
+  if (s->failures > 0 && !s->cfg.silent)
+    log_info("%s works again after %d failed attempts in %.1f s",
+             method_of(s->kind), s->failures,
+             (now_ms() - s->burst_started_ms) / 1000.0);
+  s->failures = 0;
+}
+
+/* --- pacing (speedTrafficBalance) -------------------------------------- */
+
+static long pacing_delay(struct source *s, int count) {
+  double balance = s->cfg.speed_traffic_balance;
+  uint64_t now = now_ms();
+  long duration = s->last_batch_ms ? (long)(now - s->last_batch_ms) : 1;
+  s->last_batch_ms = now;
+  if (balance <= 0) return 0;
+  int i = s->pace_index;
+  s->total_count += count - s->counts[i];
+  s->total_duration += duration - s->durations[i];
+  s->counts[i] = count;
+  s->durations[i] = duration;
+  s->pace_index = (i + 1) % PACE_STATS;
+  /* Wanted updates per call, scaled to the delay cap; the wait estimate
+   * approaches max_delay smoothly. */
+  double wanted = 100.0 * balance / (s->cfg.max_delay_ms > 1 ? s->cfg.max_delay_ms : 1);
+  double estimate = wanted * (double)s->total_duration /
+                    (double)(s->total_count > 0 ? s->total_count : 1);
+  long wait = (long)(s->cfg.max_delay_ms * tanh(estimate));
+  return count < 100 ? wait : 0;
+}
+
+/* --- responses ---------------------------------------------------------- */
+
+static bool split_updates(struct source *s, const struct json_slice *result,
+                          struct qlist *batch, struct buf *err) {
+  struct json_reader r;
+  json_reader_init(&r, result->ptr, result->len);
+  if (!json_array_begin(&r)) {
+    buf_append_str(err, "bad response: result is not an array");
+    return false;
+  }
+  while (json_array_next(&r)) {
+    struct json_slice span;
+    struct json_reader at;
+    struct json_number n;
+    if (!json_skip(&r, &span)) break;
+    if (!json_find_member(span.ptr, span.len, "update_id", &at) ||
+        !json_read_number(&at, &n) || !n.is_integer) {
+      buf_append_str(err, "bad response: an update has no integer update_id");
+      return false;
+    }
+    if (n.i < s->offset) continue;   /* already handed out */
+    struct update_item *u = xcalloc(1, sizeof *u);
+    u->id = n.i;
+    u->json = xstrndup(span.ptr, span.len);
+    u->len = span.len;
+    qlist_push_back(batch, &u->node);
+  }
+  if (json_error(&r)) {
+    buf_printf(err, "bad response: %s", json_error(&r));
+    return false;
+  }
+  return true;
+}
+
+static void free_batch(struct qlist *batch) {
+  struct qnode *n;
+  while ((n = qlist_pop_front(batch)))
+    update_item_free(qlist_entry(n, struct update_item, node));
+}
+
+static void handle_updates(struct source *s, const struct botapi_reply *reply) {
+  struct qlist batch;
+  qlist_init(&batch);
+  struct buf err = BUF_INIT;
+  if (!split_updates(s, &reply->result, &batch, &err)) {
+    free_batch(&batch);
+    struct botapi_reply bad = *reply;
+    bad.outcome = BOTAPI_BAD_RESPONSE;
+    bad.description = err;
+    request_failed(s, &bad);
+    buf_free(&err);
+    return;
+  }
+  buf_free(&err);
+  request_succeeded(s);
+  s->confirmed = s->sent_offset;
+  struct qnode *n;
+  for (n = batch.head.next; n != &batch.head; n = n->next) {
+    int64_t id = qlist_entry(n, struct update_item, node)->id;
+    if (id >= s->offset) s->offset = id + 1;
+  }
+  int count = (int)batch.count;
+  s->kind = REQ_NONE;
+  long pace = pacing_delay(s, count);
+  if (pace > 0) arm_timer(s, pace, true);
+  s->cb.on_updates(s->ud, &batch);
+}
+
+static void on_response(struct http_request *req, void *ud) {
+  struct source *s = ud;
+  s->req = NULL;
+  struct botapi_reply reply;
+  botapi_parse_reply(req, &reply);
+  switch (s->kind) {
+    case REQ_UPDATES:
+      if (reply.outcome == BOTAPI_OK) handle_updates(s, &reply);
+      else request_failed(s, &reply);
+      break;
+    case REQ_ME:
+      if (reply.outcome == BOTAPI_OK) {
+        request_succeeded(s);
+        s->kind = REQ_NONE;
+        s->cb.on_me(s->ud, reply.result.ptr, reply.result.len);
+      } else {
+        request_failed(s, &reply);
+      }
+      break;
+    case REQ_CONFIRM: {
+      bool ok = reply.outcome == BOTAPI_OK;
+      if (ok) s->confirmed = s->confirm_offset;
+      if (!ok && ++s->confirm_attempts < CONFIRM_ATTEMPTS &&
+          botapi_reply_retryable(&reply)) {
+        arm_timer(s, 200, false);
+      } else {
+        if (!ok)
+          log_warn("could not confirm the offset to Telegram: %s; updates "
+                   "from %lld on may be delivered again",
+                   reply.description.data, (long long)s->confirm_offset);
+        s->kind = REQ_NONE;
+        s->confirm_done(s->ud, ok);
+      }
+      break;
+    }
+    case REQ_NONE:
+      break;
+  }
+  botapi_reply_free(&reply);
+  http_request_free(req);
+}
+
+static void send_request(struct source *s) {
+  struct buf body = BUF_INIT, err = BUF_INIT;
+  long timeout_ms = 15000;
+  const char *method = method_of(s->kind);
+  if (s->kind == REQ_UPDATES) {
+    s->sent_offset = s->offset;
+    buf_printf(&body, "{\"offset\":%lld,\"limit\":%d,\"timeout\":%d",
+               (long long)s->offset, s->limit, s->cfg.fetch_timeout_s);
+    if (s->cfg.allowed_updates_json)
+      buf_printf(&body, ",\"allowed_updates\":%s", s->cfg.allowed_updates_json);
+    buf_append_char(&body, '}');
+    timeout_ms = (s->cfg.fetch_timeout_s + 15) * 1000L;
+  } else if (s->kind == REQ_CONFIRM) {
+    buf_printf(&body, "{\"offset\":%lld,\"limit\":1,\"timeout\":0}",
+               (long long)s->confirm_offset);
+  } else {
+    buf_append_str(&body, "{}");
+  }
+  size_t len;
+  char *json = buf_steal(&body, &len);
+  struct http_request *req = botapi_request_json(s->api, method, json, len, &err);
+  if (!req) {
+    fatal(s, err.data);
+    buf_free(&err);
+    return;
+  }
+  http_request_set_timeout(req, timeout_ms);
+  if (s->kind == REQ_UPDATES) {
+    http_request_set_recv_buffer(req, 65536);
+    http_request_set_compressed(req, true);
+  }
+  if (http_request_start(req, on_response, s) != 0) {
+    struct botapi_reply reply = {.outcome = BOTAPI_NETWORK_ERROR};
+    buf_printf(&reply.description, "cannot start the request: %s",
+               http_request_error(req));
+    http_request_free(req);
+    request_failed(s, &reply);
+    botapi_reply_free(&reply);
+    return;
+  }
+  s->req = req;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  struct source *s = arg;
+  bool pacing = s->pacing;
+  s->waiting = s->pacing = false;
+  if (pacing) {
+    s->cb.on_ready(s->ud);
+    return;
+  }
+  if (s->kind != REQ_NONE) send_request(s);   /* a retry */
+}
+
+void source_get_me(struct source *s) {
+  source_abort(s);
+  s->kind = REQ_ME;
+  send_request(s);
+}
+
+void source_poll(struct source *s, int limit) {
+  if (!source_idle(s)) return;
+  s->kind = REQ_UPDATES;
+  s->limit = limit < 1 ? 1 : limit > 100 ? 100 : limit;
+  send_request(s);
+}
+
+void source_confirm(struct source *s, int64_t offset,
+                    void (*done)(void *ud, bool ok)) {
+  source_abort(s);
+  s->kind = REQ_CONFIRM;
+  s->confirm_offset = offset;
+  s->confirm_attempts = 0;
+  s->confirm_done = done;
+  send_request(s);
+}

@@ -1,0 +1,76 @@
+/* The source: getUpdates long polling.
+ *
+ * Keeps the offset (last update_id + 1), asks for as many updates as the
+ * runner has room for, and splits each response into per-update raw JSON
+ * items without decoding them (decoding happens when an update starts, in
+ * the generation that runs it). Network errors, 5xx and bad JSON are
+ * retried with backoff for at most max_retry_ms, logged once per burst;
+ * 401, 409 and other 4xx are fatal; 429 waits retry_after. Optional pacing
+ * trades latency for fewer requests (speedTrafficBalance, as in grammY
+ * runner). */
+#ifndef TGHOST_SOURCE_H
+#define TGHOST_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "botapi.h"
+#include "qlist.h"
+#include "runner.h"
+
+struct update_item {
+  int64_t id;
+  char *json;
+  size_t len;
+  struct qnode node;
+};
+
+void update_item_free(struct update_item *u);
+
+struct source_config {
+  int fetch_timeout_s;
+  const char *allowed_updates_json;   /* copied; NULL: not sent */
+  enum retry_kind retry;
+  long retry_ms;
+  long max_retry_ms;
+  bool silent;
+  double speed_traffic_balance;
+  long max_delay_ms;
+};
+
+struct source_callbacks {
+  /* A batch of update_items (possibly empty); the callee takes them. */
+  void (*on_updates)(void *ud, struct qlist *batch);
+  /* Pacing is over: the source may poll again. */
+  void (*on_ready)(void *ud);
+  /* getMe answered (the raw result JSON). */
+  void (*on_me)(void *ud, const char *json, size_t len);
+  /* An unrecoverable error: a one-line message. */
+  void (*on_fatal)(void *ud, const char *message);
+};
+
+struct source;
+
+struct source *source_new(struct botapi *api, struct event_base *base,
+                          const struct source_config *cfg,
+                          const struct source_callbacks *cb, void *ud);
+void source_free(struct source *s);
+void source_set_allowed_updates(struct source *s, const char *json);
+
+void source_get_me(struct source *s);
+/* True when no request, retry wait or pacing wait is pending. */
+bool source_idle(const struct source *s);
+void source_poll(struct source *s, int limit);
+/* Drops a pending request or wait; no callback follows. */
+void source_abort(struct source *s);
+/* The offset the next poll sends. */
+int64_t source_offset(const struct source *s);
+/* Everything below this offset is confirmed to the server. */
+int64_t source_confirmed(const struct source *s);
+/* Confirms offset with a last getUpdates (timeout 0); done(ok) follows. */
+void source_confirm(struct source *s, int64_t offset,
+                    void (*done)(void *ud, bool ok));
+
+#endif

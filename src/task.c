@@ -1,0 +1,393 @@
+#include "task.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "generation.h"
+
+/* Instructions between two looks at the clock by the CPU guard. */
+#define CPU_CHECK_INSTRUCTIONS 1000
+
+struct task {
+  struct job *job;
+  lua_State *co;
+  int ref;
+  struct qnode job_node;
+  struct qnode ready_node;
+  bool started;
+  int initial_nargs;
+  const struct task_wait_ops *wait_ops;   /* set while waiting on the host */
+  void *wait_data;
+  task_push_fn push;                      /* set between wake and resume */
+  void *push_data;
+  bool cpu_exceeded;
+};
+
+static char yield_sentinel;
+
+void *task_yield_sentinel(void) { return &yield_sentinel; }
+
+static void on_ready(evutil_socket_t fd, short what, void *arg);
+
+void sched_init(struct scheduler *s, struct event_base *base,
+                long cpu_budget_ms) {
+  memset(s, 0, sizeof *s);
+  s->base = base;
+  s->ready_event = event_new(base, -1, 0, on_ready, s);
+  qlist_init(&s->ready);
+  qlist_init(&s->cancels);
+  qlist_init(&s->jobs);
+  s->cpu_budget_ms = cpu_budget_ms;
+}
+
+void sched_free(struct scheduler *s) {
+  if (s->ready_event) event_free(s->ready_event);
+  s->ready_event = NULL;
+}
+
+struct task *sched_running(const struct scheduler *s) { return s->running; }
+
+void sched_cancel_all(struct scheduler *s, const char *reason) {
+  struct qnode *q;
+  if (s->running) {
+    /* Every cancel is deferred; the list does not change meanwhile. */
+    for (q = s->jobs.head.next; q != &s->jobs.head; q = q->next)
+      job_cancel(qlist_entry(q, struct job, all_node), reason);
+    return;
+  }
+  /* Each cancel ends its job at once and unlinks it. */
+  while ((q = qlist_front(&s->jobs)))
+    job_cancel(qlist_entry(q, struct job, all_node), reason);
+}
+
+static void schedule(struct scheduler *s) {
+  event_active(s->ready_event, 0, 0);
+}
+
+struct task *task_check_can_wait(lua_State *L, struct scheduler *s,
+                                 const char *what) {
+  struct task *t = s->running;
+  if (!t)
+    luaL_error(L, "%s can only be called from a handler or the script's top "
+               "level", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot be called here: this function cannot be "
+               "suspended (a table.sort comparator, string.gsub callback, "
+               "__close handler or other non-yieldable context)", what);
+  return t;
+}
+
+static int wait_continue(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx;
+  int n = lua_gettop(L) - base;
+  if (n >= 1 && lua_toboolean(L, base + 1)) return n - 1;
+  if (n >= 2) {
+    lua_settop(L, base + 2);
+    return lua_error(L);
+  }
+  return luaL_error(L, "internal error: task resumed without a result");
+}
+
+int task_wait(lua_State *L, struct task *t, const struct task_wait_ops *ops,
+              void *data) {
+  /* A wait left behind by a yield that could not reach the host (see the
+   * coroutine wrappers) is stale: release it. */
+  if (t->wait_ops) t->wait_ops->cancel(t->wait_data);
+  t->wait_ops = NULL;
+  t->wait_data = NULL;
+  if (t->push) {
+    /* Woken before it even yielded (e.g. stop() with nothing in flight):
+     * the wake stands, nothing is left to wait for. */
+    ops->cancel(data);
+  } else {
+    t->wait_ops = ops;
+    t->wait_data = data;
+  }
+  int base = lua_gettop(L);
+  lua_pushlightuserdata(L, &yield_sentinel);
+  return lua_yieldk(L, 1, (lua_KContext)base, wait_continue);
+}
+
+void task_drop_wait(struct task *t) {
+  if (!t->wait_ops) return;
+  const struct task_wait_ops *ops = t->wait_ops;
+  t->wait_ops = NULL;
+  ops->cancel(t->wait_data);
+}
+
+void task_wake(struct task *t, task_push_fn push, void *data) {
+  struct scheduler *s = t->job->sched;
+  t->wait_ops = NULL;
+  t->wait_data = NULL;
+  t->push = push;
+  t->push_data = data;
+  if (!qnode_linked(&t->ready_node)) qlist_push_back(&s->ready, &t->ready_node);
+  schedule(s);
+}
+
+int task_push_nothing(lua_State *co, void *data) {
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  return 1;
+}
+
+int task_push_error_message(lua_State *co, void *data) {
+  char *msg = data;
+  int n = 0;
+  if (co) {
+    lua_pushboolean(co, 0);
+    lua_pushstring(co, msg);
+    n = 2;
+  }
+  free(msg);
+  return n;
+}
+
+/* --- the CPU guard ------------------------------------------------------ */
+
+static long elapsed_ms(const struct timespec *since) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - since->tv_sec) * 1000 +
+         (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* Runs every CPU_CHECK_INSTRUCTIONS instructions in every coroutine of a
+ * generation. Yielding (not raising) is what stops a task: an error would
+ * be caught by the handler's own pcall. A nested coroutine cannot yield to
+ * the host directly, so it gets an error; the next check in the task's own
+ * coroutine then yields. */
+static void cpu_hook(lua_State *L, lua_Debug *ar) {
+  struct generation *g = gen_of(L);
+  struct scheduler *s = g->sched;
+  struct task *t = s->running;
+  if (!t || s->cpu_budget_ms <= 0) return;
+  if (!t->cpu_exceeded) {
+    if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
+    t->cpu_exceeded = true;
+  }
+  if (L == t->co && lua_isyieldable(L)) {
+    lua_yield(L, 0);
+    return;
+  }
+  luaL_error(L, "CPU budget of %d ms exceeded without yielding",
+             (int)s->cpu_budget_ms);
+}
+
+void task_install_cpu_guard(lua_State *L) {
+  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+}
+
+/* --- jobs --------------------------------------------------------------- */
+
+struct job *job_new(struct scheduler *s, struct generation *gen,
+                    enum job_kind kind) {
+  struct job *job = xcalloc(1, sizeof *job);
+  job->sched = s;
+  job->kind = kind;
+  job->gen = gen;
+  job->update_id = -1;
+  qlist_init(&job->tasks);
+  qlist_push_back(&s->jobs, &job->all_node);
+  gen_ref(gen);
+  s->live_jobs++;
+  return job;
+}
+
+struct log_fields job_log_fields(const struct job *job) {
+  struct log_fields f = {job->gen ? job->gen->id : 0, job->update_id};
+  return f;
+}
+
+struct job *task_job(const struct task *t) { return t->job; }
+
+static void job_record_failure(struct job *job, const char *msg) {
+  if (job->end != JOB_CANCELLED) job->end = JOB_FAILED;
+  if (!job->error) job->error = xstrdup(msg);
+}
+
+static void job_finish(struct job *job) {
+  struct scheduler *s = job->sched;
+  if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
+  qlist_remove(&s->jobs, &job->all_node);
+  if (job->on_end) job->on_end(job, job->end_ud);
+  gen_unref(job->gen);
+  free(job->update_json);
+  free(job->error);
+  free(job);
+  if (--s->live_jobs == 0 && s->on_idle) s->on_idle(s->idle_ud);
+}
+
+static void job_maybe_finish(struct job *job) {
+  if (!job->ending && qlist_empty(&job->tasks)) job_finish(job);
+}
+
+void job_abandon(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job_maybe_finish(job);
+}
+
+/* Tears a task down: releases its wait or pending wake, closes its
+ * coroutine unless it returned normally, and drops the anchor. The job is
+ * not finished here; callers decide when. */
+static void task_destroy(struct task *t, bool returned, bool errored) {
+  struct job *job = t->job;
+  struct scheduler *s = job->sched;
+  if (t->wait_ops) {
+    const struct task_wait_ops *ops = t->wait_ops;
+    t->wait_ops = NULL;
+    ops->cancel(t->wait_data);
+  }
+  if (qnode_linked(&t->ready_node)) qlist_remove(&s->ready, &t->ready_node);
+  if (t->push) {
+    t->push(NULL, t->push_data);
+    t->push = NULL;
+  }
+  if (!returned) {
+    /* Runs the coroutine's pending to-be-closed variables. */
+    struct task *was_running = s->running;
+    s->running = t;
+    clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+    int status = lua_resetthread(t->co);
+    s->running = was_running;
+    /* For a coroutine that died of an error, Lua 5.4.4 returns that error
+     * again; only a suspended one's status tells of a failing __close. */
+    if (!errored && status != LUA_OK && status != LUA_YIELD) {
+      struct log_fields f = job_log_fields(job);
+      const char *msg = lua_tostring(t->co, -1);
+      log_msg(LOG_WARN, &f, "error while closing a cancelled handler: %s",
+              msg ? msg : "(non-string error)");
+    }
+  }
+  luaL_unref(job->gen->L, LUA_REGISTRYINDEX, t->ref);
+  qlist_remove(&job->tasks, &t->job_node);
+  free(t);
+}
+
+static void job_cancel_now(struct job *job) {
+  job->ending = true;
+  job->end = JOB_CANCELLED;
+  struct qnode *n;
+  while ((n = qlist_front(&job->tasks)))
+    task_destroy(qlist_entry(n, struct task, job_node), false, false);
+  job->ending = false;
+  job_finish(job);
+}
+
+void job_cancel(struct job *job, const char *reason) {
+  struct scheduler *s = job->sched;
+  if (!job->error && reason) job->error = xstrdup(reason);
+  if (s->running) {
+    if (!job->cancel_deferred) {
+      job->cancel_deferred = true;
+      qlist_push_back(&s->cancels, &job->cancel_node);
+      schedule(s);
+    }
+    return;
+  }
+  if (job->cancel_deferred) {
+    qlist_remove(&s->cancels, &job->cancel_node);
+    job->cancel_deferred = false;
+  }
+  job_cancel_now(job);
+}
+
+struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
+  lua_State *GL = job->gen->L;
+  struct task *t = xcalloc(1, sizeof *t);
+  t->job = job;
+  t->co = lua_newthread(GL);
+  t->ref = luaL_ref(GL, LUA_REGISTRYINDEX);
+  t->initial_nargs = nargs;
+  lua_xmove(from, t->co, nargs + 1);
+  qlist_push_back(&job->tasks, &t->job_node);
+  qlist_push_back(&job->sched->ready, &t->ready_node);
+  schedule(job->sched);
+  return t;
+}
+
+/* --- running ------------------------------------------------------------ */
+
+/* The job's owner reports the failure when the job ends. */
+static void task_failed(struct task *t, const char *msg, bool errored) {
+  struct job *job = t->job;
+  job_record_failure(job, msg);
+  task_destroy(t, false, errored);
+  job_maybe_finish(job);
+}
+
+static void task_resume(struct scheduler *s, struct task *t) {
+  int nargs;
+  if (!t->started) {
+    t->started = true;
+    nargs = t->initial_nargs;
+  } else {
+    nargs = t->push ? t->push(t->co, t->push_data) : 0;
+    t->push = NULL;
+  }
+  s->running = t;
+  clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+  int nres = 0;
+  int status = lua_resume(t->co, NULL, nargs, &nres);
+  s->running = NULL;
+
+  if (status == LUA_YIELD) {
+    if (t->cpu_exceeded) {
+      char msg[128];
+      snprintf(msg, sizeof msg,
+               "handler stopped: it ran for over %ld ms of CPU without "
+               "yielding (--cpu-budget)", s->cpu_budget_ms);
+      task_failed(t, msg, false);
+      return;
+    }
+    bool to_host = nres >= 1 &&
+                   lua_touserdata(t->co, -nres) == &yield_sentinel &&
+                   (t->wait_ops != NULL || t->push != NULL);
+    lua_pop(t->co, nres);
+    if (!to_host) {
+      task_failed(t, "coroutine.yield() was called outside of a coroutine: "
+                     "a handler may only suspend through tghost calls", false);
+    }
+    return;
+  }
+  if (status == LUA_OK) {
+    lua_settop(t->co, 0);
+    struct job *job = t->job;
+    task_destroy(t, true, false);
+    job_maybe_finish(job);
+    return;
+  }
+  /* An error escaped the runtime's own error handling. */
+  struct buf msg = BUF_INIT;
+  const char *err = lua_tostring(t->co, -1);
+  lua_State *GL = t->job->gen->L;
+  luaL_traceback(GL, t->co, err ? err : "(error object is not a string)", 0);
+  buf_append_str(&msg, lua_tostring(GL, -1));
+  lua_pop(GL, 1);
+  task_failed(t, msg.data, true);
+  buf_free(&msg);
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg) {
+  struct scheduler *s = arg;
+  struct qnode *n;
+  while ((n = qlist_pop_front(&s->cancels))) {
+    struct job *job = qlist_entry(n, struct job, cancel_node);
+    job->cancel_deferred = false;
+    job_cancel_now(job);
+  }
+  /* Tasks woken while this pass runs wait for the next one, so the loop
+   * gets to service sockets and timers in between. */
+  size_t budget = s->ready.count;
+  while (budget-- > 0 && (n = qlist_pop_front(&s->ready))) {
+    task_resume(s, qlist_entry(n, struct task, ready_node));
+    while ((n = qlist_pop_front(&s->cancels))) {
+      struct job *job = qlist_entry(n, struct job, cancel_node);
+      job->cancel_deferred = false;
+      job_cancel_now(job);
+    }
+  }
+  if (!qlist_empty(&s->ready)) schedule(s);
+}

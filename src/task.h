@@ -1,0 +1,141 @@
+/* Tasks and jobs: the Lua coroutines the host runs, and the units of work
+ * that own them.
+ *
+ * A job is one unit of work in one generation: handling an update, running
+ * the script's top level, or a callback (a timeout handler, an error
+ * report). It owns one or more tasks; it ends when its last task ends, and
+ * then tells its owner through on_end.
+ *
+ * A task is one coroutine, anchored in its generation's registry so the GC
+ * never collects it while it is suspended. A task suspends only through
+ * task_wait(), which a C primitive (an API call, a sleep) calls after
+ * registering what it waits for; the primitive later calls task_wake() with
+ * a function that pushes the results. Resumes never happen inside the
+ * primitive or inside a curl callback: woken tasks are queued and resumed
+ * from the loop.
+ *
+ * Cancelling a job closes its coroutines (their to-be-closed variables
+ * run) and cancels what they wait on. Cancellation requested while Lua code
+ * is running is deferred to the loop, so a coroutine is never closed from
+ * under itself. */
+#ifndef TGHOST_TASK_H
+#define TGHOST_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <lua.h>
+
+#include "inflight.h"
+#include "log.h"
+#include "qlist.h"
+
+struct generation;
+struct job;
+struct task;
+
+/* Pushes a woken task's resume values onto co and returns how many, in the
+ * form the yielding primitive expects: true, results... or false, error.
+ * Called with co == NULL when the task was cancelled before it resumed:
+ * then it only frees data. */
+typedef int (*task_push_fn)(lua_State *co, void *data);
+
+struct task_wait_ops {
+  const char *what;                /* for diagnostics: "sleep", "sendMessage" */
+  void (*cancel)(void *data);      /* release the wait; no wake will follow */
+};
+
+struct scheduler {
+  struct event_base *base;
+  struct event *ready_event;
+  struct qlist ready;              /* tasks to resume, in wake order */
+  struct qlist cancels;            /* jobs whose cancel was deferred */
+  struct qlist jobs;               /* every live job */
+  struct task *running;            /* the task whose Lua code runs now */
+  long cpu_budget_ms;
+  struct timespec resume_started;
+  size_t live_jobs;
+  void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
+  void *idle_ud;
+};
+
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK };
+enum job_end { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+
+typedef void (*job_end_fn)(struct job *job, void *ud);
+
+struct job {
+  struct scheduler *sched;
+  enum job_kind kind;
+  struct generation *gen;
+  int64_t update_id;               /* -1 unless an update */
+  char *update_json;               /* the raw update (owned), JOB_UPDATE */
+  size_t update_len;
+  struct qlist tasks;
+  enum job_end end;
+  char *error;                     /* first hard failure, if any */
+  bool ending;
+  bool cancel_deferred;
+  struct qnode cancel_node;
+  job_end_fn on_end;
+  void *end_ud;
+
+  struct qnode all_node;           /* in sched->jobs */
+  /* Owned by the sink: the in-flight list and whether the job still holds
+   * a slot. */
+  struct inflight_entry sink_entry;
+  bool holds_slot;
+  /* Owned by sequentialize. */
+  void *seq;
+};
+
+void sched_init(struct scheduler *s, struct event_base *base,
+                long cpu_budget_ms);
+void sched_free(struct scheduler *s);
+/* Cancels every live job (shutdown). */
+void sched_cancel_all(struct scheduler *s, const char *reason);
+struct task *sched_running(const struct scheduler *s);
+
+/* A new job in gen (which it references until it ends). */
+struct job *job_new(struct scheduler *s, struct generation *gen,
+                    enum job_kind kind);
+/* Starts a task in job: the function and its nargs arguments on top of
+ * from's stack (a thread of job's generation) are moved to a new coroutine,
+ * which is queued to run from the loop. */
+struct task *job_spawn(struct job *job, lua_State *from, int nargs);
+/* Cancels every task of the job. The job's on_end runs (now, or from the
+ * loop if Lua code is running) with end == JOB_CANCELLED. */
+void job_cancel(struct job *job, const char *reason);
+/* Ends a job that never got a task (e.g. its update could not be decoded). */
+void job_abandon(struct job *job, const char *error);
+struct log_fields job_log_fields(const struct job *job);
+struct job *task_job(const struct task *t);
+
+/* For primitives. Raises a Lua error unless L may suspend the running task
+ * here (inside a task, in a yieldable context). `what` names the call. */
+struct task *task_check_can_wait(lua_State *L, struct scheduler *s,
+                                 const char *what);
+/* Registers the wait and yields; use as `return task_wait(...)`. */
+int task_wait(lua_State *L, struct task *t, const struct task_wait_ops *ops,
+              void *data);
+/* Drops the running task's pending wait, if any (a yield that could not
+ * reach the host). */
+void task_drop_wait(struct task *t);
+/* The wait is over: resume the task from the loop with push's values. */
+void task_wake(struct task *t, task_push_fn push, void *data);
+
+/* Stock push functions. */
+int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
+/* Resumes with false, message (data is a malloc'd string). */
+int task_push_error_message(lua_State *co, void *data);
+
+/* Installs the CPU guard on a generation's main state; coroutines created
+ * afterwards inherit it. */
+void task_install_cpu_guard(lua_State *L);
+
+/* The sentinel a task yields to reach the host (for coroutine wrappers). */
+void *task_yield_sentinel(void);
+
+#endif

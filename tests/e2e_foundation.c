@@ -1,0 +1,242 @@
+/* The walking skeleton end to end: tghost against the fake Bot API. */
+#include <signal.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const char echo_script[] =
+    "bot.on('message', function(ctx) ctx:reply(ctx.msg.text) end)\n"
+    "run(bot)\n";
+
+struct count_wait {
+  const char *method;
+  size_t want;
+};
+
+static bool have_calls(void *ud) {
+  struct count_wait *w = ud;
+  return fakeapi_count_method(harness_api(), w->method) >= w->want;
+}
+
+static void wait_calls(const char *method, size_t n, int timeout_ms) {
+  struct count_wait w = {method, n};
+  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
+        fakeapi_count_method(harness_api(), method), n, method);
+}
+
+static void stop_and_check_clean_exit(struct proc *p) {
+  proc_kill(p, SIGTERM);
+  CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
+  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
+  proc_check_no_token(p);
+}
+
+/* 10,000 updates over 1,000 chats: every one answered exactly once, in
+ * the right chat, with the right text. */
+static void test_echo_10k(void) {
+  struct fakeapi *api = harness_api();
+  enum { UPDATES = 10000, CHATS = 1000 };
+  char text[64];
+  for (int i = 0; i < UPDATES; i++) {
+    snprintf(text, sizeof text, "u%d-c%d", i, i % CHATS);
+    fakeapi_push_text(api, 100000 + i % CHATS, 500 + i % CHATS, text);
+  }
+  const char *script = harness_write("echo.lua", echo_script);
+  uint64_t start = harness_now_ms();
+  struct proc *p = proc_start(script, NULL);
+  wait_calls("sendMessage", UPDATES, 60000);
+  uint64_t elapsed = harness_now_ms() - start;
+  long rss = proc_peak_rss_kib(p);
+  run_for(200);   /* anything extra would show up now */
+
+  static unsigned char seen[UPDATES];
+  size_t n = fakeapi_call_count(api);
+  size_t replies = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    replies++;
+    char *t = fake_call_string(c, "text");
+    int u = -1, chat = -1;
+    CHECK(t && sscanf(t, "u%d-c%d", &u, &chat) == 2 && u >= 0 && u < UPDATES,
+          "unexpected reply text %s", t ? t : "(none)");
+    CHECK(chat == u % CHATS && c->chat_id == 100000 + chat,
+          "reply %s went to chat %lld", t, (long long)c->chat_id);
+    CHECK(!seen[u], "update %d answered twice", u);
+    seen[u] = 1;
+    free(t);
+  }
+  CHECK(replies == UPDATES, "%zu replies for %d updates", replies, UPDATES);
+  fprintf(stderr, "echo: %d updates in %.2f s (%.0f updates/s, including "
+          "start-up), peak RSS %ld KiB\n", UPDATES, elapsed / 1000.0,
+          UPDATES * 1000.0 / (double)elapsed, rss);
+  stop_and_check_clean_exit(p);
+}
+
+/* A handler making two calls in a row; other updates proceed meanwhile. */
+static void test_two_calls_overlap(void) {
+  struct fakeapi *api = harness_api();
+  fakeapi_set_method_delay(api, "sendMessage", 300);
+  const char *script = harness_write("two.lua",
+      "bot.on('message', function(ctx)\n"
+      "  ctx:reply('first ' .. ctx.msg.text)\n"
+      "  ctx:reply('second ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  enum { N = 20 };
+  for (int i = 0; i < N; i++) {
+    char text[16];
+    snprintf(text, sizeof text, "%d", i);
+    fakeapi_push_text(api, 1000 + i, 1, text);
+  }
+  uint64_t start = harness_now_ms();
+  struct proc *p = proc_start(script, NULL);
+  wait_calls("sendMessage", 2 * N, 20000);
+  uint64_t elapsed = harness_now_ms() - start;
+  /* Sequential would take 2 * N * 300 ms = 12 s. */
+  CHECK(elapsed < 4000, "took %llu ms: updates did not overlap",
+        (unsigned long long)elapsed);
+  CHECK(fakeapi_max_unanswered(api) >= N,
+        "at most %zu requests were in flight at once",
+        fakeapi_max_unanswered(api));
+  /* Within each chat, "first" was answered before "second" was sent. */
+  for (int chat = 0; chat < N; chat++) {
+    const struct fake_call *first = NULL, *second = NULL;
+    for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+      const struct fake_call *c = fakeapi_call(api, i);
+      if (c->chat_id != 1000 + chat) continue;
+      char *t = fake_call_string(c, "text");
+      if (t && strncmp(t, "first", 5) == 0) first = c;
+      if (t && strncmp(t, "second", 6) == 0) second = c;
+      free(t);
+    }
+    CHECK(first && second, "chat %d did not get both replies", chat);
+    CHECK(first->answered_us <= second->received_us,
+          "chat %d: the second call started before the first was answered",
+          chat);
+  }
+  stop_and_check_clean_exit(p);
+}
+
+/* Ids above 2^52 survive decoding, tostring, encoding and the API. */
+static void test_integer_roundtrip(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("ids.lua",
+      "bot.on('message', function(ctx)\n"
+      "  local id = ctx.chat.id\n"
+      "  assert(math.type(id) == 'integer', 'chat id is a ' .. math.type(id))\n"
+      "  local sent = ctx:reply('id=' .. tostring(id) .. ' from=' .. tostring(ctx.from.id))\n"
+      "  ctx:reply('echo=' .. tostring(sent.chat.id) .. ' ' .. math.type(sent.chat.id))\n"
+      "end)\n"
+      "run(bot)\n");
+  /* 2^52 + 1 and a negative supergroup-style id beyond 2^52. */
+  fakeapi_push_text(api, 4503599627370497LL, 4503599627370499LL, "hi");
+  fakeapi_push_text(api, -4503599627370497LL, 7, "hi");
+  struct proc *p = proc_start(script, NULL);
+  wait_calls("sendMessage", 4, 10000);
+  int ok = 0;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    char *raw = fake_call_raw(c, "chat_id");
+    char *t = fake_call_string(c, "text");
+    bool pos = strcmp(raw, "4503599627370497") == 0;
+    bool neg = strcmp(raw, "-4503599627370497") == 0;
+    CHECK(pos || neg, "chat_id sent as %s", raw);
+    const char *id = pos ? "4503599627370497" : "-4503599627370497";
+    char want1[96], want2[96];
+    snprintf(want1, sizeof want1, "id=%s from=%s", id,
+             pos ? "4503599627370499" : "7");
+    snprintf(want2, sizeof want2, "echo=%s integer", id);
+    CHECK(strcmp(t, want1) == 0 || strcmp(t, want2) == 0, "text was '%s'", t);
+    ok++;
+    free(raw);
+    free(t);
+  }
+  CHECK(ok == 4, "%d good replies", ok);
+  stop_and_check_clean_exit(p);
+}
+
+static void expect_failure(struct proc *p, const char *needle) {
+  CHECK(proc_wait(p, 15000), "tghost did not exit");
+  CHECK(proc_status(p) != 0, "exit status was 0");
+  CHECK(strstr(proc_stderr(p), needle), "stderr lacks '%s'", needle);
+  proc_check_no_token(p);
+}
+
+static void expect_no_network(void) {
+  struct fakeapi *api = harness_api();
+  CHECK(fakeapi_call_count(api) == 0 && fakeapi_poll_count(api) == 0 &&
+            fakeapi_connections_accepted(api) == 0,
+        "the server was contacted (%zu calls)", fakeapi_call_count(api));
+}
+
+static void test_missing_script(void) {
+  struct proc *p = proc_start("/nonexistent/bot.lua", NULL);
+  expect_failure(p, "cannot open /nonexistent/bot.lua");
+  expect_no_network();
+}
+
+static void test_syntax_error(void) {
+  const char *script = harness_write("syntax.lua",
+      "bot.on('message', function(ctx)\n  ctx:reply('x'\nend)\nrun(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  expect_failure(p, "syntax.lua:3:");
+  expect_no_network();
+}
+
+static void test_load_error(void) {
+  const char *script = harness_write("loaderr.lua",
+      "bot.on('message', function(ctx) end)\n"
+      "local cfg = nil\n"
+      "print(cfg.name)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  expect_failure(p, "loaderr.lua:3: attempt to index a nil value");
+  expect_no_network();
+}
+
+static void test_no_token(void) {
+  const char *script = harness_write("notoken.lua", echo_script);
+  static const char *const env[] = {NULL};
+  struct proc *p = proc_start_env(script, NULL, env, true);
+  expect_failure(p, "BOT_TOKEN");
+  expect_no_network();
+}
+
+static void test_bad_token(void) {
+  harness_api();
+  const char *script = harness_write("badtoken.lua", echo_script);
+  static const char *const env[] = {"BOT_TOKEN=999:wrong-token", NULL};
+  struct proc *p = proc_start_env(script, NULL, env, true);
+  expect_failure(p, "401");
+  CHECK(strstr(proc_stderr(p), "BOT_TOKEN"), "the 401 message does not name BOT_TOKEN");
+  CHECK(!strstr(proc_stderr(p), "wrong-token"), "the rejected token was printed");
+}
+
+static void test_token_file(void) {
+  struct fakeapi *api = harness_api();
+  const char *tokfile = harness_write("token.txt", TEST_TOKEN "\n");
+  const char *script = harness_write("tf.lua", echo_script);
+  const char *args[] = {"--token-file", tokfile, NULL};
+  static const char *const env[] = {NULL};
+  fakeapi_push_text(api, 42, 42, "via token file");
+  struct proc *p = proc_start_env(script, args, env, true);
+  wait_calls("sendMessage", 1, 10000);
+  stop_and_check_clean_exit(p);
+}
+
+static const struct test_case tests[] = {
+    {"echo_10k", test_echo_10k},
+    {"two_calls_overlap", test_two_calls_overlap},
+    {"integer_roundtrip", test_integer_roundtrip},
+    {"missing_script", test_missing_script},
+    {"syntax_error", test_syntax_error},
+    {"load_error", test_load_error},
+    {"no_token", test_no_token},
+    {"bad_token", test_bad_token},
+    {"token_file", test_token_file},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv) { return harness_main(argc, argv, tests); }

@@ -1,0 +1,115 @@
+/* A fake Telegram Bot API server for the tests and benchmarks: HTTP/1.1 on
+ * loopback, on the caller's libevent loop.
+ *
+ * It answers getMe, getUpdates with real long-poll semantics (an offset
+ * confirms and drops earlier updates, limit is honoured, the request is
+ * held open up to its timeout and answered as soon as updates arrive),
+ * sendMessage, and records and accepts every other method. Tests inject
+ * updates, delay or hold responses, inject faults, and inspect every call
+ * received, in order. Like api.telegram.org it sets TCP_NODELAY. */
+#ifndef TGHOST_TESTS_FAKEAPI_H
+#define TGHOST_TESTS_FAKEAPI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+struct fakeapi;
+
+/* One method call the server received. */
+struct fake_call {
+  uint64_t seq;             /* order of arrival, from 0 */
+  char *method;
+  char *params;             /* the parameters as a JSON object */
+  size_t params_len;
+  int64_t chat_id;          /* params.chat_id when it is an integer, else 0 */
+  uint64_t received_us;
+  uint64_t answered_us;     /* 0 while unanswered */
+  bool dropped;             /* the client closed the connection first */
+  int connection;           /* which connection carried it */
+};
+
+/* One getUpdates call. */
+struct fake_poll {
+  int64_t offset;
+  int limit;
+  int timeout;
+  char *allowed_updates;    /* raw JSON, or NULL */
+  int returned;             /* updates in the answer */
+};
+
+enum fake_fault {
+  FAULT_NONE,
+  FAULT_RESET,         /* close the connection without an answer */
+  FAULT_500,           /* 500 with a Bot API error body */
+  FAULT_502_HTML,      /* 502 with an HTML body */
+  FAULT_GARBAGE,       /* 200 with a body that is not JSON */
+  FAULT_TRUNCATED,     /* Content-Length larger than what is sent */
+  FAULT_429,           /* Too Many Requests, retry_after = fault_retry_after */
+  FAULT_401,
+  FAULT_409,
+  FAULT_HOLD,          /* never answer */
+};
+
+/* Decides the fault for a call: method and the method's own call count. */
+typedef enum fake_fault (*fake_fault_fn)(void *ud, const char *method,
+                                         uint64_t nth);
+/* Delay in ms before answering a call (negative: never answer). */
+typedef long (*fake_delay_fn)(void *ud, const struct fake_call *call);
+
+struct fakeapi_config {
+  const char *token;
+  const char *username;     /* the bot's username, default "test_bot" */
+  int64_t bot_id;
+};
+
+struct fakeapi *fakeapi_new(struct event_base *base,
+                            const struct fakeapi_config *cfg);
+void fakeapi_free(struct fakeapi *f);
+int fakeapi_port(const struct fakeapi *f);
+/* "http://127.0.0.1:PORT" */
+const char *fakeapi_url(const struct fakeapi *f);
+
+/* Queues an update; body is the JSON members after "update_id" (for
+ * example "\"message\":{...}"). Returns the update_id given. */
+int64_t fakeapi_push_update(struct fakeapi *f, const char *body);
+/* A text message from user in chat. */
+int64_t fakeapi_push_text(struct fakeapi *f, int64_t chat_id, int64_t user_id,
+                          const char *text);
+/* Starts update ids from here (default 1000). */
+void fakeapi_set_next_update_id(struct fakeapi *f, int64_t id);
+
+void fakeapi_set_fault_fn(struct fakeapi *f, fake_fault_fn fn, void *ud);
+void fakeapi_set_fault_retry_after(struct fakeapi *f, int seconds);
+void fakeapi_set_delay_fn(struct fakeapi *f, fake_delay_fn fn, void *ud);
+/* A fixed delay for one method (negative: never answer). */
+void fakeapi_set_method_delay(struct fakeapi *f, const char *method, long ms);
+
+/* Received calls (getUpdates excluded), in arrival order. */
+size_t fakeapi_call_count(const struct fakeapi *f);
+const struct fake_call *fakeapi_call(const struct fakeapi *f, size_t i);
+size_t fakeapi_count_method(const struct fakeapi *f, const char *method);
+/* getUpdates calls. */
+size_t fakeapi_poll_count(const struct fakeapi *f);
+const struct fake_poll *fakeapi_poll(const struct fakeapi *f, size_t i);
+
+/* The highest offset a getUpdates sent: updates below it are confirmed. */
+int64_t fakeapi_confirmed_offset(const struct fakeapi *f);
+/* How often update id was part of a getUpdates answer. */
+int fakeapi_times_delivered(const struct fakeapi *f, int64_t update_id);
+/* Method calls (getUpdates excluded) received and not yet answered, now
+ * and at most so far. */
+size_t fakeapi_unanswered(const struct fakeapi *f);
+size_t fakeapi_max_unanswered(const struct fakeapi *f);
+size_t fakeapi_connections_accepted(const struct fakeapi *f);
+
+/* Reads params members of a call. */
+bool fake_call_int(const struct fake_call *c, const char *name, int64_t *out);
+/* Returns a malloc'd string, or NULL. */
+char *fake_call_string(const struct fake_call *c, const char *name);
+/* The raw JSON text of a member, malloc'd, or NULL. */
+char *fake_call_raw(const struct fake_call *c, const char *name);
+
+#endif

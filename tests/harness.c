@@ -1,0 +1,313 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#ifndef TGHOST_BINARY
+#error "TGHOST_BINARY must name the tghost executable"
+#endif
+
+#define MAX_PROCS 16
+
+struct proc {
+  pid_t pid;
+  bool exited;
+  int status;
+  struct bufferevent *out, *err;
+  bool out_eof, err_eof;
+  struct buf out_text, err_text;
+};
+
+static struct event_base *base;
+static struct fakeapi *api;
+static char tmpdir[64];
+static struct proc *procs[MAX_PROCS];
+static int nprocs;
+static struct event *child_event;
+static char *written[256];
+static int nwritten;
+
+uint64_t harness_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void reap(evutil_socket_t sig, short what, void *arg) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (int i = 0; i < nprocs; i++) {
+      struct proc *p = procs[i];
+      if (p->pid != pid) continue;
+      p->exited = true;
+      p->status = WIFEXITED(status) ? WEXITSTATUS(status)
+                                    : 128 + WTERMSIG(status);
+    }
+  }
+}
+
+struct event_base *harness_base(void) {
+  if (!base) {
+    base = event_base_new();
+    child_event = evsignal_new(base, SIGCHLD, reap, NULL);
+    evsignal_add(child_event, NULL);
+  }
+  return base;
+}
+
+struct fakeapi *harness_api(void) {
+  if (!api) {
+    struct fakeapi_config cfg = {.token = TEST_TOKEN, .username = "test_bot"};
+    api = fakeapi_new(harness_base(), &cfg);
+  }
+  return api;
+}
+
+const char *harness_tmpdir(void) {
+  if (!tmpdir[0]) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tghost-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+      perror("mkdtemp");
+      exit(1);
+    }
+  }
+  return tmpdir;
+}
+
+const char *harness_write(const char *name, const char *content) {
+  struct buf path = BUF_INIT;
+  buf_printf(&path, "%s/%s", harness_tmpdir(), name);
+  FILE *f = fopen(path.data, "w");
+  if (!f) {
+    perror(path.data);
+    exit(1);
+  }
+  fputs(content, f);
+  fclose(f);
+  char *p = buf_steal(&path, NULL);
+  if (nwritten < 256) written[nwritten++] = p;
+  return p;
+}
+
+static void on_pipe_read(struct bufferevent *bev, void *arg) {
+  struct proc *p = arg;
+  struct buf *dst = bev == p->out ? &p->out_text : &p->err_text;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  size_t n = evbuffer_get_length(in);
+  buf_reserve(dst, n);
+  evbuffer_remove(in, dst->data + dst->len, n);
+  dst->len += n;
+  dst->data[dst->len] = '\0';
+  /* Mirror tghost's output when asked to, for debugging a test. */
+  if (getenv("TGHOST_TEST_VERBOSE")) fwrite(dst->data + dst->len - n, 1, n, stderr);
+}
+
+static void on_pipe_event(struct bufferevent *bev, short what, void *arg) {
+  struct proc *p = arg;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    on_pipe_read(bev, arg);
+    if (bev == p->out) p->out_eof = true;
+    else p->err_eof = true;
+    bufferevent_disable(bev, EV_READ);
+  }
+}
+
+struct proc *proc_start_env(const char *script, const char *const *args,
+                            const char *const *env, bool with_api_root) {
+  harness_base();
+  if (nprocs == MAX_PROCS) {
+    fprintf(stderr, "harness: too many processes\n");
+    exit(1);
+  }
+  int out[2], err[2];
+  if (pipe(out) != 0 || pipe(err) != 0) {
+    perror("pipe");
+    exit(1);
+  }
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = TGHOST_BINARY;
+  if (with_api_root) {
+    argv[argc++] = "--api-root";
+    argv[argc++] = fakeapi_url(harness_api());
+  }
+  for (int i = 0; args && args[i] && argc < 60; i++) argv[argc++] = args[i];
+  argv[argc++] = script;
+  argv[argc] = NULL;
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    exit(1);
+  }
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    unsetenv("BOT_TOKEN");
+    unsetenv("TGHOST_API_ROOT");
+    for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
+    execv(TGHOST_BINARY, (char *const *)argv);
+    perror("execv " TGHOST_BINARY);
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  struct proc *p = xcalloc(1, sizeof *p);
+  p->pid = pid;
+  evutil_make_socket_nonblocking(out[0]);
+  evutil_make_socket_nonblocking(err[0]);
+  p->out = bufferevent_socket_new(base, out[0], BEV_OPT_CLOSE_ON_FREE);
+  p->err = bufferevent_socket_new(base, err[0], BEV_OPT_CLOSE_ON_FREE);
+  bufferevent_setcb(p->out, on_pipe_read, NULL, on_pipe_event, p);
+  bufferevent_setcb(p->err, on_pipe_read, NULL, on_pipe_event, p);
+  bufferevent_enable(p->out, EV_READ);
+  bufferevent_enable(p->err, EV_READ);
+  procs[nprocs++] = p;
+  return p;
+}
+
+struct proc *proc_start(const char *script, const char *const *args) {
+  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, NULL};
+  return proc_start_env(script, args, env, true);
+}
+
+bool proc_exited(const struct proc *p) { return p->exited; }
+int proc_status(const struct proc *p) { return p->status; }
+int proc_pid(const struct proc *p) { return p->pid; }
+const char *proc_stdout(const struct proc *p) {
+  return p->out_text.data ? p->out_text.data : "";
+}
+const char *proc_stderr(const struct proc *p) {
+  return p->err_text.data ? p->err_text.data : "";
+}
+
+void proc_kill(struct proc *p, int sig) {
+  if (!p->exited) kill(p->pid, sig);
+}
+
+static bool proc_done(void *ud) {
+  struct proc *p = ud;
+  return p->exited && p->out_eof && p->err_eof;
+}
+
+bool proc_wait(struct proc *p, int timeout_ms) {
+  return run_until(proc_done, p, timeout_ms);
+}
+
+void proc_check_no_token(const struct proc *p) {
+  CHECK(!strstr(proc_stdout(p), TEST_TOKEN) && !strstr(proc_stderr(p), TEST_TOKEN),
+        "the bot token appears in tghost's output");
+  CHECK(!strstr(proc_stdout(p), "TEST-secret") && !strstr(proc_stderr(p), "TEST-secret"),
+        "part of the bot token appears in tghost's output");
+}
+
+long proc_peak_rss_kib(const struct proc *p) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+  fclose(f);
+  return kib;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {}
+
+bool run_until(bool (*pred)(void *ud), void *ud, int timeout_ms) {
+  struct event_base *b = harness_base();
+  struct event *tick = event_new(b, -1, EV_PERSIST, on_tick, NULL);
+  struct timeval tv = {0, 5000};
+  evtimer_add(tick, &tv);
+  uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+  bool ok = false;
+  for (;;) {
+    if (pred && pred(ud)) {
+      ok = true;
+      break;
+    }
+    if (harness_now_ms() >= deadline) break;
+    event_base_loop(b, EVLOOP_ONCE);
+  }
+  event_free(tick);
+  return ok;
+}
+
+static bool never(void *ud) { return false; }
+
+void run_for(int ms) { run_until(never, NULL, ms); }
+
+void harness_dump_output(void) {
+  for (int i = 0; i < nprocs; i++) {
+    struct proc *p = procs[i];
+    const char *o = proc_stdout(p), *e = proc_stderr(p);
+    size_t ol = strlen(o), el = strlen(e);
+    fprintf(stderr, "--- tghost #%d (pid %d, %s %d) stdout (last 3000 bytes):\n%s\n",
+            i + 1, (int)p->pid, p->exited ? "exit" : "running", p->status,
+            ol > 3000 ? o + ol - 3000 : o);
+    fprintf(stderr, "--- stderr (last 6000 bytes):\n%s\n",
+            el > 6000 ? e + el - 6000 : e);
+  }
+}
+
+static void cleanup(void) {
+  for (int i = 0; i < nprocs; i++) {
+    struct proc *p = procs[i];
+    if (!p->exited) {
+      kill(p->pid, SIGKILL);
+      waitpid(p->pid, NULL, 0);
+    }
+    bufferevent_free(p->out);
+    bufferevent_free(p->err);
+    buf_free(&p->out_text);
+    buf_free(&p->err_text);
+    free(p);
+  }
+  nprocs = 0;
+  fakeapi_free(api);
+  api = NULL;
+  for (int i = 0; i < nwritten; i++) {
+    unlink(written[i]);
+    free(written[i]);
+  }
+  if (tmpdir[0]) rmdir(tmpdir);
+  if (child_event) event_free(child_event);
+  if (base) event_base_free(base);
+}
+
+int harness_main(int argc, char **argv, const struct test_case *tests) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s TEST\ntests:", argv[0]);
+    for (const struct test_case *t = tests; t->name; t++)
+      fprintf(stderr, " %s", t->name);
+    fprintf(stderr, "\n");
+    return 2;
+  }
+  for (const struct test_case *t = tests; t->name; t++) {
+    if (strcmp(t->name, argv[1]) != 0) continue;
+    atexit(cleanup);
+    uint64_t start = harness_now_ms();
+    t->run();
+    fprintf(stderr, "ok %s (%.2f s)\n", t->name,
+            (harness_now_ms() - start) / 1000.0);
+    return 0;
+  }
+  fprintf(stderr, "no test named %s\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,80 @@
+/* End-to-end test support: runs tghost as a child process against the
+ * fake Bot API server, on one event loop with it, and captures its output.
+ *
+ * Tests are functions listed in a table; each test binary runs the one
+ * named on its command line, so ctest lists them one by one. */
+#ifndef TGHOST_TESTS_HARNESS_H
+#define TGHOST_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "buf.h"
+#include "fakeapi.h"
+
+/* The token every test uses; no output may contain it. */
+#define TEST_TOKEN "424242:TEST-secret-token_xyz"
+
+#define CHECK(cond, ...)                                                   \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,   \
+              #cond);                                                      \
+      fprintf(stderr, __VA_ARGS__);                                        \
+      fprintf(stderr, "\n");                                               \
+      harness_dump_output();                                               \
+      exit(1);                                                             \
+    }                                                                      \
+  } while (0)
+
+struct test_case {
+  const char *name;
+  void (*run)(void);
+};
+
+/* main() for a test binary: runs the test named by argv[1]. */
+int harness_main(int argc, char **argv, const struct test_case *tests);
+
+/* The loop and the fake server of the running test (created on first use). */
+struct event_base *harness_base(void);
+struct fakeapi *harness_api(void);
+
+/* Writes a file into the test's temporary directory; returns its path
+ * (owned by the harness). */
+const char *harness_write(const char *name, const char *content);
+const char *harness_tmpdir(void);
+
+struct proc;
+/* Starts tghost with the script and extra arguments (NULL-terminated),
+ * BOT_TOKEN=TEST_TOKEN and --api-root of the fake server. */
+struct proc *proc_start(const char *script, const char *const *args);
+/* As proc_start, with env entries ("NAME=value", NULL-terminated) replacing
+ * the defaults (no BOT_TOKEN unless given). */
+struct proc *proc_start_env(const char *script, const char *const *args,
+                            const char *const *env, bool with_api_root);
+bool proc_exited(const struct proc *p);
+int proc_status(const struct proc *p);      /* exit code, or 128+signal */
+const char *proc_stdout(const struct proc *p);
+const char *proc_stderr(const struct proc *p);
+int proc_pid(const struct proc *p);
+void proc_kill(struct proc *p, int sig);
+/* Runs the loop until the process exits or timeout; false on timeout. */
+bool proc_wait(struct proc *p, int timeout_ms);
+/* Checks that neither output of p contains the token. */
+void proc_check_no_token(const struct proc *p);
+/* Peak resident set size (VmHWM) in KiB, while it runs. */
+long proc_peak_rss_kib(const struct proc *p);
+
+/* Runs the loop until pred(ud) is true or timeout_ms passes. */
+bool run_until(bool (*pred)(void *ud), void *ud, int timeout_ms);
+/* Runs the loop for ms milliseconds. */
+void run_for(int ms);
+uint64_t harness_now_ms(void);
+
+void harness_dump_output(void);
+
+#endif
