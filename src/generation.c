@@ -74,13 +74,20 @@ static void set_package_path(lua_State *L, const char *dir) {
   buf_free(&p);
 }
 
+/* The C halves of the Lua API, each a module of its own. */
+static const luaL_Reg c_modules[] = {
+    {"tghost.core", luaopen_tghost_core},
+    {"tghost.json", luaopen_tghost_json},
+    {NULL, NULL},
+};
+
 static int boot(lua_State *L) {
   luaL_openlibs(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_tghost_core);
-  lua_setfield(L, -2, "tghost.core");
-  lua_pushcfunction(L, luaopen_tghost_json);
-  lua_setfield(L, -2, "tghost.json");
+  for (const luaL_Reg *m = c_modules; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
   for (const struct embedded_module *m = embedded_modules; m->name; m++) {
     lua_pushlightuserdata(L, (void *)m);
     lua_pushcclosure(L, load_embedded, 1);

@@ -28,7 +28,7 @@ static void stop_and_check_clean_exit(struct proc *p) {
   proc_kill(p, SIGTERM);
   CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
   CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_no_token(p);
+  proc_check_clean(p);
 }
 
 /* 10,000 updates over 1,000 chats: every one answered exactly once, in
@@ -159,9 +159,9 @@ static void test_integer_roundtrip(void) {
 
 static void expect_failure(struct proc *p, const char *needle) {
   CHECK(proc_wait(p, 15000), "tghost did not exit");
-  CHECK(proc_status(p) != 0, "exit status was 0");
+  CHECK(proc_status(p) == 1, "exit status was %d, not 1", proc_status(p));
   CHECK(strstr(proc_stderr(p), needle), "stderr lacks '%s'", needle);
-  proc_check_no_token(p);
+  proc_check_clean(p);
 }
 
 static void expect_no_network(void) {

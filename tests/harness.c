@@ -208,7 +208,13 @@ bool proc_wait(struct proc *p, int timeout_ms) {
   return run_until(proc_done, p, timeout_ms);
 }
 
-void proc_check_no_token(const struct proc *p) {
+void proc_check_clean(const struct proc *p) {
+  static const char *const reports[] = {"ERROR: AddressSanitizer",
+                                        "ERROR: LeakSanitizer",
+                                        "runtime error:", NULL};
+  for (int i = 0; reports[i]; i++)
+    CHECK(!strstr(proc_stderr(p), reports[i]), "sanitizer report: %s",
+          reports[i]);
   CHECK(!strstr(proc_stdout(p), TEST_TOKEN) && !strstr(proc_stderr(p), TEST_TOKEN),
         "the bot token appears in tghost's output");
   CHECK(!strstr(proc_stdout(p), "TEST-secret") && !strstr(proc_stderr(p), "TEST-secret"),

@@ -64,8 +64,9 @@ int proc_pid(const struct proc *p);
 void proc_kill(struct proc *p, int sig);
 /* Runs the loop until the process exits or timeout; false on timeout. */
 bool proc_wait(struct proc *p, int timeout_ms);
-/* Checks that neither output of p contains the token. */
-void proc_check_no_token(const struct proc *p);
+/* Checks that neither output of p contains the token, and that no
+ * sanitizer reported anything (leaks, UB, memory errors). */
+void proc_check_clean(const struct proc *p);
 /* Peak resident set size (VmHWM) in KiB, while it runs. */
 long proc_peak_rss_kib(const struct proc *p);
 

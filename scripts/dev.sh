@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The tghost developer entry point.
+#
+#   scripts/dev.sh deps              install the Debian packages that are missing
+#   scripts/dev.sh build             deps + release build in build/
+#   scripts/dev.sh run SCRIPT [ARGS] deps + build + run a bot (needs BOT_TOKEN)
+#   scripts/dev.sh test              deps + build + all tests, in the release
+#                                    build and under ASan+UBSan (build-asan/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
+          libcurl4-openssl-dev lua-cjson-dev ca-certificates)
+
+deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}" >&2
+  local sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"
+}
+
+build() {
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j "$(nproc)"
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) deps; build default ;;
+  run)
+    shift
+    [ $# -ge 1 ] || { echo "usage: scripts/dev.sh run SCRIPT.lua [tghost options]" >&2; exit 2; }
+    deps; build default
+    script=$1; shift
+    exec build/tghost "$@" "$script"
+    ;;
+  test)
+    deps
+    build default
+    ctest --preset default
+    build asan
+    ctest --preset asan
+    ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
