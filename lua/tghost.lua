@@ -15,6 +15,8 @@ local tghost = {
   now = core.now,
   Composer = Composer.new,
   bot = bot,
+  -- The id of the generation (load of the script) this code belongs to.
+  generation = function() return (select(2, core.current())) end,
 }
 
 local function logger(level)

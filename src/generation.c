@@ -83,6 +83,7 @@ static const luaL_Reg c_modules[] = {
 
 static int boot(lua_State *L) {
   luaL_openlibs(L);
+  deps_install(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {
     lua_pushcfunction(L, m->func);
@@ -114,6 +115,8 @@ struct generation *gen_new(struct host *h, const char *script_path,
   g->script_dir = xstrdup(dirname(copy));
   free(copy);
   run_options_init(&g->run_opts);
+  deps_init(&g->files);
+  deps_add(&g->files, script_path);
 
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
@@ -144,8 +147,14 @@ void gen_ref(struct generation *g) { g->refs++; }
 
 void gen_unref(struct generation *g) {
   if (--g->refs > 0) return;
+  if (g->retiring) {
+    struct log_fields f = {g->id, -1};
+    log_msg(LOG_INFO, &f, "generation %d retired: its last job ended "
+            "(%zu KiB of Lua heap freed)", g->id, g->lua_bytes / 1024);
+  }
   if (g->L) lua_close(g->L);
   run_options_free(&g->run_opts);
+  deps_free(&g->files);
   free(g->script_path);
   free(g->script_dir);
   free(g);
@@ -170,6 +179,7 @@ struct load_state {
 static void on_load_end(struct job *job, void *ud) {
   struct load_state *ls = ud;
   const char *error = NULL;
+  job->gen->load_job = NULL;
   if (job->end == JOB_CANCELLED) error = job->error ? job->error : "cancelled";
   else if (job->end == JOB_FAILED) error = job->error ? job->error : "failed";
   ls->done(job->gen, error, ls->ud);
@@ -191,6 +201,7 @@ int gen_load(struct generation *g, gen_loaded_fn done, void *ud,
   struct job *job = job_new(g->sched, g, JOB_LOAD);
   job->on_end = on_load_end;
   job->end_ud = ls;
+  g->load_job = job;
   job_spawn(job, L, 1);
   return 0;
 }

@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "buf.h"
+#include "deps.h"
 #include "runner.h"
 #include "task.h"
 
@@ -32,6 +33,9 @@ struct generation {
   size_t lua_bytes;             /* Lua heap in use */
   bool run_called;              /* the script called run() or bot.start() */
   struct run_options run_opts;
+  struct deps files;            /* the script and the modules it required */
+  struct job *load_job;         /* the top level, while it runs */
+  bool retiring;                /* replaced by a reload: log when freed */
 };
 
 struct generation *gen_of(lua_State *L);

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "http.h"
 #include "log.h"
+#include "reload.h"
 #include "runner.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
@@ -58,6 +59,7 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   }
   h->runner = runner_new(h, &g->run_opts);
   runner_start(h->runner);
+  if (h->reloader) reload_start(h->reloader);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -110,6 +112,8 @@ int main(int argc, char **argv) {
   h.http = http_client_new(h.base, NULL);
   struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
   h.api = botapi_new(h.http, &api_cfg);
+  /* Before the first load: SIGHUP must never kill the process. */
+  if (!cfg.check) h.reloader = reload_new(&h);
 
   h.current = gen_new(&h, cfg.script, &err);
   if (h.current) {
@@ -132,6 +136,7 @@ int main(int argc, char **argv) {
   /* Teardown: close every coroutine first (their waits reference HTTP
    * requests), then the rest. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
+  reload_free(h.reloader);
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);
   sched_free(&h.sched);

@@ -133,10 +133,7 @@ static void kick(struct runner *r) {
 
 /* --- lifecycle ---------------------------------------------------------- */
 
-struct runner *runner_new(struct host *h, const struct run_options *o) {
-  struct runner *r = xcalloc(1, sizeof *r);
-  r->h = h;
-  run_options_copy(&r->opts, o);
+static struct source_config source_config_of(const struct run_options *o) {
   struct source_config sc = {
       .fetch_timeout_s = o->fetch_timeout_s,
       .allowed_updates_json = o->allowed_updates_json,
@@ -147,6 +144,14 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
       .speed_traffic_balance = o->speed_traffic_balance,
       .max_delay_ms = o->max_delay_ms,
   };
+  return sc;
+}
+
+struct runner *runner_new(struct host *h, const struct run_options *o) {
+  struct runner *r = xcalloc(1, sizeof *r);
+  r->h = h;
+  run_options_copy(&r->opts, o);
+  struct source_config sc = source_config_of(o);
   static const struct source_callbacks source_cb = {
       on_updates, on_source_ready, on_me, on_fatal};
   r->source = source_new(h->api, h->base, &sc, &source_cb, r);
@@ -155,6 +160,80 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
   sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
   return r;
+}
+
+static const char *sink_kind_name(enum sink_kind k) {
+  return k == SINK_SEQUENTIAL ? "sequential"
+         : k == SINK_BATCH    ? "batch"
+                              : "concurrent";
+}
+
+static const char *retry_name(enum retry_kind k) {
+  return k == RETRY_QUADRATIC ? "quadratic"
+         : k == RETRY_FIXED   ? "fixed"
+                              : "exponential";
+}
+
+void runner_reconfigure(struct runner *r, const struct run_options *o,
+                        int gen) {
+  struct log_fields f = {gen, -1};
+  struct run_options next;
+  run_options_copy(&next, o);
+  if (next.sink != r->opts.sink) {
+    log_msg(LOG_WARN, &f, "run(): sink.kind cannot change while running: it "
+            "stays \"%s\" (the reloaded script asks for \"%s\"); restart "
+            "tghost to change it", sink_kind_name(r->opts.sink),
+            sink_kind_name(next.sink));
+    next.sink = r->opts.sink;
+  }
+  /* Telegram keeps the last allowed_updates it was sent when a request
+   * omits them: an empty list restores its default. */
+  if (!next.allowed_updates_json && r->opts.allowed_updates_json)
+    next.allowed_updates_json = xstrdup("[]");
+
+  struct buf changes = BUF_INIT;
+  const struct run_options *a = &r->opts, *b = &next;
+#define CHANGED(cond, ...)                                 \
+  do {                                                     \
+    if (cond) {                                            \
+      if (changes.len) buf_append_str(&changes, ", ");     \
+      buf_printf(&changes, __VA_ARGS__);                   \
+    }                                                      \
+  } while (0)
+  CHANGED(a->concurrency != b->concurrency, "concurrency %d -> %d",
+          a->concurrency, b->concurrency);
+  CHANGED(a->timeout_ms != b->timeout_ms, "timeout %ld -> %ld ms",
+          a->timeout_ms, b->timeout_ms);
+  CHANGED(a->fetch_timeout_s != b->fetch_timeout_s, "fetch.timeout %d -> %d s",
+          a->fetch_timeout_s, b->fetch_timeout_s);
+  CHANGED((a->allowed_updates_json == NULL) !=
+                  (b->allowed_updates_json == NULL) ||
+              (a->allowed_updates_json &&
+               strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0),
+          "allowed_updates %s -> %s",
+          a->allowed_updates_json ? a->allowed_updates_json : "(unset)",
+          b->allowed_updates_json ? b->allowed_updates_json : "(unset)");
+  CHANGED(a->retry != b->retry || a->retry_ms != b->retry_ms,
+          "retryInterval %s -> %s", retry_name(a->retry), retry_name(b->retry));
+  CHANGED(a->max_retry_ms != b->max_retry_ms, "maxRetryTime %ld -> %ld ms",
+          a->max_retry_ms, b->max_retry_ms);
+  CHANGED(a->silent != b->silent, "silent %s -> %s",
+          a->silent ? "true" : "false", b->silent ? "true" : "false");
+  CHANGED(a->speed_traffic_balance != b->speed_traffic_balance ||
+              a->max_delay_ms != b->max_delay_ms,
+          "pacing %g/%ld ms -> %g/%ld ms", a->speed_traffic_balance,
+          a->max_delay_ms, b->speed_traffic_balance, b->max_delay_ms);
+#undef CHANGED
+  if (changes.len)
+    log_msg(LOG_INFO, &f, "run() options applied live: %s", changes.data);
+  buf_free(&changes);
+
+  run_options_free(&r->opts);
+  r->opts = next;
+  struct source_config sc = source_config_of(&r->opts);
+  source_configure(r->source, &sc);
+  sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms);
+  kick(r);
 }
 
 void runner_free(struct runner *r) {

@@ -41,6 +41,13 @@ void run_options_copy(struct run_options *dst, const struct run_options *src);
 
 struct runner *runner_new(struct host *h, const struct run_options *o);
 void runner_free(struct runner *r);
+/* Hot reload: applies a reloaded script's run() options that can change
+ * while running (concurrency, per-update timeout, fetch timeout,
+ * allowed_updates, retry settings, silent, pacing) and warns about the
+ * others (the sink kind), which keep their values until a restart. Logs
+ * what changed, for generation gen. */
+void runner_reconfigure(struct runner *r, const struct run_options *o,
+                        int gen);
 /* Fetches the bot's identity (getMe) and starts polling. */
 void runner_start(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or

@@ -76,6 +76,12 @@ static void on_job_end(struct job *job, void *ud) {
   pump(k);
 }
 
+void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms) {
+  k->concurrency = concurrency > 0 ? concurrency : 1;
+  inflight_set_timeout(&k->inflight, timeout_ms);
+  pump(k);
+}
+
 int sink_capacity(const struct sink *k) {
   if (!k->accepting) return 0;
   switch (k->kind) {

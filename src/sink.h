@@ -46,6 +46,12 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
                const struct sink_callbacks *cb, void *ud);
 void sink_free(struct sink *k);
 
+/* Changes the concurrency limit and the per-update timeout while running
+ * (hot reload). Updates in flight keep their slots; a lower limit only
+ * delays new starts. The new timeout counts from each update's start,
+ * including those already in flight. */
+void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms);
+
 /* How many updates to fetch now (0: none). */
 int sink_capacity(const struct sink *k);
 /* Takes the batch's items and starts what may start. */

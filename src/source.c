@@ -98,6 +98,13 @@ void source_set_allowed_updates(struct source *s, const char *json) {
   s->cfg.allowed_updates_json = json ? xstrdup(json) : NULL;
 }
 
+void source_configure(struct source *s, const struct source_config *cfg) {
+  free((char *)s->cfg.allowed_updates_json);
+  s->cfg = *cfg;
+  s->cfg.allowed_updates_json =
+      cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
+}
+
 bool source_idle(const struct source *s) { return !s->req && !s->waiting; }
 int64_t source_offset(const struct source *s) { return s->offset; }
 int64_t source_confirmed(const struct source *s) { return s->confirmed; }

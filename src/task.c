@@ -23,6 +23,7 @@ struct task {
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
   bool cpu_exceeded;
+  char cpu_where[96];                     /* "file:line" it was stopped at */
 };
 
 static char yield_sentinel;
@@ -167,6 +168,10 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
   if (!t->cpu_exceeded) {
     if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
     t->cpu_exceeded = true;
+    /* Where it was looping: the report names it like any Lua error. */
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+      snprintf(t->cpu_where, sizeof t->cpu_where, "%s:%d: ", ar->short_src,
+               ar->currentline);
   }
   if (L == t->co && lua_isyieldable(L)) {
     lua_yield(L, 0);
@@ -202,6 +207,11 @@ struct log_fields job_log_fields(const struct job *job) {
 }
 
 struct job *task_job(const struct task *t) { return t->job; }
+
+lua_State *job_thread(const struct job *job) {
+  struct qnode *n = qlist_front(&job->tasks);
+  return n ? qlist_entry(n, struct task, job_node)->co : NULL;
+}
 
 static void job_record_failure(struct job *job, const char *msg) {
   if (job->end != JOB_CANCELLED) job->end = JOB_FAILED;
@@ -335,10 +345,12 @@ static void task_resume(struct scheduler *s, struct task *t) {
 
   if (status == LUA_YIELD) {
     if (t->cpu_exceeded) {
-      char msg[128];
+      char msg[256];
       snprintf(msg, sizeof msg,
-               "handler stopped: it ran for over %ld ms of CPU without "
-               "yielding (--cpu-budget)", s->cpu_budget_ms);
+               "%s%s stopped: it ran for over %ld ms of CPU without "
+               "yielding (--cpu-budget)", t->cpu_where,
+               t->job->kind == JOB_LOAD ? "the script's top level"
+                                        : "handler", s->cpu_budget_ms);
       task_failed(t, msg, false);
       return;
     }

@@ -111,6 +111,9 @@ void job_cancel(struct job *job, const char *reason);
 /* Ends a job that never got a task (e.g. its update could not be decoded). */
 void job_abandon(struct job *job, const char *error);
 struct log_fields job_log_fields(const struct job *job);
+/* The coroutine of the job's first task, or NULL (for diagnostics: where
+ * a job that must be cancelled is waiting). */
+lua_State *job_thread(const struct job *job);
 struct job *task_job(const struct task *t);
 
 /* For primitives. Raises a Lua error unless L may suspend the running task

@@ -1,0 +1,649 @@
+/* Hot reload end to end: tghost against the fake Bot API while the test
+ * rewrites the script, its modules, or sends SIGHUP. */
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* --- helpers ------------------------------------------------------------ */
+
+static size_t count_in(const char *text, const char *needle) {
+  size_t n = 0, len = strlen(needle);
+  for (const char *p = strstr(text, needle); p; p = strstr(p + len, needle))
+    n++;
+  return n;
+}
+
+struct log_wait {
+  struct proc *p;
+  const char *needle;
+  size_t want;
+  void (*tick)(void *ud);   /* runs on every loop turn (feeds updates) */
+  void *tick_ud;
+};
+
+static bool log_has(void *ud) {
+  struct log_wait *w = ud;
+  if (w->tick) w->tick(w->tick_ud);
+  return count_in(proc_stderr(w->p), w->needle) >= w->want ||
+         proc_exited(w->p);
+}
+
+/* Waits until stderr holds needle want times (a printf-style needle). */
+static void wait_log_n(struct proc *p, size_t want, int timeout_ms,
+                       void (*tick)(void *), void *tick_ud, const char *fmt,
+                       ...) __attribute__((format(printf, 6, 7)));
+static void wait_log_n(struct proc *p, size_t want, int timeout_ms,
+                       void (*tick)(void *), void *tick_ud, const char *fmt,
+                       ...) {
+  char needle[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(needle, sizeof needle, fmt, ap);
+  va_end(ap);
+  struct log_wait w = {p, needle, want, tick, tick_ud};
+  CHECK(run_until(log_has, &w, timeout_ms) && !proc_exited(p),
+        "tghost's log did not show '%s' %zu time(s) (it shows it %zu)", needle,
+        want, count_in(proc_stderr(p), needle));
+}
+
+#define wait_log(p, timeout_ms, ...) \
+  wait_log_n(p, 1, timeout_ms, NULL, NULL, __VA_ARGS__)
+
+struct count_wait {
+  const char *method;
+  size_t want;
+};
+
+static bool have_calls(void *ud) {
+  struct count_wait *w = ud;
+  return fakeapi_count_method(harness_api(), w->method) >= w->want;
+}
+
+static void wait_calls(const char *method, size_t n, int timeout_ms) {
+  struct count_wait w = {method, n};
+  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
+        fakeapi_count_method(harness_api(), method), n, method);
+}
+
+/* Replaces a file the way many editors save: a new file renamed over it. */
+static void write_by_rename(const char *name, const char *content) {
+  char tmpname[128];
+  snprintf(tmpname, sizeof tmpname, ".%s.tmp", name);
+  const char *tmp = harness_write(tmpname, content);
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", harness_tmpdir(), name);
+  CHECK(rename(tmp, path) == 0, "rename %s", tmp);
+}
+
+/* Rewrites a file in place in several writes (truncate, then pieces), the
+ * way other editors and `cat > file` do. */
+static void write_in_pieces(const char *name, const char *content, int pieces,
+                            int gap_ms) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", harness_tmpdir(), name);
+  FILE *f = fopen(path, "w");
+  CHECK(f, "cannot open %s", path);
+  size_t len = strlen(content), step = len / (size_t)pieces + 1;
+  for (size_t off = 0; off < len; off += step) {
+    size_t n = len - off < step ? len - off : step;
+    fwrite(content + off, 1, n, f);
+    fflush(f);
+    if (gap_ms > 0 && off + n < len) run_for(gap_ms);
+  }
+  fclose(f);
+}
+
+static long rss_kib(const struct proc *p) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", proc_pid(p));
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  fclose(f);
+  return kib;
+}
+
+static void stop_and_check_clean_exit(struct proc *p) {
+  proc_kill(p, SIGTERM);
+  CHECK(proc_wait(p, 30000), "tghost did not exit after SIGTERM");
+  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
+  proc_check_clean(p);
+}
+
+/* The text of the last sendMessage to chat, or NULL (malloc'd). */
+static char *last_reply_to(int64_t chat) {
+  struct fakeapi *api = harness_api();
+  for (size_t i = fakeapi_call_count(api); i-- > 0;) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") == 0 && c->chat_id == chat)
+      return fake_call_string(c, "text");
+  }
+  return NULL;
+}
+
+static const char *prefix_script_fmt =
+    "local lib = require('replies')\n"
+    "bot.on('message', function(ctx)\n"
+    "  ctx:reply(lib.prefix .. '%s ' .. tghost.generation() .. ' ' .. ctx.msg.text)\n"
+    "end)\n"
+    "run(bot)\n";
+
+static const char *prefix_script(const char *word) {
+  static char text[512];
+  snprintf(text, sizeof text, prefix_script_fmt, word);
+  return text;
+}
+
+/* Pushes one update to chat and returns the reply's text (malloc'd). */
+static char *ask(int64_t chat, const char *text) {
+  size_t before = fakeapi_count_method(harness_api(), "sendMessage");
+  fakeapi_push_text(harness_api(), chat, 1, text);
+  wait_calls("sendMessage", before + 1, 15000);
+  char *reply = last_reply_to(chat);
+  CHECK(reply, "no reply in chat %lld", (long long)chat);
+  return reply;
+}
+
+static void expect_reply(int64_t chat, const char *text, const char *want) {
+  char *got = ask(chat, text);
+  CHECK(strcmp(got, want) == 0, "reply '%s', expected '%s'", got, want);
+  free(got);
+}
+
+/* --- the script, a module, SIGHUP, --no-watch --------------------------- */
+
+/* Editing the script or a module it requires reloads; so does SIGHUP.
+ * Saves by rename and by rewriting in place in several writes (a burst the
+ * debounce turns into one reload). */
+static void test_triggers(void) {
+  harness_write("replies.lua", "return { prefix = '1:' }\n");
+  const char *script = harness_write("bot.lua", prefix_script("one"));
+  struct proc *p = proc_start(script, NULL);
+  expect_reply(10, "a", "1:one 1 a");
+
+  write_by_rename("bot.lua", prefix_script("two"));
+  wait_log(p, 10000, "generation 2 loaded");
+  expect_reply(10, "b", "1:two 2 b");
+
+  /* A module of the script's folder, rewritten in three pieces. */
+  write_in_pieces("replies.lua", "return { prefix = '2:' }\n", 3, 10);
+  wait_log(p, 10000, "generation 3 loaded");
+  expect_reply(10, "c", "2:two 3 c");
+
+  proc_kill(p, SIGHUP);
+  wait_log(p, 10000, "generation 4 loaded");
+  expect_reply(10, "d", "2:two 4 d");
+
+  /* One save, one reload; the retired generations were freed. */
+  run_for(400);
+  const char *log = proc_stderr(p);
+  CHECK(count_in(log, "reloading ") == 3, "%zu reloads for 3 changes",
+        count_in(log, "reloading "));
+  CHECK(!strstr(log, "rejected"), "a reload was rejected");
+  for (int g = 1; g <= 3; g++) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "generation %d retired", g);
+    CHECK(strstr(log, needle), "no '%s'", needle);
+  }
+  CHECK(strstr(log, "replies.lua changed"), "the module change is not named");
+  stop_and_check_clean_exit(p);
+}
+
+/* --no-watch: edits are ignored, SIGHUP still reloads. */
+static void test_no_watch(void) {
+  harness_write("replies.lua", "return { prefix = '' }\n");
+  const char *script = harness_write("bot.lua", prefix_script("one"));
+  const char *args[] = {"--no-watch", NULL};
+  struct proc *p = proc_start(script, args);
+  expect_reply(20, "a", "one 1 a");
+  harness_write("bot.lua", prefix_script("two"));
+  run_for(600);
+  CHECK(!strstr(proc_stderr(p), "reloading"), "reloaded with --no-watch");
+  expect_reply(20, "b", "one 1 b");
+  proc_kill(p, SIGHUP);
+  wait_log(p, 10000, "generation 2 loaded");
+  expect_reply(20, "c", "two 2 c");
+  stop_and_check_clean_exit(p);
+}
+
+/* --- updates in flight -------------------------------------------------- */
+
+static const char *inflight_fmt =
+    "bot.on('message', function(ctx)\n"
+    "  if ctx.msg.text == 'slow' then\n"
+    "    bot.api.sendChatAction{ chat_id = ctx.chat.id, action = 'typing' }\n"
+    "    tghost.sleep(1.5)\n"
+    "  elseif ctx.msg.text == 'hang' then\n"
+    "    bot.api.sendChatAction{ chat_id = ctx.chat.id, action = 'typing' }\n"
+    "    tghost.sleep(1000)\n"
+    "  end\n"
+    "  ctx:reply('%s ' .. tghost.generation() .. ' ' .. ctx.msg.text)\n"
+    "end)\n"
+    "run(bot, { sink = { timeout = { milliseconds = 2500, handler =\n"
+    "  function(ctx) bot.api.sendMessage{ chat_id = ctx.chat.id,\n"
+    "    text = '%s timeout ' .. tghost.generation() } end } } })\n";
+
+/* An update in flight across a reload finishes on the old code: a handler
+ * sleeping across the swap replies with the old prefix, one that hangs is
+ * cancelled at its timeout by the old generation's timeout handler, and
+ * the old generation is closed only after both. */
+static void test_inflight_finishes_on_old_code(void) {
+  struct fakeapi *api = harness_api();
+  char text[1024];
+  snprintf(text, sizeof text, inflight_fmt, "OLD", "OLD");
+  const char *script = harness_write("bot.lua", text);
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, 1, 1, "slow");
+  fakeapi_push_text(api, 2, 1, "hang");
+  wait_calls("sendChatAction", 2, 10000);
+
+  snprintf(text, sizeof text, inflight_fmt, "NEW", "NEW");
+  write_by_rename("bot.lua", text);
+  wait_log(p, 10000, "generation 2 loaded");
+  CHECK(strstr(proc_stderr(p), "generation 1 retires when its 2 job(s)"),
+        "the log does not say what generation 1 still runs");
+  expect_reply(3, "fast", "NEW 2 fast");
+  CHECK(!strstr(proc_stderr(p), "generation 1 retired"),
+        "generation 1 was retired while its updates were in flight");
+
+  /* The sleeper wakes up in generation 1. */
+  wait_calls("sendMessage", 2, 10000);
+  char *slow = last_reply_to(1);
+  CHECK(slow && strcmp(slow, "OLD 1 slow") == 0, "the sleeper replied '%s'",
+        slow ? slow : "(nothing)");
+  free(slow);
+  CHECK(!strstr(proc_stderr(p), "generation 1 retired"),
+        "generation 1 was retired while an update hung in it");
+
+  /* The hanging one times out; generation 1's handler reports it. */
+  wait_calls("sendMessage", 3, 10000);
+  char *hang = last_reply_to(2);
+  CHECK(hang && strcmp(hang, "OLD timeout 1") == 0,
+        "the timeout handler sent '%s'", hang ? hang : "(nothing)");
+  free(hang);
+  wait_log(p, 5000, "generation 1 retired");
+  stop_and_check_clean_exit(p);
+}
+
+/* --- failed reloads ----------------------------------------------------- */
+
+struct broken {
+  const char *name;
+  const char *script;
+  const char *module;           /* broken_mod.lua, when used */
+  const char *expect[2];        /* in the "rejected" log line */
+};
+
+static const struct broken broken_versions[] = {
+    {"syntax error",
+     "bot.on('message', function(ctx)\n  ctx:reply('X'\nend)\nrun(bot)\n",
+     NULL, {"bot.lua:3:", "expected"}},
+    {"error at top level",
+     "bot.on('message', function(ctx) ctx:reply('X') end)\n"
+     "local cfg = nil\nlocal name = cfg.name\nrun(bot)\n",
+     NULL, {"bot.lua:3:", "attempt to index a nil value"}},
+    {"invalid filter query",
+     "bot.on('message', function(ctx) ctx:reply('X') end)\n"
+     "bot.on('mesage', function(ctx) ctx:reply('X') end)\nrun(bot)\n",
+     NULL, {"bot.lua:2", "mesage"}},
+    {"top level that never returns",
+     "bot.on('message', function(ctx) ctx:reply('X') end)\n"
+     "local n = 0\nwhile true do n = n + 1 end\nrun(bot)\n",
+     NULL, {"bot.lua:3:", "--cpu-budget"}},
+    {"syntax error in a module",
+     "local m = require('broken_mod')\n"
+     "bot.on('message', function(ctx) ctx:reply('X' .. m.x) end)\nrun(bot)\n",
+     "return {\n  x = 'x',\n  y = ,\n}\n", {"broken_mod.lua:3:", "unexpected symbol"}},
+    {"no run() call",
+     "bot.on('message', function(ctx) ctx:reply('X') end)\n", NULL,
+     {"no longer calls run(bot)", ""}},
+    {"top level that waits forever",
+     "bot.on('message', function(ctx) ctx:reply('X') end)\n"
+     "tghost.sleep(3600)\nrun(bot)\n",
+     NULL, {"did not finish within 0.5 s", "bot.lua:2"}},
+};
+
+/* Each kind of broken version is rejected with its file:line, and the
+ * previous generation keeps serving; a fix is picked up. */
+static void test_broken_versions_rejected(void) {
+  harness_write("replies.lua", "return { prefix = '' }\n");
+  const char *script = harness_write("bot.lua", prefix_script("good"));
+  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                                    "TGHOST_RELOAD_TIMEOUT=0.5", NULL};
+  const char *args[] = {"--cpu-budget", "0.2", NULL};
+  struct proc *p = proc_start_env(script, args, env, true);
+  expect_reply(30, "a", "good 1 a");
+  size_t n = sizeof broken_versions / sizeof broken_versions[0];
+  for (size_t i = 0; i < n; i++) {
+    const struct broken *b = &broken_versions[i];
+    if (b->module) harness_write("broken_mod.lua", b->module);
+    write_by_rename("bot.lua", b->script);
+    wait_log_n(p, i + 1, 15000, NULL, NULL, "rejected, generation 1 keeps serving");
+    const char *line = strstr(proc_stderr(p), "rejected, generation 1 keeps serving");
+    for (size_t k = 1; k <= i; k++) line = strstr(line + 1, "rejected, generation 1 keeps serving");
+    const char *eol = strchr(line, '\n');
+    char one[1024];
+    snprintf(one, sizeof one, "%.*s", (int)(eol ? eol - line : 1000), line);
+    for (int k = 0; k < 2; k++)
+      CHECK(strstr(one, b->expect[k]), "%s: the rejection '%s' lacks '%s'",
+            b->name, one, b->expect[k]);
+    char chat_text[16];
+    snprintf(chat_text, sizeof chat_text, "b%zu", i);
+    char want[64];
+    snprintf(want, sizeof want, "good 1 %s", chat_text);
+    expect_reply(30, chat_text, want);
+  }
+  /* Fixing the module of the broken version brings it in. */
+  write_by_rename("bot.lua", broken_versions[4].script);
+  wait_log_n(p, n + 1, 15000, NULL, NULL, "rejected, generation 1 keeps serving");
+  harness_write("broken_mod.lua", "return { x = 'fixed' }\n");
+  wait_log(p, 10000, "loaded: new updates run on it");
+  expect_reply(30, "z", "Xfixed");
+  CHECK(fakeapi_count_method(harness_api(), "sendMessage") == n + 2,
+        "%zu replies for %zu updates",
+        fakeapi_count_method(harness_api(), "sendMessage"), n + 2);
+  stop_and_check_clean_exit(p);
+}
+
+/* --- run() options ------------------------------------------------------ */
+
+/* The reloaded script's run() options apply live (concurrency, fetch
+ * options); the sink kind cannot change and is warned about. */
+static void test_options_apply_live(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("bot.lua",
+      "bot.on('message', function(ctx) ctx:reply('v1') end)\n"
+      "run(bot, { sink = { concurrency = 50 } })\n");
+  struct proc *p = proc_start(script, NULL);
+  expect_reply(40, "a", "v1");
+  size_t polls_before = fakeapi_poll_count(api);
+  CHECK(fakeapi_poll(api, polls_before - 1)->limit == 50, "limit %d before",
+        fakeapi_poll(api, polls_before - 1)->limit);
+  write_by_rename("bot.lua",
+      "bot.on('message', function(ctx) ctx:reply('v2') end)\n"
+      "run(bot, { sink = { kind = 'batch', concurrency = 7 },\n"
+      "  runner = { fetch = { timeout = 1,\n"
+      "    allowed_updates = { 'message', 'callback_query' } } } })\n");
+  wait_log(p, 10000, "generation 2 loaded");
+  expect_reply(40, "b", "v2");
+  run_for(1500);   /* a long poll of the old timeout may be pending */
+  expect_reply(40, "c", "v2");
+  const struct fake_poll *last = fakeapi_poll(api, fakeapi_poll_count(api) - 1);
+  CHECK(last->limit <= 7, "polls ask for %d updates, not at most 7", last->limit);
+  CHECK(last->timeout == 1, "polls wait %d s, not 1", last->timeout);
+  CHECK(last->allowed_updates &&
+            strcmp(last->allowed_updates, "[\"message\",\"callback_query\"]") == 0,
+        "allowed_updates %s", last->allowed_updates ? last->allowed_updates : "(none)");
+  const char *log = proc_stderr(p);
+  CHECK(strstr(log, "sink.kind cannot change"), "no warning about sink.kind");
+  CHECK(strstr(log, "concurrency 50 -> 7"), "the change of concurrency is not logged");
+  stop_and_check_clean_exit(p);
+}
+
+/* --- 50,000 updates and 25 rewrites ------------------------------------- */
+
+enum { STRESS_UPDATES = 50000, STRESS_CHATS = 200, STRESS_GOOD = 20,
+       STRESS_BROKEN = 5, STRESS_WINDOW = 1500 };
+
+static const char *stress_fmt =
+    "local VERSION, PREFIX = '%s', '%s'\n"
+    "%s"
+    "bot.on('message', function(ctx)\n"
+    "  tghost.sleep(math.random() * 0.02)\n"
+    "  ctx:reply(PREFIX .. '|' .. VERSION .. '|' .. tghost.generation() .. '|'\n"
+    "            .. ctx.msg.text)\n"
+    "end)\n"
+    "run(bot, { sink = { concurrency = 500 } })\n";
+
+struct flow {
+  int64_t first_id;
+  int pushed;
+  int total;
+};
+
+/* Keeps about STRESS_WINDOW updates queued or in flight. */
+static void feed(void *ud) {
+  struct flow *f = ud;
+  struct fakeapi *api = harness_api();
+  int answered = (int)fakeapi_call_count(api);
+  char text[32];
+  while (f->pushed < f->total && f->pushed - answered < STRESS_WINDOW) {
+    for (int k = 0; k < 100 && f->pushed < f->total; k++, f->pushed++) {
+      snprintf(text, sizeof text, "u%d", f->pushed);
+      int64_t id = fakeapi_push_text(api, 100000 + f->pushed % STRESS_CHATS,
+                                     7, text);
+      if (f->pushed == 0) f->first_id = id;
+    }
+  }
+}
+
+struct calls_wait {
+  struct flow *flow;
+  size_t want;
+};
+
+static bool calls_reached(void *ud) {
+  struct calls_wait *w = ud;
+  feed(w->flow);
+  return fakeapi_call_count(harness_api()) >= w->want;
+}
+
+/* While 50,000 updates flow through handlers with random delays, the
+ * script is rewritten 20 times, alternating two versions with different
+ * reply prefixes, plus 5 broken versions: every update is answered exactly
+ * once, every reply comes from a version that loaded, the generation that
+ * handled an update never goes back as update ids go up, an update pushed
+ * after a version went live is handled by it or a later one, and broken
+ * versions never serve and are reported. */
+static void test_stress_rewrites(void) {
+  struct fakeapi *api = harness_api();
+  enum { WRITES = STRESS_GOOD + STRESS_BROKEN };
+  static char script_text[2048];
+  /* Which version each generation id ran, and from which update id on it
+   * had to be used (the next id pushed once its "loaded" line showed). */
+  static char gen_label[WRITES + 2][8];
+  static int64_t live_from[WRITES + 2];
+  static bool good_label[WRITES + 1];
+  static char label_prefix[WRITES + 1];
+
+  snprintf(script_text, sizeof script_text, stress_fmt, "v0", "A", "");
+  const char *script = harness_write("bot.lua", script_text);
+  good_label[0] = true;
+  label_prefix[0] = 'A';
+  harness_write("broken_mod.lua", "return {\n  x = ,\n}\n");
+  const char *args[] = {"--cpu-budget", "0.2", NULL};
+  struct flow flow = {0, 0, STRESS_UPDATES};
+  feed(&flow);
+  uint64_t start = harness_now_ms();
+  struct proc *p = proc_start(script, args);
+  wait_log_n(p, 1, 15000, feed, &flow, "running as");
+  snprintf(gen_label[1], sizeof gen_label[1], "v0");
+  live_from[1] = flow.first_id;
+
+  static const char *const broken_snippets[STRESS_BROKEN] = {
+      "bot.on('message', function(ctx)\n  ctx:reply('X'\nend)\n",
+      "local cfg = nil\nlocal x = cfg.name\n",
+      "bot.on('mesage', function(ctx) end)\n",
+      "while true do end\n",
+      "local m = require('broken_mod')\n",
+  };
+  int good = 0, broken = 0, gen = 1;
+  size_t loaded_lines = 0, rejected_lines = 0;
+  for (int w = 1; w <= WRITES; w++) {
+    /* Let updates flow between two writes. */
+    struct calls_wait cw = {&flow, fakeapi_call_count(api) + 800};
+    CHECK(run_until(calls_reached, &cw, 60000), "updates stopped flowing");
+    bool is_broken = w % 5 == 0;
+    char label[8];
+    snprintf(label, sizeof label, "v%d", w);
+    char prefix[2] = {good % 2 == 0 ? 'B' : 'A', '\0'};
+    if (is_broken) prefix[0] = 'X';
+    snprintf(script_text, sizeof script_text, stress_fmt, label, prefix,
+             is_broken ? broken_snippets[broken] : "");
+    if (w % 2) write_by_rename("bot.lua", script_text);
+    else write_in_pieces("bot.lua", script_text, 3, 0);
+    gen++;
+    if (is_broken) {
+      wait_log_n(p, ++rejected_lines, 30000, feed, &flow, "rejected, generation");
+      broken++;
+    } else {
+      wait_log_n(p, ++loaded_lines, 30000, feed, &flow, "loaded: new updates run on it");
+      char needle[64];
+      snprintf(needle, sizeof needle, "generation %d loaded", gen);
+      CHECK(strstr(proc_stderr(p), needle), "version %s did not load as "
+            "generation %d", label, gen);
+      snprintf(gen_label[gen], sizeof gen_label[gen], "%s", label);
+      live_from[gen] = flow.first_id + flow.pushed;
+      good_label[w] = true;
+      label_prefix[w] = prefix[0];
+      good++;
+    }
+  }
+  CHECK(good == STRESS_GOOD && broken == STRESS_BROKEN, "%d good, %d broken",
+        good, broken);
+  /* The rest of the updates. */
+  struct calls_wait all = {&flow, STRESS_UPDATES};
+  CHECK(run_until(calls_reached, &all, 120000), "only %zu of %d updates answered",
+        fakeapi_call_count(api), STRESS_UPDATES);
+  uint64_t elapsed = harness_now_ms() - start;
+  run_for(300);   /* anything extra would show up now */
+
+  /* Every update answered exactly once, by a version that loaded. */
+  static int served_by[STRESS_UPDATES];
+  memset(served_by, 0, sizeof served_by);
+  size_t replies = 0;
+  int per_gen[WRITES + 2] = {0};
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    replies++;
+    char *t = fake_call_string(c, "text");
+    char pfx;
+    int label = -1, g = -1, u = -1;
+    CHECK(t && sscanf(t, "%c|v%d|%d|u%d", &pfx, &label, &g, &u) == 4 &&
+              u >= 0 && u < STRESS_UPDATES && label >= 0 && label <= WRITES &&
+              g >= 1 && g <= gen,
+          "unexpected reply '%s'", t ? t : "(none)");
+    CHECK(good_label[label], "broken version v%d served update %d", label, u);
+    CHECK(pfx == label_prefix[label], "v%d replied with prefix %c", label, pfx);
+    char want[8];
+    snprintf(want, sizeof want, "v%d", label);
+    CHECK(strcmp(gen_label[g], want) == 0,
+          "generation %d replied as %s but loaded %s", g, want, gen_label[g]);
+    CHECK(c->chat_id == 100000 + u % STRESS_CHATS, "u%d answered in chat %lld",
+          u, (long long)c->chat_id);
+    CHECK(served_by[u] == 0, "update u%d answered twice", u);
+    served_by[u] = g;
+    per_gen[g]++;
+    free(t);
+  }
+  CHECK(replies == STRESS_UPDATES, "%zu replies for %d updates", replies,
+        STRESS_UPDATES);
+  /* Updates start in update id order, so the generation never goes back;
+   * and none started on a generation older than the one live when it was
+   * pushed. */
+  int prev = 1, used = 0;
+  for (int u = 0; u < STRESS_UPDATES; u++) {
+    int g = served_by[u];
+    CHECK(g >= prev, "u%d ran in generation %d after an earlier update ran in %d",
+          u, g, prev);
+    prev = g;
+    for (int k = g + 1; k <= gen; k++)
+      CHECK(!live_from[k] || flow.first_id + u < live_from[k],
+            "u%d was pushed after generation %d went live but ran in %d", u, k, g);
+  }
+  for (int g = 1; g <= gen; g++) used += per_gen[g] > 0;
+  CHECK(used >= STRESS_GOOD / 2, "only %d generations served updates", used);
+
+  const char *log = proc_stderr(p);
+  CHECK(count_in(log, "rejected, generation") == STRESS_BROKEN,
+        "%zu rejections for %d broken versions",
+        count_in(log, "rejected, generation"), STRESS_BROKEN);
+  CHECK(count_in(log, "loaded: new updates run on it") == STRESS_GOOD,
+        "%zu loads for %d good versions",
+        count_in(log, "loaded: new updates run on it"), STRESS_GOOD);
+  fprintf(stderr, "stress: %d updates, %d reloads, %d rejected, in %.1f s; "
+          "%d generations served updates\n", STRESS_UPDATES, STRESS_GOOD,
+          STRESS_BROKEN, elapsed / 1000.0, used);
+  stop_and_check_clean_exit(p);
+  CHECK(count_in(proc_stderr(p), "retired") >= STRESS_GOOD,
+        "%zu generations retired of %d replaced",
+        count_in(proc_stderr(p), "retired"), STRESS_GOOD);
+}
+
+/* --- memory ------------------------------------------------------------- */
+
+enum { MEM_RELOADS = 100 };
+
+/* 100 reloads under load: every replaced generation is freed, and memory
+ * comes back to within 10% of its level after the first reload. */
+static void test_memory_after_reloads(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("bot.lua",
+      "local big = {}\n"
+      "for i = 1, 2000 do big[i] = string.rep('x', 100) .. i end\n"
+      "bot.on('message', function(ctx)\n"
+      "  tghost.sleep(0.05)\n"
+      "  ctx:reply(#big .. ' ' .. tghost.generation())\n"
+      "end)\n"
+      "run(bot)\n");
+  /* No quarantine under AddressSanitizer: freed memory must be reusable
+   * for RSS to mean anything. */
+  static char asan[512];
+  const char *cur = getenv("ASAN_OPTIONS");
+  snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%squarantine_size_mb=0",
+           cur ? cur : "", cur && *cur ? ":" : "");
+  const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, asan, NULL};
+  struct flow flow = {0, 0, 1 << 30};
+  struct proc *p = proc_start_env(script, NULL, env, true);
+  wait_log_n(p, 1, 15000, feed, &flow, "running as");
+  /* Warm up, then the first reload. */
+  struct calls_wait cw = {&flow, 3000};
+  CHECK(run_until(calls_reached, &cw, 30000), "updates do not flow");
+  long base = 0;
+  for (int i = 1; i <= MEM_RELOADS; i++) {
+    proc_kill(p, SIGHUP);
+    wait_log_n(p, (size_t)i, 20000, feed, &flow, "loaded: new updates run on it");
+    /* Some traffic on each generation. */
+    struct calls_wait more = {&flow, fakeapi_call_count(api) + 100};
+    CHECK(run_until(calls_reached, &more, 30000), "updates stopped flowing");
+    if (i == 1) {
+      wait_log_n(p, 1, 20000, feed, &flow, "generation 1 retired");
+      struct calls_wait settle = {&flow, fakeapi_call_count(api) + 2000};
+      CHECK(run_until(calls_reached, &settle, 30000), "updates stopped flowing");
+      base = rss_kib(p);
+    }
+  }
+  /* Every generation but the current one retires once its updates end. */
+  wait_log_n(p, MEM_RELOADS, 20000, feed, &flow, "retired: its last job ended");
+  struct calls_wait settle = {&flow, fakeapi_call_count(api) + 2000};
+  CHECK(run_until(calls_reached, &settle, 30000), "updates stopped flowing");
+  long after = rss_kib(p);
+  fprintf(stderr, "memory: RSS %ld KiB after the first reload, %ld KiB after "
+          "%d (%+.1f%%)\n", base, after, MEM_RELOADS,
+          100.0 * (double)(after - base) / (double)base);
+  CHECK(base > 0 && after > 0, "cannot read RSS");
+  CHECK(after <= base + base / 10, "RSS grew from %ld to %ld KiB over %d "
+        "reloads", base, after, MEM_RELOADS);
+  CHECK(count_in(proc_stderr(p), "retired: its last job ended") == MEM_RELOADS,
+        "%zu generations retired", count_in(proc_stderr(p), "retired: its last job ended"));
+  stop_and_check_clean_exit(p);
+}
+
+static const struct test_case tests[] = {
+    {"triggers", test_triggers},
+    {"no_watch", test_no_watch},
+    {"inflight_finishes_on_old_code", test_inflight_finishes_on_old_code},
+    {"broken_versions_rejected", test_broken_versions_rejected},
+    {"options_apply_live", test_options_apply_live},
+    {"stress_rewrites", test_stress_rewrites},
+    {"memory_after_reloads", test_memory_after_reloads},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv) { return harness_main(argc, argv, tests); }
