@@ -362,8 +362,8 @@ static void test_options_apply_live(void) {
   struct proc *p = proc_start(script, NULL);
   expect_reply(40, "a", "v1");
   size_t polls_before = fakeapi_poll_count(api);
-  CHECK(fakeapi_poll(api, polls_before - 1)->limit == 50, "limit %d before",
-        fakeapi_poll(api, polls_before - 1)->limit);
+  int limit_before = fakeapi_poll(api, polls_before - 1)->limit;
+  CHECK(limit_before > 7 && limit_before <= 50, "limit %d before", limit_before);
   write_by_rename("bot.lua",
       "bot.on('message', function(ctx) ctx:reply('v2') end)\n"
       "run(bot, { sink = { kind = 'batch', concurrency = 7 },\n"
@@ -404,15 +404,16 @@ struct flow {
   int64_t first_id;
   int pushed;
   int total;
+  int window;      /* updates queued or in flight at most */
 };
 
-/* Keeps about STRESS_WINDOW updates queued or in flight. */
+/* Keeps about f->window updates queued or in flight. */
 static void feed(void *ud) {
   struct flow *f = ud;
   struct fakeapi *api = harness_api();
   int answered = (int)fakeapi_call_count(api);
   char text[32];
-  while (f->pushed < f->total && f->pushed - answered < STRESS_WINDOW) {
+  while (f->pushed < f->total && f->pushed - answered < f->window) {
     for (int k = 0; k < 100 && f->pushed < f->total; k++, f->pushed++) {
       snprintf(text, sizeof text, "u%d", f->pushed);
       int64_t id = fakeapi_push_text(api, 100000 + f->pushed % STRESS_CHATS,
@@ -457,7 +458,7 @@ static void test_stress_rewrites(void) {
   label_prefix[0] = 'A';
   harness_write("broken_mod.lua", "return {\n  x = ,\n}\n");
   const char *args[] = {"--cpu-budget", "0.2", NULL};
-  struct flow flow = {0, 0, STRESS_UPDATES};
+  struct flow flow = {0, 0, STRESS_UPDATES, STRESS_WINDOW};
   feed(&flow);
   uint64_t start = harness_now_ms();
   struct proc *p = proc_start(script, args);
@@ -588,7 +589,7 @@ static void test_memory_after_reloads(void) {
       "local big = {}\n"
       "for i = 1, 2000 do big[i] = string.rep('x', 100) .. i end\n"
       "bot.on('message', function(ctx)\n"
-      "  tghost.sleep(0.05)\n"
+      "  tghost.sleep(0.01 + math.random() * 0.02)\n"
       "  ctx:reply(#big .. ' ' .. tghost.generation())\n"
       "end)\n"
       "run(bot)\n");
@@ -599,7 +600,7 @@ static void test_memory_after_reloads(void) {
   snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%squarantine_size_mb=0",
            cur ? cur : "", cur && *cur ? ":" : "");
   const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, asan, NULL};
-  struct flow flow = {0, 0, 1 << 30};
+  struct flow flow = {0, 0, 1 << 30, 300};
   struct proc *p = proc_start_env(script, NULL, env, true);
   wait_log_n(p, 1, 15000, feed, &flow, "running as");
   /* Warm up, then the first reload. */
@@ -610,10 +611,12 @@ static void test_memory_after_reloads(void) {
     proc_kill(p, SIGHUP);
     wait_log_n(p, (size_t)i, 20000, feed, &flow, "loaded: new updates run on it");
     /* Some traffic on each generation. */
-    struct calls_wait more = {&flow, fakeapi_call_count(api) + 100};
+    struct calls_wait more = {&flow, fakeapi_call_count(api) + 20};
     CHECK(run_until(calls_reached, &more, 30000), "updates stopped flowing");
+    /* The replaced generation goes once its updates are done: at most two
+     * live at a time, as after the first reload. */
+    wait_log_n(p, (size_t)i, 20000, feed, &flow, "retired: its last job ended");
     if (i == 1) {
-      wait_log_n(p, 1, 20000, feed, &flow, "generation 1 retired");
       struct calls_wait settle = {&flow, fakeapi_call_count(api) + 2000};
       CHECK(run_until(calls_reached, &settle, 30000), "updates stopped flowing");
       base = rss_kib(p);
