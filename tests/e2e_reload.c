@@ -129,6 +129,7 @@ static char *last_reply_to(int64_t chat) {
 static const char *prefix_script_fmt =
     "local lib = require('replies')\n"
     "bot.on('message', function(ctx)\n"
+    "  if ctx.msg.text == 'boom' then error('boom in ' .. tghost.generation()) end\n"
     "  ctx:reply(lib.prefix .. '%s ' .. tghost.generation() .. ' ' .. ctx.msg.text)\n"
     "end)\n"
     "run(bot)\n";
@@ -179,6 +180,15 @@ static void test_triggers(void) {
   wait_log(p, 10000, "generation 4 loaded");
   expect_reply(10, "d", "2:two 4 d");
 
+  /* A handler's error names its generation. */
+  int64_t boom = fakeapi_push_text(harness_api(), 10, 1, "boom");
+  char needle[96];
+  snprintf(needle, sizeof needle, "[gen 4] [update %lld] unhandled error",
+           (long long)boom);
+  wait_log(p, 10000, "%s", needle);
+  CHECK(strstr(strstr(proc_stderr(p), needle), "boom in 4"),
+        "the error line does not carry the error");
+
   /* One save, one reload; the retired generations were freed. */
   run_for(400);
   const char *log = proc_stderr(p);
@@ -186,9 +196,9 @@ static void test_triggers(void) {
         count_in(log, "reloading "));
   CHECK(!strstr(log, "rejected"), "a reload was rejected");
   for (int g = 1; g <= 3; g++) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "generation %d retired", g);
-    CHECK(strstr(log, needle), "no '%s'", needle);
+    char retired[64];
+    snprintf(retired, sizeof retired, "generation %d retired", g);
+    CHECK(strstr(log, retired), "no '%s'", retired);
   }
   CHECK(strstr(log, "replies.lua changed"), "the module change is not named");
   stop_and_check_clean_exit(p);
