@@ -297,14 +297,17 @@ static bool script_frame(const char *traceback, char *out, size_t n) {
     const char *src = p + 1;
     while (*src == '\t' || *src == ' ') src++;
     if (*src == '[' || *src == '(') continue;   /* [C], [tghost]/..., (...) */
-    const char *colon = strstr(src, ":");
-    while (colon && !(colon[1] >= '0' && colon[1] <= '9')) colon = strstr(colon + 1, ":");
-    if (!colon) continue;
-    const char *end = colon + 1;
-    while (*end >= '0' && *end <= '9') end++;
-    if (*end != ':') continue;
-    snprintf(out, n, "%.*s", (int)(end - src), src);
-    return true;
+    const char *eol = strchr(src, '\n');
+    if (!eol) eol = src + strlen(src);
+    /* "file:line:", the first colon followed by digits then a colon. */
+    for (const char *c = src; c < eol; c++) {
+      if (*c != ':' || c[1] < '0' || c[1] > '9') continue;
+      const char *end = c + 1;
+      while (end < eol && *end >= '0' && *end <= '9') end++;
+      if (end == eol || *end != ':') continue;
+      snprintf(out, n, "%.*s", (int)(end - src), src);
+      return true;
+    }
   }
   return false;
 }

@@ -363,7 +363,8 @@ static void test_broken_versions_rejected(void) {
 /* --- run() options ------------------------------------------------------ */
 
 /* The reloaded script's run() options apply live (concurrency, fetch
- * options); the sink kind cannot change and is warned about. */
+ * options); the sink kind cannot change and is warned about; ctx.me still
+ * works in the new generation. */
 static void test_options_apply_live(void) {
   struct fakeapi *api = harness_api();
   const char *script = harness_write("bot.lua",
@@ -375,14 +376,15 @@ static void test_options_apply_live(void) {
   int limit_before = fakeapi_poll(api, polls_before - 1)->limit;
   CHECK(limit_before > 7 && limit_before <= 50, "limit %d before", limit_before);
   write_by_rename("bot.lua",
-      "bot.on('message', function(ctx) ctx:reply('v2') end)\n"
+      "bot.on('message', function(ctx) ctx:reply('v2 @' .. ctx.me.username) end)\n"
       "run(bot, { sink = { kind = 'batch', concurrency = 7 },\n"
       "  runner = { fetch = { timeout = 1,\n"
       "    allowed_updates = { 'message', 'callback_query' } } } })\n");
   wait_log(p, 10000, "generation 2 loaded");
-  expect_reply(40, "b", "v2");
+  /* getMe's answer outlives the generation that asked. */
+  expect_reply(40, "b", "v2 @test_bot");
   run_for(1500);   /* a long poll of the old timeout may be pending */
-  expect_reply(40, "c", "v2");
+  expect_reply(40, "c", "v2 @test_bot");
   const struct fake_poll *last = fakeapi_poll(api, fakeapi_poll_count(api) - 1);
   CHECK(last->limit <= 7, "polls ask for %d updates, not at most 7", last->limit);
   CHECK(last->timeout == 1, "polls wait %d s, not 1", last->timeout);
