@@ -405,6 +405,7 @@ enum { STRESS_UPDATES = 50000, STRESS_CHATS = 200, STRESS_GOOD = 20,
 static const char *stress_fmt =
     "local VERSION, PREFIX = '%s', '%s'\n"
     "%s"
+    "%s"
     "bot.on('message', function(ctx)\n"
     "  tghost.sleep(math.random() * 0.02)\n"
     "  ctx:reply(PREFIX .. '|' .. VERSION .. '|' .. tghost.generation() .. '|'\n"
@@ -452,9 +453,13 @@ static bool calls_reached(void *ud) {
  * once, every reply comes from a version that loaded, the generation that
  * handled an update never goes back as update ids go up, an update pushed
  * after a version went live is handled by it or a later one, and broken
- * versions never serve and are reported. */
-static void test_stress_rewrites(void) {
+ * versions never serve and are reported. With sequentialize by chat, each
+ * chat's replies also arrive in update order. */
+static void stress_rewrites(bool with_sequentialize) {
   struct fakeapi *api = harness_api();
+  const char *seq = with_sequentialize
+      ? "bot.use(sequentialize(function(ctx) return ctx.chat.id end))\n"
+      : "";
   enum { WRITES = STRESS_GOOD + STRESS_BROKEN };
   static char script_text[2048];
   /* Which version each generation id ran, and from which update id on it
@@ -464,7 +469,7 @@ static void test_stress_rewrites(void) {
   static bool good_label[WRITES + 1];
   static char label_prefix[WRITES + 1];
 
-  snprintf(script_text, sizeof script_text, stress_fmt, "v0", "A", "");
+  snprintf(script_text, sizeof script_text, stress_fmt, "v0", "A", seq, "");
   const char *script = harness_write("bot.lua", script_text);
   good_label[0] = true;
   label_prefix[0] = 'A';
@@ -496,7 +501,7 @@ static void test_stress_rewrites(void) {
     snprintf(label, sizeof label, "v%d", w);
     char prefix[2] = {good % 2 == 0 ? 'B' : 'A', '\0'};
     if (is_broken) prefix[0] = 'X';
-    snprintf(script_text, sizeof script_text, stress_fmt, label, prefix,
+    snprintf(script_text, sizeof script_text, stress_fmt, label, prefix, seq,
              is_broken ? broken_snippets[broken] : "");
     if (w % 2) write_by_rename("bot.lua", script_text);
     else write_in_pieces("bot.lua", script_text, 3, 0);
@@ -529,6 +534,8 @@ static void test_stress_rewrites(void) {
   /* Every update answered exactly once, by a version that loaded. */
   static int served_by[STRESS_UPDATES];
   memset(served_by, 0, sizeof served_by);
+  int last_in_chat[STRESS_CHATS];
+  for (int c = 0; c < STRESS_CHATS; c++) last_in_chat[c] = -1;
   size_t replies = 0;
   int per_gen[WRITES + 2] = {0};
   for (size_t i = 0; i < fakeapi_call_count(api); i++) {
@@ -553,6 +560,14 @@ static void test_stress_rewrites(void) {
     CHECK(served_by[u] == 0, "update u%d answered twice", u);
     served_by[u] = g;
     per_gen[g]++;
+    /* With sequentialize by chat, a chat's replies arrive in update
+     * order, across every reload. */
+    int chat = u % STRESS_CHATS;
+    if (with_sequentialize) {
+      CHECK(u > last_in_chat[chat], "chat %d: u%d answered after u%d", chat,
+            u, last_in_chat[chat]);
+      last_in_chat[chat] = u;
+    }
     free(t);
   }
   CHECK(replies == STRESS_UPDATES, "%zu replies for %d updates", replies,
@@ -588,6 +603,8 @@ static void test_stress_rewrites(void) {
         "%zu generations retired of %d replaced",
         count_in(proc_stderr(p), "retired"), STRESS_GOOD);
 }
+
+static void test_stress_rewrites(void) { stress_rewrites(false); }
 
 /* --- memory ------------------------------------------------------------- */
 
