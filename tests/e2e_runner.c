@@ -239,6 +239,74 @@ static void test_getupdates_429(void) {
   stop_cleanly(p);
 }
 
+/* Updates trickle in every 40 ms; with pacing the source waits between
+ * polls (up to maxDelayMilliseconds) instead of polling for each one. */
+static size_t polls_for_trickle(const char *opts, const char *name) {
+  struct fakeapi *api = harness_api();
+  size_t polls_before = fakeapi_poll_count(api);
+  size_t replies_before = fakeapi_count_method(api, "sendMessage");
+  struct proc *p = proc_start(write_reply_script(name, opts), NULL);
+  run_for(300);
+  for (int i = 0; i < 60; i++) {
+    fakeapi_push_text(api, 1, 1, "0");
+    run_for(40);
+  }
+  wait_calls("sendMessage", replies_before + 60, 10000);
+  size_t polls = fakeapi_poll_count(api) - polls_before;
+  stop_cleanly(p);
+  return polls;
+}
+
+static void test_pacing(void) {
+  size_t eager = polls_for_trickle("{}", "eager.lua");
+  size_t paced = polls_for_trickle(
+      "{ source = { speedTrafficBalance = 1.0, maxDelayMilliseconds = 300 } }",
+      "paced.lua");
+  fprintf(stderr, "polls for 60 trickled updates: %zu without pacing, %zu with\n",
+          eager, paced);
+  CHECK(eager >= 45, "without pacing only %zu polls for 60 updates", eager);
+  CHECK(paced * 2 < eager, "pacing saved too little: %zu vs %zu polls", paced,
+        eager);
+}
+
+static enum fake_fault always_500(void *ud, const char *method, uint64_t nth) {
+  return strcmp(method, "getUpdates") == 0 ? FAULT_500 : FAULT_NONE;
+}
+
+static void test_max_retry_time(void) {
+  struct fakeapi *api = harness_api();
+  fakeapi_set_fault_fn(api, always_500, NULL);
+  struct proc *p = proc_start(
+      write_reply_script("maxretry.lua",
+                         "{ runner = { maxRetryTime = 1500, retryInterval = 100 } }"),
+      NULL);
+  uint64_t t0 = harness_now_ms();
+  CHECK(proc_wait(p, 15000), "tghost kept retrying past maxRetryTime");
+  uint64_t took = harness_now_ms() - t0;
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "maxRetryTime"), "the reason is not given");
+  CHECK(took >= 1300 && took < 6000, "gave up after %llu ms",
+        (unsigned long long)took);
+  size_t polls = fakeapi_poll_count(api);
+  CHECK(polls >= 12 && polls <= 20, "%zu polls in 1.5 s at 100 ms intervals", polls);
+  proc_check_clean(p);
+}
+
+static void test_silent(void) {
+  struct fakeapi *api = harness_api();
+  fakeapi_set_fault_fn(api, fault_on_second_poll, &(enum fake_fault){FAULT_500});
+  push_numbered(3, 1);
+  struct proc *p = proc_start(
+      write_reply_script("silent.lua", "{ runner = { silent = true, retryInterval = 50 } }"),
+      NULL);
+  run_for(500);
+  fakeapi_push_text(api, 1, 1, "3");
+  wait_calls("sendMessage", 4, 10000);
+  CHECK(fakeapi_poll_count(api) >= 3, "no retry after the 500");
+  stop_cleanly(p);
+  CHECK(!strstr(proc_stderr(p), "getUpdates failed"), "silent did not silence");
+}
+
 /* --- timeouts and cancellation ----------------------------------------- */
 
 static long hold_slow(void *ud, const struct fake_call *c) {
@@ -527,6 +595,9 @@ static const struct test_case tests[] = {
     {"fatal_401", test_fatal_401},
     {"fatal_409", test_fatal_409},
     {"getupdates_429", test_getupdates_429},
+    {"pacing", test_pacing},
+    {"max_retry_time", test_max_retry_time},
+    {"silent", test_silent},
     {"timeout_cancels", test_timeout_cancels},
     {"sigterm_under_load", test_sigterm_under_load},
     {"second_signal", test_second_signal},
