@@ -497,6 +497,10 @@ static void test_cpu_guard(void) {
       "  if t == 'ploop' then\n"
       "    while true do pcall(function() while true do end end) end\n"
       "  end\n"
+      "  if t == 'coloop' then coroutine.wrap(function() while true do end end)() end\n"
+      "  if t == 'sortloop' then\n"
+      "    table.sort({3, 2, 1}, function(a, b) while true do end end)\n"
+      "  end\n"
       "  if t == 'boom' then error('boom!') end\n"
       "  ctx:reply('r' .. t)\n"
       "end)\n"
@@ -505,14 +509,17 @@ static void test_cpu_guard(void) {
   fakeapi_push_text(api, 1, 1, "loop");
   fakeapi_push_text(api, 2, 2, "ploop");
   fakeapi_push_text(api, 3, 3, "boom");
+  fakeapi_push_text(api, 4, 4, "coloop");
+  fakeapi_push_text(api, 5, 5, "sortloop");
   push_numbered(20, 10);
   struct proc *p = proc_start(script, args);
-  wait_calls("sendMessage", 23, 20000);
+  wait_calls("sendMessage", 25, 20000);
   check_each_answered_once(20, "r");
   int caught = 0;
   for (size_t i = 0; i < fakeapi_call_count(api); i++) {
     char *t = fake_call_string(fakeapi_call(api, i), "text");
-    if (t && (strstr(t, "caught loop: ") || strstr(t, "caught ploop: "))) {
+    if (t && (strstr(t, "caught loop: ") || strstr(t, "caught ploop: ") ||
+              strstr(t, "caught coloop: ") || strstr(t, "caught sortloop: "))) {
       CHECK(strstr(t, "CPU"), "the CPU error says: %s", t);
       caught++;
     }
@@ -522,7 +529,7 @@ static void test_cpu_guard(void) {
     }
     free(t);
   }
-  CHECK(caught == 3, "%d of 3 errors reached bot.catch", caught);
+  CHECK(caught == 5, "%d of 5 errors reached bot.catch", caught);
   stop_cleanly(p);
 }
 
