@@ -1,6 +1,7 @@
 /* tghost: runs a Telegram bot written in Lua. */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,16 @@
 #include "runner.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
+
+/* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
+ * flight need more descriptors than the usual soft limit of 1024. */
+static void raise_file_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    log_debug("could not raise the open-files limit");
+}
 
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
@@ -95,6 +106,7 @@ int main(int argc, char **argv) {
   log_set_format(cfg.log_format);
   if (cfg.token) log_add_secret(cfg.token);
   signal(SIGPIPE, SIG_IGN);
+  raise_file_limit();
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "tghost: cannot initialise libcurl\n");
