@@ -74,18 +74,23 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
   struct host *h = arg;
   static int seen;
-  if (++seen > 1 || !h->runner || !runner_is_running(h->runner)) {
-    if (seen > 1) log_warn("second signal: cancelling everything and exiting");
-    if (h->runner) runner_abort(h->runner);
-    sched_cancel_all(&h->sched, "cancelled: the process is exiting");
-    if (seen > 1) h->exit_code = 128 + (int)sig;
-    h->exiting = true;
-    event_base_loopbreak(h->base);
+  const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  if (++seen == 1 && h->runner && !runner_finished(h->runner)) {
+    log_info("received %s: stopping gracefully (send it again to exit at "
+             "once)", name);
+    runner_stop(h->runner, NULL);
     return;
   }
-  log_info("received %s: stopping gracefully (send it again to exit at once)",
-           sig == SIGINT ? "SIGINT" : "SIGTERM");
-  runner_stop(h->runner, NULL);
+  /* No runner to drain (the script is still loading, or never called
+   * run()), or a second signal: cancel everything now. */
+  if (seen > 1) {
+    log_warn("second signal: cancelling everything and exiting");
+    h->exit_code = 128 + (int)sig;
+  }
+  h->exiting = true;
+  if (h->runner) runner_abort(h->runner);
+  sched_cancel_all(&h->sched, "cancelled: the process is exiting");
+  event_base_loopbreak(h->base);
 }
 
 int main(int argc, char **argv) {

@@ -8,29 +8,6 @@ static const char echo_script[] =
     "bot.on('message', function(ctx) ctx:reply(ctx.msg.text) end)\n"
     "run(bot)\n";
 
-struct count_wait {
-  const char *method;
-  size_t want;
-};
-
-static bool have_calls(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), w->method) >= w->want;
-}
-
-static void wait_calls(const char *method, size_t n, int timeout_ms) {
-  struct count_wait w = {method, n};
-  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
-        fakeapi_count_method(harness_api(), method), n, method);
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
-}
-
 /* 10,000 updates over 1,000 chats: every one answered exactly once, in
  * the right chat, with the right text. */
 static void test_echo_10k(void) {
@@ -70,7 +47,7 @@ static void test_echo_10k(void) {
   fprintf(stderr, "echo: %d updates in %.2f s (%.0f updates/s, including "
           "start-up), peak RSS %ld KiB\n", UPDATES, elapsed / 1000.0,
           UPDATES * 1000.0 / (double)elapsed, rss);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* A handler making two calls in a row; other updates proceed meanwhile. */
@@ -115,7 +92,7 @@ static void test_two_calls_overlap(void) {
           "chat %d: the second call started before the first was answered",
           chat);
   }
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* Ids above 2^52 survive decoding, tostring, encoding and the API. */
@@ -154,7 +131,7 @@ static void test_integer_roundtrip(void) {
     free(t);
   }
   CHECK(ok == 4, "%d good replies", ok);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* API calls inside the script's own coroutines: they work (tghost passes
@@ -201,15 +178,7 @@ static void test_coroutine_passthrough(void) {
   run_for(300);
   const char *want[] = {"item 1", "item 2", "item 3", "iterated 3", "inner 5",
                         "nested true inner 5/42/true", NULL};
-  for (int w = 0; want[w]; w++) {
-    bool found = false;
-    for (size_t i = 0; i < fakeapi_call_count(api) && !found; i++) {
-      char *t = fake_call_string(fakeapi_call(api, i), "text");
-      found = t && strcmp(t, want[w]) == 0;
-      free(t);
-    }
-    CHECK(found, "no reply '%s'", want[w]);
-  }
+  for (int w = 0; want[w]; w++) CHECK(api_sent_text(want[w]), "no reply '%s'", want[w]);
   bool caught = false;
   for (size_t i = 0; i < fakeapi_call_count(api); i++) {
     char *t = fake_call_string(fakeapi_call(api, i), "text");
@@ -220,7 +189,7 @@ static void test_coroutine_passthrough(void) {
   CHECK(caught, "the call inside table.sort did not fail clearly");
   CHECK(fakeapi_count_method(api, "sendMessage") == 7, "%zu calls",
         fakeapi_count_method(api, "sendMessage"));
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static void expect_failure(struct proc *p, const char *needle) {
@@ -289,7 +258,7 @@ static void test_token_file(void) {
   fakeapi_push_text(api, 42, 42, "via token file");
   struct proc *p = proc_start_env(script, args, env, true);
   wait_calls("sendMessage", 1, 10000);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {

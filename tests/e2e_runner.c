@@ -5,29 +5,6 @@
 
 #include "harness.h"
 
-struct count_wait {
-  const char *method;
-  size_t want;
-};
-
-static bool have_calls(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), w->method) >= w->want;
-}
-
-static void wait_calls(const char *method, size_t n, int timeout_ms) {
-  struct count_wait w = {method, n};
-  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
-        fakeapi_count_method(harness_api(), method), n, method);
-}
-
-static void stop_cleanly(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 20000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
-}
-
 /* Each reply carries the update's number: "r<n>". Checks every update in
  * [0, n) was answered exactly once. */
 static void check_each_answered_once(int n, const char *prefix) {
@@ -96,7 +73,7 @@ static void test_concurrency_limit(void) {
   }
   CHECK(below > 0, "no poll asked for less than the limit: capacity is not tracked");
   check_each_answered_once(N, "r");
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 static void test_sequential_sink(void) {
@@ -120,7 +97,7 @@ static void test_sequential_sink(void) {
     expect++;
     free(t);
   }
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 static void test_batch_sink(void) {
@@ -144,7 +121,7 @@ static void test_batch_sink(void) {
   }
   CHECK(fakeapi_max_unanswered(api) > 50, "a batch did not run concurrently");
   check_each_answered_once(N, "r");
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- faults ------------------------------------------------------------- */
@@ -183,12 +160,13 @@ static void test_fault_schedule(void) {
     warnings++;
   for (const char *s = proc_stderr(p); (s = strstr(s, "works again after")); s++)
     recoveries++;
-  CHECK(warnings > 0 && warnings == recoveries,
+  /* The last burst may still be under way. */
+  CHECK(warnings > 0 && (warnings == recoveries || warnings == recoveries + 1),
         "%d failure warnings for %d recoveries", warnings, recoveries);
   CHECK(strstr(proc_stderr(p), "429"), "the 429 was not reported");
   fprintf(stderr, "%zu polls, %d failure bursts\n", fakeapi_poll_count(api),
           warnings);
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 static enum fake_fault fault_on_second_poll(void *ud, const char *method,
@@ -236,7 +214,7 @@ static void test_getupdates_429(void) {
   uint64_t gap = fakeapi_poll(api, 1)->received_us - fakeapi_poll(api, 0)->received_us;
   CHECK(gap >= 1900000 && gap < 6000000,
         "the poll after a 429 with retry_after 2 came %.2f s later", gap / 1e6);
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 /* Updates trickle in every 40 ms; with pacing the source waits between
@@ -253,7 +231,7 @@ static size_t polls_for_trickle(const char *opts, const char *name) {
   }
   wait_calls("sendMessage", replies_before + 60, 10000);
   size_t polls = fakeapi_poll_count(api) - polls_before;
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
   return polls;
 }
 
@@ -303,7 +281,7 @@ static void test_silent(void) {
   fakeapi_push_text(api, 1, 1, "3");
   wait_calls("sendMessage", 4, 10000);
   CHECK(fakeapi_poll_count(api) >= 3, "no retry after the 500");
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
   CHECK(!strstr(proc_stderr(p), "getUpdates failed"), "silent did not silence");
 }
 
@@ -315,10 +293,6 @@ static long hold_slow(void *ud, const struct fake_call *c) {
   free(t);
   return delay;
 }
-
-struct dropped_wait {
-  int want;
-};
 
 static bool slow_dropped(void *ud) {
   struct fakeapi *api = harness_api();
@@ -358,20 +332,13 @@ static void test_timeout_cancels(void) {
   CHECK(elapsed < 5000, "took %llu ms", (unsigned long long)elapsed);
   CHECK(run_until(slow_dropped, NULL, 5000),
         "the stuck request was not aborted (the server still holds it open)");
-  bool timed_out = false, second = false;
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
-    char *t = fake_call_string(fakeapi_call(api, i), "text");
-    if (t && strcmp(t, "timed out: stuck") == 0) timed_out = true;
-    if (t && strcmp(t, "fast second") == 0) second = true;
-    free(t);
-  }
-  CHECK(timed_out, "the timeout handler did not run");
-  CHECK(second, "the slot was not freed for the second update");
+  CHECK(api_sent_text("timed out: stuck"), "the timeout handler did not run");
+  CHECK(api_sent_text("fast second"), "the slot was not freed for the second update");
   run_for(200);
   CHECK(strstr(proc_stdout(p), "closed stuck"), "the to-be-closed variable did not run");
   CHECK(!strstr(proc_stdout(p), "never printed"), "the cancelled handler went on");
   CHECK(strstr(proc_stderr(p), "timed out"), "the timeout was not logged");
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- shutdown ----------------------------------------------------------- */
@@ -379,10 +346,6 @@ static void test_timeout_cancels(void) {
 static long random_delay(void *ud, const struct fake_call *c) {
   return (long)(c->seq * 7919 % 60);
 }
-
-struct reply_count {
-  size_t want;
-};
 
 static void test_sigterm_under_load(void) {
   struct fakeapi *api = harness_api();
@@ -413,7 +376,7 @@ static void test_sigterm_under_load(void) {
   check_each_answered_once(N, "r");
   fprintf(stderr, "first run handled %zu, the restart %zu\n", first_run,
           N - first_run);
-  stop_cleanly(q);
+  proc_stop_cleanly(q);
 }
 
 static void test_second_signal(void) {
@@ -473,13 +436,8 @@ static void test_stop_from_handler(void) {
   CHECK(proc_wait(p, 15000), "tghost did not exit after handle:stop()");
   CHECK(proc_status(p) == 0, "exit status %d", proc_status(p));
   check_each_answered_once(10, "r");
-  bool stopped = false;
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
-    char *t = fake_call_string(fakeapi_call(api, i), "text");
-    if (t && strcmp(t, "stopped with 1 in flight, running=false") == 0) stopped = true;
-    free(t);
-  }
-  CHECK(stopped, "stop() did not return after the others finished");
+  CHECK(api_sent_text("stopped with 1 in flight, running=false"),
+        "stop() did not return after the others finished");
   proc_check_clean(p);
 }
 
@@ -530,7 +488,7 @@ static void test_cpu_guard(void) {
     free(t);
   }
   CHECK(caught == 5, "%d of 5 errors reached bot.catch", caught);
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 static void test_unhandled_error_logged(void) {
@@ -557,7 +515,7 @@ static void test_unhandled_error_logged(void) {
   CHECK(strstr(line, "in function 'inner'") || strstr(line, "in local 'inner'") ||
             strstr(line, "inner"),
         "the traceback lacks the failing function");
-  stop_cleanly(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- options ------------------------------------------------------------ */
