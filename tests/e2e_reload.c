@@ -52,22 +52,6 @@ static void wait_log_n(struct proc *p, size_t want, int timeout_ms,
 #define wait_log(p, timeout_ms, ...) \
   wait_log_n(p, 1, timeout_ms, NULL, NULL, __VA_ARGS__)
 
-struct count_wait {
-  const char *method;
-  size_t want;
-};
-
-static bool have_calls(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), w->method) >= w->want;
-}
-
-static void wait_calls(const char *method, size_t n, int timeout_ms) {
-  struct count_wait w = {method, n};
-  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
-        fakeapi_count_method(harness_api(), method), n, method);
-}
-
 /* Replaces a file the way many editors save: a new file renamed over it. */
 static void write_by_rename(const char *name, const char *content) {
   char tmpname[128];
@@ -106,13 +90,6 @@ static long rss_kib(const struct proc *p) {
     if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
   fclose(f);
   return kib;
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 30000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
 }
 
 /* The text of the last sendMessage to chat, or NULL (malloc'd). */
@@ -201,7 +178,7 @@ static void test_triggers(void) {
     CHECK(strstr(log, retired), "no '%s'", retired);
   }
   CHECK(strstr(log, "replies.lua changed"), "the module change is not named");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --no-watch: edits are ignored, SIGHUP still reloads. */
@@ -218,7 +195,7 @@ static void test_no_watch(void) {
   proc_kill(p, SIGHUP);
   wait_log(p, 10000, "generation 2 loaded");
   expect_reply(20, "c", "two 2 c");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- updates in flight -------------------------------------------------- */
@@ -277,7 +254,7 @@ static void test_inflight_finishes_on_old_code(void) {
         "the timeout handler sent '%s'", hang ? hang : "(nothing)");
   free(hang);
   wait_log(p, 5000, "generation 1 retired");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- failed reloads ----------------------------------------------------- */
@@ -357,7 +334,7 @@ static void test_broken_versions_rejected(void) {
   CHECK(fakeapi_count_method(harness_api(), "sendMessage") == n + 2,
         "%zu replies for %zu updates",
         fakeapi_count_method(harness_api(), "sendMessage"), n + 2);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- run() options ------------------------------------------------------ */
@@ -394,7 +371,7 @@ static void test_options_apply_live(void) {
   const char *log = proc_stderr(p);
   CHECK(strstr(log, "sink.kind cannot change"), "no warning about sink.kind");
   CHECK(strstr(log, "concurrency 50 -> 7"), "the change of concurrency is not logged");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- 50,000 updates and 25 rewrites ------------------------------------- */
@@ -598,7 +575,7 @@ static void stress_rewrites(bool with_sequentialize) {
   fprintf(stderr, "stress: %d updates, %d reloads, %d rejected, in %.1f s; "
           "%d generations served updates\n", STRESS_UPDATES, STRESS_GOOD,
           STRESS_BROKEN, elapsed / 1000.0, used);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
   CHECK(count_in(proc_stderr(p), "retired") >= STRESS_GOOD,
         "%zu generations retired of %d replaced",
         count_in(proc_stderr(p), "retired"), STRESS_GOOD);
@@ -662,7 +639,7 @@ static void test_memory_after_reloads(void) {
         "reloads", base, after, MEM_RELOADS);
   CHECK(count_in(proc_stderr(p), "retired: its last job ended") == MEM_RELOADS,
         "%zu generations retired", count_in(proc_stderr(p), "retired: its last job ended"));
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {
