@@ -17,6 +17,7 @@ local SCHEMA = {
   sink = {
     kind = "kind",
     concurrency = "number",
+    maxWaiting = "number",
     timeout = { milliseconds = "number", handler = "function" },
   },
 }
@@ -92,6 +93,7 @@ function M.flatten(opts)
   local flat = {
     sink = sink.kind or "concurrent",
     concurrency = sink.concurrency,
+    max_waiting = sink.maxWaiting,
     timeout_ms = timeout.milliseconds,
     fetch_timeout = fetch.timeout,
     allowed_updates = fetch.allowed_updates,

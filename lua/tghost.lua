@@ -5,6 +5,7 @@ local Composer = require("tghost.composer")
 local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
+local sequentialize = require("tghost.sequentialize")
 
 require("tghost.coroutine").install(coroutine)
 
@@ -15,6 +16,7 @@ local tghost = {
   now = core.now,
   Composer = Composer.new,
   bot = bot,
+  sequentialize = sequentialize,
 }
 
 local function logger(level)
@@ -65,6 +67,7 @@ core.set_runtime(runtime)
 
 _G.bot = bot
 _G.run = tghost.run
+_G.sequentialize = sequentialize
 _G.tghost = tghost
 _G.print = core.print
 package.loaded["tghost"] = tghost

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "luacore.h"
 #include "luajson.h"
+#include "luaseq.h"
 
 struct generation *gen_of(lua_State *L) {
   return *(struct generation **)lua_getextraspace(L);
@@ -78,6 +79,7 @@ static void set_package_path(lua_State *L, const char *dir) {
 static const luaL_Reg c_modules[] = {
     {"tghost.core", luaopen_tghost_core},
     {"tghost.json", luaopen_tghost_json},
+    {"tghost.seq", luaopen_tghost_seq},
     {NULL, NULL},
 };
 

@@ -15,6 +15,7 @@
 #include "task.h"
 
 struct generation;
+struct luaseq;
 struct runner;
 
 struct host {
@@ -26,6 +27,7 @@ struct host {
   struct generation *current;   /* new updates run here */
   int last_generation_id;
   struct runner *runner;        /* created by the first run() */
+  struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
   char *bot_info_json;          /* getMe's result, once known */
   size_t bot_info_len;
   int exit_code;

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "http.h"
 #include "log.h"
+#include "luaseq.h"
 #include "runner.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
@@ -107,6 +108,7 @@ int main(int argc, char **argv) {
   sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
   h.sched.on_idle = on_idle;
   h.sched.idle_ud = &h;
+  h.seq = luaseq_new(&h);
   h.http = http_client_new(h.base, NULL);
   struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
   h.api = botapi_new(h.http, &api_cfg);
@@ -132,6 +134,7 @@ int main(int argc, char **argv) {
   /* Teardown: close every coroutine first (their waits reference HTTP
    * requests), then the rest. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
+  luaseq_free(h.seq);
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);
   sched_free(&h.sched);

@@ -33,6 +33,7 @@ struct run_options {
   bool silent;
   double speed_traffic_balance;  /* 0..1 */
   long max_delay_ms;
+  long max_waiting;              /* parked updates at most; -1: default */
 };
 
 void run_options_init(struct run_options *o);
