@@ -87,6 +87,10 @@ function M.flatten(opts)
   local fetch = runner.fetch or {}
   local sink = opts.sink or {}
   local timeout = sink.timeout or {}
+  local mw = sink.maxWaiting
+  if mw ~= nil and (math.type(mw) ~= "integer" and mw ~= math.floor(mw) or mw < 0) then
+    error("run(): sink.maxWaiting must be a whole number >= 0", 0)
+  end
   if timeout.handler and not timeout.milliseconds then
     error("run(): sink.timeout.handler needs sink.timeout.milliseconds", 0)
   end
