@@ -25,6 +25,8 @@ local function measure(name, mw, nkeys)
   return (t1 - t0) * 1e9 / N
 end
 
+local function quiet(mw) local p = print; print = function() end; measure("", mw, 1000); print = p end
+quiet(sequentialize(function(ctx) return ctx.id end))   -- warm-up
 local base = measure("baseline: function(ctx, next) next() end",
                      function(ctx, next) return next() end, 1)
 local key = function(ctx) return ctx.id end

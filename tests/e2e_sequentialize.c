@@ -4,7 +4,6 @@
  * reply's arrival and answer times at the server bound when the update's
  * protected section ran: for two updates that must not overlap, the
  * earlier reply is answered before the later one is received. */
-#include <signal.h>
 #include <string.h>
 
 #include "harness.h"
@@ -58,45 +57,15 @@ static const struct reply *find_prefix(const struct reply *r, size_t n,
   return NULL;
 }
 
-struct count_wait {
-  size_t want;
-};
-
-static bool have_replies(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), "sendMessage") >= w->want;
-}
-
 static void wait_replies(size_t n, int timeout_ms) {
-  struct count_wait w = {n};
-  CHECK(run_until(have_replies, &w, timeout_ms),
-        "only %zu of %zu replies arrived",
-        fakeapi_count_method(harness_api(), "sendMessage"), n);
+  wait_calls("sendMessage", n, timeout_ms);
 }
 
-struct text_wait {
-  const char *text;
-};
-
-static bool have_text(void *ud) {
-  struct text_wait *w = ud;
-  size_t n;
-  struct reply *r = collect_replies(&n);
-  bool found = find_reply(r, n, w->text) != NULL;
-  free_replies(r, n);
-  return found;
-}
+static bool have_text(void *ud) { return api_sent_text(ud); }
 
 static void wait_text(const char *text, int timeout_ms) {
-  struct text_wait w = {text};
-  CHECK(run_until(have_text, &w, timeout_ms), "no reply '%s' arrived", text);
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 20000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
+  CHECK(run_until(have_text, (void *)text, timeout_ms),
+        "no reply '%s' arrived", text);
 }
 
 /* xorshift, so a failure can be replayed. */
@@ -210,7 +179,7 @@ static void test_order_20k(void) {
           "%ld out-of-order replies in the free chats, 0 in the others\n",
           UPDATES, FREE, elapsed / 1000.0, free_disorder);
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- {chat id, user id}: the seeds' cross-chat example ------------------ */
@@ -301,7 +270,7 @@ static void test_cross_chat(void) {
   fprintf(stderr, "cross-chat: %ld ordered pairs, %ld overlapping disjoint "
           "pairs\n", sharing, overlapping_disjoint);
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- the session race --------------------------------------------------- */
@@ -370,7 +339,7 @@ static void test_session_race(void) {
           "sequentialize, 0 of %d with it\n", lost_unprotected,
           CHATS * PER_CHAT, CHATS * PER_CHAT);
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- failures, cancellation, key functions ------------------------------ */
@@ -529,7 +498,7 @@ static void test_failures(void) {
   CHECK(a && b && b->received_us >= a->answered_us,
         "the nested sequentialize did not order by its key");
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
   CHECK(strstr(proc_stderr(p), "timed out"), "the timeout was not logged");
 }
 
@@ -575,7 +544,7 @@ static void test_flood_others_flow(void) {
   fprintf(stderr, "flood: all %d other chats answered after %ld of %d "
           "flood updates\n", OTHERS, flood_before_last_other, FLOOD);
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* Concurrency 5 and maxWaiting 20: however hard one chat floods, no more
@@ -615,7 +584,7 @@ static void test_flood_bound(void) {
   fprintf(stderr, "bound: at most %ld updates in flight (limit 25)\n",
           max_size);
   free_replies(r, n);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {
