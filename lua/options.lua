@@ -17,6 +17,7 @@ local SCHEMA = {
   sink = {
     kind = "kind",
     concurrency = "number",
+    maxWaiting = "number",
     timeout = { milliseconds = "number", handler = "function" },
   },
 }
@@ -86,12 +87,17 @@ function M.flatten(opts)
   local fetch = runner.fetch or {}
   local sink = opts.sink or {}
   local timeout = sink.timeout or {}
+  local mw = sink.maxWaiting
+  if mw ~= nil and (math.type(mw) ~= "integer" and mw ~= math.floor(mw) or mw < 0) then
+    error("run(): sink.maxWaiting must be a whole number >= 0", 0)
+  end
   if timeout.handler and not timeout.milliseconds then
     error("run(): sink.timeout.handler needs sink.timeout.milliseconds", 0)
   end
   local flat = {
     sink = sink.kind or "concurrent",
     concurrency = sink.concurrency,
+    max_waiting = sink.maxWaiting,
     timeout_ms = timeout.milliseconds,
     fetch_timeout = fetch.timeout,
     allowed_updates = fetch.allowed_updates,

@@ -5,6 +5,7 @@ local Composer = require("tghost.composer")
 local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
+local sequentialize = require("tghost.sequentialize")
 
 -- Tghost calls work inside the script's own coroutines (see
 -- src/luacoro.c).
@@ -23,6 +24,7 @@ local tghost = {
   bot = bot,
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
+  sequentialize = sequentialize,
 }
 
 local function logger(level)
@@ -73,6 +75,7 @@ core.set_runtime(runtime)
 
 _G.bot = bot
 _G.run = tghost.run
+_G.sequentialize = sequentialize
 _G.tghost = tghost
 _G.print = core.print
 package.loaded["tghost"] = tghost

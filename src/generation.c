@@ -12,6 +12,7 @@
 #include "luacoro.h"
 #include "luacore.h"
 #include "luajson.h"
+#include "luaseq.h"
 
 struct generation *gen_of(lua_State *L) {
   return *(struct generation **)lua_getextraspace(L);
@@ -80,6 +81,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.core", luaopen_tghost_core},
     {"tghost.json", luaopen_tghost_json},
     {"tghost.coroutine", luaopen_tghost_coroutine},
+    {"tghost.seq", luaopen_tghost_seq},
     {NULL, NULL},
 };
 

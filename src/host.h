@@ -16,6 +16,7 @@
 
 struct generation;
 struct reloader;
+struct luaseq;
 struct runner;
 
 struct host {
@@ -28,6 +29,7 @@ struct host {
   int last_generation_id;
   struct runner *runner;        /* created by the first run() */
   struct reloader *reloader;    /* hot reload; NULL with --check */
+  struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
   char *bot_info_json;          /* getMe's result, once known */
   size_t bot_info_len;
   int exit_code;

@@ -301,6 +301,7 @@ static int l_run(lua_State *L) {
   o.max_delay_ms = opt_integer(L, 1, "max_delay_ms", o.max_delay_ms, 0,
                                1L << 30);
   o.speed_traffic_balance = opt_number(L, 1, "speed_traffic_balance", 0, 0, 1);
+  o.max_waiting = opt_integer(L, 1, "max_waiting", -1, 0, 100000000);
   lua_getfield(L, 1, "silent");
   o.silent = lua_toboolean(L, -1);
   lua_pop(L, 1);

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "reload.h"
+#include "luaseq.h"
 #include "runner.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
@@ -126,6 +127,7 @@ int main(int argc, char **argv) {
   sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
   h.sched.on_idle = on_idle;
   h.sched.idle_ud = &h;
+  h.seq = luaseq_new(&h);
   h.http = http_client_new(h.base, NULL);
   struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
   h.api = botapi_new(h.http, &api_cfg);
@@ -154,6 +156,7 @@ int main(int argc, char **argv) {
    * requests), then the rest. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   reload_free(h.reloader);
+  luaseq_free(h.seq);
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);
   sched_free(&h.sched);

@@ -38,6 +38,7 @@ void run_options_init(struct run_options *o) {
   o->retry = RETRY_EXPONENTIAL;
   o->max_retry_ms = 15L * 60 * 60 * 1000;
   o->max_delay_ms = 500;
+  o->max_waiting = -1;
 }
 
 void run_options_free(struct run_options *o) {
@@ -76,6 +77,11 @@ static void on_job_end(void *ud, struct job *job) {
   }
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+static void on_room(void *ud) {
+  struct runner *r = ud;
+  if (r->state == RUNNER_RUNNING) kick(r);
 }
 
 static void on_timeout(void *ud, struct job *job) {
@@ -156,9 +162,10 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
       on_updates, on_source_ready, on_me, on_fatal};
   r->source = source_new(h->api, h->base, &sc, &source_cb, r);
   static const struct sink_callbacks sink_cb = {start_update, on_job_end,
-                                                on_timeout};
+                                                on_timeout, on_room};
   sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
+  if (o->max_waiting >= 0) sink_set_max_parked(&r->sink, (size_t)o->max_waiting);
   return r;
 }
 
@@ -217,6 +224,8 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           "retryInterval %s -> %s", retry_name(a->retry), retry_name(b->retry));
   CHANGED(a->max_retry_ms != b->max_retry_ms, "maxRetryTime %ld -> %ld ms",
           a->max_retry_ms, b->max_retry_ms);
+  CHANGED(a->max_waiting != b->max_waiting, "maxWaiting %ld -> %ld",
+          a->max_waiting, b->max_waiting);
   CHANGED(a->silent != b->silent, "silent %s -> %s",
           a->silent ? "true" : "false", b->silent ? "true" : "false");
   CHANGED(a->speed_traffic_balance != b->speed_traffic_balance ||
@@ -233,6 +242,10 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms);
+  /* Unset, the bound follows the concurrency (the sink's default). */
+  sink_set_max_parked(&r->sink, r->opts.max_waiting >= 0
+                                    ? (size_t)r->opts.max_waiting
+                                    : (size_t)r->opts.concurrency * 10);
   kick(r);
 }
 

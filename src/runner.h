@@ -33,6 +33,7 @@ struct run_options {
   bool silent;
   double speed_traffic_balance;  /* 0..1 */
   long max_delay_ms;
+  long max_waiting;              /* parked updates at most; -1: default */
 };
 
 void run_options_init(struct run_options *o);
@@ -42,8 +43,8 @@ void run_options_copy(struct run_options *dst, const struct run_options *src);
 struct runner *runner_new(struct host *h, const struct run_options *o);
 void runner_free(struct runner *r);
 /* Hot reload: applies a reloaded script's run() options that can change
- * while running (concurrency, per-update timeout, fetch timeout,
- * allowed_updates, retry settings, silent, pacing) and warns about the
+ * while running (concurrency, maxWaiting, per-update timeout, fetch
+ * timeout, allowed_updates, retry settings, silent, pacing) and warns about the
  * others (the sink kind), which keep their values until a restart. Logs
  * what changed, for generation gen. */
 void runner_reconfigure(struct runner *r, const struct run_options *o,

@@ -5,18 +5,83 @@
 #include "log.h"
 
 static void on_job_end(struct job *job, void *ud);
+static void pump(struct sink *k);
+
+/* The job leaves the sink's accounts: no slot, not parked. */
+static void settle(struct sink *k, struct job *job) {
+  if (job->holds_slot) {
+    job->holds_slot = false;
+    k->holding--;
+  }
+  if (job->parked) {
+    job->parked = false;
+    k->parked--;
+    if (qnode_linked(&job->unpark_node))
+      qlist_remove(&k->unparking, &job->unpark_node);
+  }
+}
 
 static void on_expired(struct inflight *q, struct inflight_entry *e,
                        void *ud) {
   struct sink *k = ud;
   struct job *job = qlist_entry(e, struct job, sink_entry);
   /* The slot is free from now on, even if the cancel is deferred. */
-  if (job->holds_slot) {
-    job->holds_slot = false;
-    k->holding--;
-  }
+  settle(k, job);
   k->cb.on_timeout(k->ud, job);
   job_cancel(job, "the update timed out");
+}
+
+/* --- parking ------------------------------------------------------------ */
+
+static void take_slot(struct sink *k, struct job *job) {
+  job->parked = false;
+  k->parked--;
+  job->holds_slot = true;
+  k->holding++;
+}
+
+/* Every waiting job gives its slot up: slots are held only by jobs that
+ * can run, so a job whose wait is over always gets one as running jobs end
+ * (a waiting job keeping its slot could hold the very slot its predecessor
+ * needs). The bound on parked jobs is enforced by fetching less (see
+ * sink_capacity). */
+static void slot_park(struct job *job, void *ud) {
+  struct sink *k = ud;
+  if (k->kind != SINK_CONCURRENT || !job->holds_slot) return;
+  job->holds_slot = false;
+  k->holding--;
+  job->parked = true;
+  k->parked++;
+  /* Lua code is running: start the next updates from the loop. */
+  event_active(k->pump_event, 0, 0);
+}
+
+static void slot_unpark(struct job *job, void *ud) {
+  struct sink *k = ud;
+  if (!job->parked) {
+    /* It kept its slot (not a concurrent sink), or it timed out and has
+     * none to get back. */
+    job_slot_regained(job);
+    return;
+  }
+  if (qnode_linked(&job->unpark_node)) return;
+  qlist_push_back(&k->unparking, &job->unpark_node);
+  /* Only a free slot is taken here; a busy sink serves the queue as slots
+   * come free, before the backlog. */
+  if (k->holding < (size_t)k->concurrency &&
+      k->unparking.head.next == &job->unpark_node) {
+    qlist_remove(&k->unparking, &job->unpark_node);
+    take_slot(k, job);
+    job_slot_regained(job);
+  }
+}
+
+static const struct job_slot_ops sink_slot_ops = {slot_park, slot_unpark};
+
+static void on_pump_event(evutil_socket_t fd, short what, void *arg) {
+  struct sink *k = arg;
+  pump(k);
+  if (k->cb.on_room) k->cb.on_room(k->ud);
 }
 
 void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
@@ -27,6 +92,10 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
   qlist_init(&k->backlog);
   inflight_init(&k->inflight, base, timeout_ms, on_expired, k);
   k->holding = 0;
+  k->parked = 0;
+  k->max_parked = (size_t)k->concurrency * 10;
+  qlist_init(&k->unparking);
+  k->pump_event = event_new(base, -1, 0, on_pump_event, k);
   k->accepting = true;
   k->cb = *cb;
   k->ud = ud;
@@ -41,6 +110,12 @@ static void drop_backlog(struct sink *k) {
 void sink_free(struct sink *k) {
   drop_backlog(k);
   inflight_free(&k->inflight);
+  if (k->pump_event) event_free(k->pump_event);
+  k->pump_event = NULL;
+}
+
+void sink_set_max_parked(struct sink *k, size_t max_parked) {
+  k->max_parked = max_parked;
 }
 
 static bool may_start(const struct sink *k) {
@@ -53,6 +128,13 @@ static bool may_start(const struct sink *k) {
 }
 
 static void pump(struct sink *k) {
+  /* Parked jobs whose wait is over come first, even while draining. */
+  while (!qlist_empty(&k->unparking) && may_start(k)) {
+    struct job *job = qlist_entry(qlist_pop_front(&k->unparking), struct job,
+                                  unpark_node);
+    take_slot(k, job);
+    job_slot_regained(job);
+  }
   while (k->accepting && !qlist_empty(&k->backlog) && may_start(k)) {
     struct update_item *u =
         qlist_entry(qlist_pop_front(&k->backlog), struct update_item, node);
@@ -61,6 +143,8 @@ static void pump(struct sink *k) {
     if (!job) continue;
     job->holds_slot = true;
     k->holding++;
+    job->slot_ops = &sink_slot_ops;
+    job->slot_ud = k;
     inflight_add(&k->inflight, &job->sink_entry, inflight_now_ms());
   }
 }
@@ -68,10 +152,7 @@ static void pump(struct sink *k) {
 static void on_job_end(struct job *job, void *ud) {
   struct sink *k = ud;
   inflight_remove(&k->inflight, &job->sink_entry);
-  if (job->holds_slot) {
-    job->holds_slot = false;
-    k->holding--;
-  }
+  settle(k, job);
   k->cb.on_job_end(k->ud, job);
   pump(k);
 }
@@ -86,9 +167,15 @@ int sink_capacity(const struct sink *k) {
   if (!k->accepting) return 0;
   switch (k->kind) {
     case SINK_CONCURRENT: {
+      /* Parked jobs whose wait is over need a slot before anything new;
+       * and all that is fetched and not done (running, parked, backlog)
+       * stays within concurrency + max_parked. */
       long free_slots = (long)k->concurrency - (long)k->holding -
-                        (long)k->backlog.count;
-      return free_slots > 0 ? (int)(free_slots > 100 ? 100 : free_slots) : 0;
+                        (long)k->backlog.count - (long)k->unparking.count;
+      long room = (long)k->concurrency + (long)k->max_parked -
+                  (long)(k->holding + k->parked + k->backlog.count);
+      long n = free_slots < room ? free_slots : room;
+      return n > 0 ? (int)(n > 100 ? 100 : n) : 0;
     }
     case SINK_SEQUENTIAL:
     case SINK_BATCH:

@@ -6,7 +6,17 @@
  *
  * sink_capacity() says how many updates to fetch now; updates that cannot
  * start yet wait in a backlog. With a timeout, an update running longer is
- * released from its slot, reported, and cancelled. */
+ * released from its slot, reported, and cancelled.
+ *
+ * Parking (concurrent sink only): an update that waits behind others
+ * (sequentialize) gives its slot up, so one busy chat cannot fill every
+ * slot with updates that only wait. When its wait is over it needs a slot
+ * again and gets the next free one before the backlog, and fetching counts
+ * it as taken. Fetching also stops while running + parked + backlog
+ * reaches concurrency + max_parked, which bounds the memory a flood of one
+ * chat can take. Timeouts still count from when an update started. The
+ * sequential and batch sinks never park (sequential means one update
+ * after another, in order). */
 #ifndef TGHOST_SINK_H
 #define TGHOST_SINK_H
 
@@ -28,6 +38,8 @@ struct sink_callbacks {
   void (*on_job_end)(void *ud, struct job *job);
   /* A job ran out of time; it is cancelled right after this returns. */
   void (*on_timeout)(void *ud, struct job *job);
+  /* A parked job freed a slot: there may be room to fetch (may be NULL). */
+  void (*on_room)(void *ud);
 };
 
 struct sink {
@@ -36,6 +48,10 @@ struct sink {
   struct qlist backlog;            /* update_items not started yet */
   struct inflight inflight;        /* started jobs, oldest first */
   size_t holding;                  /* jobs holding a slot */
+  size_t parked;                   /* started jobs waiting without a slot */
+  size_t max_parked;
+  struct qlist unparking;          /* parked jobs whose wait is over */
+  struct event *pump_event;        /* starts jobs after a park, from the loop */
   bool accepting;
   struct sink_callbacks cb;
   void *ud;
@@ -45,6 +61,9 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
                int concurrency, long timeout_ms,
                const struct sink_callbacks *cb, void *ud);
 void sink_free(struct sink *k);
+/* How many updates may be in flight beyond the concurrency, parked
+ * (default: 10 x concurrency). */
+void sink_set_max_parked(struct sink *k, size_t max_parked);
 
 /* Changes the concurrency limit and the per-update timeout while running
  * (hot reload). Updates in flight keep their slots; a lower limit only

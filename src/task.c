@@ -328,8 +328,27 @@ static void job_record_failure(struct job *job, const char *msg) {
   if (!job->error) job->error = xstrdup(msg);
 }
 
+void job_park(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot_ud);
+}
+
+void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
+                void *arg) {
+  job->slot_regained = regained;
+  job->slot_regained_arg = arg;
+  if (job->slot_ops) job->slot_ops->unpark(job, job->slot_ud);
+  else job_slot_regained(job);
+}
+
+void job_slot_regained(struct job *job) {
+  void (*fn)(struct job *, void *) = job->slot_regained;
+  job->slot_regained = NULL;
+  if (fn) fn(job, job->slot_regained_arg);
+}
+
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
+  if (s->job_end_hook) s->job_end_hook(job, s->job_end_hook_ud);
   if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
   qlist_remove(&s->jobs, &job->all_node);
   if (job->on_end) job->on_end(job, job->end_ud);

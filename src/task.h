@@ -78,9 +78,24 @@ struct scheduler {
 
   void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
   void *idle_ud;
+  /* Runs first when any job ends, however it ends (sequentialize releases
+   * the job's keys here). */
+  void (*job_end_hook)(struct job *job, void *ud);
+  void *job_end_hook_ud;
 };
 
 enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK };
+
+/* How a job that waits on other jobs (sequentialize) gives its concurrency
+ * slot up meanwhile. Implemented by whoever counts slots (the sink), which
+ * sets job->slot_ops on the jobs it starts. */
+struct job_slot_ops {
+  /* The job starts waiting: its slot may serve another update. */
+  void (*park)(struct job *job, void *ud);
+  /* The wait is over: job_slot_regained(job) follows once the job holds a
+   * slot again, possibly before this returns. */
+  void (*unpark)(struct job *job, void *ud);
+};
 enum job_end { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
 
 typedef void (*job_end_fn)(struct job *job, void *ud);
@@ -103,9 +118,17 @@ struct job {
 
   struct qnode all_node;           /* in sched->jobs */
   /* Owned by the sink: the in-flight list and whether the job still holds
-   * a slot. */
+   * a slot, or gave it up while it waits (parked; in the sink's queue for
+   * a slot again once its wait is over). */
   struct inflight_entry sink_entry;
   bool holds_slot;
+  bool parked;
+  struct qnode unpark_node;
+  const struct job_slot_ops *slot_ops;   /* NULL: the job has no slot */
+  void *slot_ud;
+  /* Set by job_unpark() until the slot is back. */
+  void (*slot_regained)(struct job *job, void *arg);
+  void *slot_regained_arg;
   /* Owned by sequentialize. */
   void *seq;
 };
@@ -133,6 +156,17 @@ struct log_fields job_log_fields(const struct job *job);
 /* The coroutine of the job's first task, or NULL (for diagnostics: where
  * a job that must be cancelled is waiting). */
 lua_State *job_thread(const struct job *job);
+
+/* For primitives that make a job wait on other jobs: job_park() lets the
+ * job's slot go (if the owner allows); job_unpark() asks for it back and
+ * calls regained(job, arg) once the job holds one (at once for a job
+ * without slot_ops). regained may be NULL (the job only settles its
+ * account). */
+void job_park(struct job *job);
+void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
+                void *arg);
+/* For slot owners: the job holds a slot again. */
+void job_slot_regained(struct job *job);
 struct job *task_job(const struct task *t);
 
 /* For primitives. Raises a Lua error unless L may suspend the running task

@@ -581,7 +581,7 @@ static void stress_rewrites(bool with_sequentialize) {
         count_in(proc_stderr(p), "retired"), STRESS_GOOD);
 }
 
-static void test_stress_rewrites(void) { stress_rewrites(false); }
+static void test_stress_rewrites(void) { stress_rewrites(true); }
 
 /* --- memory ------------------------------------------------------------- */
 
