@@ -23,6 +23,7 @@ static const char usage[] =
     "  --api-root URL          Bot API server (default https://api.telegram.org;\n"
     "                          also TGHOST_API_ROOT)\n"
     "  --no-watch              do not reload the script when it changes\n"
+    "                          (SIGHUP still reloads it)\n"
     "  --drain-timeout SECS    on SIGINT/SIGTERM, how long in-flight updates may\n"
     "                          take to finish before they are cancelled (30)\n"
     "  --cpu-budget SECS       CPU time a handler may run without yielding (2)\n"
