@@ -36,8 +36,14 @@ local function as_middleware(mw, what)
   if type(mw) == "table" and type(mw.middleware) == "function" then
     return mw.middleware()
   end
-  errors.raise("%s: expected a middleware function or a composer, got %s",
-               what, type(mw))
+  local hint = ""
+  if type(mw) == "string" and mw:match("%.lua$") then
+    -- bot.use(require("mod")): require also returns the module's file name.
+    hint = " ('" .. mw .. "': require returns the module and its file name; "
+           .. "write local mod = require(...) and then use(mod))"
+  end
+  errors.raise("%s: expected a middleware function or a composer, got %s%s",
+               what, type(mw), hint)
 end
 Composer.as_middleware = as_middleware
 

@@ -248,6 +248,9 @@ t.test("bad arguments raise at the script's line", function()
   t.raises(function() c.branch(function() end, mark("a"), "b") end, "branch: expected a middleware")
   t.raises(function() c.use() end, "use: expected a middleware")
   t.raises(function() c.errorBoundary(nil, mark("a")) end, "errorBoundary: expected")
+  -- bot.use(require("mod")) passes require's second result, the file name
+  t.raises(function() c.use(tghost.Composer(), "./mod.lua") end,
+           "got string ('./mod.lua': require returns the module and its file name")
 end)
 
 t.test("bot.catch takes a function", function()
