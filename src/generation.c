@@ -9,6 +9,7 @@
 #include "embedded.h"
 #include "host.h"
 #include "log.h"
+#include "luacoro.h"
 #include "luacore.h"
 #include "luajson.h"
 
@@ -78,6 +79,7 @@ static void set_package_path(lua_State *L, const char *dir) {
 static const luaL_Reg c_modules[] = {
     {"tghost.core", luaopen_tghost_core},
     {"tghost.json", luaopen_tghost_json},
+    {"tghost.coroutine", luaopen_tghost_coroutine},
     {NULL, NULL},
 };
 
@@ -123,7 +125,7 @@ struct generation *gen_new(struct host *h, const char *script_path,
   }
   *(struct generation **)lua_getextraspace(g->L) = g;
   lua_atpanic(g->L, gen_panic);
-  task_install_cpu_guard(g->L);
+  task_install_cpu_guard(g->sched, g->L);
   lua_pushcfunction(g->L, boot);
   lua_pushstring(g->L, g->script_dir);
   if (lua_pcall(g->L, 1, 0, 0) != LUA_OK) {

@@ -389,12 +389,6 @@ static int l_bot_info(lua_State *L) {
   return 1;
 }
 
-static int l_drop_wait(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
-  if (t) task_drop_wait(t);
-  return 0;
-}
-
 static int l_sentinel(lua_State *L) {
   lua_pushlightuserdata(L, task_yield_sentinel());
   return 1;
@@ -435,7 +429,6 @@ int luaopen_tghost_core(lua_State *L) {
       {"set_runtime", l_set_runtime},
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
-      {"drop_wait", l_drop_wait},
       {"now", l_now},
       {"current", l_current},
       {"check_mode", l_check_mode},

@@ -4,7 +4,6 @@
  * conversation against the fake Bot API, which must receive exactly the
  * expected calls, in order. And allowed_updates derived from the handlers
  * reaches getUpdates. */
-#include <signal.h>
 #include <string.h>
 
 #include "harness.h"
@@ -122,13 +121,6 @@ static bool have_handler_calls(void *ud) {
 
 static bool have_polls(void *ud) {
   return fakeapi_poll_count(harness_api()) >= ((struct count_wait *)ud)->want;
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
 }
 
 struct expected_call {
@@ -308,7 +300,7 @@ static void test_conversation(void) {
         fakeapi_times_delivered(api, 517));
   /* The crash went to bot.catch, not to the log as unhandled. */
   CHECK(!strstr(proc_stderr(p), "unhandled error"), "an error was unhandled");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- allowed_updates ---------------------------------------------------- */
@@ -359,7 +351,7 @@ static void test_chat_member_allowed_updates(void) {
   char *again = canon(fakeapi_poll(api, 1)->allowed_updates);
   CHECK(again && strstr(again, "\"chat_member\""), "second poll: %s", again ? again : "(none)");
   free(again);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* With a middleware for every update, the list names every type. */
@@ -376,7 +368,7 @@ static void test_use_with_chat_member_asks_for_all(void) {
             strstr(allowed, "\"removed_chat_boost\"]"),
         "allowed_updates was %s", allowed ? allowed : "(not sent)");
   free(allowed);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* Without opt-in handlers, the empty list: Telegram's default set (and not
@@ -390,7 +382,7 @@ static void test_default_and_explicit_allowed_updates(void) {
   CHECK(allowed && strcmp(allowed, "[]") == 0, "allowed_updates was %s",
         allowed ? allowed : "(not sent)");
   free(allowed);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static void test_explicit_allowed_updates(void) {
@@ -402,7 +394,7 @@ static void test_explicit_allowed_updates(void) {
   CHECK(allowed && strcmp(allowed, "[\"message\",\"poll\"]") == 0,
         "allowed_updates was %s", allowed ? allowed : "(not sent)");
   free(allowed);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* An invalid filter query stops the script at load, with the line and a
@@ -471,7 +463,7 @@ static void test_example_commands(void) {
       {"editMessageReplyMarkup", edit},
   };
   check_calls(want, 4);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* examples/modular: modules required from the script's folder. */
@@ -503,7 +495,7 @@ static void test_example_modular(void) {
   };
   check_calls(want, 5);
   CHECK(strstr(proc_stderr(p), "a game failed:"), "the boundary did not log");
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {
