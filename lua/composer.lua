@@ -24,10 +24,6 @@ local Composer = {}
 -- Private state of each composer: its run function and its needs.
 local state = setmetatable({}, { __mode = "k" })
 
-function Composer.is(value)
-  return state[value] ~= nil
-end
-
 -- Turns anything usable as middleware into a function(ctx, next).
 local function as_middleware(mw, what)
   if type(mw) == "function" then return mw end
@@ -135,9 +131,8 @@ function Composer.new(...)
     local child = Composer.new()
     local cs = state[child]
     for i = 1, select("#", ...) do
-      local mw = as_middleware((select(i, ...)), what)
-      cs.list[#cs.list + 1] = mw
       local h = (select(i, ...))
+      cs.list[#cs.list + 1] = as_middleware(h, what)
       cs.needs[#cs.needs + 1] = function() return needs_of(h) end
     end
     local run = cs.run

@@ -345,8 +345,4 @@ function Context.new(update, bot)
   return setmetatable({ update = update, bot = bot }, mt)
 end
 
-function Context.is(value)
-  return getmetatable(value) == mt
-end
-
 return Context

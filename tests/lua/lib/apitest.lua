@@ -47,8 +47,8 @@ end
 
 function M.eq(got, want, what)
   if not deep_eq(got, want) then
-    error(string.format("%s%s\n    got:  %s\n    want: %s", what or "value",
-                        "", show(got), show(want)), 2)
+    error(string.format("%s\n    got:  %s\n    want: %s", what or "value",
+                        show(got), show(want)), 2)
   end
 end
 
