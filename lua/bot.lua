@@ -2,6 +2,8 @@
 -- (bot.botInfo, from getMe) and bot.start().
 local core = require("tghost.core")
 local Composer = require("tghost.composer")
+local errors = require("tghost.errors")
+errors.internal()
 
 local bot = Composer.new()
 
@@ -24,16 +26,24 @@ bot.api = api
 -- err.ctx).
 bot.catch = function(first, fn)
   if first == bot then first = fn end
-  if type(first) ~= "function" then error("bot.catch: expected a function", 2) end
+  if type(first) ~= "function" then
+    errors.raise("bot.catch: expected a function, got %s", type(first))
+  end
   bot.errorHandler = first
   return bot
 end
 
-setmetatable(bot, {
-  __index = function(t, key)
-    if key == "botInfo" then return core.bot_info() end
-  end,
-  __name = "tghost.Bot",
-})
+-- bot.botInfo: the bot's User object from getMe, once the runner has it
+-- (nil before). Decoded once and then kept; a script may set it itself
+-- (tests do).
+local mt = getmetatable(bot)
+mt.__index = function(t, key)
+  if key == "botInfo" then
+    local info = core.bot_info()
+    if info ~= nil then rawset(t, "botInfo", info) end
+    return info
+  end
+end
+mt.__name = "tghost.Bot"
 
 return bot

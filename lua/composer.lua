@@ -1,40 +1,101 @@
--- Middleware composition, as grammY's Composer: a middleware is
--- function(ctx, next); next() runs the rest of the stack and returns when
--- it is done. Composers nest: a composer is itself usable as middleware.
+-- Middleware composition, as grammY's Composer.
+--
+-- A middleware is function(ctx, next); next() runs the rest of the stack
+-- and returns when it is done; calling it twice is an error. A composer
+-- holds a list of middleware and is itself usable as middleware, so a bot
+-- can be split into modules (bot.use(composer)).
+--
+-- Like grammY, the methods that filter (on, command, hears, filter, ...)
+-- return a new composer installed behind the filter, so calls chain as AND:
+-- bot.on(":photo").on("::hashtag", fn), or
+-- local pm = bot.chatType("private"); pm.command("start", fn).
+-- Every method works both as bot.on(...) and bot:on(...).
+--
+-- Each composer also knows which update types its handlers can need, for
+-- allowed_updates (see Composer.needs).
+local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local triggers = require("tghost.triggers")
+local runtime = require("tghost.runtime")
+errors.internal()
 
 local Composer = {}
+
+-- Private state of each composer: its run function and its needs.
+local state = setmetatable({}, { __mode = "k" })
 
 -- Turns anything usable as middleware into a function(ctx, next).
 local function as_middleware(mw, what)
   if type(mw) == "function" then return mw end
+  local s = state[mw]
+  if s then return s.run end
   if type(mw) == "table" and type(mw.middleware) == "function" then
     return mw.middleware()
   end
-  error(string.format("%s: expected a function or a composer, got %s",
-                      what or "middleware", type(mw)), 3)
+  local hint = ""
+  if type(mw) == "string" and mw:match("%.lua$") then
+    -- bot.use(require("mod")): require also returns the module's file name.
+    hint = " ('" .. mw .. "': require returns the module and its file name; "
+           .. "write local mod = require(...) and then use(mod))"
+  end
+  errors.raise("%s: expected a middleware function or a composer, got %s%s",
+               what, type(mw), hint)
 end
+Composer.as_middleware = as_middleware
 
--- Runs list[i..] then next; each middleware may call its next once.
+-- Runs list[i..], then next. Each next() may be called once.
 local function run_list(list, ctx, next, i)
   local mw = list[i]
   if mw == nil then return next() end
   local called = false
   return mw(ctx, function()
-    if called then error("next() was called twice by the same middleware", 2) end
+    if called then
+      error("next() was called twice by the same middleware", 2)
+    end
     called = true
     return run_list(list, ctx, next, i + 1)
   end)
 end
 
-local function concat(fns, what)
-  local list = {}
-  for i = 1, #fns do
-    list[i] = as_middleware(fns[i], what)
+-- === Update types a composer's handlers need (for allowed_updates) ======
+--
+-- A need is (all, types): all is true when some middleware runs for every
+-- update (bot.use(fn)); types is the set of update types named by filters
+-- ({ chat_member = true, ... }).
+
+local function need_all() return true, {} end
+
+local visiting = {}
+
+-- The needs of a middleware value (function, composer, foreign object).
+local function needs_of(mw)
+  local s = state[mw]
+  if not s then return true, {} end
+  if visiting[mw] then return false, {} end   -- a composer inside itself
+  visiting[mw] = true
+  local all, types = false, {}
+  for _, need in ipairs(s.needs) do
+    local a, t = need()
+    all = all or a
+    for k in pairs(t) do types[k] = true end
   end
-  if #list == 1 then return list[1] end
-  return function(ctx, next) return run_list(list, ctx, next, 1) end
+  visiting[mw] = nil
+  return all, types
 end
+
+-- Handlers behind a filter that can only match the update types in
+-- filter_types (nil: any type) need only those.
+local function restrict(filter_types, all, types)
+  if filter_types == nil then return all, types end
+  local out = {}
+  for k in pairs(all and filter_types or types) do
+    if filter_types[k] then out[k] = true end
+  end
+  return false, out
+end
+
+-- Composer.needs(composer) -> all, types
+Composer.needs = needs_of
 
 -- Lets both composer.on(...) and composer:on(...) work.
 local function method(self, fn)
@@ -44,65 +105,145 @@ local function method(self, fn)
   end
 end
 
-function Composer.new()
-  local self = {}
-  local list = {}
-  local registered_queries = {}
+local function check_pred(pred, what)
+  if type(pred) ~= "function" then
+    errors.raise("%s: expected a predicate function, got %s", what, type(pred))
+  end
+end
 
-  local function use(...)
-    local n = select("#", ...)
-    if n == 0 then error("use: expected at least one middleware", 2) end
-    list[#list + 1] = concat({ ... }, "use")
-    return self
+function Composer.new(...)
+  local self = setmetatable({}, { __name = "tghost.Composer" })
+  local list, needs = {}, {}
+  local s = {
+    list = list,
+    needs = needs,
+    run = function(ctx, next) return run_list(list, ctx, next, 1) end,
+  }
+  state[self] = s
+
+  local function add(mw, need)
+    list[#list + 1] = mw
+    needs[#needs + 1] = need
   end
 
-  -- Middleware that runs handlers only when pred(ctx) is true.
-  local function filtered(pred, handlers, what)
-    local mw = concat(handlers, what)
-    return function(ctx, next)
-      if pred(ctx) then return mw(ctx, next) end
-      return next()
+  -- A child composer of the handlers, installed behind pred (nil: none).
+  local function behind(pred, types, what, ...)
+    local child = Composer.new()
+    local cs = state[child]
+    for i = 1, select("#", ...) do
+      local h = (select(i, ...))
+      cs.list[#cs.list + 1] = as_middleware(h, what)
+      cs.needs[#cs.needs + 1] = function() return needs_of(h) end
     end
+    local run = cs.run
+    local need = function() return restrict(types, needs_of(child)) end
+    if pred == nil then
+      add(run, need)
+    else
+      add(function(ctx, next)
+        if pred(ctx) then return run(ctx, next) end
+        return next()
+      end, need)
+    end
+    return child
   end
 
-  self.use = method(self, use)
+  self.use = method(self, function(...)
+    if select("#", ...) == 0 then errors.raise("use: expected a middleware") end
+    return behind(nil, nil, "use", ...)
+  end)
 
   self.on = method(self, function(query, ...)
-    local pred, queries = filter.compile(query, 3)
-    for _, q in ipairs(queries) do registered_queries[#registered_queries + 1] = q end
-    list[#list + 1] = filtered(pred, { ... }, "on")
-    return self
+    local pred, types = filter.compile(query)
+    return behind(pred, types, "on", ...)
   end)
 
   self.command = method(self, function(names, ...)
-    local pred = filter.command(names, 3)
-    registered_queries[#registered_queries + 1] = "message"
-    list[#list + 1] = filtered(pred, { ... }, "command")
-    return self
+    local pred, types = triggers.command(names)
+    return behind(pred, types, "command", ...)
+  end)
+
+  self.hears = method(self, function(patterns, ...)
+    local pred, types = triggers.hears(patterns)
+    return behind(pred, types, "hears", ...)
+  end)
+
+  self.callbackQuery = method(self, function(data, ...)
+    local pred, types = triggers.callback_query(data)
+    return behind(pred, types, "callbackQuery", ...)
+  end)
+
+  self.inlineQuery = method(self, function(patterns, ...)
+    local pred, types = triggers.inline_query(patterns)
+    return behind(pred, types, "inlineQuery", ...)
+  end)
+
+  self.chatType = method(self, function(types, ...)
+    return behind(triggers.chat_type(types), nil, "chatType", ...)
   end)
 
   self.filter = method(self, function(pred, ...)
-    if type(pred) ~= "function" then error("filter: expected a predicate function", 2) end
-    list[#list + 1] = filtered(pred, { ... }, "filter")
-    return self
+    check_pred(pred, "filter")
+    return behind(pred, nil, "filter", ...)
   end)
 
   self.drop = method(self, function(pred, ...)
-    if type(pred) ~= "function" then error("drop: expected a predicate function", 2) end
-    list[#list + 1] = filtered(function(ctx) return not pred(ctx) end, { ... }, "drop")
+    check_pred(pred, "drop")
+    return behind(function(ctx) return not pred(ctx) end, nil, "drop", ...)
+  end)
+
+  -- branch(pred, a, b): a when pred(ctx) is true, else b.
+  self.branch = method(self, function(pred, a, b)
+    check_pred(pred, "branch")
+    local ma, mb = as_middleware(a, "branch"), as_middleware(b, "branch")
+    add(function(ctx, next)
+      if pred(ctx) then return ma(ctx, next) end
+      return mb(ctx, next)
+    end, function()
+      local all_a, ta = needs_of(a)
+      local all_b, tb = needs_of(b)
+      local types = {}
+      for k in pairs(ta) do types[k] = true end
+      for k in pairs(tb) do types[k] = true end
+      return all_a or all_b, types
+    end)
     return self
   end)
 
-  -- The whole stack as one middleware.
-  self.middleware = method(self, function()
-    return function(ctx, next) return run_list(list, ctx, next, 1) end
+  -- errorBoundary(handler, ...): errors raised by the given middleware go
+  -- to handler(err, next) (err.error, err.ctx, as bot.catch receives
+  -- them) instead of the bot's error handler. As in grammY, the rest of
+  -- the stack runs after the boundary's middleware is done (if it, or the
+  -- handler, called next), so errors downstream are not caught here.
+  self.errorBoundary = method(self, function(handler, ...)
+    check_pred(handler, "errorBoundary")
+    local child = Composer.new(...)
+    local run = state[child].run
+    add(function(ctx, next)
+      local go_on = false
+      local function cont() go_on = true end
+      local ok, e = xpcall(run, function(err)
+        return { error = err, traceback = debug.traceback(nil, 2) }
+      end, ctx, cont)
+      if not ok then
+        go_on = false
+        handler(setmetatable({ error = e.error, ctx = ctx,
+                               traceback = e.traceback }, runtime.BotError),
+                cont)
+      end
+      if go_on then return next() end
+    end, function() return needs_of(child) end)
+    return child
   end)
 
-  -- Update types this composer's handlers listen for (for allowed_updates).
-  self.queries = method(self, function() return registered_queries end)
+  -- The whole stack as one middleware function.
+  self.middleware = method(self, function() return s.run end)
 
+  for i = 1, select("#", ...) do
+    local mw = (select(i, ...))
+    add(as_middleware(mw, "Composer"), function() return needs_of(mw) end)
+  end
   return self
 end
 
-Composer.as_middleware = as_middleware
 return Composer

@@ -1,19 +1,48 @@
--- The context object a handler receives: the update, shortcuts into it
--- (ctx.message, ctx.chat, ctx.from, ...) and methods that fill in chat_id,
--- message_id and the like (ctx:reply, ...). Scripts may add their own
--- fields for downstream middleware.
+-- The context object a handler receives, as grammY's Context: the update,
+-- getters into it (ctx.msg, ctx.chat, ctx.from, ...) and shortcut methods
+-- that fill in chat_id, message_id, callback_query_id, inline_message_id
+-- and the like (ctx:reply, ctx:answerCallbackQuery, ...). A shortcut used
+-- where the update has no target for it raises a clear error at the
+-- script's line. Scripts may store their own fields on ctx for downstream
+-- middleware (ctx.match is one such field, set by command/hears/...).
+local errors = require("tghost.errors")
+local filter = require("tghost.filter")
+errors.internal()
+
 local Context = {}
 
+-- ctx.<name> -> ctx.update.<field>
+local UPDATE_FIELDS = {
+  message = "message",
+  editedMessage = "edited_message",
+  channelPost = "channel_post",
+  editedChannelPost = "edited_channel_post",
+  businessConnection = "business_connection",
+  businessMessage = "business_message",
+  editedBusinessMessage = "edited_business_message",
+  deletedBusinessMessages = "deleted_business_messages",
+  messageReaction = "message_reaction",
+  messageReactionCount = "message_reaction_count",
+  inlineQuery = "inline_query",
+  chosenInlineResult = "chosen_inline_result",
+  callbackQuery = "callback_query",
+  shippingQuery = "shipping_query",
+  preCheckoutQuery = "pre_checkout_query",
+  purchasedPaidMedia = "purchased_paid_media",
+  poll = "poll",
+  pollAnswer = "poll_answer",
+  myChatMember = "my_chat_member",
+  chatMember = "chat_member",
+  chatJoinRequest = "chat_join_request",
+  chatBoost = "chat_boost",
+  removedChatBoost = "removed_chat_boost",
+}
+Context.UPDATE_FIELDS = UPDATE_FIELDS
+
 local getters = {}
-local methods = {}
 
-function getters.message(ctx) return ctx.update.message end
-function getters.editedMessage(ctx) return ctx.update.edited_message end
-function getters.channelPost(ctx) return ctx.update.channel_post end
-function getters.editedChannelPost(ctx) return ctx.update.edited_channel_post end
-function getters.callbackQuery(ctx) return ctx.update.callback_query end
-function getters.inlineQuery(ctx) return ctx.update.inline_query end
-
+-- The message of the update: new, edited, channel post, business, or the
+-- message a callback query's button was attached to.
 function getters.msg(ctx)
   local u = ctx.update
   local cq = u.callback_query
@@ -23,55 +52,288 @@ function getters.msg(ctx)
 end
 
 function getters.chat(ctx)
-  local m = getters.msg(ctx)
-  if m then return m.chat end
   local u = ctx.update
-  local other = u.my_chat_member or u.chat_member or u.chat_join_request
-      or u.message_reaction or u.message_reaction_count or u.chat_boost
+  local holder = getters.msg(ctx) or u.deleted_business_messages
+      or u.message_reaction or u.message_reaction_count or u.my_chat_member
+      or u.chat_member or u.chat_join_request or u.chat_boost
       or u.removed_chat_boost
-  return other and other.chat
+  return holder and holder.chat
+end
+
+function getters.senderChat(ctx)
+  local m = getters.msg(ctx)
+  return m and m.sender_chat
 end
 
 function getters.from(ctx)
   local u = ctx.update
-  local src = u.callback_query or u.inline_query or u.chosen_inline_result
-      or u.shipping_query or u.pre_checkout_query or u.my_chat_member
-      or u.chat_member or u.chat_join_request
-  if src then return src.from end
-  local m = getters.msg(ctx)
-  if m then return m.from end
+  local holder = u.business_connection or u.message_reaction
+  if holder then return holder.user end
+  local boost = u.chat_boost and u.chat_boost.boost or u.removed_chat_boost
+  if boost then return boost.source and boost.source.user end
+  holder = u.callback_query or getters.msg(ctx) or u.inline_query
+      or u.chosen_inline_result or u.shipping_query or u.pre_checkout_query
+      or u.my_chat_member or u.chat_member or u.chat_join_request
+      or u.purchased_paid_media
+  if holder then return holder.from end
   if u.poll_answer then return u.poll_answer.user end
-  if u.message_reaction then return u.message_reaction.user end
   return nil
+end
+
+function getters.msgId(ctx)
+  local m = getters.msg(ctx) or ctx.update.message_reaction
+      or ctx.update.message_reaction_count
+  return m and m.message_id
+end
+
+function getters.chatId(ctx)
+  local chat = getters.chat(ctx)
+  if chat then return chat.id end
+  local bc = ctx.update.business_connection
+  return bc and bc.user_chat_id
+end
+
+function getters.inlineMessageId(ctx)
+  local u = ctx.update
+  local holder = u.callback_query or u.chosen_inline_result
+  return holder and holder.inline_message_id
+end
+
+function getters.businessConnectionId(ctx)
+  local m = getters.msg(ctx)
+  if m and m.business_connection_id then return m.business_connection_id end
+  local u = ctx.update
+  if u.business_connection then return u.business_connection.id end
+  local d = u.deleted_business_messages
+  return d and d.business_connection_id
 end
 
 function getters.me(ctx) return ctx.bot.botInfo end
 function getters.api(ctx) return ctx.bot.api end
 
-local function merge(base, extra)
-  if extra ~= nil then
-    if type(extra) ~= "table" then error("extra options must be a table", 3) end
-    for k, v in pairs(extra) do base[k] = v end
-  end
-  return base
-end
-
-local function chat_id(ctx, what)
-  local chat = getters.chat(ctx)
-  if not chat then error(what .. ": this update has no chat to answer in", 3) end
-  return chat.id
-end
-
-function methods.reply(ctx, text, extra)
-  return ctx.bot.api.sendMessage(merge({ chat_id = chat_id(ctx, "ctx:reply"),
-                                         text = text }, extra))
-end
-
 Context.getters = getters
+
+-- === Shortcut methods ===================================================
+
+local methods = {}
+local mt
+
+-- What kind of update this is, for error messages ("a message update").
+local function kind(ctx)
+  for k in pairs(ctx.update) do
+    if k ~= "update_id" then return k end
+  end
+  return "empty"
+end
+
+local function check_self(ctx, name)
+  if getmetatable(ctx) ~= mt then
+    errors.raise("ctx:%s(...) needs the context: call it with a colon, "
+                 .. "not ctx.%s(...)", name, name)
+  end
+end
+
+-- The target value, or an error saying that this update has none.
+local function need(ctx, name, value, what)
+  if value == nil then
+    errors.raise("ctx:%s(): this %s update has no %s", name, kind(ctx), what)
+  end
+  return value
+end
+
+local function merge(name, params, other)
+  if other == nil then return params end
+  if type(other) ~= "table" then
+    errors.raise("ctx:%s(): the extra options must be a table, not %s", name,
+                 type(other))
+  end
+  for k, v in pairs(other) do params[k] = v end
+  return params
+end
+
+local function call(ctx, method, params)
+  return ctx.bot.api[method](params)
+end
+
+-- Targets a shortcut fills in.
+local fill = {}
+function fill.chat(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.business_connection_id = getters.businessConnectionId(ctx)
+end
+function fill.chat_only(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+end
+function fill.message(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.message_id = need(ctx, name, getters.msgId(ctx), "message")
+end
+-- A message to edit: the inline message of a callback query or chosen
+-- inline result, or else the update's message.
+function fill.edit(ctx, name, p)
+  local inline = getters.inlineMessageId(ctx)
+  if inline then
+    p.inline_message_id = inline
+  else
+    p.chat_id = need(ctx, name, getters.chatId(ctx), "message to edit")
+    p.message_id = need(ctx, name, getters.msgId(ctx), "message to edit")
+  end
+  p.business_connection_id = getters.businessConnectionId(ctx)
+end
+function fill.callback(ctx, name, p)
+  local cq = ctx.update.callback_query
+  p.callback_query_id = need(ctx, name, cq and cq.id, "callback query")
+end
+function fill.inline(ctx, name, p)
+  local iq = ctx.update.inline_query
+  p.inline_query_id = need(ctx, name, iq and iq.id, "inline query")
+end
+function fill.shipping(ctx, name, p)
+  local q = ctx.update.shipping_query
+  p.shipping_query_id = need(ctx, name, q and q.id, "shipping query")
+end
+function fill.pre_checkout(ctx, name, p)
+  local q = ctx.update.pre_checkout_query
+  p.pre_checkout_query_id = need(ctx, name, q and q.id, "pre-checkout query")
+end
+function fill.join_request(ctx, name, p)
+  local r = ctx.update.chat_join_request
+  p.chat_id = need(ctx, name, r and r.chat and r.chat.id, "chat join request")
+  p.user_id = r.from and r.from.id
+end
+
+-- define(name, method, target, args): ctx:name(arg1, ..., other) calls
+-- bot.api[method] with the target filled in, the positional arguments
+-- under the names in args (a name ending in "?" is optional), and the
+-- fields of other (a table of further parameters).
+local function define(name, method, target, args, convert)
+  local filler = fill[target]
+  local names, required = {}, {}
+  for i, a in ipairs(args) do
+    names[i] = a:gsub("%?$", "")
+    required[i] = a:sub(-1) ~= "?"
+  end
+  local n = #names
+  methods[name] = function(ctx, ...)
+    check_self(ctx, name)
+    local p = {}
+    filler(ctx, name, p)
+    for i = 1, n do
+      local v = (select(i, ...))
+      if v == nil and required[i] then
+        errors.raise("ctx:%s(): %s is missing", name, names[i])
+      end
+      p[names[i]] = v
+    end
+    local other = (select(n + 1, ...))
+    if convert then other = convert(ctx, name, p, other) end
+    return call(ctx, method, merge(name, p, other))
+  end
+end
+
+define("reply", "sendMessage", "chat", { "text" })
+define("replyWithPhoto", "sendPhoto", "chat", { "photo" })
+define("replyWithDocument", "sendDocument", "chat", { "document" })
+define("replyWithAudio", "sendAudio", "chat", { "audio" })
+define("replyWithVideo", "sendVideo", "chat", { "video" })
+define("replyWithAnimation", "sendAnimation", "chat", { "animation" })
+define("replyWithVoice", "sendVoice", "chat", { "voice" })
+define("replyWithVideoNote", "sendVideoNote", "chat", { "video_note" })
+define("replyWithSticker", "sendSticker", "chat", { "sticker" })
+define("replyWithMediaGroup", "sendMediaGroup", "chat", { "media" })
+define("replyWithLocation", "sendLocation", "chat", { "latitude", "longitude" })
+define("replyWithVenue", "sendVenue", "chat",
+       { "latitude", "longitude", "title", "address" })
+define("replyWithContact", "sendContact", "chat", { "phone_number", "first_name" })
+define("replyWithPoll", "sendPoll", "chat", { "question", "options" })
+define("replyWithDice", "sendDice", "chat", { "emoji?" })
+define("sendChatAction", "sendChatAction", "chat", { "action" })
+
+-- ctx:forwardMessage(chat_id, other) / ctx:copyMessage(chat_id, other):
+-- this update's message to another chat.
+for _, name in ipairs({ "forwardMessage", "copyMessage" }) do
+  methods[name] = function(ctx, chat_id, other)
+    check_self(ctx, name)
+    if chat_id == nil then errors.raise("ctx:%s(): chat_id is missing", name) end
+    local p = { chat_id = chat_id }
+    p.from_chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+    p.message_id = need(ctx, name, getters.msgId(ctx), "message")
+    return call(ctx, name, merge(name, p, other))
+  end
+end
+
+define("deleteMessage", "deleteMessage", "message", {})
+define("pinChatMessage", "pinChatMessage", "message", {})
+define("getChat", "getChat", "chat_only", {})
+define("leaveChat", "leaveChat", "chat_only", {})
+define("getChatMember", "getChatMember", "chat_only", { "user_id" })
+
+-- ctx:react("👍"), ctx:react({"👍", "🎉"}), ctx:react{type = ...}, or
+-- ctx:react({}) to remove the bot's reactions.
+local function reaction_list(r)
+  if type(r) == "string" then return { { type = "emoji", emoji = r } } end
+  if type(r) ~= "table" then
+    errors.raise("ctx:react(): expected an emoji, a reaction table or a list "
+                 .. "of them, not %s", type(r))
+  end
+  if r.type ~= nil then return { r } end
+  local out = {}
+  for i, v in ipairs(r) do
+    out[i] = type(v) == "string" and { type = "emoji", emoji = v } or v
+  end
+  return out
+end
+define("react", "setMessageReaction", "message", { "reaction" },
+       function(ctx, name, p, other)
+         p.reaction = reaction_list(p.reaction)
+         return other
+       end)
+
+-- ctx:answerCallbackQuery("text") or ctx:answerCallbackQuery{ text = ...,
+-- show_alert = true }.
+define("answerCallbackQuery", "answerCallbackQuery", "callback", {})
+do
+  local f = methods.answerCallbackQuery
+  methods.answerCallbackQuery = function(ctx, other)
+    if type(other) == "string" then other = { text = other } end
+    return f(ctx, other)
+  end
+end
+define("answerInlineQuery", "answerInlineQuery", "inline", { "results" })
+define("answerShippingQuery", "answerShippingQuery", "shipping", { "ok" })
+define("answerPreCheckoutQuery", "answerPreCheckoutQuery", "pre_checkout", { "ok" })
+define("approveChatJoinRequest", "approveChatJoinRequest", "join_request", {})
+define("declineChatJoinRequest", "declineChatJoinRequest", "join_request", {})
+
+define("editMessageText", "editMessageText", "edit", { "text" })
+define("editMessageCaption", "editMessageCaption", "edit", {})
+define("editMessageMedia", "editMessageMedia", "edit", { "media" })
+define("editMessageLiveLocation", "editMessageLiveLocation", "edit",
+       { "latitude", "longitude" })
+define("stopMessageLiveLocation", "stopMessageLiveLocation", "edit", {})
+-- ctx:editMessageReplyMarkup{ reply_markup = kb }, or the markup itself:
+-- ctx:editMessageReplyMarkup(kb); no argument removes the inline keyboard.
+define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
+       function(ctx, name, p, other)
+         if type(other) == "table" and other.inline_keyboard ~= nil then
+           return { reply_markup = other }
+         end
+         return other
+       end)
+
+-- ctx:has(query): whether this update matches a filter query (compiled
+-- once per query string).
+function methods.has(ctx, query)
+  check_self(ctx, "has")
+  return filter.cached(query)(ctx)
+end
+
 Context.methods = methods
 
-local mt = {
+mt = {
   __index = function(ctx, key)
+    local field = UPDATE_FIELDS[key]
+    if field then return ctx.update[field] end
     local g = getters[key]
     if g then return g(ctx) end
     return methods[key]

@@ -1,6 +1,10 @@
 -- Validates run(bot, opts) options, shaped as grammY runner's, and flattens
 -- them for the C core. A misspelt or mistyped option is an error with a
 -- suggestion, never silently ignored.
+local errors = require("tghost.errors")
+local filter = require("tghost.filter")
+local Composer = require("tghost.composer")
+
 local M = {}
 
 local SCHEMA = {
@@ -22,30 +26,7 @@ local SCHEMA = {
   },
 }
 
--- Levenshtein distance, for "did you mean".
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i):lower() == b:sub(j, j):lower() and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-function M.suggest(word, candidates)
-  local best, best_d
-  for _, c in ipairs(candidates) do
-    local d = distance(word, c)
-    if not best_d or d < best_d then best, best_d = c, d end
-  end
-  if best and best_d <= math.max(2, #word // 3) then return best end
-  return nil
-end
+M.suggest = errors.suggest
 
 local function check(value, schema, path)
   if type(value) ~= "table" then
@@ -78,8 +59,44 @@ local function check(value, schema, path)
   end
 end
 
--- Returns the flat table core.run expects, and the timeout handler.
-function M.flatten(opts)
+-- Update types Telegram leaves out unless allowed_updates names them.
+local OPT_IN = { "chat_member", "message_reaction", "message_reaction_count" }
+
+-- allowed_updates derived from the bot's handlers, for when the script
+-- does not set runner.fetch.allowed_updates. With no allowed_updates,
+-- getUpdates keeps whatever the last poller set; an empty list means
+-- Telegram's default, every type but the opt-in ones. So: the empty list,
+-- unless a handler filters for an opt-in type; then the explicit list of
+-- every type the handlers need (all of them if some middleware runs for
+-- every update, as bot.use(fn) does).
+function M.derive_allowed_updates(bot)
+  local all, types = Composer.needs(bot)
+  local opt_in = false
+  for _, t in ipairs(OPT_IN) do opt_in = opt_in or types[t] == true end
+  if not opt_in then return setmetatable({}, { __jsontype = "array" }) end
+  local list = {}
+  for _, t in ipairs(filter.UPDATE_TYPES) do
+    if all or types[t] then list[#list + 1] = t end
+  end
+  return list
+end
+
+local function check_allowed_updates(list)
+  for i, t in ipairs(list) do
+    local known = false
+    for _, u in ipairs(filter.UPDATE_TYPES) do known = known or u == t end
+    if not known then
+      local s = type(t) == "string" and errors.suggest(t, filter.UPDATE_TYPES)
+      error(string.format("run(): runner.fetch.allowed_updates[%d]: '%s' is "
+                          .. "not an update type%s", i, tostring(t),
+                          s and (" (did you mean " .. s .. "?)") or ""), 0)
+    end
+  end
+end
+
+-- Returns the flat table core.run expects, and the timeout handler. bot,
+-- when given, is the source of a derived allowed_updates.
+function M.flatten(opts, bot)
   opts = opts or {}
   check(opts, SCHEMA, "")
   local source = opts.source or {}
@@ -94,13 +111,19 @@ function M.flatten(opts)
   if timeout.handler and not timeout.milliseconds then
     error("run(): sink.timeout.handler needs sink.timeout.milliseconds", 0)
   end
+  local allowed = fetch.allowed_updates
+  if allowed ~= nil then
+    check_allowed_updates(allowed)
+  elseif bot ~= nil then
+    allowed = M.derive_allowed_updates(bot)
+  end
   local flat = {
     sink = sink.kind or "concurrent",
     concurrency = sink.concurrency,
     max_waiting = sink.maxWaiting,
     timeout_ms = timeout.milliseconds,
     fetch_timeout = fetch.timeout,
-    allowed_updates = fetch.allowed_updates,
+    allowed_updates = allowed,
     retry_interval = runner.retryInterval,
     max_retry_ms = runner.maxRetryTime,
     silent = runner.silent,

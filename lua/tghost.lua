@@ -21,6 +21,9 @@ local tghost = {
   sleep = core.sleep,
   now = core.now,
   Composer = Composer.new,
+  InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
+  Keyboard = require("tghost.keyboard").Keyboard,
+  matchFilter = require("tghost.filter").match_filter,
   bot = bot,
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
@@ -48,7 +51,7 @@ handle.size = function() return core.size() end
 
 function tghost.run(b, opts)
   if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
-  local flat, timeout_handler = options.flatten(opts)
+  local flat, timeout_handler = options.flatten(opts, bot)
   runtime.timeout_handler = timeout_handler
   core.run(flat)
   return handle

@@ -372,6 +372,21 @@ static void test_failures(void) {
       "    tghost.sleep(0.2)\n"
       "    ctx:reply('end ' .. ctx.msg.text)\n"
       "  end)\n"
+      "-- a wait that cannot reach the host (inside a coroutine resumed\n"
+      "-- from a sort comparator) is dropped; the update goes on\n"
+      "bot.filter(function(ctx) return ctx.msg.text == 'holdkey' end,\n"
+      "  function(ctx)\n"
+      "    local held <close> = seq.acquire(901)\n"
+      "    ctx:reply('holding'); tghost.sleep(0.3); ctx:reply('released')\n"
+      "  end)\n"
+      "bot.filter(function(ctx) return ctx.msg.text == 'dropkey' end,\n"
+      "  function(ctx)\n"
+      "    local ok, err = pcall(table.sort, { 2, 1 }, function(a, b)\n"
+      "      coroutine.wrap(function() seq.acquire(901) end)()\n"
+      "      return a < b\n"
+      "    end)\n"
+      "    ctx:reply('dropped ' .. tostring(not ok and err:find('cannot suspend') ~= nil))\n"
+      "  end)\n"
       "local keyfns = {\n"
       "  badkey = function() error('keyfn broke') end,\n"
       "  booleankey = function() return true end,\n"
@@ -414,6 +429,7 @@ static void test_failures(void) {
   fakeapi_push_text(api, 40, 1, "hang");
   fakeapi_push_text(api, 45, 1, "hang");   /* two hang; the second waits */
   fakeapi_push_text(api, 45, 1, "hang");
+  fakeapi_push_text(api, 90, 1, "holdkey");
   fakeapi_push_text(api, 70, 1, "raw1");
   fakeapi_push_text(api, 71, 1, "raw2");
   fakeapi_push_text(api, 50, 1, "float");
@@ -423,6 +439,8 @@ static void test_failures(void) {
   fakeapi_push_text(api, 80, 5, "nested-a d300");
   fakeapi_push_text(api, 81, 5, "nested-b d0");
   struct proc *p = proc_start(script, NULL);
+  wait_text("holding", 10000);
+  fakeapi_push_text(api, 91, 1, "dropkey");
   wait_text("started hang", 10000);
   uint64_t hang_started = harness_now_ms();
   run_for(300);
@@ -436,6 +454,8 @@ static void test_failures(void) {
   wait_text("ok int", 10000);
   wait_text("ok int60", 10000);
   wait_text("nested-b d0", 10000);
+  wait_text("released", 10000);
+  wait_text("dropped true", 10000);
   run_for(200);
   fakeapi_push_text(api, 1, 1, "stats");
   wait_text("keys 0 links 0 size 1", 10000);
@@ -483,6 +503,11 @@ static void test_failures(void) {
   CHECK(a && b && a2 && b2, "raw replies missing");
   CHECK(b->received_us >= a->answered_us || b2->received_us >= a2->answered_us,
         "two jobs held key 777 at once");
+  /* The dropped wait gave up its place: it did not wait for key 901. */
+  a = find_reply(r, n, "released");
+  b = find_reply(r, n, "dropped true");
+  CHECK(a && b && b->answered_us <= a->received_us,
+        "the dropped acquire waited for the holder of key 901");
   /* 50.0 and 50 are one key; "60" and 60 are two. */
   a = find_reply(r, n, "ok float");
   b = find_reply(r, n, "ok int");

@@ -1,0 +1,78 @@
+-- Commands and keyboards: a poll with inline buttons whose counts update
+-- in place, a reply-keyboard menu, command arguments and Lua patterns.
+--
+--   BOT_TOKEN=123:abc scripts/dev.sh run examples/commands.lua
+
+local votes = { yes = 0, no = 0 }   -- per process; a real bot would store them
+
+local function poll_keyboard()
+  return tghost.InlineKeyboard()
+    :text("👍 " .. votes.yes, "vote:yes")
+    :text("👎 " .. votes.no, "vote:no"):row()
+    :url("What is Lua?", "https://www.lua.org/about.html")
+end
+
+bot.command("start", function(ctx)
+  ctx:reply("Hi " .. ctx.from.first_name .. "! Try /poll, /menu, /echo some text, "
+            .. "or tell me \"remind me in 5 minutes\".")
+end)
+
+bot.command("help", function(ctx)
+  ctx:reply("/poll – vote with buttons\n/menu – a reply keyboard\n"
+            .. "/echo TEXT – I repeat TEXT\n/hide – remove the keyboard")
+end)
+
+-- ctx.match is the text after the command ("" when there is none).
+bot.command({ "echo", "say" }, function(ctx)
+  if ctx.match == "" then return ctx:reply("Usage: /echo some text") end
+  ctx:reply(ctx.match)
+end)
+
+bot.command("poll", function(ctx)
+  ctx:reply("Is Lua fun?", { reply_markup = poll_keyboard() })
+end)
+
+-- A string that starts with ^ is a Lua pattern over the whole callback
+-- data; ctx.match holds its captures.
+bot.callbackQuery("^vote:(%a+)$", function(ctx)
+  local choice = ctx.match[1]
+  votes[choice] = votes[choice] + 1
+  ctx:answerCallbackQuery("You voted " .. choice)
+  ctx:editMessageReplyMarkup(poll_keyboard())
+end)
+
+bot.command("menu", function(ctx)
+  local menu = tghost.Keyboard()
+    :text("Weather"):text("News"):row()
+    :requestLocation("Send my location")
+    :resized():oneTime():placeholder("Pick one")
+  ctx:reply("What would you like?", { reply_markup = menu })
+end)
+
+bot.command("hide", function(ctx)
+  ctx:reply("Keyboard hidden.", { reply_markup = { remove_keyboard = true } })
+end)
+
+bot.hears("^Weather$", function(ctx) ctx:reply("Sunny, as always in Lua land.") end)
+bot.hears("^News$", function(ctx) ctx:reply("Lua 5.4 has to-be-closed variables.") end)
+
+bot.on("message:location", function(ctx)
+  local loc = ctx.msg.location
+  ctx:reply(string.format("You are at %.4f, %.4f", loc.latitude, loc.longitude))
+end)
+
+-- hears uses Lua patterns; captures land in ctx.match.
+bot.hears("remind me in (%d+) (%a+)", function(ctx)
+  local n, unit = tonumber(ctx.match[1]), ctx.match[2]
+  local seconds = n * (unit:find("^min") and 60 or unit:find("^hour") and 3600 or 1)
+  if seconds > 3600 then return ctx:reply("That is too far ahead for this demo.") end
+  ctx:reply("OK, I will remind you in " .. n .. " " .. unit .. ".")
+  tghost.sleep(seconds)          -- suspends this update only
+  ctx:reply("⏰ Reminder!")
+end)
+
+bot.catch(function(err)
+  tghost.log.error("update", err.ctx.update.update_id, "failed:", err.error)
+end)
+
+run(bot)

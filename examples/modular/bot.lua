@@ -1,0 +1,32 @@
+-- A bot split into modules: each file returns a composer with its own
+-- handlers, and this script puts them together. Modules are required from
+-- the script's folder.
+--
+--   BOT_TOKEN=123:abc scripts/dev.sh run examples/modular/bot.lua
+
+local greeting = require("greeting")
+local admin = require("admin")
+local fun = require("fun")
+
+-- Middleware for every update: timing, and a field later handlers can use.
+bot.use(function(ctx, next)
+  local started = tghost.now()
+  ctx.started = started
+  next()
+  tghost.log.debug("update handled in", string.format("%.1f ms", (tghost.now() - started) * 1000))
+end)
+
+bot.use(greeting)
+bot.use(admin)
+bot.use(fun)
+
+-- Whatever no module handled.
+bot.on("message:text", function(ctx)
+  ctx:reply("I did not understand that. Try /help.")
+end)
+
+bot.catch(function(err)
+  tghost.log.error("update", err.ctx.update.update_id, "failed:", err.error)
+end)
+
+run(bot)

@@ -1,0 +1,91 @@
+-- Errors that point at the script, and "did you mean" suggestions.
+--
+-- A misuse of the API (an invalid filter query, a shortcut without a
+-- target) raises an error whose position is the script's line that made
+-- the call, however deep inside tghost's own modules it was detected.
+-- Modules mark themselves internal with errors.internal() when they load;
+-- errors.raise() skips their frames (and C frames such as pcall) and
+-- blames the first frame of the script or of one of its own modules.
+local M = {}
+
+local internal_sources = {}
+
+-- Called at the top level of a tghost module: frames of that file are
+-- never blamed.
+function M.internal()
+  local info = debug.getinfo(2, "S")
+  if info then internal_sources[info.source] = true end
+end
+M.internal()
+
+-- The level, counted from raise's caller's caller, of the first frame
+-- that belongs to the script.
+local function user_level()
+  local level = 3   -- 1 = user_level, 2 = raise, 3 = raise's caller
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then return 0 end   -- no script frame: no position
+    if info.what ~= "C" and not internal_sources[info.source] then
+      return level - 1   -- as seen from raise
+    end
+    level = level + 1
+  end
+end
+
+-- Raises message (formatted with string.format when more arguments
+-- follow) at the script's call site.
+function M.raise(message, ...)
+  if select("#", ...) > 0 then message = string.format(message, ...) end
+  error(message, user_level())
+end
+
+-- Logs a warning about the script, with its file and line.
+function M.warn(message, ...)
+  if select("#", ...) > 0 then message = string.format(message, ...) end
+  local level = user_level()
+  local info = level > 0 and debug.getinfo(level, "Sl")
+  local where = info and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+  local ok, core = pcall(require, "tghost.core")
+  if ok then core.log("warn", where .. message) else print(where .. message) end
+end
+
+-- Levenshtein distance, case-insensitive.
+local function distance(a, b)
+  a, b = a:lower(), b:lower()
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    local ca = a:byte(i)
+    for j = 1, #b do
+      local cost = ca == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+M.distance = distance
+
+-- The candidate closest to word, if it is close enough to be a plausible
+-- typo (at most a third of the word's length, and at least 2, edits away);
+-- else the shortest candidate that contains the word ("bot" -> "is_bot").
+function M.suggest(word, candidates)
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(word, c)
+    if not best_d or d < best_d then best, best_d = c, d end
+  end
+  if best and best_d <= math.max(2, #word // 3) then return best end
+  if #word < 3 then return nil end
+  best = nil
+  local lower = word:lower()
+  for _, c in ipairs(candidates) do
+    if c:lower():find(lower, 1, true) and (not best or #c < #best) then
+      best = c
+    end
+  end
+  return best
+end
+
+return M
