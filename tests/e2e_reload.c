@@ -371,6 +371,20 @@ static void test_options_apply_live(void) {
   const char *log = proc_stderr(p);
   CHECK(strstr(log, "sink.kind cannot change"), "no warning about sink.kind");
   CHECK(strstr(log, "concurrency 50 -> 7"), "the change of concurrency is not logged");
+
+  /* Without allowed_updates, the list derived from the new handlers: a
+   * chat_member handler added by a reload gets its updates. */
+  write_by_rename("bot.lua",
+      "bot.on('message', function(ctx) ctx:reply('v3') end)\n"
+      "bot.on('chat_member', function(ctx) end)\n"
+      "run(bot, { runner = { fetch = { timeout = 1 } } })\n");
+  wait_log(p, 10000, "generation 3 loaded");
+  run_for(1500);
+  expect_reply(40, "d", "v3");
+  last = fakeapi_poll(api, fakeapi_poll_count(api) - 1);
+  CHECK(last->allowed_updates && strstr(last->allowed_updates, "\"chat_member\""),
+        "allowed_updates %s after adding a chat_member handler",
+        last->allowed_updates ? last->allowed_updates : "(none)");
   proc_stop_cleanly(p);
 }
 
