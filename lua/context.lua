@@ -67,6 +67,16 @@ function methods.reply(ctx, text, extra)
                                          text = text }, extra))
 end
 
+-- ctx:getFile(): getFile for the file in the update's message (the
+-- largest photo size, or the document, video, audio, voice, ...).
+function methods.getFile(ctx)
+  local m = getters.msg(ctx)
+  local file = m and ((m.photo and m.photo[#m.photo]) or m.document or m.video
+      or m.audio or m.voice or m.video_note or m.animation or m.sticker)
+  if not file then error("ctx:getFile: this update's message has no file", 2) end
+  return ctx.bot.api.getFile{ file_id = file.file_id }
+end
+
 Context.getters = getters
 Context.methods = methods
 
