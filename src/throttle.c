@@ -8,7 +8,6 @@
 #include "buf.h"
 
 #define GLOBAL_WINDOW_MS 1000
-#define GROUP_WINDOW_MS 60000
 #define MAX_GROUP_RING 64
 
 enum chat_state {
@@ -56,6 +55,7 @@ void throttle_limits_default(struct throttle_limits *l) {
   l->global_per_s = 30;
   l->chat_interval_ms = 1000;
   l->group_per_min = 20;
+  l->group_window_ms = 60000;
 }
 
 static void pump(struct throttle *t);
@@ -164,11 +164,15 @@ static void chat_free(struct throttle_chat *c) {
   free(c);
 }
 
+static uint64_t group_window(const struct throttle_chat *c) {
+  return (uint64_t)c->t->limits.group_window_ms;
+}
+
 /* Drops group starts that left the window. */
 static void group_expire(struct throttle_chat *c, uint64_t now) {
   int drop = 0;
   while (drop < c->group_count &&
-         c->group_ring[drop] + GROUP_WINDOW_MS <= now)
+         c->group_ring[drop] + group_window(c) <= now)
     drop++;
   if (drop) {
     memmove(c->group_ring, c->group_ring + drop,
@@ -189,7 +193,7 @@ static uint64_t chat_wait(struct throttle_chat *c, uint64_t now) {
     group_expire(c, now);
     int limit = group_limit(c->t);
     if (c->group_count >= limit) {
-      uint64_t free_at = c->group_ring[c->group_count - limit] + GROUP_WINDOW_MS;
+      uint64_t free_at = c->group_ring[c->group_count - limit] + group_window(c);
       if (free_at > now && free_at - now > wait) wait = free_at - now;
     }
   }
@@ -212,7 +216,7 @@ static void chat_settle(struct throttle_chat *c) {
     /* Come back when the limits have lapsed, to free the record. */
     uint64_t lapse = wait;
     if (c->is_group && c->group_count > 0) {
-      uint64_t last = c->group_ring[c->group_count - 1] + GROUP_WINDOW_MS;
+      uint64_t last = c->group_ring[c->group_count - 1] + group_window(c);
       if (last > now && last - now > lapse) lapse = last - now;
     }
     arm(c->timer, lapse ? lapse : 1);
@@ -297,6 +301,7 @@ void throttle_set_limits(struct throttle *t,
   if (t->limits.global_per_s < 1) t->limits.global_per_s = 1;
   if (t->limits.chat_interval_ms < 0) t->limits.chat_interval_ms = 0;
   if (t->limits.group_per_min < 1) t->limits.group_per_min = 1;
+  if (t->limits.group_window_ms <= 0) t->limits.group_window_ms = 60000;
   if (t->global_cap != t->limits.global_per_s)
     global_ring_alloc(t, t->limits.global_per_s);
 }

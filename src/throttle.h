@@ -42,6 +42,7 @@ struct throttle_limits {
   int global_per_s;            /* default 30 */
   long chat_interval_ms;       /* default 1000 */
   int group_per_min;           /* default 20 */
+  long group_window_ms;        /* the "minute" (60000; shorter in tests) */
 };
 
 void throttle_limits_default(struct throttle_limits *l);
