@@ -65,6 +65,7 @@ struct http_client {
   struct sock_watch *watches;
   CURL *idle[IDLE_HANDLE_POOL];
   int nidle;
+  char *ca_file;                       /* SSL_CERT_FILE, if set */
 };
 
 static void list_push(struct list *l, struct http_request *r) {
@@ -183,6 +184,10 @@ struct http_client *http_client_new(struct event_base *base,
     return NULL;
   }
   c->timer = evtimer_new(base, on_timer, c);
+  /* Trust a private CA (a local Bot API server behind TLS) the way
+   * OpenSSL-based programs do; verification itself stays on. */
+  const char *ca = getenv("SSL_CERT_FILE");
+  if (ca && *ca) c->ca_file = xstrdup(ca);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -207,6 +212,7 @@ void http_client_free(struct http_client *c) {
     free(w);
   }
   event_free(c->timer);
+  free(c->ca_file);
   free(c);
 }
 
@@ -350,6 +356,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
    * fails), and none is used for new requests after HTTP_MAX_LIFETIME_S. */
   curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)HTTP_MAX_IDLE_AGE_S);
   curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)HTTP_MAX_LIFETIME_S);
+  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
   if (r->low_speed_secs > 0) {
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, r->low_speed_bytes);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, r->low_speed_secs);

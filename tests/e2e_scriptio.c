@@ -2,7 +2,11 @@
  * tasks, flood control; tghost against the fake Bot API on loopback. */
 #include <signal.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -60,10 +64,10 @@ static const char *write_script(const char *name, const char *fmt) {
 }
 
 /* Big files outside harness_write; removed even when a check fails. */
-static char *big_files[4];
+static char *big_files[8];
 
 static void remove_big_files(void) {
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     if (!big_files[i]) continue;
     unlink(big_files[i]);
     free(big_files[i]);
@@ -77,7 +81,7 @@ static const char *track_big_file(const char *name) {
     atexit(remove_big_files);
     registered = true;
   }
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     if (big_files[i]) continue;
     struct buf path = BUF_INIT;
     buf_printf(&path, "%s/%s", harness_tmpdir(), name);
@@ -587,6 +591,137 @@ static void test_throttle(void) {
   stop_and_check_clean_exit(p);
 }
 
+/* --- transport ----------------------------------------------------------- */
+
+static pid_t h2_pid;
+
+static void stop_h2_server(void) {
+  if (h2_pid > 0) {
+    kill(h2_pid, SIGTERM);
+    waitpid(h2_pid, NULL, 0);
+    h2_pid = 0;
+  }
+}
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sin;
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+            getsockname(fd, (struct sockaddr *)&sin, &len) == 0,
+        "cannot find a free port");
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+static bool port_open(void *ud) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons((uint16_t)*(int *)ud);
+  bool ok = connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
+  close(fd);
+  return ok;
+}
+
+/* Against an HTTP/2 server over TLS (nghttpd), 50 requests at once share
+ * one connection; the peer is verified (a self-signed certificate is
+ * refused unless SSL_CERT_FILE trusts it). */
+static void test_http2_multiplex(void) {
+  harness_api();
+  if (access("/usr/sbin/nghttpd", X_OK) != 0 ||
+      system("command -v openssl >/dev/null 2>&1") != 0) {
+    fprintf(stderr, "SKIP: needs nghttpd (Debian's nghttp2-server) and "
+            "openssl\n");
+    exit(77);
+  }
+  const char *key = track_big_file("h2key.pem");
+  const char *cert = track_big_file("h2cert.pem");
+  const char *log = track_big_file("nghttpd.log");
+  harness_write("f.txt", "hello over h2\n");
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s "
+           "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+           ">/dev/null 2>&1", key, cert);
+  CHECK(system(cmd) == 0, "openssl could not make a certificate");
+  int port = free_port();
+  atexit(stop_h2_server);
+  h2_pid = fork();
+  if (h2_pid == 0) {
+    FILE *out = freopen(log, "w", stdout);
+    (void)out;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    execl("/usr/sbin/nghttpd", "nghttpd", "-v", "-d", harness_tmpdir(),
+          portstr, key, cert, (char *)NULL);
+    _exit(127);
+  }
+  CHECK(run_until(port_open, &port, 10000), "nghttpd did not start");
+  struct buf text = BUF_INIT;
+  buf_printf(&text,
+      "local list = {}\n"
+      "for i = 1, 50 do\n"
+      "  list[i] = function()\n"
+      "    local r, e = tghost.http.get('https://127.0.0.1:%d/f.txt')\n"
+      "    return r and (r.status .. ' ' .. r.body) or ('error ' .. e)\n"
+      "  end\n"
+      "end\n"
+      "local res = tghost.all(list)\n"
+      "for i = 1, 50 do io.write(res[i]) end\n", port);
+  const char *script = harness_write("h2.lua", text.data);
+  buf_free(&text);
+
+  static char ca_env[600];
+  snprintf(ca_env, sizeof ca_env, "SSL_CERT_FILE=%s", cert);
+  const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, ca_env, NULL};
+  struct proc *p = proc_start_env(script, NULL, env, true);
+  CHECK(proc_wait(p, 30000), "the HTTP/2 script did not finish");
+  CHECK(proc_status(p) == 0, "exit status %d", proc_status(p));
+  const char *out = proc_stdout(p);
+  int ok = 0;
+  for (const char *q = out; (q = strstr(q, "200 hello over h2")); q++) ok++;
+  CHECK(ok == 50, "%d of 50 requests succeeded: %.300s", ok, out);
+  proc_check_clean(p);
+
+  /* nghttpd -v numbers its sessions ([id=N]); count those that carried
+   * requests (the start-up probe above opened one that did not). */
+  FILE *f = fopen(log, "r");
+  CHECK(f, "no nghttpd log");
+  int sessions = 0, h2_frames = 0;
+  bool seen[64] = {false};
+  char line[1024];
+  while (fgets(line, sizeof line, f)) {
+    int id;
+    const char *at = strstr(line, "[id=");
+    if (!strstr(line, "recv HEADERS frame") || !at ||
+        sscanf(at, "[id=%d]", &id) != 1)
+      continue;
+    h2_frames++;
+    if (id >= 0 && id < 64 && !seen[id]) {
+      seen[id] = true;
+      sessions++;
+    }
+  }
+  fclose(f);
+  fprintf(stderr, "http2: 50 requests over %d connection(s), %d HTTP/2 "
+          "requests\n", sessions, h2_frames);
+  CHECK(sessions == 1, "50 requests used %d connections", sessions);
+  CHECK(h2_frames == 50, "%d HTTP/2 requests, not 50", h2_frames);
+
+  /* Without trusting the certificate the peer is refused. */
+  const char *const env2[] = {"BOT_TOKEN=" TEST_TOKEN, NULL};
+  p = proc_start_env(script, NULL, env2, true);
+  CHECK(proc_wait(p, 30000), "the second script did not finish");
+  CHECK(strstr(proc_stdout(p), "error SSL certificate problem"),
+        "a self-signed certificate was accepted: %.300s", proc_stdout(p));
+  proc_check_clean(p);
+  stop_h2_server();
+}
+
 /* --- child tasks ---------------------------------------------------------- */
 
 /* tghost.spawn/wait/all semantics, at the top level of a script. */
@@ -704,6 +839,7 @@ static const struct test_case tests[] = {
     {"spawn_join", test_spawn_join},
     {"spawn_lifetime", test_spawn_lifetime},
     {"spawn_cancel", test_spawn_cancel},
+    {"http2_multiplex", test_http2_multiplex},
     {NULL, NULL},
 };
 
