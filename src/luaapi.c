@@ -337,7 +337,8 @@ static void push_api_error(lua_State *L, const char *method,
                   reply->description.len);
   lua_setfield(L, -2, "description");
   if (reply->parameters.len &&
-      luajson_decode(L, reply->parameters.ptr, reply->parameters.len, NULL) == 0)
+      luajson_decode(L, reply->parameters.ptr, reply->parameters.len,
+                     NULL) == 0)
     lua_setfield(L, -2, "parameters");
   push_runtime_field(L, "ApiError");
   if (lua_istable(L, -1)) lua_setmetatable(L, -2);
@@ -368,8 +369,8 @@ static int api_call_push(lua_State *co, void *data) {
         lua_pop(co, 1);
         reply.outcome = BOTAPI_BAD_RESPONSE;
         buf_reset(&reply.description);
-        buf_printf(&reply.description, "bad response: result is invalid JSON: %s",
-                   json_error(&r));
+        buf_printf(&reply.description,
+                   "bad response: result is invalid JSON: %s", json_error(&r));
       }
       buf_free(&scratch);
     }

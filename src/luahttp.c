@@ -247,7 +247,8 @@ static int l_request(lua_State *L) {
   const char *url = lua_tostring(L, 2);
   if (lua_type(L, 2) != LUA_TSTRING)
     return luaL_error(L, "tghost.http.request: url must be a string");
-  if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+  if (strncasecmp(url, "http://", 7) != 0 &&
+      strncasecmp(url, "https://", 8) != 0)
     return luaL_error(L, "tghost.http.request: url must start with http:// "
                          "or https://");
   const char *method = "GET";

@@ -172,14 +172,15 @@ static const struct task_wait_ops join_wait_ops = {"tghost.wait",
 static int l_join(lua_State *L) {
   struct host *h = host_of(L);
   struct child *c = check_handle(L, 1);
-  c->observed = true;
   if (c->state != CHILD_RUNNING) {
+    c->observed = true;
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->results_ref);
     return 1;
   }
   struct task *t = task_check_can_wait(L, &h->sched, "tghost.wait");
   if (t == c->task) return luaL_error(L, "tghost.wait: a task cannot wait "
                                          "for itself");
+  c->observed = true;
   struct join_wait *w = xcalloc(1, sizeof *w);
   w->child = c;
   w->task = t;

@@ -193,7 +193,8 @@ static uint64_t chat_wait(struct throttle_chat *c, uint64_t now) {
     group_expire(c, now);
     int limit = group_limit(c->t);
     if (c->group_count >= limit) {
-      uint64_t free_at = c->group_ring[c->group_count - limit] + group_window(c);
+      uint64_t free_at =
+          c->group_ring[c->group_count - limit] + group_window(c);
       if (free_at > now && free_at - now > wait) wait = free_at - now;
     }
   }

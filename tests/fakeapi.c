@@ -720,6 +720,7 @@ static void handle_plain_http(struct fake_conn *c, const char *path,
     json_write_string(&out, c->body.data ? c->body.data : "", c->body.len);
     buf_append_char(&out, '}');
   }
+  if (strcmp(c->method, "HEAD") == 0) buf_reset(&out);   /* no body */
   struct pending *p = xcalloc(1, sizeof *p);
   p->conn = c;
   p->status = (int)status;
