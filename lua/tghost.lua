@@ -6,7 +6,13 @@ local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
 
-require("tghost.coroutine").install(coroutine)
+-- Tghost calls work inside the script's own coroutines (see
+-- src/luacoro.c).
+do
+  local co = require("tghost.coroutine")
+  coroutine.resume = co.resume
+  coroutine.wrap = co.wrap
+end
 
 local tghost = {
   _VERSION = "tghost 0.1",

@@ -10,6 +10,7 @@
 #include "host.h"
 #include "log.h"
 #include "luaapi.h"
+#include "luacoro.h"
 #include "luacore.h"
 #include "luahttp.h"
 #include "luajson.h"
@@ -84,6 +85,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.api", luaopen_tghost_api},
     {"tghost.task", luaopen_tghost_task},
     {"tghost.httpcore", luaopen_tghost_httpcore},
+    {"tghost.coroutine", luaopen_tghost_coroutine},
     {NULL, NULL},
 };
 
@@ -129,7 +131,7 @@ struct generation *gen_new(struct host *h, const char *script_path,
   }
   *(struct generation **)lua_getextraspace(g->L) = g;
   lua_atpanic(g->L, gen_panic);
-  task_install_cpu_guard(g->L);
+  task_install_cpu_guard(g->sched, g->L);
   lua_pushcfunction(g->L, boot);
   lua_pushstring(g->L, g->script_dir);
   if (lua_pcall(g->L, 1, 0, 0) != LUA_OK) {

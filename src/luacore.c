@@ -48,6 +48,10 @@ static int l_sleep(lua_State *L) {
   w->timer = evtimer_new(h->base, sleep_fired, w);
   long usec = (long)(secs * 1e6);
   struct timeval tv = {usec / 1000000, usec % 1000000};
+  /* libevent measures from the time cached when this loop pass began; a
+   * pass that resumed many handlers would make the sleep short by that
+   * much. */
+  event_base_update_cache_time(h->base);
   evtimer_add(w->timer, &tv);
   lua_settop(L, 0);
   return task_wait(L, t, &sleep_wait_ops, w);
@@ -250,12 +254,6 @@ static int l_bot_info(lua_State *L) {
   return 1;
 }
 
-static int l_drop_wait(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
-  if (t) task_drop_wait(t);
-  return 0;
-}
-
 static int l_sentinel(lua_State *L) {
   lua_pushlightuserdata(L, task_yield_sentinel());
   return 1;
@@ -295,7 +293,6 @@ int luaopen_tghost_core(lua_State *L) {
       {"set_runtime", l_set_runtime},
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
-      {"drop_wait", l_drop_wait},
       {"now", l_now},
       {"current", l_current},
       {"check_mode", l_check_mode},

@@ -1,6 +1,7 @@
 /* tghost: runs a Telegram bot written in Lua. */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,16 @@
 #include "runner.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
+
+/* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
+ * flight need more descriptors than the usual soft limit of 1024. */
+static void raise_file_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    log_debug("could not raise the open-files limit");
+}
 
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
@@ -64,18 +75,23 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
   struct host *h = arg;
   static int seen;
-  if (++seen > 1 || !h->runner || !runner_is_running(h->runner)) {
-    if (seen > 1) log_warn("second signal: cancelling everything and exiting");
-    if (h->runner) runner_abort(h->runner);
-    sched_cancel_all(&h->sched, "cancelled: the process is exiting");
-    if (seen > 1) h->exit_code = 128 + (int)sig;
-    h->exiting = true;
-    event_base_loopbreak(h->base);
+  const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  if (++seen == 1 && h->runner && !runner_finished(h->runner)) {
+    log_info("received %s: stopping gracefully (send it again to exit at "
+             "once)", name);
+    runner_stop(h->runner, NULL);
     return;
   }
-  log_info("received %s: stopping gracefully (send it again to exit at once)",
-           sig == SIGINT ? "SIGINT" : "SIGTERM");
-  runner_stop(h->runner, NULL);
+  /* No runner to drain (the script is still loading, or never called
+   * run()), or a second signal: cancel everything now. */
+  if (seen > 1) {
+    log_warn("second signal: cancelling everything and exiting");
+    h->exit_code = 128 + (int)sig;
+  }
+  h->exiting = true;
+  if (h->runner) runner_abort(h->runner);
+  sched_cancel_all(&h->sched, "cancelled: the process is exiting");
+  event_base_loopbreak(h->base);
 }
 
 int main(int argc, char **argv) {
@@ -96,6 +112,7 @@ int main(int argc, char **argv) {
   log_set_format(cfg.log_format);
   if (cfg.token) log_add_secret(cfg.token);
   signal(SIGPIPE, SIG_IGN);
+  raise_file_limit();
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "tghost: cannot initialise libcurl\n");
@@ -104,7 +121,13 @@ int main(int argc, char **argv) {
   struct host h;
   memset(&h, 0, sizeof h);
   h.cfg = &cfg;
-  h.base = event_base_new();
+  /* Precise timers: libevent otherwise reads CLOCK_MONOTONIC_COARSE, and a
+   * tghost.sleep(1) could end a few milliseconds before tghost.now() says
+   * a second has passed. */
+  struct event_config *ev_cfg = event_config_new();
+  event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  h.base = event_base_new_with_config(ev_cfg);
+  event_config_free(ev_cfg);
   sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
   h.sched.on_idle = on_idle;
   h.sched.idle_ud = &h;

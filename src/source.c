@@ -145,9 +145,11 @@ static void describe_fatal(const struct botapi_reply *reply, const char *method,
     buf_printf(out, "%s: 401 Unauthorized: Telegram rejected the bot token; "
                "check BOT_TOKEN (or --token-file)", method);
   } else if (reply->error_code == 409) {
+    const char *desc = reply->description.data ? reply->description.data : "";
+    if (strncmp(desc, "Conflict: ", 10) == 0) desc += 10;
     buf_printf(out, "%s: 409 Conflict: %s. Another instance is polling with "
                "this token, or a webhook is set (call deleteWebhook)", method,
-               reply->description.data);
+               desc);
   } else if (reply->error_code == 404) {
     buf_printf(out, "%s: 404 Not Found: check the bot token and --api-root",
                method);

@@ -1,13 +1,19 @@
 #include "task.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "generation.h"
 
-/* Instructions between two looks at the clock by the CPU guard. */
+/* The CPU guard's tick, and how long it keeps ticking without Lua code
+ * running before it stops the timer. */
+#define CPU_TICK_MS 50
+#define CPU_IDLE_TICKS 40
+/* Instructions between two looks at the clock by the fallback hook. */
 #define CPU_CHECK_INSTRUCTIONS 1000
 
 struct task {
@@ -22,7 +28,7 @@ struct task {
   void *wait_data;
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
-  bool cpu_exceeded;
+  volatile sig_atomic_t cpu_exceeded;
   task_end_fn on_end;
   void *end_ud;
 };
@@ -32,6 +38,8 @@ static char yield_sentinel;
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
+static void cpu_guard_init(struct scheduler *s);
+static void cpu_guard_free(struct scheduler *s);
 
 void sched_init(struct scheduler *s, struct event_base *base,
                 long cpu_budget_ms) {
@@ -42,9 +50,11 @@ void sched_init(struct scheduler *s, struct event_base *base,
   qlist_init(&s->cancels);
   qlist_init(&s->jobs);
   s->cpu_budget_ms = cpu_budget_ms;
+  cpu_guard_init(s);
 }
 
 void sched_free(struct scheduler *s) {
+  cpu_guard_free(s);
   if (s->ready_event) event_free(s->ready_event);
   s->ready_event = NULL;
 }
@@ -149,6 +159,9 @@ int task_push_error_message(lua_State *co, void *data) {
 
 /* --- the CPU guard ------------------------------------------------------ */
 
+/* The signal handler needs the scheduler; there is one per process. */
+static struct scheduler *volatile guarded;
+
 static long elapsed_ms(const struct timespec *since) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -156,19 +169,16 @@ static long elapsed_ms(const struct timespec *since) {
          (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-/* Runs every CPU_CHECK_INSTRUCTIONS instructions in every coroutine of a
- * generation. Yielding (not raising) is what stops a task: an error would
- * be caught by the handler's own pcall. A nested coroutine cannot yield to
- * the host directly, so it gets an error; the next check in the task's own
- * coroutine then yields. */
-static void cpu_hook(lua_State *L, lua_Debug *ar) {
-  struct generation *g = gen_of(L);
-  struct scheduler *s = g->sched;
+/* Stops the running task. Yielding (not raising) is what stops it: an
+ * error would be caught by the handler's own pcall. A nested coroutine
+ * cannot yield to the host, so it gets an error, which ends it; its
+ * parent then yields at its next instruction. */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  struct scheduler *s = gen_of(L)->sched;
   struct task *t = s->running;
-  if (!t || s->cpu_budget_ms <= 0) return;
-  if (!t->cpu_exceeded) {
-    if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
-    t->cpu_exceeded = true;
+  if (!t || !t->cpu_exceeded) {
+    lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
+    return;
   }
   if (L == t->co && lua_isyieldable(L)) {
     lua_yield(L, 0);
@@ -178,8 +188,108 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
              (int)s->cpu_budget_ms);
 }
 
-void task_install_cpu_guard(lua_State *L) {
-  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+static void on_cpu_tick(int sig) {
+  struct scheduler *s = guarded;
+  if (!s) return;
+  s->ticks++;
+  struct task *t = s->running;
+  if (!t) {
+    if (++s->idle_ticks > CPU_IDLE_TICKS && s->timer_armed) {
+      struct itimerspec off = {{0, 0}, {0, 0}};
+      timer_settime(s->cpu_timer, 0, &off, NULL);
+      s->timer_armed = 0;
+    }
+    return;
+  }
+  s->idle_ticks = 0;
+  long budget_ticks = (s->cpu_budget_ms + CPU_TICK_MS - 1) / CPU_TICK_MS;
+  if (t->cpu_exceeded || s->ticks - s->resume_tick <= budget_ticks) return;
+  t->cpu_exceeded = 1;
+  int n = s->chain_len;
+  for (int i = 0; i < n && i < TASK_CHAIN_MAX; i++)
+    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+}
+
+static void cpu_guard_init(struct scheduler *s) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_cpu_tick;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  int signo = SIGRTMIN + 3;
+  if (sigaction(signo, &sa, NULL) != 0) return;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  /* To this thread only: curl's resolver threads must not take it. */
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = signo;
+  sev._sigev_un._tid = gettid();
+  if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
+    log_warn("CPU guard: no timer signal (%s); using a slower hook",
+             strerror(errno));
+    return;
+  }
+  s->have_cpu_timer = true;
+  guarded = s;
+}
+
+static void cpu_guard_free(struct scheduler *s) {
+  if (!s->have_cpu_timer) return;
+  guarded = NULL;
+  timer_delete(s->cpu_timer);
+  s->have_cpu_timer = false;
+}
+
+/* Called with s->running set: the tick counter must be running. */
+static void cpu_guard_start(struct scheduler *s, lua_State *co) {
+  s->chain[0] = co;
+  s->chain_len = 1;
+  s->resume_tick = s->ticks;
+  clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+  if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
+    struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
+                               {0, CPU_TICK_MS * 1000000L}};
+    s->timer_armed = 1;
+    timer_settime(s->cpu_timer, 0, &every, NULL);
+  }
+}
+
+void sched_enter_coroutine(struct scheduler *s, lua_State *co) {
+  int n = s->chain_len;
+  if (n <= 0 || n >= TASK_CHAIN_MAX) return;
+  s->chain[n] = co;
+  s->chain_len = n + 1;
+  struct task *t = s->running;
+  if (t && t->cpu_exceeded) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+}
+
+void sched_leave_coroutine(struct scheduler *s) {
+  if (s->chain_len > 1) s->chain_len--;
+}
+
+/* Without a timer: look at the clock every few instructions. */
+static void fallback_hook(lua_State *L, lua_Debug *ar) {
+  struct scheduler *s = gen_of(L)->sched;
+  struct task *t = s->running;
+  if (!t || s->cpu_budget_ms <= 0) return;
+  if (!t->cpu_exceeded) {
+    if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
+    t->cpu_exceeded = 1;
+  }
+  stop_hook(L, ar);
+}
+
+void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
+  if (!s->have_cpu_timer)
+    lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+}
+
+/* Gives a coroutine a fresh budget (its __close handlers run after a
+ * stop). */
+static void cpu_guard_reset(struct scheduler *s, struct task *t) {
+  t->cpu_exceeded = 0;
+  if (s->have_cpu_timer) lua_sethook(t->co, NULL, 0, 0);
+  else lua_sethook(t->co, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
 /* --- jobs --------------------------------------------------------------- */
@@ -266,10 +376,13 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
   if (!returned) {
     /* Runs the coroutine's pending to-be-closed variables. */
     struct task *was_running = s->running;
+    cpu_guard_reset(s, t);
     s->running = t;
-    clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+    cpu_guard_start(s, t->co);
     int status = lua_resetthread(t->co);
     s->running = was_running;
+    s->chain_len = was_running ? 1 : 0;
+    if (was_running) s->chain[0] = was_running->co;
     /* For a coroutine that died of an error, Lua 5.4.4 returns that error
      * again; only a suspended one's status tells of a failing __close. */
     if (!errored && status != LUA_OK && status != LUA_YIELD) {
@@ -347,10 +460,11 @@ static void task_resume(struct scheduler *s, struct task *t) {
     t->push = NULL;
   }
   s->running = t;
-  clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+  cpu_guard_start(s, t->co);
   int nres = 0;
   int status = lua_resume(t->co, NULL, nargs, &nres);
   s->running = NULL;
+  s->chain_len = 0;
 
   if (status == LUA_YIELD) {
     if (t->cpu_exceeded) {

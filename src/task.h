@@ -21,6 +21,7 @@
 #ifndef TGHOST_TASK_H
 #define TGHOST_TASK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -61,16 +62,34 @@ struct task_wait_ops {
   void (*cancel)(void *data);      /* release the wait; no wake will follow */
 };
 
+/* Coroutines nested inside a task that the CPU guard can reach. */
+#define TASK_CHAIN_MAX 32
+
 struct scheduler {
   struct event_base *base;
   struct event *ready_event;
   struct qlist ready;              /* tasks to resume, in wake order */
   struct qlist cancels;            /* jobs whose cancel was deferred */
   struct qlist jobs;               /* every live job */
-  struct task *running;            /* the task whose Lua code runs now */
-  long cpu_budget_ms;
-  struct timespec resume_started;
+  struct task *volatile running;   /* the task whose Lua code runs now */
   size_t live_jobs;
+
+  /* The CPU guard. A periodic timer signal counts ticks while Lua runs;
+   * when the running task has had the CPU for longer than the budget, the
+   * signal handler installs a hook on the coroutines that are running (the
+   * task's and any nested ones, in chain) that stops it. No hook is set
+   * otherwise, so Lua code runs at full speed. */
+  long cpu_budget_ms;
+  volatile sig_atomic_t ticks;
+  volatile sig_atomic_t resume_tick;
+  volatile sig_atomic_t idle_ticks;
+  volatile sig_atomic_t timer_armed;
+  volatile sig_atomic_t chain_len;
+  lua_State *volatile chain[TASK_CHAIN_MAX];
+  timer_t cpu_timer;
+  bool have_cpu_timer;
+  struct timespec resume_started;  /* for the fallback count hook */
+
   void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
   void *idle_ud;
 };
@@ -147,9 +166,14 @@ int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
 /* Resumes with false, message (data is a malloc'd string). */
 int task_push_error_message(lua_State *co, void *data);
 
-/* Installs the CPU guard on a generation's main state; coroutines created
- * afterwards inherit it. */
-void task_install_cpu_guard(lua_State *L);
+/* Prepares a generation's main state for the CPU guard. Without a timer
+ * signal (timer_create failed), it installs a count hook that coroutines
+ * created afterwards inherit. */
+void task_install_cpu_guard(struct scheduler *s, lua_State *L);
+/* A coroutine nested in the running task starts or stops running (the
+ * coroutine wrappers call these so the guard can reach it). */
+void sched_enter_coroutine(struct scheduler *s, lua_State *co);
+void sched_leave_coroutine(struct scheduler *s);
 
 /* The sentinel a task yields to reach the host (for coroutine wrappers). */
 void *task_yield_sentinel(void);

@@ -8,29 +8,6 @@ static const char echo_script[] =
     "bot.on('message', function(ctx) ctx:reply(ctx.msg.text) end)\n"
     "run(bot)\n";
 
-struct count_wait {
-  const char *method;
-  size_t want;
-};
-
-static bool have_calls(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), w->method) >= w->want;
-}
-
-static void wait_calls(const char *method, size_t n, int timeout_ms) {
-  struct count_wait w = {method, n};
-  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
-        fakeapi_count_method(harness_api(), method), n, method);
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
-}
-
 /* 10,000 updates over 1,000 chats: every one answered exactly once, in
  * the right chat, with the right text. */
 static void test_echo_10k(void) {
@@ -70,7 +47,7 @@ static void test_echo_10k(void) {
   fprintf(stderr, "echo: %d updates in %.2f s (%.0f updates/s, including "
           "start-up), peak RSS %ld KiB\n", UPDATES, elapsed / 1000.0,
           UPDATES * 1000.0 / (double)elapsed, rss);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* A handler making two calls in a row; other updates proceed meanwhile. */
@@ -115,7 +92,7 @@ static void test_two_calls_overlap(void) {
           "chat %d: the second call started before the first was answered",
           chat);
   }
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* Ids above 2^52 survive decoding, tostring, encoding and the API. */
@@ -154,7 +131,65 @@ static void test_integer_roundtrip(void) {
     free(t);
   }
   CHECK(ok == 4, "%d good replies", ok);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
+}
+
+/* API calls inside the script's own coroutines: they work (tghost passes
+ * its yields through), or fail clearly where nothing can be suspended. */
+static void test_coroutine_passthrough(void) {
+  struct fakeapi *api = harness_api();
+  fakeapi_set_method_delay(api, "sendMessage", 30);
+  const char *script = harness_write("coro.lua",
+      "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
+      "bot.on('message', function(ctx)\n"
+      "  if ctx.msg.text == 'iter' then\n"
+      "    local function replies(n)\n"
+      "      return coroutine.wrap(function()\n"
+      "        for i = 1, n do coroutine.yield(ctx:reply('item ' .. i).message_id) end\n"
+      "      end)\n"
+      "    end\n"
+      "    local ids = {}\n"
+      "    for id in replies(3) do ids[#ids + 1] = id end\n"
+      "    ctx:reply('iterated ' .. #ids)\n"
+      "  elseif ctx.msg.text == 'nested' then\n"
+      "    local outer = coroutine.create(function()\n"
+      "      local inner = coroutine.create(function(x)\n"
+      "        tghost.sleep(0.01)\n"
+      "        local m = ctx:reply('inner ' .. x)\n"
+      "        local y = coroutine.yield(m.text)\n"
+      "        return y * 2\n"
+      "      end)\n"
+      "      local ok1, text = coroutine.resume(inner, 5)\n"
+      "      local ok2, doubled = coroutine.resume(inner, 21)\n"
+      "      return text .. '/' .. doubled .. '/' .. tostring(ok1 and ok2)\n"
+      "    end)\n"
+      "    local ok, result = coroutine.resume(outer)\n"
+      "    ctx:reply('nested ' .. tostring(ok) .. ' ' .. result)\n"
+      "  elseif ctx.msg.text == 'sort' then\n"
+      "    table.sort({3, 2, 1}, function(a, b) ctx:reply('never sent') return a < b end)\n"
+      "  end\n"
+      "end)\n"
+      "run(bot)\n");
+  fakeapi_push_text(api, 1, 1, "iter");
+  fakeapi_push_text(api, 2, 2, "nested");
+  fakeapi_push_text(api, 3, 3, "sort");
+  struct proc *p = proc_start(script, NULL);
+  wait_calls("sendMessage", 7, 10000);
+  run_for(300);
+  const char *want[] = {"item 1", "item 2", "item 3", "iterated 3", "inner 5",
+                        "nested true inner 5/42/true", NULL};
+  for (int w = 0; want[w]; w++) CHECK(api_sent_text(want[w]), "no reply '%s'", want[w]);
+  bool caught = false;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    char *t = fake_call_string(fakeapi_call(api, i), "text");
+    CHECK(!t || strcmp(t, "never sent") != 0, "a call from table.sort went out");
+    if (t && strstr(t, "caught: ") && strstr(t, "cannot be called here")) caught = true;
+    free(t);
+  }
+  CHECK(caught, "the call inside table.sort did not fail clearly");
+  CHECK(fakeapi_count_method(api, "sendMessage") == 7, "%zu calls",
+        fakeapi_count_method(api, "sendMessage"));
+  proc_stop_cleanly(p);
 }
 
 static void expect_failure(struct proc *p, const char *needle) {
@@ -223,13 +258,14 @@ static void test_token_file(void) {
   fakeapi_push_text(api, 42, 42, "via token file");
   struct proc *p = proc_start_env(script, args, env, true);
   wait_calls("sendMessage", 1, 10000);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {
     {"echo_10k", test_echo_10k},
     {"two_calls_overlap", test_two_calls_overlap},
     {"integer_roundtrip", test_integer_roundtrip},
+    {"coroutine_passthrough", test_coroutine_passthrough},
     {"missing_script", test_missing_script},
     {"syntax_error", test_syntax_error},
     {"load_error", test_load_error},

@@ -11,22 +11,6 @@
 
 #include "harness.h"
 
-struct count_wait {
-  const char *method;
-  size_t want;
-};
-
-static bool have_calls(void *ud) {
-  struct count_wait *w = ud;
-  return fakeapi_count_method(harness_api(), w->method) >= w->want;
-}
-
-static void wait_calls(const char *method, size_t n, int timeout_ms) {
-  struct count_wait w = {method, n};
-  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
-        fakeapi_count_method(harness_api(), method), n, method);
-}
-
 static bool have_poll(void *ud) {
   return fakeapi_poll_count(harness_api()) >= *(size_t *)ud;
 }
@@ -35,13 +19,6 @@ static bool have_poll(void *ud) {
 static void wait_polling(void) {
   size_t one = 1;
   CHECK(run_until(have_poll, &one, 15000), "tghost never polled");
-}
-
-static void stop_and_check_clean_exit(struct proc *p) {
-  proc_kill(p, SIGTERM);
-  CHECK(proc_wait(p, 15000), "tghost did not exit after SIGTERM");
-  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
-  proc_check_clean(p);
 }
 
 /* The i-th call of a method, or NULL. */
@@ -144,7 +121,7 @@ static void test_sleep_1000(void) {
   CHECK(min_slept >= 0.999, "a sleep(1) lasted only %.4f s", min_slept);
   /* Sequential would be 1,000 s; 100 at a time 10 s. */
   CHECK(wall < 4.0, "1,000 concurrent sleeps took %.2f s", wall);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- tghost.http -------------------------------------------------------- */
@@ -196,7 +173,7 @@ static void test_slow_http(void) {
         "before the slow one", lead);
   CHECK(fakeapi_http_requests(api) == 1, "%zu HTTP requests",
         fakeapi_http_requests(api));
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* tghost.http's contract, from a script that runs at the top level. */
@@ -347,7 +324,7 @@ static void test_upload_50mb(void) {
           "after (+%ld KiB)\n", took, before, after, growth);
   CHECK(before > 0 && growth < 16 * 1024,
         "peak RSS grew by %ld KiB during a 50 MiB upload", growth);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* ctx:getFile() and tghost.download stream a file to disk. */
@@ -416,7 +393,7 @@ static void test_download(void) {
   fprintf(stderr, "download: 20 MiB; peak RSS +%ld KiB\n", growth);
   CHECK(before > 0 && growth < 16 * 1024,
         "peak RSS grew by %ld KiB during a 20 MiB download", growth);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- flood control ------------------------------------------------------ */
@@ -472,7 +449,7 @@ static void test_retry_429(void) {
   CHECK(fakeapi_count_method(api, "sendVideo") == 1,
         "sendVideo was tried %zu times with auto-retry off",
         fakeapi_count_method(api, "sendVideo"));
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static enum fake_fault throttle_faults(void *ud, const char *method,
@@ -592,7 +569,7 @@ static void test_throttle(void) {
         penalty);
   CHECK(during >= 45, "only %zu messages went out while one chat waited 3 s",
         during);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* --- transport ----------------------------------------------------------- */
@@ -789,7 +766,7 @@ static void test_spawn_lifetime(void) {
           t, want[i]);
     free(t);
   }
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 /* Children are cancelled with their update: their coroutines are closed
@@ -829,7 +806,7 @@ static void test_spawn_cancel(void) {
   CHECK(strstr(out, "timed out"), "the timeout handler did not run");
   fakeapi_push_text(api, 1, 1, "after");
   wait_calls("sendMessage", 1, 5000);
-  stop_and_check_clean_exit(p);
+  proc_stop_cleanly(p);
 }
 
 static const struct test_case tests[] = {

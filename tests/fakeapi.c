@@ -51,6 +51,7 @@ struct fake_conn {
   bool chunked;
   bool close_after;
   bool closing;
+  int reading;          /* inside conn_read: freeing is deferred */
   char method[16];
   char *target;
   char *content_type;
@@ -408,6 +409,8 @@ static void handle_get_updates(struct fake_conn *c, const char *params,
   poll->limit = (int)limit;
   poll->timeout = (int)timeout;
   poll->allowed_updates = fake_call_raw(&tmp, "allowed_updates");
+  poll->received_us = now_us();
+  poll->connection = c->id;
 
   /* Telegram confirms on receipt, whatever happens to the answer. */
   confirm(f, offset);
@@ -869,15 +872,18 @@ static int read_chunked(struct fake_conn *c, struct evbuffer *in) {
   }
 }
 
+static void conn_free_now(struct fake_conn *c);
+
 static void conn_read(struct bufferevent *bev, void *arg) {
   struct fake_conn *c = arg;
   struct evbuffer *in = bufferevent_get_input(bev);
+  c->reading++;
   while (!c->pending && !c->closing) {
     if (!c->have_head) {
       struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
       if (end.pos < 0) {
         if (evbuffer_get_length(in) > MAX_HEAD) conn_free(c);
-        return;
+        break;
       }
       size_t hlen = (size_t)end.pos + 4;
       char *head = xmalloc(hlen + 1);
@@ -889,7 +895,7 @@ static void conn_read(struct bufferevent *bev, void *arg) {
       free(head);
       if (!ok) {
         conn_free(c);
-        return;
+        break;
       }
       c->have_head = true;
     }
@@ -897,11 +903,11 @@ static void conn_read(struct bufferevent *bev, void *arg) {
       int r = read_chunked(c, in);
       if (r < 0) {
         conn_free(c);
-        return;
+        break;
       }
-      if (r == 0) return;
+      if (r == 0) break;
     } else {
-      if (evbuffer_get_length(in) < c->content_length) return;
+      if (evbuffer_get_length(in) < c->content_length) break;
       if (c->content_length) {
         buf_reserve(&c->body, c->content_length);
         evbuffer_remove(in, c->body.data, c->content_length);
@@ -910,9 +916,10 @@ static void conn_read(struct bufferevent *bev, void *arg) {
       }
     }
     handle_request(c);
-    if (c->closing) return;
+    if (c->closing) break;
     reset_parser(c);
   }
+  if (--c->reading == 0 && c->closing) conn_free_now(c);
 }
 
 static void conn_write(struct bufferevent *bev, void *arg) {
@@ -925,6 +932,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg) {
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) conn_free(arg);
 }
 
+/* Closes a connection; the memory goes once no callback of it runs. */
 static void conn_free(struct fake_conn *c) {
   struct fakeapi *f = c->f;
   if (c->closing) return;
@@ -942,6 +950,12 @@ static void conn_free(struct fake_conn *c) {
   if (c->prev) c->prev->next = c->next;
   else f->conns = c->next;
   if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  if (!c->reading) conn_free_now(c);
+}
+
+static void conn_free_now(struct fake_conn *c) {
   bufferevent_free(c->bev);
   reset_parser(c);
   buf_free(&c->body);

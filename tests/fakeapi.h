@@ -38,6 +38,8 @@ struct fake_poll {
   int timeout;
   char *allowed_updates;    /* raw JSON, or NULL */
   int returned;             /* updates in the answer */
+  uint64_t received_us;
+  int connection;
 };
 
 enum fake_fault {

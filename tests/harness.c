@@ -233,6 +233,40 @@ long proc_peak_rss_kib(const struct proc *p) {
   return kib;
 }
 
+struct count_wait {
+  const char *method;
+  size_t want;
+};
+
+static bool have_calls(void *ud) {
+  struct count_wait *w = ud;
+  return fakeapi_count_method(harness_api(), w->method) >= w->want;
+}
+
+void wait_calls(const char *method, size_t n, int timeout_ms) {
+  struct count_wait w = {method, n};
+  CHECK(run_until(have_calls, &w, timeout_ms), "only %zu of %zu %s calls arrived",
+        fakeapi_count_method(harness_api(), method), n, method);
+}
+
+bool api_sent_text(const char *text) {
+  struct fakeapi *f = harness_api();
+  for (size_t i = 0; i < fakeapi_call_count(f); i++) {
+    char *t = fake_call_string(fakeapi_call(f, i), "text");
+    bool hit = t && strcmp(t, text) == 0;
+    free(t);
+    if (hit) return true;
+  }
+  return false;
+}
+
+void proc_stop_cleanly(struct proc *p) {
+  proc_kill(p, SIGTERM);
+  CHECK(proc_wait(p, 20000), "tghost did not exit after SIGTERM");
+  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
+  proc_check_clean(p);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg) {}
 
 bool run_until(bool (*pred)(void *ud), void *ud, int timeout_ms) {

@@ -70,6 +70,14 @@ void proc_check_clean(const struct proc *p);
 /* Peak resident set size (VmHWM) in KiB, while it runs. */
 long proc_peak_rss_kib(const struct proc *p);
 
+/* Runs the loop until the fake server has received n calls of method;
+ * fails the test after timeout_ms. */
+void wait_calls(const char *method, size_t n, int timeout_ms);
+/* True if some call to the fake server had params.text == text. */
+bool api_sent_text(const char *text);
+/* SIGTERM, then checks for exit status 0 and clean output. */
+void proc_stop_cleanly(struct proc *p);
+
 /* Runs the loop until pred(ud) is true or timeout_ms passes. */
 bool run_until(bool (*pred)(void *ud), void *ud, int timeout_ms);
 /* Runs the loop for ms milliseconds. */
