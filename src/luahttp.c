@@ -360,8 +360,51 @@ static int l_request(lua_State *L) {
   return task_wait(L, t, &http_wait_ops, w);
 }
 
+/* Replaces the stack with a copy of the options table at opts (if any)
+ * plus url, method and body, then runs the request. In C so that misuse
+ * errors name the script's line, not a wrapper's. */
+static int request_with(lua_State *L, const char *what, int opts,
+                        const char *method, int body) {
+  lua_settop(L, opts);
+  if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
+    return luaL_error(L, "%s: options must be a table", what);
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  if (lua_istable(L, opts)) {
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
+    }
+  }
+  lua_pushvalue(L, 1);
+  lua_setfield(L, t, "url");
+  lua_pushstring(L, method);
+  lua_setfield(L, t, "method");
+  if (body) {
+    lua_pushvalue(L, body);
+    lua_setfield(L, t, "body");
+  }
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  return l_request(L);
+}
+
+/* httpcore.get(url, opts), httpcore.post(url, body, opts) */
+static int l_get(lua_State *L) {
+  return request_with(L, "tghost.http.get", 2, "GET", 0);
+}
+
+static int l_post(lua_State *L) {
+  return request_with(L, "tghost.http.post", 3, "POST", 2);
+}
+
 int luaopen_tghost_httpcore(lua_State *L) {
-  static const luaL_Reg fns[] = {{"request", l_request}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"request", l_request},
+                                 {"get", l_get},
+                                 {"post", l_post},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }
