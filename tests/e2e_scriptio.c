@@ -703,6 +703,44 @@ static void test_http2_multiplex(void) {
   stop_h2_server();
 }
 
+/* The long poll has a connection pool of its own: no method call ever
+ * travels on a connection that carried a getUpdates. */
+static void test_poll_pool(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("pool.lua",
+      "bot.on('message', function(ctx)\n"
+      "  ctx:reply('a ' .. ctx.msg.text)\n"
+      "  bot.api.getChat{ chat_id = ctx.chat.id }\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  wait_polling();
+  enum { ROUNDS = 20, PER_ROUND = 20 };
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int i = 0; i < PER_ROUND; i++) {
+      char text[16];
+      snprintf(text, sizeof text, "%d", r * PER_ROUND + i);
+      fakeapi_push_text(api, 100 + i, 1, text);
+    }
+    wait_calls("getChat", (size_t)(r + 1) * PER_ROUND, 10000);
+  }
+  size_t polls = fakeapi_poll_count(api), shared = 0;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "getMe") == 0) continue;   /* the source's own */
+    for (size_t j = 0; j < polls; j++)
+      if (fakeapi_poll(api, j)->connection == c->connection) {
+        shared++;
+        break;
+      }
+  }
+  fprintf(stderr, "poll_pool: %zu polls, %zu method calls, %zu on a poll "
+          "connection\n", polls, fakeapi_call_count(api), shared);
+  CHECK(polls >= ROUNDS, "only %zu polls", polls);
+  CHECK(shared == 0, "%zu method calls used a long-poll connection", shared);
+  proc_stop_cleanly(p);
+}
+
 /* --- child tasks ---------------------------------------------------------- */
 
 /* tghost.spawn/wait/all semantics, at the top level of a script. */
@@ -821,6 +859,7 @@ static const struct test_case tests[] = {
     {"spawn_lifetime", test_spawn_lifetime},
     {"spawn_cancel", test_spawn_cancel},
     {"http2_multiplex", test_http2_multiplex},
+    {"poll_pool", test_poll_pool},
     {NULL, NULL},
 };
 
