@@ -28,6 +28,18 @@ local tghost = {
   sequentialize = sequentialize,
 }
 
+-- Script I/O: HTTP client, files, child tasks.
+do
+  local files = require("tghost.files")
+  local tasks = require("tghost.tasks")
+  tghost.http = require("tghost.http")
+  tghost.InputFile = files.InputFile
+  tghost.download = files.download
+  tghost.spawn = tasks.spawn
+  tghost.wait = tasks.wait
+  tghost.all = tasks.all
+end
+
 local function logger(level)
   return function(...)
     local parts = {}

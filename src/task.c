@@ -29,6 +29,8 @@ struct task {
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
   volatile sig_atomic_t cpu_exceeded;
+  task_end_fn on_end;
+  void *end_ud;
 };
 
 static char yield_sentinel;
@@ -313,6 +315,20 @@ struct log_fields job_log_fields(const struct job *job) {
 
 struct job *task_job(const struct task *t) { return t->job; }
 
+void task_set_on_end(struct task *t, task_end_fn fn, void *ud) {
+  t->on_end = fn;
+  t->end_ud = ud;
+}
+
+static void task_notify_end(struct task *t, enum task_end_kind kind,
+                            int nres, const char *message) {
+  task_end_fn fn = t->on_end;
+  if (!fn) return;
+  t->on_end = NULL;
+  fn(t, kind, kind == TASK_RETURNED ? t->co : NULL, nres, message,
+     t->end_ud);
+}
+
 static void job_record_failure(struct job *job, const char *msg) {
   if (job->end != JOB_CANCELLED) job->end = JOB_FAILED;
   if (!job->error) job->error = xstrdup(msg);
@@ -364,6 +380,8 @@ void job_abandon(struct job *job, const char *error) {
 static void task_destroy(struct task *t, bool returned, bool errored) {
   struct job *job = t->job;
   struct scheduler *s = job->sched;
+  task_notify_end(t, TASK_CANCELLED, 0,
+                  job->error ? job->error : "cancelled");
   if (t->wait_ops) {
     const struct task_wait_ops *ops = t->wait_ops;
     t->wait_ops = NULL;
@@ -446,6 +464,7 @@ struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
 static void task_failed(struct task *t, const char *msg, bool errored) {
   struct job *job = t->job;
   job_record_failure(job, msg);
+  task_notify_end(t, TASK_FAILED, 0, msg);
   task_destroy(t, false, errored);
   job_maybe_finish(job);
 }
@@ -486,6 +505,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
     return;
   }
   if (status == LUA_OK) {
+    task_notify_end(t, TASK_RETURNED, nres, NULL);
     lua_settop(t->co, 0);
     struct job *job = t->job;
     task_destroy(t, true, false);
