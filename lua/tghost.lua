@@ -63,7 +63,8 @@ function tghost.run(b, opts)
   if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
   local flat, timeout_handler = options.flatten(opts, bot)
   runtime.timeout_handler = timeout_handler
-  core.run(flat)
+  local ok, err = pcall(core.run, flat)
+  if not ok then error(err, 2) end   -- at the script's run() call
   return handle
 end
 

@@ -105,16 +105,40 @@ static int l_print(lua_State *L) {
 
 /* --- the runner --------------------------------------------------------- */
 
+/* The name a script used for a flattened option (see lua/options.lua). */
+static const char *option_name(const char *flat) {
+  static const char *const names[][2] = {
+      {"concurrency", "sink.concurrency"},
+      {"timeout_ms", "sink.timeout.milliseconds"},
+      {"fetch_timeout", "runner.fetch.timeout"},
+      {"max_retry_ms", "runner.maxRetryTime"},
+      {"max_delay_ms", "source.maxDelayMilliseconds"},
+      {"speed_traffic_balance", "source.speedTrafficBalance"},
+      {"max_waiting", "sink.maxWaiting"},
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(names[i][0], flat) == 0) return names[i][1];
+  return flat;
+}
+
+/* lua_pushfstring knows neither %ld nor %g. */
+static void range_error(lua_State *L, const char *name, double min,
+                        double max) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "run(): option %s must be between %g and %g",
+           option_name(name), min, max);
+  luaL_error(L, "%s", msg);
+}
+
 static long opt_integer(lua_State *L, int t, const char *name, long def,
                         long min, long max) {
   long v = def;
   if (lua_getfield(L, t, name) != LUA_TNIL) {
     if (!lua_isnumber(L, -1))
-      luaL_error(L, "run(): option %s must be a number", name);
+      luaL_error(L, "run(): option %s must be a number", option_name(name));
     lua_Number n = lua_tonumber(L, -1);
     if (n < (lua_Number)min || n > (lua_Number)max || isnan(n))
-      luaL_error(L, "run(): option %s must be between %ld and %ld", name, min,
-                 max);
+      range_error(L, name, (double)min, (double)max);
     v = (long)n;
   }
   lua_pop(L, 1);
@@ -126,11 +150,10 @@ static double opt_number(lua_State *L, int t, const char *name, double def,
   double v = def;
   if (lua_getfield(L, t, name) != LUA_TNIL) {
     if (!lua_isnumber(L, -1))
-      luaL_error(L, "run(): option %s must be a number", name);
+      luaL_error(L, "run(): option %s must be a number", option_name(name));
     v = lua_tonumber(L, -1);
     if (v < min || v > max || isnan(v))
-      luaL_error(L, "run(): option %s must be between %g and %g", name, min,
-                 max);
+      range_error(L, name, min, max);
   }
   lua_pop(L, 1);
   return v;

@@ -469,6 +469,28 @@ static void task_failed(struct task *t, const char *msg, bool errored) {
   job_maybe_finish(job);
 }
 
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Pushes onto L a description of the error object on top of co: its
+ * __tostring if it has one (run protected: it is Lua code). */
+static void describe_error(lua_State *L, lua_State *co) {
+  int type = lua_type(co, -1);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+    return;
+  }
+  lua_pushcfunction(L, tostring_protected);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(an error object of type %s)", lua_typename(L, type));
+  }
+}
+
 static void task_resume(struct scheduler *s, struct task *t) {
   int nargs;
   if (!t->started) {
@@ -514,9 +536,10 @@ static void task_resume(struct scheduler *s, struct task *t) {
   }
   /* An error escaped the runtime's own error handling. */
   struct buf msg = BUF_INIT;
-  const char *err = lua_tostring(t->co, -1);
   lua_State *GL = t->job->gen->L;
-  luaL_traceback(GL, t->co, err ? err : "(error object is not a string)", 0);
+  describe_error(GL, t->co);
+  luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
+  lua_remove(GL, -2);
   buf_append_str(&msg, lua_tostring(GL, -1));
   lua_pop(GL, 1);
   task_failed(t, msg.data, true);
