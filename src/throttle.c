@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 
 #define GLOBAL_WINDOW_MS 1000
 #define MAX_GROUP_RING 64
@@ -44,12 +45,6 @@ struct throttle {
   size_t queued;
   bool pumping;
 };
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void throttle_limits_default(struct throttle_limits *l) {
   l->global_per_s = 30;
@@ -204,7 +199,7 @@ static uint64_t chat_wait(struct throttle_chat *c, uint64_t now) {
 /* Puts a chat that is not busy where it belongs now. */
 static void chat_settle(struct throttle_chat *c) {
   struct throttle *t = c->t;
-  uint64_t now = now_ms();
+  uint64_t now = clock_now_ms();
   uint64_t wait = chat_wait(c, now);
   if (qnode_linked(&c->ready_node)) qlist_remove(&t->ready, &c->ready_node);
   evtimer_del(c->timer);
@@ -265,7 +260,7 @@ static void pump(struct throttle *t) {
   if (t->pumping) return;
   t->pumping = true;
   while (!qlist_empty(&t->ready)) {
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
     uint64_t wait = global_wait(t, now);
     if (wait > 0) {
       arm(t->global_timer, wait);
@@ -350,7 +345,7 @@ void throttle_requeue(struct throttle *t, struct throttle_item *item,
   struct throttle_chat *c = item->chat;
   if (!item->running) return;
   item->running = false;
-  uint64_t until = now_ms() + (uint64_t)(penalty_ms > 0 ? penalty_ms : 0);
+  uint64_t until = clock_now_ms() + (uint64_t)(penalty_ms > 0 ? penalty_ms : 0);
   if (until > c->next_ms) c->next_ms = until;
   item->queued = true;
   push_front(&c->queue, &item->node);
@@ -375,7 +370,7 @@ void throttle_cancel(struct throttle *t, struct throttle_item *item) {
 
 void throttle_penalize(struct throttle *t, const char *key, long ms) {
   struct throttle_chat *c = chat_find(t, key, true);
-  uint64_t until = now_ms() + (uint64_t)(ms > 0 ? ms : 0);
+  uint64_t until = clock_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
   if (until > c->next_ms) c->next_ms = until;
   if (c->state != CHAT_BUSY) chat_settle(c);
 }
