@@ -1,6 +1,7 @@
 -- The bot: a composer with the Bot API client, error handler, identity
 -- (bot.botInfo, from getMe) and bot.start().
 local core = require("tghost.core")
+local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
 errors.internal()
@@ -14,12 +15,18 @@ setmetatable(api, {
     if type(method) ~= "string" then return nil end
     local function call(params, extra)
       if params == t then params = extra end   -- bot.api:method{...}
-      return core.call(method, params)
+      return apicore.call(method, params)
     end
     rawset(t, method, call)
     return call
   end,
 })
+-- bot.api.config{ autoRetry = ..., throttle = ... }: flood control (see
+-- README). Returns the configuration in force.
+rawset(api, "config", function(first, opts)
+  if first == api then first = opts end
+  return apicore.config(first)
+end)
 bot.api = api
 
 -- bot.catch(fn): fn(err) receives errors of every handler (err.error,

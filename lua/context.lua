@@ -328,6 +328,17 @@ function methods.has(ctx, query)
   return filter.cached(query)(ctx)
 end
 
+-- ctx:getFile(): getFile for the file in the update's message (the
+-- largest photo size, or the document, video, audio, voice, ...).
+function methods.getFile(ctx)
+  check_self(ctx, "getFile")
+  local m = getters.msg(ctx)
+  local file = m and ((m.photo and m.photo[#m.photo]) or m.document or m.video
+      or m.audio or m.voice or m.video_note or m.animation or m.sticker)
+  need(ctx, "getFile", file, "file in its message")
+  return ctx.bot.api.getFile{ file_id = file.file_id }
+end
+
 Context.methods = methods
 
 mt = {

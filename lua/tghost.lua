@@ -30,6 +30,18 @@ local tghost = {
   sequentialize = sequentialize,
 }
 
+-- Script I/O: HTTP client, files, child tasks.
+do
+  local files = require("tghost.files")
+  local tasks = require("tghost.tasks")
+  tghost.http = require("tghost.http")
+  tghost.InputFile = files.InputFile
+  tghost.download = files.download
+  tghost.spawn = tasks.spawn
+  tghost.wait = tasks.wait
+  tghost.all = tasks.all
+end
+
 local function logger(level)
   return function(...)
     local parts = {}
@@ -53,7 +65,8 @@ function tghost.run(b, opts)
   if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
   local flat, timeout_handler = options.flatten(opts, bot)
   runtime.timeout_handler = timeout_handler
-  core.run(flat)
+  local ok, err = pcall(core.run, flat)
+  if not ok then error(err, 2) end   -- at the script's run() call
   return handle
 end
 

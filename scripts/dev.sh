@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
-          libcurl4-openssl-dev lua-cjson-dev ca-certificates)
+          libcurl4-openssl-dev lua-cjson-dev ca-certificates
+          nghttp2-server openssl)   # the last two: the HTTP/2 test only
 
 deps() {
   local missing=()

@@ -9,10 +9,13 @@
 #include "embedded.h"
 #include "host.h"
 #include "log.h"
+#include "luaapi.h"
 #include "luacoro.h"
 #include "luacore.h"
+#include "luahttp.h"
 #include "luajson.h"
 #include "luaseq.h"
+#include "luatask.h"
 
 struct generation *gen_of(lua_State *L) {
   return *(struct generation **)lua_getextraspace(L);
@@ -80,6 +83,9 @@ static void set_package_path(lua_State *L, const char *dir) {
 static const luaL_Reg c_modules[] = {
     {"tghost.core", luaopen_tghost_core},
     {"tghost.json", luaopen_tghost_json},
+    {"tghost.api", luaopen_tghost_api},
+    {"tghost.task", luaopen_tghost_task},
+    {"tghost.httpcore", luaopen_tghost_httpcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
     {NULL, NULL},

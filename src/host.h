@@ -24,6 +24,11 @@ struct host {
   struct event_base *base;
   struct http_client *http;
   struct botapi *api;
+  /* getUpdates has a connection pool of its own: a long poll never takes a
+   * connection (or an HTTP/2 stream slot) that method calls need. */
+  struct http_client *poll_http;
+  struct botapi *poll_api;
+  struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct generation *current;   /* new updates run here */
   int last_generation_id;

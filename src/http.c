@@ -6,6 +6,8 @@
 #include "log.h"
 
 #define IDLE_HANDLE_POOL 64
+#define HTTP_MAX_IDLE_AGE_S 50
+#define HTTP_MAX_LIFETIME_S 600
 
 enum request_state { REQ_NEW, REQ_ACTIVE, REQ_COMPLETED, REQ_DONE };
 
@@ -22,10 +24,13 @@ struct http_request {
   size_t body_len;
   curl_mime *mime;
   long timeout_ms;
+  long low_speed_bytes;                /* with low_speed_secs: stall limit */
+  long low_speed_secs;
   size_t max_response;
   long recv_buffer;
   bool compressed;
   bool keep_headers;
+  bool expect_header_added;
   FILE *sink_file;
 
   http_done_fn done;
@@ -60,6 +65,7 @@ struct http_client {
   struct sock_watch *watches;
   CURL *idle[IDLE_HANDLE_POOL];
   int nidle;
+  char *ca_file;                       /* SSL_CERT_FILE, if set */
 };
 
 static void list_push(struct list *l, struct http_request *r) {
@@ -178,6 +184,10 @@ struct http_client *http_client_new(struct event_base *base,
     return NULL;
   }
   c->timer = evtimer_new(base, on_timer, c);
+  /* Trust a private CA (a local Bot API server behind TLS) the way
+   * OpenSSL-based programs do; verification itself stays on. */
+  const char *ca = getenv("SSL_CERT_FILE");
+  if (ca && *ca) c->ca_file = xstrdup(ca);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -202,6 +212,7 @@ void http_client_free(struct http_client *c) {
     free(w);
   }
   event_free(c->timer);
+  free(c->ca_file);
   free(c);
 }
 
@@ -273,6 +284,11 @@ void http_request_keep_headers(struct http_request *r, bool on) {
 void http_request_set_sink_file(struct http_request *r, FILE *f) {
   r->sink_file = f;
 }
+void http_request_set_low_speed(struct http_request *r, long bytes,
+                                long secs) {
+  r->low_speed_bytes = bytes;
+  r->low_speed_secs = secs;
+}
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   struct http_request *r = ud;
@@ -309,6 +325,12 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   r->done = done;
   r->ud = ud;
   r->errbuf[0] = '\0';
+  /* A request may be started again after it was reported (a retry). */
+  r->result = CURLE_OK;
+  r->status = 0;
+  r->too_large = false;
+  buf_reset(&r->response);
+  buf_reset(&r->response_headers);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -321,6 +343,24 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "tghost/" TGHOST_VERSION);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  /* HTTP/2 where TLS negotiates it (api.telegram.org), HTTP/1.1 otherwise.
+   * Waiting for an existing connection to say whether it multiplexes keeps
+   * a burst of calls on one connection instead of opening one each; plain
+   * http:// never multiplexes, so there it would only delay. */
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  if (strncmp(r->url, "https://", 8) == 0)
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  /* Recycle connections before servers drop them: an idle connection is
+   * not reused after HTTP_MAX_IDLE_AGE_S (common keep-alive timeouts are
+   * 60-75 s, and a request sent on a connection the server is closing
+   * fails), and none is used for new requests after HTTP_MAX_LIFETIME_S. */
+  curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)HTTP_MAX_IDLE_AGE_S);
+  curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)HTTP_MAX_LIFETIME_S);
+  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  if (r->low_speed_secs > 0) {
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, r->low_speed_bytes);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, r->low_speed_secs);
+  }
   if (r->compressed) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   if (r->keep_headers) {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -332,8 +372,15 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
   }
-  if (r->body || r->mime) http_request_add_header(r, "Expect:");
-  if (r->method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+  if ((r->body || r->mime) && !r->expect_header_added) {
+    http_request_add_header(r, "Expect:");
+    r->expect_header_added = true;
+  }
+  /* HEAD has no response body; curl must be told, not just asked. */
+  if (r->method && strcmp(r->method, "HEAD") == 0)
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  else if (r->method)
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
   CURLMcode mc = curl_multi_add_handle(c->multi, e);

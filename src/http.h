@@ -6,7 +6,13 @@
  * transfer back (never from inside a curl callback). The caller owns the
  * request: free it after the callback, or cancel it before (cancel removes
  * it from curl at once and no callback follows). Easy handles are pooled,
- * so kept-alive connections and TLS sessions are reused. */
+ * so kept-alive connections and TLS sessions are reused.
+ *
+ * Transport: HTTP/2 with multiplexing over https when the server offers it,
+ * HTTP/1.1 otherwise; TLS peers are always verified; idle connections are
+ * recycled before servers typically drop them. A client is one connection
+ * pool: the long poll uses a client of its own so it never occupies a
+ * connection or stream slot that method calls need. */
 #ifndef TGHOST_HTTP_H
 #define TGHOST_HTTP_H
 
@@ -51,8 +57,14 @@ void http_request_set_compressed(struct http_request *req, bool on);
 void http_request_keep_headers(struct http_request *req, bool on);
 /* Streams the response body to f instead of memory (not closed by us). */
 void http_request_set_sink_file(struct http_request *req, FILE *f);
+/* Fails the transfer when it moves fewer than bytes per second for secs
+ * seconds: a bound for large transfers that a total timeout would cut. */
+void http_request_set_low_speed(struct http_request *req, long bytes,
+                                long secs);
 
-/* Returns 0, or -1 with http_request_error() set (no callback follows). */
+/* Returns 0, or -1 with http_request_error() set (no callback follows).
+ * A request whose done callback has run may be started again (a retry):
+ * the previous response is discarded. */
 int http_request_start(struct http_request *req, http_done_fn done, void *ud);
 void http_request_cancel(struct http_request *req);
 void http_request_free(struct http_request *req);

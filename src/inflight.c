@@ -1,15 +1,9 @@
 #include "inflight.h"
 
-#include <time.h>
-
-uint64_t inflight_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#include "clock.h"
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
-  inflight_expire(arg, inflight_now_ms());
+  inflight_expire(arg, clock_now_ms());
 }
 
 /* Points the timer at the oldest entry's deadline. */
@@ -42,7 +36,7 @@ void inflight_free(struct inflight *q) {
 
 void inflight_set_timeout(struct inflight *q, long timeout_ms) {
   q->timeout_ms = timeout_ms;
-  rearm(q, inflight_now_ms());
+  rearm(q, clock_now_ms());
 }
 
 void inflight_add(struct inflight *q, struct inflight_entry *e,
@@ -57,7 +51,7 @@ void inflight_remove(struct inflight *q, struct inflight_entry *e) {
   if (!qnode_linked(&e->node)) return;
   bool was_oldest = q->list.head.next == &e->node;
   qlist_remove(&q->list, &e->node);
-  if (was_oldest) rearm(q, inflight_now_ms());
+  if (was_oldest) rearm(q, clock_now_ms());
 }
 
 bool inflight_contains(const struct inflight_entry *e) {

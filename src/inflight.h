@@ -50,6 +50,4 @@ struct inflight_entry *inflight_oldest(const struct inflight *q);
 /* Expires every entry whose time is up at now_ms, oldest first. */
 void inflight_expire(struct inflight *q, uint64_t now_ms);
 
-uint64_t inflight_now_ms(void);
-
 #endif

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "botapi.h"
 #include "generation.h"
 #include "host.h"
 #include "log.h"
@@ -14,144 +13,6 @@
 #include "task.h"
 
 static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
-
-/* Pushes runtime[name] of L's generation (nil if absent). */
-static void push_runtime_field(lua_State *L, const char *name) {
-  struct generation *g = gen_of(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->runtime_ref);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-}
-
-/* --- Bot API calls ------------------------------------------------------ */
-
-struct api_call {
-  struct task *task;
-  struct http_request *req;
-  char method[72];
-};
-
-/* The error object a failed call raises: {method, error_code,
- * description, parameters}, with runtime.ApiError as its metatable. */
-static void push_api_error(lua_State *L, const char *method,
-                           const struct botapi_reply *reply) {
-  lua_createtable(L, 0, 6);
-  lua_pushstring(L, method);
-  lua_setfield(L, -2, "method");
-  if (reply->outcome == BOTAPI_API_ERROR) {
-    lua_pushinteger(L, (lua_Integer)reply->error_code);
-    lua_setfield(L, -2, "error_code");
-  }
-  static const char *const kinds[] = {"ok", "api", "bad_response", "network"};
-  lua_pushstring(L, kinds[reply->outcome]);
-  lua_setfield(L, -2, "kind");
-  lua_pushlstring(L, reply->description.data ? reply->description.data : "",
-                  reply->description.len);
-  lua_setfield(L, -2, "description");
-  if (reply->parameters.len &&
-      luajson_decode(L, reply->parameters.ptr, reply->parameters.len, NULL) == 0)
-    lua_setfield(L, -2, "parameters");
-  push_runtime_field(L, "ApiError");
-  if (lua_istable(L, -1)) lua_setmetatable(L, -2);
-  else lua_pop(L, 1);
-}
-
-static int api_call_push(lua_State *co, void *data) {
-  struct api_call *c = data;
-  int n = 0;
-  if (co) {
-    struct botapi_reply reply;
-    botapi_parse_reply(c->req, &reply);
-    luaL_checkstack(co, 8, "Bot API result");
-    if (reply.outcome == BOTAPI_OK) {
-      struct json_reader r;
-      struct buf scratch = BUF_INIT;
-      json_reader_init(&r, reply.result.ptr, reply.result.len);
-      lua_pushboolean(co, 1);
-      if (luajson_decode_value(co, &r, &scratch)) {
-        n = 2;
-      } else {
-        lua_pop(co, 1);
-        reply.outcome = BOTAPI_BAD_RESPONSE;
-        buf_reset(&reply.description);
-        buf_printf(&reply.description, "bad response: result is invalid JSON: %s",
-                   json_error(&r));
-      }
-      buf_free(&scratch);
-    }
-    if (n == 0) {
-      lua_pushboolean(co, 0);
-      push_api_error(co, c->method, &reply);
-      n = 2;
-    }
-    botapi_reply_free(&reply);
-  }
-  http_request_free(c->req);
-  free(c);
-  return n;
-}
-
-static void api_call_done(struct http_request *req, void *ud) {
-  struct api_call *c = ud;
-  task_wake(c->task, api_call_push, c);
-}
-
-static void api_call_cancel(void *data) {
-  struct api_call *c = data;
-  http_request_cancel(c->req);
-  free(c);
-}
-
-static const struct task_wait_ops api_call_wait = {"Bot API call",
-                                                    api_call_cancel};
-
-/* core.call(method, params) -> result, or raises an ApiError. */
-static int l_call(lua_State *L) {
-  struct host *h = host_of(L);
-  const char *method = luaL_checkstring(L, 1);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  char what[96];
-  snprintf(what, sizeof what, "bot.api.%s", method);
-  if (h->cfg->check)
-    return luaL_error(L, "%s: network calls are disabled by --check", what);
-  struct task *t = task_check_can_wait(L, &h->sched, what);
-
-  struct buf body = BUF_INIT, err = BUF_INIT;
-  if (lua_istable(L, 2)) {
-    if (luajson_encode(L, 2, &body, &err) != 0) {
-      lua_pushfstring(L, "%s: cannot encode the parameters: %s", what,
-                      err.data);
-      buf_free(&body);
-      buf_free(&err);
-      return lua_error(L);
-    }
-  } else {
-    buf_append_str(&body, "{}");
-  }
-  size_t len;
-  char *json = buf_steal(&body, &len);
-  struct http_request *req = botapi_request_json(h->api, method, json, len, &err);
-  if (!req) {
-    lua_pushfstring(L, "%s: %s", what, err.data);
-    buf_free(&err);
-    return lua_error(L);
-  }
-  struct api_call *c = xcalloc(1, sizeof *c);
-  c->task = t;
-  c->req = req;
-  snprintf(c->method, sizeof c->method, "%s", method);
-  if (http_request_start(req, api_call_done, c) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
-    http_request_free(req);
-    free(c);
-    lua_pushfstring(L, "%s: cannot start the request: %s", what, msg);
-    free(msg);
-    return lua_error(L);
-  }
-  return task_wait(L, t, &api_call_wait, c);
-}
 
 /* --- sleep -------------------------------------------------------------- */
 
@@ -187,6 +48,10 @@ static int l_sleep(lua_State *L) {
   w->timer = evtimer_new(h->base, sleep_fired, w);
   long usec = (long)(secs * 1e6);
   struct timeval tv = {usec / 1000000, usec % 1000000};
+  /* libevent measures from the time cached when this loop pass began; a
+   * pass that resumed many handlers would make the sleep short by that
+   * much. */
+  event_base_update_cache_time(h->base);
   evtimer_add(w->timer, &tv);
   lua_settop(L, 0);
   return task_wait(L, t, &sleep_wait_ops, w);
@@ -240,16 +105,40 @@ static int l_print(lua_State *L) {
 
 /* --- the runner --------------------------------------------------------- */
 
+/* The name a script used for a flattened option (see lua/options.lua). */
+static const char *option_name(const char *flat) {
+  static const char *const names[][2] = {
+      {"concurrency", "sink.concurrency"},
+      {"timeout_ms", "sink.timeout.milliseconds"},
+      {"fetch_timeout", "runner.fetch.timeout"},
+      {"max_retry_ms", "runner.maxRetryTime"},
+      {"max_delay_ms", "source.maxDelayMilliseconds"},
+      {"speed_traffic_balance", "source.speedTrafficBalance"},
+      {"max_waiting", "sink.maxWaiting"},
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(names[i][0], flat) == 0) return names[i][1];
+  return flat;
+}
+
+/* lua_pushfstring knows neither %ld nor %g. */
+static void range_error(lua_State *L, const char *name, double min,
+                        double max) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "run(): option %s must be between %g and %g",
+           option_name(name), min, max);
+  luaL_error(L, "%s", msg);
+}
+
 static long opt_integer(lua_State *L, int t, const char *name, long def,
                         long min, long max) {
   long v = def;
   if (lua_getfield(L, t, name) != LUA_TNIL) {
     if (!lua_isnumber(L, -1))
-      luaL_error(L, "run(): option %s must be a number", name);
+      luaL_error(L, "run(): option %s must be a number", option_name(name));
     lua_Number n = lua_tonumber(L, -1);
     if (n < (lua_Number)min || n > (lua_Number)max || isnan(n))
-      luaL_error(L, "run(): option %s must be between %ld and %ld", name, min,
-                 max);
+      range_error(L, name, (double)min, (double)max);
     v = (long)n;
   }
   lua_pop(L, 1);
@@ -261,11 +150,10 @@ static double opt_number(lua_State *L, int t, const char *name, double def,
   double v = def;
   if (lua_getfield(L, t, name) != LUA_TNIL) {
     if (!lua_isnumber(L, -1))
-      luaL_error(L, "run(): option %s must be a number", name);
+      luaL_error(L, "run(): option %s must be a number", option_name(name));
     v = lua_tonumber(L, -1);
     if (v < min || v > max || isnan(v))
-      luaL_error(L, "run(): option %s must be between %g and %g", name, min,
-                 max);
+      range_error(L, name, min, max);
   }
   lua_pop(L, 1);
   return v;
@@ -418,7 +306,6 @@ static int l_check_mode(lua_State *L) {
 
 int luaopen_tghost_core(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"call", l_call},
       {"sleep", l_sleep},
       {"log", l_log},
       {"report_error", l_report_error},

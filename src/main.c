@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "apicall.h"
 #include "botapi.h"
 #include "cli.h"
 #include "generation.h"
@@ -123,14 +124,23 @@ int main(int argc, char **argv) {
   struct host h;
   memset(&h, 0, sizeof h);
   h.cfg = &cfg;
-  h.base = event_base_new();
+  /* Precise timers: libevent otherwise reads CLOCK_MONOTONIC_COARSE, and a
+   * tghost.sleep(1) could end a few milliseconds before tghost.now() says
+   * a second has passed. */
+  struct event_config *ev_cfg = event_config_new();
+  event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  h.base = event_base_new_with_config(ev_cfg);
+  event_config_free(ev_cfg);
   sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
   h.sched.on_idle = on_idle;
   h.sched.idle_ud = &h;
   h.seq = luaseq_new(&h);
   h.http = http_client_new(h.base, NULL);
+  h.poll_http = http_client_new(h.base, NULL);
   struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
   h.api = botapi_new(h.http, &api_cfg);
+  h.poll_api = botapi_new(h.poll_http, &api_cfg);
+  h.calls = apicalls_new(h.api, h.base);
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
 
@@ -160,8 +170,11 @@ int main(int argc, char **argv) {
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);
   sched_free(&h.sched);
+  apicalls_free(h.calls);
   botapi_free(h.api);
+  botapi_free(h.poll_api);
   http_client_free(h.http);
+  http_client_free(h.poll_http);
   event_base_free(h.base);
   curl_global_cleanup();
   free(h.bot_info_json);

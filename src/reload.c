@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <lauxlib.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "generation.h"
 #include "host.h"
 #include "log.h"
@@ -61,12 +61,6 @@ struct reloader {
   struct event *load_timer;
   long load_timeout_ms;
 };
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void arm(struct event *ev, long ms) {
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -206,7 +200,7 @@ static void request(struct reloader *r, const char *why, bool now) {
     r->pending_now = r->pending_now || now;
     return;
   }
-  uint64_t t = now_ms();
+  uint64_t t = clock_now_ms();
   if (r->first_change_ms == 0) {
     r->first_change_ms = t;
     set_reason(r, why);

@@ -160,7 +160,7 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
   struct source_config sc = source_config_of(o);
   static const struct source_callbacks source_cb = {
       on_updates, on_source_ready, on_me, on_fatal};
-  r->source = source_new(h->api, h->base, &sc, &source_cb, r);
+  r->source = source_new(h->poll_api, h->base, &sc, &source_cb, r);
   static const struct sink_callbacks sink_cb = {start_update, on_job_end,
                                                 on_timeout, on_room};
   sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "clock.h"
 #include "log.h"
 
 static void on_job_end(struct job *job, void *ud);
@@ -145,7 +146,7 @@ static void pump(struct sink *k) {
     k->holding++;
     job->slot_ops = &sink_slot_ops;
     job->slot_ud = k;
-    inflight_add(&k->inflight, &job->sink_entry, inflight_now_ms());
+    inflight_add(&k->inflight, &job->sink_entry, clock_now_ms());
   }
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define PACE_STATS 16
@@ -44,12 +45,6 @@ struct source {
   int pace_index;
   uint64_t last_batch_ms;
 };
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void update_item_free(struct update_item *u) {
   if (!u) return;
@@ -176,7 +171,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
     buf_free(&msg);
     return;
   }
-  uint64_t now = now_ms();
+  uint64_t now = clock_now_ms();
   if (s->failures++ == 0) {
     s->burst_started_ms = now;
     s->next_delay_ms = first_delay(s);
@@ -211,7 +206,7 @@ static void request_succeeded(struct source *s) {
   if (s->failures > 0 && !s->cfg.silent)
     log_info("%s works again after %d failed attempts in %.1f s",
              method_of(s->kind), s->failures,
-             (now_ms() - s->burst_started_ms) / 1000.0);
+             (clock_now_ms() - s->burst_started_ms) / 1000.0);
   s->failures = 0;
 }
 
@@ -219,7 +214,7 @@ static void request_succeeded(struct source *s) {
 
 static long pacing_delay(struct source *s, int count) {
   double balance = s->cfg.speed_traffic_balance;
-  uint64_t now = now_ms();
+  uint64_t now = clock_now_ms();
   long duration = s->last_batch_ms ? (long)(now - s->last_batch_ms) : 1;
   s->last_batch_ms = now;
   if (balance <= 0) return 0;

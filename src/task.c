@@ -30,6 +30,8 @@ struct task {
   void *push_data;
   volatile sig_atomic_t cpu_exceeded;
   char cpu_where[96];                     /* "file:line: " it was stopped at */
+  task_end_fn on_end;
+  void *end_ud;
 };
 
 static char yield_sentinel;
@@ -323,6 +325,20 @@ lua_State *job_thread(const struct job *job) {
   return n ? qlist_entry(n, struct task, job_node)->co : NULL;
 }
 
+void task_set_on_end(struct task *t, task_end_fn fn, void *ud) {
+  t->on_end = fn;
+  t->end_ud = ud;
+}
+
+static void task_notify_end(struct task *t, enum task_end_kind kind,
+                            int nres, const char *message) {
+  task_end_fn fn = t->on_end;
+  if (!fn) return;
+  t->on_end = NULL;
+  fn(t, kind, kind == TASK_RETURNED ? t->co : NULL, nres, message,
+     t->end_ud);
+}
+
 static void job_record_failure(struct job *job, const char *msg) {
   if (job->end != JOB_CANCELLED) job->end = JOB_FAILED;
   if (!job->error) job->error = xstrdup(msg);
@@ -374,6 +390,8 @@ void job_abandon(struct job *job, const char *error) {
 static void task_destroy(struct task *t, bool returned, bool errored) {
   struct job *job = t->job;
   struct scheduler *s = job->sched;
+  task_notify_end(t, TASK_CANCELLED, 0,
+                  job->error ? job->error : "cancelled");
   if (t->wait_ops) {
     const struct task_wait_ops *ops = t->wait_ops;
     t->wait_ops = NULL;
@@ -456,8 +474,31 @@ struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
 static void task_failed(struct task *t, const char *msg, bool errored) {
   struct job *job = t->job;
   job_record_failure(job, msg);
+  task_notify_end(t, TASK_FAILED, 0, msg);
   task_destroy(t, false, errored);
   job_maybe_finish(job);
+}
+
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Pushes onto L a description of the error object on top of co: its
+ * __tostring if it has one (run protected: it is Lua code). */
+static void describe_error(lua_State *L, lua_State *co) {
+  int type = lua_type(co, -1);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+    return;
+  }
+  lua_pushcfunction(L, tostring_protected);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(an error object of type %s)", lua_typename(L, type));
+  }
 }
 
 static void task_resume(struct scheduler *s, struct task *t) {
@@ -498,6 +539,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
     return;
   }
   if (status == LUA_OK) {
+    task_notify_end(t, TASK_RETURNED, nres, NULL);
     lua_settop(t->co, 0);
     struct job *job = t->job;
     task_destroy(t, true, false);
@@ -506,9 +548,10 @@ static void task_resume(struct scheduler *s, struct task *t) {
   }
   /* An error escaped the runtime's own error handling. */
   struct buf msg = BUF_INIT;
-  const char *err = lua_tostring(t->co, -1);
   lua_State *GL = t->job->gen->L;
-  luaL_traceback(GL, t->co, err ? err : "(error object is not a string)", 0);
+  describe_error(GL, t->co);
+  luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
+  lua_remove(GL, -2);
   buf_append_str(&msg, lua_tostring(GL, -1));
   lua_pop(GL, 1);
   task_failed(t, msg.data, true);

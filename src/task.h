@@ -37,6 +37,20 @@ struct generation;
 struct job;
 struct task;
 
+enum task_end_kind {
+  TASK_RETURNED,    /* the function returned; its values are on co */
+  TASK_FAILED,      /* an error escaped it, or it broke the CPU budget */
+  TASK_CANCELLED,   /* its job was cancelled */
+};
+
+/* Called once when a task ends, before its coroutine is closed. For
+ * TASK_RETURNED the nres returned values are on top of co (the callback
+ * may copy them; it must not resume co); otherwise co is NULL, nres 0 and
+ * message says why. It may wake other tasks but must not cancel jobs. */
+typedef void (*task_end_fn)(struct task *t, enum task_end_kind kind,
+                            lua_State *co, int nres, const char *message,
+                            void *ud);
+
 /* Pushes a woken task's resume values onto co and returns how many, in the
  * form the yielding primitive expects: true, results... or false, error.
  * Called with co == NULL when the task was cancelled before it resumed:
@@ -168,6 +182,8 @@ void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
 /* For slot owners: the job holds a slot again. */
 void job_slot_regained(struct job *job);
 struct job *task_job(const struct task *t);
+/* Asks to be told when t ends (one callback per task; NULL removes it). */
+void task_set_on_end(struct task *t, task_end_fn fn, void *ud);
 
 /* For primitives. Raises a Lua error unless L may suspend the running task
  * here (inside a task, in a yieldable context). `what` names the call. */

@@ -538,6 +538,14 @@ static void test_bad_options(void) {
   CHECK(strstr(proc_stderr(q), "runner.silent must be a boolean"),
         "the type error is unclear");
   proc_check_clean(q);
+
+  struct proc *r = proc_start(
+      write_reply_script("badrange.lua", "{ sink = { concurrency = 0 } }"), NULL);
+  CHECK(proc_wait(r, 10000), "no exit");
+  CHECK(proc_status(r) == 1, "exit status %d", proc_status(r));
+  CHECK(strstr(proc_stderr(r), "sink.concurrency must be between 1 and"),
+        "the range error is unclear");
+  proc_check_clean(r);
 }
 
 static void test_check_mode(void) {

@@ -35,6 +35,12 @@ struct method_count {
 
 struct pending;
 
+struct fake_file {
+  char *file_id;
+  char *data;
+  size_t len;
+};
+
 struct fake_conn {
   struct fakeapi *f;
   struct bufferevent *bev;
@@ -49,6 +55,7 @@ struct fake_conn {
   char method[16];
   char *target;
   char *content_type;
+  char *raw_head;             /* the request head as received */
   struct buf body;
   struct pending *pending;
 };
@@ -95,6 +102,10 @@ struct fakeapi {
   int retry_after;
   fake_delay_fn delay_fn;
   void *delay_ud;
+
+  struct fake_file *files;    /* served by getFile and /file/bot<token>/ */
+  size_t nfiles;
+  size_t http_requests, downloads;
 
   struct fake_conn *conns;
   int next_conn_id;
@@ -217,6 +228,10 @@ static void form_to_json(const char *s, size_t len, struct buf *out) {
 }
 
 /* --- responses ---------------------------------------------------------- */
+
+/* Script I/O endpoints (defined further down). */
+static void build_get_file(struct fakeapi *f, struct fake_call *call,
+                           struct buf *out);
 
 static void conn_free(struct fake_conn *c);
 
@@ -468,6 +483,10 @@ static void build_result(struct fakeapi *f, struct fake_call *call,
     free(text);
     return;
   }
+  if (strcmp(call->method, "getFile") == 0) {
+    build_get_file(f, call, out);
+    return;
+  }
   buf_append_str(out, "{\"ok\":true,\"result\":true}");
 }
 
@@ -522,6 +541,219 @@ static void handle_method(struct fake_conn *c, const char *method,
   evtimer_add(p->timer, &tv);
 }
 
+/* --- multipart, files and plain HTTP endpoints (script I/O tests) ------ */
+
+uint64_t fake_fnv1a64(const void *data, size_t len) {
+  const unsigned char *p = data;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+
+/* The value of attr="..." in a header line, malloc'd, or NULL. */
+static char *header_attr(const char *line, size_t len, const char *attr) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "%s=\"", attr);
+  size_t plen = strlen(pat);
+  for (size_t i = 0; i + plen <= len; i++) {
+    if (memcmp(line + i, pat, plen) != 0) continue;
+    if (i > 0 && line[i - 1] != ' ' && line[i - 1] != ';') continue;
+    const char *v = line + i + plen;
+    const char *q = memchr(v, '"', len - i - plen);
+    return q ? xstrndup(v, (size_t)(q - v)) : NULL;
+  }
+  return NULL;
+}
+
+/* multipart/form-data -> a JSON object: text fields as strings, file parts
+ * (those with a filename) as {"filename", "size", "fnv1a64", "type"} so a
+ * 50 MB upload is checked without being kept. */
+static void multipart_to_json(const char *ct, const char *body, size_t len,
+                              struct buf *out) {
+  buf_append_char(out, '{');
+  const char *b = strcasestr(ct, "boundary=");
+  if (!b) {
+    buf_append_char(out, '}');
+    return;
+  }
+  b += 9;
+  char delim[256];
+  size_t blen = strcspn(b, "; \r\n");
+  if (*b == '"') {
+    b++;
+    blen = strcspn(b, "\"");
+  }
+  if (blen + 4 >= sizeof delim) {
+    buf_append_char(out, '}');
+    return;
+  }
+  int dl = snprintf(delim, sizeof delim, "\r\n--%.*s", (int)blen, b);
+  const char *end = body + len;
+  /* The first delimiter has no CRLF before it. */
+  const char *p = memmem(body, len, delim + 2, (size_t)dl - 2);
+  bool first = true;
+  while (p) {
+    p += dl - 2;
+    if (end - p >= 2 && p[0] == '-' && p[1] == '-') break;   /* the last */
+    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
+    const char *hend = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
+    if (!hend) break;
+    const char *data = hend + 4;
+    const char *next = memmem(data, (size_t)(end - data), delim, (size_t)dl);
+    if (!next) break;
+    char *name = NULL, *filename = NULL, *type = NULL;
+    for (const char *line = p; line < hend;) {
+      const char *eol = memmem(line, (size_t)(hend - line), "\r\n", 2);
+      if (!eol) eol = hend;
+      size_t ll = (size_t)(eol - line);
+      if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
+        name = header_attr(line, ll, "name");
+        filename = header_attr(line, ll, "filename");
+      } else if (ll > 13 && strncasecmp(line, "Content-Type:", 13) == 0) {
+        const char *v = line + 13;
+        while (*v == ' ') v++;
+        type = xstrndup(v, (size_t)(eol - v));
+      }
+      line = eol + 2;
+    }
+    size_t dlen = (size_t)(next - data);
+    if (name) {
+      if (!first) buf_append_char(out, ',');
+      first = false;
+      json_write_string(out, name, strlen(name));
+      buf_append_char(out, ':');
+      if (filename) {
+        buf_append_str(out, "{\"filename\":");
+        json_write_string(out, filename, strlen(filename));
+        buf_printf(out, ",\"size\":%zu,\"fnv1a64\":\"%016llx\"", dlen,
+                   (unsigned long long)fake_fnv1a64(data, dlen));
+        if (type) {
+          buf_append_str(out, ",\"type\":");
+          json_write_string(out, type, strlen(type));
+        }
+        buf_append_char(out, '}');
+      } else {
+        json_write_string(out, data, dlen);
+      }
+    }
+    free(name);
+    free(filename);
+    free(type);
+    p = next + 2;   /* at "--boundary" */
+  }
+  buf_append_char(out, '}');
+}
+
+static struct fake_file *find_file(struct fakeapi *f, const char *file_id) {
+  for (size_t i = 0; i < f->nfiles; i++)
+    if (strcmp(f->files[i].file_id, file_id) == 0) return &f->files[i];
+  return NULL;
+}
+
+static void build_get_file(struct fakeapi *f, struct fake_call *call,
+                           struct buf *out) {
+  char *id = fake_call_string(call, "file_id");
+  struct fake_file *file = id ? find_file(f, id) : NULL;
+  if (!file) {
+    buf_append_str(out, "{\"ok\":false,\"error_code\":400,\"description\":"
+                        "\"Bad Request: invalid file_id\"}");
+  } else {
+    buf_append_str(out, "{\"ok\":true,\"result\":{\"file_id\":");
+    json_write_string(out, id, strlen(id));
+    buf_printf(out, ",\"file_unique_id\":\"u-%s\",\"file_size\":%zu,"
+               "\"file_path\":\"files/%s\"}}", id, file->len, id);
+  }
+  free(id);
+}
+
+/* GET /file/bot<token>/files/<file_id> */
+static void handle_file_download(struct fake_conn *c, const char *path) {
+  struct fakeapi *f = c->f;
+  struct buf prefix = BUF_INIT;
+  buf_printf(&prefix, "/file/bot%s/files/", f->token);
+  struct fake_file *file = NULL;
+  if (strncmp(path, prefix.data, prefix.len) == 0)
+    file = find_file(f, path + prefix.len);
+  buf_free(&prefix);
+  f->downloads++;
+  if (!file) {
+    static const char nf[] = "{\"ok\":false,\"error_code\":404,\"description\":\"Not Found\"}";
+    write_response(c, 404, nf, sizeof nf - 1, FAULT_NONE);
+    return;
+  }
+  write_response(c, 200, file->data, file->len, FAULT_NONE);
+}
+
+static long query_long(const char *query, const char *name, long def) {
+  if (!query) return def;
+  size_t n = strlen(name);
+  for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+    if (strncmp(p, name, n) == 0 && p[n] == '=') return strtol(p + n + 1, NULL, 10);
+  }
+  return def;
+}
+
+/* /http/echo?ms=&status=&bytes=: answers after ms milliseconds with status
+ * and either bytes filler bytes or a JSON echo of the request (method,
+ * path, query, headers as received, body). */
+static void handle_plain_http(struct fake_conn *c, const char *path,
+                              const char *query) {
+  struct fakeapi *f = c->f;
+  f->http_requests++;
+  long ms = query_long(query, "ms", 0);
+  long status = query_long(query, "status", 200);
+  long bytes = query_long(query, "bytes", -1);
+  struct buf out = BUF_INIT;
+  if (bytes >= 0) {
+    buf_reserve(&out, (size_t)bytes);
+    memset(out.data, 'x', (size_t)bytes);
+    out.len = (size_t)bytes;
+    out.data[out.len] = '\0';
+  } else {
+    buf_append_str(&out, "{\"method\":");
+    json_write_string(&out, c->method, strlen(c->method));
+    buf_append_str(&out, ",\"path\":");
+    json_write_string(&out, path, strlen(path));
+    buf_append_str(&out, ",\"query\":");
+    json_write_string(&out, query ? query : "", query ? strlen(query) : 0);
+    buf_append_str(&out, ",\"head\":");
+    json_write_string(&out, c->raw_head ? c->raw_head : "",
+                      c->raw_head ? strlen(c->raw_head) : 0);
+    buf_append_str(&out, ",\"body\":");
+    json_write_string(&out, c->body.data ? c->body.data : "", c->body.len);
+    buf_append_char(&out, '}');
+  }
+  if (strcmp(c->method, "HEAD") == 0) buf_reset(&out);   /* no body */
+  struct pending *p = xcalloc(1, sizeof *p);
+  p->conn = c;
+  p->status = (int)status;
+  p->body = buf_steal(&out, &p->len);
+  c->pending = p;
+  if (ms <= 0) {
+    answer_pending(p);
+    return;
+  }
+  p->timer = evtimer_new(f->base, on_delay, p);
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  evtimer_add(p->timer, &tv);
+}
+
+void fakeapi_add_file(struct fakeapi *f, const char *file_id,
+                      const void *data, size_t len) {
+  f->files = xrealloc(f->files, (f->nfiles + 1) * sizeof *f->files);
+  struct fake_file *file = &f->files[f->nfiles++];
+  file->file_id = xstrdup(file_id);
+  file->data = xmalloc(len ? len : 1);
+  memcpy(file->data, data, len);
+  file->len = len;
+}
+
+size_t fakeapi_http_requests(const struct fakeapi *f) {
+  return f->http_requests;
+}
+
+size_t fakeapi_downloads(const struct fakeapi *f) { return f->downloads; }
+
 /* --- HTTP --------------------------------------------------------------- */
 
 static void handle_request(struct fake_conn *c) {
@@ -529,6 +761,14 @@ static void handle_request(struct fake_conn *c) {
   char *path = c->target;
   char *query = strchr(path, '?');
   if (query) *query++ = '\0';
+  if (strncmp(path, "/http/", 6) == 0) {
+    handle_plain_http(c, path, query);
+    return;
+  }
+  if (strncmp(path, "/file/bot", 9) == 0) {
+    handle_file_download(c, path);
+    return;
+  }
   struct buf prefix = BUF_INIT;
   buf_printf(&prefix, "/bot%s/", f->token);
   if (strncmp(path, "/bot", 4) != 0) {
@@ -553,6 +793,8 @@ static void handle_request(struct fake_conn *c) {
   } else if (c->body.len &&
              strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) {
     form_to_json(c->body.data, c->body.len, &params);
+  } else if (c->body.len && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+    multipart_to_json(ct, c->body.data, c->body.len, &params);
   } else if (query) {
     form_to_json(query, strlen(query), &params);
   } else {
@@ -571,6 +813,8 @@ static void reset_parser(struct fake_conn *c) {
   c->target = NULL;
   free(c->content_type);
   c->content_type = NULL;
+  free(c->raw_head);
+  c->raw_head = NULL;
   buf_reset(&c->body);
 }
 
@@ -645,6 +889,8 @@ static void conn_read(struct bufferevent *bev, void *arg) {
       char *head = xmalloc(hlen + 1);
       evbuffer_remove(in, head, hlen);
       head[hlen] = '\0';
+      free(c->raw_head);
+      c->raw_head = xstrdup(head);
       bool ok = parse_head(c, head);
       free(head);
       if (!ok) {
@@ -778,6 +1024,11 @@ void fakeapi_free(struct fakeapi *f) {
   free(f->polls);
   for (size_t i = 0; i < f->nmethods; i++) free(f->methods[i].method);
   free(f->methods);
+  for (size_t i = 0; i < f->nfiles; i++) {
+    free(f->files[i].file_id);
+    free(f->files[i].data);
+  }
+  free(f->files);
   free(f->token);
   free(f->username);
   free(f);

@@ -114,4 +114,15 @@ char *fake_call_string(const struct fake_call *c, const char *name);
 /* The raw JSON text of a member, malloc'd, or NULL. */
 char *fake_call_raw(const struct fake_call *c, const char *name);
 
+/* Script I/O: multipart uploads arrive in params as text fields, and file
+ * parts as {"filename", "size", "fnv1a64" (hex), "type"}; files added here
+ * are served by getFile (file_path "files/<file_id>") and downloaded from
+ * /file/bot<token>/files/<file_id>. /http/echo?ms=&status=&bytes= is a
+ * plain HTTP endpoint for tghost.http (see fakeapi.c). */
+uint64_t fake_fnv1a64(const void *data, size_t len);
+void fakeapi_add_file(struct fakeapi *f, const char *file_id,
+                      const void *data, size_t len);
+size_t fakeapi_http_requests(const struct fakeapi *f);
+size_t fakeapi_downloads(const struct fakeapi *f);
+
 #endif
