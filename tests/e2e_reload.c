@@ -390,8 +390,11 @@ static void test_options_apply_live(void) {
 
 /* --- 50,000 updates and 25 rewrites ------------------------------------- */
 
-enum { STRESS_UPDATES = 50000, STRESS_CHATS = 200, STRESS_GOOD = 20,
-       STRESS_BROKEN = 5, STRESS_WINDOW = 1500 };
+/* At least STRESS_UPDATES flow; more if the rewrites take longer than
+ * those last (every rewrite must happen while updates flow), up to
+ * STRESS_MAX_UPDATES. */
+enum { STRESS_UPDATES = 50000, STRESS_MAX_UPDATES = 150000, STRESS_CHATS = 200,
+       STRESS_GOOD = 20, STRESS_BROKEN = 5, STRESS_WINDOW = 1500 };
 
 static const char *stress_fmt =
     "local VERSION, PREFIX = '%s', '%s'\n"
@@ -466,7 +469,7 @@ static void stress_rewrites(bool with_sequentialize) {
   label_prefix[0] = 'A';
   harness_write("broken_mod.lua", "return {\n  x = ,\n}\n");
   const char *args[] = {"--cpu-budget", "0.2", NULL};
-  struct flow flow = {0, 0, STRESS_UPDATES, STRESS_WINDOW};
+  struct flow flow = {0, 0, STRESS_MAX_UPDATES, STRESS_WINDOW};
   feed(&flow);
   uint64_t start = harness_now_ms();
   struct proc *p = proc_start(script, args);
@@ -484,9 +487,14 @@ static void stress_rewrites(bool with_sequentialize) {
   int good = 0, broken = 0, gen = 1;
   size_t loaded_lines = 0, rejected_lines = 0;
   for (int w = 1; w <= WRITES; w++) {
-    /* Let updates flow between two writes. */
-    struct calls_wait cw = {&flow, fakeapi_call_count(api) + 800};
-    CHECK(run_until(calls_reached, &cw, 60000), "updates stopped flowing");
+    /* Spread the writes over the first STRESS_UPDATES updates, with some
+     * updates between any two however long the reloads take. */
+    size_t at = (size_t)w * STRESS_UPDATES / (WRITES + 1);
+    size_t after_last = fakeapi_call_count(api) + 300;
+    struct calls_wait cw = {&flow, at > after_last ? at : after_last};
+    CHECK(run_until(calls_reached, &cw, 60000),
+          "updates stopped flowing (%d pushed, %zu answered)", flow.pushed,
+          fakeapi_call_count(api));
     bool is_broken = w % 5 == 0;
     char label[8];
     snprintf(label, sizeof label, "v%d", w);
@@ -515,15 +523,19 @@ static void stress_rewrites(bool with_sequentialize) {
   }
   CHECK(good == STRESS_GOOD && broken == STRESS_BROKEN, "%d good, %d broken",
         good, broken);
-  /* The rest of the updates. */
-  struct calls_wait all = {&flow, STRESS_UPDATES};
+  /* The rest of the updates, and some more after the last write. */
+  flow.total = flow.pushed + 1000 > STRESS_UPDATES ? flow.pushed + 1000
+                                                   : STRESS_UPDATES;
+  if (flow.total > STRESS_MAX_UPDATES) flow.total = STRESS_MAX_UPDATES;
+  const int total = flow.total;
+  struct calls_wait all = {&flow, (size_t)total};
   CHECK(run_until(calls_reached, &all, 120000), "only %zu of %d updates answered",
-        fakeapi_call_count(api), STRESS_UPDATES);
+        fakeapi_call_count(api), total);
   uint64_t elapsed = harness_now_ms() - start;
   run_for(300);   /* anything extra would show up now */
 
   /* Every update answered exactly once, by a version that loaded. */
-  static int served_by[STRESS_UPDATES];
+  static int served_by[STRESS_MAX_UPDATES];
   memset(served_by, 0, sizeof served_by);
   int last_in_chat[STRESS_CHATS];
   for (int c = 0; c < STRESS_CHATS; c++) last_in_chat[c] = -1;
@@ -537,7 +549,7 @@ static void stress_rewrites(bool with_sequentialize) {
     char pfx;
     int label = -1, g = -1, u = -1;
     CHECK(t && sscanf(t, "%c|v%d|%d|u%d", &pfx, &label, &g, &u) == 4 &&
-              u >= 0 && u < STRESS_UPDATES && label >= 0 && label <= WRITES &&
+              u >= 0 && u < total && label >= 0 && label <= WRITES &&
               g >= 1 && g <= gen,
           "unexpected reply '%s'", t ? t : "(none)");
     CHECK(good_label[label], "broken version v%d served update %d", label, u);
@@ -561,13 +573,13 @@ static void stress_rewrites(bool with_sequentialize) {
     }
     free(t);
   }
-  CHECK(replies == STRESS_UPDATES, "%zu replies for %d updates", replies,
-        STRESS_UPDATES);
+  CHECK(replies == (size_t)total, "%zu replies for %d updates", replies,
+        total);
   /* Updates start in update id order, so the generation never goes back;
    * and none started on a generation older than the one live when it was
    * pushed. */
   int prev = 1, used = 0;
-  for (int u = 0; u < STRESS_UPDATES; u++) {
+  for (int u = 0; u < total; u++) {
     int g = served_by[u];
     CHECK(g >= prev, "u%d ran in generation %d after an earlier update ran in %d",
           u, g, prev);
@@ -587,7 +599,7 @@ static void stress_rewrites(bool with_sequentialize) {
         "%zu loads for %d good versions",
         count_in(log, "loaded: new updates run on it"), STRESS_GOOD);
   fprintf(stderr, "stress: %d updates, %d reloads, %d rejected, in %.1f s; "
-          "%d generations served updates\n", STRESS_UPDATES, STRESS_GOOD,
+          "%d generations served updates\n", total, STRESS_GOOD,
           STRESS_BROKEN, elapsed / 1000.0, used);
   proc_stop_cleanly(p);
   CHECK(count_in(proc_stderr(p), "retired") >= STRESS_GOOD,
