@@ -44,10 +44,15 @@ case "${1:-}" in
     ;;
   test)
     deps
-    build default
-    ctest --preset default
-    build asan
-    ctest --preset asan
+    logs=$(mktemp -d)
+    trap 'rm -rf "$logs"' EXIT
+    for preset in default asan; do
+      build "$preset"
+      ctest --preset "$preset" | tee "$logs/$preset"
+    done
+    # One closing line with both of ctest's counts.
+    echo "== default: $(grep -h 'tests passed' "$logs/default");" \
+         "asan: $(grep -h 'tests passed' "$logs/asan")"
     ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

@@ -539,8 +539,10 @@ static void test_throttle(void) {
       break;
     }
   }
-  /* Overall: never 31 messages within one second (5 % slack for loopback
-   * jitter between the throttle's clock and the server's). */
+  /* Overall: never 31 messages within one second. The server sees arrival
+   * times, which a loaded machine (sanitizers, tests in parallel) shifts by
+   * tens of milliseconds: 10 % slack. An unthrottled burst of 300 lands
+   * within a few milliseconds. */
   qsort(times, n, sizeof *times, cmp_u64);
   double min_window = 1e9;
   for (size_t i = 0; i + 30 < n; i++) {
@@ -561,8 +563,8 @@ static void test_throttle(void) {
           "min span of 31 messages %.3f s; callback answers after at most "
           "%.3f s; 429 penalty %.2f s with %zu other messages meanwhile\n",
           n, burst, min_gap, min_window, worst_cb, penalty, during);
-  CHECK(min_gap >= 0.95, "two messages to one chat %.3f s apart", min_gap);
-  CHECK(min_window >= 0.95, "31 messages within %.3f s", min_window);
+  CHECK(min_gap >= 0.90, "two messages to one chat %.3f s apart", min_gap);
+  CHECK(min_window >= 0.90, "31 messages within %.3f s", min_window);
   CHECK(burst >= 8.5, "%zu messages took only %.1f s: over 30/s", n, burst);
   CHECK(worst_cb < 1.0, "a callback answer waited %.3f s", worst_cb);
   CHECK(penalty >= 2.9, "the 429'd chat retried after %.2f s, not 3",
