@@ -100,6 +100,14 @@ struct http_request *botapi_file_request(struct botapi *api,
     buf_printf(err, "invalid file path '%s'", file_path ? file_path : "");
     return NULL;
   }
+  if (file_path[0] == '/') {
+    /* A Bot API server started with --local serves no downloads: its
+     * file_path is where the file lies on that server's disk. */
+    buf_printf(err, "'%s' is a path on the Bot API server's own disk (it "
+               "runs with --local): read the file there instead of "
+               "downloading it", file_path);
+    return NULL;
+  }
   struct buf url = BUF_INIT;
   buf_printf(&url, "%s/file/bot%s/%s", api->api_root, api->token, file_path);
   struct http_request *req = http_request_new(api->http, url.data);

@@ -327,7 +327,8 @@ static void test_upload_50mb(void) {
   proc_stop_cleanly(p);
 }
 
-/* ctx:getFile() and tghost.download stream a file to disk. */
+/* ctx:getFile() and tghost.download stream a file to disk; a missing file,
+ * a bad file_id and a local Bot API server's absolute path fail clearly. */
 static void test_download(void) {
   struct fakeapi *api = harness_api();
   enum { SIZE = 20 * 1024 * 1024 };
@@ -345,10 +346,13 @@ static void test_download(void) {
       "  local path, size = tghost.download(file, '%s')\n"
       "  local p2, err = tghost.download('files/nothing', '%s')\n"
       "  local ok, e = pcall(tghost.download, { file_id = 'bogus' }, '%s')\n"
-      "  ctx:reply(string.format('%%s|%%s|%%s|%%s|%%s', tostring(path),\n"
-      "    tostring(size), tostring(p2), tostring(err), tostring(e.error_code)))\n"
+      "  local ok3, e3 = pcall(tghost.download, '/srv/tg/doc.bin', '%s')\n"
+      "  local local_api = not ok3 and tostring(e3):find('runs with --local', 1, true)\n"
+      "  ctx:reply(string.format('%%s|%%s|%%s|%%s|%%s|%%s', tostring(path),\n"
+      "    tostring(size), tostring(p2), tostring(err), tostring(e.error_code),\n"
+      "    local_api and 'local path refused' or tostring(e3)))\n"
       "end)\n"
-      "run(bot)\n", dest, missing, missing);
+      "run(bot)\n", dest, missing, missing, missing);
   const char *script = harness_write("download.lua", text.data);
   buf_free(&text);
   struct proc *p = proc_start(script, NULL);
@@ -365,7 +369,8 @@ static void test_download(void) {
   char *reply = fake_call_string(nth_call("sendMessage", 0), "text");
   char want[512];
   snprintf(want, sizeof want,
-           "%s|%d|nil|download failed: HTTP 404 (no such file)|400", dest,
+           "%s|%d|nil|download failed: HTTP 404 (no such file)|400|"
+           "local path refused", dest,
            SIZE);
   CHECK(reply && strcmp(reply, want) == 0, "reply was '%s', expected '%s'",
         reply, want);
