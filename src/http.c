@@ -193,10 +193,16 @@ struct http_client *http_client_new(struct event_base *base,
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  long idle = cfg && cfg->max_idle_connections > 0 ? cfg->max_idle_connections
-                                                   : 64;
-  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, idle);
+  http_client_set_max_connections(
+      c, cfg && cfg->max_idle_connections > 0 ? cfg->max_idle_connections
+                                              : HTTP_DEFAULT_MAX_CONNECTIONS);
   return c;
+}
+
+void http_client_set_max_connections(struct http_client *c, long n) {
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
+                    n > HTTP_DEFAULT_MAX_CONNECTIONS ? n
+                                                     : HTTP_DEFAULT_MAX_CONNECTIONS);
 }
 
 void http_client_free(struct http_client *c) {

@@ -38,6 +38,12 @@ struct http_client_config {
 struct http_client *http_client_new(struct event_base *base,
                                     const struct http_client_config *cfg);
 /* Cancels whatever is still in flight (no callbacks) and frees all. */
+/* How many connections the pool keeps open between requests (never fewer
+ * than HTTP_DEFAULT_MAX_CONNECTIONS). Over HTTP/1.1 each request in flight
+ * needs a connection of its own: a pool smaller than the calls made at
+ * once closes connections only to open them again on the next burst. */
+#define HTTP_DEFAULT_MAX_CONNECTIONS 64
+void http_client_set_max_connections(struct http_client *c, long n);
 void http_client_free(struct http_client *c);
 /* Requests started and not yet reported. */
 size_t http_client_active(const struct http_client *c);

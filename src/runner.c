@@ -5,6 +5,7 @@
 
 #include "generation.h"
 #include "host.h"
+#include "http.h"
 #include "log.h"
 #include "sink.h"
 #include "source.h"
@@ -153,6 +154,13 @@ static struct source_config source_config_of(const struct run_options *o) {
   return sc;
 }
 
+/* Every update in flight may have a call open (and a few have two): keep
+ * that many connections for the next burst. */
+static void size_connection_pool(struct runner *r) {
+  long updates = r->opts.sink == SINK_CONCURRENT ? r->opts.concurrency : 1;
+  http_client_set_max_connections(r->h->http, updates + updates / 4);
+}
+
 struct runner *runner_new(struct host *h, const struct run_options *o) {
   struct runner *r = xcalloc(1, sizeof *r);
   r->h = h;
@@ -166,6 +174,7 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
   sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
   if (o->max_waiting >= 0) sink_set_max_parked(&r->sink, (size_t)o->max_waiting);
+  size_connection_pool(r);
   return r;
 }
 
@@ -242,6 +251,7 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms);
+  size_connection_pool(r);
   /* Unset, the bound follows the concurrency (the sink's default). */
   sink_set_max_parked(&r->sink, r->opts.max_waiting >= 0
                                     ? (size_t)r->opts.max_waiting

@@ -44,9 +44,15 @@ static void test_echo_10k(void) {
     free(t);
   }
   CHECK(replies == UPDATES, "%zu replies for %d updates", replies, UPDATES);
+  /* Kept-alive connections are reused: at most about one per update in
+   * flight (concurrency 500), not one per call. */
+  CHECK(fakeapi_connections_accepted(api) <= 700,
+        "%zu connections for %d calls: kept-alive connections are not reused",
+        fakeapi_connections_accepted(api), UPDATES);
   fprintf(stderr, "echo: %d updates in %.2f s (%.0f updates/s, including "
-          "start-up), peak RSS %ld KiB\n", UPDATES, elapsed / 1000.0,
-          UPDATES * 1000.0 / (double)elapsed, rss);
+          "start-up), peak RSS %ld KiB; %zu polls, %zu connections\n",
+          UPDATES, elapsed / 1000.0, UPDATES * 1000.0 / (double)elapsed, rss,
+          fakeapi_poll_count(api), fakeapi_connections_accepted(api));
   proc_stop_cleanly(p);
 }
 
