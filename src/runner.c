@@ -173,7 +173,7 @@ struct runner *runner_new(struct host *h, const struct run_options *o) {
                                                 on_timeout, on_room};
   sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
-  if (o->max_waiting >= 0) sink_set_max_parked(&r->sink, (size_t)o->max_waiting);
+  sink_set_max_waiting(&r->sink, o->max_waiting);
   size_connection_pool(r);
   return r;
 }
@@ -250,12 +250,9 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   r->opts = next;
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
-  sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms);
+  sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms,
+                   r->opts.max_waiting);
   size_connection_pool(r);
-  /* Unset, the bound follows the concurrency (the sink's default). */
-  sink_set_max_parked(&r->sink, r->opts.max_waiting >= 0
-                                    ? (size_t)r->opts.max_waiting
-                                    : (size_t)r->opts.concurrency * 10);
   kick(r);
 }
 

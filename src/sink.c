@@ -85,6 +85,12 @@ static void on_pump_event(evutil_socket_t fd, short what, void *arg) {
   if (k->cb.on_room) k->cb.on_room(k->ud);
 }
 
+/* Unset (-1), the bound on parked jobs follows the concurrency. */
+static size_t max_parked_for(const struct sink *k) {
+  return k->max_waiting >= 0 ? (size_t)k->max_waiting
+                             : (size_t)k->concurrency * 10;
+}
+
 void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
                int concurrency, long timeout_ms,
                const struct sink_callbacks *cb, void *ud) {
@@ -94,7 +100,8 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
   inflight_init(&k->inflight, base, timeout_ms, on_expired, k);
   k->holding = 0;
   k->parked = 0;
-  k->max_parked = (size_t)k->concurrency * 10;
+  k->max_waiting = -1;
+  k->max_parked = max_parked_for(k);
   qlist_init(&k->unparking);
   k->pump_event = event_new(base, -1, 0, on_pump_event, k);
   k->accepting = true;
@@ -115,8 +122,9 @@ void sink_free(struct sink *k) {
   k->pump_event = NULL;
 }
 
-void sink_set_max_parked(struct sink *k, size_t max_parked) {
-  k->max_parked = max_parked;
+void sink_set_max_waiting(struct sink *k, long max_waiting) {
+  k->max_waiting = max_waiting;
+  k->max_parked = max_parked_for(k);
 }
 
 static bool may_start(const struct sink *k) {
@@ -158,8 +166,10 @@ static void on_job_end(struct job *job, void *ud) {
   pump(k);
 }
 
-void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms) {
+void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms,
+                      long max_waiting) {
   k->concurrency = concurrency > 0 ? concurrency : 1;
+  sink_set_max_waiting(k, max_waiting);
   inflight_set_timeout(&k->inflight, timeout_ms);
   pump(k);
 }

@@ -49,7 +49,8 @@ struct sink {
   struct inflight inflight;        /* started jobs, oldest first */
   size_t holding;                  /* jobs holding a slot */
   size_t parked;                   /* started jobs waiting without a slot */
-  size_t max_parked;
+  long max_waiting;                 /* as set; -1: the default */
+  size_t max_parked;               /* in effect */
   struct qlist unparking;          /* parked jobs whose wait is over */
   struct event *pump_event;        /* starts jobs after a park, from the loop */
   bool accepting;
@@ -62,14 +63,16 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
                const struct sink_callbacks *cb, void *ud);
 void sink_free(struct sink *k);
 /* How many updates may be in flight beyond the concurrency, parked
- * (default: 10 x concurrency). */
-void sink_set_max_parked(struct sink *k, size_t max_parked);
+ * (-1: the default, 10 x concurrency, which follows later changes of the
+ * concurrency). */
+void sink_set_max_waiting(struct sink *k, long max_waiting);
 
-/* Changes the concurrency limit and the per-update timeout while running
- * (hot reload). Updates in flight keep their slots; a lower limit only
+/* Changes the concurrency limit, the per-update timeout and the parking
+ * bound (as in sink_set_max_waiting) while running (hot reload). Updates in flight keep their slots; a lower limit only
  * delays new starts. The new timeout counts from each update's start,
  * including those already in flight. */
-void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms);
+void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms,
+                      long max_waiting);
 
 /* How many updates to fetch now (0: none). */
 int sink_capacity(const struct sink *k);

@@ -88,11 +88,6 @@ void source_free(struct source *s) {
   free(s);
 }
 
-void source_set_allowed_updates(struct source *s, const char *json) {
-  free((char *)s->cfg.allowed_updates_json);
-  s->cfg.allowed_updates_json = json ? xstrdup(json) : NULL;
-}
-
 void source_configure(struct source *s, const struct source_config *cfg) {
   free((char *)s->cfg.allowed_updates_json);
   s->cfg = *cfg;

@@ -57,7 +57,6 @@ struct source *source_new(struct botapi *api, struct event_base *base,
                           const struct source_config *cfg,
                           const struct source_callbacks *cb, void *ud);
 void source_free(struct source *s);
-void source_set_allowed_updates(struct source *s, const char *json);
 /* Replaces the configuration while running (hot reload); it applies from
  * the next request, retry or pacing decision on. */
 void source_configure(struct source *s, const struct source_config *cfg);
