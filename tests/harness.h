@@ -19,17 +19,8 @@
 /* The token every test uses; no output may contain it. */
 #define TEST_TOKEN "424242:TEST-secret-token_xyz"
 
-#define CHECK(cond, ...)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,   \
-              #cond);                                                      \
-      fprintf(stderr, __VA_ARGS__);                                        \
-      fprintf(stderr, "\n");                                               \
-      harness_dump_output();                                               \
-      exit(1);                                                             \
-    }                                                                      \
-  } while (0)
+#define CHECK_ON_FAILURE() harness_dump_output()
+#include "check.h"
 
 struct test_case {
   const char *name;

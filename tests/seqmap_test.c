@@ -21,16 +21,9 @@
 
 #include "seqmap.h"
 
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s\n  ", __FILE__, __LINE__,  \
-              #cond);                                                     \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fprintf(stderr, "\n  (schedule seed %" PRIu64 ")\n", current_seed); \
-      exit(1);                                                            \
-    }                                                                     \
-  } while (0)
+#define CHECK_ON_FAILURE() \
+  fprintf(stderr, "  (schedule seed %" PRIu64 ")\n", current_seed)
+#include "check.h"
 
 static uint64_t current_seed;
 
