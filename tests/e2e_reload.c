@@ -80,18 +80,6 @@ static void write_in_pieces(const char *name, const char *content, int pieces,
   fclose(f);
 }
 
-static long rss_kib(const struct proc *p) {
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%d/status", proc_pid(p));
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  long kib = -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
-  fclose(f);
-  return kib;
-}
-
 /* The text of the last sendMessage to chat, or NULL (malloc'd). */
 static char *last_reply_to(int64_t chat) {
   struct fakeapi *api = harness_api();
@@ -647,14 +635,14 @@ static void test_memory_after_reloads(void) {
     if (i == 1) {
       struct calls_wait settle = {&flow, fakeapi_call_count(api) + 2000};
       CHECK(run_until(calls_reached, &settle, 30000), "updates stopped flowing");
-      base = rss_kib(p);
+      base = proc_rss_kib(p);
     }
   }
   /* Every generation but the current one retires once its updates end. */
   wait_log_n(p, MEM_RELOADS, 20000, feed, &flow, "retired: its last job ended");
   struct calls_wait settle = {&flow, fakeapi_call_count(api) + 2000};
   CHECK(run_until(calls_reached, &settle, 30000), "updates stopped flowing");
-  long after = rss_kib(p);
+  long after = proc_rss_kib(p);
   fprintf(stderr, "memory: RSS %ld KiB after the first reload, %ld KiB after "
           "%d (%+.1f%%)\n", base, after, MEM_RELOADS,
           100.0 * (double)(after - base) / (double)base);

@@ -221,17 +221,25 @@ void proc_check_clean(const struct proc *p) {
         "part of the bot token appears in tghost's output");
 }
 
-long proc_peak_rss_kib(const struct proc *p) {
-  char path[64], line[256];
+/* A "Vm...:  N kB" field of /proc/PID/status, or -1. */
+static long proc_status_kib(const struct proc *p, const char *field) {
+  char path[64], line[256], format[32];
   snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
+  snprintf(format, sizeof format, "%s: %%ld kB", field);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
   long kib = -1;
   while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    if (sscanf(line, format, &kib) == 1) break;
   fclose(f);
   return kib;
 }
+
+long proc_peak_rss_kib(const struct proc *p) {
+  return proc_status_kib(p, "VmHWM");
+}
+
+long proc_rss_kib(const struct proc *p) { return proc_status_kib(p, "VmRSS"); }
 
 struct count_wait {
   const char *method;

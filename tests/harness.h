@@ -60,6 +60,8 @@ bool proc_wait(struct proc *p, int timeout_ms);
 void proc_check_clean(const struct proc *p);
 /* Peak resident set size (VmHWM) in KiB, while it runs. */
 long proc_peak_rss_kib(const struct proc *p);
+/* Its resident memory now (VmRSS), in KiB, or -1. */
+long proc_rss_kib(const struct proc *p);
 
 /* Runs the loop until the fake server has received n calls of method;
  * fails the test after timeout_ms. */
