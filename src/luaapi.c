@@ -657,10 +657,8 @@ static int download_push(lua_State *co, void *data) {
   }
   lua_pushboolean(co, 1);
   if (problem) {
-    char *clean = log_redacted_copy(problem, strlen(problem));
     lua_pushnil(co);
-    lua_pushfstring(co, "download failed: %s", clean);
-    free(clean);
+    lua_pushfstring(co, "download failed: %s", problem);
     download_free(d, false);
     return 3;
   }
@@ -722,11 +720,8 @@ static int l_download(lua_State *L) {
   http_request_set_low_speed(req, TRANSFER_LOW_SPEED_BYTES,
                              TRANSFER_LOW_SPEED_SECS);
   if (http_request_start(req, download_done, d) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
     lua_pushnil(L);
-    lua_pushfstring(L, "download failed: %s", msg);
-    free(msg);
+    lua_pushfstring(L, "download failed: %s", http_request_error(req));
     download_free(d, false);
     return 2;
   }

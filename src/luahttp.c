@@ -159,8 +159,7 @@ static int http_push(lua_State *co, void *data) {
         msg = xmalloc(64);
         snprintf(msg, 64, "timed out after %.3g s", w->timeout_ms / 1000.0);
       } else {
-        const char *e = http_request_error(req);
-        msg = log_redacted_copy(e, strlen(e));
+        msg = xstrdup(http_request_error(req));
       }
       lua_pushstring(co, msg);
       free(msg);
@@ -347,13 +346,10 @@ static int l_request(lua_State *L) {
   w->timeout_ms = timeout_ms;
   w->max_body = max_body;
   if (http_request_start(req, http_done, w) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
+    lua_pushnil(L);
+    lua_pushstring(L, http_request_error(req));
     http_request_free(req);
     free(w);
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    free(msg);
     return 2;
   }
   lua_settop(L, 0);

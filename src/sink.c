@@ -70,7 +70,7 @@ static void slot_unpark(struct job *job, void *ud) {
   /* Only a free slot is taken here; a busy sink serves the queue as slots
    * come free, before the backlog. */
   if (k->holding < (size_t)k->concurrency &&
-      k->unparking.head.next == &job->unpark_node) {
+      qlist_is_front(&k->unparking, &job->unpark_node)) {
     qlist_remove(&k->unparking, &job->unpark_node);
     take_slot(k, job);
     job_slot_regained(job);
@@ -182,9 +182,9 @@ int sink_capacity(const struct sink *k) {
        * and all that is fetched and not done (running, parked, backlog)
        * stays within concurrency + max_parked. */
       long free_slots = (long)k->concurrency - (long)k->holding -
-                        (long)k->backlog.count - (long)k->unparking.count;
+                        (long)qlist_size(&k->backlog) - (long)qlist_size(&k->unparking);
       long room = (long)k->concurrency + (long)k->max_parked -
-                  (long)(k->holding + k->parked + k->backlog.count);
+                  (long)(k->holding + k->parked + qlist_size(&k->backlog));
       long n = free_slots < room ? free_slots : room;
       return n > 0 ? (int)(n > 100 ? 100 : n) : 0;
     }
@@ -202,7 +202,7 @@ void sink_add(struct sink *k, struct qlist *batch) {
 }
 
 size_t sink_size(const struct sink *k) {
-  return inflight_size(&k->inflight) + k->backlog.count;
+  return inflight_size(&k->inflight) + qlist_size(&k->backlog);
 }
 
 int64_t sink_close(struct sink *k) {
@@ -217,9 +217,7 @@ void sink_cancel_all(struct sink *k, const char *reason) {
   size_t n = inflight_size(&k->inflight), i = 0;
   if (n == 0) return;
   struct job **jobs = xcalloc(n, sizeof *jobs);
-  for (struct qnode *q = k->inflight.list.head.next;
-       q != &k->inflight.list.head; q = q->next)
-    jobs[i++] = qlist_entry(q, struct job, sink_entry.node);
+  qlist_foreach(q, &k->inflight.list) jobs[i++] = qlist_entry(q, struct job, sink_entry.node);
   /* A cancel ends only its own job, so the snapshot stays valid. */
   for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
   free(jobs);

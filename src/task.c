@@ -16,6 +16,11 @@
 /* Instructions between two looks at the clock by the fallback hook. */
 #define CPU_CHECK_INSTRUCTIONS 1000
 
+/* glibc before 2.41 has SIGEV_THREAD_ID but not the name of its field. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
 struct task {
   struct job *job;
   lua_State *co;
@@ -63,14 +68,14 @@ void sched_free(struct scheduler *s) {
 struct task *sched_running(const struct scheduler *s) { return s->running; }
 
 void sched_cancel_all(struct scheduler *s, const char *reason) {
-  struct qnode *q;
   if (s->running) {
     /* Every cancel is deferred; the list does not change meanwhile. */
-    for (q = s->jobs.head.next; q != &s->jobs.head; q = q->next)
-      job_cancel(qlist_entry(q, struct job, all_node), reason);
+    qlist_foreach(node, &s->jobs)
+      job_cancel(qlist_entry(node, struct job, all_node), reason);
     return;
   }
   /* Each cancel ends its job at once and unlinks it. */
+  struct qnode *q;
   while ((q = qlist_front(&s->jobs)))
     job_cancel(qlist_entry(q, struct job, all_node), reason);
 }
@@ -228,7 +233,7 @@ static void cpu_guard_init(struct scheduler *s) {
   /* To this thread only: curl's resolver threads must not take it. */
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = signo;
-  sev._sigev_un._tid = gettid();
+  sev.sigev_notify_thread_id = gettid();
   if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
     log_warn("CPU guard: no timer signal (%s); using a slower hook",
              strerror(errno));
@@ -568,7 +573,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
   }
   /* Tasks woken while this pass runs wait for the next one, so the loop
    * gets to service sockets and timers in between. */
-  size_t budget = s->ready.count;
+  size_t budget = qlist_size(&s->ready);
   while (budget-- > 0 && (n = qlist_pop_front(&s->ready))) {
     task_resume(s, qlist_entry(n, struct task, ready_node));
     while ((n = qlist_pop_front(&s->cancels))) {
