@@ -46,12 +46,6 @@ struct source {
   uint64_t last_batch_ms;
 };
 
-void update_item_free(struct update_item *u) {
-  if (!u) return;
-  free(u->json);
-  free(u);
-}
-
 static const char *method_of(enum request_kind k) {
   return k == REQ_ME ? "getMe" : "getUpdates";
 }

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "generation.h"
 
 /* The CPU guard's tick, and how long it keeps ticking without Lua code
  * running before it stops the timer. */
@@ -41,6 +40,10 @@ struct task {
 
 static char yield_sentinel;
 
+/* The Lua hooks of the CPU guard need the scheduler; there is one per
+ * process. */
+static struct scheduler *hooked;
+
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
@@ -56,11 +59,13 @@ void sched_init(struct scheduler *s, struct event_base *base,
   qlist_init(&s->cancels);
   qlist_init(&s->jobs);
   s->cpu_budget_ms = cpu_budget_ms;
+  hooked = s;
   cpu_guard_init(s);
 }
 
 void sched_free(struct scheduler *s) {
   cpu_guard_free(s);
+  if (hooked == s) hooked = NULL;
   if (s->ready_event) event_free(s->ready_event);
   s->ready_event = NULL;
 }
@@ -180,8 +185,8 @@ static long elapsed_ms(const struct timespec *since) {
  * cannot yield to the host, so it gets an error, which ends it; its
  * parent then yields at its next instruction. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
   if (!t || !t->cpu_exceeded) {
     lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
     return;
@@ -279,8 +284,8 @@ void sched_leave_coroutine(struct scheduler *s) {
 
 /* Without a timer: look at the clock every few instructions. */
 static void fallback_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
   if (!t || s->cpu_budget_ms <= 0) return;
   if (!t->cpu_exceeded) {
     if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
@@ -304,22 +309,52 @@ static void cpu_guard_reset(struct scheduler *s, struct task *t) {
 
 /* --- jobs --------------------------------------------------------------- */
 
-struct job *job_new(struct scheduler *s, struct generation *gen,
-                    enum job_kind kind) {
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p) {
   struct job *job = xcalloc(1, sizeof *job);
   job->sched = s;
-  job->kind = kind;
-  job->gen = gen;
-  job->update_id = -1;
+  job->owner = owner;
+  job->kind = p->kind;
+  job->update_id = p->update_id;
+  job->update_json = p->update_json;
+  job->update_len = p->update_len;
+  job->on_end = p->on_end;
+  job->end_ud = p->end_ud;
   qlist_init(&job->tasks);
   qlist_push_back(&s->jobs, &job->all_node);
-  gen_ref(gen);
+  owner->ref(owner);
   s->live_jobs++;
   return job;
 }
 
+void job_add_cleanup(struct job *job, struct job_cleanup *c) {
+  c->next = job->cleanups;
+  job->cleanups = c;
+}
+
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *)) {
+  for (struct job_cleanup *c = job->cleanups; c; c = c->next)
+    if (c->fn == fn) return c;
+  return NULL;
+}
+
+char *job_take_update_json(struct job *job, size_t *len) {
+  char *json = job->update_json;
+  if (len) *len = job->update_len;
+  job->update_json = NULL;
+  return json;
+}
+
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot) {
+  job->slot_ops = ops;
+  job->slot = slot;
+}
+
 struct log_fields job_log_fields(const struct job *job) {
-  struct log_fields f = {job->gen ? job->gen->id : 0, job->update_id};
+  struct log_fields f = {job->owner ? job->owner->id : 0, job->update_id};
   return f;
 }
 
@@ -350,14 +385,14 @@ static void job_record_failure(struct job *job, const char *msg) {
 }
 
 void job_park(struct job *job) {
-  if (job->slot_ops) job->slot_ops->park(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->park(job, job->slot);
 }
 
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg) {
   job->slot_regained = regained;
   job->slot_regained_arg = arg;
-  if (job->slot_ops) job->slot_ops->unpark(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->unpark(job, job->slot);
   else job_slot_regained(job);
 }
 
@@ -369,11 +404,16 @@ void job_slot_regained(struct job *job) {
 
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
-  if (s->job_end_hook) s->job_end_hook(job, s->job_end_hook_ud);
+  /* A handler may register another (it runs too). */
+  struct job_cleanup *c;
+  while ((c = job->cleanups)) {
+    job->cleanups = c->next;
+    c->fn(job, c);
+  }
   if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
   qlist_remove(&s->jobs, &job->all_node);
   if (job->on_end) job->on_end(job, job->end_ud);
-  gen_unref(job->gen);
+  job->owner->unref(job->owner);
   free(job->update_json);
   free(job->error);
   free(job);
@@ -426,7 +466,7 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
               msg ? msg : "(non-string error)");
     }
   }
-  luaL_unref(job->gen->L, LUA_REGISTRYINDEX, t->ref);
+  luaL_unref(job->owner->L, LUA_REGISTRYINDEX, t->ref);
   qlist_remove(&job->tasks, &t->job_node);
   free(t);
 }
@@ -460,7 +500,7 @@ void job_cancel(struct job *job, const char *reason) {
 }
 
 struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
-  lua_State *GL = job->gen->L;
+  lua_State *GL = job->owner->L;
   struct task *t = xcalloc(1, sizeof *t);
   t->job = job;
   t->co = lua_newthread(GL);
@@ -553,7 +593,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
   }
   /* An error escaped the runtime's own error handling. */
   struct buf msg = BUF_INIT;
-  lua_State *GL = t->job->gen->L;
+  lua_State *GL = t->job->owner->L;
   describe_error(GL, t->co);
   luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
   lua_remove(GL, -2);
