@@ -299,6 +299,19 @@ void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
     lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
+bool sched_over_budget(struct scheduler *s) {
+  struct task *t = s->running;
+  if (!t || s->cpu_budget_ms <= 0) return false;
+  if (t->cpu_exceeded) return true;
+  if (s->have_cpu_timer) return false;
+  /* Without the timer signal nothing else looks at the clock meanwhile. */
+  if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
+  t->cpu_exceeded = 1;
+  for (int i = 0; i < s->chain_len && i < TASK_CHAIN_MAX; i++)
+    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+  return true;
+}
+
 /* Gives a coroutine a fresh budget (its __close handlers run after a
  * stop). */
 static void cpu_guard_reset(struct scheduler *s, struct task *t) {

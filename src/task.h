@@ -237,6 +237,13 @@ int task_push_error_message(lua_State *co, void *data);
  * signal (timer_create failed), it installs a count hook that coroutines
  * created afterwards inherit. */
 void task_install_cpu_guard(struct scheduler *s, lua_State *L);
+/* For long loops in C called from Lua (pattern matching), which no Lua
+ * hook can interrupt: true once the running task has used up its CPU
+ * budget. The caller raises an error then; the guard's hook stops the
+ * task at its next Lua instruction. Cheap enough to call every few
+ * thousand steps. */
+bool sched_over_budget(struct scheduler *s);
+
 /* A coroutine nested in the running task starts or stops running (the
  * coroutine wrappers call these so the guard can reach it). */
 void sched_enter_coroutine(struct scheduler *s, lua_State *co);
