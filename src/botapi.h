@@ -52,11 +52,15 @@ enum botapi_outcome {
   BOTAPI_NETWORK_ERROR,  /* no complete HTTP reply */
 };
 
+/* A larger retry_after from the server is read as this (a day). */
+#define BOTAPI_MAX_RETRY_AFTER_S 86400.0
+
 struct botapi_reply {
   enum botapi_outcome outcome;
   long http_status;
   int64_t error_code;
-  double retry_after;          /* seconds, from parameters; 0 if absent */
+  double retry_after;          /* seconds, from parameters; 0 if absent;
+                                  finite, at most BOTAPI_MAX_RETRY_AFTER_S */
   struct buf description;      /* redacted, human-readable */
   struct json_slice result;    /* raw "result" value (BOTAPI_OK) */
   struct json_slice parameters;/* raw "parameters" (BOTAPI_API_ERROR), may be empty */

@@ -27,6 +27,9 @@ static const char usage[] =
     "  --drain-timeout SECS    on SIGINT/SIGTERM, how long in-flight updates may\n"
     "                          take to finish before they are cancelled (30)\n"
     "  --cpu-budget SECS       CPU time a handler may run without yielding (2)\n"
+    "  --memory-limit MB       Lua memory of all handlers together (1024)\n"
+    "  --update-memory-limit MB\n"
+    "                          Lua memory one update's handler may take (256)\n"
     "  --log-level LEVEL       debug, info, warn or error (info)\n"
     "  --log-format FORMAT     text or json (text)\n"
     "  --check                 load and validate the script, make no network call\n"
@@ -39,6 +42,53 @@ static int parse_seconds(const char *s, double *out) {
   double v = strtod(s, &end);
   if (errno || end == s || *end || v < 0 || v > 1e7) return -1;
   *out = v;
+  return 0;
+}
+
+static int parse_megabytes(const char *s, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < 0 || v > (1L << 30)) return -1;
+  *out = v;
+  return 0;
+}
+
+/* A usable API root: http(s), a host, a valid port, nothing after the
+ * path. Checked with curl's own URL parser, which the requests use. */
+static int check_api_root(const char *root, struct buf *err) {
+  if (strncmp(root, "http://", 7) != 0 && strncmp(root, "https://", 8) != 0) {
+    buf_printf(err, "--api-root must start with http:// or https://, not '%s'",
+               root);
+    return -1;
+  }
+  CURLU *u = curl_url();
+  if (!u) {
+    buf_append_str(err, "out of memory");
+    return -1;
+  }
+  CURLUcode rc = curl_url_set(u, CURLUPART_URL, root, 0);
+  char *host = NULL, *query = NULL, *port = NULL;
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  if (rc == CURLUE_OK && (!host || !*host)) rc = CURLUE_NO_HOST;
+  if (rc == CURLUE_OK && curl_url_get(u, CURLUPART_PORT, &port, 0) ==
+      CURLUE_OK && strcmp(port, "0") == 0)
+    rc = CURLUE_BAD_PORT_NUMBER;
+  curl_free(port);
+  bool extra = rc == CURLUE_OK &&
+               curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK;
+  curl_free(host);
+  curl_free(query);
+  curl_url_cleanup(u);
+  if (rc != CURLUE_OK) {
+    buf_printf(err, "--api-root '%s' is not a usable URL: %s", root,
+               curl_url_strerror(rc));
+    return -1;
+  }
+  if (extra) {
+    buf_printf(err, "--api-root '%s' must not have a query (?...)", root);
+    return -1;
+  }
   return 0;
 }
 
@@ -67,7 +117,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err) {
   enum {
     OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
-    OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK
+    OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
+    OPT_UPDATE_MEMORY
   };
   static const struct option longopts[] = {
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -75,6 +126,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       {"no-watch", no_argument, NULL, OPT_NO_WATCH},
       {"drain-timeout", required_argument, NULL, OPT_DRAIN},
       {"cpu-budget", required_argument, NULL, OPT_CPU},
+      {"memory-limit", required_argument, NULL, OPT_MEMORY},
+      {"update-memory-limit", required_argument, NULL, OPT_UPDATE_MEMORY},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"check", no_argument, NULL, OPT_CHECK},
@@ -86,6 +139,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   cfg->watch = true;
   cfg->drain_timeout_s = 30;
   cfg->cpu_budget_ms = 2000;
+  cfg->memory_limit_mb = 1024;
+  cfg->update_memory_limit_mb = 256;
   cfg->log_level = LOG_INFO;
   cfg->log_format = LOG_FORMAT_TEXT;
   const char *token_file = NULL;
@@ -124,6 +179,20 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         }
         cfg->cpu_budget_ms = (long)(secs * 1000);
         break;
+      case OPT_MEMORY:
+      case OPT_UPDATE_MEMORY: {
+        long mb;
+        if (parse_megabytes(optarg, &mb) != 0) {
+          buf_printf(err, "--%s needs a whole number of megabytes (1 or "
+                     "more, 0 for no limit), not '%s'",
+                     c == OPT_MEMORY ? "memory-limit" : "update-memory-limit",
+                     optarg);
+          return CLI_ERROR;
+        }
+        if (c == OPT_MEMORY) cfg->memory_limit_mb = mb;
+        else cfg->update_memory_limit_mb = mb;
+        break;
+      }
       case OPT_LOG_LEVEL:
         if (log_parse_level(optarg, &cfg->log_level) != 0) {
           buf_printf(err, "--log-level must be debug, info, warn or error, "
@@ -161,12 +230,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   cfg->script = xstrdup(argv[optind]);
   cfg->api_root = xstrdup(api_root && *api_root ? api_root
                                                 : "https://api.telegram.org");
-  if (strncmp(cfg->api_root, "http://", 7) != 0 &&
-      strncmp(cfg->api_root, "https://", 8) != 0) {
-    buf_printf(err, "--api-root must start with http:// or https://, not '%s'",
-               cfg->api_root);
-    return CLI_ERROR;
-  }
+  if (check_api_root(cfg->api_root, err) != 0) return CLI_ERROR;
   if (token_file) {
     cfg->token = read_token_file(token_file, err);
     if (!cfg->token) return CLI_ERROR;

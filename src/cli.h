@@ -14,6 +14,8 @@ struct config {
   bool watch;
   double drain_timeout_s;
   long cpu_budget_ms;
+  long memory_limit_mb;       /* all Lua states together; 0: no limit */
+  long update_memory_limit_mb;/* one job's share; 0: no limit */
   enum log_level log_level;
   enum log_format log_format;
   bool check;

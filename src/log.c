@@ -9,7 +9,10 @@
 
 #include "json.h"
 
-#define MAX_SECRETS 4
+#define MAX_SECRETS 8
+/* The secret half of a token is redacted alone only when it is this long
+ * (shorter strings would blank out ordinary text). */
+#define MIN_SECRET_PART 16
 
 static enum log_level current_level = LOG_INFO;
 static enum log_format current_format = LOG_FORMAT_TEXT;
@@ -51,18 +54,25 @@ static void add_one_secret(const char *s) {
   secrets[nsecrets++] = xstrdup(s);
 }
 
+static void add_encoded(const char *secret, const char *colon) {
+  struct buf enc = BUF_INIT;
+  for (const char *p = secret; *p; p++) {
+    if (*p == ':') buf_append_str(&enc, colon);
+    else buf_append_char(&enc, *p);
+  }
+  add_one_secret(enc.data);
+  buf_free(&enc);
+}
+
 void log_add_secret(const char *secret) {
   add_one_secret(secret);
-  /* A token in a URL may have its ':' percent-encoded. */
-  if (secret && strchr(secret, ':')) {
-    struct buf enc = BUF_INIT;
-    for (const char *p = secret; *p; p++) {
-      if (*p == ':') buf_append_str(&enc, "%3A");
-      else buf_append_char(&enc, *p);
-    }
-    add_one_secret(enc.data);
-    buf_free(&enc);
-  }
+  const char *colon = secret ? strchr(secret, ':') : NULL;
+  if (!colon) return;
+  /* A token in a URL may have its ':' percent-encoded, in either case;
+   * and its secret half identifies the bot on its own. */
+  add_encoded(secret, "%3A");
+  add_encoded(secret, "%3a");
+  if (strlen(colon + 1) >= MIN_SECRET_PART) add_one_secret(colon + 1);
 }
 
 void log_clear_secrets(void) {

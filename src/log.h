@@ -1,8 +1,9 @@
 /* Logging to stderr as text or JSON lines.
  *
- * Every line passes through the redactor: the bot token (and its URL-encoded
- * form) registered with log_add_secret() is replaced by "<token>" wherever it
- * appears, so a curl error string or URL can never leak it. */
+ * Every line passes through the redactor: the bot token registered with
+ * log_add_secret() is replaced by "<token>" wherever it appears, as it is,
+ * with its ':' URL-encoded (%3A or %3a), or only its secret half, so a curl
+ * error string or URL can never leak it. */
 #ifndef TGHOST_LOG_H
 #define TGHOST_LOG_H
 

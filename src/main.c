@@ -12,9 +12,11 @@
 #include "generation.h"
 #include "host.h"
 #include "log.h"
+#include "luaguard.h"
 #include "luaseq.h"
 #include "reload.h"
 #include "runtime.h"
+#include "signals.h"
 
 /* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
  * flight need more descriptors than the usual soft limit of 1024. */
@@ -28,14 +30,15 @@ static void raise_file_limit(void) {
 
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
-static void report_load_error(const char *script, const char *error) {
+static void report_load_error(const struct config *cfg, const char *error) {
   const char *nl = strchr(error, '\n');
   int first = nl ? (int)(nl - error) : (int)strlen(error);
   char *line = log_redacted_copy(error, (size_t)first);
-  fprintf(stderr, "tghost: %s\n", line);
+  /* A JSON log stays JSON: the one line becomes an error record. */
+  if (cfg->log_format == LOG_FORMAT_JSON) log_error("%s", line);
+  else fprintf(stderr, "tghost: %s\n", line);
   free(line);
   if (nl && log_enabled(LOG_DEBUG)) log_debug("%s", error);
-  (void)script;
 }
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {
@@ -43,7 +46,7 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   host_set_loading(h, false);
   if (h->exiting) return;
   if (error) {
-    report_load_error(g->script_path, error);
+    report_load_error(h->cfg, error);
     host_exit(h, 1);
     return;
   }
@@ -66,9 +69,7 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (h->reloader) reload_start(h->reloader);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-  host_stop(arg, (int)sig);
-}
+static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
 
 int main(int argc, char **argv) {
   struct config cfg;
@@ -77,7 +78,12 @@ int main(int argc, char **argv) {
     case CLI_EXIT_OK:
       return 0;
     case CLI_ERROR:
-      fprintf(stderr, "tghost: %s\n", err.data);
+      if (cfg.log_format == LOG_FORMAT_JSON) {
+        log_set_format(LOG_FORMAT_JSON);
+        log_error("%s", err.data);
+      } else {
+        fprintf(stderr, "tghost: %s\n", err.data);
+      }
       buf_free(&err);
       cli_free(&cfg);
       return 2;
@@ -87,6 +93,9 @@ int main(int argc, char **argv) {
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);
   if (cfg.token) log_add_secret(cfg.token);
+  /* Children of os.execute and io.popen, and os.getenv, never see it;
+   * a script that needs it asks tghost.token(). */
+  unsetenv("BOT_TOKEN");
   signal(SIGPIPE, SIG_IGN);
   raise_file_limit();
 
@@ -104,6 +113,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   h.seq = luaseq_new(&h);
+  h.finalizers = finalizer_queue_new(&h);
+  gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
+                        (size_t)cfg.update_memory_limit_mb << 20);
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
 
@@ -115,22 +127,20 @@ int main(int argc, char **argv) {
       host_set_loading(&h, false);
   }
   if (!h.loading) {
-    report_load_error(cfg.script, err.data);
+    report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
-    struct event *sigint = evsignal_new(h.base, SIGINT, on_signal, &h);
-    struct event *sigterm = evsignal_new(h.base, SIGTERM, on_signal, &h);
-    evsignal_add(sigint, NULL);
-    evsignal_add(sigterm, NULL);
+    struct signals *sig = signals_new(h.base, on_signal, &h);
     event_base_dispatch(h.base);
-    event_free(sigint);
-    event_free(sigterm);
+    signals_free(sig);
   }
 
   /* Teardown: close every coroutine first (their waits reference HTTP
    * requests and sequentialize's keys), then what is attached to the host,
    * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
+  finalizer_queue_free(h.finalizers);
+  h.finalizers = NULL;
   reload_free(h.reloader);
   luaseq_free(h.seq);
   int exit_code = h.exit_code;

@@ -234,6 +234,10 @@ static void wake_waiters(struct runner *r) {
 
 static void finish(struct runner *r) {
   r->state = RUNNER_STOPPED;
+  size_t bad = source_bad_updates(r->source);
+  if (bad)
+    log_warn("%zu malformed update(s) were skipped while running (logged "
+             "above with their text)", bad);
   if (r->drain_timer) evtimer_del(r->drain_timer);
   wake_waiters(r);
   r->cb.on_stopped(r->ud);

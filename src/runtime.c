@@ -11,6 +11,7 @@
 #include "luacore.h"
 #include "luacoro.h"
 #include "luafile.h"
+#include "luaguard.h"
 #include "luahttp.h"
 #include "luajson.h"
 #include "luarun.h"
@@ -73,6 +74,7 @@ static const luaL_Reg c_modules[] = {
 static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
+  luaguard_install(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {
