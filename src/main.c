@@ -18,6 +18,7 @@
 #include "reload.h"
 #include "luaseq.h"
 #include "runner.h"
+#include "sandbox_chat.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
@@ -62,6 +63,9 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   if (!g->run_called) {
+    if (h->cfg->sandbox)
+      log_warn("%s did not call run(bot): there is no bot to talk to",
+               g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -73,6 +77,20 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   h->runner = runner_new(h, &g->run_opts);
   runner_start(h->runner);
   if (h->reloader) reload_start(h->reloader);
+}
+
+/* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
+ * graceful stop as a first SIGINT, then exit with status. */
+static void on_sandbox_quit(void *ud, int status) {
+  struct host *h = ud;
+  if (status) h->exit_code = status;
+  if (h->runner && !runner_finished(h->runner)) {
+    runner_stop(h->runner, NULL);
+    return;
+  }
+  h->exiting = true;
+  sched_cancel_all(&h->sched, "cancelled: the sandbox ended");
+  event_base_loopexit(h->base, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -102,6 +120,7 @@ int main(int argc, char **argv) {
   struct buf err = BUF_INIT;
   switch (cli_parse(argc, argv, &cfg, &err)) {
     case CLI_EXIT_OK:
+      cli_free(&cfg);
       return 0;
     case CLI_ERROR:
       fprintf(stderr, "tghost: %s\n", err.data);
@@ -113,7 +132,17 @@ int main(int argc, char **argv) {
   }
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);
+  log_set_trace(cfg.trace);
   if (cfg.token) log_add_secret(cfg.token);
+  /* --sandbox: points cfg at the emulated Bot API before anything uses it. */
+  struct sandbox *sandbox = NULL;
+  if (cfg.sandbox && !(sandbox = sandbox_new(&cfg, &err))) {
+    fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    log_clear_secrets();
+    return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   raise_file_limit();
 
@@ -141,16 +170,22 @@ int main(int argc, char **argv) {
   h.api = botapi_new(h.http, &api_cfg);
   h.poll_api = botapi_new(h.poll_http, &api_cfg);
   h.calls = apicalls_new(h.api, h.base);
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  if (sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0) {
+    fprintf(stderr, "tghost: %s\n", err.data);
+    h.exit_code = 1;
+    h.exiting = true;
+  }
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
 
   h.current = gen_new(&h, cfg.script, &err);
-  if (h.current) {
+  if (h.current && !h.exiting) {
     h.loading = true;
     if (gen_load(h.current, on_loaded, &h, &err) != 0) h.loading = false;
   }
   if (!h.loading) {
-    report_load_error(cfg.script, err.data);
+    if (!h.exiting) report_load_error(cfg.script, err.data);
     h.exit_code = 1;
   } else {
     struct event *sigint = evsignal_new(h.base, SIGINT, on_signal, &h);
@@ -175,6 +210,7 @@ int main(int argc, char **argv) {
   botapi_free(h.poll_api);
   http_client_free(h.http);
   http_client_free(h.poll_http);
+  sandbox_free(sandbox);
   event_base_free(h.base);
   curl_global_cleanup();
   free(h.bot_info_json);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "sink.h"
 #include "source.h"
+#include "trace.h"
 
 enum runner_state {
   RUNNER_IDLE,        /* created, not started */
@@ -61,6 +62,7 @@ static void check_drained(struct runner *r);
 static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
+  trace_update(r->h->current->id, u->id, u->json, u->len);
   char *json = u->json;
   u->json = NULL;
   return gen_start_update(r->h->current, u->id, json, u->len, on_end, end_ud);
