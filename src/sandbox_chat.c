@@ -18,7 +18,9 @@
 
 #define DEFAULT_USER "Alice"
 #define DEFAULT_TIMEOUT_S 5.0
-#define QUERY_TIMEOUT_MS 15000    /* Telegram stops waiting for an answer */
+/* Telegram stops waiting for the answer to a button press after about
+ * 15 s (TGHOST_SANDBOX_ANSWER_TIMEOUT=SECS changes it, for tests). */
+#define QUERY_TIMEOUT_MS 15000
 #define DRAIN_CHECK_MS 20
 #define DRAIN_MAX_MS 3000         /* for the bot to fetch what was queued */
 #define MAX_SEEN 200              /* unmatched bot lines kept for a script */
@@ -49,6 +51,7 @@ struct sandbox {
 
   struct pending_query *queries;  /* button presses not answered yet */
   size_t nqueries;
+  long query_timeout_ms;
   struct event *query_timer;
 
   /* --script */
@@ -259,7 +262,7 @@ static void on_query_timer(evutil_socket_t fd, short what, void *arg) {
       q->answered = true;   /* a late answer now fails, as in Telegram */
       emit(sb, true, "(the bot did not answer the press of \"%s\" within %d s: "
            "Telegram stops the button's spinner; call ctx:answerCallbackQuery())",
-           q->button, QUERY_TIMEOUT_MS / 1000);
+           q->button, (int)((sb->query_timeout_ms + 500) / 1000));
     }
     sb->queries[i] = sb->queries[--sb->nqueries];
   }
@@ -424,8 +427,8 @@ static int click(struct sandbox *sb, const char *arg, struct buf *err) {
       sb->queries = xrealloc(sb->queries, (sb->nqueries + 1) * sizeof *sb->queries);
       struct pending_query *pq = &sb->queries[sb->nqueries++];
       snprintf(pq->id, sizeof pq->id, "%s", q->id);
-      pq->deadline_ms = clock_now_ms() + QUERY_TIMEOUT_MS;
-      struct timeval tv = {1, 0};
+      pq->deadline_ms = clock_now_ms() + (uint64_t)sb->query_timeout_ms;
+      struct timeval tv = {0, 100000};
       if (!evtimer_pending(sb->query_timer, NULL))
         evtimer_add(sb->query_timer, &tv);
       break;
@@ -879,6 +882,10 @@ static void run_steps(evutil_socket_t fd, short what, void *arg) {
 struct sandbox *sandbox_new(struct config *cfg, struct buf *err) {
   struct sandbox *sb = xcalloc(1, sizeof *sb);
   sb->timeout_s = DEFAULT_TIMEOUT_S;
+  sb->query_timeout_ms = QUERY_TIMEOUT_MS;
+  const char *answer_timeout = getenv("TGHOST_SANDBOX_ANSWER_TIMEOUT");
+  double secs = answer_timeout ? strtod(answer_timeout, NULL) : 0;
+  if (secs > 0 && secs < 3600) sb->query_timeout_ms = (long)(secs * 1000);
   sb->bot_script = xstrdup(cfg->script);
   if (cfg->sandbox_script) {
     if (script_load(cfg->sandbox_script, &sb->script, err) != 0) {

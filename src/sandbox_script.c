@@ -19,6 +19,34 @@ static bool known_command(const char *line) {
   return false;
 }
 
+/* ${NAME} -> the environment's NAME (CI passes URLs and names this way).
+ * -1 with err set when NAME is not set. */
+static int expand(const char *path, int lineno, const char *text,
+                  struct buf *out, struct buf *err) {
+  while (*text) {
+    const char *open = strstr(text, "${");
+    const char *close = open ? strchr(open, '}') : NULL;
+    if (!open || !close) {
+      buf_append_str(out, text);
+      break;
+    }
+    buf_append(out, text, (size_t)(open - text));
+    char *name = xstrndup(open + 2, (size_t)(close - open - 2));
+    const char *value = getenv(name);
+    if (!value) {
+      buf_printf(err, "%s:%d: ${%s} is not set in the environment", path,
+                 lineno, name);
+      free(name);
+      return -1;
+    }
+    buf_append_str(out, value);
+    free(name);
+    text = close + 1;
+  }
+  if (!out->data) buf_reserve(out, 0);
+  return 0;
+}
+
 static void add_step(struct script *s, enum script_step_kind kind,
                      const char *text, int line) {
   s->steps = xrealloc(s->steps, (s->nsteps + 1) * sizeof *s->steps);
@@ -50,6 +78,13 @@ int script_load(const char *path, struct script *s, struct buf *err) {
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '\0' || *p == '#') continue;
+    struct buf expanded = BUF_INIT;
+    if (expand(path, lineno, p, &expanded, err) != 0) {
+      buf_free(&expanded);
+      rc = -1;
+      break;
+    }
+    p = expanded.data;
     if (*p == '>' || *p == '<') {
       char *text = p + 1;
       if (*text == ' ') text++;
@@ -76,6 +111,7 @@ int script_load(const char *path, struct script *s, struct buf *err) {
                  lineno);
       rc = -1;
     }
+    buf_free(&expanded);
   }
   free(line);
   fclose(f);

@@ -10,7 +10,10 @@
  *                         after what the previous expectation matched and
  *                         within the timeout (5 s; ":timeout SECS")
  *   :click 1              any sandbox command (:user, :group, :photo, ...)
- *   :sleep 0.5            wait (scripts only)
+ *   :sleep 0.5            wait
+ *
+ * ${NAME} anywhere in a line is the environment variable NAME (an unset
+ * one is an error when the transcript is read).
  *
  * Layer: pure data (parsing only; sandbox_chat.c plays it). */
 #ifndef TGHOST_SANDBOX_SCRIPT_H
