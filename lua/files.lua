@@ -1,10 +1,11 @@
 -- Files: tghost.InputFile for uploads (any Bot API parameter that takes a
 -- file) and tghost.download, which streams a Telegram file to disk.
 local api = require("tghost.api")
+local file = require("tghost.file")
 
 local M = {}
 
-M.InputFile = api.InputFile
+M.InputFile = file.InputFile
 
 -- tghost.download(file, dest): file is a File (from getFile), a file_path,
 -- or anything with a file_id (getFile is called first). Returns dest, size

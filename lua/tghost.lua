@@ -1,5 +1,6 @@
 -- The tghost module, and the globals a bot script sees: bot, run, tghost.
 local core = require("tghost.core")
+local runner = require("tghost.runner")
 local json = require("tghost.json")
 local Composer = require("tghost.composer")
 local options = require("tghost.options")
@@ -57,15 +58,15 @@ tghost.log = {
 -- The handle run() returns: handle:stop(), handle:isRunning(),
 -- handle:size() (dot calls work too).
 local handle = {}
-handle.stop = function() return core.stop() end
-handle.isRunning = function() return core.is_running() end
-handle.size = function() return core.size() end
+handle.stop = function() return runner.stop() end
+handle.isRunning = function() return runner.is_running() end
+handle.size = function() return runner.size() end
 
 function tghost.run(b, opts)
   if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
   local flat, timeout_handler = options.flatten(opts, bot)
   runtime.timeout_handler = timeout_handler
-  local ok, err = pcall(core.run, flat)
+  local ok, err = pcall(runner.run, flat)
   if not ok then error(err, 2) end   -- at the script's run() call
   return handle
 end

@@ -29,7 +29,6 @@ void botapi_free(struct botapi *api);
 bool botapi_has_token(const struct botapi *api);
 /* The API root the calls go to (never contains the token). */
 const char *botapi_api_root(const struct botapi *api);
-struct http_client *botapi_http(const struct botapi *api);
 
 /* True if name can be a Bot API method (letters, digits, '_'). */
 bool botapi_valid_method(const char *name);

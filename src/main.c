@@ -8,19 +8,14 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
-#include "apicall.h"
-#include "botapi.h"
 #include "cli.h"
 #include "generation.h"
 #include "host.h"
-#include "http.h"
 #include "log.h"
-#include "reload.h"
 #include "luaseq.h"
-#include "runner.h"
+#include "reload.h"
+#include "runtime.h"
 #include "sandbox_chat.h"
-
-static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
 /* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
  * flight need more descriptors than the usual soft limit of 1024. */
@@ -46,20 +41,17 @@ static void report_load_error(const char *script, const char *error) {
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {
   struct host *h = ud;
-  h->loading = false;
+  host_set_loading(h, false);
   if (h->exiting) return;
   if (error) {
     report_load_error(g->script_path, error);
-    h->exit_code = 1;
-    h->exiting = true;
-    event_base_loopexit(h->base, NULL);
+    host_exit(h, 1);
     return;
   }
   if (h->cfg->check) {
     printf("tghost: %s loads without errors%s\n", g->script_path,
            g->run_called ? " and calls run()" : "");
-    h->exiting = true;
-    event_base_loopexit(h->base, NULL);
+    host_exit(h, 0);
     return;
   }
   if (!g->run_called) {
@@ -74,45 +66,24 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
                   "--token-file FILE");
     return;
   }
-  h->runner = runner_new(h, &g->run_opts);
-  runner_start(h->runner);
+  host_start_runner(h, &g->run_opts);
   if (h->reloader) reload_start(h->reloader);
 }
 
 /* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
- * graceful stop as a first SIGINT, then exit with status. */
+ * graceful stop as a first SIGINT; the process then exits with status
+ * (1: a transcript failed) unless something worse happened. */
+static int sandbox_status;
+
 static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
-  if (status) h->exit_code = status;
-  if (h->runner && !runner_finished(h->runner)) {
-    runner_stop(h->runner, NULL);
-    return;
-  }
-  h->exiting = true;
-  sched_cancel_all(&h->sched, "cancelled: the sandbox ended");
-  event_base_loopexit(h->base, NULL);
+  sandbox_status = status;
+  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
+  else host_exit(h, h->exit_code);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
-  struct host *h = arg;
-  static int seen;
-  const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
-  if (++seen == 1 && h->runner && !runner_finished(h->runner)) {
-    log_info("received %s: stopping gracefully (send it again to exit at "
-             "once)", name);
-    runner_stop(h->runner, NULL);
-    return;
-  }
-  /* No runner to drain (the script is still loading, or never called
-   * run()), or a second signal: cancel everything now. */
-  if (seen > 1) {
-    log_warn("second signal: cancelling everything and exiting");
-    h->exit_code = 128 + (int)sig;
-  }
-  h->exiting = true;
-  if (h->runner) runner_abort(h->runner);
-  sched_cancel_all(&h->sched, "cancelled: the process is exiting");
-  event_base_loopbreak(h->base);
+  host_stop(arg, (int)sig);
 }
 
 int main(int argc, char **argv) {
@@ -148,44 +119,37 @@ int main(int argc, char **argv) {
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "tghost: cannot initialise libcurl\n");
+    sandbox_free(sandbox);
     return 1;
   }
   struct host h;
-  memset(&h, 0, sizeof h);
-  h.cfg = &cfg;
-  /* Precise timers: libevent otherwise reads CLOCK_MONOTONIC_COARSE, and a
-   * tghost.sleep(1) could end a few milliseconds before tghost.now() says
-   * a second has passed. */
-  struct event_config *ev_cfg = event_config_new();
-  event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-  h.base = event_base_new_with_config(ev_cfg);
-  event_config_free(ev_cfg);
-  sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
-  h.sched.on_idle = on_idle;
-  h.sched.idle_ud = &h;
-  h.seq = luaseq_new(&h);
-  h.http = http_client_new(h.base, NULL);
-  h.poll_http = http_client_new(h.base, NULL);
-  struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
-  h.api = botapi_new(h.http, &api_cfg);
-  h.poll_api = botapi_new(h.poll_http, &api_cfg);
-  h.calls = apicalls_new(h.api, h.base);
-  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
-  if (sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0) {
+  if (host_init(&h, &cfg, &runtime_update_ops, &err) != 0) {
     fprintf(stderr, "tghost: %s\n", err.data);
-    h.exit_code = 1;
-    h.exiting = true;
+    sandbox_free(sandbox);
+    host_free(&h);
+    curl_global_cleanup();
+    buf_free(&err);
+    cli_free(&cfg);
+    return 1;
   }
+  h.seq = luaseq_new(&h);
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  bool sandbox_failed =
+      sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
 
-  h.current = gen_new(&h, cfg.script, &err);
-  if (h.current && !h.exiting) {
-    h.loading = true;
-    if (gen_load(h.current, on_loaded, &h, &err) != 0) h.loading = false;
+  struct generation *first =
+      sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
+  if (first) {
+    host_swap_generation(&h, &first->owner);
+    host_set_loading(&h, true);
+    if (runtime_load_script(first, on_loaded, &h, &err) != 0)
+      host_set_loading(&h, false);
   }
   if (!h.loading) {
-    if (!h.exiting) report_load_error(cfg.script, err.data);
+    if (sandbox_failed) fprintf(stderr, "tghost: %s\n", err.data);
+    else report_load_error(cfg.script, err.data);
     h.exit_code = 1;
   } else {
     struct event *sigint = evsignal_new(h.base, SIGINT, on_signal, &h);
@@ -198,24 +162,17 @@ int main(int argc, char **argv) {
   }
 
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests), then the rest. */
+   * requests and sequentialize's keys), then what is attached to the host,
+   * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   reload_free(h.reloader);
   luaseq_free(h.seq);
-  runner_free(h.runner);
-  if (h.current) gen_unref(h.current);
-  sched_free(&h.sched);
-  apicalls_free(h.calls);
-  botapi_free(h.api);
-  botapi_free(h.poll_api);
-  http_client_free(h.http);
-  http_client_free(h.poll_http);
   sandbox_free(sandbox);
-  event_base_free(h.base);
+  int exit_code = h.exit_code ? h.exit_code : sandbox_status;
+  host_free(&h);
   curl_global_cleanup();
-  free(h.bot_info_json);
   buf_free(&err);
   cli_free(&cfg);
   log_clear_secrets();
-  return h.exit_code;
+  return exit_code;
 }
