@@ -693,7 +693,9 @@ static int run_command(struct sandbox *sb, const char *line, struct buf *err,
  * (a bot that is still starting gets DRAIN_MAX_MS to ask). */
 static void on_drain(evutil_socket_t fd, short what, void *arg) {
   struct sandbox *sb = arg;
-  bool waited_enough = clock_now_ms() - sb->drain_started_ms >= DRAIN_MAX_MS;
+  /* A failed transcript has nothing more to hand over. */
+  bool waited_enough = sb->quit_status != 0 ||
+                       clock_now_ms() - sb->drain_started_ms >= DRAIN_MAX_MS;
   if ((!sandbox_api_polled(sb->api) || world_undelivered(sb->w) > 0) &&
       !waited_enough) {
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
