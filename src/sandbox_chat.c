@@ -108,7 +108,8 @@ static void emit_text(struct sandbox *sb, bool bot_side, const char *head,
 static void chat_label(const struct sandbox *sb, const struct sbx_chat *c,
                        char *out, size_t n) {
   out[0] = '\0';
-  if (!c || c == sb->chat) return;
+  /* Lines about a group always name it, as yours there do. */
+  if (!c || (c == sb->chat && c->type == SBX_PRIVATE)) return;
   snprintf(out, n, "[%s] ", c->type == SBX_GROUP ? c->title : c->user->first_name);
 }
 
