@@ -37,6 +37,7 @@ void botapi_free(struct botapi *api) {
 }
 
 bool botapi_has_token(const struct botapi *api) { return api->token != NULL; }
+const char *botapi_api_root(const struct botapi *api) { return api->api_root; }
 
 bool botapi_valid_method(const char *name) {
   size_t n = strlen(name);

@@ -27,6 +27,8 @@ struct botapi *botapi_new(struct http_client *http,
                           const struct botapi_config *cfg);
 void botapi_free(struct botapi *api);
 bool botapi_has_token(const struct botapi *api);
+/* The API root the calls go to (never contains the token). */
+const char *botapi_api_root(const struct botapi *api);
 
 /* True if name can be a Bot API method (letters, digits, '_'). */
 bool botapi_valid_method(const char *name);

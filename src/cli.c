@@ -12,13 +12,18 @@
 #include <lua.h>
 
 static const char usage[] =
-    "usage: tghost [options] SCRIPT.lua\n"
+    "usage: tghost [options] SCRIPT.lua [options]\n"
     "\n"
     "Runs a Telegram bot written in Lua with long polling.\n"
     "\n"
     "The bot token is read from BOT_TOKEN, or from --token-file.\n"
     "\n"
     "options:\n"
+    "  --sandbox               talk to the bot in this terminal: an emulated\n"
+    "                          Bot API, no token, no network (:help inside)\n"
+    "  --script FILE           with --sandbox: play the transcript FILE instead\n"
+    "                          and exit 1 if the bot does not answer as written\n"
+    "  --trace                 log each update received and each API call\n"
     "  --token-file FILE       read the bot token from FILE\n"
     "  --api-root URL          Bot API server (default https://api.telegram.org;\n"
     "                          also TGHOST_API_ROOT)\n"
@@ -30,8 +35,9 @@ static const char usage[] =
     "  --memory-limit MB       Lua memory of all handlers together (1024)\n"
     "  --update-memory-limit MB\n"
     "                          Lua memory one update's handler may take (256)\n"
-    "  --log-level LEVEL       debug, info, warn or error (info)\n"
-    "  --log-format FORMAT     text or json (text)\n"
+    "  --log-level LEVEL       debug, info, warn or error (info; also\n"
+    "                          TGHOST_LOG_LEVEL); debug includes --trace\n"
+    "  --log-format FORMAT     text or json (text; also TGHOST_LOG_FORMAT)\n"
     "  --check                 load and validate the script, make no network call\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n";
@@ -118,7 +124,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   enum {
     OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
     OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
-    OPT_UPDATE_MEMORY
+    OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT
   };
   static const struct option longopts[] = {
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -131,6 +137,9 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"check", no_argument, NULL, OPT_CHECK},
+      {"trace", no_argument, NULL, OPT_TRACE},
+      {"sandbox", no_argument, NULL, OPT_SANDBOX},
+      {"script", required_argument, NULL, OPT_SCRIPT},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -145,11 +154,29 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   cfg->log_format = LOG_FORMAT_TEXT;
   const char *token_file = NULL;
   const char *api_root = getenv("TGHOST_API_ROOT");
+  bool api_root_option = false;
+  /* The environment sets the defaults (a systemd unit's Environment=);
+   * options override it. */
+  const char *env_level = getenv("TGHOST_LOG_LEVEL");
+  if (env_level && *env_level &&
+      log_parse_level(env_level, &cfg->log_level) != 0) {
+    buf_printf(err, "TGHOST_LOG_LEVEL must be debug, info, warn or error, "
+               "not '%s'", env_level);
+    return CLI_ERROR;
+  }
+  const char *env_format = getenv("TGHOST_LOG_FORMAT");
+  if (env_format && *env_format &&
+      log_parse_format(env_format, &cfg->log_format) != 0) {
+    buf_printf(err, "TGHOST_LOG_FORMAT must be text or json, not '%s'",
+               env_format);
+    return CLI_ERROR;
+  }
 
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+  /* Options may come before or after the script ("--" ends them). */
+  while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
     double secs;
     switch (c) {
       case 'h':
@@ -160,9 +187,15 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                LUA_RELEASE, curl_version(), event_get_version());
         return CLI_EXIT_OK;
       case OPT_TOKEN_FILE: token_file = optarg; break;
-      case OPT_API_ROOT: api_root = optarg; break;
+      case OPT_API_ROOT: api_root = optarg; api_root_option = true; break;
       case OPT_NO_WATCH: cfg->watch = false; break;
       case OPT_CHECK: cfg->check = true; break;
+      case OPT_TRACE: cfg->trace = true; break;
+      case OPT_SANDBOX: cfg->sandbox = true; break;
+      case OPT_SCRIPT:
+        free(cfg->sandbox_script);
+        cfg->sandbox_script = xstrdup(optarg);
+        break;
       case OPT_DRAIN:
         if (parse_seconds(optarg, &secs) != 0) {
           buf_printf(err, "--drain-timeout needs a number of seconds, not '%s'",
@@ -227,6 +260,16 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                argv[optind + 1]);
     return CLI_ERROR;
   }
+  if (cfg->sandbox_script && !cfg->sandbox) {
+    buf_append_str(err, "--script plays a transcript in the sandbox: add "
+                        "--sandbox");
+    return CLI_ERROR;
+  }
+  if (cfg->sandbox && (api_root_option || cfg->check)) {
+    buf_printf(err, "--sandbox runs its own Bot API: it cannot be combined "
+               "with %s", cfg->check ? "--check" : "--api-root");
+    return CLI_ERROR;
+  }
   cfg->script = xstrdup(argv[optind]);
   cfg->api_root = xstrdup(api_root && *api_root ? api_root
                                                 : "https://api.telegram.org");
@@ -243,6 +286,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
 
 void cli_free(struct config *cfg) {
   free(cfg->script);
+  free(cfg->sandbox_script);
   free(cfg->api_root);
   if (cfg->token) {
     memset(cfg->token, 0, strlen(cfg->token));

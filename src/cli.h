@@ -19,6 +19,9 @@ struct config {
   enum log_level log_level;
   enum log_format log_format;
   bool check;
+  bool trace;               /* --trace: each update and API call, one line */
+  bool sandbox;             /* --sandbox: the emulated Bot API, no token */
+  char *sandbox_script;     /* --script FILE: a transcript to play */
 };
 
 enum cli_result {

@@ -17,6 +17,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "signals.h"
+#include "sandbox_chat.h"
 
 /* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
  * flight need more descriptors than the usual soft limit of 1024. */
@@ -57,6 +58,9 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   if (!g->run_called) {
+    if (h->cfg->sandbox)
+      log_warn("%s did not call run(bot): there is no bot to talk to",
+               g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -69,6 +73,18 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (h->reloader) reload_start(h->reloader);
 }
 
+/* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
+ * graceful stop as a first SIGINT; the process then exits with status
+ * (1: a transcript failed) unless something worse happened. */
+static int sandbox_status;
+
+static void on_sandbox_quit(void *ud, int status) {
+  struct host *h = ud;
+  sandbox_status = status;
+  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
+  else host_exit(h, h->exit_code);
+}
+
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
 
 int main(int argc, char **argv) {
@@ -76,6 +92,7 @@ int main(int argc, char **argv) {
   struct buf err = BUF_INIT;
   switch (cli_parse(argc, argv, &cfg, &err)) {
     case CLI_EXIT_OK:
+      cli_free(&cfg);
       return 0;
     case CLI_ERROR:
       if (cfg.log_format == LOG_FORMAT_JSON) {
@@ -92,7 +109,17 @@ int main(int argc, char **argv) {
   }
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);
+  log_set_trace(cfg.trace);
   if (cfg.token) log_add_secret(cfg.token);
+  /* --sandbox: points cfg at the emulated Bot API before anything uses it. */
+  struct sandbox *sandbox = NULL;
+  if (cfg.sandbox && !(sandbox = sandbox_new(&cfg, &err))) {
+    fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    log_clear_secrets();
+    return 1;
+  }
   /* Children of os.execute and io.popen, and os.getenv, never see it;
    * a script that needs it asks tghost.token(). */
   unsetenv("BOT_TOKEN");
@@ -101,11 +128,13 @@ int main(int argc, char **argv) {
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "tghost: cannot initialise libcurl\n");
+    sandbox_free(sandbox);
     return 1;
   }
   struct host h;
   if (host_init(&h, &cfg, &runtime_update_ops, &err) != 0) {
     fprintf(stderr, "tghost: %s\n", err.data);
+    sandbox_free(sandbox);
     host_free(&h);
     curl_global_cleanup();
     buf_free(&err);
@@ -116,10 +145,14 @@ int main(int argc, char **argv) {
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  bool sandbox_failed =
+      sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
 
-  struct generation *first = runtime_new_generation(&h, cfg.script, &err);
+  struct generation *first =
+      sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
   if (first) {
     host_swap_generation(&h, &first->owner);
     host_set_loading(&h, true);
@@ -127,7 +160,8 @@ int main(int argc, char **argv) {
       host_set_loading(&h, false);
   }
   if (!h.loading) {
-    report_load_error(&cfg, err.data);
+    if (sandbox_failed) fprintf(stderr, "tghost: %s\n", err.data);
+    else report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
     struct signals *sig = signals_new(h.base, on_signal, &h);
@@ -143,7 +177,8 @@ int main(int argc, char **argv) {
   h.finalizers = NULL;
   reload_free(h.reloader);
   luaseq_free(h.seq);
-  int exit_code = h.exit_code;
+  sandbox_free(sandbox);
+  int exit_code = h.exit_code ? h.exit_code : sandbox_status;
   host_free(&h);
   curl_global_cleanup();
   buf_free(&err);

@@ -17,6 +17,7 @@
 #include "luarun.h"
 #include "luaseq.h"
 #include "luatask.h"
+#include "trace.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
  * loads lua/ from disk instead, so the Lua half can be edited without a
@@ -164,6 +165,7 @@ static struct job *start_update(struct job_owner *current,
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
   struct log_fields f = {g->owner.id, u->id};
+  trace_update(g->owner.id, u->id, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
     return NULL;

@@ -15,6 +15,10 @@
 #define MAX_FLOOD_WAIT_MS (3600L * 1000)
 /* How much of a malformed update a log line shows. */
 #define BAD_UPDATE_EXCERPT 200
+/* While the Bot API stays unreachable an INFO line repeats, first after
+ * 2 s, then each time the outage has doubled, at least every 15 min. */
+#define FIRST_REPORT_MS 2000L
+#define MAX_REPORT_INTERVAL_MS (15L * 60 * 1000)
 
 enum request_kind { REQ_NONE, REQ_ME, REQ_UPDATES, REQ_CONFIRM };
 
@@ -38,6 +42,7 @@ struct source {
   int failures;                  /* in the current burst */
   uint64_t burst_started_ms;
   long next_delay_ms;
+  long next_report_ms;           /* into the burst */
 
   size_t bad_updates;            /* skipped: no usable update_id */
   int64_t confirm_offset;
@@ -156,6 +161,33 @@ static void describe_fatal(const struct botapi_reply *reply, const char *method,
   }
 }
 
+/* A wall-clock time ms milliseconds from now, as "2026-11-30 14:03:05 UTC". */
+static void format_wall(long long ms, char *out, size_t n) {
+  time_t t = time(NULL) + (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* While the burst goes on: how long, until when, and what to check. */
+static void report_outage(struct source *s, const char *method, uint64_t now,
+                          long delay, const struct botapi_reply *reply) {
+  long elapsed = (long)(now - s->burst_started_ms);
+  if (s->cfg.silent || elapsed < s->next_report_ms) return;
+  long interval = s->next_report_ms;
+  if (interval > MAX_REPORT_INTERVAL_MS) interval = MAX_REPORT_INTERVAL_MS;
+  s->next_report_ms += interval;
+  char since[40], until[40];
+  format_wall(-elapsed, since, sizeof since);
+  format_wall(s->cfg.max_retry_ms - elapsed, until, sizeof until);
+  log_info("%s still failing after %d attempts since %s (%.0f s): %s; "
+           "next attempt in %.1f s, giving up at %s (maxRetryTime). Check "
+           "the network, --api-root (%s) and the proxy variables "
+           "(https_proxy, HTTPS_PROXY, ALL_PROXY, NO_PROXY)", method,
+           s->failures, since, elapsed / 1000.0, reply->description.data,
+           delay / 1000.0, until, botapi_api_root(s->api));
+}
+
 static void request_failed(struct source *s, const struct botapi_reply *reply) {
   const char *method = method_of(s->kind);
   if (reply->outcome == BOTAPI_API_ERROR && reply->error_code != 429 &&
@@ -170,6 +202,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   if (s->failures++ == 0) {
     s->burst_started_ms = now;
     s->next_delay_ms = first_delay(s);
+    s->next_report_ms = FIRST_REPORT_MS;
     if (!s->cfg.silent)
       log_warn("%s failed: %s; retrying with backoff", method,
                reply->description.data);
@@ -200,6 +233,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
     buf_free(&msg);
     return;
   }
+  report_outage(s, method, now, delay, reply);
   arm_timer(s, delay, false);
 }
 

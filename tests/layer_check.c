@@ -24,8 +24,8 @@
 static const char *const layers[][12] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
      "signals"},
-    {"loop and HTTP", "http"},
-    {"Bot API client", "botapi", "throttle", "apicall"},
+    {"loop and HTTP", "http", "sandbox_world", "sandbox_script", "sandbox_api"},
+    {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
      "runopts"},
     {"runner", "runner"},
@@ -35,7 +35,7 @@ static const char *const layers[][12] = {
      "luaseq", "luatask", "luacoro", "luaguard"},
     {"runtime", "runtime"},
     {"hot reload", "reload"},
-    {"main", "main"},
+    {"main", "main", "sandbox_chat"},
 };
 #define NLAYERS (sizeof layers / sizeof layers[0])
 

@@ -2,7 +2,8 @@
 -- handlers, and this script puts them together. Modules are required from
 -- the script's folder.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/modular/bot.lua
+--   scripts/dev.sh run --sandbox examples/modular/bot.lua
+--   tghost --sandbox examples/modular/bot.lua --script examples/modular/bot.chat
 
 local greeting = require("greeting")
 local admin = require("admin")
