@@ -180,7 +180,7 @@ static int l_exit(lua_State *L) {
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, code);
   if (!t || !lua_isyieldable(L)) return 0;
-  job_cancel(task_job(t), "os.exit() ended this handler");
+  job_close(task_job(t));
   return task_wait(L, t, &exit_wait_ops, NULL);
 }
 

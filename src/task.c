@@ -552,12 +552,17 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
 
 static void job_cancel_now(struct job *job) {
   job->ending = true;
-  job->end = JOB_CANCELLED;
+  job->end = job->closing_done ? JOB_DONE : JOB_CANCELLED;
   struct qnode *n;
   while ((n = qlist_front(&job->tasks)))
     task_destroy(qlist_entry(n, struct task, job_node), false, false);
   job->ending = false;
   job_finish(job);
+}
+
+void job_close(struct job *job) {
+  job->closing_done = true;
+  job_cancel(job, NULL);
 }
 
 void job_cancel(struct job *job, const char *reason) {

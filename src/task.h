@@ -168,6 +168,7 @@ struct job {
   char *error;                     /* first hard failure, if any */
   bool ending;
   bool cancel_deferred;
+  bool closing_done;               /* job_close: its end counts as done */
   struct qnode cancel_node;
   struct qnode all_node;           /* in sched->jobs */
   job_end_fn on_end;
@@ -213,6 +214,9 @@ struct task *job_spawn(struct job *job, lua_State *from, int nargs);
 /* Cancels every task of the job. The job's on_end runs (now, or from the
  * loop if Lua code is running) with end == JOB_CANCELLED. */
 void job_cancel(struct job *job, const char *reason);
+/* Closes every task of the job as job_cancel does, but the job ends as
+ * done: it decided to end itself (os.exit in a handler). */
+void job_close(struct job *job);
 /* Ends a job that never got a task (e.g. its update could not be decoded). */
 void job_abandon(struct job *job, const char *error);
 struct log_fields job_log_fields(const struct job *job);
