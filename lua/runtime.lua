@@ -75,13 +75,15 @@ end
 
 local function noop() end
 
-function runtime.handle_update(update)
+function runtime.handle_update(update, redelivered)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
+  if redelivered then ctx.redelivered = true end
   local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
   if not ok then
     e = untraced(e)
     report(e.error, e.traceback, ctx)
+    core.failed(describe(e.error))
   end
 end
 

@@ -38,6 +38,10 @@ static const char usage[] =
     "  --log-level LEVEL       debug, info, warn or error (info; also\n"
     "                          TGHOST_LOG_LEVEL); debug includes --trace\n"
     "  --log-format FORMAT     text or json (text; also TGHOST_LOG_FORMAT)\n"
+    "  --journal FILE          record fetched updates in FILE so that a crash\n"
+    "                          loses none (see README, \"The journal\")\n"
+    "  --dead-letters          with --journal: list the updates that kept\n"
+    "                          failing, and exit\n"
     "  --check                 load and validate the script, make no network call\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n";
@@ -124,7 +128,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   enum {
     OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
     OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
-    OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT
+    OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL,
+    OPT_DEAD_LETTERS
   };
   static const struct option longopts[] = {
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -140,6 +145,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       {"trace", no_argument, NULL, OPT_TRACE},
       {"sandbox", no_argument, NULL, OPT_SANDBOX},
       {"script", required_argument, NULL, OPT_SCRIPT},
+      {"journal", required_argument, NULL, OPT_JOURNAL},
+      {"dead-letters", no_argument, NULL, OPT_DEAD_LETTERS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -192,6 +199,11 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       case OPT_CHECK: cfg->check = true; break;
       case OPT_TRACE: cfg->trace = true; break;
       case OPT_SANDBOX: cfg->sandbox = true; break;
+      case OPT_JOURNAL:
+        free(cfg->journal);
+        cfg->journal = *optarg ? xstrdup(optarg) : NULL;
+        break;
+      case OPT_DEAD_LETTERS: cfg->dead_letters = true; break;
       case OPT_SCRIPT:
         free(cfg->sandbox_script);
         cfg->sandbox_script = xstrdup(optarg);
@@ -251,6 +263,14 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         return CLI_ERROR;
     }
   }
+  if (cfg->dead_letters) {
+    if (!cfg->journal) {
+      buf_append_str(err, "--dead-letters lists a journal's dead letters: "
+                          "give --journal FILE");
+      return CLI_ERROR;
+    }
+    return CLI_RUN;   /* no script needed */
+  }
   if (optind >= argc) {
     buf_append_str(err, "no script given (usage: tghost [options] SCRIPT.lua)");
     return CLI_ERROR;
@@ -287,6 +307,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
 void cli_free(struct config *cfg) {
   free(cfg->script);
   free(cfg->sandbox_script);
+  free(cfg->journal);
   free(cfg->api_root);
   if (cfg->token) {
     memset(cfg->token, 0, strlen(cfg->token));

@@ -12,7 +12,7 @@ static const char *const type_names[] = {
     [RUNOPT_INTEGER] = "integer",     [RUNOPT_NUMBER] = "number",
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
-    [RUNOPT_FUNCTION] = "function",
+    [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -94,6 +94,12 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         }
         free(o->allowed_updates_json);
         o->allowed_updates_json = buf_steal(&json, NULL);
+        break;
+      }
+      case RUNOPT_STRING: {
+        char **field_str = (char **)(void *)field;
+        free(*field_str);
+        *field_str = xstrdup(luaL_checkstring(L, -1));
         break;
       }
       case RUNOPT_FUNCTION:

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "generation.h"
 #include "host.h"
+#include "journal.h"
 #include "log.h"
 #include "luaguard.h"
 #include "luaseq.h"
@@ -106,6 +107,13 @@ int main(int argc, char **argv) {
       return 2;
     case CLI_RUN:
       break;
+  }
+  if (cfg.dead_letters) {
+    int n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    if (n < 0) fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    return n < 0 ? 1 : 0;
   }
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);

@@ -177,10 +177,11 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  lua_pushboolean(L, u->redelivered);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
-  job_spawn(job, L, 1);
+  job_spawn(job, L, 2);
   return job;
 }
 

@@ -101,6 +101,9 @@ void source_configure(struct source *s, const struct source_config *cfg) {
 
 bool source_idle(const struct source *s) { return !s->req && !s->waiting; }
 int64_t source_offset(const struct source *s) { return s->offset; }
+void source_set_offset(struct source *s, int64_t offset) {
+  if (offset > s->offset) s->offset = offset;
+}
 int64_t source_confirmed(const struct source *s) { return s->confirmed; }
 size_t source_bad_updates(const struct source *s) { return s->bad_updates; }
 

@@ -65,6 +65,9 @@ void source_poll(struct source *s, int limit);
 void source_abort(struct source *s);
 /* The offset the next poll sends. */
 int64_t source_offset(const struct source *s);
+/* Polling resumes at offset (updates below it are known already: the
+ * journal has them). */
+void source_set_offset(struct source *s, int64_t offset);
 /* Updates skipped because they had no usable update_id. */
 size_t source_bad_updates(const struct source *s);
 /* Everything below this offset is confirmed to the server. */

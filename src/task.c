@@ -560,6 +560,11 @@ static void job_cancel_now(struct job *job) {
   job_finish(job);
 }
 
+void job_mark_failed(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job->failure_reported = true;
+}
+
 void job_close(struct job *job) {
   job->closing_done = true;
   job_cancel(job, NULL);

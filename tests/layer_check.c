@@ -27,7 +27,7 @@ static const char *const layers[][12] = {
     {"loop and HTTP", "http", "sandbox_world", "sandbox_script", "sandbox_api"},
     {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
-     "runopts"},
+     "runopts", "journal"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},

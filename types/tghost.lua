@@ -178,6 +178,7 @@ function Api.getFile(params) end
 ---@field api tghost.Api `bot.api`.
 ---@field me table The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), hears, callbackQuery, inlineQuery (the captures).
+---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
 ---@field msg table? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat table? The chat the update is about.
 ---@field from table? The user the update is from.
