@@ -8,6 +8,9 @@ local Composer = require("tghost.composer")
 local M = {}
 
 local SCHEMA = {
+  -- deleteWebhook{drop_pending_updates = true} before the first poll
+  -- (done by lua/tghost.lua, not by the core).
+  drop_pending_updates = "boolean",
   source = {
     speedTrafficBalance = "number",
     maxDelayMilliseconds = "number",

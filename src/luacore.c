@@ -217,7 +217,10 @@ static int l_run(lua_State *L) {
   run_options_free(&g->run_opts);
   g->run_opts = o;
   g->run_called = true;
-  return 0;
+  /* Whether this call starts the bot (no runner yet) or a reloaded script
+   * calls it again. */
+  lua_pushboolean(L, h->runner == NULL);
+  return 1;
 }
 
 static void stop_wait_cancel(void *data) {
@@ -246,10 +249,30 @@ static int l_stop(lua_State *L) {
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
+/* True from run() on (the runner itself starts once the top level has
+ * finished) until the runner stops. */
 static int l_is_running(lua_State *L) {
   struct host *h = host_of(L);
-  lua_pushboolean(L, h->runner && runner_is_running(h->runner));
+  lua_pushboolean(L, h->runner ? runner_is_running(h->runner)
+                               : gen_of(L)->run_called);
   return 1;
+}
+
+/* core.wait_stopped(): returns once the runner has stopped (at once if
+ * there is none); see runner_wait_stopped. */
+static int l_wait_stopped(lua_State *L) {
+  struct host *h = host_of(L);
+  if (!h->runner) {
+    if (gen_of(L)->run_called && !h->cfg->check)
+      return luaL_error(L, "handle:task(): the bot starts when the script's "
+                           "top level has finished, so the top level cannot "
+                           "wait for it to stop; wait inside a handler");
+    return 0;
+  }
+  if (runner_finished(h->runner)) return 0;
+  struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
+  runner_wait_stopped(h->runner, t);
+  return task_wait(L, t, &stop_wait_ops, t);
 }
 
 static int l_size(lua_State *L) {
@@ -313,6 +336,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"run", l_run},
       {"stop", l_stop},
       {"is_running", l_is_running},
+      {"wait_stopped", l_wait_stopped},
       {"size", l_size},
       {"set_runtime", l_set_runtime},
       {"bot_info", l_bot_info},

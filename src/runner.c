@@ -337,14 +337,26 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   check_drained(r);
 }
 
-void runner_stop(struct runner *r, struct task *waiter) {
-  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE) {
-    if (r->nwaiters == r->waiters_cap) {
-      r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
-      r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
-    }
-    r->waiters[r->nwaiters++] = waiter;
+static void add_waiter(struct runner *r, struct task *waiter) {
+  if (r->nwaiters == r->waiters_cap) {
+    r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
+    r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
   }
+  r->waiters[r->nwaiters++] = waiter;
+}
+
+void runner_wait_stopped(struct runner *r, struct task *waiter) {
+  if (r->state == RUNNER_STOPPED || r->state == RUNNER_IDLE) {
+    task_wake(waiter, task_push_nothing, NULL);
+    return;
+  }
+  add_waiter(r, waiter);
+  if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+void runner_stop(struct runner *r, struct task *waiter) {
+  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE)
+    add_waiter(r, waiter);
   switch (r->state) {
     case RUNNER_IDLE:
     case RUNNER_STOPPED:
