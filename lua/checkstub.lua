@@ -4,6 +4,7 @@
 -- before run(bot), say) loads and is validated like any other. Each call
 -- logs a one-line note at the script's line saying it was not sent.
 local errors = require("tghost.errors")
+local json = require("tghost.json")
 errors.internal()
 
 local M = {}
@@ -72,11 +73,40 @@ local RESULTS = {
   createInvoiceLink = function() return "https://t.me/$check" end,
 }
 
+-- A copy of params with every InputFile replaced by a string, so that the
+-- JSON encoder can check the rest as a real call would.
+local function without_files(v, seen)
+  if type(v) == "userdata" then
+    local mt = getmetatable(v)
+    if type(mt) == "table" and mt.__name == "tghost.InputFile" then
+      return "attach://file"
+    end
+    return v
+  end
+  if type(v) ~= "table" or seen[v] then return v end
+  seen[v] = true
+  local out = setmetatable({}, getmetatable(v))
+  for k, x in pairs(v) do out[k] = without_files(x, seen) end
+  return out
+end
+
 -- The stand-in result of method(params), after a note at the script's line.
+-- Parameters that could not be sent raise as they would in a real call.
 function M.call(method, params)
+  if params ~= nil and type(params) ~= "table" then
+    errors.raise("bot.api.%s: expected a table of parameters, got %s", method,
+                 type(params))
+  end
+  if params ~= nil then
+    local ok, err = pcall(json.encode, without_files(params, {}))
+    if not ok then
+      errors.raise("bot.api.%s: cannot encode the parameters: %s", method,
+                   (tostring(err):gsub("^.-:%d+: ", "")))
+    end
+  end
   errors.note("--check: bot.api.%s was not sent (tghost --check makes no "
               .. "network call); it returns a stand-in result", method)
-  params = type(params) == "table" and params or {}
+  params = params or {}
   local make = RESULTS[method]
   if make then return make(params) end
   if method:match("^send") or method == "forwardMessage"

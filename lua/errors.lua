@@ -98,15 +98,24 @@ end
 M.distance = distance
 
 -- The candidate closest to word, if it is close enough to be a plausible
--- typo (at most a third of the word's length, and at least 2, edits away);
--- else the shortest candidate that contains the word ("bot" -> "is_bot").
+-- typo: at most a third of the word's length (and at least 2) edits away,
+-- or up to half of its length when no other candidate is as close
+-- ("fotos" -> "photo", 3 edits); else the shortest candidate that contains
+-- the word ("bot" -> "is_bot").
 function M.suggest(word, candidates)
-  local best, best_d
+  local best, best_d, second_d
   for _, c in ipairs(candidates) do
     local d = distance(word, c)
-    if not best_d or d < best_d then best, best_d = c, d end
+    if not best_d or d < best_d then
+      best, best_d, second_d = c, d, best_d
+    elseif not second_d or d < second_d then
+      second_d = d
+    end
   end
   if best and best_d <= math.max(2, #word // 3) then return best end
+  if best and best_d <= (#word + 1) // 2 and (second_d == nil or best_d < second_d) then
+    return best
+  end
   if #word < 3 then return nil end
   best = nil
   local lower = word:lower()

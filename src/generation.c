@@ -181,6 +181,15 @@ static bool push_runtime_fn(struct generation *g, const char *name) {
   return false;
 }
 
+bool gen_has_handlers(struct generation *g) {
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  bool yes = push_runtime_fn(g, "has_handlers") &&
+             lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return yes;
+}
+
 struct load_state {
   gen_loaded_fn done;
   void *ud;

@@ -55,6 +55,11 @@ typedef void (*gen_loaded_fn)(struct generation *g, const char *error,
 int gen_load(struct generation *g, gen_loaded_fn done, void *ud,
              struct buf *err);
 
+/* True when the script registered middleware on bot (runtime.has_handlers);
+ * for telling a script that forgot run(bot). Call only while no Lua code
+ * of g runs. */
+bool gen_has_handlers(struct generation *g);
+
 /* Starts handling an update (json is taken over). Returns NULL, after
  * logging why, if the update cannot be turned into a Lua value. */
 struct job *gen_start_update(struct generation *g, int64_t update_id,

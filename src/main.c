@@ -15,6 +15,7 @@
 #include "host.h"
 #include "http.h"
 #include "log.h"
+#include "looplag.h"
 #include "reload.h"
 #include "luaseq.h"
 #include "runner.h"
@@ -55,13 +56,25 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   if (h->cfg->check) {
-    printf("tghost: %s loads without errors%s\n", g->script_path,
-           g->run_called ? " and calls run()" : "");
+    if (g->run_called)
+      printf("tghost: %s loads without errors and calls run()\n",
+             g->script_path);
+    else
+      printf("tghost: %s loads without errors; it does not call run(bot) or "
+             "bot.start()%s\n", g->script_path,
+             gen_has_handlers(g) ? ", so its handlers would never receive an "
+                                   "update" : "");
     h->exiting = true;
     event_base_loopexit(h->base, NULL);
     return;
   }
   if (!g->run_called) {
+    /* A script without run() is a plain Lua program (the unit tests are);
+     * one that registered handlers most likely forgot it. */
+    if (gen_has_handlers(g))
+      log_warn("%s registered handlers but never called run(bot) or "
+               "bot.start(), so no update is received; add run(bot) at the "
+               "end of the script", g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -143,6 +156,7 @@ int main(int argc, char **argv) {
   h.calls = apicalls_new(h.api, h.base);
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
+  struct looplag *lag = cfg.check ? NULL : looplag_new(h.base, cfg.cpu_budget_ms);
 
   h.current = gen_new(&h, cfg.script, &err);
   if (h.current) {
@@ -166,6 +180,7 @@ int main(int argc, char **argv) {
    * requests), then the rest. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   reload_free(h.reloader);
+  looplag_free(lag);
   luaseq_free(h.seq);
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);

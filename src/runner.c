@@ -222,11 +222,11 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           a->timeout_ms, b->timeout_ms);
   CHANGED(a->fetch_timeout_s != b->fetch_timeout_s, "fetch.timeout %d -> %d s",
           a->fetch_timeout_s, b->fetch_timeout_s);
-  CHANGED((a->allowed_updates_json == NULL) !=
-                  (b->allowed_updates_json == NULL) ||
-              (a->allowed_updates_json &&
-               strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0),
-          "allowed_updates %s -> %s",
+  bool allowed_changed =
+      (a->allowed_updates_json == NULL) != (b->allowed_updates_json == NULL) ||
+      (a->allowed_updates_json &&
+       strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0);
+  CHANGED(allowed_changed, "allowed_updates %s -> %s",
           a->allowed_updates_json ? a->allowed_updates_json : "(unset)",
           b->allowed_updates_json ? b->allowed_updates_json : "(unset)");
   CHANGED(a->retry != b->retry || a->retry_ms != b->retry_ms,
@@ -250,6 +250,12 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   r->opts = next;
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
+  /* New update types (a chat_member handler) arrive now, not when the
+   * pending long poll ends; kick() below sends the next one. */
+  if (allowed_changed && r->state == RUNNER_RUNNING &&
+      source_restart_poll(r->source))
+    log_msg(LOG_DEBUG, &f, "the pending getUpdates was restarted with the "
+            "new allowed_updates");
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms,
                    r->opts.max_waiting);
   size_connection_pool(r);
