@@ -1,6 +1,7 @@
 -- Files: tghost.InputFile for uploads (any Bot API parameter that takes a
 -- file) and tghost.download, which streams a Telegram file to disk.
 local api = require("tghost.api")
+local file = require("tghost.file")
 local core = require("tghost.core")
 local errors = require("tghost.errors")
 local checkstub = require("tghost.checkstub")
@@ -8,7 +9,7 @@ errors.internal()
 
 local M = {}
 
-M.InputFile = api.InputFile
+M.InputFile = file.InputFile
 
 -- tghost.download(file, dest): file is a File (from getFile), a file_path,
 -- or anything with a file_id (getFile is called first). Returns dest, size

@@ -1,5 +1,6 @@
 -- The tghost module, and the globals a bot script sees: bot, run, tghost.
 local core = require("tghost.core")
+local runner = require("tghost.runner")
 local json = require("tghost.json")
 local Composer = require("tghost.composer")
 local options = require("tghost.options")
@@ -61,13 +62,13 @@ tghost.log = {
 -- The handle run() returns: handle:stop(), handle:isRunning(),
 -- handle:size(), handle:task() (dot calls work too).
 local handle = {}
-handle.stop = function() return core.stop() end
-handle.isRunning = function() return core.is_running() end
-handle.size = function() return core.size() end
+handle.stop = function() return runner.stop() end
+handle.isRunning = function() return runner.is_running() end
+handle.size = function() return runner.size() end
 -- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
 -- stopped; waited for inside an update, once everything else in flight is
 -- done (the update itself cannot finish before it wakes).
-local stopped = tasks.waitable("the runner's task()", core.wait_stopped)
+local stopped = tasks.waitable("the runner's task()", runner.wait_stopped)
 handle.task = function() return stopped end
 
 -- run() without the error handling: returns the handle, and whether this
@@ -75,11 +76,11 @@ handle.task = function() return stopped end
 local function start(opts)
   local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
-  local first = errors.call(core.run, flat)
+  local first = errors.call(runner.run, flat)
   runtime.timeout_handler = timeout_handler
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a
   -- reload must not drop what is pending).
-  if first and type(opts) == "table" and opts.drop_pending_updates then
+  if first and flat.drop_pending_updates then
     bot.api.deleteWebhook{ drop_pending_updates = true }
   end
   return handle, first

@@ -60,7 +60,6 @@ const struct apicall_config *apicalls_config(const struct apicalls *a) {
   return &a->cfg;
 }
 
-struct botapi *apicalls_botapi(const struct apicalls *a) { return a->api; }
 
 bool apicall_is_message_method(const char *m) {
   if (strncmp(m, "send", 4) == 0) return strcmp(m, "sendChatAction") != 0;
@@ -108,11 +107,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   struct apicall *c = arg;
   if (c->start_failed) {
     if (c->throttled) throttle_done(c->a->throttle, &c->item);
-    char *msg = log_redacted_copy(http_request_error(c->req),
-                                  strlen(http_request_error(c->req)));
     struct buf text = BUF_INIT;
-    buf_printf(&text, "cannot start the request: %s", msg);
-    free(msg);
+    buf_printf(&text, "cannot start the request: %s",
+               http_request_error(c->req));
     finish(c, text.data);
     buf_free(&text);
     return;
@@ -178,10 +175,7 @@ struct apicall *apicall_start(struct apicalls *a,
     return c;
   }
   if (http_request_start(req, on_http_done, c) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
-    buf_printf(err, "cannot start the request: %s", msg);
-    free(msg);
+    buf_printf(err, "cannot start the request: %s", http_request_error(req));
     http_request_free(req);
     call_free(c);
     return NULL;

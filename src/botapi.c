@@ -37,7 +37,6 @@ void botapi_free(struct botapi *api) {
 }
 
 bool botapi_has_token(const struct botapi *api) { return api->token != NULL; }
-struct http_client *botapi_http(const struct botapi *api) { return api->http; }
 
 bool botapi_valid_method(const char *name) {
   size_t n = strlen(name);

@@ -27,7 +27,6 @@ struct botapi *botapi_new(struct http_client *http,
                           const struct botapi_config *cfg);
 void botapi_free(struct botapi *api);
 bool botapi_has_token(const struct botapi *api);
-struct http_client *botapi_http(const struct botapi *api);
 
 /* True if name can be a Bot API method (letters, digits, '_'). */
 bool botapi_valid_method(const char *name);

@@ -13,7 +13,7 @@
 
 #include <lauxlib.h>
 
-#include "generation.h"
+#include "luabind.h"
 #include "task.h"
 
 static lua_State *check_coroutine(lua_State *L, int idx) {
@@ -56,7 +56,7 @@ static int after_host(lua_State *L, int status, lua_KContext ctx) {
 /* Resumes co with nargs values already on its stack, and turns the outcome
  * into resume's (true, ... / false, err) or wrap's (... / raise) results. */
 static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
-  struct scheduler *s = gen_of(L)->sched;
+  struct scheduler *s = &host_of(L)->sched;
   int nres = 0;
   sched_enter_coroutine(s, co);
   int status = lua_resume(co, L, nargs, &nres);

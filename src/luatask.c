@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generation.h"
-#include "host.h"
 #include "log.h"
+#include "luabind.h"
 #include "task.h"
 
 #define TASK_HANDLE_MT "tghost.Task"
@@ -33,8 +32,6 @@ struct join_wait {
   struct qnode node;
 };
 
-static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
-
 /* The generation cannot be freed while a holder exists: the handle lives
  * in its Lua state (and is collected at the latest by lua_close), the task
  * and the waiters in its jobs. So the registry is always there. */
@@ -45,7 +42,7 @@ static void child_unref(struct child *c) {
             "a task started with tghost.spawn failed and nobody waited for "
             "it: %s", c->failure ? c->failure : "(no message)");
   if (c->results_ref != LUA_NOREF)
-    luaL_unref(c->gen->L, LUA_REGISTRYINDEX, c->results_ref);
+    luaL_unref(c->gen->owner.L, LUA_REGISTRYINDEX, c->results_ref);
   free(c->failure);
   free(c);
 }
@@ -66,7 +63,7 @@ static int join_push(lua_State *co, void *data) {
 /* Stores {n=2, false, message} as the results (a failure the task could
  * not report itself). */
 static void store_failure(struct child *c, const char *message) {
-  lua_State *L = c->gen->L;
+  lua_State *L = c->gen->owner.L;
   lua_createtable(L, 2, 1);
   lua_pushboolean(L, 0);
   lua_rawseti(L, -2, 1);
@@ -144,7 +141,7 @@ static int l_spawn(lua_State *L) {
   struct job *job = task_job(parent);
   struct child *c = xcalloc(1, sizeof *c);
   c->refs = 2;   /* the handle and the task */
-  c->gen = job->gen;
+  c->gen = gen_of_job(job);
   c->state = CHILD_RUNNING;
   c->results_ref = LUA_NOREF;
   c->fields = job_log_fields(job);

@@ -8,19 +8,14 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
-#include "apicall.h"
-#include "botapi.h"
 #include "cli.h"
 #include "generation.h"
 #include "host.h"
-#include "http.h"
 #include "log.h"
 #include "looplag.h"
-#include "reload.h"
 #include "luaseq.h"
-#include "runner.h"
-
-static void on_idle(void *ud) { host_exit_if_idle(ud); }
+#include "reload.h"
+#include "runtime.h"
 
 /* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
  * flight need more descriptors than the usual soft limit of 1024. */
@@ -46,13 +41,11 @@ static void report_load_error(const char *script, const char *error) {
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {
   struct host *h = ud;
-  h->loading = false;
+  host_set_loading(h, false);
   if (h->exiting) return;
   if (error) {
     report_load_error(g->script_path, error);
-    h->exit_code = 1;
-    h->exiting = true;
-    event_base_loopexit(h->base, NULL);
+    host_exit(h, 1);
     return;
   }
   if (h->cfg->check) {
@@ -62,16 +55,15 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     else
       printf("tghost: %s loads without errors; it does not call run(bot) or "
              "bot.start()%s\n", g->script_path,
-             gen_has_handlers(g) ? ", so its handlers would never receive an "
-                                   "update" : "");
-    h->exiting = true;
-    event_base_loopexit(h->base, NULL);
+             runtime_has_handlers(g) ? ", so its handlers would never "
+                                       "receive an update" : "");
+    host_exit(h, 0);
     return;
   }
   if (!g->run_called) {
     /* A script without run() is a plain Lua program (the unit tests are);
      * one that registered handlers most likely forgot it. */
-    if (gen_has_handlers(g))
+    if (runtime_has_handlers(g))
       log_warn("%s registered handlers but never called run(bot) or "
                "bot.start(), so no update is received; add run(bot) at the "
                "end of the script", g->script_path);
@@ -83,31 +75,12 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
                   "--token-file FILE");
     return;
   }
-  h->runner = runner_new(h, &g->run_opts);
-  runner_start(h->runner);
+  host_start_runner(h, &g->run_opts);
   if (h->reloader) reload_start(h->reloader);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
-  struct host *h = arg;
-  static int seen;
-  const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
-  if (++seen == 1 && h->runner && !runner_finished(h->runner)) {
-    log_info("received %s: stopping gracefully (send it again to exit at "
-             "once)", name);
-    runner_stop(h->runner, NULL);
-    return;
-  }
-  /* No runner to drain (the script is still loading, or never called
-   * run()), or a second signal: cancel everything now. */
-  if (seen > 1) {
-    log_warn("second signal: cancelling everything and exiting");
-    h->exit_code = 128 + (int)sig;
-  }
-  h->exiting = true;
-  if (h->runner) runner_abort(h->runner);
-  sched_cancel_all(&h->sched, "cancelled: the process is exiting");
-  event_base_loopbreak(h->base);
+  host_stop(arg, (int)sig);
 }
 
 int main(int argc, char **argv) {
@@ -135,33 +108,25 @@ int main(int argc, char **argv) {
     return 1;
   }
   struct host h;
-  memset(&h, 0, sizeof h);
-  h.cfg = &cfg;
-  /* Precise timers: libevent otherwise reads CLOCK_MONOTONIC_COARSE, and a
-   * tghost.sleep(1) could end a few milliseconds before tghost.now() says
-   * a second has passed. */
-  struct event_config *ev_cfg = event_config_new();
-  event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-  h.base = event_base_new_with_config(ev_cfg);
-  event_config_free(ev_cfg);
-  sched_init(&h.sched, h.base, cfg.cpu_budget_ms);
-  h.sched.on_idle = on_idle;
-  h.sched.idle_ud = &h;
+  if (host_init(&h, &cfg, &runtime_update_ops, &err) != 0) {
+    fprintf(stderr, "tghost: %s\n", err.data);
+    host_free(&h);
+    curl_global_cleanup();
+    buf_free(&err);
+    cli_free(&cfg);
+    return 1;
+  }
   h.seq = luaseq_new(&h);
-  h.http = http_client_new(h.base, NULL);
-  h.poll_http = http_client_new(h.base, NULL);
-  struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
-  h.api = botapi_new(h.http, &api_cfg);
-  h.poll_api = botapi_new(h.poll_http, &api_cfg);
-  h.calls = apicalls_new(h.api, h.base);
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
   struct looplag *lag = cfg.check ? NULL : looplag_new(h.base, cfg.cpu_budget_ms);
 
-  h.current = gen_new(&h, cfg.script, &err);
-  if (h.current) {
-    h.loading = true;
-    if (gen_load(h.current, on_loaded, &h, &err) != 0) h.loading = false;
+  struct generation *first = runtime_new_generation(&h, cfg.script, &err);
+  if (first) {
+    host_swap_generation(&h, &first->owner);
+    host_set_loading(&h, true);
+    if (runtime_load_script(first, on_loaded, &h, &err) != 0)
+      host_set_loading(&h, false);
   }
   if (!h.loading) {
     report_load_error(cfg.script, err.data);
@@ -177,24 +142,17 @@ int main(int argc, char **argv) {
   }
 
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests), then the rest. */
+   * requests and sequentialize's keys), then what is attached to the host,
+   * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   reload_free(h.reloader);
   looplag_free(lag);
   luaseq_free(h.seq);
-  runner_free(h.runner);
-  if (h.current) gen_unref(h.current);
-  sched_free(&h.sched);
-  apicalls_free(h.calls);
-  botapi_free(h.api);
-  botapi_free(h.poll_api);
-  http_client_free(h.http);
-  http_client_free(h.poll_http);
-  event_base_free(h.base);
+  int exit_code = h.exit_code;
+  host_free(&h);
   curl_global_cleanup();
-  free(h.bot_info_json);
   buf_free(&err);
   cli_free(&cfg);
   log_clear_secrets();
-  return h.exit_code;
+  return exit_code;
 }

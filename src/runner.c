@@ -3,9 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generation.h"
-#include "host.h"
-#include "http.h"
 #include "log.h"
 #include "sink.h"
 #include "source.h"
@@ -20,7 +17,9 @@ enum runner_state {
 };
 
 struct runner {
-  struct host *h;
+  struct runner_env env;
+  struct runner_callbacks cb;
+  void *ud;
   struct run_options opts;
   enum runner_state state;
   struct source *source;
@@ -31,28 +30,6 @@ struct runner {
   size_t nwaiters, waiters_cap;
 };
 
-void run_options_init(struct run_options *o) {
-  memset(o, 0, sizeof *o);
-  o->sink = SINK_CONCURRENT;
-  o->concurrency = 500;
-  o->fetch_timeout_s = 30;
-  o->retry = RETRY_EXPONENTIAL;
-  o->max_retry_ms = 15L * 60 * 60 * 1000;
-  o->max_delay_ms = 500;
-  o->max_waiting = -1;
-}
-
-void run_options_free(struct run_options *o) {
-  free(o->allowed_updates_json);
-  o->allowed_updates_json = NULL;
-}
-
-void run_options_copy(struct run_options *dst, const struct run_options *src) {
-  *dst = *src;
-  dst->allowed_updates_json =
-      src->allowed_updates_json ? xstrdup(src->allowed_updates_json) : NULL;
-}
-
 static void kick(struct runner *r);
 static void check_drained(struct runner *r);
 
@@ -61,21 +38,12 @@ static void check_drained(struct runner *r);
 static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
-  char *json = u->json;
-  u->json = NULL;
-  return gen_start_update(r->h->current, u->id, json, u->len, on_end, end_ud);
+  return r->cb.start_update(r->ud, u, on_end, end_ud);
 }
 
 static void on_job_end(void *ud, struct job *job) {
   struct runner *r = ud;
-  if (job->end == JOB_FAILED) {
-    /* A hard failure (CPU budget, runtime error): report it like a handler
-     * error, through bot.catch when there is one. */
-    char *json = job->update_json;
-    job->update_json = NULL;
-    gen_run_hook(job->gen, "handle_failure", job->update_id, json,
-                 job->update_len, job->error ? job->error : "failed");
-  }
+  if (job->end == JOB_FAILED) r->cb.on_failure(r->ud, job);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
 }
@@ -90,12 +58,7 @@ static void on_timeout(void *ud, struct job *job) {
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_WARN, &f, "update timed out after %ld ms and is cancelled",
           r->opts.timeout_ms);
-  char msg[96];
-  snprintf(msg, sizeof msg, "the update timed out after %ld ms",
-           r->opts.timeout_ms);
-  gen_run_hook(job->gen, "handle_timeout", job->update_id,
-               xstrndup(job->update_json, job->update_len), job->update_len,
-               msg);
+  r->cb.on_timeout(r->ud, job, r->opts.timeout_ms);
 }
 
 /* --- source callbacks --------------------------------------------------- */
@@ -110,26 +73,14 @@ static void on_source_ready(void *ud) { kick(ud); }
 
 static void on_me(void *ud, const char *json, size_t len) {
   struct runner *r = ud;
-  struct host *h = r->h;
-  free(h->bot_info_json);
-  h->bot_info_json = xstrndup(json, len);
-  h->bot_info_len = len;
-  struct json_reader at;
-  struct json_slice name = {0};
-  struct buf username = BUF_INIT;
-  if (json_find_member(json, len, "username", &at) &&
-      json_read_string(&at, &name))
-    json_unescape(&name, &username);
-  log_info("running as @%s (generation %d)",
-           username.data ? username.data : "?", h->current->id);
-  buf_free(&username);
   r->state = RUNNER_RUNNING;
+  r->cb.on_identity(r->ud, json, len);
   kick(r);
 }
 
 static void on_fatal(void *ud, const char *message) {
   struct runner *r = ud;
-  host_fatal(r->h, "%s", message);
+  r->cb.on_fatal(r->ud, message);
 }
 
 static void kick(struct runner *r) {
@@ -158,36 +109,28 @@ static struct source_config source_config_of(const struct run_options *o) {
  * that many connections for the next burst. */
 static void size_connection_pool(struct runner *r) {
   long updates = r->opts.sink == SINK_CONCURRENT ? r->opts.concurrency : 1;
-  http_client_set_max_connections(r->h->http, updates + updates / 4);
+  http_client_set_max_connections(r->env.calls_http, updates + updates / 4);
 }
 
-struct runner *runner_new(struct host *h, const struct run_options *o) {
+struct runner *runner_new(const struct runner_env *env,
+                          const struct run_options *o,
+                          const struct runner_callbacks *cb, void *ud) {
   struct runner *r = xcalloc(1, sizeof *r);
-  r->h = h;
+  r->env = *env;
+  r->cb = *cb;
+  r->ud = ud;
   run_options_copy(&r->opts, o);
   struct source_config sc = source_config_of(o);
   static const struct source_callbacks source_cb = {
       on_updates, on_source_ready, on_me, on_fatal};
-  r->source = source_new(h->poll_api, h->base, &sc, &source_cb, r);
+  r->source = source_new(env->poll_api, env->base, &sc, &source_cb, r);
   static const struct sink_callbacks sink_cb = {start_update, on_job_end,
                                                 on_timeout, on_room};
-  sink_init(&r->sink, h->base, o->sink, o->concurrency, o->timeout_ms,
+  sink_init(&r->sink, env->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
   sink_set_max_waiting(&r->sink, o->max_waiting);
   size_connection_pool(r);
   return r;
-}
-
-static const char *sink_kind_name(enum sink_kind k) {
-  return k == SINK_SEQUENTIAL ? "sequential"
-         : k == SINK_BATCH    ? "batch"
-                              : "concurrent";
-}
-
-static const char *retry_name(enum retry_kind k) {
-  return k == RETRY_QUADRATIC ? "quadratic"
-         : k == RETRY_FIXED   ? "fixed"
-                              : "exponential";
 }
 
 void runner_reconfigure(struct runner *r, const struct run_options *o,
@@ -230,7 +173,8 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           a->allowed_updates_json ? a->allowed_updates_json : "(unset)",
           b->allowed_updates_json ? b->allowed_updates_json : "(unset)");
   CHANGED(a->retry != b->retry || a->retry_ms != b->retry_ms,
-          "retryInterval %s -> %s", retry_name(a->retry), retry_name(b->retry));
+          "retryInterval %s -> %s", retry_kind_name(a->retry),
+          retry_kind_name(b->retry));
   CHANGED(a->max_retry_ms != b->max_retry_ms, "maxRetryTime %ld -> %ld ms",
           a->max_retry_ms, b->max_retry_ms);
   CHANGED(a->max_waiting != b->max_waiting, "maxWaiting %ld -> %ld",
@@ -298,7 +242,7 @@ static void finish(struct runner *r) {
   r->state = RUNNER_STOPPED;
   if (r->drain_timer) evtimer_del(r->drain_timer);
   wake_waiters(r);
-  host_exit_if_idle(r->h);
+  r->cb.on_stopped(r->ud);
 }
 
 static void on_confirmed(void *ud, bool ok) {
@@ -315,7 +259,7 @@ static size_t waiters_in_sink(const struct runner *r) {
   size_t n = 0;
   for (size_t i = 0; i < r->nwaiters; i++) {
     struct job *job = task_job(r->waiters[i]);
-    if (job->kind == JOB_UPDATE && inflight_contains(&job->sink_entry)) n++;
+    if (job->kind == JOB_UPDATE && sink_has_job(&r->sink, job)) n++;
   }
   return n;
 }
@@ -379,10 +323,10 @@ void runner_stop(struct runner *r, struct task *waiter) {
       r->confirm_offset =
           first_unstarted >= 0 ? first_unstarted : source_offset(r->source);
       log_info("stopping: %zu update(s) in flight, drain timeout %.0f s",
-               sink_size(&r->sink), r->h->cfg->drain_timeout_s);
-      long ms = (long)(r->h->cfg->drain_timeout_s * 1000);
+               sink_size(&r->sink), r->env.drain_timeout_s);
+      long ms = (long)(r->env.drain_timeout_s * 1000);
       struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-      r->drain_timer = evtimer_new(r->h->base, on_drain_timeout, r);
+      r->drain_timer = evtimer_new(r->env.base, on_drain_timeout, r);
       evtimer_add(r->drain_timer, &tv);
       check_drained(r);
       return;

@@ -26,9 +26,13 @@
 #include <event2/event.h>
 
 #include "inflight.h"
-#include "runner.h"
-#include "source.h"
+#include "qlist.h"
 #include "task.h"
+#include "update.h"
+
+enum sink_kind { SINK_CONCURRENT, SINK_SEQUENTIAL, SINK_BATCH };
+
+struct sink_slot;
 
 struct sink_callbacks {
   /* Starts a job for the update (taking u->json); NULL if it cannot. */
@@ -52,6 +56,8 @@ struct sink {
   long max_waiting;                 /* as set; -1: the default */
   size_t max_parked;               /* in effect */
   struct qlist unparking;          /* parked jobs whose wait is over */
+  struct sink_slot *spare_slots;   /* freed slot records, for reuse */
+  size_t nspare;
   struct event *pump_event;        /* starts jobs after a park, from the loop */
   bool accepting;
   struct sink_callbacks cb;
@@ -80,6 +86,9 @@ int sink_capacity(const struct sink *k);
 void sink_add(struct sink *k, struct qlist *batch);
 /* Updates in flight: started and not ended, plus the backlog. */
 size_t sink_size(const struct sink *k);
+/* Whether job was started by this sink and still counts as in flight
+ * (not ended, not timed out). */
+bool sink_has_job(const struct sink *k, const struct job *job);
 /* Stops starting updates and drops the backlog. Returns the id of the
  * first dropped update, or -1 if the backlog was empty. */
 int64_t sink_close(struct sink *k);

@@ -47,12 +47,6 @@ struct source {
   uint64_t last_batch_ms;
 };
 
-void update_item_free(struct update_item *u) {
-  if (!u) return;
-  free(u->json);
-  free(u);
-}
-
 static const char *method_of(enum request_kind k) {
   return k == REQ_ME ? "getMe" : "getUpdates";
 }
@@ -304,12 +298,11 @@ static void handle_updates(struct source *s, const struct botapi_reply *reply) {
   buf_free(&err);
   request_succeeded(s);
   s->confirmed = s->sent_offset;
-  struct qnode *n;
-  for (n = batch.head.next; n != &batch.head; n = n->next) {
+  qlist_foreach(n, &batch) {
     int64_t id = qlist_entry(n, struct update_item, node)->id;
     if (id >= s->offset) s->offset = id + 1;
   }
-  int count = (int)batch.count;
+  int count = (int)qlist_size(&batch);
   s->kind = REQ_NONE;
   long pace = pacing_delay(s, count);
   if (pace > 0) arm_timer(s, pace, true);

@@ -18,16 +18,11 @@
 
 #include "botapi.h"
 #include "qlist.h"
-#include "runner.h"
+#include "update.h"
 
-struct update_item {
-  int64_t id;
-  char *json;
-  size_t len;
-  struct qnode node;
-};
-
-void update_item_free(struct update_item *u);
+/* How long to wait before retrying after a failure: doubling from 100 ms,
+ * growing by 100 ms, or a fixed number of ms (grammY's retryInterval). */
+enum retry_kind { RETRY_EXPONENTIAL, RETRY_QUADRATIC, RETRY_FIXED };
 
 struct source_config {
   int fetch_timeout_s;

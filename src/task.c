@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "generation.h"
 
 /* The CPU guard's tick, and how long it keeps ticking without Lua code
  * running before it stops the timer. */
@@ -15,6 +14,11 @@
 #define CPU_IDLE_TICKS 40
 /* Instructions between two looks at the clock by the fallback hook. */
 #define CPU_CHECK_INSTRUCTIONS 1000
+
+/* glibc before 2.41 has SIGEV_THREAD_ID but not the name of its field. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
 
 struct task {
   struct job *job;
@@ -36,6 +40,10 @@ struct task {
 
 static char yield_sentinel;
 
+/* The Lua hooks of the CPU guard need the scheduler; there is one per
+ * process. */
+static struct scheduler *hooked;
+
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
@@ -51,11 +59,13 @@ void sched_init(struct scheduler *s, struct event_base *base,
   qlist_init(&s->cancels);
   qlist_init(&s->jobs);
   s->cpu_budget_ms = cpu_budget_ms;
+  hooked = s;
   cpu_guard_init(s);
 }
 
 void sched_free(struct scheduler *s) {
   cpu_guard_free(s);
+  if (hooked == s) hooked = NULL;
   if (s->ready_event) event_free(s->ready_event);
   s->ready_event = NULL;
 }
@@ -63,14 +73,14 @@ void sched_free(struct scheduler *s) {
 struct task *sched_running(const struct scheduler *s) { return s->running; }
 
 void sched_cancel_all(struct scheduler *s, const char *reason) {
-  struct qnode *q;
   if (s->running) {
     /* Every cancel is deferred; the list does not change meanwhile. */
-    for (q = s->jobs.head.next; q != &s->jobs.head; q = q->next)
-      job_cancel(qlist_entry(q, struct job, all_node), reason);
+    qlist_foreach(node, &s->jobs)
+      job_cancel(qlist_entry(node, struct job, all_node), reason);
     return;
   }
   /* Each cancel ends its job at once and unlinks it. */
+  struct qnode *q;
   while ((q = qlist_front(&s->jobs)))
     job_cancel(qlist_entry(q, struct job, all_node), reason);
 }
@@ -175,8 +185,8 @@ static long elapsed_ms(const struct timespec *since) {
  * cannot yield to the host, so it gets an error, which ends it; its
  * parent then yields at its next instruction. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
   if (!t || !t->cpu_exceeded) {
     lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
     return;
@@ -228,7 +238,7 @@ static void cpu_guard_init(struct scheduler *s) {
   /* To this thread only: curl's resolver threads must not take it. */
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = signo;
-  sev._sigev_un._tid = gettid();
+  sev.sigev_notify_thread_id = gettid();
   if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
     log_warn("CPU guard: no timer signal (%s); using a slower hook",
              strerror(errno));
@@ -274,8 +284,8 @@ void sched_leave_coroutine(struct scheduler *s) {
 
 /* Without a timer: look at the clock every few instructions. */
 static void fallback_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
   if (!t || s->cpu_budget_ms <= 0) return;
   if (!t->cpu_exceeded) {
     if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
@@ -289,6 +299,19 @@ void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
     lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
+bool sched_over_budget(struct scheduler *s) {
+  struct task *t = s->running;
+  if (!t || s->cpu_budget_ms <= 0) return false;
+  if (t->cpu_exceeded) return true;
+  if (s->have_cpu_timer) return false;
+  /* Without the timer signal nothing else looks at the clock meanwhile. */
+  if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
+  t->cpu_exceeded = 1;
+  for (int i = 0; i < s->chain_len && i < TASK_CHAIN_MAX; i++)
+    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+  return true;
+}
+
 /* Gives a coroutine a fresh budget (its __close handlers run after a
  * stop). */
 static void cpu_guard_reset(struct scheduler *s, struct task *t) {
@@ -299,22 +322,52 @@ static void cpu_guard_reset(struct scheduler *s, struct task *t) {
 
 /* --- jobs --------------------------------------------------------------- */
 
-struct job *job_new(struct scheduler *s, struct generation *gen,
-                    enum job_kind kind) {
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p) {
   struct job *job = xcalloc(1, sizeof *job);
   job->sched = s;
-  job->kind = kind;
-  job->gen = gen;
-  job->update_id = -1;
+  job->owner = owner;
+  job->kind = p->kind;
+  job->update_id = p->update_id;
+  job->update_json = p->update_json;
+  job->update_len = p->update_len;
+  job->on_end = p->on_end;
+  job->end_ud = p->end_ud;
   qlist_init(&job->tasks);
   qlist_push_back(&s->jobs, &job->all_node);
-  gen_ref(gen);
+  owner->ref(owner);
   s->live_jobs++;
   return job;
 }
 
+void job_add_cleanup(struct job *job, struct job_cleanup *c) {
+  c->next = job->cleanups;
+  job->cleanups = c;
+}
+
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *)) {
+  for (struct job_cleanup *c = job->cleanups; c; c = c->next)
+    if (c->fn == fn) return c;
+  return NULL;
+}
+
+char *job_take_update_json(struct job *job, size_t *len) {
+  char *json = job->update_json;
+  if (len) *len = job->update_len;
+  job->update_json = NULL;
+  return json;
+}
+
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot) {
+  job->slot_ops = ops;
+  job->slot = slot;
+}
+
 struct log_fields job_log_fields(const struct job *job) {
-  struct log_fields f = {job->gen ? job->gen->id : 0, job->update_id};
+  struct log_fields f = {job->owner ? job->owner->id : 0, job->update_id};
   return f;
 }
 
@@ -345,14 +398,14 @@ static void job_record_failure(struct job *job, const char *msg) {
 }
 
 void job_park(struct job *job) {
-  if (job->slot_ops) job->slot_ops->park(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->park(job, job->slot);
 }
 
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg) {
   job->slot_regained = regained;
   job->slot_regained_arg = arg;
-  if (job->slot_ops) job->slot_ops->unpark(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->unpark(job, job->slot);
   else job_slot_regained(job);
 }
 
@@ -364,11 +417,16 @@ void job_slot_regained(struct job *job) {
 
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
-  if (s->job_end_hook) s->job_end_hook(job, s->job_end_hook_ud);
+  /* A handler may register another (it runs too). */
+  struct job_cleanup *c;
+  while ((c = job->cleanups)) {
+    job->cleanups = c->next;
+    c->fn(job, c);
+  }
   if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
   qlist_remove(&s->jobs, &job->all_node);
   if (job->on_end) job->on_end(job, job->end_ud);
-  gen_unref(job->gen);
+  job->owner->unref(job->owner);
   free(job->update_json);
   free(job->error);
   free(job);
@@ -421,7 +479,7 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
               msg ? msg : "(non-string error)");
     }
   }
-  luaL_unref(job->gen->L, LUA_REGISTRYINDEX, t->ref);
+  luaL_unref(job->owner->L, LUA_REGISTRYINDEX, t->ref);
   qlist_remove(&job->tasks, &t->job_node);
   free(t);
 }
@@ -455,7 +513,7 @@ void job_cancel(struct job *job, const char *reason) {
 }
 
 struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
-  lua_State *GL = job->gen->L;
+  lua_State *GL = job->owner->L;
   struct task *t = xcalloc(1, sizeof *t);
   t->job = job;
   t->co = lua_newthread(GL);
@@ -548,7 +606,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
   }
   /* An error escaped the runtime's own error handling. */
   struct buf msg = BUF_INIT;
-  lua_State *GL = t->job->gen->L;
+  lua_State *GL = t->job->owner->L;
   describe_error(GL, t->co);
   luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
   lua_remove(GL, -2);
@@ -568,7 +626,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
   }
   /* Tasks woken while this pass runs wait for the next one, so the loop
    * gets to service sockets and timers in between. */
-  size_t budget = s->ready.count;
+  size_t budget = qlist_size(&s->ready);
   while (budget-- > 0 && (n = qlist_pop_front(&s->ready))) {
     task_resume(s, qlist_entry(n, struct task, ready_node));
     while ((n = qlist_pop_front(&s->cancels))) {

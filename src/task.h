@@ -29,11 +29,9 @@
 #include <event2/event.h>
 #include <lua.h>
 
-#include "inflight.h"
 #include "log.h"
 #include "qlist.h"
 
-struct generation;
 struct job;
 struct task;
 
@@ -92,34 +90,60 @@ struct scheduler {
 
   void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
   void *idle_ud;
-  /* Runs first when any job ends, however it ends (sequentialize releases
-   * the job's keys here). */
-  void (*job_end_hook)(struct job *job, void *ud);
-  void *job_end_hook_ud;
 };
 
 enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK };
 
+/* Who a job runs for: the Lua state its tasks are threads of, kept alive
+ * by ref/unref while the job lives (one load of the script: a
+ * generation). The task layer knows nothing else about it. */
+struct job_owner {
+  lua_State *L;
+  int id;                          /* for log lines ("gen N") */
+  void (*ref)(struct job_owner *o);
+  void (*unref)(struct job_owner *o);
+};
+
 /* How a job that waits on other jobs (sequentialize) gives its concurrency
  * slot up meanwhile. Implemented by whoever counts slots (the sink), which
- * sets job->slot_ops on the jobs it starts. */
+ * attaches itself with job_set_slot_owner() to the jobs it starts. */
 struct job_slot_ops {
   /* The job starts waiting: its slot may serve another update. */
-  void (*park)(struct job *job, void *ud);
+  void (*park)(struct job *job, void *slot);
   /* The wait is over: job_slot_regained(job) follows once the job holds a
    * slot again, possibly before this returns. */
-  void (*unpark)(struct job *job, void *ud);
+  void (*unpark)(struct job *job, void *slot);
 };
 enum job_end { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
 
 typedef void (*job_end_fn)(struct job *job, void *ud);
 
+/* A cleanup handler (OpenResty's shape): embedded in its owner's own
+ * struct, registered on a job, and run once when the job ends, however it
+ * ends, before the job's end callback. Handlers run newest first. */
+struct job_cleanup {
+  void (*fn)(struct job *job, struct job_cleanup *c);
+  struct job_cleanup *next;        /* the job's list; set by job_add_cleanup */
+};
+
+/* What a job is, given when it is created. */
+struct job_params {
+  enum job_kind kind;
+  int64_t update_id;               /* -1 unless it handles an update */
+  char *update_json;               /* the raw update, taken over (or NULL) */
+  size_t update_len;
+  job_end_fn on_end;               /* runs once when the job has ended */
+  void *end_ud;
+};
+
+/* A job. Fields are set by job_new and the task layer; others read them
+ * (through the accessors where there is one) and never write them. */
 struct job {
   struct scheduler *sched;
+  struct job_owner *owner;
   enum job_kind kind;
-  struct generation *gen;
-  int64_t update_id;               /* -1 unless an update */
-  char *update_json;               /* the raw update (owned), JOB_UPDATE */
+  int64_t update_id;
+  char *update_json;               /* owned; see job_take_update_json */
   size_t update_len;
   struct qlist tasks;
   enum job_end end;
@@ -127,24 +151,16 @@ struct job {
   bool ending;
   bool cancel_deferred;
   struct qnode cancel_node;
+  struct qnode all_node;           /* in sched->jobs */
   job_end_fn on_end;
   void *end_ud;
-
-  struct qnode all_node;           /* in sched->jobs */
-  /* Owned by the sink: the in-flight list and whether the job still holds
-   * a slot, or gave it up while it waits (parked; in the sink's queue for
-   * a slot again once its wait is over). */
-  struct inflight_entry sink_entry;
-  bool holds_slot;
-  bool parked;
-  struct qnode unpark_node;
-  const struct job_slot_ops *slot_ops;   /* NULL: the job has no slot */
-  void *slot_ud;
-  /* Set by job_unpark() until the slot is back. */
+  struct job_cleanup *cleanups;
+  /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
+   * the slot is back. */
+  const struct job_slot_ops *slot_ops;
+  void *slot;
   void (*slot_regained)(struct job *job, void *arg);
   void *slot_regained_arg;
-  /* Owned by sequentialize. */
-  void *seq;
 };
 
 void sched_init(struct scheduler *s, struct event_base *base,
@@ -154,9 +170,20 @@ void sched_free(struct scheduler *s);
 void sched_cancel_all(struct scheduler *s, const char *reason);
 struct task *sched_running(const struct scheduler *s);
 
-/* A new job in gen (which it references until it ends). */
-struct job *job_new(struct scheduler *s, struct generation *gen,
-                    enum job_kind kind);
+/* A new job for owner (which it references until it ends), complete with
+ * its end callback and payload. It ends once its last task has ended (see
+ * job_spawn) or through job_abandon/job_cancel. */
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p);
+/* Registers c (whose fn is set) to run when the job ends. */
+void job_add_cleanup(struct job *job, struct job_cleanup *c);
+/* The handler registered with fn, or NULL: a module finds its own data on
+ * a job this way. */
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *));
+/* Hands the raw update over to the caller (NULL if already taken). */
+char *job_take_update_json(struct job *job, size_t *len);
 /* Starts a task in job: the function and its nargs arguments on top of
  * from's stack (a thread of job's generation) are moved to a new coroutine,
  * which is queued to run from the loop. */
@@ -179,7 +206,10 @@ lua_State *job_thread(const struct job *job);
 void job_park(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg);
-/* For slot owners: the job holds a slot again. */
+/* For slot owners: attach to a job (ops and the owner's own per-job data);
+ * and tell it that it holds a slot again. */
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot);
 void job_slot_regained(struct job *job);
 struct job *task_job(const struct task *t);
 /* Asks to be told when t ends (one callback per task; NULL removes it). */
@@ -203,10 +233,17 @@ int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
 /* Resumes with false, message (data is a malloc'd string). */
 int task_push_error_message(lua_State *co, void *data);
 
-/* Prepares a generation's main state for the CPU guard. Without a timer
+/* Prepares a new main Lua state for the CPU guard. Without a timer
  * signal (timer_create failed), it installs a count hook that coroutines
  * created afterwards inherit. */
 void task_install_cpu_guard(struct scheduler *s, lua_State *L);
+/* For long loops in C called from Lua (pattern matching), which no Lua
+ * hook can interrupt: true once the running task has used up its CPU
+ * budget. The caller raises an error then; the guard's hook stops the
+ * task at its next Lua instruction. Cheap enough to call every few
+ * thousand steps. */
+bool sched_over_budget(struct scheduler *s);
+
 /* A coroutine nested in the running task starts or stops running (the
  * coroutine wrappers call these so the guard can reach it). */
 void sched_enter_coroutine(struct scheduler *s, lua_State *co);

@@ -311,8 +311,8 @@ static void test_error_positions(void) {
       "run(bot, { sink = { maxWaiting = 1.5 } })\n");
   p = proc_start(maxw, NULL);
   CHECK(proc_wait(p, 10000), "no exit");
-  CHECK(strstr(proc_stderr(p), "maxw.lua:2: run(): sink.maxWaiting must be a "
-                               "whole number"),
+  CHECK(strstr(proc_stderr(p), "maxw.lua:2: run(): option sink.maxWaiting "
+                               "must be a whole number"),
         "the option error has no file:line");
   proc_check_clean(p);
 
