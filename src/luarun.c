@@ -162,14 +162,18 @@ static int l_is_running(lua_State *L) {
  * there is none); see runner_wait_stopped. */
 static int l_wait_stopped(lua_State *L) {
   struct host *h = host_of(L);
-  if (!h->runner) {
-    if (gen_of(L)->run_called && !h->cfg->check)
-      return luaL_error(L, "handle:task(): the bot starts when the script's "
-                           "top level has finished, so the top level cannot "
-                           "wait for it to stop; wait inside a handler");
-    return 0;
-  }
-  if (runner_finished(h->runner)) return 0;
+  struct task *running = sched_running(&h->sched);
+  bool top_level = running && task_job(running)->kind == JOB_LOAD;
+  if (!h->runner && !gen_of(L)->run_called) return 0;
+  if (h->cfg->check) return 0;
+  /* The first top level runs before the bot starts, a reloaded one must
+   * finish for the reload to take effect: neither can wait for a stop. */
+  if (top_level)
+    return luaL_error(L, "handle:task(): the script's top level cannot wait "
+                         "for the bot to stop (the bot starts, or a reload "
+                         "takes effect, when the top level has finished); "
+                         "wait inside a handler");
+  if (!h->runner || runner_finished(h->runner)) return 0;
   struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
   runner_wait_stopped(h->runner, t);
   return task_wait(L, t, &stop_wait_ops, t);

@@ -263,7 +263,7 @@ static void test_handle_task(void) {
   CHECK(strstr(proc_stdout(p), "isRunning after run(): true"),
         "isRunning() is not true right after run()");
   CHECK(strstr(proc_stdout(p), "top-level wait: ") &&
-            strstr(proc_stdout(p), "the top level cannot wait for it to stop"),
+            strstr(proc_stdout(p), "top level cannot wait for the bot to stop"),
         "waiting at the top level did not raise a clear error");
   run_for(300);
   CHECK(!api_sent_text("runner stopped; isRunning false"),
