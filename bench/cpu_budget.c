@@ -5,7 +5,7 @@
  *   for b in 100 250 500 2000; do build/bench/cpu_budget $b; done
  *
  * Against the fake Bot API, tghost runs a bot with three handlers:
- * - "work": pure-Lua CPU-bound work in 400 slices of about 4 ms with a
+ * - "work": pure-Lua CPU-bound work in 400 slices of about 3 ms with a
  *   yield (tghost.sleep(0)) between them, as a busy but well-behaved
  *   handler runs; it replies with the CPU time per slice. The guard's
  *   timer ticks every 50 ms while Lua runs, whatever the budget; this shows

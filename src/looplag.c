@@ -7,8 +7,10 @@
 
 /* How long past its budget the CPU guard may let a loop run before its hook
  * stops it: the guard's tick (50 ms) counted twice, since a stretch that
- * starts just after a tick is seen only at the next but one. */
-#define GUARD_REACTION_MS 100
+ * starts just after a tick is seen only at the next but one, and as much
+ * again for a busy machine that delays the signal. A stall the guard ended
+ * is not reported. */
+#define GUARD_REACTION_MS 200
 
 struct looplag {
   struct event_base *base;
