@@ -4,11 +4,11 @@ local core = require("tghost.core")
 local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
-local checkstub = require("tghost.checkstub")
 errors.internal()
 
 local bot = Composer.new()
 local check_mode = core.check_mode()
+local checkstub = check_mode and require("tghost.checkstub")
 
 -- bot.api.<method>(params): any Bot API method, by its exact name. Errors
 -- about the parameters name the script's line. Under --check nothing is

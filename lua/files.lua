@@ -4,7 +4,6 @@ local api = require("tghost.api")
 local file = require("tghost.file")
 local core = require("tghost.core")
 local errors = require("tghost.errors")
-local checkstub = require("tghost.checkstub")
 errors.internal()
 
 local M = {}
@@ -39,7 +38,9 @@ function M.download(file, dest)
     errors.raise("tghost.download: expected a File, a file_path or a table "
                  .. "with a file_id, got %s", type(file))
   end
-  if core.check_mode() then return checkstub.not_sent("tghost.download") end
+  if core.check_mode() then
+    return require("tghost.checkstub").not_sent("tghost.download")
+  end
   return errors.call(api.download, path, dest)
 end
 
