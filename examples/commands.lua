@@ -1,7 +1,8 @@
 -- Commands and keyboards: a poll with inline buttons whose counts update
 -- in place, a reply-keyboard menu, command arguments and Lua patterns.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/commands.lua
+--   scripts/dev.sh run --sandbox examples/commands.lua   (then /poll, :click 1)
+--   tghost --sandbox examples/commands.lua --script examples/commands.chat
 
 local votes = { yes = 0, no = 0 }   -- per process; a real bot would store them
 

@@ -110,6 +110,39 @@ function M.all(list)
   return out
 end
 
+-- tghost.every(seconds, fn): calls fn() every `seconds` seconds, in a
+-- background task of the script's top level, for periodic work (reports,
+-- clean-ups). Each call runs under the CPU guard like a handler; an error
+-- is logged and the next call comes as planned. A reload stops it (the
+-- new top level starts its own); so does the bot stopping. Returns the
+-- task.
+local core = require("tghost.core")
+
+function M.every(seconds, fn)
+  if type(seconds) ~= "number" or seconds <= 0 or seconds ~= seconds then
+    error("tghost.every: expected a number of seconds > 0, got "
+          .. tostring(seconds), 2)
+  end
+  if type(fn) ~= "function" then
+    error("tghost.every: expected a function, got " .. type(fn), 2)
+  end
+  if core.current() ~= nil then
+    error("tghost.every belongs at the script's top level, not in a handler "
+          .. "(where it would keep the update from ever finishing)", 2)
+  end
+  return task.spawn(run_child, function()
+    while true do
+      core.sleep(seconds)
+      local ok, e = xpcall(fn, traced)
+      if not ok then
+        if type(e) ~= "table" then e = { error = e, traceback = "" } end
+        core.log("error", "tghost.every: " .. describe(e.error) .. "\n"
+                 .. e.traceback)
+      end
+    end
+  end)
+end
+
 -- t:wait() and t:status() ("running", "done", "failed", "cancelled").
 task.methods.wait = function(self) return M.wait(self) end
 task.methods.status = task.status

@@ -33,6 +33,9 @@ local tghost = {
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
+  -- The bot token: tghost removes BOT_TOKEN from its environment, so a
+  -- script that really needs the token asks for it here.
+  token = core.token,
 }
 
 -- Script I/O: HTTP client, files, child tasks.
@@ -45,6 +48,7 @@ do
   tghost.spawn = tasks.spawn
   tghost.wait = tasks.wait
   tghost.all = tasks.all
+  tghost.every = tasks.every
 end
 
 local function logger(level)
@@ -142,6 +146,26 @@ _G.run = tghost.run
 _G.sequentialize = sequentialize
 _G.tghost = tghost
 _G.print = core.print
+_G.os.exit = runner.exit
+
+-- Writes to stdout and stderr go through the token redactor, as print
+-- does (writes to other files are the script's business).
+do
+  local FILE = getmetatable(io.stdout).__index
+  local raw_write = FILE.write
+  local stdout, stderr = io.stdout, io.stderr
+  local redact, concat, select, type = core.redact, table.concat, select, type
+  FILE.write = function(f, ...)
+    if f ~= stdout and f ~= stderr then return raw_write(f, ...) end
+    local n = select("#", ...)
+    for i = 1, n do
+      local t = type((select(i, ...)))
+      if t ~= "string" and t ~= "number" then return raw_write(f, ...) end
+    end
+    return raw_write(f, redact(concat({ ... }, "", 1, n)))
+  end
+  io.write = function(...) return io.output():write(...) end
+end
 package.loaded["tghost"] = tghost
 
 return tghost

@@ -142,6 +142,8 @@ void host_fatal(struct host *h, const char *fmt, ...) {
   event_base_loopexit(h->base, NULL);
 }
 
+void host_set_exit_code(struct host *h, int code) { h->exit_code = code; }
+
 void host_exit(struct host *h, int code) {
   h->exit_code = code;
   h->exiting = true;
@@ -151,8 +153,13 @@ void host_exit(struct host *h, int code) {
 void host_exit_if_idle(struct host *h) {
   if (h->exiting || h->loading) return;
   if (h->runner && !runner_finished(h->runner)) return;
-  if (h->sched.live_jobs > 0) return;
+  if (h->sched.live_jobs > h->sched.background_jobs) return;
+  /* Background tasks of a script that never started the bot are its
+   * work: they run until a signal. Once the bot has stopped, they go. */
+  if (h->sched.background_jobs > 0 && !h->runner) return;
   h->exiting = true;
+  sched_cancel_kind(&h->sched, NULL, JOB_BACKGROUND,
+                    "cancelled: the bot stopped");
   event_base_loopexit(h->base, NULL);
 }
 

@@ -93,6 +93,25 @@ static int l_print(lua_State *L) {
 
 /* --- runtime plumbing --------------------------------------------------- */
 
+/* core.redact(s): s with the bot token (in any of its forms) removed. */
+static int l_redact(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char *clean = log_redacted_copy(s, len);
+  lua_pushstring(L, clean);
+  free(clean);
+  return 1;
+}
+
+/* core.token(): the bot token, for the rare script that needs it (it is
+ * no longer in the environment). */
+static int l_token(lua_State *L) {
+  const char *token = host_of(L)->cfg->token;
+  if (token) lua_pushstring(L, token);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static int l_set_runtime(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -144,6 +163,8 @@ int luaopen_tghost_core(lua_State *L) {
       {"report_error", l_report_error},
       {"print", l_print},
       {"set_runtime", l_set_runtime},
+      {"redact", l_redact},
+      {"token", l_token},
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
       {"now", l_now},

@@ -185,6 +185,32 @@ static int l_size(lua_State *L) {
   return 1;
 }
 
+/* An os.exit() that has asked for the stop: the task waits to be closed. */
+static void exit_wait_cancel(void *data) {}
+static const struct task_wait_ops exit_wait_ops = {"os.exit", exit_wait_cancel};
+
+/* runner.exit([code]): os.exit for scripts. A graceful stop (in-flight
+ * updates finish, the offset is confirmed) after which tghost exits with
+ * code; the calling handler goes no further (its coroutine is closed, its
+ * <close> variables run). */
+static int l_exit(lua_State *L) {
+  struct host *h = host_of(L);
+  int code = 0;
+  if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else if (!lua_isnoneornil(L, 1)) code = (int)luaL_checkinteger(L, 1);
+  struct log_fields f = luabind_fields(L);
+  struct task *t = sched_running(&h->sched);
+  bool running = h->runner && runner_is_running(h->runner);
+  log_msg(LOG_INFO, &f, "os.exit(%d) called: %s", code,
+          running ? "stopping gracefully" : "exiting");
+  host_set_exit_code(h, code);
+  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
+  else host_exit(h, code);
+  if (!t || !lua_isyieldable(L)) return 0;
+  job_close(task_job(t));
+  return task_wait(L, t, &exit_wait_ops, NULL);
+}
+
 int luaopen_tghost_runner(lua_State *L) {
   static const luaL_Reg fns[] = {{"schema", l_schema},
                                  {"run", l_run},
@@ -192,6 +218,7 @@ int luaopen_tghost_runner(lua_State *L) {
                                  {"is_running", l_is_running},
                                  {"wait_stopped", l_wait_stopped},
                                  {"size", l_size},
+                                 {"exit", l_exit},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -16,6 +16,9 @@ enum runner_state {
   RUNNER_STOPPED,
 };
 
+/* Updates cut short are listed by id at the stop, this many at most. */
+#define CUT_SHORT_LISTED 20
+
 struct runner {
   struct runner_env env;
   struct runner_callbacks cb;
@@ -28,6 +31,8 @@ struct runner {
   int64_t confirm_offset;
   struct task **waiters;
   size_t nwaiters, waiters_cap;
+  size_t cut_short;                       /* updates cancelled */
+  int64_t cut_short_ids[CUT_SHORT_LISTED];
 };
 
 static void kick(struct runner *r);
@@ -41,9 +46,24 @@ static struct job *start_update(void *ud, struct update_item *u,
   return r->cb.start_update(r->ud, u, on_end, end_ud);
 }
 
+/* An update that did not run to its end (timeout, drain timeout, forced
+ * stop): logged with why, and listed at the stop. */
+static void note_cut_short(struct runner *r, struct job *job) {
+  if (r->cut_short < CUT_SHORT_LISTED)
+    r->cut_short_ids[r->cut_short] = job->update_id;
+  r->cut_short++;
+  /* A timeout has its own line already. */
+  if (job->error && strcmp(job->error, SINK_TIMEOUT_REASON) == 0) return;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_WARN, &f, "update cut short: %s",
+          job->error ? job->error : "cancelled");
+}
+
 static void on_job_end(void *ud, struct job *job) {
   struct runner *r = ud;
   if (job->end == JOB_FAILED) r->cb.on_failure(r->ud, job);
+  if (job->end == JOB_CANCELLED && job->kind == JOB_UPDATE)
+    note_cut_short(r, job);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
 }
@@ -240,6 +260,21 @@ static void wake_waiters(struct runner *r) {
 
 static void finish(struct runner *r) {
   r->state = RUNNER_STOPPED;
+  if (r->cut_short) {
+    struct buf ids = BUF_INIT;
+    size_t listed = r->cut_short < CUT_SHORT_LISTED ? r->cut_short
+                                                    : CUT_SHORT_LISTED;
+    for (size_t i = 0; i < listed; i++)
+      buf_printf(&ids, "%s%lld", i ? ", " : "",
+                 (long long)r->cut_short_ids[i]);
+    log_warn("%zu update(s) cut short: ids %s%s", r->cut_short, ids.data,
+             r->cut_short > listed ? ", ..." : "");
+    buf_free(&ids);
+  }
+  size_t bad = source_bad_updates(r->source);
+  if (bad)
+    log_warn("%zu malformed update(s) were skipped while running (logged "
+             "above with their text)", bad);
   if (r->drain_timer) evtimer_del(r->drain_timer);
   wake_waiters(r);
   r->cb.on_stopped(r->ud);

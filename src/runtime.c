@@ -11,11 +11,13 @@
 #include "luacore.h"
 #include "luacoro.h"
 #include "luafile.h"
+#include "luaguard.h"
 #include "luahttp.h"
 #include "luajson.h"
 #include "luarun.h"
 #include "luaseq.h"
 #include "luatask.h"
+#include "trace.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
  * loads lua/ from disk instead, so the Lua half can be edited without a
@@ -73,6 +75,7 @@ static const luaL_Reg c_modules[] = {
 static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
+  luaguard_install(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {
@@ -171,6 +174,7 @@ static struct job *start_update(struct job_owner *current,
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
   struct log_fields f = {g->owner.id, u->id};
+  trace_update(g->owner.id, u->id, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
     return NULL;

@@ -12,6 +12,7 @@
 #define TGHOST_SOURCE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -71,6 +72,8 @@ bool source_restart_poll(struct source *s);
 void source_abort(struct source *s);
 /* The offset the next poll sends. */
 int64_t source_offset(const struct source *s);
+/* Updates skipped because they had no usable update_id. */
+size_t source_bad_updates(const struct source *s);
 /* Everything below this offset is confirmed to the server. */
 int64_t source_confirmed(const struct source *s);
 /* Confirms offset with a last getUpdates (timeout 0); done(ok) follows. */

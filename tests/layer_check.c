@@ -22,19 +22,20 @@
 /* Bottom first. A module may include modules of its own layer (if that
  * makes no circle) and of the layers below. */
 static const char *const layers[][12] = {
-    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli"},
-    {"loop and HTTP", "http", "looplag"},
-    {"Bot API client", "botapi", "throttle", "apicall"},
+    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
+     "signals"},
+    {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api"},
+    {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
      "runopts"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},
     {"Lua bindings", "luacore", "luarun", "luaapi", "luafile", "luahttp",
-     "luaseq", "luatask", "luacoro"},
+     "luaseq", "luatask", "luacoro", "luaguard"},
     {"runtime", "runtime"},
     {"hot reload", "reload"},
-    {"main", "main"},
+    {"main", "main", "sandbox_chat"},
 };
 #define NLAYERS (sizeof layers / sizeof layers[0])
 

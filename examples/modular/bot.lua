@@ -2,7 +2,8 @@
 -- handlers, and this script puts them together with bot.use(require(...)),
 -- as in grammY. Modules are required from the script's folder.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/modular/bot.lua
+--   scripts/dev.sh run --sandbox examples/modular/bot.lua
+--   tghost --sandbox examples/modular/bot.lua --script examples/modular/bot.chat
 
 -- Middleware for every update: timing, and a field later handlers can use.
 bot.use(function(ctx, next)
