@@ -75,6 +75,15 @@ end
 
 local function noop() end
 
+-- Whether the script registered middleware on bot (asked by the host
+-- when the top level ended without run(bot)).
+function runtime.has_handlers()
+  local bot = runtime.bot
+  if not bot then return false end
+  local all, types = require("tghost.composer").needs(bot)
+  return all or next(types) ~= nil
+end
+
 function runtime.handle_update(update, redelivered)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)

@@ -57,6 +57,11 @@ static void append_update(struct buf *out, int64_t id, long starts,
   buf_append_char(out, '\n');
 }
 
+static void append_start(struct buf *out, int64_t id) {
+  uint32_t crc = record_crc('S', id, 0, 0, "", 0);
+  buf_printf(out, "S %" PRId64 " %08" PRIx32 "\n", id, crc);
+}
+
 static const char outcome_letter[] = {'d', 'f', 't', 'c'};
 
 static void append_end(struct buf *out, int64_t id,
@@ -158,6 +163,15 @@ static size_t read_record(struct fold *f, const char *p, const char *end) {
   size_t len;
   unsigned crc;
   int used = 0;
+  if (line[0] == 'S') {
+    if (sscanf(line, "S %" SCNd64 " %8x%n", &id, &crc, &used) != 2 ||
+        line[used] != '\0' || id < 0 ||
+        record_crc('S', id, 0, 0, "", 0) != crc)
+      return 0;
+    fold_find(f, id, true)->starts++;
+    if (id > f->max_id) f->max_id = id;
+    return (size_t)(nl + 1 - p);
+  }
   if (line[0] == 'U') {
     if (sscanf(line, "U %" SCNd64 " %ld %ld %zu %8x%n", &id, &a, &b, &len,
                &crc, &used) != 5)
@@ -438,10 +452,16 @@ void journal_append_batch(struct journal *j, const struct qlist *batch) {
   struct op *op = xcalloc(1, sizeof *op);
   qlist_foreach(n, batch) {
     const struct update_item *u = qlist_entry(n, struct update_item, node);
-    append_update(&op->data, u->id, 1, 0, u->json, u->len);
+    append_update(&op->data, u->id, 0, 0, u->json, u->len);
   }
   op->sync = true;
   j->batches_sent++;
+  enqueue(j, op);
+}
+
+void journal_record_start(struct journal *j, int64_t id) {
+  struct op *op = xcalloc(1, sizeof *op);
+  append_start(&op->data, id);
   enqueue(j, op);
 }
 
@@ -545,7 +565,7 @@ struct journal *journal_open(const char *path, int64_t bot_id,
       ndead++;
       continue;
     }
-    append_update(&content, e->id, e->starts + 1, failures, e->json, e->len);
+    append_update(&content, e->id, e->starts, failures, e->json, e->len);
     struct update_item *u = xcalloc(1, sizeof *u);
     u->id = e->id;
     u->json = e->json;

@@ -11,9 +11,11 @@
  * never make a crash loop:
  *   - failed or timed out: run once more at the next start; failing again
  *     makes it a dead letter;
- *   - cut short (a crash, kill -9, the drain timeout, a forced stop): run
- *     again at the next start, at most JOURNAL_MAX_STARTS times in all;
- *     then a dead letter.
+ *   - cut short after its handler had started (a crash, kill -9, the drain
+ *     timeout, a forced stop): run again at the next start; an update
+ *     whose handler was started JOURNAL_MAX_STARTS times without finishing
+ *     becomes a dead letter. (One cut short before it started does not
+ *     count.)
  * Dead letters are appended to FILE.dead as JSON lines ({"update_id",
  * "reason", "at", "update"}) and listed by `tghost --journal FILE
  * --dead-letters`.
@@ -30,7 +32,8 @@
  *
  * Format: a header line "tghost-journal 1 bot <bot id>", then records,
  * each with a CRC-32: "U <id> <starts> <failures> <len> <crc>\n<update
- * json>\n" and "E <id> <d|f|t|c> <len> <crc>\n<reason>\n". A damaged or
+ * json>\n" (fetched), "S <id> <crc>\n" (its handler started) and
+ * "E <id> <d|f|t|c> <len> <crc>\n<reason>\n" (it ended). A damaged or
  * truncated record (a crash mid-write) ends the readable part: it and what
  * follows are skipped with a warning.
  *
@@ -83,6 +86,8 @@ void journal_close(struct journal *j);
 void journal_append_batch(struct journal *j, const struct qlist *batch);
 /* Whether a batch appended is not durable yet. */
 bool journal_pending(const struct journal *j);
+/* Records that update id's handler has started. */
+void journal_record_start(struct journal *j, int64_t id);
 /* Records the end of update id. reason: for failures, what went wrong. */
 void journal_record_end(struct journal *j, int64_t id,
                         enum journal_outcome outcome, const char *reason);

@@ -13,6 +13,7 @@
 #include "host.h"
 #include "journal.h"
 #include "log.h"
+#include "looplag.h"
 #include "luaguard.h"
 #include "luaseq.h"
 #include "reload.h"
@@ -53,15 +54,27 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   if (h->cfg->check) {
-    printf("tghost: %s loads without errors%s\n", g->script_path,
-           g->run_called ? " and calls run()" : "");
+    if (g->run_called)
+      printf("tghost: %s loads without errors and calls run()\n",
+             g->script_path);
+    else
+      printf("tghost: %s loads without errors; it does not call run(bot) or "
+             "bot.start()%s\n", g->script_path,
+             runtime_has_handlers(g) ? ", so its handlers would never "
+                                       "receive an update" : "");
     host_exit(h, 0);
     return;
   }
   if (!g->run_called) {
+    /* A script without run() is a plain Lua program (the unit tests are);
+     * one that registered handlers most likely forgot it. */
     if (h->cfg->sandbox)
       log_warn("%s did not call run(bot): there is no bot to talk to",
                g->script_path);
+    else if (runtime_has_handlers(g))
+      log_warn("%s registered handlers but never called run(bot) or "
+               "bot.start(), so no update is received; add run(bot) at the "
+               "end of the script", g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -158,6 +171,7 @@ int main(int argc, char **argv) {
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
+  struct looplag *lag = cfg.check ? NULL : looplag_new(h.base, cfg.cpu_budget_ms);
 
   struct generation *first =
       sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
@@ -184,6 +198,7 @@ int main(int argc, char **argv) {
   finalizer_queue_free(h.finalizers);
   h.finalizers = NULL;
   reload_free(h.reloader);
+  looplag_free(lag);
   luaseq_free(h.seq);
   sandbox_free(sandbox);
   int exit_code = h.exit_code ? h.exit_code : sandbox_status;

@@ -46,9 +46,11 @@ static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
   struct job *job = r->cb.start_update(r->ud, u, on_end, end_ud);
-  /* Not started (it cannot be decoded): it will never be, either. */
-  if (!job && r->journal)
-    journal_record_end(r->journal, u->id, JOURNAL_DONE, "not started");
+  if (r->journal) {
+    if (job) journal_record_start(r->journal, u->id);
+    /* Not started (it cannot be decoded): it will never be, either. */
+    else journal_record_end(r->journal, u->id, JOURNAL_DONE, "not started");
+  }
   return job;
 }
 
@@ -233,11 +235,11 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           a->timeout_ms, b->timeout_ms);
   CHANGED(a->fetch_timeout_s != b->fetch_timeout_s, "fetch.timeout %d -> %d s",
           a->fetch_timeout_s, b->fetch_timeout_s);
-  CHANGED((a->allowed_updates_json == NULL) !=
-                  (b->allowed_updates_json == NULL) ||
-              (a->allowed_updates_json &&
-               strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0),
-          "allowed_updates %s -> %s",
+  bool allowed_changed =
+      (a->allowed_updates_json == NULL) != (b->allowed_updates_json == NULL) ||
+      (a->allowed_updates_json &&
+       strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0);
+  CHANGED(allowed_changed, "allowed_updates %s -> %s",
           a->allowed_updates_json ? a->allowed_updates_json : "(unset)",
           b->allowed_updates_json ? b->allowed_updates_json : "(unset)");
   CHANGED(a->retry != b->retry || a->retry_ms != b->retry_ms,
@@ -262,6 +264,12 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   r->opts = next;
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
+  /* New update types (a chat_member handler) arrive now, not when the
+   * pending long poll ends; kick() below sends the next one. */
+  if (allowed_changed && r->state == RUNNER_RUNNING &&
+      source_restart_poll(r->source))
+    log_msg(LOG_DEBUG, &f, "the pending getUpdates was restarted with the "
+            "new allowed_updates");
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms,
                    r->opts.max_waiting);
   size_connection_pool(r);
@@ -383,14 +391,26 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   check_drained(r);
 }
 
-void runner_stop(struct runner *r, struct task *waiter) {
-  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE) {
-    if (r->nwaiters == r->waiters_cap) {
-      r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
-      r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
-    }
-    r->waiters[r->nwaiters++] = waiter;
+static void add_waiter(struct runner *r, struct task *waiter) {
+  if (r->nwaiters == r->waiters_cap) {
+    r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
+    r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
   }
+  r->waiters[r->nwaiters++] = waiter;
+}
+
+void runner_wait_stopped(struct runner *r, struct task *waiter) {
+  if (r->state == RUNNER_STOPPED || r->state == RUNNER_IDLE) {
+    task_wake(waiter, task_push_nothing, NULL);
+    return;
+  }
+  add_waiter(r, waiter);
+  if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+void runner_stop(struct runner *r, struct task *waiter) {
+  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE)
+    add_waiter(r, waiter);
   switch (r->state) {
     case RUNNER_IDLE:
     case RUNNER_STOPPED:

@@ -72,6 +72,10 @@ void runner_start(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or
  * elsewhere), it is woken once everything else in flight has finished. */
 void runner_stop(struct runner *r, struct task *waiter);
+/* Wakes waiter once the runner has stopped, without stopping it; a waiter
+ * inside an update of this runner is woken, as runner_stop's is, once
+ * everything else in flight is done. */
+void runner_wait_stopped(struct runner *r, struct task *waiter);
 /* A waiting task was cancelled: do not wake it. */
 void runner_forget_waiter(struct runner *r, struct task *waiter);
 /* Cancels everything at once; nothing is confirmed. */

@@ -32,6 +32,9 @@ const struct run_option_spec run_option_specs[] = {
      FIELD(timeout_ms)},
     {"sink.timeout.handler", "timeout_handler", RUNOPT_FUNCTION, 0, 0, 0, 0},
     {"journal", "journal", RUNOPT_STRING, 0, 0, FIELD(journal)},
+    /* deleteWebhook before the first poll: done by lua/tghost.lua. */
+    {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
+     0},
 };
 const size_t run_option_count =
     sizeof run_option_specs / sizeof run_option_specs[0];

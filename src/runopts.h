@@ -50,7 +50,8 @@ struct run_option_spec {
   const char *flat;              /* in the flattened table */
   enum run_option_type type;
   double min, max;
-  size_t offset, size;           /* the field in struct run_options */
+  size_t offset, size;           /* the field in struct run_options; size
+                                  * 0: kept by the Lua half, not by C */
 };
 
 extern const struct run_option_spec run_option_specs[];

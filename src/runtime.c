@@ -156,6 +156,15 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
   return 0;
 }
 
+bool runtime_has_handlers(struct generation *g) {
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  bool yes = gen_push_runtime_fn(g, "has_handlers") &&
+             lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return yes;
+}
+
 /* --- updates and reports ------------------------------------------------ */
 
 static struct job *start_update(struct job_owner *current,

@@ -85,6 +85,15 @@ static int *answers(int64_t first, int n) {
   return seen;
 }
 
+struct replies_wait {
+  size_t n;
+};
+
+static bool replies_reached(void *ud) {
+  const struct replies_wait *w = ud;
+  return fakeapi_count_method(harness_api(), "sendMessage") >= w->n;
+}
+
 struct kill_run {
   int handled, lost, duplicates, kills;
 };
@@ -113,7 +122,12 @@ static struct kill_run kill_and_restart(int n, int kills, bool journal,
   for (int k = 0; k < kills; k++) {
     struct proc *p = proc_start(script, journal ? args : NULL);
     wait_calls("getMe", (size_t)k + 1, 10000);
-    run_for(60 + rand() % 200);
+    /* A random moment once this run has made some progress (so that a
+     * slow machine kills as often after real work as a fast one). */
+    struct replies_wait w = {fakeapi_count_method(api, "sendMessage") +
+                             50 + (size_t)(rand() % 300)};
+    run_until(replies_reached, &w, 10000);
+    run_for(rand() % 30);
     proc_kill(p, SIGKILL);
     CHECK(proc_wait(p, 10000), "no exit after SIGKILL");
   }
