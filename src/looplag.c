@@ -1,5 +1,6 @@
 #include "looplag.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "clock.h"
@@ -19,6 +20,9 @@ struct looplag {
   long threshold_ms;
   long budget_ms;
   uint64_t due_ms;         /* when the timer should fire next */
+  looplag_stops_fn stops;
+  void *stops_ud;
+  unsigned long last_stops;
 };
 
 /* The next tick is due interval_ms from now (not from when this one was
@@ -34,7 +38,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   struct looplag *l = arg;
   uint64_t now = clock_now_ms();
   long late = now > l->due_ms ? (long)(now - l->due_ms) : 0;
-  if (late > l->threshold_ms)
+  unsigned long stops = l->stops ? l->stops(l->stops_ud) : 0;
+  bool guard_stopped = stops != l->last_stops;
+  l->last_stops = stops;
+  if (late > l->threshold_ms && !guard_stopped)
     log_warn("the event loop was blocked for %.1f s, longer than the CPU "
              "budget (%ld ms) allows: something the CPU guard cannot stop "
              "ran on it, such as a blocking os.execute, io.popen or C module "
@@ -43,10 +50,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   arm(l);
 }
 
-struct looplag *looplag_new(struct event_base *base, long budget_ms) {
+struct looplag *looplag_new(struct event_base *base, long budget_ms,
+                            looplag_stops_fn stops, void *ud) {
   struct looplag *l = calloc(1, sizeof *l);
   if (!l) return NULL;
   l->base = base;
+  l->stops = stops;
+  l->stops_ud = ud;
+  l->last_stops = stops ? stops(ud) : 0;
   l->budget_ms = budget_ms;
   l->interval_ms = budget_ms / 2;
   if (l->interval_ms < 100) l->interval_ms = 100;

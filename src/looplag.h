@@ -19,9 +19,16 @@
 
 struct looplag;
 
+/* A counter that moves whenever the CPU guard has stopped something: a
+ * stall during which it moved was the guard's doing (a handler it stopped,
+ * which a busy machine may have made take longer than its budget). */
+typedef unsigned long (*looplag_stops_fn)(void *ud);
+
 /* Watches base; warns about stalls longer than budget_ms + the guard's
- * reaction time. NULL when the timer cannot be created. */
-struct looplag *looplag_new(struct event_base *base, long budget_ms);
+ * reaction time, unless stops (may be NULL) moved meanwhile. NULL when the
+ * timer cannot be created. */
+struct looplag *looplag_new(struct event_base *base, long budget_ms,
+                            looplag_stops_fn stops, void *ud);
 void looplag_free(struct looplag *l);
 
 #endif

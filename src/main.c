@@ -101,6 +101,10 @@ static void on_sandbox_quit(void *ud, int status) {
 
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
 
+static unsigned long guard_stops(void *ud) {
+  return ((struct host *)ud)->sched.guard_stops;
+}
+
 int main(int argc, char **argv) {
   struct config cfg;
   struct buf err = BUF_INIT;
@@ -171,7 +175,9 @@ int main(int argc, char **argv) {
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
-  struct looplag *lag = cfg.check ? NULL : looplag_new(h.base, cfg.cpu_budget_ms);
+  struct looplag *lag =
+      cfg.check ? NULL
+                : looplag_new(h.base, cfg.cpu_budget_ms, guard_stops, &h);
 
   struct generation *first =
       sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);

@@ -102,6 +102,7 @@ struct scheduler {
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
   const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  unsigned long guard_stops;       /* resumes that ended in a stop */
 
   void (*on_idle)(void *ud);       /* only background jobs are left */
   void *idle_ud;
