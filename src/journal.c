@@ -215,6 +215,7 @@ static size_t read_record(struct fold *f, const char *p, const char *end) {
 static void fold_data(struct fold *f, const char *data, size_t size) {
   f->bot_id = -1;
   f->max_id = -1;
+  if (!data || size == 0) return;   /* a new journal */
   const char *p = data, *end = data + size;
   const char *nl = memchr(p, '\n', size);
   if (!nl || sscanf(p, "tghost-journal 1 bot %" SCNd64, &f->bot_id) != 1) {
