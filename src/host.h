@@ -18,6 +18,7 @@ struct generation;
 struct reloader;
 struct luaseq;
 struct runner;
+struct storages;
 
 struct host {
   const struct config *cfg;
@@ -35,6 +36,7 @@ struct host {
   struct runner *runner;        /* created by the first run() */
   struct reloader *reloader;    /* hot reload; NULL with --check */
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
+  struct storages *storages;    /* tghost.storage's stores: outlive reloads */
   char *bot_info_json;          /* getMe's result, once known */
   size_t bot_info_len;
   int exit_code;

@@ -18,6 +18,7 @@
 #include "reload.h"
 #include "luaseq.h"
 #include "runner.h"
+#include "storages.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
@@ -135,6 +136,7 @@ int main(int argc, char **argv) {
   h.sched.on_idle = on_idle;
   h.sched.idle_ud = &h;
   h.seq = luaseq_new(&h);
+  h.storages = storages_new(h.base);
   h.http = http_client_new(h.base, NULL);
   h.poll_http = http_client_new(h.base, NULL);
   struct botapi_config api_cfg = {cfg.api_root, cfg.token, 0, 0};
@@ -170,6 +172,7 @@ int main(int argc, char **argv) {
   runner_free(h.runner);
   if (h.current) gen_unref(h.current);
   sched_free(&h.sched);
+  storages_free(h.storages);
   apicalls_free(h.calls);
   botapi_free(h.api);
   botapi_free(h.poll_api);
