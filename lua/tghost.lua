@@ -6,6 +6,7 @@ local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
+local session = require("tghost.session")
 
 -- Tghost calls work inside the script's own coroutines (see
 -- src/luacoro.c).
@@ -28,6 +29,12 @@ local tghost = {
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
+  session = session,
+  storage = {
+    memory = require("tghost.storage").memory,
+    sqlite = require("tghost.storage").sqlite,
+    redis = require("tghost.storage").redis,
+  },
 }
 
 -- Script I/O: HTTP client, files, child tasks.
@@ -92,6 +99,7 @@ core.set_runtime(runtime)
 _G.bot = bot
 _G.run = tghost.run
 _G.sequentialize = sequentialize
+_G.session = session
 _G.tghost = tghost
 _G.print = core.print
 package.loaded["tghost"] = tghost

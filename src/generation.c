@@ -15,6 +15,7 @@
 #include "luahttp.h"
 #include "luajson.h"
 #include "luaseq.h"
+#include "luastorage.h"
 #include "luatask.h"
 
 struct generation *gen_of(lua_State *L) {
@@ -88,6 +89,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.httpcore", luaopen_tghost_httpcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
+    {"tghost.storagecore", luaopen_tghost_storagecore},
     {NULL, NULL},
 };
 
