@@ -600,6 +600,61 @@ static void test_redis_outage(void) {
   proc_stop_cleanly(p);
 }
 
+/* --- the example ------------------------------------------------------------ */
+
+#ifndef TGHOST_SOURCE_DIR
+#error "TGHOST_SOURCE_DIR must name the source tree"
+#endif
+
+static void push_vote(int n) {
+  char body[1024];
+  snprintf(body, sizeof body,
+           "\"callback_query\":{\"id\":\"cq-%d\",\"from\":{\"id\":42,"
+           "\"is_bot\":false,\"first_name\":\"User\"},\"message\":{"
+           "\"message_id\":1,\"chat\":{\"id\":42,\"type\":\"private\"},"
+           "\"date\":1717000000,\"text\":\"Is Lua fun?\"},"
+           "\"chat_instance\":\"77\",\"data\":\"vote:yes\"}", n);
+  fakeapi_push_update(harness_api(), body);
+}
+
+static bool have_edits(void *ud) {
+  return fakeapi_count_method(harness_api(), "editMessageReplyMarkup") >=
+         *(size_t *)ud;
+}
+
+/* The reply markup of the last editMessageReplyMarkup (malloc'd). */
+static char *last_markup(void) {
+  struct fakeapi *api = harness_api();
+  for (size_t i = fakeapi_call_count(api); i-- > 0;) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "editMessageReplyMarkup") == 0)
+      return fake_call_raw(c, "reply_markup");
+  }
+  return NULL;
+}
+
+/* examples/commands.lua keeps its votes in tghost.storage.memory: a hot
+ * reload (SIGHUP) keeps the count. */
+static void test_example_votes_survive_reload(void) {
+  struct proc *p = proc_start(TGHOST_SOURCE_DIR "/examples/commands.lua", NULL);
+  size_t want = 1;
+  push_vote(1);
+  CHECK(run_until(have_edits, &want, 10000), "no answer to the first vote");
+  char *markup = last_markup();
+  CHECK(markup && strstr(markup, "\"👍 1\""), "after one vote: %s", markup);
+  free(markup);
+  proc_kill(p, SIGHUP);
+  wait_log(p, "generation 2 loaded", 10000);
+  push_vote(2);
+  want = 2;
+  CHECK(run_until(have_edits, &want, 10000), "no answer to the second vote");
+  markup = last_markup();
+  CHECK(markup && strstr(markup, "\"👍 2\""), "after a reload and a second "
+        "vote: %s", markup);
+  free(markup);
+  proc_stop_cleanly(p);
+}
+
 /* --- cancelled and failing updates ---------------------------------------- */
 
 /* A timed-out update writes nothing; a failing one still writes (as in
@@ -924,6 +979,7 @@ static const struct test_case tests[] = {
     {"redis_two_processes", test_redis_two_processes},
     {"redis_outage", test_redis_outage},
     {"cancel_and_errors", test_cancel_and_errors},
+    {"example_votes_survive_reload", test_example_votes_survive_reload},
     {"sqlite_latency", test_sqlite_latency},
     {NULL, NULL},
 };
