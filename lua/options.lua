@@ -7,26 +7,61 @@ local Composer = require("tghost.composer")
 
 local M = {}
 
-local SCHEMA = {
-  source = {
-    speedTrafficBalance = "number",
-    maxDelayMilliseconds = "number",
-  },
-  runner = {
-    fetch = { timeout = "number", allowed_updates = "table" },
-    retryInterval = "interval",
-    maxRetryTime = "number",
-    silent = "boolean",
-  },
-  sink = {
-    kind = "kind",
-    concurrency = "number",
-    maxWaiting = "number",
-    timeout = { milliseconds = "number", handler = "function" },
-  },
-}
+-- The one schema of run()'s options lives in C (src/runopts.c): the name a
+-- script writes, the flat name C reads, the type and the range. Here it is
+-- turned into a tree of names for validation.
+local SCHEMA = {}
+local SPECS = {}
+for _, spec in ipairs(require("tghost.runner").schema()) do
+  local node = SCHEMA
+  local parts = {}
+  for part in spec.path:gmatch("[^.]+") do parts[#parts + 1] = part end
+  for i = 1, #parts - 1 do
+    node[parts[i]] = node[parts[i]] or {}
+    node = node[parts[i]]
+  end
+  node[parts[#parts]] = spec
+  SPECS[#SPECS + 1] = spec
+end
 
 M.suggest = errors.suggest
+
+local function number_text(n)
+  return tostring(math.tointeger(n) or n)
+end
+
+local function check_value(v, spec, here)
+  local t = spec.type
+  if t == "retry" then
+    if not (type(v) == "number" and v >= spec.min and v <= spec.max
+            or v == "exponential" or v == "quadratic") then
+      error("run(): " .. here .. ' must be "exponential", "quadratic" or a '
+            .. "number of milliseconds", 0)
+    end
+  elseif t == "sink_kind" then
+    if v ~= "concurrent" and v ~= "sequential" and v ~= "batch" then
+      error("run(): " .. here .. ' must be "concurrent", "sequential" or "batch"', 0)
+    end
+  elseif t == "integer" or t == "number" then
+    if type(v) ~= "number" then
+      error(string.format("run(): %s must be a number, not %s", here, type(v)), 0)
+    end
+    local whole = t ~= "integer" or math.type(v) == "integer" or v == math.floor(v)
+    if not whole or v ~= v or v < spec.min or v > spec.max then
+      error(string.format("run(): option %s must be %sbetween %s and %s", here,
+                          whole and "" or "a whole number ",
+                          number_text(spec.min), number_text(spec.max)), 0)
+    end
+  elseif t == "update_types" then
+    if type(v) ~= "table" then
+      error(string.format("run(): %s must be a table, not %s", here, type(v)), 0)
+    end
+  elseif type(v) ~= t then
+    error(string.format("run(): %s must be a %s, not %s", here, t, type(v)), 0)
+  elseif t == "string" and v == "" then
+    error(string.format("run(): %s must not be empty", here), 0)
+  end
+end
 
 local function check(value, schema, path)
   if type(value) ~= "table" then
@@ -43,18 +78,10 @@ local function check(value, schema, path)
       error(string.format("run(): unknown option %s%s (known here: %s)", here,
                           s and (" (did you mean " .. s .. "?)") or "",
                           table.concat(names, ", ")), 0)
-    elseif type(want) == "table" then
+    elseif want.path then
+      check_value(v, want, here)
+    else
       check(v, want, here)
-    elseif want == "interval" then
-      if not (type(v) == "number" and v >= 0 or v == "exponential" or v == "quadratic") then
-        error("run(): " .. here .. ' must be "exponential", "quadratic" or a number of milliseconds', 0)
-      end
-    elseif want == "kind" then
-      if v ~= "concurrent" and v ~= "sequential" and v ~= "batch" then
-        error("run(): " .. here .. ' must be "concurrent", "sequential" or "batch"', 0)
-      end
-    elseif type(v) ~= want then
-      error(string.format("run(): %s must be a %s, not %s", here, want, type(v)), 0)
     end
   end
 end
@@ -99,38 +126,26 @@ end
 function M.flatten(opts, bot)
   opts = opts or {}
   check(opts, SCHEMA, "")
-  local source = opts.source or {}
-  local runner = opts.runner or {}
-  local fetch = runner.fetch or {}
-  local sink = opts.sink or {}
-  local timeout = sink.timeout or {}
-  local mw = sink.maxWaiting
-  if mw ~= nil and (math.type(mw) ~= "integer" and mw ~= math.floor(mw) or mw < 0) then
-    error("run(): sink.maxWaiting must be a whole number >= 0", 0)
+  local flat = {}
+  for _, spec in ipairs(SPECS) do
+    local v = opts
+    for part in spec.path:gmatch("[^.]+") do
+      v = type(v) == "table" and v[part] or nil
+    end
+    flat[spec.flat] = v
   end
-  if timeout.handler and not timeout.milliseconds then
+  if flat.timeout_handler and not flat.timeout_ms then
     error("run(): sink.timeout.handler needs sink.timeout.milliseconds", 0)
   end
-  local allowed = fetch.allowed_updates
-  if allowed ~= nil then
-    check_allowed_updates(allowed)
+  if flat.allowed_updates ~= nil then
+    check_allowed_updates(flat.allowed_updates)
   elseif bot ~= nil then
-    allowed = M.derive_allowed_updates(bot)
+    flat.allowed_updates = M.derive_allowed_updates(bot)
   end
-  local flat = {
-    sink = sink.kind or "concurrent",
-    concurrency = sink.concurrency,
-    max_waiting = sink.maxWaiting,
-    timeout_ms = timeout.milliseconds,
-    fetch_timeout = fetch.timeout,
-    allowed_updates = allowed,
-    retry_interval = runner.retryInterval,
-    max_retry_ms = runner.maxRetryTime,
-    silent = runner.silent,
-    speed_traffic_balance = source.speedTrafficBalance,
-    max_delay_ms = source.maxDelayMilliseconds,
-  }
-  return flat, timeout.handler
+  flat.sink = flat.sink or "concurrent"
+  local handler = flat.timeout_handler
+  flat.timeout_handler = nil
+  return flat, handler
 end
 
 return M

@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "trace.h"
+
 struct apicalls {
   struct botapi *api;
   struct event_base *base;
@@ -18,6 +21,8 @@ struct apicall {
   bool is_group;
   bool throttled;
   struct log_fields fields;
+  char trace_chat[40];           /* for --trace */
+  uint64_t started_us;
   int retries;
   struct event *timer;           /* a retry wait, or a deferred failure */
   bool start_failed;
@@ -60,7 +65,6 @@ const struct apicall_config *apicalls_config(const struct apicalls *a) {
   return &a->cfg;
 }
 
-struct botapi *apicalls_botapi(const struct apicalls *a) { return a->api; }
 
 bool apicall_is_message_method(const char *m) {
   if (strncmp(m, "send", 4) == 0) return strcmp(m, "sendChatAction") != 0;
@@ -79,6 +83,9 @@ static void finish(struct apicall *c, const char *error) {
   struct http_request *req = c->req;
   apicall_done_fn done = c->done;
   void *ud = c->ud;
+  if (log_trace_enabled())
+    trace_call(&c->fields, c->method, c->trace_chat,
+               (clock_now_us() - c->started_us) / 1000.0, req, error);
   c->req = NULL;
   call_free(c);
   done(req, error, ud);
@@ -108,11 +115,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   struct apicall *c = arg;
   if (c->start_failed) {
     if (c->throttled) throttle_done(c->a->throttle, &c->item);
-    char *msg = log_redacted_copy(http_request_error(c->req),
-                                  strlen(http_request_error(c->req)));
     struct buf text = BUF_INIT;
-    buf_printf(&text, "cannot start the request: %s", msg);
-    free(msg);
+    buf_printf(&text, "cannot start the request: %s",
+               http_request_error(c->req));
     finish(c, text.data);
     buf_free(&text);
     return;
@@ -166,6 +171,8 @@ struct apicall *apicall_start(struct apicalls *a,
   c->req = req;
   snprintf(c->method, sizeof c->method, "%s", p->method);
   c->fields = p->fields;
+  if (p->chat_key) snprintf(c->trace_chat, sizeof c->trace_chat, "%s", p->chat_key);
+  c->started_us = clock_now_us();
   c->done = done;
   c->ud = ud;
   c->throttled = a->cfg.throttle && a->throttle && p->chat_key &&
@@ -178,10 +185,7 @@ struct apicall *apicall_start(struct apicalls *a,
     return c;
   }
   if (http_request_start(req, on_http_done, c) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
-    buf_printf(err, "cannot start the request: %s", msg);
-    free(msg);
+    buf_printf(err, "cannot start the request: %s", http_request_error(req));
     http_request_free(req);
     call_free(c);
     return NULL;

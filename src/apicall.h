@@ -38,7 +38,6 @@ struct apicalls *apicalls_new(struct botapi *api, struct event_base *base);
 void apicalls_free(struct apicalls *a);
 void apicalls_configure(struct apicalls *a, const struct apicall_config *cfg);
 const struct apicall_config *apicalls_config(const struct apicalls *a);
-struct botapi *apicalls_botapi(const struct apicalls *a);
 
 /* Whether calls of this method send a message to a chat (and so go through
  * the throttle when it is on): send* except sendChatAction, forward*,

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "buf.h"
-#include "generation.h"
 
 void deps_init(struct deps *d) { memset(d, 0, sizeof *d); }
 
@@ -40,7 +39,8 @@ static bool under(const char *path, const char *dir) {
  * failure here (a script that replaced package.searchpath, say) only
  * means the module is not watched. */
 static int record_searcher(lua_State *L) {
-  struct generation *g = gen_of(L);
+  struct deps *d = lua_touserdata(L, lua_upvalueindex(1));
+  const char *dir = lua_tostring(L, lua_upvalueindex(2));
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
   if (lua_getglobal(L, "package") != LUA_TTABLE) return 0;
@@ -49,11 +49,11 @@ static int record_searcher(lua_State *L) {
   if (lua_getfield(L, 2, "path") != LUA_TSTRING) return 0;
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) return 0;
   const char *file = lua_tostring(L, -1);
-  if (file && under(file, g->script_dir)) deps_add(&g->files, file);
+  if (file && dir && under(file, dir)) deps_add(d, file);
   return 0;
 }
 
-void deps_install(lua_State *L) {
+void deps_install(lua_State *L, struct deps *d, const char *dir) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");
   luaL_checktype(L, -1, LUA_TTABLE);
@@ -64,7 +64,9 @@ void deps_install(lua_State *L) {
     lua_rawgeti(L, -1, i);
     lua_rawseti(L, -2, i + 1);
   }
-  lua_pushcfunction(L, record_searcher);
+  lua_pushlightuserdata(L, d);
+  lua_pushstring(L, dir);
+  lua_pushcclosure(L, record_searcher, 2);
   lua_rawseti(L, -2, 2);
   lua_pop(L, 2);
 }

@@ -27,8 +27,8 @@ void deps_free(struct deps *d);
 void deps_add(struct deps *d, const char *path);
 bool deps_contains(const struct deps *d, const char *path);
 
-/* Installs the recording searcher in L (a generation's state, whose
- * script_dir and files it uses). Raises on a broken package table. */
-void deps_install(lua_State *L);
+/* Installs the recording searcher in L: modules found under dir are added
+ * to d, which must outlive L. Raises on a broken package table. */
+void deps_install(lua_State *L, struct deps *d, const char *dir);
 
 #endif

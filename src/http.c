@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "qlist.h"
 
 #define IDLE_HANDLE_POOL 64
 #define HTTP_MAX_IDLE_AGE_S 50
@@ -15,7 +16,7 @@ struct http_request {
   struct http_client *client;
   CURL *easy;
   enum request_state state;
-  struct http_request *prev, *next;    /* in active or completed list */
+  struct qnode node;                   /* in active or completed */
 
   char *url;
   char *method;
@@ -47,11 +48,7 @@ struct http_request {
 struct sock_watch {
   struct event *ev;
   curl_socket_t fd;
-  struct sock_watch *prev, *next;
-};
-
-struct list {
-  struct http_request *head, *tail;
+  struct qnode node;                   /* in the client's watches */
 };
 
 struct http_client {
@@ -59,37 +56,43 @@ struct http_client {
   CURLM *multi;
   struct event *timer;
   int running;
-  size_t active_count;
-  struct list active;
-  struct list completed;
-  struct sock_watch *watches;
+  struct qlist active;                 /* handed to curl */
+  struct qlist completed;              /* done, callback not yet run */
+  struct qlist watches;                /* sockets curl asked us to watch */
   CURL *idle[IDLE_HANDLE_POOL];
   int nidle;
   char *ca_file;                       /* SSL_CERT_FILE, if set */
 };
 
-static void list_push(struct list *l, struct http_request *r) {
-  r->prev = l->tail;
-  r->next = NULL;
-  if (l->tail) l->tail->next = r;
-  else l->head = r;
-  l->tail = r;
-}
-
-static void list_remove(struct list *l, struct http_request *r) {
-  if (r->prev) r->prev->next = r->next;
-  else l->head = r->next;
-  if (r->next) r->next->prev = r->prev;
-  else l->tail = r->prev;
-  r->prev = r->next = NULL;
-}
-
 /* --- curl <-> libevent glue -------------------------------------------- */
 
+/* A multi call that fails means a bug or exhausted memory, not a network
+ * problem (those are reported per transfer): say so, loudly, once per
+ * kind. */
+static void check_multi(CURLMcode mc, const char *call) {
+  if (mc == CURLM_OK) return;
+  log_error("%s failed: %s", call, curl_multi_strerror(mc));
+}
+
+/* Error texts may hold the URL, and Bot API URLs hold the token: the
+ * text callers get is redacted once, here. */
+static void redact_error(struct http_request *r) {
+  if (!r->errbuf[0])
+    snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(r->result));
+  char *clean = log_redacted_copy(r->errbuf, strlen(r->errbuf));
+  snprintf(r->errbuf, sizeof r->errbuf, "%s", clean);
+  free(clean);
+}
+
+static void remove_handle(struct http_client *c, CURL *easy) {
+  check_multi(curl_multi_remove_handle(c->multi, easy),
+              "curl_multi_remove_handle");
+}
+
 static void deliver_completed(struct http_client *c) {
-  struct http_request *r;
-  while ((r = c->completed.head)) {
-    list_remove(&c->completed, r);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&c->completed))) {
+    struct http_request *r = qlist_entry(n, struct http_request, node);
     r->state = REQ_DONE;
     r->done(r, r->ud);   /* may free r, start or cancel other requests */
   }
@@ -104,14 +107,14 @@ static void collect_finished(struct http_client *c) {
     CURLcode result = msg->data.result;
     struct http_request *r = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-    curl_multi_remove_handle(c->multi, easy);
+    remove_handle(c, easy);
     if (!r) continue;
     r->result = result;
+    if (result != CURLE_OK) redact_error(r);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
-    list_remove(&c->active, r);
-    c->active_count--;
+    qlist_remove(&c->active, &r->node);
     r->state = REQ_COMPLETED;
-    list_push(&c->completed, r);
+    qlist_push_back(&c->completed, &r->node);
   }
   deliver_completed(c);
 }
@@ -120,13 +123,16 @@ static void on_socket_ready(evutil_socket_t fd, short what, void *arg) {
   struct http_client *c = arg;
   int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
                ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-  curl_multi_socket_action(c->multi, fd, action, &c->running);
+  check_multi(curl_multi_socket_action(c->multi, fd, action, &c->running),
+              "curl_multi_socket_action");
   collect_finished(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   struct http_client *c = arg;
-  curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &c->running);
+  check_multi(curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0,
+                                       &c->running),
+              "curl_multi_socket_action");
   collect_finished(c);
 }
 
@@ -138,9 +144,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   if (what == CURL_POLL_REMOVE) {
     if (w) {
       event_free(w->ev);
-      if (w->prev) w->prev->next = w->next;
-      else c->watches = w->next;
-      if (w->next) w->next->prev = w->prev;
+      qlist_remove(&c->watches, &w->node);
       free(w);
     }
     return 0;
@@ -150,10 +154,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   if (!w) {
     w = xcalloc(1, sizeof *w);
     w->fd = fd;
-    w->next = c->watches;
-    if (c->watches) c->watches->prev = w;
-    c->watches = w;
-    curl_multi_assign(c->multi, fd, w);
+    qlist_push_back(&c->watches, &w->node);
+    check_multi(curl_multi_assign(c->multi, fd, w), "curl_multi_assign");
   } else {
     event_free(w->ev);
   }
@@ -184,15 +186,26 @@ struct http_client *http_client_new(struct event_base *base,
     return NULL;
   }
   c->timer = evtimer_new(base, on_timer, c);
+  qlist_init(&c->active);
+  qlist_init(&c->completed);
+  qlist_init(&c->watches);
   /* Trust a private CA (a local Bot API server behind TLS) the way
    * OpenSSL-based programs do; verification itself stays on. */
   const char *ca = getenv("SSL_CERT_FILE");
   if (ca && *ca) c->ca_file = xstrdup(ca);
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-  curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  /* Without its callbacks the multi handle cannot run at all. */
+  CURLM *m = c->multi;
+  if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) ||
+      curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c) ||
+      curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) ||
+      curl_multi_setopt(m, CURLMOPT_TIMERDATA, c)) {
+    log_error("cannot set up libcurl's multi interface");
+    http_client_free(c);
+    return NULL;
+  }
+  check_multi(curl_multi_setopt(m, CURLMOPT_PIPELINING,
+                                (long)CURLPIPE_MULTIPLEX),
+              "curl_multi_setopt(CURLMOPT_PIPELINING)");
   http_client_set_max_connections(
       c, cfg && cfg->max_idle_connections > 0 ? cfg->max_idle_connections
                                               : HTTP_DEFAULT_MAX_CONNECTIONS);
@@ -200,30 +213,29 @@ struct http_client *http_client_new(struct event_base *base,
 }
 
 void http_client_set_max_connections(struct http_client *c, long n) {
-  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
-                    n > HTTP_DEFAULT_MAX_CONNECTIONS ? n
-                                                     : HTTP_DEFAULT_MAX_CONNECTIONS);
+  long keep = n > HTTP_DEFAULT_MAX_CONNECTIONS ? n
+                                              : HTTP_DEFAULT_MAX_CONNECTIONS;
+  check_multi(curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, keep),
+              "curl_multi_setopt(CURLMOPT_MAXCONNECTS)");
 }
 
 void http_client_free(struct http_client *c) {
   if (!c) return;
-  while (c->active.head) http_request_cancel(c->active.head);
-  while (c->completed.head) http_request_cancel(c->completed.head);
+  struct qnode *n;
+  while ((n = qlist_front(&c->active)))
+    http_request_cancel(qlist_entry(n, struct http_request, node));
+  while ((n = qlist_front(&c->completed)))
+    http_request_cancel(qlist_entry(n, struct http_request, node));
   for (int i = 0; i < c->nidle; i++) curl_easy_cleanup(c->idle[i]);
   curl_multi_cleanup(c->multi);
-  while (c->watches) {
-    struct sock_watch *w = c->watches;
-    c->watches = w->next;
+  while ((n = qlist_pop_front(&c->watches))) {
+    struct sock_watch *w = qlist_entry(n, struct sock_watch, node);
     event_free(w->ev);
     free(w);
   }
   event_free(c->timer);
   free(c->ca_file);
   free(c);
-}
-
-size_t http_client_active(const struct http_client *c) {
-  return c->active_count;
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -396,8 +408,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
     return -1;
   }
   r->state = REQ_ACTIVE;
-  list_push(&c->active, r);
-  c->active_count++;
+  qlist_push_back(&c->active, &r->node);
   return 0;
 }
 
@@ -416,11 +427,10 @@ static void release_easy(struct http_request *r) {
 void http_request_cancel(struct http_request *r) {
   struct http_client *c = r->client;
   if (r->state == REQ_ACTIVE) {
-    curl_multi_remove_handle(c->multi, r->easy);
-    list_remove(&c->active, r);
-    c->active_count--;
+    remove_handle(c, r->easy);
+    qlist_remove(&c->active, &r->node);
   } else if (r->state == REQ_COMPLETED) {
-    list_remove(&c->completed, r);
+    qlist_remove(&c->completed, &r->node);
   }
   r->state = REQ_DONE;
   http_request_free(r);

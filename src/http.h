@@ -35,18 +35,17 @@ struct http_client_config {
   bool verbose;                /* curl's own debug output to stderr */
 };
 
+/* NULL (after logging why) if libcurl cannot be set up. */
 struct http_client *http_client_new(struct event_base *base,
                                     const struct http_client_config *cfg);
-/* Cancels whatever is still in flight (no callbacks) and frees all. */
 /* How many connections the pool keeps open between requests (never fewer
  * than HTTP_DEFAULT_MAX_CONNECTIONS). Over HTTP/1.1 each request in flight
  * needs a connection of its own: a pool smaller than the calls made at
  * once closes connections only to open them again on the next burst. */
 #define HTTP_DEFAULT_MAX_CONNECTIONS 64
 void http_client_set_max_connections(struct http_client *c, long n);
+/* Cancels whatever is still in flight (no callbacks) and frees all. */
 void http_client_free(struct http_client *c);
-/* Requests started and not yet reported. */
-size_t http_client_active(const struct http_client *c);
 
 struct http_request *http_request_new(struct http_client *c, const char *url);
 void http_request_set_method(struct http_request *req, const char *method);
@@ -80,8 +79,9 @@ bool http_request_ok(const struct http_request *req); /* transport succeeded */
 long http_request_status(const struct http_request *req);
 const struct buf *http_request_body(const struct http_request *req);
 const struct buf *http_request_headers(const struct http_request *req);
-/* A description of a transport failure. It may contain the URL; callers
- * that show it pass it through log_redacted_copy(). */
+/* A description of a transport failure, with every secret known to the
+ * log redactor (log_add_secret: the bot token) already removed, so it may
+ * be shown as it is. */
 const char *http_request_error(const struct http_request *req);
 bool http_request_too_large(const struct http_request *req);
 bool http_request_timed_out(const struct http_request *req);

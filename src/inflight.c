@@ -49,7 +49,7 @@ void inflight_add(struct inflight *q, struct inflight_entry *e,
 
 void inflight_remove(struct inflight *q, struct inflight_entry *e) {
   if (!qnode_linked(&e->node)) return;
-  bool was_oldest = q->list.head.next == &e->node;
+  bool was_oldest = qlist_is_front(&q->list, &e->node);
   qlist_remove(&q->list, &e->node);
   if (was_oldest) rearm(q, clock_now_ms());
 }
@@ -58,7 +58,7 @@ bool inflight_contains(const struct inflight_entry *e) {
   return qnode_linked(&e->node);
 }
 
-size_t inflight_size(const struct inflight *q) { return q->list.count; }
+size_t inflight_size(const struct inflight *q) { return qlist_size(&q->list); }
 
 struct inflight_entry *inflight_oldest(const struct inflight *q) {
   struct qnode *n = qlist_front(&q->list);

@@ -10,304 +10,15 @@
 
 #include "apicall.h"
 #include "botapi.h"
-#include "generation.h"
-#include "host.h"
 #include "log.h"
+#include "luabind.h"
+#include "luafile.h"
 #include "luajson.h"
 #include "task.h"
 
-#define INPUT_FILE_MT "tghost.InputFile"
-#define SCAN_MAX_DEPTH 16
 /* Large transfers have no total timeout; they fail when they stall. */
 #define TRANSFER_LOW_SPEED_BYTES 1024L
 #define TRANSFER_LOW_SPEED_SECS 60L
-
-static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
-
-/* Pushes runtime[name] of L's generation (nil if absent). */
-static void push_runtime_field(lua_State *L, const char *name) {
-  struct generation *g = gen_of(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->runtime_ref);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-}
-
-static struct log_fields running_fields(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
-  if (t) return job_log_fields(task_job(t));
-  struct log_fields f = {gen_of(L)->id, -1};
-  return f;
-}
-
-/* --- InputFile ----------------------------------------------------------- */
-
-/* A file to upload: a path on disk (streamed when sent) or bytes in
- * memory (the Lua string, kept as the userdata's user value). */
-struct input_file {
-  char *path;
-  char *filename;
-  char *content_type;
-};
-
-static int input_file_gc(lua_State *L) {
-  struct input_file *f = luaL_checkudata(L, 1, INPUT_FILE_MT);
-  free(f->path);
-  free(f->filename);
-  free(f->content_type);
-  f->path = f->filename = f->content_type = NULL;
-  return 0;
-}
-
-static int input_file_index(lua_State *L) {
-  struct input_file *f = luaL_checkudata(L, 1, INPUT_FILE_MT);
-  const char *key = luaL_checkstring(L, 2);
-  if (strcmp(key, "path") == 0) lua_pushstring(L, f->path);
-  else if (strcmp(key, "filename") == 0) lua_pushstring(L, f->filename);
-  else if (strcmp(key, "content_type") == 0) lua_pushstring(L, f->content_type);
-  else if (strcmp(key, "data") == 0) lua_getiuservalue(L, 1, 1);
-  else lua_pushnil(L);
-  return 1;
-}
-
-static int input_file_tostring(lua_State *L) {
-  struct input_file *f = luaL_checkudata(L, 1, INPUT_FILE_MT);
-  if (f->path) lua_pushfstring(L, "InputFile(%s)", f->path);
-  else lua_pushfstring(L, "InputFile(%s, in memory)",
-                       f->filename ? f->filename : "file");
-  return 1;
-}
-
-static char *opt_field(lua_State *L, int t, const char *name) {
-  char *v = NULL;
-  int type = lua_getfield(L, t, name);
-  if (type != LUA_TNIL) {
-    if (type != LUA_TSTRING)
-      luaL_error(L, "tghost.InputFile: %s must be a string", name);
-    v = xstrdup(lua_tostring(L, -1));
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* InputFile(path [, filename]) or InputFile{path=|data=, filename=,
- * content_type=}. */
-static int l_input_file(lua_State *L) {
-  char *path = NULL, *filename = NULL, *ctype = NULL;
-  bool has_data = false;
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    path = xstrdup(lua_tostring(L, 1));
-    if (!lua_isnoneornil(L, 2)) filename = xstrdup(luaL_checkstring(L, 2));
-  } else if (lua_type(L, 1) == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-      if (strcmp(k, "path") && strcmp(k, "data") && strcmp(k, "filename") &&
-          strcmp(k, "content_type"))
-        return luaL_error(L, "tghost.InputFile: unknown field %s (expected "
-                             "path or data, filename, content_type)",
-                          luaL_tolstring(L, -2, NULL));
-      lua_pop(L, 1);
-    }
-    int dt = lua_getfield(L, 1, "data");
-    if (dt != LUA_TNIL && dt != LUA_TSTRING)
-      return luaL_error(L, "tghost.InputFile: data must be a string");
-    has_data = dt == LUA_TSTRING;
-    lua_pop(L, 1);
-    path = opt_field(L, 1, "path");
-    filename = opt_field(L, 1, "filename");
-    ctype = opt_field(L, 1, "content_type");
-    if (has_data == (path != NULL)) {
-      free(path);
-      free(filename);
-      free(ctype);
-      return luaL_error(L, "tghost.InputFile: give either path or data");
-    }
-  } else {
-    return luaL_argerror(L, 1, "expected a path or a table {data=, filename=}");
-  }
-  if (path && !*path) {
-    free(path);
-    free(filename);
-    free(ctype);
-    return luaL_argerror(L, 1, "the path is empty");
-  }
-  struct input_file *f = lua_newuserdatauv(L, sizeof *f, 1);
-  f->path = path;
-  f->filename = filename;
-  f->content_type = ctype;
-  luaL_setmetatable(L, INPUT_FILE_MT);
-  if (has_data) {
-    lua_getfield(L, 1, "data");
-    lua_setiuservalue(L, -2, 1);
-  }
-  return 1;
-}
-
-static int l_is_input_file(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, INPUT_FILE_MT) != NULL);
-  return 1;
-}
-
-/* --- multipart/form-data ------------------------------------------------- */
-
-struct multipart {
-  lua_State *L;
-  curl_mime *mime;
-  int nattach;
-  struct buf *err;
-};
-
-static bool has_file(lua_State *L, int idx, int depth) {
-  if (luaL_testudata(L, idx, INPUT_FILE_MT)) return true;
-  if (!lua_istable(L, idx) || depth >= SCAN_MAX_DEPTH) return false;
-  idx = lua_absindex(L, idx);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (has_file(L, -1, depth + 1)) {
-      lua_pop(L, 2);
-      return true;
-    }
-    lua_pop(L, 1);
-  }
-  return false;
-}
-
-/* Adds the InputFile at idx as a part called name. */
-static int add_file_part(struct multipart *m, int idx, const char *name) {
-  lua_State *L = m->L;
-  struct input_file *f = luaL_testudata(L, idx, INPUT_FILE_MT);
-  curl_mimepart *part = curl_mime_addpart(m->mime);
-  if (!part) {
-    buf_append_str(m->err, "out of memory");
-    return -1;
-  }
-  curl_mime_name(part, name);
-  if (f->path) {
-    struct stat st;
-    if (stat(f->path, &st) != 0 || access(f->path, R_OK) != 0) {
-      buf_printf(m->err, "cannot read %s: %s", f->path, strerror(errno));
-      return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-      buf_printf(m->err, "cannot upload %s: not a regular file", f->path);
-      return -1;
-    }
-    /* curl reads the file while it sends, a buffer at a time. */
-    CURLcode rc = curl_mime_filedata(part, f->path);
-    if (rc != CURLE_OK) {
-      buf_printf(m->err, "cannot read %s: %s", f->path, curl_easy_strerror(rc));
-      return -1;
-    }
-    if (f->filename) curl_mime_filename(part, f->filename);
-  } else {
-    lua_getiuservalue(L, idx, 1);
-    size_t len;
-    const char *data = lua_tolstring(L, -1, &len);
-    curl_mime_data(part, data ? data : "", data ? len : 0);   /* copies */
-    lua_pop(L, 1);
-    curl_mime_filename(part, f->filename ? f->filename : "file");
-  }
-  if (f->content_type) curl_mime_type(part, f->content_type);
-  return 0;
-}
-
-/* Pushes the value at idx with every InputFile inside replaced by
- * "attach://name" (its part added): tables that hold files are copied,
- * keeping their JSON shape marks; the caller's tables are not changed. */
-static int push_replaced(struct multipart *m, int idx, int depth) {
-  lua_State *L = m->L;
-  idx = lua_absindex(L, idx);
-  luaL_checkstack(L, 6, "multipart parameters");
-  if (luaL_testudata(L, idx, INPUT_FILE_MT)) {
-    char name[48];
-    snprintf(name, sizeof name, "tghost_file_%d", m->nattach++);
-    if (add_file_part(m, idx, name) != 0) return -1;
-    lua_pushfstring(L, "attach://%s", name);
-    return 0;
-  }
-  if (!lua_istable(L, idx) || !has_file(L, idx, depth)) {
-    lua_pushvalue(L, idx);
-    return 0;
-  }
-  lua_newtable(L);
-  if (lua_getmetatable(L, idx)) lua_setmetatable(L, -2);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pushvalue(L, -2);
-    if (push_replaced(m, -2, depth + 1) != 0) {
-      lua_pop(L, 4);
-      return -1;
-    }
-    lua_rawset(L, -5);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
-static int add_text_part(struct multipart *m, const char *name,
-                         const char *data, size_t len) {
-  curl_mimepart *part = curl_mime_addpart(m->mime);
-  if (!part) {
-    buf_append_str(m->err, "out of memory");
-    return -1;
-  }
-  curl_mime_name(part, name);
-  curl_mime_data(part, data, len);
-  return 0;
-}
-
-/* Fills mime from the params table at idx: scalars as text fields, tables
- * as JSON, files at the top level as parts of their own name (thumbnails
- * through attach://, as the Bot API wants), nested files as attach://. */
-static int build_multipart(lua_State *L, int idx, curl_mime *mime,
-                           struct buf *err) {
-  struct multipart m = {L, mime, 0, err};
-  int top = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      buf_append_str(err, "parameter names must be strings");
-      lua_settop(L, top);
-      return -1;
-    }
-    const char *key = lua_tostring(L, -2);
-    int rc = 0;
-    bool attach = strcmp(key, "thumbnail") == 0 || strcmp(key, "thumb") == 0;
-    if (luaL_testudata(L, -1, INPUT_FILE_MT) && !attach) {
-      rc = add_file_part(&m, -1, key);
-    } else if (lua_type(L, -1) == LUA_TSTRING) {
-      size_t len;
-      const char *s = lua_tolstring(L, -1, &len);
-      rc = add_text_part(&m, key, s, len);
-    } else {
-      if (push_replaced(&m, -1, 0) != 0) {
-        lua_settop(L, top);
-        return -1;
-      }
-      struct buf json = BUF_INIT, jerr = BUF_INIT;
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, -1, &len);
-        buf_append(&json, s, len);
-      } else if (luajson_encode(L, -1, &json, &jerr) != 0) {
-        buf_printf(err, "%s: %s", key, jerr.data);
-        rc = -1;
-      }
-      lua_pop(L, 1);
-      if (rc == 0) rc = add_text_part(&m, key, json.data ? json.data : "",
-                                      json.len);
-      buf_free(&json);
-      buf_free(&jerr);
-    }
-    if (rc != 0) {
-      lua_settop(L, top);
-      return -1;
-    }
-    lua_pop(L, 1);
-  }
-  return 0;
-}
 
 /* --- Bot API calls ------------------------------------------------------- */
 
@@ -340,7 +51,7 @@ static void push_api_error(lua_State *L, const char *method,
       luajson_decode(L, reply->parameters.ptr, reply->parameters.len,
                      NULL) == 0)
     lua_setfield(L, -2, "parameters");
-  push_runtime_field(L, "ApiError");
+  luabind_push_runtime_field(L, "ApiError");
   if (lua_istable(L, -1)) lua_setmetatable(L, -2);
   else lua_pop(L, 1);
 }
@@ -438,18 +149,17 @@ static int l_call(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   char what[96];
   snprintf(what, sizeof what, "bot.api.%s", method);
-  if (h->cfg->check)
-    return luaL_error(L, "%s: network calls are disabled by --check", what);
+  luabind_check_network(L, what);
   struct task *t = task_check_can_wait(L, &h->sched, what);
 
   struct buf err = BUF_INIT;
   struct http_request *req;
-  bool upload = lua_istable(L, 2) && has_file(L, 2, 0);
+  bool upload = lua_istable(L, 2) && luafile_has_file(L, 2);
   if (upload) {
     req = botapi_request(h->api, method, &err);
     if (!req) return raise_msg(L, what, "%s: %s", &err, NULL);
     curl_mime *mime = http_request_new_mime(req);
-    if (!mime || build_multipart(L, 2, mime, &err) != 0) {
+    if (!mime || luafile_build_multipart(L, 2, mime, &err) != 0) {
       if (mime) curl_mime_free(mime);
       http_request_free(req);
       if (!err.len) buf_append_str(&err, "cannot build the upload");
@@ -475,7 +185,7 @@ static int l_call(lua_State *L) {
   }
 
   char chat[80];
-  struct apicall_params p = {method, NULL, false, running_fields(L)};
+  struct apicall_params p = {method, NULL, false, luabind_fields(L)};
   chat_of(L, 2, chat, sizeof chat, &p.is_group);
   if (chat[0]) p.chat_key = chat;
   struct api_call *c = xcalloc(1, sizeof *c);
@@ -491,27 +201,6 @@ static int l_call(lua_State *L) {
 
 /* --- configuration ------------------------------------------------------- */
 
-static void check_keys(lua_State *L, int t, const char *where,
-                       const char *const *known) {
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    bool ok = false;
-    if (lua_type(L, -2) == LUA_TSTRING)
-      for (int i = 0; known[i]; i++)
-        if (strcmp(lua_tostring(L, -2), known[i]) == 0) ok = true;
-    if (!ok) {
-      struct buf names = BUF_INIT;
-      for (int i = 0; known[i]; i++)
-        buf_printf(&names, "%s%s", i ? ", " : "", known[i]);
-      lua_pushfstring(L, "bot.api.config: unknown option %s%s (known: %s)",
-                      where, luaL_tolstring(L, -2, NULL), names.data);
-      buf_free(&names);
-      lua_error(L);
-    }
-    lua_pop(L, 1);
-  }
-}
-
 static double num_field(lua_State *L, int t, const char *name, double def,
                         double min, double max) {
   double v = def;
@@ -520,9 +209,13 @@ static double num_field(lua_State *L, int t, const char *name, double def,
     if (type != LUA_TNUMBER)
       luaL_error(L, "bot.api.config: %s must be a number", name);
     v = lua_tonumber(L, -1);
-    if (isnan(v) || v < min || v > max)
-      luaL_error(L, "bot.api.config: %s must be between %g and %g", name, min,
-                 max);
+    if (isnan(v) || v < min || v > max) {
+      /* lua_pushfstring knows no %g. */
+      char msg[160];
+      snprintf(msg, sizeof msg, "bot.api.config: %s must be between %g and %g",
+               name, min, max);
+      luaL_error(L, "%s", msg);
+    }
   }
   lua_pop(L, 1);
   return v;
@@ -562,7 +255,7 @@ static int l_config(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     static const char *const top[] = {"autoRetry", "throttle", NULL};
-    check_keys(L, 1, "", top);
+    luabind_check_keys(L, 1, "bot.api.config", "", top);
     int type = lua_getfield(L, 1, "autoRetry");
     if (type == LUA_TBOOLEAN) {
       struct apicall_config d;
@@ -573,7 +266,7 @@ static int l_config(lua_State *L) {
       static const char *const keys[] = {"maxRetryAttempts", "maxDelaySeconds",
                                          NULL};
       int i = lua_gettop(L);
-      check_keys(L, i, "autoRetry.", keys);
+      luabind_check_keys(L, i, "bot.api.config", "autoRetry.", keys);
       c.max_retry_attempts =
           (int)num_field(L, i, "maxRetryAttempts", 3, 0, 1000);
       c.max_delay_s = num_field(L, i, "maxDelaySeconds", 60, 0, 86400);
@@ -590,7 +283,7 @@ static int l_config(lua_State *L) {
       static const char *const keys[] = {"globalPerSecond", "chatPerSecond",
                                          "groupPerMinute", NULL};
       int i = lua_gettop(L);
-      check_keys(L, i, "throttle.", keys);
+      luabind_check_keys(L, i, "bot.api.config", "throttle.", keys);
       struct throttle_limits d;
       throttle_limits_default(&d);
       c.throttle = true;
@@ -657,10 +350,8 @@ static int download_push(lua_State *co, void *data) {
   }
   lua_pushboolean(co, 1);
   if (problem) {
-    char *clean = log_redacted_copy(problem, strlen(problem));
     lua_pushnil(co);
-    lua_pushfstring(co, "download failed: %s", clean);
-    free(clean);
+    lua_pushfstring(co, "download failed: %s", problem);
     download_free(d, false);
     return 3;
   }
@@ -687,9 +378,7 @@ static int l_download(lua_State *L) {
   const char *file_path = luaL_checkstring(L, 1);
   const char *dest = luaL_checkstring(L, 2);
   luaL_argcheck(L, *dest, 2, "the destination path is empty");
-  if (h->cfg->check)
-    return luaL_error(L, "tghost.download: network calls are disabled by "
-                         "--check");
+  luabind_check_network(L, "tghost.download");
   struct task *t = task_check_can_wait(L, &h->sched, "tghost.download");
   struct buf err = BUF_INIT;
   struct http_request *req = botapi_file_request(h->api, file_path, &err);
@@ -722,11 +411,8 @@ static int l_download(lua_State *L) {
   http_request_set_low_speed(req, TRANSFER_LOW_SPEED_BYTES,
                              TRANSFER_LOW_SPEED_SECS);
   if (http_request_start(req, download_done, d) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
     lua_pushnil(L);
-    lua_pushfstring(L, "download failed: %s", msg);
-    free(msg);
+    lua_pushfstring(L, "download failed: %s", http_request_error(req));
     download_free(d, false);
     return 2;
   }
@@ -735,22 +421,9 @@ static int l_download(lua_State *L) {
 }
 
 int luaopen_tghost_api(lua_State *L) {
-  if (luaL_newmetatable(L, INPUT_FILE_MT)) {
-    lua_pushcfunction(L, input_file_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, input_file_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, input_file_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, "tghost.InputFile");
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
   static const luaL_Reg fns[] = {
       {"call", l_call},
       {"config", l_config},
-      {"InputFile", l_input_file},
-      {"is_input_file", l_is_input_file},
       {"download", l_download},
       {NULL, NULL}};
   luaL_newlib(L, fns);

@@ -1,6 +1,6 @@
 /* The tghost.api module: Bot API calls from Lua (JSON, or multipart when a
- * parameter holds a tghost.InputFile), their configuration (auto-retry on
- * 429, the throttle: see apicall.h), InputFile and file downloads.
+ * parameter holds a tghost.InputFile: see luafile.h), their configuration
+ * (auto-retry on 429, the throttle: see apicall.h) and file downloads.
  *
  * A call suspends the calling task until the answer is in and returns the
  * decoded result, or raises an ApiError {method, error_code, kind,

@@ -7,16 +7,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "generation.h"
-#include "host.h"
 #include "log.h"
+#include "luabind.h"
 #include "luajson.h"
 #include "task.h"
 
 #define DEFAULT_TIMEOUT_S 30.0
 #define DEFAULT_MAX_BODY (16u << 20)
-
-static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
 
 struct http_wait {
   struct task *task;
@@ -159,8 +156,7 @@ static int http_push(lua_State *co, void *data) {
         msg = xmalloc(64);
         snprintf(msg, 64, "timed out after %.3g s", w->timeout_ms / 1000.0);
       } else {
-        const char *e = http_request_error(req);
-        msg = log_redacted_copy(e, strlen(e));
+        msg = xstrdup(http_request_error(req));
       }
       lua_pushstring(co, msg);
       free(msg);
@@ -225,18 +221,7 @@ static int l_request(lua_State *L) {
   lua_settop(L, 1);
   static const char *const known[] = {"method", "url", "headers", "body",
                                       "query", "timeout", "max_body", NULL};
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    bool ok = false;
-    if (lua_type(L, -2) == LUA_TSTRING)
-      for (int i = 0; known[i]; i++)
-        if (strcmp(lua_tostring(L, -2), known[i]) == 0) ok = true;
-    if (!ok)
-      return luaL_error(L, "tghost.http.request: unknown option %s (known: "
-                           "method, url, headers, body, query, timeout, "
-                           "max_body)", luaL_tolstring(L, -2, NULL));
-    lua_pop(L, 1);
-  }
+  luabind_check_keys(L, 1, "tghost.http.request", "", known);
   lua_getfield(L, 1, "url");            /* 2 */
   lua_getfield(L, 1, "method");         /* 3 */
   lua_getfield(L, 1, "headers");        /* 4 */
@@ -278,9 +263,7 @@ static int l_request(lua_State *L) {
                            "non-negative integer (bytes)");
     max_body = (size_t)lua_tointeger(L, 8);
   }
-  if (h->cfg->check)
-    return luaL_error(L, "tghost.http.request: network calls are disabled "
-                         "by --check");
+  luabind_check_network(L, "tghost.http.request");
   struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
 
   struct buf full = BUF_INIT;
@@ -347,13 +330,10 @@ static int l_request(lua_State *L) {
   w->timeout_ms = timeout_ms;
   w->max_body = max_body;
   if (http_request_start(req, http_done, w) != 0) {
-    char *msg = log_redacted_copy(http_request_error(req),
-                                  strlen(http_request_error(req)));
+    lua_pushnil(L);
+    lua_pushstring(L, http_request_error(req));
     http_request_free(req);
     free(w);
-    lua_pushnil(L);
-    lua_pushstring(L, msg);
-    free(msg);
     return 2;
   }
   lua_settop(L, 0);

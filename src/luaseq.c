@@ -1,14 +1,14 @@
 #include "luaseq.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
-#include "generation.h"
-#include "host.h"
+#include "luabind.h"
 #include "seqmap.h"
 #include "task.h"
 
@@ -21,6 +21,7 @@
 /* A job's keys: one per job that called acquire. */
 struct seq_holder {
   struct seqmap_holder mh;
+  struct job_cleanup cleanup;   /* on its job: releases the keys */
   struct luaseq *owner;
   struct job *job;
   uint64_t serial;              /* tells closers of other jobs apart */
@@ -45,6 +46,15 @@ struct seq_closer {
 
 /* --- holders ------------------------------------------------------------ */
 
+static void on_job_end(struct job *job, struct job_cleanup *c);
+
+static struct seq_holder *holder_of(struct job *job) {
+  struct job_cleanup *c = job_find_cleanup(job, on_job_end);
+  return c ? (struct seq_holder *)((char *)c -
+                                   offsetof(struct seq_holder, cleanup))
+           : NULL;
+}
+
 static struct seq_holder *holder_new(struct luaseq *s, struct job *job) {
   struct seq_holder *sh = s->free_holders;
   if (sh) {
@@ -59,7 +69,8 @@ static struct seq_holder *holder_new(struct luaseq *s, struct job *job) {
   sh->job = job;
   sh->serial = ++s->serial;
   s->nlive++;
-  job->seq = sh;
+  sh->cleanup.fn = on_job_end;
+  job_add_cleanup(job, &sh->cleanup);
   return sh;
 }
 
@@ -80,12 +91,11 @@ static void holder_free(struct luaseq *s, struct seq_holder *sh) {
   }
 }
 
-/* The scheduler's job-end hook: the job's keys go, whatever ended it. */
-static void on_job_end(struct job *job, void *ud) {
-  struct luaseq *s = ud;
-  struct seq_holder *sh = job->seq;
-  if (!sh) return;
-  job->seq = NULL;
+/* The job's cleanup: its keys go, whatever ended it. */
+static void on_job_end(struct job *job, struct job_cleanup *c) {
+  struct seq_holder *sh =
+      (struct seq_holder *)((char *)c - offsetof(struct seq_holder, cleanup));
+  struct luaseq *s = sh->owner;
   sh->waiter = NULL;
   seqmap_release(&s->map, &sh->mh);
   holder_free(s, sh);
@@ -220,11 +230,11 @@ static size_t read_keys(lua_State *L, struct seqmap_key *stack,
 
 /* --- the module --------------------------------------------------------- */
 
-static struct luaseq *seq_of(lua_State *L) { return gen_of(L)->host->seq; }
+static struct luaseq *seq_of(lua_State *L) { return host_of(L)->seq; }
 
 /* seq.acquire(keys) -> closer | nothing; may suspend. */
 static int l_acquire(lua_State *L) {
-  struct host *h = gen_of(L)->host;
+  struct host *h = host_of(L);
   struct luaseq *s = seq_of(L);
   struct task *t = task_check_can_wait(L, &h->sched, "sequentialize");
   lua_settop(L, 1);
@@ -233,7 +243,8 @@ static int l_acquire(lua_State *L) {
   size_t n = read_keys(L, stack, &keys);
   if (n == 0) return 0;
   struct job *job = task_job(t);
-  struct seq_holder *sh = job->seq ? job->seq : holder_new(s, job);
+  struct seq_holder *sh = holder_of(job);
+  if (!sh) sh = holder_new(s, job);
   if (sh->mh.waiting > 0)
     return luaL_error(L, "sequentialize: another task of this update still "
                          "waits for its keys");
@@ -254,10 +265,10 @@ static int l_acquire(lua_State *L) {
  * belong to the running job and are still held. */
 static int l_closer_close(lua_State *L) {
   struct seq_closer *c = luaL_checkudata(L, 1, CLOSER_META);
-  struct host *h = gen_of(L)->host;
+  struct host *h = host_of(L);
   struct task *t = sched_running(&h->sched);
   if (!t || c->frame == 0) return 0;
-  struct seq_holder *sh = task_job(t)->seq;
+  struct seq_holder *sh = holder_of(task_job(t));
   if (sh && sh->serial == c->serial)
     seqmap_release_frame(&h->seq->map, &sh->mh, c->frame);
   c->frame = 0;
@@ -295,17 +306,11 @@ struct luaseq *luaseq_new(struct host *h) {
   uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
                   ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)s;
   seqmap_init(&s->map, seed, on_grant, s);
-  h->sched.job_end_hook = on_job_end;
-  h->sched.job_end_hook_ud = s;
   return s;
 }
 
 void luaseq_free(struct luaseq *s) {
   if (!s) return;
-  if (s->h->sched.job_end_hook_ud == s) {
-    s->h->sched.job_end_hook = NULL;
-    s->h->sched.job_end_hook_ud = NULL;
-  }
   seqmap_free(&s->map);
   while (s->free_holders) {
     struct seq_holder *sh = s->free_holders;

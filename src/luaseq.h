@@ -3,9 +3,9 @@
  *
  * The map belongs to the host, not to a Lua state, so it outlives a hot
  * reload: updates of an old and a new generation queue on the same keys.
- * Each job that acquires keys gets a holder (job->seq); the scheduler's
- * job-end hook releases it however the job ends (finished, failed, timed
- * out, cancelled), which lets its successors run.
+ * Each job that acquires keys gets a holder, registered as one of the job's
+ * cleanup handlers (task.h), which releases it however the job ends
+ * (finished, failed, timed out, cancelled) and lets its successors run.
  *
  *   seq.acquire(keys) -> closer | nothing
  *       keys: a string, an integer (a float with an integral value counts
@@ -26,7 +26,7 @@
 struct host;
 struct luaseq;
 
-/* Creates the map and installs the scheduler's job-end hook. */
+/* Creates the map (main.c attaches it to the host as h->seq). */
 struct luaseq *luaseq_new(struct host *h);
 /* After every job has ended. */
 void luaseq_free(struct luaseq *s);

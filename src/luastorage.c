@@ -5,9 +5,8 @@
 #include <string.h>
 
 #include "clock.h"
-#include "generation.h"
-#include "host.h"
 #include "kvreq.h"
+#include "luabind.h"
 #include "storages.h"
 #include "storecodec.h"
 #include "task.h"
@@ -23,8 +22,6 @@ struct store_handle {
   void *store;
   char ns[];
 };
-
-static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
 
 static struct store_handle *push_handle(lua_State *L, enum handle_kind kind,
                                         void *store, const char *ns) {

@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generation.h"
-#include "host.h"
 #include "log.h"
+#include "luabind.h"
 #include "task.h"
 
 #define TASK_HANDLE_MT "tghost.Task"
@@ -33,8 +32,6 @@ struct join_wait {
   struct qnode node;
 };
 
-static struct host *host_of(lua_State *L) { return gen_of(L)->host; }
-
 /* The generation cannot be freed while a holder exists: the handle lives
  * in its Lua state (and is collected at the latest by lua_close), the task
  * and the waiters in its jobs. So the registry is always there. */
@@ -45,7 +42,7 @@ static void child_unref(struct child *c) {
             "a task started with tghost.spawn failed and nobody waited for "
             "it: %s", c->failure ? c->failure : "(no message)");
   if (c->results_ref != LUA_NOREF)
-    luaL_unref(c->gen->L, LUA_REGISTRYINDEX, c->results_ref);
+    luaL_unref(c->gen->owner.L, LUA_REGISTRYINDEX, c->results_ref);
   free(c->failure);
   free(c);
 }
@@ -66,7 +63,7 @@ static int join_push(lua_State *co, void *data) {
 /* Stores {n=2, false, message} as the results (a failure the task could
  * not report itself). */
 static void store_failure(struct child *c, const char *message) {
-  lua_State *L = c->gen->L;
+  lua_State *L = c->gen->owner.L;
   lua_createtable(L, 2, 1);
   lua_pushboolean(L, 0);
   lua_rawseti(L, -2, 1);
@@ -131,6 +128,11 @@ static int handle_tostring(lua_State *L) {
   return 1;
 }
 
+static void on_background_end(struct job *job, void *ud) {
+  /* A failure was logged by the task's own end (nobody waited) or
+   * raised in its waiter; a cancel is the bot stopping or a reload. */
+}
+
 /* task.spawn(wrapper, fn, args...) -> handle. The task runs wrapper(fn,
  * args...) in the running task's job. */
 static int l_spawn(lua_State *L) {
@@ -142,9 +144,17 @@ static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   struct job *job = task_job(parent);
+  if (job->kind == JOB_LOAD || job->kind == JOB_BACKGROUND) {
+    /* From the top level (or a task it started): background work of its
+     * own, which the top level does not wait for. */
+    struct generation *g = gen_of_job(job);
+    struct job_params p = {JOB_BACKGROUND, -1, NULL, 0, on_background_end,
+                           NULL};
+    job = job_new(&h->sched, &g->owner, &p);
+  }
   struct child *c = xcalloc(1, sizeof *c);
   c->refs = 2;   /* the handle and the task */
-  c->gen = job->gen;
+  c->gen = gen_of_job(job);
   c->state = CHILD_RUNNING;
   c->results_ref = LUA_NOREF;
   c->fields = job_log_fields(job);

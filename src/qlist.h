@@ -40,6 +40,14 @@ static inline void qlist_push_back(struct qlist *l, struct qnode *n) {
   l->count++;
 }
 
+static inline void qlist_push_front(struct qlist *l, struct qnode *n) {
+  n->next = l->head.next;
+  n->prev = &l->head;
+  l->head.next->prev = n;
+  l->head.next = n;
+  l->count++;
+}
+
 static inline void qlist_remove(struct qlist *l, struct qnode *n) {
   n->prev->next = n->next;
   n->next->prev = n->prev;
@@ -56,5 +64,19 @@ static inline struct qnode *qlist_pop_front(struct qlist *l) {
   if (n) qlist_remove(l, n);
   return n;
 }
+
+static inline size_t qlist_size(const struct qlist *l) { return l->count; }
+
+/* Whether n is the first node of l. */
+static inline bool qlist_is_front(const struct qlist *l,
+                                  const struct qnode *n) {
+  return l->head.next == n;
+}
+
+/* Visits every node, front to back. The body must not unlink the node it
+ * visits (collect first, or pop from the front, to remove while walking). */
+#define qlist_foreach(node, list)                                   \
+  for (struct qnode *node = (list)->head.next; node != &(list)->head; \
+       node = node->next)
 
 #endif

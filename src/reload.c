@@ -19,6 +19,7 @@
 #include "host.h"
 #include "log.h"
 #include "runner.h"
+#include "runtime.h"
 
 #define QUIET_MS 100          /* a save is over when nothing moved this long */
 #define MAX_WAIT_MS 1000      /* ... or this long after its first event */
@@ -129,7 +130,7 @@ static void drop_dir(struct reloader *r, size_t i) {
 static void watch_files(struct reloader *r, const struct generation *also) {
   struct watched_file *files = NULL;
   size_t nfiles = 0;
-  const struct deps *sets[2] = {&r->h->current->files,
+  const struct deps *sets[2] = {&gen_of_owner(r->h->current)->files,
                                 also ? &also->files : NULL};
   for (int s = 0; s < 2; s++)
     for (size_t i = 0; sets[s] && i < sets[s]->count; i++)
@@ -310,7 +311,7 @@ static bool script_frame(const char *traceback, char *out, size_t n) {
  * debug level. */
 static void log_rejected(struct generation *g, const char *error) {
   struct host *h = g->host;
-  struct log_fields f = {g->id, -1};
+  struct log_fields f = {g->owner.id, -1};
   const char *tb = strstr(error, "\nstack traceback:");
   struct buf msg = BUF_INIT;
   for (const char *p = error; *p && p != tb; p++) {
@@ -328,26 +329,29 @@ static void log_rejected(struct generation *g, const char *error) {
       buf_printf(&msg, " (at %s)", where);
   }
   log_msg(LOG_ERROR, &f, "generation %d rejected, generation %d keeps "
-          "serving: %s", g->id, h->current->id, msg.data ? msg.data : "");
+          "serving: %s", g->owner.id, h->current->id, msg.data ? msg.data : "");
   if (tb) log_msg(LOG_DEBUG, &f, "%s", tb + 1);
   buf_free(&msg);
 }
 
 static void go_live(struct reloader *r, struct generation *g) {
   struct host *h = r->h;
-  struct generation *old = h->current;
-  /* Our reference becomes the host's. */
-  h->current = g;
-  struct log_fields f = {g->id, -1};
+  /* Our reference becomes the host's, and the host's to old ours. */
+  struct generation *old = gen_of_owner(host_swap_generation(h, &g->owner));
+  int id = g->owner.id, old_id = old->owner.id;
+  struct log_fields f = {id, -1};
   /* Every other reference to old is a job that has not ended. */
   if (old->refs > 1)
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
             "generation %d retires when its %zu job(s) in flight end",
-            g->id, old->id, old->refs - 1);
+            id, old_id, old->refs - 1);
   else
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
-            "generation %d has nothing in flight", g->id, old->id);
-  runner_reconfigure(h->runner, &g->run_opts, g->id);
+            "generation %d has nothing in flight", id, old_id);
+  runner_reconfigure(h->runner, &g->run_opts, id);
+  /* The new top level started its own background tasks. */
+  sched_cancel_kind(&h->sched, &old->owner, JOB_BACKGROUND,
+                    "cancelled: a reload replaced its generation");
   old->retiring = true;
   gen_unref(old);
 }
@@ -358,9 +362,11 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   evtimer_del(r->load_timer);
   r->loading = NULL;
   if (h->exiting || !h->runner || !runner_is_running(h->runner)) {
-    struct log_fields f = {g->id, -1};
+    struct log_fields f = {g->owner.id, -1};
     log_msg(LOG_INFO, &f, "generation %d discarded: tghost is stopping",
-            g->id);
+            g->owner.id);
+    sched_cancel_kind(&h->sched, &g->owner, JOB_BACKGROUND,
+                      "cancelled: tghost is stopping");
     gen_unref(g);
     return;
   }
@@ -369,6 +375,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (error) {
     log_rejected(g, error);
     watch_files(r, g);
+    sched_cancel_kind(&h->sched, &g->owner, JOB_BACKGROUND,
+                      "cancelled: its generation was rejected");
     gen_unref(g);
   } else {
     go_live(r, g);
@@ -385,11 +393,12 @@ static void on_load_timeout(evutil_socket_t fd, short what, void *arg) {
   char where[160] = "";
   lua_State *co = job_thread(g->load_job);
   if (co) {
-    luaL_traceback(g->L, co, NULL, 0);
+    lua_State *L = g->owner.L;
+    luaL_traceback(L, co, NULL, 0);
     char at[150];
-    if (script_frame(lua_tostring(g->L, -1), at, sizeof at))
+    if (script_frame(lua_tostring(L, -1), at, sizeof at))
       snprintf(where, sizeof where, "%s: ", at);
-    lua_pop(g->L, 1);
+    lua_pop(L, 1);
   }
   char msg[256];
   snprintf(msg, sizeof msg, "%sthe script's top level did not finish within "
@@ -412,7 +421,7 @@ static void begin_reload(struct reloader *r) {
   log_info("reloading %s (%s)", h->cfg->script,
            r->reason ? r->reason : "requested");
   struct buf err = BUF_INIT;
-  struct generation *g = gen_new(h, h->cfg->script, &err);
+  struct generation *g = runtime_new_generation(h, h->cfg->script, &err);
   if (!g) {
     log_error("reload failed, generation %d keeps serving: %s",
               h->current->id, err.data);
@@ -420,7 +429,7 @@ static void begin_reload(struct reloader *r) {
     return;
   }
   r->loading = g;
-  if (gen_load(g, on_loaded, r, &err) != 0) {
+  if (runtime_load_script(g, on_loaded, r, &err) != 0) {
     /* Did not compile: nothing ran. */
     r->loading = NULL;
     log_rejected(g, err.data);

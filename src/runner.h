@@ -6,54 +6,76 @@
  * none is made while the sink is full. A graceful stop aborts the pending
  * poll, lets in-flight updates finish within the drain timeout (then
  * cancels the rest), and confirms the offset of everything started with a
- * last getUpdates, so a restart neither loses nor repeats an update. */
+ * last getUpdates, so a restart neither loses nor repeats an update.
+ *
+ * The runner does not know what an update runs: it asks its owner (the
+ * host) through runner_callbacks, the way the source and the sink ask it. */
 #ifndef TGHOST_RUNNER_H
 #define TGHOST_RUNNER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-struct host;
-struct task;
+#include <event2/event.h>
+
+#include "botapi.h"
+#include "http.h"
+#include "journal.h"
+#include "runopts.h"
+#include "task.h"
+#include "update.h"
+
 struct runner;
 
-enum sink_kind { SINK_CONCURRENT, SINK_SEQUENTIAL, SINK_BATCH };
-enum retry_kind { RETRY_EXPONENTIAL, RETRY_QUADRATIC, RETRY_FIXED };
-
-/* run(bot, opts), flattened and validated by lua/options.lua. */
-struct run_options {
-  enum sink_kind sink;
-  int concurrency;
-  long timeout_ms;               /* per update; 0 = none */
-  int fetch_timeout_s;           /* getUpdates long-poll timeout */
-  char *allowed_updates_json;    /* NULL: derived from the handlers */
-  enum retry_kind retry;
-  long retry_ms;                 /* RETRY_FIXED */
-  long max_retry_ms;
-  bool silent;
-  double speed_traffic_balance;  /* 0..1 */
-  long max_delay_ms;
-  long max_waiting;              /* parked updates at most; -1: default */
+struct runner_callbacks {
+  /* Starts a job for the update (u->json may be taken); NULL if it cannot.
+   * The job must end through on_end(job, end_ud). */
+  struct job *(*start_update)(void *ud, struct update_item *u,
+                              job_end_fn on_end, void *end_ud);
+  /* A job failed hard (CPU budget, a crash in the runtime): report it. */
+  void (*on_failure)(void *ud, struct job *job);
+  /* A job ran longer than timeout_ms; it is cancelled after this. */
+  void (*on_timeout)(void *ud, struct job *job, long timeout_ms);
+  /* getMe answered: the bot's User object, raw JSON. */
+  void (*on_identity)(void *ud, const char *json, size_t len);
+  /* An unrecoverable error (bad token, conflict, gave up retrying). */
+  void (*on_fatal)(void *ud, const char *message);
+  /* A stop has completed (drained and confirmed). */
+  void (*on_stopped)(void *ud);
 };
 
-void run_options_init(struct run_options *o);
-void run_options_free(struct run_options *o);
-void run_options_copy(struct run_options *dst, const struct run_options *src);
+/* What the runner works with; owned by the caller. */
+struct runner_env {
+  struct event_base *base;
+  struct botapi *poll_api;       /* getUpdates and getMe */
+  struct http_client *calls_http;/* sized to the concurrency */
+  double drain_timeout_s;
+  const char *journal_path;      /* --journal (see journal.h), or NULL */
+  int64_t bot_id;                /* whose journal it is (-1: unknown) */
+};
 
-struct runner *runner_new(struct host *h, const struct run_options *o);
+struct runner *runner_new(const struct runner_env *env,
+                          const struct run_options *o,
+                          const struct runner_callbacks *cb, void *ud);
 void runner_free(struct runner *r);
 /* Hot reload: applies a reloaded script's run() options that can change
  * while running (concurrency, maxWaiting, per-update timeout, fetch
- * timeout, allowed_updates, retry settings, silent, pacing) and warns about the
- * others (the sink kind), which keep their values until a restart. Logs
- * what changed, for generation gen. */
+ * timeout, allowed_updates, retry settings, silent, pacing) and warns about
+ * the others (the sink kind), which keep their values until a restart.
+ * Logs what changed, for generation gen. */
 void runner_reconfigure(struct runner *r, const struct run_options *o,
                         int gen);
-/* Fetches the bot's identity (getMe) and starts polling. */
+/* Opens the journal if there is one (unfinished updates run first), fetches
+ * the bot's identity (getMe) and starts polling. A journal that cannot be
+ * used is fatal (on_fatal). */
 void runner_start(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or
  * elsewhere), it is woken once everything else in flight has finished. */
 void runner_stop(struct runner *r, struct task *waiter);
+/* Wakes waiter once the runner has stopped, without stopping it; a waiter
+ * inside an update of this runner is woken, as runner_stop's is, once
+ * everything else in flight is done. */
+void runner_wait_stopped(struct runner *r, struct task *waiter);
 /* A waiting task was cancelled: do not wake it. */
 void runner_forget_waiter(struct runner *r, struct task *waiter);
 /* Cancels everything at once; nothing is confirmed. */

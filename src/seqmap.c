@@ -191,7 +191,7 @@ static void link_free(struct seqmap *m, struct seqmap_link *l) {
 }
 
 static bool link_is_head(const struct seqmap_link *l) {
-  return l->entry->queue.head.next == &l->node;
+  return qlist_is_front(&l->entry->queue, &l->node);
 }
 
 /* Takes l out of its queue; grants the next holder if l was the head and

@@ -1,44 +1,98 @@
 #include "sink.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "clock.h"
 #include "log.h"
 
+/* Kept beyond the slots in use, for the next burst. */
+#define SPARE_SLOTS 256
+
+/* The sink's record of one started job: where it is (running, with its
+ * timer in the in-flight list; or waiting, its timer stopped) and its slot
+ * account. Owned by the sink, attached to the job as its slot owner's
+ * data, freed when the job ends. */
+struct sink_slot {
+  struct sink *sink;
+  struct job *job;
+  struct inflight_entry entry;     /* while running */
+  struct qnode wait_node;          /* in sink->waiting, while waiting */
+  bool holds_slot;                 /* counts against the concurrency */
+  bool parked;                     /* gave its slot up while it waits */
+  bool expired;                    /* timed out: being cancelled */
+  struct qnode unpark_node;        /* in sink->unparking */
+  struct sink_slot *next_spare;
+};
+
 static void on_job_end(struct job *job, void *ud);
 static void pump(struct sink *k);
 
-/* The job leaves the sink's accounts: no slot, not parked. */
-static void settle(struct sink *k, struct job *job) {
-  if (job->holds_slot) {
-    job->holds_slot = false;
+static struct sink_slot *slot_new(struct sink *k) {
+  struct sink_slot *sl = k->spare_slots;
+  if (sl) {
+    k->spare_slots = sl->next_spare;
+    k->nspare--;
+    memset(sl, 0, sizeof *sl);
+  } else {
+    sl = xcalloc(1, sizeof *sl);
+  }
+  sl->sink = k;
+  return sl;
+}
+
+static void slot_free(struct sink *k, struct sink_slot *sl) {
+  if (k->nspare >= SPARE_SLOTS) {
+    free(sl);
+    return;
+  }
+  sl->next_spare = k->spare_slots;
+  k->spare_slots = sl;
+  k->nspare++;
+}
+
+/* Its timer runs (again) from now: the time it waited does not count. */
+static void run_timer(struct sink *k, struct sink_slot *sl) {
+  if (qnode_linked(&sl->wait_node)) qlist_remove(&k->waiting, &sl->wait_node);
+  if (!sl->expired && !inflight_contains(&sl->entry))
+    inflight_add(&k->inflight, &sl->entry, clock_now_ms());
+}
+
+/* The job leaves the sink's accounts: no slot, not parked, no timer. */
+static void settle(struct sink *k, struct sink_slot *sl) {
+  inflight_remove(&k->inflight, &sl->entry);
+  if (qnode_linked(&sl->wait_node)) qlist_remove(&k->waiting, &sl->wait_node);
+  if (sl->holds_slot) {
+    sl->holds_slot = false;
     k->holding--;
   }
-  if (job->parked) {
-    job->parked = false;
+  if (sl->parked) {
+    sl->parked = false;
     k->parked--;
-    if (qnode_linked(&job->unpark_node))
-      qlist_remove(&k->unparking, &job->unpark_node);
+    if (qnode_linked(&sl->unpark_node))
+      qlist_remove(&k->unparking, &sl->unpark_node);
   }
 }
 
 static void on_expired(struct inflight *q, struct inflight_entry *e,
                        void *ud) {
   struct sink *k = ud;
-  struct job *job = qlist_entry(e, struct job, sink_entry);
+  struct sink_slot *sl = qlist_entry(e, struct sink_slot, entry);
   /* The slot is free from now on, even if the cancel is deferred. */
-  settle(k, job);
-  k->cb.on_timeout(k->ud, job);
-  job_cancel(job, "the update timed out");
+  sl->expired = true;
+  settle(k, sl);
+  k->cb.on_timeout(k->ud, sl->job);
+  job_cancel(sl->job, SINK_TIMEOUT_REASON);
 }
 
 /* --- parking ------------------------------------------------------------ */
 
-static void take_slot(struct sink *k, struct job *job) {
-  job->parked = false;
+static void take_slot(struct sink *k, struct sink_slot *sl) {
+  sl->parked = false;
   k->parked--;
-  job->holds_slot = true;
+  sl->holds_slot = true;
   k->holding++;
+  run_timer(k, sl);
 }
 
 /* Every waiting job gives its slot up: slots are held only by jobs that
@@ -46,33 +100,42 @@ static void take_slot(struct sink *k, struct job *job) {
  * (a waiting job keeping its slot could hold the very slot its predecessor
  * needs). The bound on parked jobs is enforced by fetching less (see
  * sink_capacity). */
-static void slot_park(struct job *job, void *ud) {
-  struct sink *k = ud;
-  if (k->kind != SINK_CONCURRENT || !job->holds_slot) return;
-  job->holds_slot = false;
+static void slot_park(struct job *job, void *slot) {
+  struct sink_slot *sl = slot;
+  struct sink *k = sl->sink;
+  if (sl->expired || qnode_linked(&sl->wait_node)) return;
+  /* Waiting is not running: its timeout counts again when it runs on, so
+   * an update is never cancelled for the time it spent queued behind
+   * others. */
+  inflight_remove(&k->inflight, &sl->entry);
+  qlist_push_back(&k->waiting, &sl->wait_node);
+  if (k->kind != SINK_CONCURRENT || !sl->holds_slot) return;
+  sl->holds_slot = false;
   k->holding--;
-  job->parked = true;
+  sl->parked = true;
   k->parked++;
   /* Lua code is running: start the next updates from the loop. */
   event_active(k->pump_event, 0, 0);
 }
 
-static void slot_unpark(struct job *job, void *ud) {
-  struct sink *k = ud;
-  if (!job->parked) {
+static void slot_unpark(struct job *job, void *slot) {
+  struct sink_slot *sl = slot;
+  struct sink *k = sl->sink;
+  if (!sl->parked) {
     /* It kept its slot (not a concurrent sink), or it timed out and has
      * none to get back. */
+    run_timer(k, sl);
     job_slot_regained(job);
     return;
   }
-  if (qnode_linked(&job->unpark_node)) return;
-  qlist_push_back(&k->unparking, &job->unpark_node);
+  if (qnode_linked(&sl->unpark_node)) return;
+  qlist_push_back(&k->unparking, &sl->unpark_node);
   /* Only a free slot is taken here; a busy sink serves the queue as slots
    * come free, before the backlog. */
   if (k->holding < (size_t)k->concurrency &&
-      k->unparking.head.next == &job->unpark_node) {
-    qlist_remove(&k->unparking, &job->unpark_node);
-    take_slot(k, job);
+      qlist_is_front(&k->unparking, &sl->unpark_node)) {
+    qlist_remove(&k->unparking, &sl->unpark_node);
+    take_slot(k, sl);
     job_slot_regained(job);
   }
 }
@@ -103,6 +166,7 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
   k->max_waiting = -1;
   k->max_parked = max_parked_for(k);
   qlist_init(&k->unparking);
+  qlist_init(&k->waiting);
   k->pump_event = event_new(base, -1, 0, on_pump_event, k);
   k->accepting = true;
   k->cb = *cb;
@@ -117,6 +181,11 @@ static void drop_backlog(struct sink *k) {
 
 void sink_free(struct sink *k) {
   drop_backlog(k);
+  while (k->spare_slots) {
+    struct sink_slot *sl = k->spare_slots;
+    k->spare_slots = sl->next_spare;
+    free(sl);
+  }
   inflight_free(&k->inflight);
   if (k->pump_event) event_free(k->pump_event);
   k->pump_event = NULL;
@@ -139,31 +208,44 @@ static bool may_start(const struct sink *k) {
 static void pump(struct sink *k) {
   /* Parked jobs whose wait is over come first, even while draining. */
   while (!qlist_empty(&k->unparking) && may_start(k)) {
-    struct job *job = qlist_entry(qlist_pop_front(&k->unparking), struct job,
-                                  unpark_node);
-    take_slot(k, job);
-    job_slot_regained(job);
+    struct sink_slot *sl = qlist_entry(qlist_pop_front(&k->unparking),
+                                       struct sink_slot, unpark_node);
+    take_slot(k, sl);
+    job_slot_regained(sl->job);
   }
   while (k->accepting && !qlist_empty(&k->backlog) && may_start(k)) {
     struct update_item *u =
         qlist_entry(qlist_pop_front(&k->backlog), struct update_item, node);
-    struct job *job = k->cb.start(k->ud, u, on_job_end, k);
+    struct sink_slot *sl = slot_new(k);
+    struct job *job = k->cb.start(k->ud, u, on_job_end, sl);
     update_item_free(u);
-    if (!job) continue;
-    job->holds_slot = true;
+    if (!job) {
+      slot_free(k, sl);
+      continue;
+    }
+    sl->job = job;
+    sl->holds_slot = true;
     k->holding++;
-    job->slot_ops = &sink_slot_ops;
-    job->slot_ud = k;
-    inflight_add(&k->inflight, &job->sink_entry, clock_now_ms());
+    job_set_slot_owner(job, &sink_slot_ops, sl);
+    inflight_add(&k->inflight, &sl->entry, clock_now_ms());
   }
 }
 
 static void on_job_end(struct job *job, void *ud) {
-  struct sink *k = ud;
-  inflight_remove(&k->inflight, &job->sink_entry);
-  settle(k, job);
+  struct sink_slot *sl = ud;
+  struct sink *k = sl->sink;
+  settle(k, sl);
+  job_set_slot_owner(job, NULL, NULL);
+  slot_free(k, sl);
   k->cb.on_job_end(k->ud, job);
   pump(k);
+}
+
+bool sink_has_job(const struct sink *k, const struct job *job) {
+  if (job->slot_ops != &sink_slot_ops) return false;
+  const struct sink_slot *sl = job->slot;
+  return sl->sink == k &&
+         (inflight_contains(&sl->entry) || qnode_linked(&sl->wait_node));
 }
 
 void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms,
@@ -182,9 +264,9 @@ int sink_capacity(const struct sink *k) {
        * and all that is fetched and not done (running, parked, backlog)
        * stays within concurrency + max_parked. */
       long free_slots = (long)k->concurrency - (long)k->holding -
-                        (long)k->backlog.count - (long)k->unparking.count;
+                        (long)qlist_size(&k->backlog) - (long)qlist_size(&k->unparking);
       long room = (long)k->concurrency + (long)k->max_parked -
-                  (long)(k->holding + k->parked + k->backlog.count);
+                  (long)(k->holding + k->parked + qlist_size(&k->backlog));
       long n = free_slots < room ? free_slots : room;
       return n > 0 ? (int)(n > 100 ? 100 : n) : 0;
     }
@@ -202,7 +284,8 @@ void sink_add(struct sink *k, struct qlist *batch) {
 }
 
 size_t sink_size(const struct sink *k) {
-  return inflight_size(&k->inflight) + k->backlog.count;
+  return inflight_size(&k->inflight) + qlist_size(&k->waiting) +
+         qlist_size(&k->backlog);
 }
 
 int64_t sink_close(struct sink *k) {
@@ -214,12 +297,13 @@ int64_t sink_close(struct sink *k) {
 }
 
 void sink_cancel_all(struct sink *k, const char *reason) {
-  size_t n = inflight_size(&k->inflight), i = 0;
+  size_t n = inflight_size(&k->inflight) + qlist_size(&k->waiting), i = 0;
   if (n == 0) return;
   struct job **jobs = xcalloc(n, sizeof *jobs);
-  for (struct qnode *q = k->inflight.list.head.next;
-       q != &k->inflight.list.head; q = q->next)
-    jobs[i++] = qlist_entry(q, struct job, sink_entry.node);
+  qlist_foreach(q, &k->inflight.list)
+    jobs[i++] = qlist_entry(q, struct sink_slot, entry.node)->job;
+  qlist_foreach(q, &k->waiting)
+    jobs[i++] = qlist_entry(q, struct sink_slot, wait_node)->job;
   /* A cancel ends only its own job, so the snapshot stays valid. */
   for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
   free(jobs);

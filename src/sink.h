@@ -14,9 +14,12 @@
  * again and gets the next free one before the backlog, and fetching counts
  * it as taken. Fetching also stops while running + parked + backlog
  * reaches concurrency + max_parked, which bounds the memory a flood of one
- * chat can take. Timeouts still count from when an update started. The
- * sequential and batch sinks never park (sequential means one update
- * after another, in order). */
+ * chat can take. The sequential and batch sinks never give a slot up
+ * (sequential means one update after another, in order).
+ *
+ * Timeouts count running time only: a job that waits on others (in any
+ * sink) has its timer stopped, and it runs again from zero when the job
+ * runs on, so an update is never cancelled before it ran. */
 #ifndef TGHOST_SINK_H
 #define TGHOST_SINK_H
 
@@ -26,9 +29,16 @@
 #include <event2/event.h>
 
 #include "inflight.h"
-#include "runner.h"
-#include "source.h"
+#include "qlist.h"
 #include "task.h"
+#include "update.h"
+
+enum sink_kind { SINK_CONCURRENT, SINK_SEQUENTIAL, SINK_BATCH };
+
+/* The reason a job that ran out of time is cancelled with. */
+#define SINK_TIMEOUT_REASON "the update timed out"
+
+struct sink_slot;
 
 struct sink_callbacks {
   /* Starts a job for the update (taking u->json); NULL if it cannot. */
@@ -46,12 +56,16 @@ struct sink {
   enum sink_kind kind;
   int concurrency;
   struct qlist backlog;            /* update_items not started yet */
-  struct inflight inflight;        /* started jobs, oldest first */
+  struct inflight inflight;        /* running jobs, by when they (last)
+                                      started running */
+  struct qlist waiting;            /* started jobs waiting on others */
   size_t holding;                  /* jobs holding a slot */
   size_t parked;                   /* started jobs waiting without a slot */
   long max_waiting;                 /* as set; -1: the default */
   size_t max_parked;               /* in effect */
   struct qlist unparking;          /* parked jobs whose wait is over */
+  struct sink_slot *spare_slots;   /* freed slot records, for reuse */
+  size_t nspare;
   struct event *pump_event;        /* starts jobs after a park, from the loop */
   bool accepting;
   struct sink_callbacks cb;
@@ -80,6 +94,9 @@ int sink_capacity(const struct sink *k);
 void sink_add(struct sink *k, struct qlist *batch);
 /* Updates in flight: started and not ended, plus the backlog. */
 size_t sink_size(const struct sink *k);
+/* Whether job was started by this sink and still counts as in flight
+ * (not ended, not timed out). */
+bool sink_has_job(const struct sink *k, const struct job *job);
 /* Stops starting updates and drops the backlog. Returns the id of the
  * first dropped update, or -1 if the backlog was empty. */
 int64_t sink_close(struct sink *k);

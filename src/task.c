@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "generation.h"
 
 /* The CPU guard's tick, and how long it keeps ticking without Lua code
  * running before it stops the timer. */
@@ -15,6 +14,11 @@
 #define CPU_IDLE_TICKS 40
 /* Instructions between two looks at the clock by the fallback hook. */
 #define CPU_CHECK_INSTRUCTIONS 1000
+
+/* glibc before 2.41 has SIGEV_THREAD_ID but not the name of its field. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
 
 struct task {
   struct job *job;
@@ -28,7 +32,7 @@ struct task {
   void *wait_data;
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
-  volatile sig_atomic_t cpu_exceeded;
+  volatile sig_atomic_t stopping;         /* a task_stop_reason: being stopped */
   char cpu_where[96];                     /* "file:line: " it was stopped at */
   task_end_fn on_end;
   void *end_ud;
@@ -36,9 +40,14 @@ struct task {
 
 static char yield_sentinel;
 
+/* The Lua hooks of the CPU guard need the scheduler; there is one per
+ * process. */
+static struct scheduler *hooked;
+
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
+static lua_Hook fallback_hook_fn(void);
 static void cpu_guard_init(struct scheduler *s);
 static void cpu_guard_free(struct scheduler *s);
 
@@ -51,11 +60,13 @@ void sched_init(struct scheduler *s, struct event_base *base,
   qlist_init(&s->cancels);
   qlist_init(&s->jobs);
   s->cpu_budget_ms = cpu_budget_ms;
+  hooked = s;
   cpu_guard_init(s);
 }
 
 void sched_free(struct scheduler *s) {
   cpu_guard_free(s);
+  if (hooked == s) hooked = NULL;
   if (s->ready_event) event_free(s->ready_event);
   s->ready_event = NULL;
 }
@@ -63,16 +74,35 @@ void sched_free(struct scheduler *s) {
 struct task *sched_running(const struct scheduler *s) { return s->running; }
 
 void sched_cancel_all(struct scheduler *s, const char *reason) {
-  struct qnode *q;
   if (s->running) {
     /* Every cancel is deferred; the list does not change meanwhile. */
-    for (q = s->jobs.head.next; q != &s->jobs.head; q = q->next)
-      job_cancel(qlist_entry(q, struct job, all_node), reason);
+    qlist_foreach(node, &s->jobs)
+      job_cancel(qlist_entry(node, struct job, all_node), reason);
     return;
   }
   /* Each cancel ends its job at once and unlinks it. */
+  struct qnode *q;
   while ((q = qlist_front(&s->jobs)))
     job_cancel(qlist_entry(q, struct job, all_node), reason);
+}
+
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason) {
+  size_t n = 0, i = 0;
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) n++;
+  }
+  if (n == 0) return;
+  /* A cancel may end other jobs' waits, never other jobs: a snapshot of
+   * the list stays valid. */
+  struct job **jobs = xcalloc(n, sizeof *jobs);
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) jobs[i++] = job;
+  }
+  for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
+  free(jobs);
 }
 
 static void schedule(struct scheduler *s) {
@@ -171,13 +201,15 @@ static long elapsed_ms(const struct timespec *since) {
 }
 
 /* Stops the running task. Yielding (not raising) is what stops it: an
- * error would be caught by the handler's own pcall. A nested coroutine
- * cannot yield to the host, so it gets an error, which ends it; its
- * parent then yields at its next instruction. */
+ * error would be caught by the handler's own pcall. A nested coroutine, or
+ * code in a context that cannot yield (a string.gsub callback, say),
+ * cannot yield to the host, so it gets an error; the hook stays on every
+ * instruction, so the error comes again as soon as a pcall returns, until
+ * the task reaches a point where it can yield. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
-  if (!t || !t->cpu_exceeded) {
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
+  if (!t || !t->stopping) {
     lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
     return;
   }
@@ -189,8 +221,18 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     lua_yield(L, 0);
     return;
   }
+  if (t->stopping == TASK_STOP_MEMORY)
+    luaL_error(L, "Lua memory limit exceeded");
   luaL_error(L, "CPU budget of %d ms exceeded without yielding",
              (int)s->cpu_budget_ms);
+}
+
+/* Puts the stop hook on every coroutine of the running chain. Safe in the
+ * signal handler: lua_sethook may be called asynchronously, and the chain
+ * is only ever linked before it is published. */
+static void hook_chain(struct scheduler *s) {
+  for (struct sched_chain_link *l = s->innermost; l; l = l->outer)
+    lua_sethook(l->co, stop_hook, LUA_MASKCOUNT, 1);
 }
 
 static void on_cpu_tick(int sig) {
@@ -207,12 +249,16 @@ static void on_cpu_tick(int sig) {
     return;
   }
   s->idle_ticks = 0;
+  if (t->stopping) {
+    /* Again on every tick: a script that removed the hook (from an
+     * xpcall message handler, say) gets it back. */
+    hook_chain(s);
+    return;
+  }
   long budget_ticks = (s->cpu_budget_ms + CPU_TICK_MS - 1) / CPU_TICK_MS;
-  if (t->cpu_exceeded || s->ticks - s->resume_tick <= budget_ticks) return;
-  t->cpu_exceeded = 1;
-  int n = s->chain_len;
-  for (int i = 0; i < n && i < TASK_CHAIN_MAX; i++)
-    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+  if (s->ticks - s->resume_tick <= budget_ticks) return;
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
 }
 
 static void cpu_guard_init(struct scheduler *s) {
@@ -228,8 +274,11 @@ static void cpu_guard_init(struct scheduler *s) {
   /* To this thread only: curl's resolver threads must not take it. */
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = signo;
-  sev._sigev_un._tid = gettid();
-  if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
+  sev.sigev_notify_thread_id = gettid();
+  /* CPU time of this thread: a handler descheduled on a busy machine, or
+   * blocked in a system call, is not charged for it (the blocked-loop
+   * warning reports a stall). */
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &s->cpu_timer) != 0) {
     log_warn("CPU guard: no timer signal (%s); using a slower hook",
              strerror(errno));
     return;
@@ -247,8 +296,9 @@ static void cpu_guard_free(struct scheduler *s) {
 
 /* Called with s->running set: the tick counter must be running. */
 static void cpu_guard_start(struct scheduler *s, lua_State *co) {
-  s->chain[0] = co;
-  s->chain_len = 1;
+  s->task_link.co = co;
+  s->task_link.outer = NULL;
+  s->innermost = &s->task_link;
   s->resume_tick = s->ticks;
   clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
   if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
@@ -259,62 +309,131 @@ static void cpu_guard_start(struct scheduler *s, lua_State *co) {
   }
 }
 
-void sched_enter_coroutine(struct scheduler *s, lua_State *co) {
-  int n = s->chain_len;
-  if (n <= 0 || n >= TASK_CHAIN_MAX) return;
-  s->chain[n] = co;
-  s->chain_len = n + 1;
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co) {
+  link->co = co;
+  link->outer = s->innermost;
+  s->innermost = link;
   struct task *t = s->running;
-  if (t && t->cpu_exceeded) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+  if (t && t->stopping) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+  else if (!s->have_cpu_timer)
+    lua_sethook(co, fallback_hook_fn(), LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
-void sched_leave_coroutine(struct scheduler *s) {
-  if (s->chain_len > 1) s->chain_len--;
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link) {
+  s->innermost = link->outer;
 }
 
 /* Without a timer: look at the clock every few instructions. */
 static void fallback_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = gen_of(L)->sched;
-  struct task *t = s->running;
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
   if (!t || s->cpu_budget_ms <= 0) return;
-  if (!t->cpu_exceeded) {
+  if (!t->stopping) {
     if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
-    t->cpu_exceeded = 1;
+    t->stopping = TASK_STOP_CPU;
+    hook_chain(s);
   }
   stop_hook(L, ar);
 }
+
+static lua_Hook fallback_hook_fn(void) { return fallback_hook; }
 
 void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
   if (!s->have_cpu_timer)
     lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
+bool sched_over_budget(struct scheduler *s) {
+  struct task *t = s->running;
+  if (!t) return false;
+  if (t->stopping) return true;
+  if (s->have_cpu_timer || s->cpu_budget_ms <= 0) return false;
+  /* Without the timer signal nothing else looks at the clock meanwhile. */
+  if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
+  return true;
+}
+
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta) {
+  struct task *t = s->running;
+  if (!t || t->job->owner != owner) return NULL;
+  struct job *job = t->job;
+  job->lua_bytes += delta;
+  if (job->lua_bytes < 0) job->lua_bytes = 0;   /* freed others' garbage */
+  return job;
+}
+
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why) {
+  struct task *t = s->running;
+  if (!t || t->stopping) return;
+  t->stopping = why;
+  hook_chain(s);
+}
+
+bool sched_guard_active(const struct scheduler *s) {
+  return (s->running && s->running->stopping) || !s->have_cpu_timer;
+}
+
 /* Gives a coroutine a fresh budget (its __close handlers run after a
  * stop). */
 static void cpu_guard_reset(struct scheduler *s, struct task *t) {
-  t->cpu_exceeded = 0;
+  t->stopping = TASK_STOP_NONE;
   if (s->have_cpu_timer) lua_sethook(t->co, NULL, 0, 0);
   else lua_sethook(t->co, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
 /* --- jobs --------------------------------------------------------------- */
 
-struct job *job_new(struct scheduler *s, struct generation *gen,
-                    enum job_kind kind) {
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p) {
   struct job *job = xcalloc(1, sizeof *job);
   job->sched = s;
-  job->kind = kind;
-  job->gen = gen;
-  job->update_id = -1;
+  job->owner = owner;
+  job->kind = p->kind;
+  job->update_id = p->update_id;
+  job->update_json = p->update_json;
+  job->update_len = p->update_len;
+  job->on_end = p->on_end;
+  job->end_ud = p->end_ud;
   qlist_init(&job->tasks);
   qlist_push_back(&s->jobs, &job->all_node);
-  gen_ref(gen);
+  owner->ref(owner);
   s->live_jobs++;
+  if (job->kind == JOB_BACKGROUND) s->background_jobs++;
   return job;
 }
 
+void job_add_cleanup(struct job *job, struct job_cleanup *c) {
+  c->next = job->cleanups;
+  job->cleanups = c;
+}
+
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *)) {
+  for (struct job_cleanup *c = job->cleanups; c; c = c->next)
+    if (c->fn == fn) return c;
+  return NULL;
+}
+
+char *job_take_update_json(struct job *job, size_t *len) {
+  char *json = job->update_json;
+  if (len) *len = job->update_len;
+  job->update_json = NULL;
+  return json;
+}
+
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot) {
+  job->slot_ops = ops;
+  job->slot = slot;
+}
+
 struct log_fields job_log_fields(const struct job *job) {
-  struct log_fields f = {job->gen ? job->gen->id : 0, job->update_id};
+  struct log_fields f = {job->owner ? job->owner->id : 0, job->update_id};
   return f;
 }
 
@@ -345,14 +464,14 @@ static void job_record_failure(struct job *job, const char *msg) {
 }
 
 void job_park(struct job *job) {
-  if (job->slot_ops) job->slot_ops->park(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->park(job, job->slot);
 }
 
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg) {
   job->slot_regained = regained;
   job->slot_regained_arg = arg;
-  if (job->slot_ops) job->slot_ops->unpark(job, job->slot_ud);
+  if (job->slot_ops) job->slot_ops->unpark(job, job->slot);
   else job_slot_regained(job);
 }
 
@@ -364,15 +483,23 @@ void job_slot_regained(struct job *job) {
 
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
-  if (s->job_end_hook) s->job_end_hook(job, s->job_end_hook_ud);
+  enum job_kind kind = job->kind;
+  /* A handler may register another (it runs too). */
+  struct job_cleanup *c;
+  while ((c = job->cleanups)) {
+    job->cleanups = c->next;
+    c->fn(job, c);
+  }
   if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
   qlist_remove(&s->jobs, &job->all_node);
   if (job->on_end) job->on_end(job, job->end_ud);
-  gen_unref(job->gen);
+  job->owner->unref(job->owner);
   free(job->update_json);
   free(job->error);
   free(job);
-  if (--s->live_jobs == 0 && s->on_idle) s->on_idle(s->idle_ud);
+  if (kind == JOB_BACKGROUND) s->background_jobs--;
+  if (--s->live_jobs == s->background_jobs && s->on_idle)
+    s->on_idle(s->idle_ud);
 }
 
 static void job_maybe_finish(struct job *job) {
@@ -405,13 +532,13 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
   if (!returned) {
     /* Runs the coroutine's pending to-be-closed variables. */
     struct task *was_running = s->running;
+    struct sched_chain_link *saved_chain = s->innermost;
     cpu_guard_reset(s, t);
     s->running = t;
     cpu_guard_start(s, t->co);
     int status = lua_resetthread(t->co);
     s->running = was_running;
-    s->chain_len = was_running ? 1 : 0;
-    if (was_running) s->chain[0] = was_running->co;
+    s->innermost = saved_chain;
     /* For a coroutine that died of an error, Lua 5.4.4 returns that error
      * again; only a suspended one's status tells of a failing __close. */
     if (!errored && status != LUA_OK && status != LUA_YIELD) {
@@ -421,19 +548,29 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
               msg ? msg : "(non-string error)");
     }
   }
-  luaL_unref(job->gen->L, LUA_REGISTRYINDEX, t->ref);
+  luaL_unref(job->owner->L, LUA_REGISTRYINDEX, t->ref);
   qlist_remove(&job->tasks, &t->job_node);
   free(t);
 }
 
 static void job_cancel_now(struct job *job) {
   job->ending = true;
-  job->end = JOB_CANCELLED;
+  job->end = job->closing_done ? JOB_DONE : JOB_CANCELLED;
   struct qnode *n;
   while ((n = qlist_front(&job->tasks)))
     task_destroy(qlist_entry(n, struct task, job_node), false, false);
   job->ending = false;
   job_finish(job);
+}
+
+void job_mark_failed(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job->failure_reported = true;
+}
+
+void job_close(struct job *job) {
+  job->closing_done = true;
+  job_cancel(job, NULL);
 }
 
 void job_cancel(struct job *job, const char *reason) {
@@ -455,7 +592,7 @@ void job_cancel(struct job *job, const char *reason) {
 }
 
 struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
-  lua_State *GL = job->gen->L;
+  lua_State *GL = job->owner->L;
   struct task *t = xcalloc(1, sizeof *t);
   t->job = job;
   t->co = lua_newthread(GL);
@@ -501,6 +638,20 @@ static void describe_error(lua_State *L, lua_State *co) {
   }
 }
 
+/* Why a task the guard stopped was stopped, naming where. */
+static void stop_message(const struct scheduler *s, const struct task *t,
+                         char *msg, size_t size) {
+  const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
+                    : t->job->kind == JOB_UPDATE ? "handler"
+                                                 : "task";
+  if (t->stopping == TASK_STOP_MEMORY)
+    snprintf(msg, size, "%s%s stopped: %s", t->cpu_where, who,
+             s->memory_stop_reason);
+  else
+    snprintf(msg, size, "%s%s stopped: it ran for over %ld ms of CPU without "
+             "yielding (--cpu-budget)", t->cpu_where, who, s->cpu_budget_ms);
+}
+
 static void task_resume(struct scheduler *s, struct task *t) {
   int nargs;
   if (!t->started) {
@@ -515,16 +666,13 @@ static void task_resume(struct scheduler *s, struct task *t) {
   int nres = 0;
   int status = lua_resume(t->co, NULL, nargs, &nres);
   s->running = NULL;
-  s->chain_len = 0;
+  s->innermost = NULL;
+  if (t->stopping) s->guard_stops++;
 
   if (status == LUA_YIELD) {
-    if (t->cpu_exceeded) {
-      char msg[256];
-      snprintf(msg, sizeof msg,
-               "%s%s stopped: it ran for over %ld ms of CPU without "
-               "yielding (--cpu-budget)", t->cpu_where,
-               t->job->kind == JOB_LOAD ? "the script's top level"
-                                        : "handler", s->cpu_budget_ms);
+    if (t->stopping) {
+      char msg[320];
+      stop_message(s, t, msg, sizeof msg);
       task_failed(t, msg, false);
       return;
     }
@@ -547,8 +695,15 @@ static void task_resume(struct scheduler *s, struct task *t) {
     return;
   }
   /* An error escaped the runtime's own error handling. */
+  if (t->stopping) {
+    /* "not enough memory" or the stop hook's own error: say why. */
+    char stop[320];
+    stop_message(s, t, stop, sizeof stop);
+    task_failed(t, stop, true);
+    return;
+  }
   struct buf msg = BUF_INIT;
-  lua_State *GL = t->job->gen->L;
+  lua_State *GL = t->job->owner->L;
   describe_error(GL, t->co);
   luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
   lua_remove(GL, -2);
@@ -568,7 +723,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
   }
   /* Tasks woken while this pass runs wait for the next one, so the loop
    * gets to service sockets and timers in between. */
-  size_t budget = s->ready.count;
+  size_t budget = qlist_size(&s->ready);
   while (budget-- > 0 && (n = qlist_pop_front(&s->ready))) {
     task_resume(s, qlist_entry(n, struct task, ready_node));
     while ((n = qlist_pop_front(&s->cancels))) {

@@ -29,11 +29,9 @@
 #include <event2/event.h>
 #include <lua.h>
 
-#include "inflight.h"
 #include "log.h"
 #include "qlist.h"
 
-struct generation;
 struct job;
 struct task;
 
@@ -62,8 +60,20 @@ struct task_wait_ops {
   void (*cancel)(void *data);      /* release the wait; no wake will follow */
 };
 
-/* Coroutines nested inside a task that the CPU guard can reach. */
-#define TASK_CHAIN_MAX 32
+/* Why a running task is being stopped. */
+enum task_stop_reason {
+  TASK_STOP_NONE,
+  TASK_STOP_CPU,      /* over its CPU budget without yielding */
+  TASK_STOP_MEMORY,   /* over its share of Lua memory */
+};
+
+/* One coroutine in the chain the CPU guard stops: the task's own, and each
+ * coroutine the script resumes inside it (luacoro.c). Links live on the C
+ * stack of whoever resumes, so nesting has no limit. */
+struct sched_chain_link {
+  lua_State *co;
+  struct sched_chain_link *volatile outer;
+};
 
 struct scheduler {
   struct event_base *base;
@@ -73,78 +83,106 @@ struct scheduler {
   struct qlist jobs;               /* every live job */
   struct task *volatile running;   /* the task whose Lua code runs now */
   size_t live_jobs;
+  size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
 
   /* The CPU guard. A periodic timer signal counts ticks while Lua runs;
    * when the running task has had the CPU for longer than the budget, the
    * signal handler installs a hook on the coroutines that are running (the
-   * task's and any nested ones, in chain) that stops it. No hook is set
+   * task's and every nested one, in the chain) that stops it, and installs
+   * it again on every tick until the task has stopped. No hook is set
    * otherwise, so Lua code runs at full speed. */
   long cpu_budget_ms;
   volatile sig_atomic_t ticks;
   volatile sig_atomic_t resume_tick;
   volatile sig_atomic_t idle_ticks;
   volatile sig_atomic_t timer_armed;
-  volatile sig_atomic_t chain_len;
-  lua_State *volatile chain[TASK_CHAIN_MAX];
+  struct sched_chain_link *volatile innermost;   /* NULL: nothing runs */
+  struct sched_chain_link task_link;             /* the running task's */
   timer_t cpu_timer;
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
+  const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  unsigned long guard_stops;       /* resumes that ended in a stop */
 
-  void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
+  void (*on_idle)(void *ud);       /* only background jobs are left */
   void *idle_ud;
-  /* Runs first when any job ends, however it ends (sequentialize releases
-   * the job's keys here). */
-  void (*job_end_hook)(struct job *job, void *ud);
-  void *job_end_hook_ud;
 };
 
-enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK };
+/* JOB_BACKGROUND: tasks the script's top level spawned (periodic work);
+ * they live on after the top level returns, until their generation is
+ * replaced or the bot stops, and never keep the process alive alone. */
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND };
+
+/* Who a job runs for: the Lua state its tasks are threads of, kept alive
+ * by ref/unref while the job lives (one load of the script: a
+ * generation). The task layer knows nothing else about it. */
+struct job_owner {
+  lua_State *L;
+  int id;                          /* for log lines ("gen N") */
+  void (*ref)(struct job_owner *o);
+  void (*unref)(struct job_owner *o);
+};
 
 /* How a job that waits on other jobs (sequentialize) gives its concurrency
  * slot up meanwhile. Implemented by whoever counts slots (the sink), which
- * sets job->slot_ops on the jobs it starts. */
+ * attaches itself with job_set_slot_owner() to the jobs it starts. */
 struct job_slot_ops {
   /* The job starts waiting: its slot may serve another update. */
-  void (*park)(struct job *job, void *ud);
+  void (*park)(struct job *job, void *slot);
   /* The wait is over: job_slot_regained(job) follows once the job holds a
    * slot again, possibly before this returns. */
-  void (*unpark)(struct job *job, void *ud);
+  void (*unpark)(struct job *job, void *slot);
 };
 enum job_end { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
 
 typedef void (*job_end_fn)(struct job *job, void *ud);
 
+/* A cleanup handler (OpenResty's shape): embedded in its owner's own
+ * struct, registered on a job, and run once when the job ends, however it
+ * ends, before the job's end callback. Handlers run newest first. */
+struct job_cleanup {
+  void (*fn)(struct job *job, struct job_cleanup *c);
+  struct job_cleanup *next;        /* the job's list; set by job_add_cleanup */
+};
+
+/* What a job is, given when it is created. */
+struct job_params {
+  enum job_kind kind;
+  int64_t update_id;               /* -1 unless it handles an update */
+  char *update_json;               /* the raw update, taken over (or NULL) */
+  size_t update_len;
+  job_end_fn on_end;               /* runs once when the job has ended */
+  void *end_ud;
+};
+
+/* A job. Fields are set by job_new and the task layer; others read them
+ * (through the accessors where there is one) and never write them. */
 struct job {
   struct scheduler *sched;
+  struct job_owner *owner;
   enum job_kind kind;
-  struct generation *gen;
-  int64_t update_id;               /* -1 unless an update */
-  char *update_json;               /* the raw update (owned), JOB_UPDATE */
+  int64_t update_id;
+  char *update_json;               /* owned; see job_take_update_json */
   size_t update_len;
   struct qlist tasks;
   enum job_end end;
   char *error;                     /* first hard failure, if any */
   bool ending;
   bool cancel_deferred;
+  bool closing_done;               /* job_close: its end counts as done */
+  bool failure_reported;           /* job_mark_failed: reported already */
   struct qnode cancel_node;
+  struct qnode all_node;           /* in sched->jobs */
   job_end_fn on_end;
   void *end_ud;
-
-  struct qnode all_node;           /* in sched->jobs */
-  /* Owned by the sink: the in-flight list and whether the job still holds
-   * a slot, or gave it up while it waits (parked; in the sink's queue for
-   * a slot again once its wait is over). */
-  struct inflight_entry sink_entry;
-  bool holds_slot;
-  bool parked;
-  struct qnode unpark_node;
-  const struct job_slot_ops *slot_ops;   /* NULL: the job has no slot */
-  void *slot_ud;
-  /* Set by job_unpark() until the slot is back. */
+  struct job_cleanup *cleanups;
+  long lua_bytes;                  /* Lua heap its tasks grew, net (>= 0) */
+  /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
+   * the slot is back. */
+  const struct job_slot_ops *slot_ops;
+  void *slot;
   void (*slot_regained)(struct job *job, void *arg);
   void *slot_regained_arg;
-  /* Owned by sequentialize. */
-  void *seq;
 };
 
 void sched_init(struct scheduler *s, struct event_base *base,
@@ -152,11 +190,25 @@ void sched_init(struct scheduler *s, struct event_base *base,
 void sched_free(struct scheduler *s);
 /* Cancels every live job (shutdown). */
 void sched_cancel_all(struct scheduler *s, const char *reason);
+/* Cancels the live jobs of kind (of owner, unless owner is NULL). */
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason);
 struct task *sched_running(const struct scheduler *s);
 
-/* A new job in gen (which it references until it ends). */
-struct job *job_new(struct scheduler *s, struct generation *gen,
-                    enum job_kind kind);
+/* A new job for owner (which it references until it ends), complete with
+ * its end callback and payload. It ends once its last task has ended (see
+ * job_spawn) or through job_abandon/job_cancel. */
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p);
+/* Registers c (whose fn is set) to run when the job ends. */
+void job_add_cleanup(struct job *job, struct job_cleanup *c);
+/* The handler registered with fn, or NULL: a module finds its own data on
+ * a job this way. */
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *));
+/* Hands the raw update over to the caller (NULL if already taken). */
+char *job_take_update_json(struct job *job, size_t *len);
 /* Starts a task in job: the function and its nargs arguments on top of
  * from's stack (a thread of job's generation) are moved to a new coroutine,
  * which is queued to run from the loop. */
@@ -164,6 +216,12 @@ struct task *job_spawn(struct job *job, lua_State *from, int nargs);
 /* Cancels every task of the job. The job's on_end runs (now, or from the
  * loop if Lua code is running) with end == JOB_CANCELLED. */
 void job_cancel(struct job *job, const char *reason);
+/* Closes every task of the job as job_cancel does, but the job ends as
+ * done: it decided to end itself (os.exit in a handler). */
+void job_close(struct job *job);
+/* The job's handler failed and the failure has been reported (bot.catch,
+ * or the log): the job will end as JOB_FAILED, without a second report. */
+void job_mark_failed(struct job *job, const char *error);
 /* Ends a job that never got a task (e.g. its update could not be decoded). */
 void job_abandon(struct job *job, const char *error);
 struct log_fields job_log_fields(const struct job *job);
@@ -179,7 +237,10 @@ lua_State *job_thread(const struct job *job);
 void job_park(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg);
-/* For slot owners: the job holds a slot again. */
+/* For slot owners: attach to a job (ops and the owner's own per-job data);
+ * and tell it that it holds a slot again. */
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot);
 void job_slot_regained(struct job *job);
 struct job *task_job(const struct task *t);
 /* Asks to be told when t ends (one callback per task; NULL removes it). */
@@ -203,14 +264,38 @@ int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
 /* Resumes with false, message (data is a malloc'd string). */
 int task_push_error_message(lua_State *co, void *data);
 
-/* Prepares a generation's main state for the CPU guard. Without a timer
+/* Prepares a new main Lua state for the CPU guard. Without a timer
  * signal (timer_create failed), it installs a count hook that coroutines
  * created afterwards inherit. */
 void task_install_cpu_guard(struct scheduler *s, lua_State *L);
+/* For long loops in C called from Lua (pattern matching), which no Lua
+ * hook can interrupt: true once the running task has used up its CPU
+ * budget. The caller raises an error then; the guard's hook stops the
+ * task at its next Lua instruction. Cheap enough to call every few
+ * thousand steps. */
+bool sched_over_budget(struct scheduler *s);
+
+/* The Lua allocator's accounting: adds delta bytes to the running job if
+ * it belongs to owner (a generation's allocation made while one of its
+ * tasks runs). Returns that job, or NULL. */
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta);
+
+/* Stops the running task at its next Lua instruction, as the CPU guard
+ * does (the memory limit uses it, with why = TASK_STOP_MEMORY and
+ * s->memory_stop_reason saying which limit). */
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why);
+/* Whether the guard relies on Lua hooks now (the running task is being
+ * stopped, or there is no timer signal and a count hook is the guard): a
+ * script's debug.sethook must then leave the hooks alone. */
+bool sched_guard_active(const struct scheduler *s);
+
 /* A coroutine nested in the running task starts or stops running (the
- * coroutine wrappers call these so the guard can reach it). */
-void sched_enter_coroutine(struct scheduler *s, lua_State *co);
-void sched_leave_coroutine(struct scheduler *s);
+ * coroutine wrappers call these so the guard can reach it). link lives
+ * until the matching leave. */
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co);
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link);
 
 /* The sentinel a task yields to reach the host (for coroutine wrappers). */
 void *task_yield_sentinel(void);

@@ -57,14 +57,6 @@ static void pump(struct throttle *t);
 static void on_global_timer(evutil_socket_t fd, short what, void *arg);
 static void on_chat_timer(evutil_socket_t fd, short what, void *arg);
 
-static void push_front(struct qlist *l, struct qnode *n) {
-  n->next = l->head.next;
-  n->prev = &l->head;
-  l->head.next->prev = n;
-  l->head.next = n;
-  l->count++;
-}
-
 static void arm(struct event *ev, uint64_t ms) {
   struct timeval tv = {(long)(ms / 1000), (long)(ms % 1000) * 1000};
   evtimer_add(ev, &tv);
@@ -325,7 +317,7 @@ void throttle_submit(struct throttle *t, struct throttle_item *item,
   item->chat = c;
   item->queued = true;
   item->running = false;
-  if (front) push_front(&c->queue, &item->node);
+  if (front) qlist_push_front(&c->queue, &item->node);
   else qlist_push_back(&c->queue, &item->node);
   t->queued++;
   if (c->state == CHAT_IDLE) chat_settle(c);
@@ -348,7 +340,7 @@ void throttle_requeue(struct throttle *t, struct throttle_item *item,
   uint64_t until = clock_now_ms() + (uint64_t)(penalty_ms > 0 ? penalty_ms : 0);
   if (until > c->next_ms) c->next_ms = until;
   item->queued = true;
-  push_front(&c->queue, &item->node);
+  qlist_push_front(&c->queue, &item->node);
   t->queued++;
   c->state = CHAT_IDLE;
   chat_settle(c);
