@@ -1,7 +1,7 @@
 /* One get, set or delete on an asynchronous key-value store (SQLite,
  * Redis), from submission to its result.
  *
- * Layer: stores (src/sqlstore.h, src/redisstore.h use it; the Lua
+ * Layer: loop and HTTP (src/sqlstore.h, src/redisstore.h use it; the Lua
  * bindings create requests and receive them back).
  *
  * Ownership: the caller creates a request and submits it to a store, which

@@ -3,7 +3,8 @@
  * owns the stores (src/storages.h), so their contents outlive every
  * generation and so every hot reload.
  *
- * Layer: data structure (used by src/storages.c and src/luastorage.c).
+ * Layer: loop and HTTP, with the other stores, though it is pure data
+ * (src/storages.c owns the stores, src/luastorage.c reads and writes them).
  *
  * Keys and values are arbitrary bytes (copied in). Time is passed in as
  * milliseconds on any monotonic clock, so tests can drive it. An entry

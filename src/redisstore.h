@@ -1,8 +1,8 @@
 /* A key-value store in Redis, on the event loop: what
  * tghost.storage.redis(url [, prefix]) talks to.
  *
- * Layer: stores (beside src/http.h). Requests are src/kvreq.h's; ns is a
- * prefix put before every key. Uses hiredis's asynchronous API with its
+ * Layer: loop and HTTP (beside src/http.h). Requests are src/kvreq.h's;
+ * ns is a prefix put before every key. Uses hiredis's asynchronous API with its
  * libevent adapter, so nothing waits on a socket; a host name in the URL
  * is resolved with libevent's asynchronous resolver (evdns), never with a
  * blocking getaddrinfo.

@@ -1,8 +1,8 @@
 /* A key-value store in an SQLite database file, whose disk I/O never runs
  * on the event loop: tghost.storage.sqlite(path [, table]).
  *
- * Layer: stores (beside src/http.h: it delivers results to the loop; it
- * knows nothing of Lua or tasks). Requests are src/kvreq.h's.
+ * Layer: loop and HTTP (beside src/http.h: it delivers results to the
+ * loop; it knows nothing of Lua or tasks). Requests are src/kvreq.h's.
  *
  * One worker thread per database file owns the connection: it opens the
  * file (WAL journal, synchronous=NORMAL, a 5 s busy timeout so several

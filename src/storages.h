@@ -3,8 +3,9 @@
  * they outlive every generation: a reloaded script that asks for the same
  * name gets the same store, with its contents, connection and worker.
  *
- * Layer: stores (used by the host's main and the Lua bindings). A store
- * once opened lives until the process exits.
+ * Layer: loop and HTTP (the host creates and frees it; the Lua bindings
+ * look stores up in it). A store once opened lives until the process
+ * exits.
  *
  * Names: a memory store by its name; an SQLite database by its path as
  * given (one worker and connection per file, whatever tables are used);

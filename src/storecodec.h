@@ -1,7 +1,8 @@
 /* Storage values: plain Lua data to bytes and back, for every storage
  * (memory, SQLite, Redis) and for sessions' change detection.
  *
- * Layer: Lua bindings (used by src/luastorage.c; uses src/luajson.c).
+ * Layer: Lua state, beside src/luajson.h, which it uses (the bindings in
+ * src/luastorage.c use it).
  *
  * The bytes are tghost's JSON (src/luajson.h): integers stay exact 64-bit
  * integers, floats stay floats, strings are kept byte for byte. Only what
