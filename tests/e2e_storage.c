@@ -413,6 +413,9 @@ static bool reloaded_while_feeding(void *ud) {
 static void test_memory_survives_reloads(void) {
   const char *script = harness_write("reload.lua", reload_script(1));
   struct proc *p = proc_start(script, NULL);
+  /* Logged once the script's folder is watched: a rewrite before that
+   * would go unseen. */
+  wait_log(p, "running as", 15000);
   static struct feeder f;
   for (int v = 2; v <= RELOADS + 1; v++) {
     struct reload_wait w = {p, &f, ""};
