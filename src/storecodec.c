@@ -62,6 +62,10 @@ static void path_truncate(struct buf *path, size_t len) {
 
 static bool encode_value(struct encoder *e, int idx, int depth, bool in_map);
 
+/* The key that marks a map with integer keys (a NUL cannot start a key a
+ * script writes by accident). */
+#define INT_MAP_MARK "\0int"
+
 struct map_key {
   const char *s;
   size_t len;
@@ -127,6 +131,43 @@ static bool encode_map(struct encoder *e, int idx, int depth, size_t count) {
   return ok;
 }
 
+static int compare_ints(const void *a, const void *b) {
+  lua_Integer x = *(const lua_Integer *)a, y = *(const lua_Integer *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* A table keyed by integers that are not a list 1..n (votes[user_id]): a
+ * JSON object with the keys in decimal, in numeric order, marked with the
+ * key INT_MAP_MARK so that decoding gives integer keys back. */
+static bool encode_int_map(struct encoder *e, int idx, int depth,
+                           size_t count) {
+  lua_State *L = e->L;
+  lua_Integer *keys = xmalloc(count * sizeof *keys);
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    keys[n++] = lua_tointeger(L, -1);
+  }
+  qsort(keys, n, sizeof *keys, compare_ints);
+  buf_append_char(e->out, '{');
+  json_write_string(e->out, INT_MAP_MARK, sizeof INT_MAP_MARK - 1);
+  buf_append_str(e->out, ":true");
+  size_t path_len = e->path.len;
+  bool ok = true;
+  for (size_t i = 0; i < n && ok; i++) {
+    buf_printf(e->out, ",\"%lld\":", (long long)keys[i]);
+    lua_rawgeti(L, idx, keys[i]);
+    buf_printf(&e->path, "[%lld]", (long long)keys[i]);
+    ok = encode_value(e, lua_gettop(L), depth + 1, true);
+    lua_pop(L, 1);
+    if (ok) path_truncate(&e->path, path_len);
+  }
+  free(keys);
+  if (ok) buf_append_char(e->out, '}');
+  return ok;
+}
+
 static bool encode_table(struct encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   if (depth >= MAX_DEPTH)
@@ -162,8 +203,9 @@ static bool encode_table(struct encoder *e, int idx, int depth) {
     }
   }
   if (strings && integers)
-    return fail(e, "mixes string keys and integer keys: JSON keeps one kind "
-                   "(a list 1..n, or string keys)%s", "");
+    return fail(e, "mixes string keys and integer keys: a stored table "
+                   "keeps one kind (a list 1..n, integer keys, or string "
+                   "keys)%s", "");
   if (integers) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -174,15 +216,8 @@ static bool encode_table(struct encoder *e, int idx, int depth) {
         have_outside = true;
       }
     }
-    if (have_outside) {
-      char msg[200];
-      snprintf(msg, sizeof msg,
-               "has integer key %lld but is not a list 1..n (JSON object keys "
-               "are strings: use tostring(%lld) as the key)",
-               (long long)outside, (long long)outside);
-      return fail(e, "%s", msg);
-    }
   }
+  (void)outside;
 
   lua_pushvalue(L, idx);
   lua_pushinteger(L, (lua_Integer)e->path.len);
@@ -200,6 +235,8 @@ static bool encode_table(struct encoder *e, int idx, int depth) {
     }
     buf_append_str(e->out, shape);
     ok = true;
+  } else if (integers && have_outside) {
+    ok = encode_int_map(e, idx, depth, count);
   } else if (integers) {
     buf_append_char(e->out, '[');
     size_t path_len = e->path.len;
@@ -289,6 +326,51 @@ int storecodec_encode(lua_State *L, int idx, struct buf *out, struct buf *err) {
   return ok ? 0 : -1;
 }
 
+/* Gives the tables encode_int_map wrote their integer keys back: the table
+ * at idx (replaced in its stack slot if it was one) and those inside it. */
+static void restore_int_maps(lua_State *L, int idx, int depth) {
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 8)) return;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      const void *before = lua_topointer(L, -1);
+      restore_int_maps(L, -1, depth + 1);
+      if (lua_topointer(L, -1) != before) {   /* replaced: store it */
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, idx);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushlstring(L, INT_MAP_MARK, sizeof INT_MAP_MARK - 1);
+  int marked = lua_rawget(L, idx) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (!marked) return;
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    /* key, value: decimal keys become integers; the mark goes. */
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      size_t n = lua_stringtonumber(L, lua_tostring(L, -2));
+      if (n && lua_isinteger(L, -1)) {
+        lua_Integer k = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, out, k);
+      } else if (n) {
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_replace(L, idx);
+}
+
 int storecodec_decode(lua_State *L, const char *s, size_t len, struct buf *err) {
-  return luajson_decode(L, s, len, err);
+  if (luajson_decode(L, s, len, err) != 0) return -1;
+  if (lua_type(L, -1) == LUA_TTABLE) restore_int_maps(L, -1, 0);
+  return 0;
 }

@@ -7,11 +7,13 @@
  * The bytes are tghost's JSON (src/luajson.h): integers stay exact 64-bit
  * integers, floats stay floats, strings are kept byte for byte. Only what
  * reads back equal is accepted: nil (inside a list: no), booleans, finite
- * numbers, strings, tghost.json.null, and tables that are either lists
- * (keys exactly 1..n) or maps with string keys only. Anything else is
+ * numbers, strings, tghost.json.null, and tables that are lists (keys
+ * exactly 1..n), maps with string keys, or maps with integer keys
+ * (votes[user_id] = true: a JSON object with decimal keys and the key
+ * "\u0000int" marking it, so they read back as integers). Anything else is
  * refused before a byte is written, with the path to the offending part:
- * "value.items[3].cb is a function", "value.votes has integer key 123 but
- * is not a list 1..n", "value.a.b refers back to value.a (a cycle)".
+ * "value.items[3].cb is a function", "value.t mixes string keys and
+ * integer keys", "value.a.b refers back to value.a (a cycle)".
  * Metatables are not stored (a table reads back as plain data). */
 #ifndef TGHOST_STORECODEC_H
 #define TGHOST_STORECODEC_H
