@@ -7,6 +7,7 @@ local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
+local conversation = require("tghost.conversation")
 
 -- Tghost calls work inside the script's own coroutines (see
 -- src/luacoro.c).
@@ -29,6 +30,11 @@ local tghost = {
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
+  -- conversation{ key = fn } and what ctx:wait raises (see
+  -- lua/conversation.lua).
+  conversation = conversation.configure,
+  ConversationTimeout = conversation.ConversationTimeout,
+  ConversationCancelled = conversation.ConversationCancelled,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
@@ -97,6 +103,7 @@ core.set_runtime(runtime)
 _G.bot = bot
 _G.run = tghost.run
 _G.sequentialize = sequentialize
+_G.conversation = conversation.configure
 _G.tghost = tghost
 _G.print = core.print
 _G.os.exit = runner.exit

@@ -12,6 +12,7 @@
 #include "generation.h"
 #include "host.h"
 #include "log.h"
+#include "luaconv.h"
 #include "luaguard.h"
 #include "luaseq.h"
 #include "reload.h"
@@ -142,6 +143,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   h.seq = luaseq_new(&h);
+  h.conv = luaconv_new(&h);
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
@@ -170,12 +172,14 @@ int main(int argc, char **argv) {
   }
 
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests and sequentialize's keys), then what is attached to the host,
+   * requests, sequentialize's keys and conversations), then what is
+   * attached to the host,
    * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   finalizer_queue_free(h.finalizers);
   h.finalizers = NULL;
   reload_free(h.reloader);
+  luaconv_free(h.conv);
   luaseq_free(h.seq);
   sandbox_free(sandbox);
   int exit_code = h.exit_code ? h.exit_code : sandbox_status;

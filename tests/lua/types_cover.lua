@@ -102,7 +102,7 @@ t.test("tghost.http, tghost.json and tghost.log are annotated", function()
 end)
 
 t.test("globals", function()
-  for _, name in ipairs({ "bot", "run", "sequentialize", "tghost" }) do
+  for _, name in ipairs({ "bot", "run", "sequentialize", "conversation", "tghost" }) do
     t.truthy(text:find("\n" .. name .. " = ", 1, true) or
              text:find("\nfunction " .. name .. "%(") ~= nil,
              "the global " .. name .. " is not declared")
