@@ -23,6 +23,12 @@
  *     others run through the middleware), or ends (all of them run). So
  *     nothing a user sends between two questions is lost or reordered.
  *
+ * An update is routed again (conv.reroute) when its handler starts, if it
+ * met no conversation when it was started (a conversation may have begun
+ * waiting since: both were in one batch), and after it waited for its
+ * sequentialize keys (the update holding them may have become the
+ * conversation that waits for it). */
+ *
  * A waiting conversation holds nothing that others need: its job is parked
  * idle (no concurrency slot, no per-update timeout, not counted against
  * fetching; see job_park_idle) and its sequentialize keys are set aside
