@@ -27,7 +27,7 @@
  * met no conversation when it was started (a conversation may have begun
  * waiting since: both were in one batch), and after it waited for its
  * sequentialize keys (the update holding them may have become the
- * conversation that waits for it). */
+ * conversation that waits for it).
  *
  * A waiting conversation holds nothing that others need: its job is parked
  * idle (no concurrency slot, no per-update timeout, not counted against
