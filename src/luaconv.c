@@ -75,6 +75,9 @@ struct conv_hold {
   uint64_t serial;
   enum hold_state state;
   struct task *waiter;          /* the job's task in conv.hold_wait */
+  /* Held after it got its sequentialize keys (conv.reroute): they are set
+   * aside meanwhile, since the conversation it waits for may need them. */
+  bool keys_aside;
 };
 
 struct luaconv {
@@ -186,6 +189,11 @@ static void on_hold_slot_back(struct job *job, void *arg) {
   task_wake(t, push_hold_result, hd);
 }
 
+static void on_hold_keys_back(struct job *job, void *arg) {
+  struct conv_hold *hd = arg;
+  if (hd->waiter) job_unpark(job, on_hold_slot_back, hd);
+}
+
 /* Decides a pending hold: it leaves the queue; a waiting job resumes (a
  * consumed one at once: it only returns; one that runs on gets a slot
  * first). */
@@ -197,9 +205,14 @@ static void decide(struct conv_hold *hd, enum hold_state state) {
   hd->lc->held--;
   if (!hd->waiter) return;
   if (state == HOLD_CONSUMED) {
+    /* It only returns (its keys, if aside, go when it ends). */
     struct task *t = hd->waiter;
     hd->waiter = NULL;
     task_wake(t, push_hold_result, hd);
+  } else if (hd->keys_aside) {
+    /* It runs on: its keys first, behind whoever has them now. */
+    hd->keys_aside = false;
+    luaseq_rejoin(hd->lc->h->seq, hd->job, on_hold_keys_back, hd);
   } else {
     job_unpark(hd->job, on_hold_slot_back, hd);
   }
@@ -506,9 +519,15 @@ static int l_settle(lua_State *L) {
   return 0;
 }
 
+static void no_callback(struct job *job, void *arg);
+
 static void hold_wait_cancel(void *data) {
   struct conv_hold *hd = data;
   hd->waiter = NULL;
+  if (hd->keys_aside) {
+    hd->keys_aside = false;
+    luaseq_rejoin(hd->lc->h->seq, hd->job, no_callback, NULL);
+  }
   job_unpark(hd->job, NULL, NULL);
 }
 
@@ -572,6 +591,9 @@ static int l_reroute(lua_State *L) {
     luaconv_hold(lc, hd, job);
   }
   hd->waiter = t;
+  /* Whatever it holds, the conversation may be waiting for (it is taking
+   * its own keys back behind this update, say). */
+  hd->keys_aside = luaseq_step_aside(h->seq, job);
   job_park(job);
   lua_settop(L, 0);
   return task_wait(L, t, &hold_wait_ops, hd);

@@ -293,6 +293,56 @@ static void test_register_many_chats(void) {
   proc_stop_cleanly(p);
 }
 
+/* Users who type faster than the bot asks: each one's /register, name,
+ * (wrong age,) and age all come in the one getUpdates batch, in 20
+ * private chats and a group of 5, interleaved. With sequentialize by chat
+ * every answer still reaches its dialog: an update that waited for its
+ * chat is offered to the conversations again, and one whose conversation
+ * is busy is held for it with its keys set aside (the conversation needs
+ * them back to go on). */
+static void test_answers_in_one_batch(void) {
+  struct fakeapi *api = harness_api();
+  enum { PRIVATE = 20, MEMBERS = 5, N = PRIVATE + MEMBERS, STEPS = 4 };
+  const int64_t GROUP = -600;
+  struct person people[N];
+  int step[N];
+  for (int i = 0; i < PRIVATE; i++) people[i] = (struct person){30000 + i, 30000 + i};
+  for (int i = 0; i < MEMBERS; i++)
+    people[PRIVATE + i] = (struct person){GROUP, 40000 + i};
+  memset(step, 0, sizeof step);
+  char text[64];
+  /* Random interleaving, each user's own messages in order. */
+  for (int left = N * STEPS; left > 0;) {
+    int i = (int)(rnd() % N);
+    if (step[i] == STEPS) continue;
+    int64_t u = people[i].user;
+    switch (step[i]++) {
+      case 0: snprintf(text, sizeof text, "/register"); break;
+      case 1: snprintf(text, sizeof text, "n%lld", (long long)u); break;
+      case 2: snprintf(text, sizeof text, u % 2 ? "abc" : "-"); break;
+      default: snprintf(text, sizeof text, "%lld", (long long)(u % 100 + 1));
+    }
+    fakeapi_push_text(api, people[i].chat, u, text);
+    left--;
+  }
+  const char *script = harness_write("register.lua", register_bot);
+  struct proc *p = proc_start(script, NULL);
+  struct tally t = {{"done ", "other "}, {0}, 0};
+  wait_tally(&t, 0, N, 30000);
+  for (int i = 0; i < N; i++) {
+    snprintf(text, sizeof text, "done %lld n%lld %lld",
+             (long long)people[i].user, (long long)people[i].user,
+             (long long)(people[i].user % 100 + 1));
+    CHECK(text_count(text) == 1, "no '%s'", text);
+  }
+  tally_update(&t);
+  CHECK(t.count[1] == 0, "%zu answers ran the middleware", t.count[1]);
+  CHECK(fakeapi_poll(api, 0)->returned == N * STEPS,
+        "the first batch had %d updates, not %d",
+        fakeapi_poll(api, 0)->returned, N * STEPS);
+  proc_stop_cleanly(p);
+}
+
 /* --- timeouts ----------------------------------------------------------- */
 
 /* opts.timeout raises a catchable ConversationTimeout; uncaught it goes to
@@ -874,6 +924,7 @@ static void test_ten_thousand_waiting(void) {
 int main(int argc, char **argv) {
   static const struct test_case tests[] = {
       {"register_many_chats", test_register_many_chats},
+      {"answers_in_one_batch", test_answers_in_one_batch},
       {"timeout", test_timeout},
       {"cancel_and_replace", test_cancel_and_replace},
       {"not_matching", test_not_matching},
