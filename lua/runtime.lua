@@ -99,16 +99,26 @@ end
 
 local function noop() end
 
+-- Whether the script registered middleware on bot (asked by the host
+-- when the top level ended without run(bot)).
+function runtime.has_handlers()
+  local bot = runtime.bot
+  if not bot then return false end
+  local all, types = require("tghost.composer").needs(bot)
+  return all or next(types) ~= nil
+end
+
 -- Set by lua/conversation.lua: offers a running update to the
 -- conversations (true: one took it).
 runtime.conversation_reroute = nil
 
+-- redelivered: the journal runs it again after a restart.
 -- route (src/luaconv.h): "held" when the update came while a conversation
 -- of its key was running (it waits for that conversation to take it or let
 -- it through); "offered" when the conversation of its key, waiting, did
 -- not want it; nil otherwise: a conversation may have started waiting
 -- since the update came, so it is offered once more before the middleware.
-function runtime.handle_update(update, route)
+function runtime.handle_update(update, redelivered, route)
   if route == "held" then
     if conv.hold_wait() then return end
   elseif route == nil and conv.active() then
@@ -118,6 +128,7 @@ function runtime.handle_update(update, route)
   end
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
+  if redelivered then ctx.redelivered = true end
   local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
   if not ok then
     e = untraced(e)
@@ -127,6 +138,7 @@ function runtime.handle_update(update, route)
       return
     end
     report(e.error, e.traceback, ctx)
+    core.failed(describe(e.error))
   end
 end
 

@@ -118,8 +118,11 @@ void host_start_runner(struct host *h, const struct run_options *o) {
   static const struct runner_callbacks cb = {
       start_update, on_failure, on_timeout, on_identity, on_fatal,
       on_stopped};
+  /* --journal wins over run{ journal = ... }. */
+  const char *journal = h->cfg->journal ? h->cfg->journal : o->journal;
   struct runner_env env = {h->base, h->poll_api, h->http,
-                           h->cfg->drain_timeout_s};
+                           h->cfg->drain_timeout_s, journal,
+                           journal_bot_id_of_token(h->cfg->token)};
   h->runner = runner_new(&env, o, &cb, h);
   runner_start(h->runner);
 }

@@ -64,6 +64,16 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+/* core.failed(message): the running update's handler failed, and that was
+ * reported (to bot.catch or the log): its job ends as failed (the journal
+ * records it so). */
+static int l_failed(lua_State *L) {
+  const char *msg = luaL_optstring(L, 1, "failed");
+  struct task *t = sched_running(&host_of(L)->sched);
+  if (t) job_mark_failed(task_job(t), msg);
+  return 0;
+}
+
 /* An error no bot.catch handled (reported by lua/runtime.lua). */
 static int l_report_error(lua_State *L) {
   const char *msg = luaL_checkstring(L, 1);
@@ -161,6 +171,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"sleep", l_sleep},
       {"log", l_log},
       {"report_error", l_report_error},
+      {"failed", l_failed},
       {"print", l_print},
       {"set_runtime", l_set_runtime},
       {"redact", l_redact},

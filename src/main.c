@@ -11,7 +11,9 @@
 #include "cli.h"
 #include "generation.h"
 #include "host.h"
+#include "journal.h"
 #include "log.h"
+#include "looplag.h"
 #include "luaconv.h"
 #include "luaguard.h"
 #include "luaseq.h"
@@ -53,15 +55,27 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   if (h->cfg->check) {
-    printf("tghost: %s loads without errors%s\n", g->script_path,
-           g->run_called ? " and calls run()" : "");
+    if (g->run_called)
+      printf("tghost: %s loads without errors and calls run()\n",
+             g->script_path);
+    else
+      printf("tghost: %s loads without errors; it does not call run(bot) or "
+             "bot.start()%s\n", g->script_path,
+             runtime_has_handlers(g) ? ", so its handlers would never "
+                                       "receive an update" : "");
     host_exit(h, 0);
     return;
   }
   if (!g->run_called) {
+    /* A script without run() is a plain Lua program (the unit tests are);
+     * one that registered handlers most likely forgot it. */
     if (h->cfg->sandbox)
       log_warn("%s did not call run(bot): there is no bot to talk to",
                g->script_path);
+    else if (runtime_has_handlers(g))
+      log_warn("%s registered handlers but never called run(bot) or "
+               "bot.start(), so no update is received; add run(bot) at the "
+               "end of the script", g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -88,6 +102,10 @@ static void on_sandbox_quit(void *ud, int status) {
 
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
 
+static unsigned long guard_stops(void *ud) {
+  return ((struct host *)ud)->sched.guard_stops;
+}
+
 int main(int argc, char **argv) {
   struct config cfg;
   struct buf err = BUF_INIT;
@@ -108,6 +126,13 @@ int main(int argc, char **argv) {
     case CLI_RUN:
       break;
   }
+  if (cfg.dead_letters) {
+    int n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    if (n < 0) fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    return n < 0 ? 1 : 0;
+  }
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);
   log_set_trace(cfg.trace);
@@ -125,6 +150,8 @@ int main(int argc, char **argv) {
    * a script that needs it asks tghost.token(). */
   unsetenv("BOT_TOKEN");
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit makes a write fail (EFBIG): reported, not fatal. */
+  signal(SIGXFSZ, SIG_IGN);
   raise_file_limit();
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -152,6 +179,9 @@ int main(int argc, char **argv) {
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
+  struct looplag *lag =
+      cfg.check ? NULL
+                : looplag_new(h.base, cfg.cpu_budget_ms, guard_stops, &h);
 
   struct generation *first =
       sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
@@ -179,6 +209,7 @@ int main(int argc, char **argv) {
   finalizer_queue_free(h.finalizers);
   h.finalizers = NULL;
   reload_free(h.reloader);
+  looplag_free(lag);
   luaconv_free(h.conv);
   luaseq_free(h.seq);
   sandbox_free(sandbox);

@@ -158,6 +158,15 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
   return 0;
 }
 
+bool runtime_has_handlers(struct generation *g) {
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  bool yes = gen_push_runtime_fn(g, "has_handlers") &&
+             lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return yes;
+}
+
 /* --- updates and reports ------------------------------------------------ */
 
 static struct job *start_update(struct job_owner *current,
@@ -187,6 +196,7 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  lua_pushboolean(L, u->redelivered);
   if (route == LUACONV_HOLD) lua_pushliteral(L, "held");
   else if (route == LUACONV_OFFERED) lua_pushliteral(L, "offered");
   else lua_pushnil(L);
@@ -194,7 +204,7 @@ static struct job *start_update(struct job_owner *current,
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
   if (hold) luaconv_hold(g->host->conv, hold, job);
-  job_spawn(job, L, 2);
+  job_spawn(job, L, 3);
   return job;
 }
 

@@ -42,6 +42,7 @@ struct source {
   int failures;                  /* in the current burst */
   uint64_t burst_started_ms;
   long next_delay_ms;
+  bool last_attempt;             /* the retry at maxRetryTime is scheduled */
   long next_report_ms;           /* into the burst */
 
   size_t bad_updates;            /* skipped: no usable update_id */
@@ -99,8 +100,19 @@ void source_configure(struct source *s, const struct source_config *cfg) {
       cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
 }
 
+bool source_restart_poll(struct source *s) {
+  if (s->kind != REQ_UPDATES || !s->req) return false;
+  http_request_cancel(s->req);
+  s->req = NULL;
+  s->kind = REQ_NONE;
+  return true;
+}
+
 bool source_idle(const struct source *s) { return !s->req && !s->waiting; }
 int64_t source_offset(const struct source *s) { return s->offset; }
+void source_set_offset(struct source *s, int64_t offset) {
+  if (offset > s->offset) s->offset = offset;
+}
 int64_t source_confirmed(const struct source *s) { return s->confirmed; }
 size_t source_bad_updates(const struct source *s) { return s->bad_updates; }
 
@@ -202,6 +214,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   if (s->failures++ == 0) {
     s->burst_started_ms = now;
     s->next_delay_ms = first_delay(s);
+    s->last_attempt = false;
     s->next_report_ms = FIRST_REPORT_MS;
     if (!s->cfg.silent)
       log_warn("%s failed: %s; retrying with backoff", method,
@@ -225,13 +238,23 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   } else {
     s->next_delay_ms = following_delay(s, s->next_delay_ms);
   }
-  if ((long)(now - s->burst_started_ms) + delay > s->cfg.max_retry_ms) {
+  /* Give up only once maxRetryTime has really passed: a delay that would
+   * end beyond it is cut short so that one last attempt is made at the
+   * deadline (a 429's retry_after is waited in full: retrying earlier is
+   * what Telegram asked not to do). */
+  long elapsed = (long)(now - s->burst_started_ms);
+  if (s->last_attempt || elapsed >= s->cfg.max_retry_ms) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "%s kept failing for %.1f s (maxRetryTime): %s", method,
-               (now - s->burst_started_ms) / 1000.0, reply->description.data);
+               elapsed / 1000.0, reply->description.data);
     fatal(s, msg.data);
     buf_free(&msg);
     return;
+  }
+  if (elapsed + delay >= s->cfg.max_retry_ms) {
+    s->last_attempt = true;
+    if (!(reply->outcome == BOTAPI_API_ERROR && reply->error_code == 429))
+      delay = s->cfg.max_retry_ms - elapsed;
   }
   report_outage(s, method, now, delay, reply);
   arm_timer(s, delay, false);

@@ -275,7 +275,10 @@ static void cpu_guard_init(struct scheduler *s) {
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = signo;
   sev.sigev_notify_thread_id = gettid();
-  if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
+  /* CPU time of this thread: a handler descheduled on a busy machine, or
+   * blocked in a system call, is not charged for it (the blocked-loop
+   * warning reports a stall). */
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &s->cpu_timer) != 0) {
     log_warn("CPU guard: no timer signal (%s); using a slower hook",
              strerror(errno));
     return;
@@ -564,6 +567,11 @@ static void job_cancel_now(struct job *job) {
   job_finish(job);
 }
 
+void job_mark_failed(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job->failure_reported = true;
+}
+
 void job_close(struct job *job) {
   job->closing_done = true;
   job_cancel(job, NULL);
@@ -663,6 +671,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
   int status = lua_resume(t->co, NULL, nargs, &nres);
   s->running = NULL;
   s->innermost = NULL;
+  if (t->stopping) s->guard_stops++;
 
   if (status == LUA_YIELD) {
     if (t->stopping) {

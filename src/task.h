@@ -102,6 +102,7 @@ struct scheduler {
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
   const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  unsigned long guard_stops;       /* resumes that ended in a stop */
 
   void (*on_idle)(void *ud);       /* only background jobs are left */
   void *idle_ud;
@@ -176,6 +177,7 @@ struct job {
   bool ending;
   bool cancel_deferred;
   bool closing_done;               /* job_close: its end counts as done */
+  bool failure_reported;           /* job_mark_failed: reported already */
   struct qnode cancel_node;
   struct qnode all_node;           /* in sched->jobs */
   job_end_fn on_end;
@@ -224,6 +226,9 @@ void job_cancel(struct job *job, const char *reason);
 /* Closes every task of the job as job_cancel does, but the job ends as
  * done: it decided to end itself (os.exit in a handler). */
 void job_close(struct job *job);
+/* The job's handler failed and the failure has been reported (bot.catch,
+ * or the log): the job will end as JOB_FAILED, without a second report. */
+void job_mark_failed(struct job *job, const char *error);
 /* Ends a job that never got a task (e.g. its update could not be decoded). */
 void job_abandon(struct job *job, const char *error);
 struct log_fields job_log_fields(const struct job *job);

@@ -24,10 +24,10 @@
 static const char *const layers[][12] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
      "signals"},
-    {"loop and HTTP", "http", "sandbox_world", "sandbox_script", "sandbox_api"},
+    {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api"},
     {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "conversation", "source",
-     "sink", "task", "runopts"},
+     "sink", "task", "runopts", "journal"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},

@@ -15,6 +15,14 @@
 ---A filter query such as "message:text", ":photo", "callback_query:data", or a list of them (OR).
 ---@alias tghost.FilterQuery string|string[]
 ---@alias tghost.Predicate fun(ctx: tghost.Context): boolean?
+---A trigger of hears, callbackQuery and the like: a plain string matches the
+---whole text exactly (as in grammY); a string that starts with `^`, or
+---`tghost.pattern(p)`, is a Lua pattern. Or a list of them.
+---@alias tghost.Trigger string|tghost.Pattern|(string|tghost.Pattern)[]
+
+---A Lua pattern for hears, callbackQuery, ... (from `tghost.pattern(p)`).
+---@class tghost.Pattern
+---@field pattern string
 
 ---A composer holds middleware and is itself middleware (grammY's Composer).
 ---The methods that filter return the composer behind the filter, so calls chain as AND.
@@ -22,7 +30,8 @@
 ---@class tghost.Composer
 local Composer = {}
 
----Middleware for every update.
+---Middleware for every update (`bot.use(require("module"))` works: require's
+---second result, the module's file name, is left out).
 ---@param ... tghost.MiddlewareLike
 ---@return tghost.Composer
 function Composer.use(...) end
@@ -39,23 +48,57 @@ function Composer.on(query, ...) end
 ---@return tghost.Composer
 function Composer.command(names, ...) end
 
----Text or caption matching a Lua pattern (a plain string matches the whole text); `ctx.match` holds the captures.
----@param patterns string|string[]
+---Text or caption equal to a plain string (the whole text, as in grammY), or
+---matching a pattern (`"^..."` or `tghost.pattern(p)`); `ctx.match` is
+---`{ text }` or the captures.
+---@param triggers tghost.Trigger
 ---@param ... tghost.MiddlewareLike
 ---@return tghost.Composer
-function Composer.hears(patterns, ...) end
+function Composer.hears(triggers, ...) end
 
----Callback queries whose data equals `data`, or matches it when it starts with `^` (captures in `ctx.match`).
----@param data string|string[]
+---Callback queries by their data: equal to a string, or matching a pattern
+---(`"^..."` or `tghost.pattern(p)`; captures in `ctx.match`).
+---@param triggers tghost.Trigger
 ---@param ... tghost.MiddlewareLike
 ---@return tghost.Composer
-function Composer.callbackQuery(data, ...) end
+function Composer.callbackQuery(triggers, ...) end
 
----Inline queries whose text matches a Lua pattern.
----@param patterns string|string[]
+---Callback queries from a game's button, by `game_short_name`.
+---@param triggers tghost.Trigger
 ---@param ... tghost.MiddlewareLike
 ---@return tghost.Composer
-function Composer.inlineQuery(patterns, ...) end
+function Composer.gameQuery(triggers, ...) end
+
+---Inline queries by their text (a plain string matches it exactly).
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.inlineQuery(triggers, ...) end
+
+---Chosen inline results by `result_id`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.chosenInlineResult(triggers, ...) end
+
+---Pre-checkout queries by `invoice_payload`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.preCheckoutQuery(triggers, ...) end
+
+---Shipping queries by `invoice_payload`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.shippingQuery(triggers, ...) end
+
+---`message_reaction` updates in which one of these reactions was added: an
+---emoji, a ReactionType table, or a list of them.
+---@param reactions string|table|(string|table)[]
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.reaction(reactions, ...) end
 
 ---Updates from chats of these types.
 ---@param types "private"|"group"|"supergroup"|"channel"|string[]
@@ -81,6 +124,26 @@ function Composer.drop(pred, ...) end
 ---@param b tghost.MiddlewareLike
 ---@return tghost.Composer
 function Composer.branch(pred, a, b) end
+
+---`handlers[router(ctx)]`, or `fallback` (default: the rest of the stack) when
+---the key is nil or has no handler.
+---@param router fun(ctx: tghost.Context): any
+---@param handlers table<any, tghost.MiddlewareLike>
+---@param fallback? tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.route(router, handlers, fallback) end
+
+---Middleware built for each update by `factory(ctx)`: a middleware, a
+---composer, or a list of them (`{}` passes on).
+---@param factory fun(ctx: tghost.Context): tghost.MiddlewareLike|tghost.MiddlewareLike[]
+---@return tghost.Composer
+function Composer.lazy(factory) end
+
+---Runs `...` concurrently with the rest of the stack, in a child task of the
+---update; the update is done when both are.
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.fork(...) end
 
 ---Errors raised in `...` go to `handler(err, next)` instead of `bot.catch`.
 ---@param handler fun(err: tghost.BotError, next: fun())
@@ -108,7 +171,9 @@ local Bot = {}
 function Bot.catch(fn) end
 
 ---Runs the bot one update at a time, like grammY's `bot.start()`.
----@param opts? { allowed_updates?: string[], timeout?: integer }
+---`drop_pending_updates` calls deleteWebhook first; `onStart(botInfo)` runs
+---before the first update is fetched (neither again on a reload).
+---@param opts? { allowed_updates?: string[], timeout?: integer, drop_pending_updates?: boolean, onStart?: fun(botInfo: table) }
 ---@return tghost.RunHandle
 function Bot.start(opts) end
 
@@ -191,7 +256,8 @@ function Api.getFile(params) end
 ---@field bot tghost.Bot
 ---@field api tghost.Api `bot.api`.
 ---@field me table The bot's User object (from getMe).
----@field match string|string[]|nil Set by command (a string), hears, callbackQuery, inlineQuery (the captures).
+---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
+---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
 ---@field msg table? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat table? The chat the update is about.
 ---@field from table? The user the update is from.
@@ -512,6 +578,7 @@ function Keyboard:add(...) end
 ---------------------------------------------------------------------------
 
 ---@class tghost.RunOptions
+---@field drop_pending_updates? boolean deleteWebhook{ drop_pending_updates = true } before the first poll.
 ---@field source? { speedTrafficBalance?: number, maxDelayMilliseconds?: integer }
 ---@field runner? { fetch?: { timeout?: integer, allowed_updates?: string[] }, retryInterval?: "exponential"|"quadratic"|integer, maxRetryTime?: integer, silent?: boolean }
 ---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
@@ -525,6 +592,15 @@ function RunHandle:isRunning() end
 ---Updates in flight.
 ---@return integer
 function RunHandle:size() end
+---A waitable (`tghost.wait(handle:task())`) that completes once the runner
+---has stopped; not at the script's top level.
+---@return tghost.Waitable
+function RunHandle:task() end
+
+---@class tghost.Waitable
+local Waitable = {}
+---Returns once it has completed.
+function Waitable:wait() end
 
 ---Starts long polling with grammY runner's pipeline (concurrent by default).
 ---@param b tghost.Bot
@@ -654,6 +730,12 @@ function tghost.InlineKeyboard(rows) end
 ---@return tghost.Keyboard
 function tghost.Keyboard(rows) end
 
+---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
+---plain string exactly); it may match anywhere in the text, like a grammY RegExp.
+---@param p string
+---@return tghost.Pattern
+function tghost.pattern(p) end
+
 ---The predicate of a filter query, for bot.filter and bot.drop.
 ---@param query tghost.FilterQuery
 ---@return tghost.Predicate
@@ -711,7 +793,7 @@ function tghost.every(seconds, fn) end
 function tghost.token() end
 
 ---The results of one task, or the first result of each of several.
----@param ... tghost.Task
+---@param ... tghost.Task|tghost.Waitable
 ---@return any ...
 function tghost.wait(...) end
 
