@@ -752,6 +752,47 @@ static void test_stop_cancels_waiting(void) {
   CHECK(!api_sent_text("never"), "a cut-short wait returned");
 }
 
+/* --- a restart with the journal ----------------------------------------- */
+
+/* With --journal, a conversation cut short by a stop is an update cut
+ * short like any other: its first update runs again at the next start
+ * (ctx.redelivered), so the dialog starts over; the answers it had
+ * consumed are done and do not come back. */
+static void test_journal_restart(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("journal.lua", ASK_PRELUDE
+      "bot.command('reg', function(ctx)\n"
+      "  ask(ctx, (ctx.redelivered and 'again ' or '') .. 'name?')\n"
+      "  local n = ctx:wait('message:text').msg.text\n"
+      "  ask(ctx, 'age? ' .. n)\n"
+      "  local a = ctx:wait('message:text').msg.text\n"
+      "  ctx:reply('done ' .. n .. ' ' .. a)\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('other ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  char path[512];
+  snprintf(path, sizeof path, "%s/bot.journal", harness_tmpdir());
+  const char *const args[] = {"--journal", path, NULL};
+  struct proc *p = proc_start(script, args);
+  fakeapi_push_text(api, 1, 1, "/reg");
+  expect_text(10000, "name?");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "age? Ada");
+  proc_stop_cleanly(p);
+  CHECK(strstr(proc_stderr(p), "1 conversation(s) still waiting"),
+        "the stop did not cut the conversation short");
+
+  p = proc_start(script, args);
+  expect_text(10000, "again name?");
+  fakeapi_push_text(api, 1, 1, "Bob");
+  expect_text(10000, "age? Bob");
+  fakeapi_push_text(api, 1, 1, "36");
+  expect_text(10000, "done Bob 36");
+  CHECK(!api_sent_text("other Ada") && text_count("age? Ada") == 1,
+        "the consumed answer ran again");
+  proc_stop_cleanly(p);
+}
+
 /* --- 10,000 waiting ----------------------------------------------------- */
 
 /* CPU time (user + system) the process has used, in ms. */
@@ -932,6 +973,7 @@ int main(int argc, char **argv) {
       {"sequential_sink", test_sequential_sink},
       {"reload_mid_dialog", test_reload_mid_dialog},
       {"stop_cancels_waiting", test_stop_cancels_waiting},
+      {"journal_restart", test_journal_restart},
       {"ten_thousand_waiting", test_ten_thousand_waiting},
       {NULL, NULL},
   };
