@@ -154,9 +154,9 @@ function methods.wait(ctx, query, opts)
   if key == nil then
     key = key_fn(ctx)
     if key == nil then
-      errors.raise("ctx:wait: this update has no conversation key (the key "
-                   .. "function gives chat id and user id, and this update "
-                   .. "lacks one); pass opts.key")
+      errors.raise("ctx:wait: this update has no conversation key (the "
+                   .. "bot's key function returned nil; the default one "
+                   .. "needs a chat and a user); pass opts.key")
     end
   end
   key = check_key(key, "ctx:wait")
