@@ -962,8 +962,73 @@ static void test_ten_thousand_waiting(void) {
   proc_stop_cleanly(p);
 }
 
+/* The README's restart story: a dialog that keeps its progress in a
+ * session stored in SQLite goes on at the open question after tghost was
+ * killed (no journal: the user's next message resumes it). */
+static void test_session_restart(void) {
+  struct fakeapi *api = harness_api();
+  char script[4096];
+  snprintf(script, sizeof script,
+      "local store = tghost.storage.sqlite('%s/bot.db')\n"
+      "local function user_key(ctx)\n"
+      "  return ctx.chat and ctx.from and ctx.chat.id .. ':' .. ctx.from.id\n"
+      "end\n"
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(session{ getSessionKey = user_key, storage = store,\n"
+      "                 initial = function() return {} end })\n"
+      "local function register(ctx, answer)\n"
+      "  local s = ctx.session\n"
+      "  local function ask(question)\n"
+      "    if answer then\n"
+      "      local a = answer\n"
+      "      answer = nil\n"
+      "      return a\n"
+      "    end\n"
+      "    ctx:reply(question)\n"
+      "    return ctx:wait('message:text')\n"
+      "  end\n"
+      "  if not s.reg.name then\n"
+      "    s.reg.name = ask('Your name?').msg.text\n"
+      "    store:set(user_key(ctx), s)\n"
+      "  end\n"
+      "  while not s.reg.age do\n"
+      "    s.reg.age = math.tointeger(tonumber(ask('Your age?').msg.text))\n"
+      "    store:set(user_key(ctx), s)\n"
+      "  end\n"
+      "  ctx:reply(('Hi %%s, %%d'):format(s.reg.name, s.reg.age))\n"
+      "  s.reg = nil\n"
+      "end\n"
+      "bot.command('register', function(ctx)\n"
+      "  if not (ctx.redelivered and ctx.session.reg) then ctx.session.reg = {} end\n"
+      "  register(ctx)\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx, next)\n"
+      "  if ctx.session.reg then return register(ctx, ctx) end\n"
+      "  return next()\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('echo ' .. ctx.msg.text) end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *path = harness_write("persist.lua", script);
+  struct proc *p = proc_start(path, NULL);
+  fakeapi_push_text(api, 1, 1, "/register");
+  expect_text(10000, "Your name?");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "Your age?");
+  proc_kill(p, SIGKILL);
+  CHECK(proc_wait(p, 10000), "no exit after SIGKILL");
+
+  p = proc_start(path, NULL);
+  fakeapi_push_text(api, 1, 1, "36");
+  expect_text(10000, "Hi Ada, 36");
+  CHECK(text_count("Your name?") == 1, "the dialog started over");
+  fakeapi_push_text(api, 1, 1, "hello");
+  expect_text(10000, "echo hello");
+  proc_stop_cleanly(p);
+}
+
 int main(int argc, char **argv) {
   static const struct test_case tests[] = {
+      {"session_restart", test_session_restart},
       {"register_many_chats", test_register_many_chats},
       {"answers_in_one_batch", test_answers_in_one_batch},
       {"timeout", test_timeout},
