@@ -123,8 +123,10 @@ static void on_pipe_event(struct bufferevent *bev, short what, void *arg) {
   }
 }
 
-struct proc *proc_start_env(const char *script, const char *const *args,
-                            const char *const *env, bool with_api_root) {
+/* Forks and execs argv[0] with its output captured; env entries
+ * ("NAME=value") are added to an environment without BOT_TOKEN and
+ * TGHOST_API_ROOT. */
+static struct proc *spawn(const char *const *argv, const char *const *env) {
   harness_base();
   if (nprocs == MAX_PROCS) {
     fprintf(stderr, "harness: too many processes\n");
@@ -135,17 +137,6 @@ struct proc *proc_start_env(const char *script, const char *const *args,
     perror("pipe");
     exit(1);
   }
-  const char *argv[64];
-  int argc = 0;
-  argv[argc++] = TGHOST_BINARY;
-  if (with_api_root) {
-    argv[argc++] = "--api-root";
-    argv[argc++] = fakeapi_url(harness_api());
-  }
-  for (int i = 0; args && args[i] && argc < 60; i++) argv[argc++] = args[i];
-  argv[argc++] = script;
-  argv[argc] = NULL;
-
   pid_t pid = fork();
   if (pid < 0) {
     perror("fork");
@@ -161,8 +152,8 @@ struct proc *proc_start_env(const char *script, const char *const *args,
     unsetenv("BOT_TOKEN");
     unsetenv("TGHOST_API_ROOT");
     for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
-    execv(TGHOST_BINARY, (char *const *)argv);
-    perror("execv " TGHOST_BINARY);
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
   close(out[1]);
@@ -181,9 +172,52 @@ struct proc *proc_start_env(const char *script, const char *const *args,
   return p;
 }
 
+struct proc *proc_start_env(const char *script, const char *const *args,
+                            const char *const *env, bool with_api_root) {
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = TGHOST_BINARY;
+  if (with_api_root) {
+    argv[argc++] = "--api-root";
+    argv[argc++] = fakeapi_url(harness_api());
+  }
+  for (int i = 0; args && args[i] && argc < 60; i++) argv[argc++] = args[i];
+  argv[argc++] = script;
+  argv[argc] = NULL;
+  return spawn(argv, env);
+}
+
+struct proc *proc_start_command(const char *const *argv,
+                                const char *const *env) {
+  return spawn(argv, env);
+}
+
+const char *harness_tghost_binary(void) { return TGHOST_BINARY; }
+
 struct proc *proc_start(const char *script, const char *const *args) {
   static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, NULL};
   return proc_start_env(script, args, env, true);
+}
+
+static void proc_release(struct proc *p) {
+  if (!p->exited) {
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+  }
+  bufferevent_free(p->out);
+  bufferevent_free(p->err);
+  buf_free(&p->out_text);
+  buf_free(&p->err_text);
+  free(p);
+}
+
+void proc_free(struct proc *p) {
+  for (int i = 0; i < nprocs; i++) {
+    if (procs[i] != p) continue;
+    procs[i] = procs[--nprocs];
+    proc_release(p);
+    return;
+  }
 }
 
 bool proc_exited(const struct proc *p) { return p->exited; }
@@ -320,19 +354,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
   return 0;
 }
 
-static void cleanup(void) {
-  for (int i = 0; i < nprocs; i++) {
-    struct proc *p = procs[i];
-    if (!p->exited) {
-      kill(p->pid, SIGKILL);
-      waitpid(p->pid, NULL, 0);
-    }
-    bufferevent_free(p->out);
-    bufferevent_free(p->err);
-    buf_free(&p->out_text);
-    buf_free(&p->err_text);
-    free(p);
-  }
+void harness_cleanup(void) {
+  for (int i = 0; i < nprocs; i++) proc_release(procs[i]);
   nprocs = 0;
   fakeapi_free(api);
   api = NULL;
@@ -355,7 +378,7 @@ int harness_main(int argc, char **argv, const struct test_case *tests) {
   }
   for (const struct test_case *t = tests; t->name; t++) {
     if (strcmp(t->name, argv[1]) != 0) continue;
-    atexit(cleanup);
+    atexit(harness_cleanup);
     uint64_t start = harness_now_ms();
     t->run();
     fprintf(stderr, "ok %s (%.2f s)\n", t->name,

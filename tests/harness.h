@@ -47,6 +47,15 @@ struct proc *proc_start(const char *script, const char *const *args);
  * the defaults (no BOT_TOKEN unless given). */
 struct proc *proc_start_env(const char *script, const char *const *args,
                             const char *const *env, bool with_api_root);
+/* Starts any program (argv[0] looked up in PATH) with its output captured,
+ * env entries added as proc_start_env does; the benchmarks run the peers'
+ * bots with it. */
+struct proc *proc_start_command(const char *const *argv,
+                                const char *const *env);
+/* The tghost binary the harness runs. */
+const char *harness_tghost_binary(void);
+/* Forgets a process (killed first if it still runs) and frees it. */
+void proc_free(struct proc *p);
 bool proc_exited(const struct proc *p);
 int proc_status(const struct proc *p);      /* exit code, or 128+signal */
 const char *proc_stdout(const struct proc *p);
@@ -78,5 +87,8 @@ void run_for(int ms);
 uint64_t harness_now_ms(void);
 
 void harness_dump_output(void);
+/* Kills the processes still running, frees the fake server and removes
+ * the temporary folder (harness_main registers it with atexit). */
+void harness_cleanup(void);
 
 #endif
