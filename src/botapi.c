@@ -73,9 +73,10 @@ struct http_request *botapi_request(struct botapi *api, const char *method,
   buf_free(&url);
   http_request_set_timeout(req, api->call_timeout_ms);
   http_request_set_max_response(req, api->max_response);
-  /* Method replies are small; a small receive buffer keeps the memory of
-   * thousands of calls in flight low. */
-  http_request_set_recv_buffer(req, 4096);
+  /* Method replies are small (a sent message is about 300 bytes): curl's
+   * smallest receive buffer (1 KB; a larger reply takes more reads) keeps
+   * the memory of thousands of calls in flight low. */
+  http_request_set_recv_buffer(req, 1024);
   return req;
 }
 
