@@ -167,6 +167,23 @@ static double proc_cpu_s(const struct proc *p) {
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* A "Name:  N kB" field of /proc/PID/status, or -1. */
+static long status_kib(const struct proc *p, const char *field) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", proc_pid(p));
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long kib = -1;
+  size_t n = strlen(field);
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, field, n) == 0 && line[n] == ':') {
+      kib = strtol(line + n + 1, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return kib;
+}
+
 /* --- one run ------------------------------------------------------------ */
 
 struct scenario {
@@ -189,6 +206,7 @@ struct result {
   double seconds;          /* first getUpdates to the last reply */
   double cpu_s;
   long base_rss_kib, peak_rss_kib, idle_rss_kib;
+  long idle_anon_kib;      /* the private part: RSS less shared library pages */
   size_t max_in_flight;
   double p50_ms, p99_ms;
   double server_rps;
@@ -528,6 +546,7 @@ static void run_idle(enum peer_id peer, const struct scenario *sc,
   } else {
     run_for((int)(sc->seconds * 1000));
     res->idle_rss_kib = proc_rss_kib(r.bot);
+    res->idle_anon_kib = status_kib(r.bot, "RssAnon");
     res->peak_rss_kib = proc_peak_rss_kib(r.bot);
     if (!stop_bot(r.bot) && peer == TGHOST)
       fail(res, "tghost did not stop cleanly (status %d)", proc_status(r.bot));
@@ -616,10 +635,10 @@ static void print_table(const struct scenario *sc, struct metric *ms, int nm,
   printf("\n### %s\n\n| | ", sc->title);
   for (int p = 0; p < NPEERS; p++)
     if (peer_on[p]) printf("%s | ", peer_titles[p]);
-  printf("tghost / best peer |\n|---|");
+  printf("tghost / best peer | tghost / telebot, pooled |\n|---|");
   for (int p = 0; p < NPEERS; p++)
     if (peer_on[p]) printf("---|");
-  printf("---|\n");
+  printf("---|---|\n");
   for (int k = 0; k < nm; k++) {
     struct metric *m = &ms[k];
     printf("| %s | ", m->label);
@@ -644,15 +663,20 @@ static void print_table(const struct scenario *sc, struct metric *ms, int nm,
       }
       printf(" | ");
     }
+    /* The peers as they come; telebot with a pool is a column of its own. */
     int best = -1;
     for (int p = 1; p < NPEERS; p++) {
-      if (!have[p]) continue;
+      if (!have[p] || p == TELEBOT_POOL) continue;
       if (best < 0 || (m->better == HIGHER ? med[p] > med[best]
                                            : med[p] < med[best]))
         best = p;
     }
     if (have[TGHOST] && best > 0 && med[best] != 0)
-      printf("%.2f× (vs %s) |\n", med[TGHOST] / med[best], peer_names[best]);
+      printf("%.2f× (vs %s) | ", med[TGHOST] / med[best], peer_names[best]);
+    else
+      printf("– | ");
+    if (have[TGHOST] && have[TELEBOT_POOL] && med[TELEBOT_POOL] != 0)
+      printf("%.2f× |\n", med[TGHOST] / med[TELEBOT_POOL]);
     else
       printf("– |\n");
   }
@@ -677,13 +701,14 @@ static void run_scenario(struct scenario *sc, int runs, double scale) {
   int nm = 0;
   struct metric *rate = NULL, *cpu = NULL, *rss = NULL, *wall = NULL,
                 *inflight = NULL, *per = NULL, *p50 = NULL, *p99 = NULL,
-                *idle_rss = NULL, *rps = NULL;
+                *idle_rss = NULL, *idle_anon = NULL, *rps = NULL;
 #define METRIC(var, label_, better_, fmt_) \
   (var = &ms[nm++], var->label = label_, var->better = better_, var->format = fmt_)
   if (ceiling) {
     METRIC(rps, "requests/s", HIGHER, "%.0f");
   } else if (idle) {
     METRIC(idle_rss, "RSS, MB", LOWER, "%.1f");
+    METRIC(idle_anon, "of it private (RssAnon), MB", LOWER, "%.1f");
   } else if (sc->rate) {
     METRIC(p50, "p50 latency, ms", LOWER, "%.2f");
     METRIC(p99, "p99 latency, ms", LOWER, "%.2f");
@@ -727,7 +752,9 @@ static void run_scenario(struct scenario *sc, int runs, double scale) {
       }
       if (idle_rss) {
         add(idle_rss, p, res.idle_rss_kib / 1024.0);
-        fprintf(stderr, " RSS %.1f MB", res.idle_rss_kib / 1024.0);
+        add(idle_anon, p, res.idle_anon_kib / 1024.0);
+        fprintf(stderr, " RSS %.1f MB, %.1f MB private",
+                res.idle_rss_kib / 1024.0, res.idle_anon_kib / 1024.0);
       }
       if (rate) {
         add(rate, p, (double)n / res.seconds);
