@@ -15,6 +15,7 @@
 #include "luajson.h"
 #include "luarun.h"
 #include "luaseq.h"
+#include "luastring.h"
 #include "luatask.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
@@ -73,6 +74,8 @@ static const luaL_Reg c_modules[] = {
 static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
+  /* Pattern matching whose work is bounded by the CPU budget. */
+  luastring_install_guarded(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {

@@ -260,6 +260,7 @@ static void cpu_guard_start(struct scheduler *s, lua_State *co) {
   s->chain[0] = co;
   s->chain_len = 1;
   s->resume_tick = s->ticks;
+  s->stop_message[0] = '\0';
   clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
   if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
     struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
@@ -310,6 +311,12 @@ bool sched_over_budget(struct scheduler *s) {
   for (int i = 0; i < s->chain_len && i < TASK_CHAIN_MAX; i++)
     lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
   return true;
+}
+
+void sched_explain_stop(struct scheduler *s, const char *message) {
+  struct task *t = s->running;
+  if (t && t->cpu_exceeded && !s->stop_message[0])
+    snprintf(s->stop_message, sizeof s->stop_message, "%s", message);
 }
 
 /* Gives a coroutine a fresh budget (its __close handlers run after a
@@ -576,6 +583,12 @@ static void task_resume(struct scheduler *s, struct task *t) {
   s->chain_len = 0;
 
   if (status == LUA_YIELD) {
+    if (t->cpu_exceeded && s->stop_message[0]) {
+      char msg[sizeof s->stop_message];
+      memcpy(msg, s->stop_message, sizeof msg);
+      task_failed(t, msg, false);
+      return;
+    }
     if (t->cpu_exceeded) {
       char msg[256];
       snprintf(msg, sizeof msg,

@@ -87,6 +87,7 @@ struct scheduler {
   timer_t cpu_timer;
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
+  char stop_message[256];          /* see sched_explain_stop; "" if none */
 
   void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
   void *idle_ud;
@@ -243,6 +244,11 @@ void task_install_cpu_guard(struct scheduler *s, lua_State *L);
  * task at its next Lua instruction. Cheap enough to call every few
  * thousand steps. */
 bool sched_over_budget(struct scheduler *s);
+/* For such a caller: message (copied) becomes the running task's report
+ * when the guard stops it, in place of the generic one, so the log says
+ * what ran out of time ("bot.lua:3: pattern matching stopped: ..."). Only
+ * while the task is being stopped. */
+void sched_explain_stop(struct scheduler *s, const char *message);
 
 /* A coroutine nested in the running task starts or stops running (the
  * coroutine wrappers call these so the guard can reach it). */

@@ -22,7 +22,8 @@
 /* Bottom first. A module may include modules of its own layer (if that
  * makes no circle) and of the layers below. */
 static const char *const layers[][12] = {
-    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli"},
+    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
+     "lpattern"},
     {"loop and HTTP", "http"},
     {"Bot API client", "botapi", "throttle", "apicall"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
@@ -31,7 +32,7 @@ static const char *const layers[][12] = {
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},
     {"Lua bindings", "luacore", "luarun", "luaapi", "luafile", "luahttp",
-     "luaseq", "luatask", "luacoro"},
+     "luaseq", "luatask", "luacoro", "luastring"},
     {"runtime", "runtime"},
     {"hot reload", "reload"},
     {"main", "main"},
