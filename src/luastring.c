@@ -42,14 +42,56 @@ static void start(struct lpat_matcher *m, struct call *c, lua_State *L,
     lpat_init(m, s, ls, p, lp, NULL, NULL);
 }
 
-/* Raises the error of a failed search. */
+/* Pushes "file:line: " of the code that called the string function, or ""
+ * when that is tghost's own Lua code (bot.hears calls string.match for
+ * the script: the pattern in the message tells which one). */
+static void push_caller_where(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) &&
+      ar.currentline > 0 && strncmp(ar.source, "@[tghost]", 9) != 0) {
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    return;
+  }
+  lua_pushliteral(L, "");
+}
+
+/* Pushes the pattern quoted for a message: at most 60 bytes, unprintable
+ * ones as \ddd. */
+static void push_quoted_pattern(lua_State *L, const char *p, size_t lp) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  for (size_t i = 0; i < lp && i < 60; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"' || c == '\\') {
+      luaL_addchar(&b, '\\');
+      luaL_addchar(&b, (char)c);
+    } else if (c >= 32 && c < 127) {
+      luaL_addchar(&b, (char)c);
+    } else {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\%u", c);
+      luaL_addstring(&b, esc);
+    }
+  }
+  luaL_addstring(&b, lp > 60 ? "\"..." : "\"");
+  luaL_pushresult(&b);
+}
+
+/* Raises the error of a failed search of pattern (the whole argument, as
+ * the script wrote it) in a subject of ls bytes. */
 static int raise_failure(lua_State *L, const struct lpat_matcher *m,
-                         const struct call *c, const char *fname) {
+                         const struct call *c, const char *fname, int pattern,
+                         size_t ls) {
   if (m->failure == LPAT_ERROR) return luaL_error(L, "%s", m->error);
-  luaL_where(L, 1);
-  lua_pushfstring(L, "%spattern matching stopped: %s in string.%s; this "
-                  "pattern backtracks too much on this text",
-                  lua_tostring(L, -1), c->why, fname);
+  size_t lp;
+  const char *p = lua_tolstring(L, pattern, &lp);
+  push_caller_where(L);
+  push_quoted_pattern(L, p, lp);
+  lua_pushfstring(L, "%spattern matching stopped: %s in string.%s; the "
+                  "pattern %s backtracks too much on this text (%I bytes)",
+                  lua_tostring(L, -2), c->why, fname, lua_tostring(L, -1),
+                  (lua_Integer)ls);
   if (c->guard->stopped)
     c->guard->stopped(L, c->guard->ud, lua_tostring(L, -1));
   return lua_error(L);
@@ -166,7 +208,7 @@ static int find_or_match(lua_State *L, bool find) {
       luaL_pushfail(L);
       return 1;
     default:
-      return raise_failure(L, &m, &c, find ? "find" : "match");
+      return raise_failure(L, &m, &c, find ? "find" : "match", 2, ls);
   }
 }
 
@@ -198,7 +240,7 @@ static int gmatch_next(lua_State *L) {
     case LPAT_NOMATCH:
       return 0;
     default:
-      return raise_failure(L, &m, &c, "gmatch");
+      return raise_failure(L, &m, &c, "gmatch", lua_upvalueindex(3), ls);
   }
 }
 
@@ -307,7 +349,7 @@ static int str_gsub(lua_State *L) {
     size_t ms, me;
     enum lpat_result r = lpat_search(&m, at, anchored, last_end, &ms, &me);
     if (r == LPAT_NOMATCH) break;
-    if (r != LPAT_MATCH) return raise_failure(L, &m, &c, "gsub");
+    if (r != LPAT_MATCH) return raise_failure(L, &m, &c, "gsub", 2, ls);
     luaL_addlstring(&b, s + at, ms - at);
     n++;
     changed = add_replacement(L, &b, &m, ms, me, type) || changed;

@@ -663,18 +663,31 @@ static void bound_in_lua(void) {
   struct deadline d = {0, 0};
   const struct luastring_guard guard = {past_deadline, note_stop, &d};
   lua_State *L = new_state(&guard, true);
-  static const char *const calls[][2] = {
-      {"find", "return string.find(string.rep('a', 3000), '.-.-.-b')"},
-      {"match", "return ('x' .. string.rep('a', 3000)):match('.-.-.-b')"},
+  static const struct {
+    const char *fn, *code, *quoted_pattern;
+    int bytes;
+  } calls[] = {
+      {"find", "return string.find(string.rep('a', 3000), '.-.-.-b')",
+       "\".-.-.-b\"", 3000},
+      {"match", "return ('x' .. string.rep('a', 3000)):match('.-.-.-b')",
+       "\".-.-.-b\"", 3001},
       {"gmatch",
-       "for a in string.gmatch(string.rep('a', 3000), '.-.-.-b') do end"},
-      {"gsub", "return string.gsub(string.rep('a', 3000), '.-.-.-b', '')"},
-      {"find", "return string.find(string.rep('(', 100000) .. ')', '%b()x')"},
-      {"match", "return string.rep('a', 5000):match('(.-)%1%1b')"},
+       "for a in string.gmatch(string.rep('a', 3000), '.-.-.-b') do end",
+       "\".-.-.-b\"", 3000},
+      {"gsub", "return string.gsub(string.rep('a', 3000), '.-.-.-b', '')",
+       "\".-.-.-b\"", 3000},
+      {"find", "return string.find(string.rep('(', 100000) .. ')', '%b()x')",
+       "\"%b()x\"", 100001},
+      {"match", "return string.rep('a', 5000):match('(.-)%1%1b')",
+       "\"(.-)%1%1b\"", 5000},
+      {"find", "return string.find(string.rep('a', 3000), "
+               "string.rep('.-', 40) .. '\\1\"')",
+       "\".-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-.-\"...",
+       3000},
   };
   const double limit_ms = 100;
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-    const char *name = calls[i][0], *code = calls[i][1];
+    const char *code = calls[i].code;
     d.asked = 0;
     last_stop_message[0] = '\0';
     double started = now_ms();
@@ -685,11 +698,12 @@ static void bound_in_lua(void) {
     double took = now_ms() - started;
     CHECK(status != LUA_OK, "%s ran to its end (%.0f ms)", code, took);
     const char *msg = lua_tostring(L, -1);
-    char want[200];
+    char want[300];
     snprintf(want, sizeof want,
              "bound:1: pattern matching stopped: the test's deadline passed "
-             "in string.%s; this pattern backtracks too much on this text",
-             name);
+             "in string.%s; the pattern %s backtracks too much on this text "
+             "(%d bytes)", calls[i].fn, calls[i].quoted_pattern,
+             calls[i].bytes);
     CHECK(strcmp(msg, want) == 0, "the error: %s\n  wanted: %s", msg, want);
     CHECK(strcmp(last_stop_message, want) == 0, "the guard was told: %s",
           last_stop_message);
