@@ -8,6 +8,7 @@
  *                         message, reported through bot.catch
  *   pcall_loop            the same in a loop of pcalls: the error does not
  *                         let the handler go on
+ *   in_coroutine          string.match in a coroutine of the handler
  *   hears_hostile_text    bot.hears with a backtracking pattern and a
  *                         hostile text, no bot.catch: the log says it */
 #include <signal.h>
@@ -163,6 +164,12 @@ static void test_pcall_loop(void) {
                "gsub", "\".-.-.-b\"");
 }
 
+static void test_in_coroutine(void) {
+  run_catching("coroutine.wrap(function() string.match(text, '.-.-.-b') "
+               "end)()",
+               "match", "\".-.-.-b\"");
+}
+
 static void test_hears_hostile_text(void) {
   struct fakeapi *api = harness_api();
   const char *path = harness_write("hears.lua",
@@ -204,6 +211,7 @@ static void test_hears_hostile_text(void) {
 static const struct test_case tests[] = {
     {"find_on_update_text", test_find_on_update_text},
     {"pcall_loop", test_pcall_loop},
+    {"in_coroutine", test_in_coroutine},
     {"hears_hostile_text", test_hears_hostile_text},
     {NULL, NULL},
 };
