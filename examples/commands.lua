@@ -1,7 +1,8 @@
 -- Commands and keyboards: a poll with inline buttons whose counts update
 -- in place, a reply-keyboard menu, command arguments and Lua patterns.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/commands.lua
+--   scripts/dev.sh run --sandbox examples/commands.lua   (then /poll, :click 1)
+--   tghost --sandbox examples/commands.lua --script examples/commands.chat
 
 local votes = { yes = 0, no = 0 }   -- per process; a real bot would store them
 
@@ -53,16 +54,18 @@ bot.command("hide", function(ctx)
   ctx:reply("Keyboard hidden.", { reply_markup = { remove_keyboard = true } })
 end)
 
-bot.hears("^Weather$", function(ctx) ctx:reply("Sunny, as always in Lua land.") end)
-bot.hears("^News$", function(ctx) ctx:reply("Lua 5.4 has to-be-closed variables.") end)
+bot.hears("Weather", function(ctx) ctx:reply("Sunny, as always in Lua land.") end)
+bot.hears("News", function(ctx) ctx:reply("Lua 5.4 has to-be-closed variables.") end)
 
 bot.on("message:location", function(ctx)
   local loc = ctx.msg.location
   ctx:reply(string.format("You are at %.4f, %.4f", loc.latitude, loc.longitude))
 end)
 
--- hears uses Lua patterns; captures land in ctx.match.
-bot.hears("remind me in (%d+) (%a+)", function(ctx)
+-- hears matches a plain string exactly ("Weather" above); a string that
+-- starts with ^ (or tghost.pattern(p)) is a Lua pattern, whose captures
+-- land in ctx.match.
+bot.hears("^remind me in (%d+) (%a+)", function(ctx)
   local n, unit = tonumber(ctx.match[1]), ctx.match[2]
   local seconds = n * (unit:find("^min") and 60 or unit:find("^hour") and 3600 or 1)
   if seconds > 3600 then return ctx:reply("That is too far ahead for this demo.") end

@@ -6,7 +6,8 @@
 -- would be lost. With it, messages of one chat run one after another while
 -- different chats still run side by side.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/sequentialize.lua
+--   scripts/dev.sh run --sandbox examples/sequentialize.lua
+--   tghost --sandbox examples/sequentialize.lua --script examples/sequentialize.chat
 
 local store = {}
 

@@ -7,15 +7,20 @@ local errors = require("tghost.errors")
 errors.internal()
 
 local bot = Composer.new()
+local check_mode = core.check_mode()
+local checkstub = check_mode and require("tghost.checkstub")
 
--- bot.api.<method>(params): any Bot API method, by its exact name.
+-- bot.api.<method>(params): any Bot API method, by its exact name. Errors
+-- about the parameters name the script's line. Under --check nothing is
+-- sent: the call returns a stand-in result (lua/checkstub.lua).
 local api = {}
 setmetatable(api, {
   __index = function(t, method)
     if type(method) ~= "string" then return nil end
     local function call(params, extra)
       if params == t then params = extra end   -- bot.api:method{...}
-      return apicore.call(method, params)
+      if check_mode then return checkstub.call(method, params) end
+      return errors.call(apicore.call, method, params)
     end
     rawset(t, method, call)
     return call

@@ -17,6 +17,7 @@ local errors = require("tghost.errors")
 local filter = require("tghost.filter")
 local triggers = require("tghost.triggers")
 local runtime = require("tghost.runtime")
+local tasks = require("tghost.tasks")
 errors.internal()
 
 local Composer = {}
@@ -32,16 +33,25 @@ local function as_middleware(mw, what)
   if type(mw) == "table" and type(mw.middleware) == "function" then
     return mw.middleware()
   end
-  local hint = ""
-  if type(mw) == "string" and mw:match("%.lua$") then
-    -- bot.use(require("mod")): require also returns the module's file name.
-    hint = " ('" .. mw .. "': require returns the module and its file name; "
-           .. "write local mod = require(...) and then use(mod))"
-  end
-  errors.raise("%s: expected a middleware function or a composer, got %s%s",
-               what, type(mw), hint)
+  errors.raise("%s: expected a middleware function or a composer, got %s",
+               what, type(mw))
 end
 Composer.as_middleware = as_middleware
+
+-- Lua 5.4's require returns the module and its loader data: the file it
+-- was found in (or ":preload:"). So bot.use(require("greeting")) passes a
+-- string after the composer. Middleware is never a string, so a last
+-- argument that is such a name is dropped: that grammY habit just works.
+local function is_loader_data(v)
+  return type(v) == "string" and (v:sub(-4) == ".lua" or v == ":preload:")
+end
+
+-- The number of middleware arguments in ..., without require's loader data.
+local function middleware_count(...)
+  local n = select("#", ...)
+  if n >= 2 and is_loader_data((select(n, ...))) then return n - 1 end
+  return n
+end
 
 -- Runs list[i..], then next. Each next() may be called once.
 local function run_list(list, ctx, next, i)
@@ -55,6 +65,24 @@ local function run_list(list, ctx, next, i)
     called = true
     return run_list(list, ctx, next, i + 1)
   end)
+end
+
+local function noop() end
+
+-- Runs what a lazy factory built: a middleware function, a composer, or a
+-- list of them ({} passes on).
+local function run_built(built, ctx, next, what)
+  if built == nil then
+    errors.raise("%s: the factory returned nil; return a middleware, a "
+                 .. "composer or a list of them ({} passes on)", what)
+  end
+  if type(built) == "table" and not state[built]
+     and type(built.middleware) ~= "function" then
+    local list = {}
+    for i, mw in ipairs(built) do list[i] = as_middleware(mw, what) end
+    return run_list(list, ctx, next, 1)
+  end
+  return as_middleware(built, what)(ctx, next)
 end
 
 -- === Update types a composer's handlers need (for allowed_updates) ======
@@ -101,6 +129,7 @@ Composer.needs = needs_of
 local function method(self, fn)
   return function(first, ...)
     if first == self then return fn(...) end
+    if first == nil and select("#", ...) == 0 then return fn() end  -- c.fork()
     return fn(first, ...)
   end
 end
@@ -130,7 +159,7 @@ function Composer.new(...)
   local function behind(pred, types, what, ...)
     local child = Composer.new()
     local cs = state[child]
-    for i = 1, select("#", ...) do
+    for i = 1, middleware_count(...) do
       local h = (select(i, ...))
       cs.list[#cs.list + 1] = as_middleware(h, what)
       cs.needs[#cs.needs + 1] = function() return needs_of(h) end
@@ -178,6 +207,31 @@ function Composer.new(...)
     return behind(pred, types, "inlineQuery", ...)
   end)
 
+  self.gameQuery = method(self, function(names, ...)
+    local pred, types = triggers.game_query(names)
+    return behind(pred, types, "gameQuery", ...)
+  end)
+
+  self.chosenInlineResult = method(self, function(ids, ...)
+    local pred, types = triggers.chosen_inline_result(ids)
+    return behind(pred, types, "chosenInlineResult", ...)
+  end)
+
+  self.preCheckoutQuery = method(self, function(payloads, ...)
+    local pred, types = triggers.pre_checkout_query(payloads)
+    return behind(pred, types, "preCheckoutQuery", ...)
+  end)
+
+  self.shippingQuery = method(self, function(payloads, ...)
+    local pred, types = triggers.shipping_query(payloads)
+    return behind(pred, types, "shippingQuery", ...)
+  end)
+
+  self.reaction = method(self, function(reactions, ...)
+    local pred, types = triggers.reaction(reactions)
+    return behind(pred, types, "reaction", ...)
+  end)
+
   self.chatType = method(self, function(types, ...)
     return behind(triggers.chat_type(types), nil, "chatType", ...)
   end)
@@ -210,6 +264,70 @@ function Composer.new(...)
     return self
   end)
 
+  -- fork(mw, ...): runs mw... concurrently with the rest of the stack, as
+  -- grammY's fork: the rest goes on at once, the forked middleware runs in
+  -- a child task of the update (tghost.spawn), and the update is done when
+  -- both are. An error in either is the update's error.
+  self.fork = method(self, function(...)
+    local child = Composer.new(...)
+    local run = state[child].run
+    add(function(ctx, next)
+      local forked = tasks.spawn(run, ctx, noop)
+      next()
+      tasks.wait(forked)
+    end, function() return needs_of(child) end)
+    return child
+  end)
+
+  -- lazy(factory): factory(ctx) returns middleware (a function, a
+  -- composer, or a list of them), built afresh for each update and run
+  -- with the rest of the stack as its next.
+  self.lazy = method(self, function(factory)
+    check_pred(factory, "lazy")
+    return behind(nil, nil, "lazy", function(ctx, next)
+      return run_built(factory(ctx), ctx, next, "lazy")
+    end)
+  end)
+
+  -- route(router, handlers [, fallback]): router(ctx) returns a key of
+  -- handlers; that handler runs, or fallback (default: pass on to the rest
+  -- of the stack) when the key is nil or has no handler.
+  self.route = method(self, function(router, handlers, fallback)
+    check_pred(router, "route")
+    if type(handlers) ~= "table" or state[handlers] then
+      errors.raise("route: expected a table of handlers (route name -> "
+                   .. "middleware), got %s", type(handlers))
+    end
+    local compiled = {}
+    for k, mw in pairs(handlers) do compiled[k] = as_middleware(mw, "route") end
+    local fb = fallback ~= nil and as_middleware(fallback, "route") or nil
+    -- A composer of its own holds the router, so that allowed_updates
+    -- sees what the handlers need rather than "everything".
+    local routed = Composer.new()
+    local rs = state[routed]
+    rs.list[1] = function(ctx, next)
+      local key = router(ctx)
+      local mw = key ~= nil and compiled[key] or fb
+      if mw == nil then return next() end
+      return mw(ctx, next)
+    end
+    rs.needs[1] = function()
+      local all, types = false, {}
+      for _, mw in pairs(handlers) do
+        local a, t = needs_of(mw)
+        all = all or a
+        for k in pairs(t) do types[k] = true end
+      end
+      if fallback ~= nil then
+        local a, t = needs_of(fallback)
+        all = all or a
+        for k in pairs(t) do types[k] = true end
+      end
+      return all, types
+    end
+    return behind(nil, nil, "route", routed)
+  end)
+
   -- errorBoundary(handler, ...): errors raised by the given middleware go
   -- to handler(err, next) (err.error, err.ctx, as bot.catch receives
   -- them) instead of the bot's error handler. As in grammY, the rest of
@@ -239,7 +357,7 @@ function Composer.new(...)
   -- The whole stack as one middleware function.
   self.middleware = method(self, function() return s.run end)
 
-  for i = 1, select("#", ...) do
+  for i = 1, middleware_count(...) do
     local mw = (select(i, ...))
     add(as_middleware(mw, "Composer"), function() return needs_of(mw) end)
   end

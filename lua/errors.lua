@@ -9,12 +9,16 @@
 local M = {}
 
 local internal_sources = {}
+local internal_names = {}   -- their short_src, as error positions show it
 
 -- Called at the top level of a tghost module: frames of that file are
 -- never blamed.
 function M.internal()
   local info = debug.getinfo(2, "S")
-  if info then internal_sources[info.source] = true end
+  if info then
+    internal_sources[info.source] = true
+    internal_names[info.short_src] = true
+  end
 end
 M.internal()
 
@@ -39,14 +43,40 @@ function M.raise(message, ...)
   error(message, user_level())
 end
 
--- Logs a warning about the script, with its file and line.
-function M.warn(message, ...)
+local function log_at(log_level, message, ...)
   if select("#", ...) > 0 then message = string.format(message, ...) end
   local level = user_level()
   local info = level > 0 and debug.getinfo(level, "Sl")
   local where = info and (info.short_src .. ":" .. info.currentline .. ": ") or ""
   local ok, core = pcall(require, "tghost.core")
-  if ok then core.log("warn", where .. message) else print(where .. message) end
+  if ok then core.log(log_level, where .. message) else print(where .. message) end
+end
+
+-- Logs a warning about the script, with its file and line.
+function M.warn(message, ...) log_at("warn", message, ...) end
+
+-- Logs a note (info level) about the script, with its file and line.
+function M.note(message, ...) log_at("info", message, ...) end
+
+-- An error a tghost primitive raised because of the script's input names
+-- the primitive's Lua caller (a tghost module) or no position at all:
+-- raise it again at the script's line. Error objects (an ApiError) and
+-- messages that already point at the script pass unchanged.
+local function reraise(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" then
+    local src, rest = e:match("^([^\n]-):%d+: (.*)$")
+    if src == nil then M.raise(e) end
+    if internal_names[src] then M.raise(rest) end
+  end
+  error(e, 0)
+end
+
+-- Calls fn(...) (it may yield) and returns its results; its errors are
+-- raised at the script's line, as reraise says.
+function M.call(fn, ...)
+  return reraise(pcall(fn, ...))
 end
 
 -- Levenshtein distance, case-insensitive.
@@ -68,15 +98,24 @@ end
 M.distance = distance
 
 -- The candidate closest to word, if it is close enough to be a plausible
--- typo (at most a third of the word's length, and at least 2, edits away);
--- else the shortest candidate that contains the word ("bot" -> "is_bot").
+-- typo: at most a third of the word's length (and at least 2) edits away,
+-- or up to half of its length when no other candidate is as close
+-- ("fotos" -> "photo", 3 edits); else the shortest candidate that contains
+-- the word ("bot" -> "is_bot").
 function M.suggest(word, candidates)
-  local best, best_d
+  local best, best_d, second_d
   for _, c in ipairs(candidates) do
     local d = distance(word, c)
-    if not best_d or d < best_d then best, best_d = c, d end
+    if not best_d or d < best_d then
+      best, best_d, second_d = c, d, best_d
+    elseif not second_d or d < second_d then
+      second_d = d
+    end
   end
   if best and best_d <= math.max(2, #word // 3) then return best end
+  if best and best_d <= (#word + 1) // 2 and (second_d == nil or best_d < second_d) then
+    return best
+  end
   if #word < 3 then return nil end
   best = nil
   local lower = word:lower()

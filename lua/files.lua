@@ -2,6 +2,9 @@
 -- file) and tghost.download, which streams a Telegram file to disk.
 local api = require("tghost.api")
 local file = require("tghost.file")
+local core = require("tghost.core")
+local errors = require("tghost.errors")
+errors.internal()
 
 local M = {}
 
@@ -12,7 +15,7 @@ M.InputFile = file.InputFile
 -- or nil, message.
 function M.download(file, dest)
   if type(dest) ~= "string" then
-    error("tghost.download: expected a destination path as argument 2", 2)
+    errors.raise("tghost.download: expected a destination path as argument 2")
   end
   local path
   if type(file) == "string" then
@@ -21,8 +24,8 @@ function M.download(file, dest)
     path = file.file_path
     if path == nil then
       if file.file_id == nil then
-        error("tghost.download: expected a File (from getFile), a file_path "
-              .. "or a table with a file_id", 2)
+        errors.raise("tghost.download: expected a File (from getFile), a "
+                     .. "file_path or a table with a file_id")
       end
       local f = require("tghost.bot").api.getFile{ file_id = file.file_id }
       path = f.file_path
@@ -32,10 +35,13 @@ function M.download(file, dest)
       end
     end
   else
-    error("tghost.download: expected a File, a file_path or a table with a "
-          .. "file_id, got " .. type(file), 2)
+    errors.raise("tghost.download: expected a File, a file_path or a table "
+                 .. "with a file_id, got %s", type(file))
   end
-  return api.download(path, dest)
+  if core.check_mode() then
+    return require("tghost.checkstub").not_sent("tghost.download")
+  end
+  return errors.call(api.download, path, dest)
 end
 
 return M

@@ -230,15 +230,15 @@ local function invalid(query, parts, why)
                  s and (" (did you mean '" .. s .. "'?)") or "")
   end
   local suggestion
-  local best = errors.suggest(part, why.allowed)
+  -- "text" or "photo" alone: a message kind used as an update type.
+  if why.level == 1 and MESSAGE.sub[part] then
+    suggestion = ":" .. query
+  end
+  local best = not suggestion and errors.suggest(part, why.allowed)
   if best then
     local fixed = { table.unpack(parts) }
     fixed[why.level] = best
     if expand(fixed) then suggestion = table.concat(fixed, ":") end
-  end
-  -- "text" or "photo" alone: a message kind used as an update type.
-  if not suggestion and why.level == 1 and MESSAGE.sub[part] then
-    suggestion = ":" .. query
   end
   if why.level > 1 and #why.allowed == 0 then
     errors.raise("%sno further filtering is possible after '%s'", msg,

@@ -4,6 +4,14 @@
 -- return { status, headers, body } or nil, message (see src/luahttp.h).
 local core = require("tghost.httpcore")
 
+-- Under --check nothing is sent: each call returns nil, message (the
+-- documented failure form) after a note at the script's line.
+if require("tghost.core").check_mode() then
+  local checkstub = require("tghost.checkstub")
+  local function not_sent() return checkstub.not_sent("tghost.http.request") end
+  return { request = not_sent, get = not_sent, post = not_sent }
+end
+
 return {
   request = core.request,
   get = core.get,

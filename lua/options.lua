@@ -58,6 +58,8 @@ local function check_value(v, spec, here)
     end
   elseif type(v) ~= t then
     error(string.format("run(): %s must be a %s, not %s", here, t, type(v)), 0)
+  elseif t == "string" and v == "" then
+    error(string.format("run(): %s must not be empty", here), 0)
   end
 end
 

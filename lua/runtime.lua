@@ -37,8 +37,15 @@ runtime.BotError = BotError
 runtime.bot = nil
 runtime.timeout_handler = nil
 
+-- What the message handler of every xpcall here returns. Lua does not
+-- call the handler for a memory error: then the raw error comes back.
+local Traced = {}
 local function traced(e)
-  return { error = e, traceback = debug.traceback(nil, 2) }
+  return setmetatable({ error = e, traceback = debug.traceback(nil, 2) }, Traced)
+end
+local function untraced(e)
+  if getmetatable(e) == Traced then return e end
+  return { error = e }
 end
 
 local function describe(e)
@@ -55,8 +62,9 @@ local function report(err, traceback, ctx)
                                   traceback = traceback }, BotError)
     local ok, e2 = xpcall(handler, traced, botErr)
     if ok then return end
+    e2 = untraced(e2)
     core.report_error("bot.catch handler failed: " .. describe(e2.error)
-                      .. "\n" .. e2.traceback .. "\nwhile handling: "
+                      .. "\n" .. (e2.traceback or "") .. "\nwhile handling: "
                       .. describe(err) .. (traceback and ("\n" .. traceback) or ""))
     return
   end
@@ -67,11 +75,25 @@ end
 
 local function noop() end
 
-function runtime.handle_update(update)
+-- Whether the script registered middleware on bot (asked by the host
+-- when the top level ended without run(bot)).
+function runtime.has_handlers()
+  local bot = runtime.bot
+  if not bot then return false end
+  local all, types = require("tghost.composer").needs(bot)
+  return all or next(types) ~= nil
+end
+
+function runtime.handle_update(update, redelivered)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
+  if redelivered then ctx.redelivered = true end
   local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
-  if not ok then report(e.error, e.traceback, ctx) end
+  if not ok then
+    e = untraced(e)
+    report(e.error, e.traceback, ctx)
+    core.failed(describe(e.error))
+  end
 end
 
 -- A failure the host detected after the handler's coroutine was gone.
@@ -86,8 +108,24 @@ function runtime.handle_timeout(update, message)
   local ctx = update and Context.new(update, runtime.bot) or nil
   local ok, e = xpcall(handler, traced, ctx, message)
   if not ok then
+    e = untraced(e)
     core.report_error("timeout handler failed: " .. describe(e.error) .. "\n"
-                      .. e.traceback)
+                      .. (e.traceback or ""))
+  end
+end
+
+-- The script's __gc finalizers, queued when their objects were collected
+-- (src/luaguard.c): { fn, obj, fn, obj, ... }. They run here, as a task,
+-- so the CPU guard can stop one that loops, and they may yield.
+function runtime.run_finalizers(list)
+  for i = 1, #list, 2 do
+    local ok, e = xpcall(list[i], traced, list[i + 1])
+    if not ok then
+      e = untraced(e)
+      core.log("warn", "a __gc finalizer failed: " .. describe(e.error)
+               .. (e.traceback and ("\n" .. e.traceback) or ""))
+    end
+    list[i], list[i + 1] = nil, nil
   end
 end
 

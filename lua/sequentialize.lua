@@ -9,16 +9,34 @@
 -- returns or raises, or the update ends. The bookkeeping lives in C
 -- (tghost.seq) and survives a hot reload.
 local seq = require("tghost.seq")
+local errors = require("tghost.errors")
+errors.internal()
 
 local acquire = seq.acquire
 
+-- "file:line: " of the key function, where a bad key comes from.
+local function where(fn)
+  local info = debug.getinfo(fn, "S")
+  if info and info.what ~= "C" and info.linedefined > 0 then
+    return info.short_src .. ":" .. info.linedefined .. ": "
+  end
+  return ""
+end
+
 local function sequentialize(fn)
   if type(fn) ~= "function" then
-    error("sequentialize: expected a key function (ctx -> key, list of keys "
-          .. "or nil), got " .. type(fn), 2)
+    errors.raise("sequentialize: expected a key function (ctx -> key, list "
+                 .. "of keys or nil), got %s", type(fn))
   end
+  local fn_where
   return function(ctx, next)
-    local held <close> = acquire((fn(ctx)))
+    local ok, held = pcall(acquire, (fn(ctx)))
+    if not ok then
+      -- A key the function returned is unusable: name the function.
+      fn_where = fn_where or where(fn)
+      error(fn_where .. (tostring(held):gsub("^[^\n]-:%d+: ", "")), 0)
+    end
+    local closer <close> = held
     return next()
   end
 end

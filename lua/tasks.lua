@@ -35,11 +35,33 @@ function M.spawn(fn, ...)
   return task.spawn(run_child, fn, ...)
 end
 
+-- Other things tghost.wait accepts (the run handle's task()): each maps
+-- to a function that waits and returns its results.
+local waitables = setmetatable({}, { __mode = "k" })
+
 local function check_handle(t, i, what)
-  if not task.is_handle(t) then
-    error(string.format("%s: argument %d is not a task (from tghost.spawn)",
-                        what, i), 3)
+  if not task.is_handle(t) and not waitables[t] then
+    error(string.format("%s: argument %d is not a task (from tghost.spawn "
+                        .. "or handle:task())", what, i), 3)
   end
+end
+
+-- task.join's answer for a task or a waitable: {n=, ok, results...}.
+local function join(t)
+  local w = waitables[t]
+  if w then return table.pack(true, w()) end
+  return task.join(t)
+end
+
+-- A waitable named name: tghost.wait(w) and w:wait() call wait_fn().
+function M.waitable(name, wait_fn)
+  local w = {}
+  waitables[w] = wait_fn
+  return setmetatable(w, {
+    __name = "tghost.Waitable",
+    __index = { wait = function(self) return M.wait(self) end },
+    __tostring = function() return name end,
+  })
 end
 
 -- tghost.wait(t): t's results. tghost.wait(t1, t2, ...): the first result
@@ -50,13 +72,13 @@ function M.wait(...)
   if n == 0 then error("tghost.wait: expected at least one task", 2) end
   for i = 1, n do check_handle((select(i, ...)), i, "tghost.wait") end
   if n == 1 then
-    local r = task.join((...))
+    local r = join((...))
     if not r[1] then error(r[2], 0) end
     return table.unpack(r, 2, r.n)
   end
   local out = {}
   for i = 1, n do
-    local r = task.join((select(i, ...)))
+    local r = join((select(i, ...)))
     if not r[1] then error(r[2], 0) end
     out[i] = r[2]
   end
@@ -81,11 +103,44 @@ function M.all(list)
   end
   local out = {}
   for i = 1, #handles do
-    local r = task.join(handles[i])
+    local r = join(handles[i])
     if not r[1] then error(r[2], 0) end
     out[i] = r[2]
   end
   return out
+end
+
+-- tghost.every(seconds, fn): calls fn() every `seconds` seconds, in a
+-- background task of the script's top level, for periodic work (reports,
+-- clean-ups). Each call runs under the CPU guard like a handler; an error
+-- is logged and the next call comes as planned. A reload stops it (the
+-- new top level starts its own); so does the bot stopping. Returns the
+-- task.
+local core = require("tghost.core")
+
+function M.every(seconds, fn)
+  if type(seconds) ~= "number" or seconds <= 0 or seconds ~= seconds then
+    error("tghost.every: expected a number of seconds > 0, got "
+          .. tostring(seconds), 2)
+  end
+  if type(fn) ~= "function" then
+    error("tghost.every: expected a function, got " .. type(fn), 2)
+  end
+  if core.current() ~= nil then
+    error("tghost.every belongs at the script's top level, not in a handler "
+          .. "(where it would keep the update from ever finishing)", 2)
+  end
+  return task.spawn(run_child, function()
+    while true do
+      core.sleep(seconds)
+      local ok, e = xpcall(fn, traced)
+      if not ok then
+        if type(e) ~= "table" then e = { error = e, traceback = "" } end
+        core.log("error", "tghost.every: " .. describe(e.error) .. "\n"
+                 .. e.traceback)
+      end
+    end
+  end)
 end
 
 -- t:wait() and t:status() ("running", "done", "failed", "cancelled").

@@ -7,6 +7,9 @@ local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
+local errors = require("tghost.errors")
+local triggers = require("tghost.triggers")
+errors.internal()
 
 -- Tghost calls work inside the script's own coroutines (see
 -- src/luacoro.c).
@@ -25,22 +28,27 @@ local tghost = {
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
   matchFilter = require("tghost.filter").match_filter,
+  pattern = triggers.pattern,
   bot = bot,
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
+  -- The bot token: tghost removes BOT_TOKEN from its environment, so a
+  -- script that really needs the token asks for it here.
+  token = core.token,
 }
 
 -- Script I/O: HTTP client, files, child tasks.
+local tasks = require("tghost.tasks")
 do
   local files = require("tghost.files")
-  local tasks = require("tghost.tasks")
   tghost.http = require("tghost.http")
   tghost.InputFile = files.InputFile
   tghost.download = files.download
   tghost.spawn = tasks.spawn
   tghost.wait = tasks.wait
   tghost.all = tasks.all
+  tghost.every = tasks.every
 end
 
 local function logger(level)
@@ -56,35 +64,78 @@ tghost.log = {
 }
 
 -- The handle run() returns: handle:stop(), handle:isRunning(),
--- handle:size() (dot calls work too).
+-- handle:size(), handle:task() (dot calls work too).
 local handle = {}
 handle.stop = function() return runner.stop() end
 handle.isRunning = function() return runner.is_running() end
 handle.size = function() return runner.size() end
+-- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
+-- stopped; waited for inside an update, once everything else in flight is
+-- done (the update itself cannot finish before it wakes).
+local stopped = tasks.waitable("the runner's task()", runner.wait_stopped)
+handle.task = function() return stopped end
 
-function tghost.run(b, opts)
-  if b ~= bot then error("run: expected the bot (run(bot, options))", 2) end
-  local flat, timeout_handler = options.flatten(opts, bot)
+-- run() without the error handling: returns the handle, and whether this
+-- call starts the bot (false in a reloaded script, whose runner runs).
+local function start(opts)
+  local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
+  if not ok then errors.raise(flat) end      -- at the script's run() call
+  local first = errors.call(runner.run, flat)
   runtime.timeout_handler = timeout_handler
-  local ok, err = pcall(runner.run, flat)
-  if not ok then error(err, 2) end   -- at the script's run() call
-  return handle
+  -- As grammY users do before run(bot): deleteWebhook, once, at start (a
+  -- reload must not drop what is pending).
+  if first and flat.drop_pending_updates then
+    bot.api.deleteWebhook{ drop_pending_updates = true }
+  end
+  return handle, first
 end
 
--- bot.start(opts): like grammY's, one update at a time.
+function tghost.run(b, opts)
+  if b ~= bot then errors.raise("run: expected the bot (run(bot, options))") end
+  return (start(opts))
+end
+
+-- bot.start(opts): like grammY's, one update at a time. Options as
+-- grammY's: allowed_updates, timeout, drop_pending_updates, and onStart,
+-- called with the bot's User object (getMe) before the first update is
+-- fetched.
+local START_OPTIONS = { "allowed_updates", "drop_pending_updates", "onStart",
+                        "timeout" }
 bot.start = function(first, opts)
   if first ~= bot then opts = first end
   opts = opts or {}
+  if type(opts) ~= "table" then
+    errors.raise("bot.start: expected a table of options, got %s", type(opts))
+  end
   local run_opts = { sink = { kind = "sequential" }, runner = { fetch = {} } }
   for k, v in pairs(opts) do
     if k == "allowed_updates" or k == "timeout" then
       run_opts.runner.fetch[k] = v
+    elseif k == "drop_pending_updates" then
+      if type(v) ~= "boolean" then
+        errors.raise("bot.start: drop_pending_updates must be a boolean, not %s",
+                     type(v))
+      end
+      run_opts.drop_pending_updates = v
+    elseif k == "onStart" then
+      if type(v) ~= "function" then
+        errors.raise("bot.start: onStart must be a function, not %s", type(v))
+      end
     else
-      error("bot.start: unknown option " .. tostring(k)
-            .. " (use run(bot, options) for the full set)", 2)
+      local s = type(k) == "string" and errors.suggest(k, START_OPTIONS)
+      errors.raise("bot.start: unknown option %s%s (known: %s; use run(bot, "
+                   .. "options) for the full set)", tostring(k),
+                   s and (" (did you mean " .. s .. "?)") or "",
+                   table.concat(START_OPTIONS, ", "))
     end
   end
-  return tghost.run(bot, run_opts)
+  local h, starts = start(run_opts)
+  if starts and opts.onStart then
+    local me = bot.api.getMe()
+    rawset(bot, "botInfo", me)
+    opts.onStart(me)
+  end
+  return h
 end
 
 runtime.bot = bot
@@ -95,6 +146,26 @@ _G.run = tghost.run
 _G.sequentialize = sequentialize
 _G.tghost = tghost
 _G.print = core.print
+_G.os.exit = runner.exit
+
+-- Writes to stdout and stderr go through the token redactor, as print
+-- does (writes to other files are the script's business).
+do
+  local FILE = getmetatable(io.stdout).__index
+  local raw_write = FILE.write
+  local stdout, stderr = io.stdout, io.stderr
+  local redact, concat, select, type = core.redact, table.concat, select, type
+  FILE.write = function(f, ...)
+    if f ~= stdout and f ~= stderr then return raw_write(f, ...) end
+    local n = select("#", ...)
+    for i = 1, n do
+      local t = type((select(i, ...)))
+      if t ~= "string" and t ~= "number" then return raw_write(f, ...) end
+    end
+    return raw_write(f, redact(concat({ ... }, "", 1, n)))
+  end
+  io.write = function(...) return io.output():write(...) end
+end
 package.loaded["tghost"] = tghost
 
 return tghost

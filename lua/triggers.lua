@@ -93,79 +93,206 @@ function M.command(names)
   return pred, { message = true, channel_post = true }
 end
 
--- === Text, callback data, inline queries ===============================
+-- === Text, callback data, inline queries, payloads ======================
+--
+-- One rule for every trigger, as in grammY: a string matches the whole
+-- text exactly ("hi" never matches "this is high"); a Lua pattern is an
+-- explicit choice, either a string that starts with "^" (anchored at the
+-- start, as Lua reads it) or tghost.pattern(p) (any pattern; like a grammY
+-- RegExp it may match anywhere). ctx.match is a table: { text } for an
+-- exact string, the captures for a pattern (the whole match when it has
+-- none).
 
--- Lua patterns against the text or caption of a message or channel post;
--- ctx.match = the table of captures (ctx.match[1] is the whole match when
--- the pattern has none).
-function M.hears(patterns)
-  local list = list_of(patterns, "hears")
-  for _, p in ipairs(list) do check_pattern(p, "hears") end
-  local n = #list
-  local function pred(ctx)
-    local u = ctx.update
-    local msg = u.message or u.channel_post
-    if msg == nil then return false end
-    local text = msg.text or msg.caption
-    if type(text) ~= "string" then return false end
-    for i = 1, n do
-      local m = captures(text:match(list[i]))
-      if m then ctx.match = m return true end
-    end
-    return false
+local Pattern = { __name = "tghost.Pattern" }
+function Pattern.__tostring(p) return "tghost.pattern(" .. string.format("%q", p.pattern) .. ")" end
+M.Pattern = Pattern
+
+-- tghost.pattern(p): an explicit Lua pattern for hears, callbackQuery, ...
+function M.pattern(p)
+  if type(p) ~= "string" then
+    errors.raise("tghost.pattern: expected a Lua pattern (a string), got %s", type(p))
   end
-  return pred, { message = true, channel_post = true }
+  check_pattern(p, "tghost.pattern")
+  return setmetatable({ pattern = p }, Pattern)
 end
 
--- Callback data equal to a string; or, for a string that starts with "^",
--- matching it as a Lua pattern (ctx.match = the captures). Data such as
--- "vote-up" or "page.2" is thus never misread as a pattern.
-function M.callback_query(triggers_)
-  local list = list_of(triggers_, "callbackQuery")
+local function is_pattern_object(v)
+  return type(v) == "table" and type(v.pattern) == "string"
+end
+
+-- Whether a plain string looks as if it was meant as a pattern: a class
+-- (%d, %a, [a-z]), a repetition of any character (.*, .+, .-), or a final
+-- $ anchor. Punctuation of ordinary text ("What?", "page.2", "vote-up",
+-- "C++") does not count.
+local function looks_like_pattern(s)
+  return s:find("%%[%a%p]") ~= nil or s:find("%.[%*%+%-]") ~= nil
+      or s:find("%[[^%]]+%]") ~= nil or (#s > 1 and s:sub(-1) == "$")
+end
+
+-- The triggers of one registration, compiled: exact strings in a set,
+-- patterns in a list. Returns match(text) -> captures table or nil.
+local function compile(value, what)
+  local list
+  if type(value) == "table" and not is_pattern_object(value) then
+    list = value
+    if #list == 0 then errors.raise("%s: expected at least one trigger", what) end
+  else
+    list = { value }
+  end
   local exact, patterns = {}, {}
-  for _, t in ipairs(list) do
-    if t:sub(1, 1) == "^" then
-      check_pattern(t, "callbackQuery")
-      patterns[#patterns + 1] = t
+  for _, v in ipairs(list) do
+    if is_pattern_object(v) then
+      check_pattern(v.pattern, what)
+      patterns[#patterns + 1] = v.pattern
+    elseif type(v) ~= "string" then
+      errors.raise("%s: expected a string, tghost.pattern(...) or a list of "
+                   .. "them, got %s", what, type(v))
+    elseif v:sub(1, 1) == "^" then
+      check_pattern(v, what)
+      patterns[#patterns + 1] = v
     else
-      exact[t] = true
-      if t:find("%%%a") or t:find("%.[%*%+%-]") then
-        errors.warn("callbackQuery('%s') matches this exact data; start it "
-                    .. "with ^ to use it as a Lua pattern", t)
+      exact[v] = true
+      if looks_like_pattern(v) then
+        errors.warn("%s(%q) matches exactly this text; to use it as a Lua "
+                    .. "pattern start it with ^ or write tghost.pattern(%q)",
+                    what, v, v)
       end
     end
   end
   local n = #patterns
-  local function pred(ctx)
-    local cq = ctx.update.callback_query
-    local data = cq and cq.data
-    if type(data) ~= "string" then return false end
-    if exact[data] then ctx.match = { data } return true end
+  return function(text)
+    if exact[text] then return { text } end
     for i = 1, n do
-      local m = captures(data:match(patterns[i]))
-      if m then ctx.match = m return true end
+      local m = captures(text:match(patterns[i]))
+      if m then return m end
     end
-    return false
+    return nil
   end
-  return pred, { callback_query = true }
+end
+M.compile = compile
+
+-- A predicate over one string field of the update: get(update) returns
+-- the string (or nil), and a match sets ctx.match.
+local function text_trigger(value, what, get, types)
+  local match = compile(value, what)
+  return function(ctx)
+    local text = get(ctx.update)
+    if type(text) ~= "string" then return false end
+    local m = match(text)
+    if m == nil then return false end
+    ctx.match = m
+    return true
+  end, types
 end
 
--- Lua patterns against an inline query's text, as hears.
-function M.inline_query(patterns)
-  local list = list_of(patterns, "inlineQuery")
-  for _, p in ipairs(list) do check_pattern(p, "inlineQuery") end
-  local n = #list
-  local function pred(ctx)
-    local iq = ctx.update.inline_query
-    local q = iq and iq.query
-    if type(q) ~= "string" then return false end
-    for i = 1, n do
-      local m = captures(q:match(list[i]))
-      if m then ctx.match = m return true end
+local MESSAGE_TYPES = { message = true, channel_post = true }
+
+-- The text or caption of a message or channel post.
+function M.hears(triggers_)
+  return text_trigger(triggers_, "hears", function(u)
+    local msg = u.message or u.channel_post
+    return msg and (msg.text or msg.caption)
+  end, MESSAGE_TYPES)
+end
+
+-- Callback data (not game queries, which have none).
+function M.callback_query(triggers_)
+  return text_trigger(triggers_, "callbackQuery", function(u)
+    local cq = u.callback_query
+    return cq and cq.data
+  end, { callback_query = true })
+end
+
+-- The game_short_name of a callback query from a game's button.
+function M.game_query(triggers_)
+  return text_trigger(triggers_, "gameQuery", function(u)
+    local cq = u.callback_query
+    return cq and cq.game_short_name
+  end, { callback_query = true })
+end
+
+-- An inline query's text.
+function M.inline_query(triggers_)
+  return text_trigger(triggers_, "inlineQuery", function(u)
+    local iq = u.inline_query
+    return iq and iq.query
+  end, { inline_query = true })
+end
+
+-- The result_id of a chosen inline result.
+function M.chosen_inline_result(triggers_)
+  return text_trigger(triggers_, "chosenInlineResult", function(u)
+    local r = u.chosen_inline_result
+    return r and r.result_id
+  end, { chosen_inline_result = true })
+end
+
+-- The invoice_payload of a pre-checkout query.
+function M.pre_checkout_query(triggers_)
+  return text_trigger(triggers_, "preCheckoutQuery", function(u)
+    local q = u.pre_checkout_query
+    return q and q.invoice_payload
+  end, { pre_checkout_query = true })
+end
+
+-- The invoice_payload of a shipping query.
+function M.shipping_query(triggers_)
+  return text_trigger(triggers_, "shippingQuery", function(u)
+    local q = u.shipping_query
+    return q and q.invoice_payload
+  end, { shipping_query = true })
+end
+
+-- === Reactions ==========================================================
+
+-- A message_reaction update in which one of the given reactions was added
+-- (it is in new_reaction and was not in old_reaction), as grammY's
+-- bot.reaction: an emoji string, a ReactionType table ({type = "emoji",
+-- emoji = ...}, {type = "custom_emoji", custom_emoji_id = ...}) or a list
+-- of them. A reaction of another type (paid) always counts as added.
+function M.reaction(reactions)
+  local list = (type(reactions) == "table" and reactions.type == nil)
+               and reactions or { reactions }
+  if #list == 0 then errors.raise("reaction: expected at least one reaction") end
+  local emoji, custom = {}, {}
+  for _, r in ipairs(list) do
+    if type(r) == "string" then
+      emoji[r] = true
+    elseif type(r) == "table" and r.type == "emoji" and type(r.emoji) == "string" then
+      emoji[r.emoji] = true
+    elseif type(r) == "table" and r.type == "custom_emoji"
+           and type(r.custom_emoji_id) == "string" then
+      custom[r.custom_emoji_id] = true
+    elseif type(r) == "table" and type(r.type) == "string" then
+      -- other reaction types match any added reaction of an unknown type
+    else
+      errors.raise("reaction: expected an emoji, a ReactionType table or a "
+                   .. "list of them, got %s", type(r))
+    end
+  end
+  local function key(r)
+    if r.type == "emoji" then return "e:" .. tostring(r.emoji) end
+    if r.type == "custom_emoji" then return "c:" .. tostring(r.custom_emoji_id) end
+    return nil
+  end
+  return function(ctx)
+    local mr = ctx.update.message_reaction
+    if mr == nil then return false end
+    local old = {}
+    for _, r in ipairs(mr.old_reaction or {}) do
+      local k = key(r)
+      if k then old[k] = true end
+    end
+    for _, r in ipairs(mr.new_reaction or {}) do
+      local k = key(r)
+      if k == nil then return true end            -- a type we do not know
+      if not old[k] then
+        if r.type == "emoji" and emoji[r.emoji] then return true end
+        if r.type == "custom_emoji" and custom[r.custom_emoji_id] then return true end
+      end
     end
     return false
-  end
-  return pred, { inline_query = true }
+  end, { message_reaction = true }
 end
 
 -- Chat types ("private", "group", "supergroup", "channel").

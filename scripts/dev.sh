@@ -3,7 +3,9 @@
 #
 #   scripts/dev.sh deps              install the Debian packages that are missing
 #   scripts/dev.sh build             deps + release build in build/
-#   scripts/dev.sh run SCRIPT [ARGS] deps + build + run a bot (needs BOT_TOKEN)
+#   scripts/dev.sh run [ARGS] SCRIPT [ARGS]
+#                                    deps + build tghost alone (build-run/) + run
+#                                    it: --sandbox needs no token, else BOT_TOKEN
 #   scripts/dev.sh test              deps + build + all tests, in the release
 #                                    build and under ASan+UBSan (build-asan/)
 set -euo pipefail
@@ -11,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
           libcurl4-openssl-dev lua-cjson-dev ca-certificates
-          nghttp2-server openssl)   # the last two: the HTTP/2 test only
+          nghttp2-server openssl    # the HTTP/2 test only
+          systemd)                  # systemd-analyze, for the unit's test
 
 deps() {
   local missing=()
@@ -32,15 +35,27 @@ build() {
   cmake --build --preset "$1" -j "$(nproc)"
 }
 
+# Only errors on the terminal: `run` is about the bot, not the compiler.
+build_quietly() {
+  local log
+  log=$(mktemp)
+  if ! build "$1" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 case "${1:-}" in
   deps) deps ;;
   build) deps; build default ;;
   run)
     shift
-    [ $# -ge 1 ] || { echo "usage: scripts/dev.sh run SCRIPT.lua [tghost options]" >&2; exit 2; }
-    deps; build default
-    script=$1; shift
-    exec build/tghost "$@" "$script"
+    [ $# -ge 1 ] || { echo "usage: scripts/dev.sh run [tghost options] SCRIPT.lua [tghost options]" >&2; exit 2; }
+    deps; build_quietly run
+    # tghost takes its options before or after the script.
+    exec build-run/tghost "$@"
     ;;
   test)
     deps
@@ -48,14 +63,16 @@ case "${1:-}" in
     trap 'rm -rf "$logs"' EXIT
     for preset in default asan; do
       build "$preset"
-      ctest --preset "$preset" | tee "$logs/$preset"
+      # As many tests at once as there are cores: the timing tests are
+      # written to hold on a busy machine.
+      ctest --preset "$preset" -j "$(nproc)" | tee "$logs/$preset"
     done
     # One closing line with both of ctest's counts.
     echo "== default: $(grep -h 'tests passed' "$logs/default");" \
          "asan: $(grep -h 'tests passed' "$logs/asan")"
     ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "trace.h"
+
 struct apicalls {
   struct botapi *api;
   struct event_base *base;
@@ -18,6 +21,8 @@ struct apicall {
   bool is_group;
   bool throttled;
   struct log_fields fields;
+  char trace_chat[40];           /* for --trace */
+  uint64_t started_us;
   int retries;
   struct event *timer;           /* a retry wait, or a deferred failure */
   bool start_failed;
@@ -78,6 +83,9 @@ static void finish(struct apicall *c, const char *error) {
   struct http_request *req = c->req;
   apicall_done_fn done = c->done;
   void *ud = c->ud;
+  if (log_trace_enabled())
+    trace_call(&c->fields, c->method, c->trace_chat,
+               (clock_now_us() - c->started_us) / 1000.0, req, error);
   c->req = NULL;
   call_free(c);
   done(req, error, ud);
@@ -163,6 +171,8 @@ struct apicall *apicall_start(struct apicalls *a,
   c->req = req;
   snprintf(c->method, sizeof c->method, "%s", p->method);
   c->fields = p->fields;
+  if (p->chat_key) snprintf(c->trace_chat, sizeof c->trace_chat, "%s", p->chat_key);
+  c->started_us = clock_now_us();
   c->done = done;
   c->ud = ud;
   c->throttled = a->cfg.throttle && a->throttle && p->chat_key &&

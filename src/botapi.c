@@ -37,6 +37,7 @@ void botapi_free(struct botapi *api) {
 }
 
 bool botapi_has_token(const struct botapi *api) { return api->token != NULL; }
+const char *botapi_api_root(const struct botapi *api) { return api->api_root; }
 
 bool botapi_valid_method(const char *name) {
   size_t n = strlen(name);
@@ -158,7 +159,13 @@ void botapi_parse_reply(const struct http_request *req,
             json_find_member(reply->parameters.ptr, reply->parameters.len,
                              "retry_after", &sub)) {
           struct json_number n;
-          if (json_read_number(&sub, &n)) reply->retry_after = n.d;
+          /* From the server: clamp what no one should wait for (and
+           * what a conversion to integer milliseconds cannot hold). */
+          if (json_read_number(&sub, &n))
+            reply->retry_after = !(n.d >= 0) ? 0
+                                 : n.d > BOTAPI_MAX_RETRY_AFTER_S
+                                     ? BOTAPI_MAX_RETRY_AFTER_S
+                                     : n.d;
         }
       } else {
         json_skip(&r, NULL);
@@ -183,8 +190,19 @@ void botapi_parse_reply(const struct http_request *req,
     reply->outcome = BOTAPI_OK;
     return;
   }
-  reply->outcome = BOTAPI_API_ERROR;
   if (!reply->error_code) reply->error_code = reply->http_status;
+  if (reply->error_code < 400 || reply->error_code > 599) {
+    /* "ok": false with no usable error code (an HTTP 200, say): a broken
+     * server or proxy, not Telegram refusing the call. Worth a retry. */
+    reply->outcome = BOTAPI_BAD_RESPONSE;
+    struct buf msg = BUF_INIT;
+    buf_printf(&msg, "bad response (HTTP %ld): \"ok\": false without an "
+               "error code", reply->http_status);
+    set_description(reply, msg.data, msg.len);
+    buf_free(&msg);
+    return;
+  }
+  reply->outcome = BOTAPI_API_ERROR;
   struct buf text = BUF_INIT;
   if (desc.ptr) json_unescape(&desc, &text);
   else buf_printf(&text, "HTTP %ld", reply->http_status);

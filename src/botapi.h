@@ -27,6 +27,8 @@ struct botapi *botapi_new(struct http_client *http,
                           const struct botapi_config *cfg);
 void botapi_free(struct botapi *api);
 bool botapi_has_token(const struct botapi *api);
+/* The API root the calls go to (never contains the token). */
+const char *botapi_api_root(const struct botapi *api);
 
 /* True if name can be a Bot API method (letters, digits, '_'). */
 bool botapi_valid_method(const char *name);
@@ -52,11 +54,15 @@ enum botapi_outcome {
   BOTAPI_NETWORK_ERROR,  /* no complete HTTP reply */
 };
 
+/* A larger retry_after from the server is read as this (a day). */
+#define BOTAPI_MAX_RETRY_AFTER_S 86400.0
+
 struct botapi_reply {
   enum botapi_outcome outcome;
   long http_status;
   int64_t error_code;
-  double retry_after;          /* seconds, from parameters; 0 if absent */
+  double retry_after;          /* seconds, from parameters; 0 if absent;
+                                  finite, at most BOTAPI_MAX_RETRY_AFTER_S */
   struct buf description;      /* redacted, human-readable */
   struct json_slice result;    /* raw "result" value (BOTAPI_OK) */
   struct json_slice parameters;/* raw "parameters" (BOTAPI_API_ERROR), may be empty */

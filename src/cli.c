@@ -12,13 +12,18 @@
 #include <lua.h>
 
 static const char usage[] =
-    "usage: tghost [options] SCRIPT.lua\n"
+    "usage: tghost [options] SCRIPT.lua [options]\n"
     "\n"
     "Runs a Telegram bot written in Lua with long polling.\n"
     "\n"
     "The bot token is read from BOT_TOKEN, or from --token-file.\n"
     "\n"
     "options:\n"
+    "  --sandbox               talk to the bot in this terminal: an emulated\n"
+    "                          Bot API, no token, no network (:help inside)\n"
+    "  --script FILE           with --sandbox: play the transcript FILE instead\n"
+    "                          and exit 1 if the bot does not answer as written\n"
+    "  --trace                 log each update received and each API call\n"
     "  --token-file FILE       read the bot token from FILE\n"
     "  --api-root URL          Bot API server (default https://api.telegram.org;\n"
     "                          also TGHOST_API_ROOT)\n"
@@ -26,9 +31,18 @@ static const char usage[] =
     "                          (SIGHUP still reloads it)\n"
     "  --drain-timeout SECS    on SIGINT/SIGTERM, how long in-flight updates may\n"
     "                          take to finish before they are cancelled (30)\n"
-    "  --cpu-budget SECS       CPU time a handler may run without yielding (2)\n"
-    "  --log-level LEVEL       debug, info, warn or error (info)\n"
-    "  --log-format FORMAT     text or json (text)\n"
+    "  --cpu-budget SECS       CPU time a handler may run without yielding\n"
+    "                          (0.25)\n"
+    "  --memory-limit MB       Lua memory of all handlers together (1024)\n"
+    "  --update-memory-limit MB\n"
+    "                          Lua memory one update's handler may take (256)\n"
+    "  --log-level LEVEL       debug, info, warn or error (info; also\n"
+    "                          TGHOST_LOG_LEVEL); debug includes --trace\n"
+    "  --log-format FORMAT     text or json (text; also TGHOST_LOG_FORMAT)\n"
+    "  --journal FILE          record fetched updates in FILE so that a crash\n"
+    "                          loses none (see README, \"The journal\")\n"
+    "  --dead-letters          with --journal: list the updates that kept\n"
+    "                          failing, and exit\n"
     "  --check                 load and validate the script, make no network call\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n";
@@ -39,6 +53,53 @@ static int parse_seconds(const char *s, double *out) {
   double v = strtod(s, &end);
   if (errno || end == s || *end || v < 0 || v > 1e7) return -1;
   *out = v;
+  return 0;
+}
+
+static int parse_megabytes(const char *s, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < 0 || v > (1L << 30)) return -1;
+  *out = v;
+  return 0;
+}
+
+/* A usable API root: http(s), a host, a valid port, nothing after the
+ * path. Checked with curl's own URL parser, which the requests use. */
+static int check_api_root(const char *root, struct buf *err) {
+  if (strncmp(root, "http://", 7) != 0 && strncmp(root, "https://", 8) != 0) {
+    buf_printf(err, "--api-root must start with http:// or https://, not '%s'",
+               root);
+    return -1;
+  }
+  CURLU *u = curl_url();
+  if (!u) {
+    buf_append_str(err, "out of memory");
+    return -1;
+  }
+  CURLUcode rc = curl_url_set(u, CURLUPART_URL, root, 0);
+  char *host = NULL, *query = NULL, *port = NULL;
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  if (rc == CURLUE_OK && (!host || !*host)) rc = CURLUE_NO_HOST;
+  if (rc == CURLUE_OK && curl_url_get(u, CURLUPART_PORT, &port, 0) ==
+      CURLUE_OK && strcmp(port, "0") == 0)
+    rc = CURLUE_BAD_PORT_NUMBER;
+  curl_free(port);
+  bool extra = rc == CURLUE_OK &&
+               curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK;
+  curl_free(host);
+  curl_free(query);
+  curl_url_cleanup(u);
+  if (rc != CURLUE_OK) {
+    buf_printf(err, "--api-root '%s' is not a usable URL: %s", root,
+               curl_url_strerror(rc));
+    return -1;
+  }
+  if (extra) {
+    buf_printf(err, "--api-root '%s' must not have a query (?...)", root);
+    return -1;
+  }
   return 0;
 }
 
@@ -67,7 +128,9 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err) {
   enum {
     OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
-    OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK
+    OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
+    OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL,
+    OPT_DEAD_LETTERS
   };
   static const struct option longopts[] = {
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -75,9 +138,16 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       {"no-watch", no_argument, NULL, OPT_NO_WATCH},
       {"drain-timeout", required_argument, NULL, OPT_DRAIN},
       {"cpu-budget", required_argument, NULL, OPT_CPU},
+      {"memory-limit", required_argument, NULL, OPT_MEMORY},
+      {"update-memory-limit", required_argument, NULL, OPT_UPDATE_MEMORY},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"check", no_argument, NULL, OPT_CHECK},
+      {"trace", no_argument, NULL, OPT_TRACE},
+      {"sandbox", no_argument, NULL, OPT_SANDBOX},
+      {"script", required_argument, NULL, OPT_SCRIPT},
+      {"journal", required_argument, NULL, OPT_JOURNAL},
+      {"dead-letters", no_argument, NULL, OPT_DEAD_LETTERS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -85,16 +155,40 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   memset(cfg, 0, sizeof *cfg);
   cfg->watch = true;
   cfg->drain_timeout_s = 30;
-  cfg->cpu_budget_ms = 2000;
+  /* Everything else waits while a handler runs without yielding: a stuck
+   * one freezes the bot for this long (measured with bench/cpu_budget.c:
+   * at 250 ms the stall is about 0.3 s, and sorting 200,000 numbers or
+   * decoding 2 MB of JSON in one stretch still fits). */
+  cfg->cpu_budget_ms = 250;
+  cfg->memory_limit_mb = 1024;
+  cfg->update_memory_limit_mb = 256;
   cfg->log_level = LOG_INFO;
   cfg->log_format = LOG_FORMAT_TEXT;
   const char *token_file = NULL;
   const char *api_root = getenv("TGHOST_API_ROOT");
+  bool api_root_option = false;
+  /* The environment sets the defaults (a systemd unit's Environment=);
+   * options override it. */
+  const char *env_level = getenv("TGHOST_LOG_LEVEL");
+  if (env_level && *env_level &&
+      log_parse_level(env_level, &cfg->log_level) != 0) {
+    buf_printf(err, "TGHOST_LOG_LEVEL must be debug, info, warn or error, "
+               "not '%s'", env_level);
+    return CLI_ERROR;
+  }
+  const char *env_format = getenv("TGHOST_LOG_FORMAT");
+  if (env_format && *env_format &&
+      log_parse_format(env_format, &cfg->log_format) != 0) {
+    buf_printf(err, "TGHOST_LOG_FORMAT must be text or json, not '%s'",
+               env_format);
+    return CLI_ERROR;
+  }
 
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+  /* Options may come before or after the script ("--" ends them). */
+  while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
     double secs;
     switch (c) {
       case 'h':
@@ -105,9 +199,20 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                LUA_RELEASE, curl_version(), event_get_version());
         return CLI_EXIT_OK;
       case OPT_TOKEN_FILE: token_file = optarg; break;
-      case OPT_API_ROOT: api_root = optarg; break;
+      case OPT_API_ROOT: api_root = optarg; api_root_option = true; break;
       case OPT_NO_WATCH: cfg->watch = false; break;
       case OPT_CHECK: cfg->check = true; break;
+      case OPT_TRACE: cfg->trace = true; break;
+      case OPT_SANDBOX: cfg->sandbox = true; break;
+      case OPT_JOURNAL:
+        free(cfg->journal);
+        cfg->journal = *optarg ? xstrdup(optarg) : NULL;
+        break;
+      case OPT_DEAD_LETTERS: cfg->dead_letters = true; break;
+      case OPT_SCRIPT:
+        free(cfg->sandbox_script);
+        cfg->sandbox_script = xstrdup(optarg);
+        break;
       case OPT_DRAIN:
         if (parse_seconds(optarg, &secs) != 0) {
           buf_printf(err, "--drain-timeout needs a number of seconds, not '%s'",
@@ -124,6 +229,20 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         }
         cfg->cpu_budget_ms = (long)(secs * 1000);
         break;
+      case OPT_MEMORY:
+      case OPT_UPDATE_MEMORY: {
+        long mb;
+        if (parse_megabytes(optarg, &mb) != 0) {
+          buf_printf(err, "--%s needs a whole number of megabytes (1 or "
+                     "more, 0 for no limit), not '%s'",
+                     c == OPT_MEMORY ? "memory-limit" : "update-memory-limit",
+                     optarg);
+          return CLI_ERROR;
+        }
+        if (c == OPT_MEMORY) cfg->memory_limit_mb = mb;
+        else cfg->update_memory_limit_mb = mb;
+        break;
+      }
       case OPT_LOG_LEVEL:
         if (log_parse_level(optarg, &cfg->log_level) != 0) {
           buf_printf(err, "--log-level must be debug, info, warn or error, "
@@ -149,6 +268,14 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         return CLI_ERROR;
     }
   }
+  if (cfg->dead_letters) {
+    if (!cfg->journal) {
+      buf_append_str(err, "--dead-letters lists a journal's dead letters: "
+                          "give --journal FILE");
+      return CLI_ERROR;
+    }
+    return CLI_RUN;   /* no script needed */
+  }
   if (optind >= argc) {
     buf_append_str(err, "no script given (usage: tghost [options] SCRIPT.lua)");
     return CLI_ERROR;
@@ -158,15 +285,20 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                argv[optind + 1]);
     return CLI_ERROR;
   }
+  if (cfg->sandbox_script && !cfg->sandbox) {
+    buf_append_str(err, "--script plays a transcript in the sandbox: add "
+                        "--sandbox");
+    return CLI_ERROR;
+  }
+  if (cfg->sandbox && (api_root_option || cfg->check)) {
+    buf_printf(err, "--sandbox runs its own Bot API: it cannot be combined "
+               "with %s", cfg->check ? "--check" : "--api-root");
+    return CLI_ERROR;
+  }
   cfg->script = xstrdup(argv[optind]);
   cfg->api_root = xstrdup(api_root && *api_root ? api_root
                                                 : "https://api.telegram.org");
-  if (strncmp(cfg->api_root, "http://", 7) != 0 &&
-      strncmp(cfg->api_root, "https://", 8) != 0) {
-    buf_printf(err, "--api-root must start with http:// or https://, not '%s'",
-               cfg->api_root);
-    return CLI_ERROR;
-  }
+  if (check_api_root(cfg->api_root, err) != 0) return CLI_ERROR;
   if (token_file) {
     cfg->token = read_token_file(token_file, err);
     if (!cfg->token) return CLI_ERROR;
@@ -179,6 +311,8 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
 
 void cli_free(struct config *cfg) {
   free(cfg->script);
+  free(cfg->sandbox_script);
+  free(cfg->journal);
   free(cfg->api_root);
   if (cfg->token) {
     memset(cfg->token, 0, strlen(cfg->token));

@@ -14,9 +14,16 @@ struct config {
   bool watch;
   double drain_timeout_s;
   long cpu_budget_ms;
+  char *journal;              /* --journal FILE, or NULL */
+  bool dead_letters;          /* --dead-letters: list them and exit */
+  long memory_limit_mb;       /* all Lua states together; 0: no limit */
+  long update_memory_limit_mb;/* one job's share; 0: no limit */
   enum log_level log_level;
   enum log_format log_format;
   bool check;
+  bool trace;               /* --trace: each update and API call, one line */
+  bool sandbox;             /* --sandbox: the emulated Bot API, no token */
+  char *sandbox_script;     /* --script FILE: a transcript to play */
 };
 
 enum cli_result {

@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,15 +22,57 @@ struct generation *gen_of_job(const struct job *job) {
   return gen_of_owner(job->owner);
 }
 
+static size_t total_bytes, limit_total, limit_per_job;
+
+void gen_set_memory_limits(size_t total, size_t per_job) {
+  limit_total = total;
+  limit_per_job = per_job;
+}
+
+size_t gen_total_lua_bytes(void) { return total_bytes; }
+
+/* Whether growing g's heap by grow bytes would cross a limit; if so, the
+ * running task is told to stop (the allocation then fails). */
+static bool over_limit(struct generation *g, size_t grow) {
+  struct scheduler *s = g->sched;
+  if (limit_total && total_bytes + grow > limit_total) {
+    static char why[128];
+    snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
+             "limit of %zu MiB (--memory-limit)", limit_total >> 20);
+    s->memory_stop_reason = why;
+    sched_stop_running(s, TASK_STOP_MEMORY);
+    return true;
+  }
+  struct job *job = sched_charge_memory(s, &g->owner, 0);
+  if (limit_per_job && job &&
+      (size_t)job->lua_bytes + grow > limit_per_job) {
+    static char why[128];
+    snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
+             "(--update-memory-limit)", limit_per_job >> 20);
+    s->memory_stop_reason = why;
+    sched_stop_running(s, TASK_STOP_MEMORY);
+    return true;
+  }
+  return false;
+}
+
 static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct generation *g = ud;
+  size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    if (ptr) g->lua_bytes -= osize;
+    g->lua_bytes -= old;
+    total_bytes -= old;
+    if (old) sched_charge_memory(g->sched, &g->owner, -(long)old);
     free(ptr);
     return NULL;
   }
+  if (nsize > old && !g->closing && over_limit(g, nsize - old)) return NULL;
   void *p = realloc(ptr, nsize);
-  if (p) g->lua_bytes += nsize - (ptr ? osize : 0);
+  if (p) {
+    g->lua_bytes += nsize - old;
+    total_bytes += nsize - old;
+    sched_charge_memory(g->sched, &g->owner, (long)nsize - (long)old);
+  }
   return p;
 }
 
@@ -83,6 +126,7 @@ void gen_unref(struct generation *g) {
     log_msg(LOG_INFO, &f, "generation %d retired: its last job ended "
             "(%zu KiB of Lua heap freed)", g->owner.id, g->lua_bytes / 1024);
   }
+  g->closing = true;
   if (g->owner.L) lua_close(g->owner.L);
   run_options_free(&g->run_opts);
   deps_free(&g->files);

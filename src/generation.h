@@ -39,7 +39,16 @@ struct generation {
   struct deps files;            /* the script and the modules it required */
   struct job *load_job;         /* the top level, while it runs */
   bool retiring;                /* replaced by a reload: log when freed */
+  bool closing;                 /* its Lua state is being closed */
 };
+
+/* Limits on Lua memory (0: none): the heap of all generations together,
+ * and what one job (an update, the top level, a task) may grow it by. An
+ * allocation past a limit fails (Lua raises "not enough memory") and the
+ * running task is stopped like the CPU guard stops it. */
+void gen_set_memory_limits(size_t total_bytes, size_t per_job_bytes);
+/* The heap of every generation together, in bytes. */
+size_t gen_total_lua_bytes(void);
 
 /* The generation whose Lua state L (or a thread of it) is. */
 struct generation *gen_of(lua_State *L);

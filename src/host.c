@@ -118,8 +118,11 @@ void host_start_runner(struct host *h, const struct run_options *o) {
   static const struct runner_callbacks cb = {
       start_update, on_failure, on_timeout, on_identity, on_fatal,
       on_stopped};
+  /* --journal wins over run{ journal = ... }. */
+  const char *journal = h->cfg->journal ? h->cfg->journal : o->journal;
   struct runner_env env = {h->base, h->poll_api, h->http,
-                           h->cfg->drain_timeout_s};
+                           h->cfg->drain_timeout_s, journal,
+                           journal_bot_id_of_token(h->cfg->token)};
   h->runner = runner_new(&env, o, &cb, h);
   runner_start(h->runner);
 }
@@ -142,6 +145,8 @@ void host_fatal(struct host *h, const char *fmt, ...) {
   event_base_loopexit(h->base, NULL);
 }
 
+void host_set_exit_code(struct host *h, int code) { h->exit_code = code; }
+
 void host_exit(struct host *h, int code) {
   h->exit_code = code;
   h->exiting = true;
@@ -151,8 +156,13 @@ void host_exit(struct host *h, int code) {
 void host_exit_if_idle(struct host *h) {
   if (h->exiting || h->loading) return;
   if (h->runner && !runner_finished(h->runner)) return;
-  if (h->sched.live_jobs > 0) return;
+  if (h->sched.live_jobs > h->sched.background_jobs) return;
+  /* Background tasks of a script that never started the bot are its
+   * work: they run until a signal. Once the bot has stopped, they go. */
+  if (h->sched.background_jobs > 0 && !h->runner) return;
   h->exiting = true;
+  sched_cancel_kind(&h->sched, NULL, JOB_BACKGROUND,
+                    "cancelled: the bot stopped");
   event_base_loopexit(h->base, NULL);
 }
 

@@ -24,6 +24,7 @@
 
 struct reloader;
 struct luaseq;
+struct finalizer_queue;
 
 /* How updates run: provided by the Lua half (see generation.h). */
 struct host_update_ops {
@@ -51,6 +52,7 @@ struct host {
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
+  struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */
@@ -86,6 +88,8 @@ void host_set_loading(struct host *h, bool loading);
  * without confirming anything and cancels all work. */
 void host_fatal(struct host *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The status tghost exits with once it has stopped (os.exit). */
+void host_set_exit_code(struct host *h, int code);
 /* Leaves the loop with status code once the current pass is over; nothing
  * more is started. */
 void host_exit(struct host *h, int code);

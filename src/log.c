@@ -9,10 +9,14 @@
 
 #include "json.h"
 
-#define MAX_SECRETS 4
+#define MAX_SECRETS 8
+/* The secret half of a token is redacted alone only when it is this long
+ * (shorter strings would blank out ordinary text). */
+#define MIN_SECRET_PART 16
 
 static enum log_level current_level = LOG_INFO;
 static enum log_format current_format = LOG_FORMAT_TEXT;
+static bool trace_on;
 static char *secrets[MAX_SECRETS];
 static int nsecrets;
 
@@ -21,6 +25,8 @@ static const char *const level_names[] = {"debug", "info", "warn", "error",
 
 void log_set_level(enum log_level level) { current_level = level; }
 void log_set_format(enum log_format format) { current_format = format; }
+void log_set_trace(bool on) { trace_on = on; }
+bool log_trace_enabled(void) { return trace_on || current_level == LOG_DEBUG; }
 bool log_enabled(enum log_level level) { return level >= current_level; }
 
 int log_parse_level(const char *name, enum log_level *out) {
@@ -51,18 +57,25 @@ static void add_one_secret(const char *s) {
   secrets[nsecrets++] = xstrdup(s);
 }
 
+static void add_encoded(const char *secret, const char *colon) {
+  struct buf enc = BUF_INIT;
+  for (const char *p = secret; *p; p++) {
+    if (*p == ':') buf_append_str(&enc, colon);
+    else buf_append_char(&enc, *p);
+  }
+  add_one_secret(enc.data);
+  buf_free(&enc);
+}
+
 void log_add_secret(const char *secret) {
   add_one_secret(secret);
-  /* A token in a URL may have its ':' percent-encoded. */
-  if (secret && strchr(secret, ':')) {
-    struct buf enc = BUF_INIT;
-    for (const char *p = secret; *p; p++) {
-      if (*p == ':') buf_append_str(&enc, "%3A");
-      else buf_append_char(&enc, *p);
-    }
-    add_one_secret(enc.data);
-    buf_free(&enc);
-  }
+  const char *colon = secret ? strchr(secret, ':') : NULL;
+  if (!colon) return;
+  /* A token in a URL may have its ':' percent-encoded, in either case;
+   * and its secret half identifies the bot on its own. */
+  add_encoded(secret, "%3A");
+  add_encoded(secret, "%3a");
+  if (strlen(colon + 1) >= MIN_SECRET_PART) add_one_secret(colon + 1);
 }
 
 void log_clear_secrets(void) {
@@ -109,6 +122,44 @@ static void format_time(char *out, size_t n) {
   snprintf(out + len, n - len, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* One line on stderr: tag is the text form's level ("INFO "), name the JSON
+ * one; members are extra JSON members (or NULL). */
+static void emit(const char *tag, const char *name,
+                 const struct log_fields *fields, struct buf *msg,
+                 struct buf *members) {
+  if (!msg->data) buf_reserve(msg, 0);
+  /* Redact before formatting, so JSON escaping cannot split a secret. */
+  log_redact(msg);
+  if (members) log_redact(members);
+
+  char when[40];
+  format_time(when, sizeof when);
+  struct buf line = BUF_INIT;
+  if (current_format == LOG_FORMAT_JSON) {
+    buf_printf(&line, "{\"time\":\"%s\",\"level\":\"%s\"", when, name);
+    if (fields && fields->gen > 0) buf_printf(&line, ",\"gen\":%d", fields->gen);
+    if (fields && fields->update_id >= 0)
+      buf_printf(&line, ",\"update_id\":%lld", (long long)fields->update_id);
+    if (members && members->len) {
+      buf_append_char(&line, ',');
+      buf_append(&line, members->data, members->len);
+    }
+    buf_append_str(&line, ",\"msg\":");
+    json_write_string(&line, msg->data, msg->len);
+    buf_append_str(&line, "}\n");
+  } else {
+    buf_printf(&line, "%s %s ", when, tag);
+    if (fields && fields->gen > 0) buf_printf(&line, "[gen %d] ", fields->gen);
+    if (fields && fields->update_id >= 0)
+      buf_printf(&line, "[update %lld] ", (long long)fields->update_id);
+    buf_append(&line, msg->data, msg->len);
+    buf_append_char(&line, '\n');
+  }
+  fwrite(line.data, 1, line.len, stderr);
+  fflush(stderr);
+  buf_free(&line);
+}
+
 void log_msg(enum log_level level, const struct log_fields *fields,
              const char *fmt, ...) {
   if (!log_enabled(level) || level == LOG_SILENT) return;
@@ -117,33 +168,21 @@ void log_msg(enum log_level level, const struct log_fields *fields,
   va_start(ap, fmt);
   buf_vprintf(&msg, fmt, ap);
   va_end(ap);
-  if (!msg.data) buf_reserve(&msg, 0);
-  /* Redact before formatting, so JSON escaping cannot split a secret. */
-  log_redact(&msg);
-
-  char when[40];
-  format_time(when, sizeof when);
-  struct buf line = BUF_INIT;
-  if (current_format == LOG_FORMAT_JSON) {
-    buf_printf(&line, "{\"time\":\"%s\",\"level\":\"%s\"", when,
-               level_names[level]);
-    if (fields && fields->gen > 0) buf_printf(&line, ",\"gen\":%d", fields->gen);
-    if (fields && fields->update_id >= 0)
-      buf_printf(&line, ",\"update_id\":%lld", (long long)fields->update_id);
-    buf_append_str(&line, ",\"msg\":");
-    json_write_string(&line, msg.data, msg.len);
-    buf_append_str(&line, "}\n");
-  } else {
-    static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-    buf_printf(&line, "%s %s ", when, tags[level]);
-    if (fields && fields->gen > 0) buf_printf(&line, "[gen %d] ", fields->gen);
-    if (fields && fields->update_id >= 0)
-      buf_printf(&line, "[update %lld] ", (long long)fields->update_id);
-    buf_append(&line, msg.data, msg.len);
-    buf_append_char(&line, '\n');
-  }
-  fwrite(line.data, 1, line.len, stderr);
-  fflush(stderr);
-  buf_free(&line);
+  static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+  emit(tags[level], level_names[level], fields, &msg, NULL);
   buf_free(&msg);
+}
+
+void log_trace(const struct log_fields *fields, const char *members,
+               const char *fmt, ...) {
+  if (!log_trace_enabled()) return;
+  struct buf msg = BUF_INIT, extra = BUF_INIT;
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(&msg, fmt, ap);
+  va_end(ap);
+  if (members) buf_append_str(&extra, members);
+  emit("TRACE", "trace", fields, &msg, &extra);
+  buf_free(&msg);
+  buf_free(&extra);
 }

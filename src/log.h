@@ -1,8 +1,9 @@
 /* Logging to stderr as text or JSON lines.
  *
- * Every line passes through the redactor: the bot token (and its URL-encoded
- * form) registered with log_add_secret() is replaced by "<token>" wherever it
- * appears, so a curl error string or URL can never leak it. */
+ * Every line passes through the redactor: the bot token registered with
+ * log_add_secret() is replaced by "<token>" wherever it appears, as it is,
+ * with its ':' URL-encoded (%3A or %3a), or only its secret half, so a curl
+ * error string or URL can never leak it. */
 #ifndef TGHOST_LOG_H
 #define TGHOST_LOG_H
 
@@ -37,6 +38,15 @@ char *log_redacted_copy(const char *s, size_t len);
 
 void log_msg(enum log_level level, const struct log_fields *fields,
              const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Trace lines (--trace, and --log-level debug): one per update received
+ * and per Bot API call (src/trace.h writes them), level "trace". */
+void log_set_trace(bool on);
+bool log_trace_enabled(void);
+/* A trace line: msg in text logs; in JSON logs "msg" and, when members is
+ * given, those members (JSON object members without braces) beside it. */
+void log_trace(const struct log_fields *fields, const char *members,
+               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)

@@ -64,6 +64,16 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+/* core.failed(message): the running update's handler failed, and that was
+ * reported (to bot.catch or the log): its job ends as failed (the journal
+ * records it so). */
+static int l_failed(lua_State *L) {
+  const char *msg = luaL_optstring(L, 1, "failed");
+  struct task *t = sched_running(&host_of(L)->sched);
+  if (t) job_mark_failed(task_job(t), msg);
+  return 0;
+}
+
 /* An error no bot.catch handled (reported by lua/runtime.lua). */
 static int l_report_error(lua_State *L) {
   const char *msg = luaL_checkstring(L, 1);
@@ -92,6 +102,25 @@ static int l_print(lua_State *L) {
 }
 
 /* --- runtime plumbing --------------------------------------------------- */
+
+/* core.redact(s): s with the bot token (in any of its forms) removed. */
+static int l_redact(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char *clean = log_redacted_copy(s, len);
+  lua_pushstring(L, clean);
+  free(clean);
+  return 1;
+}
+
+/* core.token(): the bot token, for the rare script that needs it (it is
+ * no longer in the environment). */
+static int l_token(lua_State *L) {
+  const char *token = host_of(L)->cfg->token;
+  if (token) lua_pushstring(L, token);
+  else lua_pushnil(L);
+  return 1;
+}
 
 static int l_set_runtime(lua_State *L) {
   struct generation *g = gen_of(L);
@@ -142,8 +171,11 @@ int luaopen_tghost_core(lua_State *L) {
       {"sleep", l_sleep},
       {"log", l_log},
       {"report_error", l_report_error},
+      {"failed", l_failed},
       {"print", l_print},
       {"set_runtime", l_set_runtime},
+      {"redact", l_redact},
+      {"token", l_token},
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
       {"now", l_now},

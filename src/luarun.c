@@ -12,7 +12,7 @@ static const char *const type_names[] = {
     [RUNOPT_INTEGER] = "integer",     [RUNOPT_NUMBER] = "number",
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
-    [RUNOPT_FUNCTION] = "function",
+    [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -53,7 +53,7 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
   for (size_t i = 0; i < run_option_count; i++) {
     const struct run_option_spec *s = &run_option_specs[i];
     int type = lua_getfield(L, idx, s->flat);
-    if (type == LUA_TNIL || s->type == RUNOPT_FUNCTION) {
+    if (type == LUA_TNIL || s->size == 0) {   /* kept by the Lua half */
       lua_pop(L, 1);
       continue;
     }
@@ -96,6 +96,12 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         o->allowed_updates_json = buf_steal(&json, NULL);
         break;
       }
+      case RUNOPT_STRING: {
+        char **field_str = (char **)(void *)field;
+        free(*field_str);
+        *field_str = xstrdup(luaL_checkstring(L, -1));
+        break;
+      }
       case RUNOPT_FUNCTION:
         break;
     }
@@ -119,7 +125,10 @@ static int l_run(lua_State *L) {
   run_options_init(&g->run_opts);
   read_options(L, 1, &g->run_opts);
   g->run_called = true;
-  return 0;
+  /* Whether this call starts the bot (no runner yet) or a reloaded script
+   * calls it again. */
+  lua_pushboolean(L, h->runner == NULL);
+  return 1;
 }
 
 static void stop_wait_cancel(void *data) {
@@ -146,10 +155,34 @@ static int l_stop(lua_State *L) {
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
+/* True from run() on (the runner itself starts once the top level has
+ * finished) until the runner stops. */
 static int l_is_running(lua_State *L) {
   struct host *h = host_of(L);
-  lua_pushboolean(L, h->runner && runner_is_running(h->runner));
+  lua_pushboolean(L, h->runner ? runner_is_running(h->runner)
+                               : gen_of(L)->run_called);
   return 1;
+}
+
+/* runner.wait_stopped(): returns once the runner has stopped (at once if
+ * there is none); see runner_wait_stopped. */
+static int l_wait_stopped(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *running = sched_running(&h->sched);
+  bool top_level = running && task_job(running)->kind == JOB_LOAD;
+  if (!h->runner && !gen_of(L)->run_called) return 0;
+  if (h->cfg->check) return 0;
+  /* The first top level runs before the bot starts, a reloaded one must
+   * finish for the reload to take effect: neither can wait for a stop. */
+  if (top_level)
+    return luaL_error(L, "handle:task(): the script's top level cannot wait "
+                         "for the bot to stop (the bot starts, or a reload "
+                         "takes effect, when the top level has finished); "
+                         "wait inside a handler");
+  if (!h->runner || runner_finished(h->runner)) return 0;
+  struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
+  runner_wait_stopped(h->runner, t);
+  return task_wait(L, t, &stop_wait_ops, t);
 }
 
 static int l_size(lua_State *L) {
@@ -158,12 +191,40 @@ static int l_size(lua_State *L) {
   return 1;
 }
 
+/* An os.exit() that has asked for the stop: the task waits to be closed. */
+static void exit_wait_cancel(void *data) {}
+static const struct task_wait_ops exit_wait_ops = {"os.exit", exit_wait_cancel};
+
+/* runner.exit([code]): os.exit for scripts. A graceful stop (in-flight
+ * updates finish, the offset is confirmed) after which tghost exits with
+ * code; the calling handler goes no further (its coroutine is closed, its
+ * <close> variables run). */
+static int l_exit(lua_State *L) {
+  struct host *h = host_of(L);
+  int code = 0;
+  if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else if (!lua_isnoneornil(L, 1)) code = (int)luaL_checkinteger(L, 1);
+  struct log_fields f = luabind_fields(L);
+  struct task *t = sched_running(&h->sched);
+  bool running = h->runner && runner_is_running(h->runner);
+  log_msg(LOG_INFO, &f, "os.exit(%d) called: %s", code,
+          running ? "stopping gracefully" : "exiting");
+  host_set_exit_code(h, code);
+  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
+  else host_exit(h, code);
+  if (!t || !lua_isyieldable(L)) return 0;
+  job_close(task_job(t));
+  return task_wait(L, t, &exit_wait_ops, NULL);
+}
+
 int luaopen_tghost_runner(lua_State *L) {
   static const luaL_Reg fns[] = {{"schema", l_schema},
                                  {"run", l_run},
                                  {"stop", l_stop},
                                  {"is_running", l_is_running},
+                                 {"wait_stopped", l_wait_stopped},
                                  {"size", l_size},
+                                 {"exit", l_exit},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -128,6 +128,11 @@ static int handle_tostring(lua_State *L) {
   return 1;
 }
 
+static void on_background_end(struct job *job, void *ud) {
+  /* A failure was logged by the task's own end (nobody waited) or
+   * raised in its waiter; a cancel is the bot stopping or a reload. */
+}
+
 /* task.spawn(wrapper, fn, args...) -> handle. The task runs wrapper(fn,
  * args...) in the running task's job. */
 static int l_spawn(lua_State *L) {
@@ -139,6 +144,14 @@ static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   struct job *job = task_job(parent);
+  if (job->kind == JOB_LOAD || job->kind == JOB_BACKGROUND) {
+    /* From the top level (or a task it started): background work of its
+     * own, which the top level does not wait for. */
+    struct generation *g = gen_of_job(job);
+    struct job_params p = {JOB_BACKGROUND, -1, NULL, 0, on_background_end,
+                           NULL};
+    job = job_new(&h->sched, &g->owner, &p);
+  }
   struct child *c = xcalloc(1, sizeof *c);
   c->refs = 2;   /* the handle and the task */
   c->gen = gen_of_job(job);

@@ -11,10 +11,15 @@
 #include "cli.h"
 #include "generation.h"
 #include "host.h"
+#include "journal.h"
 #include "log.h"
+#include "looplag.h"
+#include "luaguard.h"
 #include "luaseq.h"
 #include "reload.h"
 #include "runtime.h"
+#include "signals.h"
+#include "sandbox_chat.h"
 
 /* Each HTTP/1.1 request in flight holds a socket: thousands of updates in
  * flight need more descriptors than the usual soft limit of 1024. */
@@ -28,14 +33,15 @@ static void raise_file_limit(void) {
 
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
-static void report_load_error(const char *script, const char *error) {
+static void report_load_error(const struct config *cfg, const char *error) {
   const char *nl = strchr(error, '\n');
   int first = nl ? (int)(nl - error) : (int)strlen(error);
   char *line = log_redacted_copy(error, (size_t)first);
-  fprintf(stderr, "tghost: %s\n", line);
+  /* A JSON log stays JSON: the one line becomes an error record. */
+  if (cfg->log_format == LOG_FORMAT_JSON) log_error("%s", line);
+  else fprintf(stderr, "tghost: %s\n", line);
   free(line);
   if (nl && log_enabled(LOG_DEBUG)) log_debug("%s", error);
-  (void)script;
 }
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {
@@ -43,17 +49,32 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   host_set_loading(h, false);
   if (h->exiting) return;
   if (error) {
-    report_load_error(g->script_path, error);
+    report_load_error(h->cfg, error);
     host_exit(h, 1);
     return;
   }
   if (h->cfg->check) {
-    printf("tghost: %s loads without errors%s\n", g->script_path,
-           g->run_called ? " and calls run()" : "");
+    if (g->run_called)
+      printf("tghost: %s loads without errors and calls run()\n",
+             g->script_path);
+    else
+      printf("tghost: %s loads without errors; it does not call run(bot) or "
+             "bot.start()%s\n", g->script_path,
+             runtime_has_handlers(g) ? ", so its handlers would never "
+                                       "receive an update" : "");
     host_exit(h, 0);
     return;
   }
   if (!g->run_called) {
+    /* A script without run() is a plain Lua program (the unit tests are);
+     * one that registered handlers most likely forgot it. */
+    if (h->cfg->sandbox)
+      log_warn("%s did not call run(bot): there is no bot to talk to",
+               g->script_path);
+    else if (runtime_has_handlers(g))
+      log_warn("%s registered handlers but never called run(bot) or "
+               "bot.start(), so no update is received; add run(bot) at the "
+               "end of the script", g->script_path);
     host_exit_if_idle(h);
     return;
   }
@@ -66,8 +87,22 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (h->reloader) reload_start(h->reloader);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-  host_stop(arg, (int)sig);
+/* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
+ * graceful stop as a first SIGINT; the process then exits with status
+ * (1: a transcript failed) unless something worse happened. */
+static int sandbox_status;
+
+static void on_sandbox_quit(void *ud, int status) {
+  struct host *h = ud;
+  sandbox_status = status;
+  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
+  else host_exit(h, h->exit_code);
+}
+
+static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
+
+static unsigned long guard_stops(void *ud) {
+  return ((struct host *)ud)->sched.guard_stops;
 }
 
 int main(int argc, char **argv) {
@@ -75,28 +110,58 @@ int main(int argc, char **argv) {
   struct buf err = BUF_INIT;
   switch (cli_parse(argc, argv, &cfg, &err)) {
     case CLI_EXIT_OK:
+      cli_free(&cfg);
       return 0;
     case CLI_ERROR:
-      fprintf(stderr, "tghost: %s\n", err.data);
+      if (cfg.log_format == LOG_FORMAT_JSON) {
+        log_set_format(LOG_FORMAT_JSON);
+        log_error("%s", err.data);
+      } else {
+        fprintf(stderr, "tghost: %s\n", err.data);
+      }
       buf_free(&err);
       cli_free(&cfg);
       return 2;
     case CLI_RUN:
       break;
   }
+  if (cfg.dead_letters) {
+    int n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    if (n < 0) fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    return n < 0 ? 1 : 0;
+  }
   log_set_level(cfg.log_level);
   log_set_format(cfg.log_format);
+  log_set_trace(cfg.trace);
   if (cfg.token) log_add_secret(cfg.token);
+  /* --sandbox: points cfg at the emulated Bot API before anything uses it. */
+  struct sandbox *sandbox = NULL;
+  if (cfg.sandbox && !(sandbox = sandbox_new(&cfg, &err))) {
+    fprintf(stderr, "tghost: %s\n", err.data);
+    buf_free(&err);
+    cli_free(&cfg);
+    log_clear_secrets();
+    return 1;
+  }
+  /* Children of os.execute and io.popen, and os.getenv, never see it;
+   * a script that needs it asks tghost.token(). */
+  unsetenv("BOT_TOKEN");
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit makes a write fail (EFBIG): reported, not fatal. */
+  signal(SIGXFSZ, SIG_IGN);
   raise_file_limit();
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "tghost: cannot initialise libcurl\n");
+    sandbox_free(sandbox);
     return 1;
   }
   struct host h;
   if (host_init(&h, &cfg, &runtime_update_ops, &err) != 0) {
     fprintf(stderr, "tghost: %s\n", err.data);
+    sandbox_free(sandbox);
     host_free(&h);
     curl_global_cleanup();
     buf_free(&err);
@@ -104,10 +169,20 @@ int main(int argc, char **argv) {
     return 1;
   }
   h.seq = luaseq_new(&h);
+  h.finalizers = finalizer_queue_new(&h);
+  gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
+                        (size_t)cfg.update_memory_limit_mb << 20);
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  bool sandbox_failed =
+      sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
+  struct looplag *lag =
+      cfg.check ? NULL
+                : looplag_new(h.base, cfg.cpu_budget_ms, guard_stops, &h);
 
-  struct generation *first = runtime_new_generation(&h, cfg.script, &err);
+  struct generation *first =
+      sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
   if (first) {
     host_swap_generation(&h, &first->owner);
     host_set_loading(&h, true);
@@ -115,25 +190,26 @@ int main(int argc, char **argv) {
       host_set_loading(&h, false);
   }
   if (!h.loading) {
-    report_load_error(cfg.script, err.data);
+    if (sandbox_failed) fprintf(stderr, "tghost: %s\n", err.data);
+    else report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
-    struct event *sigint = evsignal_new(h.base, SIGINT, on_signal, &h);
-    struct event *sigterm = evsignal_new(h.base, SIGTERM, on_signal, &h);
-    evsignal_add(sigint, NULL);
-    evsignal_add(sigterm, NULL);
+    struct signals *sig = signals_new(h.base, on_signal, &h);
     event_base_dispatch(h.base);
-    event_free(sigint);
-    event_free(sigterm);
+    signals_free(sig);
   }
 
   /* Teardown: close every coroutine first (their waits reference HTTP
    * requests and sequentialize's keys), then what is attached to the host,
    * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
+  finalizer_queue_free(h.finalizers);
+  h.finalizers = NULL;
   reload_free(h.reloader);
+  looplag_free(lag);
   luaseq_free(h.seq);
-  int exit_code = h.exit_code;
+  sandbox_free(sandbox);
+  int exit_code = h.exit_code ? h.exit_code : sandbox_status;
   host_free(&h);
   curl_global_cleanup();
   buf_free(&err);

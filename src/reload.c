@@ -349,6 +349,9 @@ static void go_live(struct reloader *r, struct generation *g) {
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
             "generation %d has nothing in flight", id, old_id);
   runner_reconfigure(h->runner, &g->run_opts, id);
+  /* The new top level started its own background tasks. */
+  sched_cancel_kind(&h->sched, &old->owner, JOB_BACKGROUND,
+                    "cancelled: a reload replaced its generation");
   old->retiring = true;
   gen_unref(old);
 }
@@ -362,6 +365,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     struct log_fields f = {g->owner.id, -1};
     log_msg(LOG_INFO, &f, "generation %d discarded: tghost is stopping",
             g->owner.id);
+    sched_cancel_kind(&h->sched, &g->owner, JOB_BACKGROUND,
+                      "cancelled: tghost is stopping");
     gen_unref(g);
     return;
   }
@@ -370,6 +375,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (error) {
     log_rejected(g, error);
     watch_files(r, g);
+    sched_cancel_kind(&h->sched, &g->owner, JOB_BACKGROUND,
+                      "cancelled: its generation was rejected");
     gen_unref(g);
   } else {
     go_live(r, g);

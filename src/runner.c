@@ -16,6 +16,9 @@ enum runner_state {
   RUNNER_STOPPED,
 };
 
+/* Updates cut short are listed by id at the stop, this many at most. */
+#define CUT_SHORT_LISTED 20
+
 struct runner {
   struct runner_env env;
   struct runner_callbacks cb;
@@ -28,6 +31,10 @@ struct runner {
   int64_t confirm_offset;
   struct task **waiters;
   size_t nwaiters, waiters_cap;
+  size_t cut_short;                       /* updates cancelled */
+  int64_t cut_short_ids[CUT_SHORT_LISTED];
+  struct journal *journal;                /* NULL without --journal */
+  struct qlist replay;                    /* the journal's unfinished ones */
 };
 
 static void kick(struct runner *r);
@@ -38,12 +45,49 @@ static void check_drained(struct runner *r);
 static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
-  return r->cb.start_update(r->ud, u, on_end, end_ud);
+  struct job *job = r->cb.start_update(r->ud, u, on_end, end_ud);
+  if (r->journal) {
+    if (job) journal_record_start(r->journal, u->id);
+    /* Not started (it cannot be decoded): it will never be, either. */
+    else journal_record_end(r->journal, u->id, JOURNAL_DONE, "not started");
+  }
+  return job;
+}
+
+static enum journal_outcome outcome_of(const struct job *job) {
+  switch (job->end) {
+    case JOB_DONE: return JOURNAL_DONE;
+    case JOB_FAILED: return JOURNAL_FAILED;
+    case JOB_CANCELLED:
+      return job->error && strcmp(job->error, SINK_TIMEOUT_REASON) == 0
+                 ? JOURNAL_TIMED_OUT
+                 : JOURNAL_CANCELLED;
+  }
+  return JOURNAL_CANCELLED;
+}
+
+/* An update that did not run to its end (timeout, drain timeout, forced
+ * stop): logged with why, and listed at the stop. */
+static void note_cut_short(struct runner *r, struct job *job) {
+  if (r->cut_short < CUT_SHORT_LISTED)
+    r->cut_short_ids[r->cut_short] = job->update_id;
+  r->cut_short++;
+  /* A timeout has its own line already. */
+  if (job->error && strcmp(job->error, SINK_TIMEOUT_REASON) == 0) return;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_WARN, &f, "update cut short: %s",
+          job->error ? job->error : "cancelled");
 }
 
 static void on_job_end(void *ud, struct job *job) {
   struct runner *r = ud;
-  if (job->end == JOB_FAILED) r->cb.on_failure(r->ud, job);
+  if (r->journal && job->kind == JOB_UPDATE)
+    journal_record_end(r->journal, job->update_id, outcome_of(job),
+                       job->error);
+  if (job->end == JOB_FAILED && !job->failure_reported)
+    r->cb.on_failure(r->ud, job);
+  if (job->end == JOB_CANCELLED && job->kind == JOB_UPDATE)
+    note_cut_short(r, job);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
 }
@@ -65,8 +109,25 @@ static void on_timeout(void *ud, struct job *job) {
 
 static void on_updates(void *ud, struct qlist *batch) {
   struct runner *r = ud;
+  /* On disk before the next poll confirms them (see kick). */
+  if (r->journal && !qlist_empty(batch))
+    journal_append_batch(r->journal, batch);
   sink_add(&r->sink, batch);
   kick(r);
+}
+
+static void on_durable(void *ud, bool ok, const char *message) {
+  struct runner *r = ud;
+  if (!ok) {
+    struct buf msg = BUF_INIT;
+    buf_printf(&msg, "%s: polling stops, so that no update is confirmed to "
+               "Telegram without a record", message);
+    r->cb.on_fatal(r->ud, msg.data);
+    buf_free(&msg);
+    return;
+  }
+  if (r->state == RUNNER_RUNNING) kick(r);
+  else if (r->state == RUNNER_DRAINING) check_drained(r);
 }
 
 static void on_source_ready(void *ud) { kick(ud); }
@@ -75,6 +136,8 @@ static void on_me(void *ud, const char *json, size_t len) {
   struct runner *r = ud;
   r->state = RUNNER_RUNNING;
   r->cb.on_identity(r->ud, json, len);
+  /* What the journal had unfinished runs before anything new. */
+  if (!qlist_empty(&r->replay)) sink_add(&r->sink, &r->replay);
   kick(r);
 }
 
@@ -85,6 +148,8 @@ static void on_fatal(void *ud, const char *message) {
 
 static void kick(struct runner *r) {
   if (r->state != RUNNER_RUNNING || !source_idle(r->source)) return;
+  /* The next poll confirms the last batch: not before it is on disk. */
+  if (r->journal && journal_pending(r->journal)) return;
   int capacity = sink_capacity(&r->sink);
   if (capacity > 0) source_poll(r->source, capacity);
 }
@@ -120,6 +185,7 @@ struct runner *runner_new(const struct runner_env *env,
   r->cb = *cb;
   r->ud = ud;
   run_options_copy(&r->opts, o);
+  qlist_init(&r->replay);
   struct source_config sc = source_config_of(o);
   static const struct source_callbacks source_cb = {
       on_updates, on_source_ready, on_me, on_fatal};
@@ -145,6 +211,10 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
             sink_kind_name(next.sink));
     next.sink = r->opts.sink;
   }
+  if ((next.journal == NULL) != (r->opts.journal == NULL) ||
+      (next.journal && strcmp(next.journal, r->opts.journal) != 0))
+    log_msg(LOG_WARN, &f, "run(): journal cannot change while running; "
+            "restart tghost to use another");
   /* Telegram keeps the last allowed_updates it was sent when a request
    * omits them: an empty list restores its default. */
   if (!next.allowed_updates_json && r->opts.allowed_updates_json)
@@ -165,11 +235,11 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           a->timeout_ms, b->timeout_ms);
   CHANGED(a->fetch_timeout_s != b->fetch_timeout_s, "fetch.timeout %d -> %d s",
           a->fetch_timeout_s, b->fetch_timeout_s);
-  CHANGED((a->allowed_updates_json == NULL) !=
-                  (b->allowed_updates_json == NULL) ||
-              (a->allowed_updates_json &&
-               strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0),
-          "allowed_updates %s -> %s",
+  bool allowed_changed =
+      (a->allowed_updates_json == NULL) != (b->allowed_updates_json == NULL) ||
+      (a->allowed_updates_json &&
+       strcmp(a->allowed_updates_json, b->allowed_updates_json) != 0);
+  CHANGED(allowed_changed, "allowed_updates %s -> %s",
           a->allowed_updates_json ? a->allowed_updates_json : "(unset)",
           b->allowed_updates_json ? b->allowed_updates_json : "(unset)");
   CHANGED(a->retry != b->retry || a->retry_ms != b->retry_ms,
@@ -194,6 +264,12 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   r->opts = next;
   struct source_config sc = source_config_of(&r->opts);
   source_configure(r->source, &sc);
+  /* New update types (a chat_member handler) arrive now, not when the
+   * pending long poll ends; kick() below sends the next one. */
+  if (allowed_changed && r->state == RUNNER_RUNNING &&
+      source_restart_poll(r->source))
+    log_msg(LOG_DEBUG, &f, "the pending getUpdates was restarted with the "
+            "new allowed_updates");
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms,
                    r->opts.max_waiting);
   size_connection_pool(r);
@@ -202,6 +278,10 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
 
 void runner_free(struct runner *r) {
   if (!r) return;
+  journal_close(r->journal);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&r->replay)))
+    update_item_free(qlist_entry(n, struct update_item, node));
   source_free(r->source);
   sink_free(&r->sink);
   if (r->drain_timer) event_free(r->drain_timer);
@@ -212,6 +292,20 @@ void runner_free(struct runner *r) {
 
 void runner_start(struct runner *r) {
   if (r->state != RUNNER_IDLE) return;
+  if (r->env.journal_path) {
+    struct buf err = BUF_INIT;
+    int64_t max_id = -1;
+    r->journal = journal_open(r->env.journal_path, r->env.bot_id,
+                              r->env.base, on_durable, r, &r->replay,
+                              &max_id, &err);
+    if (!r->journal) {
+      r->state = RUNNER_STOPPED;
+      r->cb.on_fatal(r->ud, err.data);
+      buf_free(&err);
+      return;
+    }
+    if (max_id >= 0) source_set_offset(r->source, max_id + 1);
+  }
   r->state = RUNNER_STARTING;
   source_get_me(r->source);
 }
@@ -234,6 +328,21 @@ static void wake_waiters(struct runner *r) {
 
 static void finish(struct runner *r) {
   r->state = RUNNER_STOPPED;
+  if (r->cut_short) {
+    struct buf ids = BUF_INIT;
+    size_t listed = r->cut_short < CUT_SHORT_LISTED ? r->cut_short
+                                                    : CUT_SHORT_LISTED;
+    for (size_t i = 0; i < listed; i++)
+      buf_printf(&ids, "%s%lld", i ? ", " : "",
+                 (long long)r->cut_short_ids[i]);
+    log_warn("%zu update(s) cut short: ids %s%s", r->cut_short, ids.data,
+             r->cut_short > listed ? ", ..." : "");
+    buf_free(&ids);
+  }
+  size_t bad = source_bad_updates(r->source);
+  if (bad)
+    log_warn("%zu malformed update(s) were skipped while running (logged "
+             "above with their text)", bad);
   if (r->drain_timer) evtimer_del(r->drain_timer);
   wake_waiters(r);
   r->cb.on_stopped(r->ud);
@@ -263,6 +372,7 @@ static void check_drained(struct runner *r) {
   size_t left = sink_size(&r->sink);
   if (r->nwaiters && left <= waiters_in_sink(r)) wake_waiters(r);
   if (left > 0) return;
+  if (r->journal && journal_pending(r->journal)) return;   /* on_durable */
   if (r->confirm_offset > source_confirmed(r->source)) {
     r->state = RUNNER_CONFIRMING;
     source_confirm(r->source, r->confirm_offset, on_confirmed);
@@ -281,14 +391,26 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   check_drained(r);
 }
 
-void runner_stop(struct runner *r, struct task *waiter) {
-  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE) {
-    if (r->nwaiters == r->waiters_cap) {
-      r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
-      r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
-    }
-    r->waiters[r->nwaiters++] = waiter;
+static void add_waiter(struct runner *r, struct task *waiter) {
+  if (r->nwaiters == r->waiters_cap) {
+    r->waiters_cap = r->waiters_cap ? r->waiters_cap * 2 : 4;
+    r->waiters = xrealloc(r->waiters, r->waiters_cap * sizeof *r->waiters);
   }
+  r->waiters[r->nwaiters++] = waiter;
+}
+
+void runner_wait_stopped(struct runner *r, struct task *waiter) {
+  if (r->state == RUNNER_STOPPED || r->state == RUNNER_IDLE) {
+    task_wake(waiter, task_push_nothing, NULL);
+    return;
+  }
+  add_waiter(r, waiter);
+  if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+void runner_stop(struct runner *r, struct task *waiter) {
+  if (waiter && r->state != RUNNER_STOPPED && r->state != RUNNER_IDLE)
+    add_waiter(r, waiter);
   switch (r->state) {
     case RUNNER_IDLE:
     case RUNNER_STOPPED:
@@ -302,8 +424,12 @@ void runner_stop(struct runner *r, struct task *waiter) {
       r->state = RUNNER_DRAINING;
       source_abort(r->source);
       int64_t first_unstarted = sink_close(&r->sink);
-      r->confirm_offset =
-          first_unstarted >= 0 ? first_unstarted : source_offset(r->source);
+      /* With a journal, updates fetched and not started are on disk and
+       * run at the next start: confirm them all. Without one, Telegram
+       * keeps them. */
+      r->confirm_offset = first_unstarted >= 0 && !r->journal
+                              ? first_unstarted
+                              : source_offset(r->source);
       log_info("stopping: %zu update(s) in flight, drain timeout %.0f s",
                sink_size(&r->sink), r->env.drain_timeout_s);
       long ms = (long)(r->env.drain_timeout_s * 1000);

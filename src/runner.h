@@ -20,6 +20,7 @@
 
 #include "botapi.h"
 #include "http.h"
+#include "journal.h"
 #include "runopts.h"
 #include "task.h"
 #include "update.h"
@@ -49,6 +50,8 @@ struct runner_env {
   struct botapi *poll_api;       /* getUpdates and getMe */
   struct http_client *calls_http;/* sized to the concurrency */
   double drain_timeout_s;
+  const char *journal_path;      /* --journal (see journal.h), or NULL */
+  int64_t bot_id;                /* whose journal it is (-1: unknown) */
 };
 
 struct runner *runner_new(const struct runner_env *env,
@@ -62,11 +65,17 @@ void runner_free(struct runner *r);
  * Logs what changed, for generation gen. */
 void runner_reconfigure(struct runner *r, const struct run_options *o,
                         int gen);
-/* Fetches the bot's identity (getMe) and starts polling. */
+/* Opens the journal if there is one (unfinished updates run first), fetches
+ * the bot's identity (getMe) and starts polling. A journal that cannot be
+ * used is fatal (on_fatal). */
 void runner_start(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or
  * elsewhere), it is woken once everything else in flight has finished. */
 void runner_stop(struct runner *r, struct task *waiter);
+/* Wakes waiter once the runner has stopped, without stopping it; a waiter
+ * inside an update of this runner is woken, as runner_stop's is, once
+ * everything else in flight is done. */
+void runner_wait_stopped(struct runner *r, struct task *waiter);
 /* A waiting task was cancelled: do not wake it. */
 void runner_forget_waiter(struct runner *r, struct task *waiter);
 /* Cancels everything at once; nothing is confirmed. */

@@ -31,6 +31,10 @@ const struct run_option_spec run_option_specs[] = {
     {"sink.timeout.milliseconds", "timeout_ms", RUNOPT_INTEGER, 0, 1L << 40,
      FIELD(timeout_ms)},
     {"sink.timeout.handler", "timeout_handler", RUNOPT_FUNCTION, 0, 0, 0, 0},
+    {"journal", "journal", RUNOPT_STRING, 0, 0, FIELD(journal)},
+    /* deleteWebhook before the first poll: done by lua/tghost.lua. */
+    {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
+     0},
 };
 const size_t run_option_count =
     sizeof run_option_specs / sizeof run_option_specs[0];
@@ -49,12 +53,15 @@ void run_options_init(struct run_options *o) {
 void run_options_free(struct run_options *o) {
   free(o->allowed_updates_json);
   o->allowed_updates_json = NULL;
+  free(o->journal);
+  o->journal = NULL;
 }
 
 void run_options_copy(struct run_options *dst, const struct run_options *src) {
   *dst = *src;
   dst->allowed_updates_json =
       src->allowed_updates_json ? xstrdup(src->allowed_updates_json) : NULL;
+  dst->journal = src->journal ? xstrdup(src->journal) : NULL;
 }
 
 static const char *const sink_kind_names[] = {"concurrent", "sequential",

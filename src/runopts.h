@@ -31,6 +31,7 @@ struct run_options {
   double speed_traffic_balance;  /* 0..1 */
   long max_delay_ms;
   long max_waiting;              /* parked updates at most; -1: default */
+  char *journal;                 /* run{ journal = FILE }, or NULL */
 };
 
 enum run_option_type {
@@ -41,6 +42,7 @@ enum run_option_type {
   RUNOPT_RETRY,          /* "exponential" | "quadratic" | ms in [min, max] */
   RUNOPT_UPDATE_TYPES,   /* a list of update type names (JSON in C) */
   RUNOPT_FUNCTION,       /* kept by the Lua half, not by C */
+  RUNOPT_STRING,         /* a non-empty string (copied) */
 };
 
 struct run_option_spec {
@@ -48,7 +50,8 @@ struct run_option_spec {
   const char *flat;              /* in the flattened table */
   enum run_option_type type;
   double min, max;
-  size_t offset, size;           /* the field in struct run_options */
+  size_t offset, size;           /* the field in struct run_options; size
+                                  * 0: kept by the Lua half, not by C */
 };
 
 extern const struct run_option_spec run_option_specs[];

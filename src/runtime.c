@@ -11,12 +11,14 @@
 #include "luacore.h"
 #include "luacoro.h"
 #include "luafile.h"
+#include "luaguard.h"
 #include "luahttp.h"
 #include "luajson.h"
 #include "luarun.h"
 #include "luaseq.h"
 #include "luastring.h"
 #include "luatask.h"
+#include "trace.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
  * loads lua/ from disk instead, so the Lua half can be edited without a
@@ -74,6 +76,7 @@ static const luaL_Reg c_modules[] = {
 static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
+  luaguard_install(L);
   /* Pattern matching whose work is bounded by the CPU budget. */
   luastring_install_guarded(L);
   deps_install(L, &g->files, g->script_dir);
@@ -156,6 +159,15 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
   return 0;
 }
 
+bool runtime_has_handlers(struct generation *g) {
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  bool yes = gen_push_runtime_fn(g, "has_handlers") &&
+             lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return yes;
+}
+
 /* --- updates and reports ------------------------------------------------ */
 
 static struct job *start_update(struct job_owner *current,
@@ -165,6 +177,7 @@ static struct job *start_update(struct job_owner *current,
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
   struct log_fields f = {g->owner.id, u->id};
+  trace_update(g->owner.id, u->id, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
     return NULL;
@@ -176,10 +189,11 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  lua_pushboolean(L, u->redelivered);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
-  job_spawn(job, L, 1);
+  job_spawn(job, L, 2);
   return job;
 }
 

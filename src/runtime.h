@@ -9,6 +9,8 @@
 #ifndef TGHOST_RUNTIME_H
 #define TGHOST_RUNTIME_H
 
+#include <stdbool.h>
+
 #include "buf.h"
 #include "generation.h"
 #include "host.h"
@@ -26,6 +28,11 @@ struct generation *runtime_new_generation(struct host *h,
 /* Compiles the script and runs its top level as a job. Compile errors are
  * returned at once (-1, err); otherwise done() runs when the top level has
  * finished, with error NULL on success. */
+/* True when the script registered middleware on bot (runtime.has_handlers
+ * of lua/runtime.lua): for telling a script that forgot run(bot). Call
+ * only while no Lua code of g runs. */
+bool runtime_has_handlers(struct generation *g);
+
 typedef void (*runtime_loaded_fn)(struct generation *g, const char *error,
                                   void *ud);
 int runtime_load_script(struct generation *g, runtime_loaded_fn done,

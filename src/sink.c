@@ -9,15 +9,18 @@
 /* Kept beyond the slots in use, for the next burst. */
 #define SPARE_SLOTS 256
 
-/* The sink's record of one started job: its place in the in-flight list
- * and its slot account. Owned by the sink, attached to the job as its slot
- * owner's data, freed when the job ends. */
+/* The sink's record of one started job: where it is (running, with its
+ * timer in the in-flight list; or waiting, its timer stopped) and its slot
+ * account. Owned by the sink, attached to the job as its slot owner's
+ * data, freed when the job ends. */
 struct sink_slot {
   struct sink *sink;
   struct job *job;
-  struct inflight_entry entry;
+  struct inflight_entry entry;     /* while running */
+  struct qnode wait_node;          /* in sink->waiting, while waiting */
   bool holds_slot;                 /* counts against the concurrency */
   bool parked;                     /* gave its slot up while it waits */
+  bool expired;                    /* timed out: being cancelled */
   struct qnode unpark_node;        /* in sink->unparking */
   struct sink_slot *next_spare;
 };
@@ -48,8 +51,17 @@ static void slot_free(struct sink *k, struct sink_slot *sl) {
   k->nspare++;
 }
 
-/* The job leaves the sink's accounts: no slot, not parked. */
+/* Its timer runs (again) from now: the time it waited does not count. */
+static void run_timer(struct sink *k, struct sink_slot *sl) {
+  if (qnode_linked(&sl->wait_node)) qlist_remove(&k->waiting, &sl->wait_node);
+  if (!sl->expired && !inflight_contains(&sl->entry))
+    inflight_add(&k->inflight, &sl->entry, clock_now_ms());
+}
+
+/* The job leaves the sink's accounts: no slot, not parked, no timer. */
 static void settle(struct sink *k, struct sink_slot *sl) {
+  inflight_remove(&k->inflight, &sl->entry);
+  if (qnode_linked(&sl->wait_node)) qlist_remove(&k->waiting, &sl->wait_node);
   if (sl->holds_slot) {
     sl->holds_slot = false;
     k->holding--;
@@ -67,9 +79,10 @@ static void on_expired(struct inflight *q, struct inflight_entry *e,
   struct sink *k = ud;
   struct sink_slot *sl = qlist_entry(e, struct sink_slot, entry);
   /* The slot is free from now on, even if the cancel is deferred. */
+  sl->expired = true;
   settle(k, sl);
   k->cb.on_timeout(k->ud, sl->job);
-  job_cancel(sl->job, "the update timed out");
+  job_cancel(sl->job, SINK_TIMEOUT_REASON);
 }
 
 /* --- parking ------------------------------------------------------------ */
@@ -79,6 +92,7 @@ static void take_slot(struct sink *k, struct sink_slot *sl) {
   k->parked--;
   sl->holds_slot = true;
   k->holding++;
+  run_timer(k, sl);
 }
 
 /* Every waiting job gives its slot up: slots are held only by jobs that
@@ -89,6 +103,12 @@ static void take_slot(struct sink *k, struct sink_slot *sl) {
 static void slot_park(struct job *job, void *slot) {
   struct sink_slot *sl = slot;
   struct sink *k = sl->sink;
+  if (sl->expired || qnode_linked(&sl->wait_node)) return;
+  /* Waiting is not running: its timeout counts again when it runs on, so
+   * an update is never cancelled for the time it spent queued behind
+   * others. */
+  inflight_remove(&k->inflight, &sl->entry);
+  qlist_push_back(&k->waiting, &sl->wait_node);
   if (k->kind != SINK_CONCURRENT || !sl->holds_slot) return;
   sl->holds_slot = false;
   k->holding--;
@@ -104,6 +124,7 @@ static void slot_unpark(struct job *job, void *slot) {
   if (!sl->parked) {
     /* It kept its slot (not a concurrent sink), or it timed out and has
      * none to get back. */
+    run_timer(k, sl);
     job_slot_regained(job);
     return;
   }
@@ -145,6 +166,7 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
   k->max_waiting = -1;
   k->max_parked = max_parked_for(k);
   qlist_init(&k->unparking);
+  qlist_init(&k->waiting);
   k->pump_event = event_new(base, -1, 0, on_pump_event, k);
   k->accepting = true;
   k->cb = *cb;
@@ -212,7 +234,6 @@ static void pump(struct sink *k) {
 static void on_job_end(struct job *job, void *ud) {
   struct sink_slot *sl = ud;
   struct sink *k = sl->sink;
-  inflight_remove(&k->inflight, &sl->entry);
   settle(k, sl);
   job_set_slot_owner(job, NULL, NULL);
   slot_free(k, sl);
@@ -223,7 +244,8 @@ static void on_job_end(struct job *job, void *ud) {
 bool sink_has_job(const struct sink *k, const struct job *job) {
   if (job->slot_ops != &sink_slot_ops) return false;
   const struct sink_slot *sl = job->slot;
-  return sl->sink == k && inflight_contains(&sl->entry);
+  return sl->sink == k &&
+         (inflight_contains(&sl->entry) || qnode_linked(&sl->wait_node));
 }
 
 void sink_reconfigure(struct sink *k, int concurrency, long timeout_ms,
@@ -262,7 +284,8 @@ void sink_add(struct sink *k, struct qlist *batch) {
 }
 
 size_t sink_size(const struct sink *k) {
-  return inflight_size(&k->inflight) + qlist_size(&k->backlog);
+  return inflight_size(&k->inflight) + qlist_size(&k->waiting) +
+         qlist_size(&k->backlog);
 }
 
 int64_t sink_close(struct sink *k) {
@@ -274,11 +297,13 @@ int64_t sink_close(struct sink *k) {
 }
 
 void sink_cancel_all(struct sink *k, const char *reason) {
-  size_t n = inflight_size(&k->inflight), i = 0;
+  size_t n = inflight_size(&k->inflight) + qlist_size(&k->waiting), i = 0;
   if (n == 0) return;
   struct job **jobs = xcalloc(n, sizeof *jobs);
   qlist_foreach(q, &k->inflight.list)
     jobs[i++] = qlist_entry(q, struct sink_slot, entry.node)->job;
+  qlist_foreach(q, &k->waiting)
+    jobs[i++] = qlist_entry(q, struct sink_slot, wait_node)->job;
   /* A cancel ends only its own job, so the snapshot stays valid. */
   for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
   free(jobs);

@@ -14,9 +14,12 @@
  * again and gets the next free one before the backlog, and fetching counts
  * it as taken. Fetching also stops while running + parked + backlog
  * reaches concurrency + max_parked, which bounds the memory a flood of one
- * chat can take. Timeouts still count from when an update started. The
- * sequential and batch sinks never park (sequential means one update
- * after another, in order). */
+ * chat can take. The sequential and batch sinks never give a slot up
+ * (sequential means one update after another, in order).
+ *
+ * Timeouts count running time only: a job that waits on others (in any
+ * sink) has its timer stopped, and it runs again from zero when the job
+ * runs on, so an update is never cancelled before it ran. */
 #ifndef TGHOST_SINK_H
 #define TGHOST_SINK_H
 
@@ -31,6 +34,9 @@
 #include "update.h"
 
 enum sink_kind { SINK_CONCURRENT, SINK_SEQUENTIAL, SINK_BATCH };
+
+/* The reason a job that ran out of time is cancelled with. */
+#define SINK_TIMEOUT_REASON "the update timed out"
 
 struct sink_slot;
 
@@ -50,7 +56,9 @@ struct sink {
   enum sink_kind kind;
   int concurrency;
   struct qlist backlog;            /* update_items not started yet */
-  struct inflight inflight;        /* started jobs, oldest first */
+  struct inflight inflight;        /* running jobs, by when they (last)
+                                      started running */
+  struct qlist waiting;            /* started jobs waiting on others */
   size_t holding;                  /* jobs holding a slot */
   size_t parked;                   /* started jobs waiting without a slot */
   long max_waiting;                 /* as set; -1: the default */

@@ -11,6 +11,14 @@
 #define PACE_STATS 16
 #define MAX_BACKOFF_MS 60000L
 #define CONFIRM_ATTEMPTS 3
+/* The longest a 429 makes the source wait at once; it asks again then. */
+#define MAX_FLOOD_WAIT_MS (3600L * 1000)
+/* How much of a malformed update a log line shows. */
+#define BAD_UPDATE_EXCERPT 200
+/* While the Bot API stays unreachable an INFO line repeats, first after
+ * 2 s, then each time the outage has doubled, at least every 15 min. */
+#define FIRST_REPORT_MS 2000L
+#define MAX_REPORT_INTERVAL_MS (15L * 60 * 1000)
 
 enum request_kind { REQ_NONE, REQ_ME, REQ_UPDATES, REQ_CONFIRM };
 
@@ -34,7 +42,10 @@ struct source {
   int failures;                  /* in the current burst */
   uint64_t burst_started_ms;
   long next_delay_ms;
+  bool last_attempt;             /* the retry at maxRetryTime is scheduled */
+  long next_report_ms;           /* into the burst */
 
+  size_t bad_updates;            /* skipped: no usable update_id */
   int64_t confirm_offset;
   int confirm_attempts;
   void (*confirm_done)(void *ud, bool ok);
@@ -89,9 +100,21 @@ void source_configure(struct source *s, const struct source_config *cfg) {
       cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
 }
 
+bool source_restart_poll(struct source *s) {
+  if (s->kind != REQ_UPDATES || !s->req) return false;
+  http_request_cancel(s->req);
+  s->req = NULL;
+  s->kind = REQ_NONE;
+  return true;
+}
+
 bool source_idle(const struct source *s) { return !s->req && !s->waiting; }
 int64_t source_offset(const struct source *s) { return s->offset; }
+void source_set_offset(struct source *s, int64_t offset) {
+  if (offset > s->offset) s->offset = offset;
+}
 int64_t source_confirmed(const struct source *s) { return s->confirmed; }
+size_t source_bad_updates(const struct source *s) { return s->bad_updates; }
 
 void source_abort(struct source *s) {
   if (s->req) {
@@ -150,6 +173,33 @@ static void describe_fatal(const struct botapi_reply *reply, const char *method,
   }
 }
 
+/* A wall-clock time ms milliseconds from now, as "2026-11-30 14:03:05 UTC". */
+static void format_wall(long long ms, char *out, size_t n) {
+  time_t t = time(NULL) + (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* While the burst goes on: how long, until when, and what to check. */
+static void report_outage(struct source *s, const char *method, uint64_t now,
+                          long delay, const struct botapi_reply *reply) {
+  long elapsed = (long)(now - s->burst_started_ms);
+  if (s->cfg.silent || elapsed < s->next_report_ms) return;
+  long interval = s->next_report_ms;
+  if (interval > MAX_REPORT_INTERVAL_MS) interval = MAX_REPORT_INTERVAL_MS;
+  s->next_report_ms += interval;
+  char since[40], until[40];
+  format_wall(-elapsed, since, sizeof since);
+  format_wall(s->cfg.max_retry_ms - elapsed, until, sizeof until);
+  log_info("%s still failing after %d attempts since %s (%.0f s): %s; "
+           "next attempt in %.1f s, giving up at %s (maxRetryTime). Check "
+           "the network, --api-root (%s) and the proxy variables "
+           "(https_proxy, HTTPS_PROXY, ALL_PROXY, NO_PROXY)", method,
+           s->failures, since, elapsed / 1000.0, reply->description.data,
+           delay / 1000.0, until, botapi_api_root(s->api));
+}
+
 static void request_failed(struct source *s, const struct botapi_reply *reply) {
   const char *method = method_of(s->kind);
   if (reply->outcome == BOTAPI_API_ERROR && reply->error_code != 429 &&
@@ -164,6 +214,8 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   if (s->failures++ == 0) {
     s->burst_started_ms = now;
     s->next_delay_ms = first_delay(s);
+    s->last_attempt = false;
+    s->next_report_ms = FIRST_REPORT_MS;
     if (!s->cfg.silent)
       log_warn("%s failed: %s; retrying with backoff", method,
                reply->description.data);
@@ -173,21 +225,38 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   }
   long delay = s->next_delay_ms;
   if (reply->outcome == BOTAPI_API_ERROR && reply->error_code == 429) {
-    delay = (long)(reply->retry_after * 1000);
+    delay = (long)(reply->retry_after * 1000);   /* clamped by botapi */
     if (delay <= 0) delay = 1000;
-    if (!s->cfg.silent)
+    if (delay > MAX_FLOOD_WAIT_MS) {
+      log_warn("%s: flood limit (429): Telegram asks to wait %.0f s; "
+               "waiting %ld s, then asking again", method,
+               reply->retry_after, MAX_FLOOD_WAIT_MS / 1000);
+      delay = MAX_FLOOD_WAIT_MS;
+    } else if (!s->cfg.silent) {
       log_warn("%s: flood limit (429), waiting %.1f s", method, delay / 1000.0);
+    }
   } else {
     s->next_delay_ms = following_delay(s, s->next_delay_ms);
   }
-  if ((long)(now - s->burst_started_ms) + delay > s->cfg.max_retry_ms) {
+  /* Give up only once maxRetryTime has really passed: a delay that would
+   * end beyond it is cut short so that one last attempt is made at the
+   * deadline (a 429's retry_after is waited in full: retrying earlier is
+   * what Telegram asked not to do). */
+  long elapsed = (long)(now - s->burst_started_ms);
+  if (s->last_attempt || elapsed >= s->cfg.max_retry_ms) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "%s kept failing for %.1f s (maxRetryTime): %s", method,
-               (now - s->burst_started_ms) / 1000.0, reply->description.data);
+               elapsed / 1000.0, reply->description.data);
     fatal(s, msg.data);
     buf_free(&msg);
     return;
   }
+  if (elapsed + delay >= s->cfg.max_retry_ms) {
+    s->last_attempt = true;
+    if (!(reply->outcome == BOTAPI_API_ERROR && reply->error_code == 429))
+      delay = s->cfg.max_retry_ms - elapsed;
+  }
+  report_outage(s, method, now, delay, reply);
   arm_timer(s, delay, false);
 }
 
@@ -224,25 +293,81 @@ static long pacing_delay(struct source *s, int count) {
 
 /* --- responses ---------------------------------------------------------- */
 
+/* Whether id appeared earlier in this batch. Telegram sends ids in
+ * ascending order, so only an id not above the highest seen needs a look. */
+static bool seen_in_batch(const struct qlist *batch, int64_t id,
+                          int64_t highest) {
+  if (id > highest) return false;
+  qlist_foreach(n, batch)
+    if (qlist_entry(n, struct update_item, node)->id == id) return true;
+  return false;
+}
+
+/* An update without a usable update_id is skipped, with its text in the
+ * log. Ids are sequential (the Bot API says so), so it stands at the id
+ * after the one before it, or at an integral value it gave: the offset
+ * moves past it, and a server sending it again cannot stall the bot. */
+static void skip_bad_update(struct source *s, const struct json_slice *span,
+                            const char *why, const struct json_number *n,
+                            bool have_number, int64_t before,
+                            int64_t *skip_to) {
+  int64_t at = before + 1;
+  if (have_number && !n->is_integer && n->d == floor(n->d) && n->d >= 0 &&
+      n->d < 9007199254740992.0 && (int64_t)n->d > before)
+    at = (int64_t)n->d;
+  if (at + 1 > *skip_to) *skip_to = at + 1;
+  s->bad_updates++;
+  struct buf text = BUF_INIT;
+  buf_append(&text, span->ptr,
+             span->len > BAD_UPDATE_EXCERPT ? BAD_UPDATE_EXCERPT : span->len);
+  log_error("skipped a malformed update (%s; %zu so far), taken to be update "
+            "%lld: %s%s", why, s->bad_updates, (long long)at,
+            text.data ? text.data : "", span->len > BAD_UPDATE_EXCERPT ? "..."
+                                                                       : "");
+  buf_free(&text);
+}
+
+/* Splits result into update items (ids at or above the offset, each once)
+ * and returns, in *skip_to, an offset that also passes the malformed
+ * updates it skipped (or 0). */
 static bool split_updates(struct source *s, const struct json_slice *result,
-                          struct qlist *batch, struct buf *err) {
+                          struct qlist *batch, int64_t *skip_to,
+                          struct buf *err) {
   struct json_reader r;
   json_reader_init(&r, result->ptr, result->len);
   if (!json_array_begin(&r)) {
     buf_append_str(err, "bad response: result is not an array");
     return false;
   }
+  int64_t before = s->sent_offset - 1, highest = INT64_MIN;
+  *skip_to = 0;
   while (json_array_next(&r)) {
     struct json_slice span;
     struct json_reader at;
     struct json_number n;
+    memset(&n, 0, sizeof n);
     if (!json_skip(&r, &span)) break;
-    if (!json_find_member(span.ptr, span.len, "update_id", &at) ||
-        !json_read_number(&at, &n) || !n.is_integer) {
-      buf_append_str(err, "bad response: an update has no integer update_id");
-      return false;
+    bool have_id = json_find_member(span.ptr, span.len, "update_id", &at);
+    bool have_number = have_id && json_read_number(&at, &n);
+    const char *why = !have_id        ? "no update_id"
+                      : !have_number  ? "update_id is not a number"
+                      : !n.is_integer ? "update_id is not an integer"
+                      : n.i < 0       ? "update_id is negative"
+                      : n.i == INT64_MAX ? "update_id is too large"
+                                         : NULL;
+    if (why) {
+      skip_bad_update(s, &span, why, &n, have_number, before, skip_to);
+      before++;
+      continue;
     }
+    before = n.i;
     if (n.i < s->offset) continue;   /* already handed out */
+    if (seen_in_batch(batch, n.i, highest)) {
+      log_warn("update %lld came twice in one getUpdates answer; it is "
+               "handled once", (long long)n.i);
+      continue;
+    }
+    if (n.i > highest) highest = n.i;
     struct update_item *u = xcalloc(1, sizeof *u);
     u->id = n.i;
     u->json = xstrndup(span.ptr, span.len);
@@ -266,7 +391,8 @@ static void handle_updates(struct source *s, const struct botapi_reply *reply) {
   struct qlist batch;
   qlist_init(&batch);
   struct buf err = BUF_INIT;
-  if (!split_updates(s, &reply->result, &batch, &err)) {
+  int64_t skip_to = 0;
+  if (!split_updates(s, &reply->result, &batch, &skip_to, &err)) {
     free_batch(&batch);
     struct botapi_reply bad = *reply;
     bad.outcome = BOTAPI_BAD_RESPONSE;
@@ -282,6 +408,7 @@ static void handle_updates(struct source *s, const struct botapi_reply *reply) {
     int64_t id = qlist_entry(n, struct update_item, node)->id;
     if (id >= s->offset) s->offset = id + 1;
   }
+  if (skip_to > s->offset) s->offset = skip_to;
   int count = (int)qlist_size(&batch);
   s->kind = REQ_NONE;
   long pace = pacing_delay(s, count);

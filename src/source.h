@@ -12,6 +12,7 @@
 #define TGHOST_SOURCE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -60,10 +61,22 @@ void source_get_me(struct source *s);
 /* True when no request, retry wait or pacing wait is pending. */
 bool source_idle(const struct source *s);
 void source_poll(struct source *s, int limit);
+/* Ends a pending long poll, so that the next poll (the caller sends it)
+ * goes out with the configuration in force: a reload that changes
+ * allowed_updates must not wait up to fetch_timeout_s for it. The offset is
+ * untouched, so updates the aborted poll may have been answered with come
+ * again with the next one: none is lost or handled twice. Returns false
+ * (and does nothing) when no poll was pending. */
+bool source_restart_poll(struct source *s);
 /* Drops a pending request or wait; no callback follows. */
 void source_abort(struct source *s);
 /* The offset the next poll sends. */
 int64_t source_offset(const struct source *s);
+/* Polling resumes at offset (updates below it are known already: the
+ * journal has them). */
+void source_set_offset(struct source *s, int64_t offset);
+/* Updates skipped because they had no usable update_id. */
+size_t source_bad_updates(const struct source *s);
 /* Everything below this offset is confirmed to the server. */
 int64_t source_confirmed(const struct source *s);
 /* Confirms offset with a last getUpdates (timeout 0); done(ok) follows. */

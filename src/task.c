@@ -32,7 +32,7 @@ struct task {
   void *wait_data;
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
-  volatile sig_atomic_t cpu_exceeded;
+  volatile sig_atomic_t stopping;         /* a task_stop_reason: being stopped */
   char cpu_where[96];                     /* "file:line: " it was stopped at */
   task_end_fn on_end;
   void *end_ud;
@@ -47,6 +47,7 @@ static struct scheduler *hooked;
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
+static lua_Hook fallback_hook_fn(void);
 static void cpu_guard_init(struct scheduler *s);
 static void cpu_guard_free(struct scheduler *s);
 
@@ -83,6 +84,25 @@ void sched_cancel_all(struct scheduler *s, const char *reason) {
   struct qnode *q;
   while ((q = qlist_front(&s->jobs)))
     job_cancel(qlist_entry(q, struct job, all_node), reason);
+}
+
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason) {
+  size_t n = 0, i = 0;
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) n++;
+  }
+  if (n == 0) return;
+  /* A cancel may end other jobs' waits, never other jobs: a snapshot of
+   * the list stays valid. */
+  struct job **jobs = xcalloc(n, sizeof *jobs);
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) jobs[i++] = job;
+  }
+  for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
+  free(jobs);
 }
 
 static void schedule(struct scheduler *s) {
@@ -181,13 +201,15 @@ static long elapsed_ms(const struct timespec *since) {
 }
 
 /* Stops the running task. Yielding (not raising) is what stops it: an
- * error would be caught by the handler's own pcall. A nested coroutine
- * cannot yield to the host, so it gets an error, which ends it; its
- * parent then yields at its next instruction. */
+ * error would be caught by the handler's own pcall. A nested coroutine, or
+ * code in a context that cannot yield (a string.gsub callback, say),
+ * cannot yield to the host, so it gets an error; the hook stays on every
+ * instruction, so the error comes again as soon as a pcall returns, until
+ * the task reaches a point where it can yield. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   struct scheduler *s = hooked;
   struct task *t = s ? s->running : NULL;
-  if (!t || !t->cpu_exceeded) {
+  if (!t || !t->stopping) {
     lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
     return;
   }
@@ -199,8 +221,18 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     lua_yield(L, 0);
     return;
   }
+  if (t->stopping == TASK_STOP_MEMORY)
+    luaL_error(L, "Lua memory limit exceeded");
   luaL_error(L, "CPU budget of %d ms exceeded without yielding",
              (int)s->cpu_budget_ms);
+}
+
+/* Puts the stop hook on every coroutine of the running chain. Safe in the
+ * signal handler: lua_sethook may be called asynchronously, and the chain
+ * is only ever linked before it is published. */
+static void hook_chain(struct scheduler *s) {
+  for (struct sched_chain_link *l = s->innermost; l; l = l->outer)
+    lua_sethook(l->co, stop_hook, LUA_MASKCOUNT, 1);
 }
 
 static void on_cpu_tick(int sig) {
@@ -217,12 +249,16 @@ static void on_cpu_tick(int sig) {
     return;
   }
   s->idle_ticks = 0;
+  if (t->stopping) {
+    /* Again on every tick: a script that removed the hook (from an
+     * xpcall message handler, say) gets it back. */
+    hook_chain(s);
+    return;
+  }
   long budget_ticks = (s->cpu_budget_ms + CPU_TICK_MS - 1) / CPU_TICK_MS;
-  if (t->cpu_exceeded || s->ticks - s->resume_tick <= budget_ticks) return;
-  t->cpu_exceeded = 1;
-  int n = s->chain_len;
-  for (int i = 0; i < n && i < TASK_CHAIN_MAX; i++)
-    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+  if (s->ticks - s->resume_tick <= budget_ticks) return;
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
 }
 
 static void cpu_guard_init(struct scheduler *s) {
@@ -239,7 +275,10 @@ static void cpu_guard_init(struct scheduler *s) {
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = signo;
   sev.sigev_notify_thread_id = gettid();
-  if (timer_create(CLOCK_MONOTONIC, &sev, &s->cpu_timer) != 0) {
+  /* CPU time of this thread: a handler descheduled on a busy machine, or
+   * blocked in a system call, is not charged for it (the blocked-loop
+   * warning reports a stall). */
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &s->cpu_timer) != 0) {
     log_warn("CPU guard: no timer signal (%s); using a slower hook",
              strerror(errno));
     return;
@@ -257,10 +296,11 @@ static void cpu_guard_free(struct scheduler *s) {
 
 /* Called with s->running set: the tick counter must be running. */
 static void cpu_guard_start(struct scheduler *s, lua_State *co) {
-  s->chain[0] = co;
-  s->chain_len = 1;
+  s->task_link.co = co;
+  s->task_link.outer = NULL;
+  s->innermost = &s->task_link;
   s->resume_tick = s->ticks;
-  s->stop_message[0] = '\0';
+  s->stop_explanation[0] = '\0';
   clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
   if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
     struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
@@ -270,17 +310,19 @@ static void cpu_guard_start(struct scheduler *s, lua_State *co) {
   }
 }
 
-void sched_enter_coroutine(struct scheduler *s, lua_State *co) {
-  int n = s->chain_len;
-  if (n <= 0 || n >= TASK_CHAIN_MAX) return;
-  s->chain[n] = co;
-  s->chain_len = n + 1;
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co) {
+  link->co = co;
+  link->outer = s->innermost;
+  s->innermost = link;
   struct task *t = s->running;
-  if (t && t->cpu_exceeded) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+  if (t && t->stopping) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+  else if (!s->have_cpu_timer)
+    lua_sethook(co, fallback_hook_fn(), LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
-void sched_leave_coroutine(struct scheduler *s) {
-  if (s->chain_len > 1) s->chain_len--;
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link) {
+  s->innermost = link->outer;
 }
 
 /* Without a timer: look at the clock every few instructions. */
@@ -288,12 +330,15 @@ static void fallback_hook(lua_State *L, lua_Debug *ar) {
   struct scheduler *s = hooked;
   struct task *t = s ? s->running : NULL;
   if (!t || s->cpu_budget_ms <= 0) return;
-  if (!t->cpu_exceeded) {
+  if (!t->stopping) {
     if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
-    t->cpu_exceeded = 1;
+    t->stopping = TASK_STOP_CPU;
+    hook_chain(s);
   }
   stop_hook(L, ar);
 }
+
+static lua_Hook fallback_hook_fn(void) { return fallback_hook; }
 
 void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
   if (!s->have_cpu_timer)
@@ -302,27 +347,47 @@ void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
 
 bool sched_over_budget(struct scheduler *s) {
   struct task *t = s->running;
-  if (!t || s->cpu_budget_ms <= 0) return false;
-  if (t->cpu_exceeded) return true;
-  if (s->have_cpu_timer) return false;
+  if (!t) return false;
+  if (t->stopping) return true;
+  if (s->have_cpu_timer || s->cpu_budget_ms <= 0) return false;
   /* Without the timer signal nothing else looks at the clock meanwhile. */
   if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
-  t->cpu_exceeded = 1;
-  for (int i = 0; i < s->chain_len && i < TASK_CHAIN_MAX; i++)
-    lua_sethook(s->chain[i], stop_hook, LUA_MASKCOUNT, 1);
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
   return true;
+}
+
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta) {
+  struct task *t = s->running;
+  if (!t || t->job->owner != owner) return NULL;
+  struct job *job = t->job;
+  job->lua_bytes += delta;
+  if (job->lua_bytes < 0) job->lua_bytes = 0;   /* freed others' garbage */
+  return job;
+}
+
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why) {
+  struct task *t = s->running;
+  if (!t || t->stopping) return;
+  t->stopping = why;
+  hook_chain(s);
+}
+
+bool sched_guard_active(const struct scheduler *s) {
+  return (s->running && s->running->stopping) || !s->have_cpu_timer;
 }
 
 void sched_explain_stop(struct scheduler *s, const char *message) {
   struct task *t = s->running;
-  if (t && t->cpu_exceeded && !s->stop_message[0])
-    snprintf(s->stop_message, sizeof s->stop_message, "%s", message);
+  if (t && t->stopping == TASK_STOP_CPU && !s->stop_explanation[0])
+    snprintf(s->stop_explanation, sizeof s->stop_explanation, "%s", message);
 }
 
 /* Gives a coroutine a fresh budget (its __close handlers run after a
  * stop). */
 static void cpu_guard_reset(struct scheduler *s, struct task *t) {
-  t->cpu_exceeded = 0;
+  t->stopping = TASK_STOP_NONE;
   if (s->have_cpu_timer) lua_sethook(t->co, NULL, 0, 0);
   else lua_sethook(t->co, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
@@ -344,6 +409,7 @@ struct job *job_new(struct scheduler *s, struct job_owner *owner,
   qlist_push_back(&s->jobs, &job->all_node);
   owner->ref(owner);
   s->live_jobs++;
+  if (job->kind == JOB_BACKGROUND) s->background_jobs++;
   return job;
 }
 
@@ -424,6 +490,7 @@ void job_slot_regained(struct job *job) {
 
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
+  enum job_kind kind = job->kind;
   /* A handler may register another (it runs too). */
   struct job_cleanup *c;
   while ((c = job->cleanups)) {
@@ -437,7 +504,9 @@ static void job_finish(struct job *job) {
   free(job->update_json);
   free(job->error);
   free(job);
-  if (--s->live_jobs == 0 && s->on_idle) s->on_idle(s->idle_ud);
+  if (kind == JOB_BACKGROUND) s->background_jobs--;
+  if (--s->live_jobs == s->background_jobs && s->on_idle)
+    s->on_idle(s->idle_ud);
 }
 
 static void job_maybe_finish(struct job *job) {
@@ -470,13 +539,13 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
   if (!returned) {
     /* Runs the coroutine's pending to-be-closed variables. */
     struct task *was_running = s->running;
+    struct sched_chain_link *saved_chain = s->innermost;
     cpu_guard_reset(s, t);
     s->running = t;
     cpu_guard_start(s, t->co);
     int status = lua_resetthread(t->co);
     s->running = was_running;
-    s->chain_len = was_running ? 1 : 0;
-    if (was_running) s->chain[0] = was_running->co;
+    s->innermost = saved_chain;
     /* For a coroutine that died of an error, Lua 5.4.4 returns that error
      * again; only a suspended one's status tells of a failing __close. */
     if (!errored && status != LUA_OK && status != LUA_YIELD) {
@@ -493,12 +562,22 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
 
 static void job_cancel_now(struct job *job) {
   job->ending = true;
-  job->end = JOB_CANCELLED;
+  job->end = job->closing_done ? JOB_DONE : JOB_CANCELLED;
   struct qnode *n;
   while ((n = qlist_front(&job->tasks)))
     task_destroy(qlist_entry(n, struct task, job_node), false, false);
   job->ending = false;
   job_finish(job);
+}
+
+void job_mark_failed(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job->failure_reported = true;
+}
+
+void job_close(struct job *job) {
+  job->closing_done = true;
+  job_cancel(job, NULL);
 }
 
 void job_cancel(struct job *job, const char *reason) {
@@ -566,6 +645,22 @@ static void describe_error(lua_State *L, lua_State *co) {
   }
 }
 
+/* Why a task the guard stopped was stopped, naming where. */
+static void stop_message(const struct scheduler *s, const struct task *t,
+                         char *msg, size_t size) {
+  const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
+                    : t->job->kind == JOB_UPDATE ? "handler"
+                                                 : "task";
+  if (t->stopping == TASK_STOP_CPU && s->stop_explanation[0])
+    snprintf(msg, size, "%s", s->stop_explanation);   /* sched_explain_stop */
+  else if (t->stopping == TASK_STOP_MEMORY)
+    snprintf(msg, size, "%s%s stopped: %s", t->cpu_where, who,
+             s->memory_stop_reason);
+  else
+    snprintf(msg, size, "%s%s stopped: it ran for over %ld ms of CPU without "
+             "yielding (--cpu-budget)", t->cpu_where, who, s->cpu_budget_ms);
+}
+
 static void task_resume(struct scheduler *s, struct task *t) {
   int nargs;
   if (!t->started) {
@@ -580,22 +675,13 @@ static void task_resume(struct scheduler *s, struct task *t) {
   int nres = 0;
   int status = lua_resume(t->co, NULL, nargs, &nres);
   s->running = NULL;
-  s->chain_len = 0;
+  s->innermost = NULL;
+  if (t->stopping) s->guard_stops++;
 
   if (status == LUA_YIELD) {
-    if (t->cpu_exceeded && s->stop_message[0]) {
-      char msg[sizeof s->stop_message];
-      memcpy(msg, s->stop_message, sizeof msg);
-      task_failed(t, msg, false);
-      return;
-    }
-    if (t->cpu_exceeded) {
-      char msg[256];
-      snprintf(msg, sizeof msg,
-               "%s%s stopped: it ran for over %ld ms of CPU without "
-               "yielding (--cpu-budget)", t->cpu_where,
-               t->job->kind == JOB_LOAD ? "the script's top level"
-                                        : "handler", s->cpu_budget_ms);
+    if (t->stopping) {
+      char msg[320];
+      stop_message(s, t, msg, sizeof msg);
       task_failed(t, msg, false);
       return;
     }
@@ -618,6 +704,13 @@ static void task_resume(struct scheduler *s, struct task *t) {
     return;
   }
   /* An error escaped the runtime's own error handling. */
+  if (t->stopping) {
+    /* "not enough memory" or the stop hook's own error: say why. */
+    char stop[320];
+    stop_message(s, t, stop, sizeof stop);
+    task_failed(t, stop, true);
+    return;
+  }
   struct buf msg = BUF_INIT;
   lua_State *GL = t->job->owner->L;
   describe_error(GL, t->co);

@@ -60,8 +60,20 @@ struct task_wait_ops {
   void (*cancel)(void *data);      /* release the wait; no wake will follow */
 };
 
-/* Coroutines nested inside a task that the CPU guard can reach. */
-#define TASK_CHAIN_MAX 32
+/* Why a running task is being stopped. */
+enum task_stop_reason {
+  TASK_STOP_NONE,
+  TASK_STOP_CPU,      /* over its CPU budget without yielding */
+  TASK_STOP_MEMORY,   /* over its share of Lua memory */
+};
+
+/* One coroutine in the chain the CPU guard stops: the task's own, and each
+ * coroutine the script resumes inside it (luacoro.c). Links live on the C
+ * stack of whoever resumes, so nesting has no limit. */
+struct sched_chain_link {
+  lua_State *co;
+  struct sched_chain_link *volatile outer;
+};
 
 struct scheduler {
   struct event_base *base;
@@ -71,29 +83,36 @@ struct scheduler {
   struct qlist jobs;               /* every live job */
   struct task *volatile running;   /* the task whose Lua code runs now */
   size_t live_jobs;
+  size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
 
   /* The CPU guard. A periodic timer signal counts ticks while Lua runs;
    * when the running task has had the CPU for longer than the budget, the
    * signal handler installs a hook on the coroutines that are running (the
-   * task's and any nested ones, in chain) that stops it. No hook is set
+   * task's and every nested one, in the chain) that stops it, and installs
+   * it again on every tick until the task has stopped. No hook is set
    * otherwise, so Lua code runs at full speed. */
   long cpu_budget_ms;
   volatile sig_atomic_t ticks;
   volatile sig_atomic_t resume_tick;
   volatile sig_atomic_t idle_ticks;
   volatile sig_atomic_t timer_armed;
-  volatile sig_atomic_t chain_len;
-  lua_State *volatile chain[TASK_CHAIN_MAX];
+  struct sched_chain_link *volatile innermost;   /* NULL: nothing runs */
+  struct sched_chain_link task_link;             /* the running task's */
   timer_t cpu_timer;
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
-  char stop_message[256];          /* see sched_explain_stop; "" if none */
+  const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  char stop_explanation[256];      /* see sched_explain_stop; "" if none */
+  unsigned long guard_stops;       /* resumes that ended in a stop */
 
-  void (*on_idle)(void *ud);       /* live_jobs dropped to zero */
+  void (*on_idle)(void *ud);       /* only background jobs are left */
   void *idle_ud;
 };
 
-enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK };
+/* JOB_BACKGROUND: tasks the script's top level spawned (periodic work);
+ * they live on after the top level returns, until their generation is
+ * replaced or the bot stops, and never keep the process alive alone. */
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND };
 
 /* Who a job runs for: the Lua state its tasks are threads of, kept alive
  * by ref/unref while the job lives (one load of the script: a
@@ -151,11 +170,14 @@ struct job {
   char *error;                     /* first hard failure, if any */
   bool ending;
   bool cancel_deferred;
+  bool closing_done;               /* job_close: its end counts as done */
+  bool failure_reported;           /* job_mark_failed: reported already */
   struct qnode cancel_node;
   struct qnode all_node;           /* in sched->jobs */
   job_end_fn on_end;
   void *end_ud;
   struct job_cleanup *cleanups;
+  long lua_bytes;                  /* Lua heap its tasks grew, net (>= 0) */
   /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
    * the slot is back. */
   const struct job_slot_ops *slot_ops;
@@ -169,6 +191,9 @@ void sched_init(struct scheduler *s, struct event_base *base,
 void sched_free(struct scheduler *s);
 /* Cancels every live job (shutdown). */
 void sched_cancel_all(struct scheduler *s, const char *reason);
+/* Cancels the live jobs of kind (of owner, unless owner is NULL). */
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason);
 struct task *sched_running(const struct scheduler *s);
 
 /* A new job for owner (which it references until it ends), complete with
@@ -192,6 +217,12 @@ struct task *job_spawn(struct job *job, lua_State *from, int nargs);
 /* Cancels every task of the job. The job's on_end runs (now, or from the
  * loop if Lua code is running) with end == JOB_CANCELLED. */
 void job_cancel(struct job *job, const char *reason);
+/* Closes every task of the job as job_cancel does, but the job ends as
+ * done: it decided to end itself (os.exit in a handler). */
+void job_close(struct job *job);
+/* The job's handler failed and the failure has been reported (bot.catch,
+ * or the log): the job will end as JOB_FAILED, without a second report. */
+void job_mark_failed(struct job *job, const char *error);
 /* Ends a job that never got a task (e.g. its update could not be decoded). */
 void job_abandon(struct job *job, const char *error);
 struct log_fields job_log_fields(const struct job *job);
@@ -250,10 +281,27 @@ bool sched_over_budget(struct scheduler *s);
  * while the task is being stopped. */
 void sched_explain_stop(struct scheduler *s, const char *message);
 
+/* The Lua allocator's accounting: adds delta bytes to the running job if
+ * it belongs to owner (a generation's allocation made while one of its
+ * tasks runs). Returns that job, or NULL. */
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta);
+
+/* Stops the running task at its next Lua instruction, as the CPU guard
+ * does (the memory limit uses it, with why = TASK_STOP_MEMORY and
+ * s->memory_stop_reason saying which limit). */
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why);
+/* Whether the guard relies on Lua hooks now (the running task is being
+ * stopped, or there is no timer signal and a count hook is the guard): a
+ * script's debug.sethook must then leave the hooks alone. */
+bool sched_guard_active(const struct scheduler *s);
+
 /* A coroutine nested in the running task starts or stops running (the
- * coroutine wrappers call these so the guard can reach it). */
-void sched_enter_coroutine(struct scheduler *s, lua_State *co);
-void sched_leave_coroutine(struct scheduler *s);
+ * coroutine wrappers call these so the guard can reach it). link lives
+ * until the matching leave. */
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co);
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link);
 
 /* The sentinel a task yields to reach the host (for coroutine wrappers). */
 void *task_yield_sentinel(void);

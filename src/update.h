@@ -5,6 +5,7 @@
 #ifndef TGHOST_UPDATE_H
 #define TGHOST_UPDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct update_item {
   int64_t id;
   char *json;          /* owned */
   size_t len;
+  bool redelivered;    /* run again after a restart (the journal) */
   struct qnode node;
 };
 

@@ -94,14 +94,15 @@ static void stop_within_drain(struct proc *p) {
   proc_check_clean(p);
 }
 
-/* "caught after S s: message": the stop came about one budget after the
- * handler started, with the clear message. */
+/* "caught after S s: message": the stop came after about one budget of
+ * CPU time (os.clock: what the guard counts, so a busy machine does not
+ * matter), with the clear message. */
 static void check_caught(const char *reply, const char *fn,
                          const char *quoted_pattern) {
   CHECK(reply, "the stopped handler was not reported to bot.catch");
   double after = atof(reply + strlen("caught after "));
   CHECK(after >= BUDGET_MS / 1000.0 * 0.9 && after < BUDGET_MS / 1000.0 + 1.0,
-        "stopped %.3f s after it started (budget %d ms): %s", after,
+        "stopped after %.3f s of CPU (budget %d ms): %s", after,
         BUDGET_MS, reply);
   char want[256];
   snprintf(want, sizeof want,
@@ -122,12 +123,12 @@ static void run_catching(const char *handler_body, const char *fn,
            "local started\n"
            "bot.catch(function(err)\n"
            "  err.ctx:reply(string.format('caught after %%.3f s: %%s',\n"
-           "                tghost.now() - started, tostring(err.error)))\n"
+           "                os.clock() - started, tostring(err.error)))\n"
            "end)\n"
            "bot.on('message', function(ctx)\n"
            "  local text = ctx.msg.text\n"
            "  if #text > 100 then\n"
-           "    started = tghost.now()\n"
+           "    started = os.clock()\n"
            "    %s\n"
            "    ctx:reply('the pattern finished')\n"
            "  end\n"
@@ -200,7 +201,7 @@ static void test_hears_hostile_text(void) {
                              p, 5000),
         "the log does not say why the update stopped");
   /* Lua's own matcher would take about a minute on this text. */
-  CHECK(took < 10000, "the 21 updates took %llu ms", (unsigned long long)took);
+  CHECK(took < 15000, "the 21 updates took %llu ms", (unsigned long long)took);
   push_numbered(20, 30);
   wait_calls("sendMessage", 31, 20000);
   check_each_answered_once(0, 30);

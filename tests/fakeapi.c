@@ -100,6 +100,7 @@ struct fakeapi {
   fake_fault_fn fault_fn;
   void *fault_ud;
   int retry_after;
+  char *retry_after_text;     /* overrides retry_after in 429 bodies */
   fake_delay_fn delay_fn;
   void *delay_ud;
 
@@ -278,13 +279,23 @@ static void write_response(struct fake_conn *c, int status, const char *body,
       body = garbage;
       len = sizeof garbage - 1;
       break;
-    case FAULT_429:
+    case FAULT_429: {
       status = 429;
+      char num[64];
+      if (c->f->retry_after_text)
+        snprintf(num, sizeof num, "%s", c->f->retry_after_text);
+      else
+        snprintf(num, sizeof num, "%d", c->f->retry_after);
       len = (size_t)snprintf(errbody, sizeof errbody,
                              "{\"ok\":false,\"error_code\":429,\"description\":"
-                             "\"Too Many Requests: retry after %d\","
-                             "\"parameters\":{\"retry_after\":%d}}",
-                             c->f->retry_after, c->f->retry_after);
+                             "\"Too Many Requests: retry after %s\","
+                             "\"parameters\":{\"retry_after\":%s}}",
+                             num, num);
+      body = errbody;
+      break;
+    }
+    case FAULT_OK_FALSE_200:
+      len = (size_t)snprintf(errbody, sizeof errbody, "{\"ok\":false}");
       body = errbody;
       break;
     case FAULT_401:
@@ -1014,6 +1025,7 @@ void fakeapi_free(struct fakeapi *f) {
   evconnlistener_free(f->listener);
   for (size_t i = 0; i < f->nupdates; i++) free(f->updates[i].json);
   free(f->updates);
+  free(f->retry_after_text);
   for (size_t i = 0; i < f->ncalls; i++) {
     free(f->calls[i]->method);
     free(f->calls[i]->params);
@@ -1039,6 +1051,25 @@ const char *fakeapi_url(const struct fakeapi *f) { return f->url; }
 
 void fakeapi_set_next_update_id(struct fakeapi *f, int64_t id) {
   f->next_id = id;
+}
+
+void fakeapi_push_raw_update(struct fakeapi *f, int64_t position,
+                             const char *json) {
+  if (f->nupdates == f->updates_cap) {
+    f->updates_cap = f->updates_cap ? f->updates_cap * 2 : 1024;
+    f->updates = xrealloc(f->updates, f->updates_cap * sizeof *f->updates);
+  }
+  struct update *u = &f->updates[f->nupdates++];
+  u->id = position;
+  u->delivered = 0;
+  u->json = xstrdup(json);
+  if (position >= f->next_id) f->next_id = position + 1;
+  if (f->held_poll && u->id >= f->held_poll->offset) answer_poll(f->held_poll);
+}
+
+void fakeapi_set_fault_retry_after_text(struct fakeapi *f, const char *text) {
+  free(f->retry_after_text);
+  f->retry_after_text = text ? xstrdup(text) : NULL;
 }
 
 int64_t fakeapi_push_update(struct fakeapi *f, const char *body) {
@@ -1119,11 +1150,15 @@ int64_t fakeapi_confirmed_offset(const struct fakeapi *f) {
 }
 
 int fakeapi_times_delivered(const struct fakeapi *f, int64_t update_id) {
-  /* Ids are given out consecutively. */
+  /* Ids are given out consecutively, unless raw updates were pushed. */
   if (f->nupdates == 0 || update_id < f->updates[0].id) return 0;
   size_t i = (size_t)(update_id - f->updates[0].id);
-  return i < f->nupdates && f->updates[i].id == update_id
-             ? f->updates[i].delivered : 0;
+  if (i < f->nupdates && f->updates[i].id == update_id)
+    return f->updates[i].delivered;
+  int n = 0;
+  for (size_t j = 0; j < f->nupdates; j++)
+    if (f->updates[j].id == update_id) n += f->updates[j].delivered;
+  return n;
 }
 
 size_t fakeapi_unanswered(const struct fakeapi *f) { return f->unanswered; }

@@ -53,6 +53,7 @@ enum fake_fault {
   FAULT_401,
   FAULT_409,
   FAULT_HOLD,          /* never answer */
+  FAULT_OK_FALSE_200,  /* HTTP 200 with {"ok":false} and nothing else */
 };
 
 /* Decides the fault for a call: method and the method's own call count. */
@@ -77,6 +78,13 @@ const char *fakeapi_url(const struct fakeapi *f);
 /* Queues an update; body is the JSON members after "update_id" (for
  * example "\"message\":{...}"). Returns the update_id given. */
 int64_t fakeapi_push_update(struct fakeapi *f, const char *body);
+/* Queues an update whose JSON text is given whole (it may be malformed or
+ * repeat an id); position orders it among the others and decides which
+ * offset confirms it, as update_id does for well-formed ones. */
+void fakeapi_push_raw_update(struct fakeapi *f, int64_t position,
+                             const char *json);
+/* The retry_after of 429 answers as raw JSON text ("1e400"), or NULL. */
+void fakeapi_set_fault_retry_after_text(struct fakeapi *f, const char *text);
 /* A text message from user in chat. */
 int64_t fakeapi_push_text(struct fakeapi *f, int64_t chat_id, int64_t user_id,
                           const char *text);

@@ -16,7 +16,7 @@
 #error "TGHOST_BINARY must name the tghost executable"
 #endif
 
-#define MAX_PROCS 16
+#define MAX_PROCS 64
 
 struct proc {
   pid_t pid;

@@ -23,19 +23,19 @@
  * makes no circle) and of the layers below. */
 static const char *const layers[][12] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
-     "lpattern"},
-    {"loop and HTTP", "http"},
-    {"Bot API client", "botapi", "throttle", "apicall"},
+     "signals", "lpattern"},
+    {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api"},
+    {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
-     "runopts"},
+     "runopts", "journal"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},
     {"Lua bindings", "luacore", "luarun", "luaapi", "luafile", "luahttp",
-     "luaseq", "luatask", "luacoro", "luastring"},
+     "luaseq", "luatask", "luacoro", "luaguard", "luastring"},
     {"runtime", "runtime"},
     {"hot reload", "reload"},
-    {"main", "main"},
+    {"main", "main", "sandbox_chat"},
 };
 #define NLAYERS (sizeof layers / sizeof layers[0])
 

@@ -1,12 +1,9 @@
 -- A bot split into modules: each file returns a composer with its own
--- handlers, and this script puts them together. Modules are required from
--- the script's folder.
+-- handlers, and this script puts them together with bot.use(require(...)),
+-- as in grammY. Modules are required from the script's folder.
 --
---   BOT_TOKEN=123:abc scripts/dev.sh run examples/modular/bot.lua
-
-local greeting = require("greeting")
-local admin = require("admin")
-local fun = require("fun")
+--   scripts/dev.sh run --sandbox examples/modular/bot.lua
+--   tghost --sandbox examples/modular/bot.lua --script examples/modular/bot.chat
 
 -- Middleware for every update: timing, and a field later handlers can use.
 bot.use(function(ctx, next)
@@ -16,9 +13,9 @@ bot.use(function(ctx, next)
   tghost.log.debug("update handled in", string.format("%.1f ms", (tghost.now() - started) * 1000))
 end)
 
-bot.use(greeting)
-bot.use(admin)
-bot.use(fun)
+bot.use(require("greeting"))
+bot.use(require("admin"))
+bot.use(require("fun"))
 
 -- Whatever no module handled.
 bot.on("message:text", function(ctx)

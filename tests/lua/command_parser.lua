@@ -130,31 +130,99 @@ end)
 
 -- === hears ===============================================================
 
-t.test("hears: captures, or the whole match", function()
+t.test("hears: a plain string matches the whole text exactly, as in grammY", function()
+  local hi = triggers.hears("hi")
+  t.eq({ run(hi, message("hi")) }, { true, { "hi" } })
+  t.eq(run(hi, message("this is high")), false)
+  t.eq(run(hi, message("hi there")), false)
+  t.eq(run(hi, message("Hi")), false)
+  local what = triggers.hears("What?")
+  t.eq(run(what, message("Whatever")), false)
+  t.eq(run(what, message("Wha")), false)
+  t.eq({ run(what, message("What?")) }, { true, { "What?" } })
+  -- magic characters of ordinary text are text
+  local dots = triggers.hears({ "C++", "1.5", "50%", "(smile)", "a-b" })
+  for _, text in ipairs({ "C++", "1.5", "50%", "(smile)", "a-b" }) do
+    t.eq(run(dots, message(text)), true, text)
+  end
+  t.eq(run(dots, message("C")), false)
+  t.eq(run(dots, message("115")), false)
+  t.eq(run(dots, message("ab")), false)
+end)
+
+t.test("hears: ^ or tghost.pattern makes a Lua pattern; captures, or the whole match", function()
   local p = triggers.hears("^I am (%a+), (%d+) years old$")
   t.eq({ run(p, message("I am Ada, 36 years old")) }, { true, { "Ada", "36" } })
   t.eq(run(p, message("I am Ada")), false)
-  local whole = triggers.hears("%d+")
+  local whole = triggers.hears(tghost.pattern("%d+"))
   t.eq({ run(whole, message("room 101, floor 1")) }, { true, { "101" } })
-  local pos = triggers.hears("()needle()")
+  local pos = triggers.hears(tghost.pattern("()needle()"))
   t.eq({ run(pos, message("a needle")) }, { true, { 3, 9 } })
+  -- a pattern object may also be written as a table
+  local tbl = triggers.hears({ pattern = "^bye" })
+  t.eq({ run(tbl, message("bye now")) }, { true, { "bye" } })
+  t.eq(tostring(tghost.pattern("%d+")), 'tghost.pattern("%d+")')
 end)
 
 t.test("hears: lists, captions, channel posts; not edits or callbacks", function()
   local p = triggers.hears({ "^hi$", "^hello$" })
   t.eq({ run(p, message("hello")) }, { true, { "hello" } })
   t.eq(run(p, message("hello!")), false)
-  local any = triggers.hears("cat")
+  local mixed = triggers.hears({ "stop", tghost.pattern("^go (%a+)") })
+  t.eq({ run(mixed, message("stop")) }, { true, { "stop" } })
+  t.eq({ run(mixed, message("go north")) }, { true, { "north" } })
+  t.eq(run(mixed, message("stop it")), false)
+  local any = triggers.hears(tghost.pattern("cat"))
   t.eq(run(any, message("a cat photo", { caption = true })), true)
   t.eq(run(any, message("cat", { kind = "channel_post" })), true)
   t.eq(run(any, message("cat", { kind = "edited_message" })), false)
   local cq = json.decode([[{"update_id":2,"callback_query":{"id":"1","from":{"id":1,"is_bot":false,"first_name":"A"},"chat_instance":"1","data":"cat"}}]])
   t.eq(run(any, cq), false)
+  local exact = triggers.hears("a cat photo")
+  t.eq(run(exact, message("a cat photo", { caption = true })), true)
 end)
 
 t.test("hears: a malformed pattern raises at registration", function()
-  t.raises(function() triggers.hears("[a-z") end, "invalid Lua pattern '[a-z'", "malformed pattern")
-  t.raises(function() triggers.hears({ "ok", "%" }) end, "invalid Lua pattern '%'")
+  t.raises(function() triggers.hears("^[a-z") end, "invalid Lua pattern '^[a-z'", "malformed pattern")
+  t.raises(function() triggers.hears({ "ok", tghost.pattern("%d"), "^%" }) end, "invalid Lua pattern '^%'")
+  t.raises(function() tghost.pattern("[a-z") end, "tghost.pattern: invalid Lua pattern '[a-z'")
+  t.raises(function() tghost.pattern(42) end, "tghost.pattern: expected a Lua pattern (a string), got number")
+  t.raises(function() triggers.hears(42) end, "hears: expected a string, tghost.pattern(...) or a list")
+  t.raises(function() triggers.hears({}) end, "hears: expected at least one trigger")
+  -- a plain string is never a pattern, so it cannot be malformed
+  local bracket = triggers.hears("[a-z")
+  t.eq(run(bracket, message("[a-z")), true)
+end)
+
+-- Captures tghost's log lines while fn runs (errors.warn goes through
+-- tghost.core.log).
+local function logged(fn)
+  local core = require("tghost.core")
+  local lines, saved = {}, core.log
+  core.log = function(level, msg) lines[#lines + 1] = level .. ": " .. msg end
+  local ok, err = pcall(fn)
+  core.log = saved
+  if not ok then error(err, 0) end
+  return lines
+end
+
+t.test("hears: a plain string that looks like a pattern is warned about at its line", function()
+  local line = debug.getinfo(1, "l").currentline + 1
+  local lines = logged(function() triggers.hears("remind me in (%d+) (%a+)") end)
+  t.eq(#lines, 1, "one warning")
+  t.truthy(lines[1]:find("^warn: ") and
+           lines[1]:find("command_parser.lua:" .. line .. ": ", 1, true), lines[1])
+  t.truthy(lines[1]:find("matches exactly this text", 1, true), lines[1])
+  t.truthy(lines[1]:find("tghost.pattern(\"remind me in (%d+) (%a+)\")", 1, true), lines[1])
+  for _, looks in ipairs({ "a.*b", "x.+", "[abc]", "bye$", "%s" }) do
+    t.eq(#logged(function() triggers.hears(looks) end), 1, looks)
+  end
+  -- ordinary text, anchored patterns and pattern objects are not warned about
+  for _, fine in ipairs({ "What?", "C++", "page.2", "vote-up", "50%", "$", "(hi)",
+                          "^%d+$" }) do
+    t.eq(#logged(function() triggers.hears(fine) end), 0, fine)
+  end
+  t.eq(#logged(function() triggers.hears(tghost.pattern("%d+")) end), 0)
 end)
 
 -- === callbackQuery =======================================================
@@ -210,16 +278,81 @@ end)
 
 -- === inlineQuery =========================================================
 
-t.test("inlineQuery: patterns on the query text", function()
+t.test("inlineQuery: exact text or patterns on the query text", function()
   local p = triggers.inline_query("^gif (.+)$")
   local iq = { update_id = 4, inline_query = { id = "1", from = { id = 7, is_bot = false,
                first_name = "A" }, query = "gif cats", offset = "" } }
   t.eq({ run(p, iq) }, { true, { "cats" } })
   iq.inline_query.query = "cats"
   t.eq(run(p, iq), false)
-  local everything = triggers.inline_query("")
+  local everything = triggers.inline_query(tghost.pattern(""))
   t.eq({ run(everything, iq) }, { true, { "" } })
   t.eq(run(everything, message("x")), false)
+  local exact = triggers.inline_query("cats")
+  t.eq({ run(exact, iq) }, { true, { "cats" } })
+  iq.inline_query.query = "cats and dogs"
+  t.eq(run(exact, iq), false)
+  local empty = triggers.inline_query("")
+  t.eq(run(empty, iq), false)
+  iq.inline_query.query = ""
+  t.eq({ run(empty, iq) }, { true, { "" } })
+end)
+
+-- === chosenInlineResult, preCheckoutQuery, shippingQuery, gameQuery, reaction
+
+local fx = require("fixtures.updates")
+
+t.test("chosenInlineResult, preCheckoutQuery, shippingQuery: exact or pattern", function()
+  local chosen = fx.get("chosen_inline_result")          -- result_id "r-1"
+  t.eq({ run(triggers.chosen_inline_result("r-1"), chosen) }, { true, { "r-1" } })
+  t.eq(run(triggers.chosen_inline_result("r"), chosen), false)
+  t.eq({ run(triggers.chosen_inline_result("^r%-(%d+)$"), chosen) }, { true, { "1" } })
+  t.eq(run(triggers.chosen_inline_result("r-1"), message("r-1")), false)
+  local pre = fx.get("pre_checkout_query")
+  local payload = pre.pre_checkout_query.invoice_payload
+  t.eq({ run(triggers.pre_checkout_query(payload), pre) }, { true, { payload } })
+  t.eq(run(triggers.pre_checkout_query(payload .. "x"), pre), false)
+  t.eq(run(triggers.pre_checkout_query(payload), fx.get("shipping_query")), false)
+  local ship = fx.get("shipping_query")                  -- payload "order-7"
+  t.eq({ run(triggers.shipping_query({ "x", "^order%-(%d+)" }), ship) }, { true, { "7" } })
+  t.eq(run(triggers.shipping_query("order"), ship), false)
+end)
+
+t.test("gameQuery: the game's short name, never callback data", function()
+  local game = callback(nil)
+  game.callback_query.game_short_name = "snake"
+  t.eq({ run(triggers.game_query("snake"), game) }, { true, { "snake" } })
+  t.eq(run(triggers.game_query("snak"), game), false)
+  t.eq(run(triggers.game_query("snake"), callback("snake")), false)
+  t.eq(run(triggers.callback_query("snake"), game), false)
+end)
+
+local function reaction(old, new)
+  return { update_id = 9, message_reaction = { chat = { id = 1, type = "private" },
+           message_id = 5, date = 1, old_reaction = old, new_reaction = new } }
+end
+local function emoji(e) return { type = "emoji", emoji = e } end
+local function custom(id) return { type = "custom_emoji", custom_emoji_id = id } end
+
+t.test("reaction: a wanted reaction was added (new, and not there before)", function()
+  local thumbs = triggers.reaction("👍")
+  t.eq(run(thumbs, reaction({}, { emoji("👍") })), true)
+  t.eq(run(thumbs, reaction({ emoji("👍") }, { emoji("👍") })), false)   -- kept, not added
+  t.eq(run(thumbs, reaction({ emoji("👍") }, {})), false)                -- removed
+  t.eq(run(thumbs, reaction({}, { emoji("🔥") })), false)
+  t.eq(run(thumbs, reaction({ emoji("🔥") }, { emoji("🔥"), emoji("👍") })), true)
+  t.eq(run(thumbs, fx.get("message_reaction")), true)
+  t.eq(run(thumbs, message("👍")), false)
+  local list = triggers.reaction({ "🔥", emoji("🎉"), custom("42") })
+  t.eq(run(list, reaction({}, { emoji("🎉") })), true)
+  t.eq(run(list, reaction({}, { custom("42") })), true)
+  t.eq(run(list, reaction({ custom("42") }, { custom("42") })), false)
+  t.eq(run(list, reaction({}, { custom("43") })), false)
+  t.eq(run(triggers.reaction(custom("42")), reaction({}, { custom("42") })), true)
+  -- a reaction type tghost does not know (paid) counts as added, as in grammY
+  t.eq(run(thumbs, reaction({}, { { type = "paid" } })), true)
+  t.raises(function() triggers.reaction({}) end, "reaction: expected at least one reaction")
+  t.raises(function() triggers.reaction(42) end, "reaction: expected an emoji")
 end)
 
 t.test("chatType", function()

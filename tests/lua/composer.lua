@@ -143,7 +143,7 @@ t.test("commands, hears, callbackQuery, inlineQuery, chatType set ctx.match", fu
   c.command("start", function(ctx) got.command = ctx.match end)
   c.hears("^just (%a+)$", function(ctx) got.hears = ctx.match end)
   c.callbackQuery("^vote:(%a+)$", function(ctx) got.cq = ctx.match end)
-  c.inlineQuery("(%a+)$", function(ctx) got.iq = ctx.match end)
+  c.inlineQuery(tghost.pattern("(%a+)$"), function(ctx) got.iq = ctx.match end)
   c.chatType("supergroup", function(ctx) got.chat_type = ctx.chat.type end)
   run(c, "command")
   run(c, "text")
@@ -248,9 +248,141 @@ t.test("bad arguments raise at the script's line", function()
   t.raises(function() c.branch(function() end, mark("a"), "b") end, "branch: expected a middleware")
   t.raises(function() c.use() end, "use: expected a middleware")
   t.raises(function() c.errorBoundary(nil, mark("a")) end, "errorBoundary: expected")
-  -- bot.use(require("mod")) passes require's second result, the file name
-  t.raises(function() c.use(tghost.Composer(), "./mod.lua") end,
-           "got string ('./mod.lua': require returns the module and its file name")
+  -- a string is not middleware (unless it is require's loader data, below)
+  t.raises(function() c.use(tghost.Composer(), "hello") end,
+           "use: expected a middleware function or a composer, got string")
+  t.raises(function() c.use("./mod.lua") end, "got string")
+end)
+
+t.test("use(require(...)): require's second result (the file name) is not middleware", function()
+  -- Lua 5.4's require returns the module and the file it was loaded from
+  local mod, file = require("lib.modules.greeting")
+  t.truthy(type(file) == "string" and file:find("greeting.lua", 1, true), file)
+  local c = tghost.Composer()
+  c.use(require("lib.modules.greeting"))
+  c.on("message:photo", require("lib.modules.handler"))
+  c.use(mark("rest"))
+  t.eq(run(c, "command"), { "greeting" })
+  t.eq(run(c, "message"), { "greeting text" })
+  t.eq(run(c, "photo"), { "handler module" })
+  t.eq(run(c, "poll"), { "rest" })
+  local outer = tghost.Composer(require("lib.modules.greeting"))
+  t.eq(run(outer, "message"), { "greeting text" })
+  -- a module from package.preload has ":preload:" as its loader data
+  local c2 = tghost.Composer()
+  c2.use(mod, ":preload:")
+  t.eq(run(c2, "message"), { "greeting text" })
+end)
+
+-- === The methods grammY users reach for besides on/command/hears =========
+
+t.test("chosenInlineResult, preCheckoutQuery, shippingQuery, gameQuery, reaction", function()
+  local c = tghost.Composer()
+  local got = {}
+  c.chosenInlineResult("r-1", function(ctx) got.chosen = ctx.match end)
+  c.preCheckoutQuery(tghost.pattern("."), function(ctx) got.pre = ctx.match end)
+  c.shippingQuery("^order%-(%d+)$", function(ctx) got.ship = ctx.match end)
+  c.gameQuery("snake", function(ctx) got.game = ctx.match end)
+  c.reaction("👍", function(ctx) got.reaction = ctx.messageReaction.message_id end)
+  c.use(mark("rest"))
+  run(c, "chosen_inline_result")
+  run(c, "pre_checkout_query")
+  run(c, "shipping_query")
+  run(c, "message_reaction")
+  local game = fx.get("callback_query")
+  game.callback_query.data = nil
+  game.callback_query.game_short_name = "snake"
+  run(c, Context.new(game, bot))
+  t.eq(got, { chosen = { "r-1" }, pre = { "o" }, ship = { "7" }, game = { "snake" },
+              reaction = 640 })
+  t.eq(run(c, "callback_query"), { "rest" })
+  t.eq(run(c, "inline_query"), { "rest" })
+  -- the returned composer continues behind the filter
+  local c2 = tghost.Composer()
+  c2.reaction({ "🔥", "👍" }).use(mark("behind reaction"))
+  t.eq(run(c2, "message_reaction"), { "behind reaction" })
+  t.eq(run(c2, "message"), {})
+end)
+
+t.test("fork: the forked middleware runs concurrently with the rest of the stack", function()
+  local c = tghost.Composer()
+  c.fork(function(ctx)
+    ctx.trace[#ctx.trace + 1] = "fork:start"
+    tghost.sleep(0.05)
+    ctx.trace[#ctx.trace + 1] = "fork:end"
+  end)
+  c.use(function(ctx)
+    ctx.trace[#ctx.trace + 1] = "rest:start"
+    tghost.sleep(0.05)
+    ctx.trace[#ctx.trace + 1] = "rest:end"
+  end)
+  local started = tghost.now()
+  local trace = run(c, "message")
+  local took = tghost.now() - started
+  -- both ran, side by side (0.05 s, not 0.1 s), and run() returned after both
+  t.eq(#trace, 4)
+  t.eq(trace[1], "rest:start")
+  t.eq(trace[2], "fork:start")
+  t.truthy(took < 0.095, "fork and the rest took " .. took .. " s: not concurrent")
+  -- middleware added to the returned composer runs in the fork
+  local c2 = tghost.Composer()
+  c2.fork().on("message", mark("forked handler"))
+  c2.use(mark("main"))
+  local t2 = run(c2, "message")
+  table.sort(t2)
+  t.eq(t2, { "forked handler", "main" })
+  -- an error in the fork is the update's error
+  local c3 = tghost.Composer()
+  c3.fork(function() error("fork failed") end)
+  c3.use(mark("main"))
+  t.raises(function() run(c3, "message") end, "fork failed")
+end)
+
+t.test("lazy: middleware built by a factory for each update", function()
+  local c = tghost.Composer()
+  local calls = 0
+  c.lazy(function(ctx)
+    calls = calls + 1
+    if ctx.update.message then return mark("built for a message", true) end
+    if ctx.update.callback_query then return { mark("a", true), mark("b", true) } end
+    return {}
+  end).use(mark("after lazy"))
+  t.eq(run(c, "message"), { "built for a message", "after lazy" })
+  t.eq(run(c, "callback_query"), { "a", "b", "after lazy" })
+  t.eq(run(c, "poll"), { "after lazy" })
+  t.eq(calls, 3)
+  local greet = tghost.Composer()
+  greet.on("message", mark("composer from the factory"))
+  local c2 = tghost.Composer()
+  c2.lazy(function() return greet end)
+  t.eq(run(c2, "message"), { "composer from the factory" })
+  local c3 = tghost.Composer()
+  c3.lazy(function() end)
+  t.raises(function() run(c3, "message") end, "lazy: the factory returned nil")
+  t.raises(function() c3.lazy("x") end, "lazy: expected a predicate function")
+end)
+
+t.test("route: a handler by the router's key, else the fallback", function()
+  local c = tghost.Composer()
+  c.route(function(ctx)
+    if ctx.update.message then return "msg" end
+    if ctx.update.callback_query then return "cb" end
+    if ctx.update.poll then return "unknown route" end
+  end, {
+    msg = mark("message route"),
+    cb = tghost.Composer(mark("callback route", true)),
+  }, mark("fallback"))
+  c.use(mark("after"))
+  t.eq(run(c, "message"), { "message route" })
+  t.eq(run(c, "callback_query"), { "callback route", "after" })
+  t.eq(run(c, "poll"), { "fallback" })          -- a key without a handler
+  t.eq(run(c, "inline_query"), { "fallback" })  -- nil
+  -- without a fallback, the update passes on
+  local c2 = tghost.Composer()
+  c2.route(function() return nil end, { x = mark("x") }).use(mark("behind route", true))
+  c2.use(mark("after"))
+  t.eq(run(c2, "message"), { "behind route", "after" })
+  t.raises(function() c2.route(function() end, "x") end, "route: expected a table of handlers")
 end)
 
 t.test("bot.catch takes a function", function()

@@ -1,0 +1,28 @@
+#!/bin/sh
+# systemd-analyze verify accepts contrib/tghost@.service: no error and no
+# warning (it reports unknown or malformed settings but still exits 0, so
+# any output fails the test). verify also checks that ExecStart's program
+# exists, so the unit is checked with it pointed at the built binary.
+#
+#   systemd_unit.sh UNIT TGHOST_BINARY      (exit 77: skipped)
+set -u
+unit=$1 binary=$2
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "systemd-analyze is not installed (Debian package systemd): skipped"
+  exit 77
+fi
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+sed "s#/usr/local/bin/tghost#$binary#" "$unit" > "$dir/tghost@.service"
+if ! grep -q "ExecStart=$binary " "$dir/tghost@.service"; then
+  echo "the unit's ExecStart does not start /usr/local/bin/tghost"
+  exit 1
+fi
+out=$(systemd-analyze verify "$dir/tghost@.service" 2>&1)
+rc=$?
+[ -n "$out" ] && echo "$out"
+if [ $rc -ne 0 ] || [ -n "$out" ]; then
+  echo "systemd-analyze verify: exit $rc"
+  exit 1
+fi
+echo "systemd-analyze verify: the unit is clean"

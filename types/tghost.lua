@@ -1,0 +1,755 @@
+---@meta tghost
+-- LuaCATS annotations of the tghost Lua API, for lua-language-server (and
+-- editors built on it): completion, hover docs and type checks for bot,
+-- ctx, run, sequentialize and tghost.*. This file is never run; point the
+-- language server's workspace.library at its folder (see the README).
+-- tests/lua/types_cover.lua checks that it names everything the API has.
+
+---------------------------------------------------------------------------
+-- Middleware and composers
+---------------------------------------------------------------------------
+
+---A middleware: `next()` runs the rest of the stack and returns when it is done.
+---@alias tghost.Middleware fun(ctx: tghost.Context, next: fun())
+---@alias tghost.MiddlewareLike tghost.Middleware|tghost.Composer
+---A filter query such as "message:text", ":photo", "callback_query:data", or a list of them (OR).
+---@alias tghost.FilterQuery string|string[]
+---@alias tghost.Predicate fun(ctx: tghost.Context): boolean?
+---A trigger of hears, callbackQuery and the like: a plain string matches the
+---whole text exactly (as in grammY); a string that starts with `^`, or
+---`tghost.pattern(p)`, is a Lua pattern. Or a list of them.
+---@alias tghost.Trigger string|tghost.Pattern|(string|tghost.Pattern)[]
+
+---A Lua pattern for hears, callbackQuery, ... (from `tghost.pattern(p)`).
+---@class tghost.Pattern
+---@field pattern string
+
+---A composer holds middleware and is itself middleware (grammY's Composer).
+---The methods that filter return the composer behind the filter, so calls chain as AND.
+---Every method works as `c.on(...)` and as `c:on(...)`.
+---@class tghost.Composer
+local Composer = {}
+
+---Middleware for every update (`bot.use(require("module"))` works: require's
+---second result, the module's file name, is left out).
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.use(...) end
+
+---Updates that match a filter query (checked when registered: an invalid query is an error at this line).
+---@param query tghost.FilterQuery
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.on(query, ...) end
+
+---`/name` and `/name@yourbot`; `ctx.match` is the text after the command.
+---@param names string|string[]
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.command(names, ...) end
+
+---Text or caption equal to a plain string (the whole text, as in grammY), or
+---matching a pattern (`"^..."` or `tghost.pattern(p)`); `ctx.match` is
+---`{ text }` or the captures.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.hears(triggers, ...) end
+
+---Callback queries by their data: equal to a string, or matching a pattern
+---(`"^..."` or `tghost.pattern(p)`; captures in `ctx.match`).
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.callbackQuery(triggers, ...) end
+
+---Callback queries from a game's button, by `game_short_name`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.gameQuery(triggers, ...) end
+
+---Inline queries by their text (a plain string matches it exactly).
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.inlineQuery(triggers, ...) end
+
+---Chosen inline results by `result_id`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.chosenInlineResult(triggers, ...) end
+
+---Pre-checkout queries by `invoice_payload`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.preCheckoutQuery(triggers, ...) end
+
+---Shipping queries by `invoice_payload`.
+---@param triggers tghost.Trigger
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.shippingQuery(triggers, ...) end
+
+---`message_reaction` updates in which one of these reactions was added: an
+---emoji, a ReactionType table, or a list of them.
+---@param reactions string|table|(string|table)[]
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.reaction(reactions, ...) end
+
+---Updates from chats of these types.
+---@param types "private"|"group"|"supergroup"|"channel"|string[]
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.chatType(types, ...) end
+
+---Updates for which `pred(ctx)` is true.
+---@param pred tghost.Predicate
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.filter(pred, ...) end
+
+---Updates for which `pred(ctx)` is false.
+---@param pred tghost.Predicate
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.drop(pred, ...) end
+
+---`a` when `pred(ctx)` is true, else `b`.
+---@param pred tghost.Predicate
+---@param a tghost.MiddlewareLike
+---@param b tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.branch(pred, a, b) end
+
+---`handlers[router(ctx)]`, or `fallback` (default: the rest of the stack) when
+---the key is nil or has no handler.
+---@param router fun(ctx: tghost.Context): any
+---@param handlers table<any, tghost.MiddlewareLike>
+---@param fallback? tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.route(router, handlers, fallback) end
+
+---Middleware built for each update by `factory(ctx)`: a middleware, a
+---composer, or a list of them (`{}` passes on).
+---@param factory fun(ctx: tghost.Context): tghost.MiddlewareLike|tghost.MiddlewareLike[]
+---@return tghost.Composer
+function Composer.lazy(factory) end
+
+---Runs `...` concurrently with the rest of the stack, in a child task of the
+---update; the update is done when both are.
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.fork(...) end
+
+---Errors raised in `...` go to `handler(err, next)` instead of `bot.catch`.
+---@param handler fun(err: tghost.BotError, next: fun())
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function Composer.errorBoundary(handler, ...) end
+
+---The whole stack as one middleware function.
+---@return tghost.Middleware
+function Composer.middleware() end
+
+---------------------------------------------------------------------------
+-- The bot
+---------------------------------------------------------------------------
+
+---@class tghost.Bot: tghost.Composer
+---@field api tghost.Api The Bot API client.
+---@field botInfo table? The bot's User object from getMe (nil until the runner has it).
+---@field errorHandler fun(err: tghost.BotError)? Set by `bot.catch`.
+local Bot = {}
+
+---Errors nobody else handled: `err.error` is what was raised, `err.ctx` the update's context.
+---@param fn fun(err: tghost.BotError)
+---@return tghost.Bot
+function Bot.catch(fn) end
+
+---Runs the bot one update at a time, like grammY's `bot.start()`.
+---`drop_pending_updates` calls deleteWebhook first; `onStart(botInfo)` runs
+---before the first update is fetched (neither again on a reload).
+---@param opts? { allowed_updates?: string[], timeout?: integer, drop_pending_updates?: boolean, onStart?: fun(botInfo: table) }
+---@return tghost.RunHandle
+function Bot.start(opts) end
+
+---The bot. Register handlers on it, then call `run(bot)`.
+---@type tghost.Bot
+bot = {}
+
+---@class tghost.BotError
+---@field error any What was raised.
+---@field ctx tghost.Context The update's context.
+---@field traceback string?
+
+---A failed Bot API call.
+---@class tghost.ApiError
+---@field method string
+---@field error_code integer? Telegram's error code (for kind "api").
+---@field kind "api"|"network"|"bad_response"
+---@field description string
+---@field parameters { retry_after?: number, migrate_to_chat_id?: integer }?
+
+---------------------------------------------------------------------------
+-- The Bot API
+---------------------------------------------------------------------------
+
+---Every Bot API method by its exact name, with Telegram's parameter names:
+---`bot.api.sendMessage{ chat_id = id, text = "hi" }`. A call suspends the
+---handler until the answer is in and returns the decoded result, or raises
+---a `tghost.ApiError`.
+---@class tghost.Api
+---@field [string] fun(params?: table): any
+local Api = {}
+
+---Flood control settings (see the README); returns the settings in force.
+---@param opts? { autoRetry?: false|{ maxRetryAttempts?: integer, maxDelaySeconds?: number }, throttle?: boolean|{ globalPerSecond?: integer, chatPerSecond?: number, groupPerMinute?: integer } }
+---@return table
+function Api.config(opts) end
+
+---@param params { chat_id: integer|string, text: string, parse_mode?: string, reply_markup?: table, reply_parameters?: table, [string]: any }
+---@return table message
+function Api.sendMessage(params) end
+
+---@param params { callback_query_id: string, text?: string, show_alert?: boolean, url?: string }
+---@return boolean
+function Api.answerCallbackQuery(params) end
+
+---@param params { chat_id?: integer|string, message_id?: integer, inline_message_id?: string, text: string, reply_markup?: table, [string]: any }
+---@return table|boolean
+function Api.editMessageText(params) end
+
+---@param params { chat_id: integer|string, message_id: integer }
+---@return boolean
+function Api.deleteMessage(params) end
+
+---@param params { file_id: string }
+---@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
+function Api.getFile(params) end
+
+---------------------------------------------------------------------------
+-- The context
+---------------------------------------------------------------------------
+
+---What a handler receives: the update, getters into it and shortcuts that
+---fill in chat_id, message_id and the like. Scripts may add fields of their own.
+---@class tghost.Context
+---@field update table The update, decoded (ids are integers).
+---@field bot tghost.Bot
+---@field api tghost.Api `bot.api`.
+---@field me table The bot's User object (from getMe).
+---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
+---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field msg table? The message, edited message, channel post, business message, or the callback query's message.
+---@field chat table? The chat the update is about.
+---@field from table? The user the update is from.
+---@field senderChat table?
+---@field msgId integer?
+---@field chatId integer?
+---@field inlineMessageId string?
+---@field businessConnectionId string?
+---@field message table?
+---@field editedMessage table?
+---@field channelPost table?
+---@field editedChannelPost table?
+---@field businessConnection table?
+---@field businessMessage table?
+---@field editedBusinessMessage table?
+---@field deletedBusinessMessages table?
+---@field messageReaction table?
+---@field messageReactionCount table?
+---@field inlineQuery table?
+---@field chosenInlineResult table?
+---@field callbackQuery table?
+---@field shippingQuery table?
+---@field preCheckoutQuery table?
+---@field purchasedPaidMedia table?
+---@field poll table?
+---@field pollAnswer table?
+---@field myChatMember table?
+---@field chatMember table?
+---@field chatJoinRequest table?
+---@field chatBoost table?
+---@field removedChatBoost table?
+---@field [string] any
+local Context = {}
+
+---sendMessage to this chat.
+---@param text string
+---@param extra? table Further sendMessage parameters.
+---@return table message
+function Context:reply(text, extra) end
+
+---@param photo string|tghost.InputFile A file_id, a URL or a tghost.InputFile.
+---@param extra? table
+---@return table message
+function Context:replyWithPhoto(photo, extra) end
+---@param document string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithDocument(document, extra) end
+---@param audio string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithAudio(audio, extra) end
+---@param video string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithVideo(video, extra) end
+---@param animation string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithAnimation(animation, extra) end
+---@param voice string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithVoice(voice, extra) end
+---@param video_note string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithVideoNote(video_note, extra) end
+---@param sticker string|tghost.InputFile
+---@param extra? table
+---@return table message
+function Context:replyWithSticker(sticker, extra) end
+---@param media table[] InputMedia objects.
+---@param extra? table
+---@return table[] messages
+function Context:replyWithMediaGroup(media, extra) end
+---@param latitude number
+---@param longitude number
+---@param extra? table
+---@return table message
+function Context:replyWithLocation(latitude, longitude, extra) end
+---@param latitude number
+---@param longitude number
+---@param title string
+---@param address string
+---@param extra? table
+---@return table message
+function Context:replyWithVenue(latitude, longitude, title, address, extra) end
+---@param phone_number string
+---@param first_name string
+---@param extra? table
+---@return table message
+function Context:replyWithContact(phone_number, first_name, extra) end
+---@param question string
+---@param options (string|table)[]
+---@param extra? table
+---@return table message
+function Context:replyWithPoll(question, options, extra) end
+---@param emoji? string
+---@param extra? table
+---@return table message
+function Context:replyWithDice(emoji, extra) end
+---@param action "typing"|"upload_photo"|"record_video"|"upload_video"|"record_voice"|"upload_voice"|"upload_document"|"choose_sticker"|"find_location"|"record_video_note"|"upload_video_note"
+---@param extra? table
+---@return boolean
+function Context:sendChatAction(action, extra) end
+---This update's message to another chat.
+---@param chat_id integer|string
+---@param extra? table
+---@return table message
+function Context:forwardMessage(chat_id, extra) end
+---@param chat_id integer|string
+---@param extra? table
+---@return { message_id: integer }
+function Context:copyMessage(chat_id, extra) end
+---@param extra? table
+---@return boolean
+function Context:deleteMessage(extra) end
+---@param extra? table
+---@return boolean
+function Context:pinChatMessage(extra) end
+---@param extra? table
+---@return table chat
+function Context:getChat(extra) end
+---@param extra? table
+---@return boolean
+function Context:leaveChat(extra) end
+---@param user_id integer
+---@param extra? table
+---@return table member
+function Context:getChatMember(user_id, extra) end
+---`ctx:react("👍")`, a list of emoji or reaction objects, or `{}` to remove.
+---@param reaction string|table
+---@param extra? table
+---@return boolean
+function Context:react(reaction, extra) end
+---@param extra? string|{ text?: string, show_alert?: boolean, url?: string, cache_time?: integer }
+---@return boolean
+function Context:answerCallbackQuery(extra) end
+---@param results table[]
+---@param extra? table
+---@return boolean
+function Context:answerInlineQuery(results, extra) end
+---@param ok boolean
+---@param extra? table
+---@return boolean
+function Context:answerShippingQuery(ok, extra) end
+---@param ok boolean
+---@param extra? table
+---@return boolean
+function Context:answerPreCheckoutQuery(ok, extra) end
+---@param extra? table
+---@return boolean
+function Context:approveChatJoinRequest(extra) end
+---@param extra? table
+---@return boolean
+function Context:declineChatJoinRequest(extra) end
+---Edits the callback query's (or this update's) message. Without reply_markup the inline keyboard goes, as in Telegram.
+---@param text string
+---@param extra? table
+---@return table|boolean
+function Context:editMessageText(text, extra) end
+---@param extra? table
+---@return table|boolean
+function Context:editMessageCaption(extra) end
+---@param media table
+---@param extra? table
+---@return table|boolean
+function Context:editMessageMedia(media, extra) end
+---@param latitude number
+---@param longitude number
+---@param extra? table
+---@return table|boolean
+function Context:editMessageLiveLocation(latitude, longitude, extra) end
+---@param extra? table
+---@return table|boolean
+function Context:stopMessageLiveLocation(extra) end
+---The markup itself (`ctx:editMessageReplyMarkup(kb)`) or `{ reply_markup = kb }`; nothing removes the buttons.
+---@param markup? table
+---@return table|boolean
+function Context:editMessageReplyMarkup(markup) end
+---Whether this update matches a filter query.
+---@param query tghost.FilterQuery
+---@return boolean
+function Context:has(query) end
+---getFile for the file in this update's message (the largest photo size, or the document, video, ...).
+---@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
+function Context:getFile() end
+
+---------------------------------------------------------------------------
+-- Keyboards
+---------------------------------------------------------------------------
+
+---@class tghost.InlineKeyboard
+---@field inline_keyboard table[][]
+local InlineKeyboard = {}
+---A callback button; data defaults to the label (1-64 bytes).
+---@param label string
+---@param data? string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:text(label, data) end
+---@param label string
+---@param url string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:url(label, url) end
+---@param label string
+---@param url string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:webApp(label, url) end
+---@param label string
+---@param url string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:login(label, url) end
+---@param label string
+---@param query? string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:switchInline(label, query) end
+---@param label string
+---@param query? string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:switchInlineCurrent(label, query) end
+---@param label string
+---@param opts? table
+---@return tghost.InlineKeyboard
+function InlineKeyboard:switchInlineChosen(label, opts) end
+---@param label string
+---@param text string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:copyText(label, text) end
+---@param label string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:game(label) end
+---@param label string
+---@return tghost.InlineKeyboard
+function InlineKeyboard:pay(label) end
+---Starts a new row (buttons given here go into it).
+---@return tghost.InlineKeyboard
+function InlineKeyboard:row(...) end
+---Adds ready-made button objects to the current row.
+---@return tghost.InlineKeyboard
+function InlineKeyboard:add(...) end
+
+---@class tghost.Keyboard
+---@field keyboard table[][]
+local Keyboard = {}
+---@param label string
+---@return tghost.Keyboard
+function Keyboard:text(label) end
+---@param label string
+---@return tghost.Keyboard
+function Keyboard:requestContact(label) end
+---@param label string
+---@return tghost.Keyboard
+function Keyboard:requestLocation(label) end
+---@param label string
+---@param type? "quiz"|"regular"
+---@return tghost.Keyboard
+function Keyboard:requestPoll(label, type) end
+---@param label string
+---@param id integer
+---@param opts? table
+---@return tghost.Keyboard
+function Keyboard:requestUsers(label, id, opts) end
+---@param label string
+---@param id integer
+---@param opts? table
+---@return tghost.Keyboard
+function Keyboard:requestChat(label, id, opts) end
+---@param label string
+---@param url string
+---@return tghost.Keyboard
+function Keyboard:webApp(label, url) end
+---@param value? boolean
+---@return tghost.Keyboard
+function Keyboard:resized(value) end
+---@param value? boolean
+---@return tghost.Keyboard
+function Keyboard:oneTime(value) end
+---@param value? boolean
+---@return tghost.Keyboard
+function Keyboard:persistent(value) end
+---@param value? boolean
+---@return tghost.Keyboard
+function Keyboard:selective(value) end
+---@param text string
+---@return tghost.Keyboard
+function Keyboard:placeholder(text) end
+---@return tghost.Keyboard
+function Keyboard:row(...) end
+---@return tghost.Keyboard
+function Keyboard:add(...) end
+
+---------------------------------------------------------------------------
+-- run() and sequentialize()
+---------------------------------------------------------------------------
+
+---@class tghost.RunOptions
+---@field drop_pending_updates? boolean deleteWebhook{ drop_pending_updates = true } before the first poll.
+---@field source? { speedTrafficBalance?: number, maxDelayMilliseconds?: integer }
+---@field runner? { fetch?: { timeout?: integer, allowed_updates?: string[] }, retryInterval?: "exponential"|"quadratic"|integer, maxRetryTime?: integer, silent?: boolean }
+---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
+
+---@class tghost.RunHandle
+local RunHandle = {}
+---Stops fetching and waits until the updates in flight are done.
+function RunHandle:stop() end
+---@return boolean
+function RunHandle:isRunning() end
+---Updates in flight.
+---@return integer
+function RunHandle:size() end
+---A waitable (`tghost.wait(handle:task())`) that completes once the runner
+---has stopped; not at the script's top level.
+---@return tghost.Waitable
+function RunHandle:task() end
+
+---@class tghost.Waitable
+local Waitable = {}
+---Returns once it has completed.
+function Waitable:wait() end
+
+---Starts long polling with grammY runner's pipeline (concurrent by default).
+---@param b tghost.Bot
+---@param opts? tghost.RunOptions
+---@return tghost.RunHandle
+function run(b, opts) end
+
+---Updates that share a key run one after another; others run concurrently.
+---@param keyfn fun(ctx: tghost.Context): (string|integer|(string|integer)[]|nil)
+---@return tghost.Middleware
+function sequentialize(keyfn) end
+
+---------------------------------------------------------------------------
+-- tghost.*
+---------------------------------------------------------------------------
+
+---@class tghost.InputFile
+---@field path string?
+---@field filename string?
+
+---@class tghost.Task
+local Task = {}
+---The task's results (raises its error).
+---@return any ...
+function Task:wait() end
+---@return "running"|"done"|"failed"|"cancelled"
+function Task:status() end
+
+---@class tghost.HttpResponse
+---@field status integer
+---@field headers table<string, string> Keyed by lower-case name.
+---@field body string
+
+---@class tghost.HttpRequest
+---@field method? string
+---@field url string
+---@field headers? table<string, string>
+---@field body? string
+---@field query? table<string, string|number>
+---@field timeout? number Seconds.
+---@field max_body? integer Bytes.
+
+---@class tghost.http
+local http = {}
+---@param req tghost.HttpRequest
+---@return tghost.HttpResponse? response
+---@return string? error
+function http.request(req) end
+---@param url string
+---@param opts? tghost.HttpRequest
+---@return tghost.HttpResponse? response
+---@return string? error
+function http.get(url, opts) end
+---@param url string
+---@param body string
+---@param opts? tghost.HttpRequest
+---@return tghost.HttpResponse? response
+---@return string? error
+function http.post(url, body, opts) end
+
+---JSON with exact 64-bit integers (Telegram ids stay integers).
+---@class tghost.json
+---@field null lightuserdata JSON null inside decoded arrays (null members of objects are left out).
+local json = {}
+---@param text string
+---@return any
+function json.decode(text) end
+---@param value any
+---@return string
+function json.encode(value) end
+---Marks t to encode as a JSON array even when empty (returns t).
+---@generic T: table
+---@param t? T
+---@return T
+function json.array(t) end
+---Marks t to encode as a JSON object even when empty (returns t).
+---@generic T: table
+---@param t? T
+---@return T
+function json.object(t) end
+
+
+---@class tghost.log
+local log = {}
+---@param ... any
+function log.debug(...) end
+---@param ... any
+function log.info(...) end
+---@param ... any
+function log.warn(...) end
+---@param ... any
+function log.error(...) end
+
+---@class tghost
+---@field _VERSION string
+---@field json tghost.json
+---@field http tghost.http
+---@field log tghost.log
+---@field bot tghost.Bot The same as the global `bot`.
+tghost = {}
+
+---Suspends the calling handler (never the bot) for a number of seconds.
+---@param seconds number
+function tghost.sleep(seconds) end
+
+---Seconds on a monotonic clock, with sub-millisecond precision.
+---@return number
+function tghost.now() end
+
+---A new composer (a module of handlers to `bot.use`).
+---@param ... tghost.MiddlewareLike
+---@return tghost.Composer
+function tghost.Composer(...) end
+
+---@param rows? table[][]
+---@return tghost.InlineKeyboard
+function tghost.InlineKeyboard(rows) end
+
+---@param rows? table[][]
+---@return tghost.Keyboard
+function tghost.Keyboard(rows) end
+
+---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
+---plain string exactly); it may match anywhere in the text, like a grammY RegExp.
+---@param p string
+---@return tghost.Pattern
+function tghost.pattern(p) end
+
+---The predicate of a filter query, for bot.filter and bot.drop.
+---@param query tghost.FilterQuery
+---@return tghost.Predicate
+function tghost.matchFilter(query) end
+
+---The generation (load of the script) this code belongs to.
+---@return integer
+function tghost.generation() end
+
+---The same as the global `sequentialize`.
+---@param keyfn fun(ctx: tghost.Context): (string|integer|(string|integer)[]|nil)
+---@return tghost.Middleware
+function tghost.sequentialize(keyfn) end
+
+---The same as the global `run`.
+---@param b tghost.Bot
+---@param opts? tghost.RunOptions
+---@return tghost.RunHandle
+function tghost.run(b, opts) end
+
+---A file to upload: a path on disk (streamed while it is sent), or a table
+---`{ path = ... }` or `{ data = ..., filename = ... }` (content_type optional).
+---@param source string|{ path?: string, data?: string, filename?: string, content_type?: string }
+---@param filename? string The name Telegram shows (a path's own name by default).
+---@return tghost.InputFile
+function tghost.InputFile(source, filename) end
+
+---Streams a Telegram file to dest (through dest.part): a File, a file_path, or anything with a file_id.
+---@param file table|string
+---@param dest string
+---@return string? path
+---@return integer|string size_or_error
+function tghost.download(file, dest) end
+
+---Runs fn(...) as a child task of the current update; at the script's top
+---level, as a background task (cancelled by a reload or when the bot stops).
+---@param fn fun(...): ...
+---@param ... any
+---@return tghost.Task
+function tghost.spawn(fn, ...) end
+
+---Calls fn() every `seconds` seconds in a background task (top level only);
+---an error in one call is logged and the next comes as planned.
+---@param seconds number
+---@param fn fun()
+---@return tghost.Task
+function tghost.every(seconds, fn) end
+
+---The bot token (tghost removes BOT_TOKEN from its environment).
+---@return string?
+function tghost.token() end
+
+---The results of one task, or the first result of each of several.
+---@param ... tghost.Task|tghost.Waitable
+---@return any ...
+function tghost.wait(...) end
+
+---Runs the functions (or waits for the tasks) of list at once; their first results.
+---@param list (fun(): any|tghost.Task)[]
+---@return any[]
+function tghost.all(list) end
