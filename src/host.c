@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "storages.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
@@ -40,6 +41,7 @@ int host_init(struct host *h, const struct config *cfg,
   h->api = botapi_new(h->http, &api_cfg);
   h->poll_api = botapi_new(h->poll_http, &api_cfg);
   h->calls = apicalls_new(h->api, h->base);
+  h->storages = storages_new(h->base);
   return 0;
 }
 
@@ -51,6 +53,9 @@ void host_free(struct host *h) {
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
+  /* After the generations, whose Lua code may use a store to the end. */
+  storages_free(h->storages);
+  h->storages = NULL;
   apicalls_free(h->calls);
   botapi_free(h->api);
   botapi_free(h->poll_api);

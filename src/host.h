@@ -25,6 +25,7 @@
 struct reloader;
 struct luaseq;
 struct finalizer_queue;
+struct storages;
 
 /* How updates run: provided by the Lua half (see generation.h). */
 struct host_update_ops {
@@ -48,6 +49,7 @@ struct host {
   struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
+  struct storages *storages;    /* tghost.storage's stores: outlive reloads */
   /* Owned by the modules above that create them (main.c attaches them);
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */

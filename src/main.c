@@ -168,6 +168,9 @@ int main(int argc, char **argv) {
     cli_free(&cfg);
     return 1;
   }
+  /* As early as there is a loop: a signal during start-up is heard once
+   * the loop runs, instead of killing the process. */
+  struct signals *sig = signals_new(h.base, on_signal, &h);
   h.seq = luaseq_new(&h);
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
@@ -194,11 +197,10 @@ int main(int argc, char **argv) {
     else report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
-    struct signals *sig = signals_new(h.base, on_signal, &h);
     event_base_dispatch(h.base);
-    signals_free(sig);
   }
 
+  signals_free(sig);
   /* Teardown: close every coroutine first (their waits reference HTTP
    * requests and sequentialize's keys), then what is attached to the host,
    * then the host. */

@@ -16,6 +16,7 @@
 #include "luajson.h"
 #include "luarun.h"
 #include "luaseq.h"
+#include "luastorage.h"
 #include "luastring.h"
 #include "luatask.h"
 #include "trace.h"
@@ -70,6 +71,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.httpcore", luaopen_tghost_httpcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
+    {"tghost.storagecore", luaopen_tghost_storagecore},
     {NULL, NULL},
 };
 

@@ -244,6 +244,7 @@ function Api.getFile(params) end
 ---@field me table The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
 ---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
 ---@field msg table? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat table? The chat the update is about.
 ---@field from table? The user the update is from.
@@ -577,6 +578,68 @@ function run(b, opts) end
 function sequentialize(keyfn) end
 
 ---------------------------------------------------------------------------
+-- session() and storages
+---------------------------------------------------------------------------
+
+---A key-value store for plain Lua data (tables, strings, booleans, numbers).
+---Memory calls are immediate; SQLite and Redis calls suspend the handler.
+---@class tghost.Storage
+---@field label string What messages call it: `memory storage "votes"`.
+local Storage = {}
+---The value stored under key, or nil. An integer key means its decimal string.
+---@param key string|integer
+---@return any
+function Storage:get(key) end
+---Stores value (nil deletes); ttl_seconds gives it a time to live. A value
+---storage cannot keep (a function, a cycle, ...) raises, naming the path.
+---@param key string|integer
+---@param value any
+---@param ttl_seconds? number
+function Storage:set(key, value, ttl_seconds) end
+---@param key string|integer
+function Storage:delete(key) end
+
+---Your own storage for sessions: methods that may suspend.
+---@class tghost.CustomStorage
+---@field read fun(self: tghost.CustomStorage, key: string): any
+---@field write fun(self: tghost.CustomStorage, key: string, value: any, ttl_seconds?: number)
+---@field delete fun(self: tghost.CustomStorage, key: string)
+
+---@class tghost.storage
+local storage = {}
+---A store kept in C for the life of the process: it survives hot reloads
+---(the same name gives the same store).
+---@param name string
+---@return tghost.Storage
+function storage.memory(name) end
+---A table (default "kv") in an SQLite file; disk I/O runs off the loop.
+---@param path string
+---@param table_name? string
+---@return tghost.Storage
+function storage.sqlite(path, table_name) end
+---A Redis server ("redis://[:password@]host[:port][/db]"); keys get prefix
+---(default "tghost:"). Reconnects by itself; calls raise while it is down.
+---@param url string
+---@param prefix? string
+---@return tghost.Storage
+function storage.redis(url, prefix) end
+
+---@class tghost.SessionOptions
+---@field initial? fun(ctx: tghost.Context): any The value of a session storage has nothing for.
+---@field getSessionKey? fun(ctx: tghost.Context): (string|integer|nil) Default: the chat id as a string.
+---@field storage? tghost.Storage|tghost.CustomStorage Default: tghost.storage.memory("session").
+---@field ttl? number Seconds each write lives.
+---@field prefix? string Put before every key.
+
+---Middleware that gives ctx.session (grammY's session): read on first
+---access, written back after the rest of the stack if it changed (also
+---after an error; not when the update is cancelled). Put sequentialize with
+---the same key function before it.
+---@param opts? tghost.SessionOptions
+---@return tghost.Middleware
+function session(opts) end
+
+---------------------------------------------------------------------------
 -- tghost.*
 ---------------------------------------------------------------------------
 
@@ -663,6 +726,7 @@ function log.error(...) end
 ---@field http tghost.http
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
+---@field storage tghost.storage Key-value storages: memory, sqlite, redis.
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -705,6 +769,11 @@ function tghost.generation() end
 ---@param keyfn fun(ctx: tghost.Context): (string|integer|(string|integer)[]|nil)
 ---@return tghost.Middleware
 function tghost.sequentialize(keyfn) end
+
+---The same as the global `session`.
+---@param opts? tghost.SessionOptions
+---@return tghost.Middleware
+function tghost.session(opts) end
 
 ---The same as the global `run`.
 ---@param b tghost.Bot
