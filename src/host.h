@@ -24,6 +24,7 @@
 
 struct reloader;
 struct luaseq;
+struct luaconv;
 struct finalizer_queue;
 struct storages;
 
@@ -54,6 +55,7 @@ struct host {
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
+  struct luaconv *conv;         /* conversations' keys: outlive reloads */
   struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
 
   /* Read-only outside host.c: */

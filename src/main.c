@@ -14,6 +14,7 @@
 #include "journal.h"
 #include "log.h"
 #include "looplag.h"
+#include "luaconv.h"
 #include "luaguard.h"
 #include "luaseq.h"
 #include "reload.h"
@@ -172,6 +173,7 @@ int main(int argc, char **argv) {
    * the loop runs, instead of killing the process. */
   struct signals *sig = signals_new(h.base, on_signal, &h);
   h.seq = luaseq_new(&h);
+  h.conv = luaconv_new(&h);
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
@@ -202,13 +204,15 @@ int main(int argc, char **argv) {
 
   signals_free(sig);
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests and sequentialize's keys), then what is attached to the host,
+   * requests, sequentialize's keys and conversations), then what is
+   * attached to the host,
    * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   finalizer_queue_free(h.finalizers);
   h.finalizers = NULL;
   reload_free(h.reloader);
   looplag_free(lag);
+  luaconv_free(h.conv);
   luaseq_free(h.seq);
   sandbox_free(sandbox);
   int exit_code = h.exit_code ? h.exit_code : sandbox_status;

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "luaapi.h"
 #include "luacore.h"
+#include "luaconv.h"
 #include "luacoro.h"
 #include "luafile.h"
 #include "luaguard.h"
@@ -72,6 +73,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
+    {"tghost.conv", luaopen_tghost_conv},
     {NULL, NULL},
 };
 
@@ -191,11 +193,23 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  /* A conversation waiting for this update takes it before any middleware
+   * runs: then it needs no job of its own. */
+  struct conv_hold *hold;
+  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold);
+  if (route == LUACONV_CONSUMED) {
+    lua_settop(L, top);
+    return NULL;
+  }
   lua_pushboolean(L, u->redelivered);
+  if (route == LUACONV_HOLD) lua_pushliteral(L, "held");
+  else if (route == LUACONV_OFFERED) lua_pushliteral(L, "offered");
+  else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
-  job_spawn(job, L, 2);
+  if (hold) luaconv_hold(g->host->conv, hold, job);
+  job_spawn(job, L, 3);
   return job;
 }
 

@@ -1,7 +1,7 @@
 ---@meta tghost
 -- LuaCATS annotations of the tghost Lua API, for lua-language-server (and
 -- editors built on it): completion, hover docs and type checks for bot,
--- ctx, run, sequentialize and tghost.*. This file is never run; point the
+-- ctx, run, sequentialize, conversation and tghost.*. This file is never run; point the
 -- language server's workspace.library at its folder (see the README).
 -- tests/lua/types_cover.lua checks that it names everything the API has.
 
@@ -185,6 +185,20 @@ bot = {}
 ---@field error any What was raised.
 ---@field ctx tghost.Context The update's context.
 ---@field traceback string?
+
+---What `ctx:wait` raises when no answer came within `opts.timeout`.
+---@class tghost.ConversationTimeout
+---@field key string|integer The conversation key.
+---@field timeout number Seconds.
+---@field ctx tghost.Context The context `wait` was called on.
+
+---What `ctx:wait` raises when its conversation was ended by
+---`ctx:cancelConversation()` (reason "cancelled") or by a newer conversation
+---on the same key (reason "replaced").
+---@class tghost.ConversationCancelled
+---@field key string|integer
+---@field reason "cancelled"|"replaced"
+---@field ctx tghost.Context
 
 ---A failed Bot API call.
 ---@class tghost.ApiError
@@ -434,6 +448,29 @@ function Context:has(query) end
 ---@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
 function Context:getFile() end
 
+---@class tghost.WaitOptions
+---@field timeout? number Seconds; then `ctx:wait` raises a `tghost.ConversationTimeout`.
+---@field key? string|integer The conversation key for this wait (default: the bot's key function, "chat id:user id").
+---@field otherwise? fun(ctx: tghost.Context) Called (inside this handler) for updates of the key that do not match; the wait goes on.
+---@field commands? boolean true: a message starting with a /command may answer (by default commands run through the middleware).
+
+---Suspends this handler until the next update of its conversation key (the
+---same user in the same chat, by default) that matches the filter, and
+---returns that update's context; the update starts no handler of its own.
+---Raises `tghost.ConversationTimeout` after `opts.timeout` seconds, and
+---`tghost.ConversationCancelled` when the conversation is cancelled or
+---replaced by a newer one on the same key.
+---@param filter tghost.FilterQuery|tghost.FilterQuery[]|tghost.Predicate
+---@param opts? tghost.WaitOptions
+---@return tghost.Context
+function Context:wait(filter, opts) end
+---Ends the conversation of key (default: this update's): its `ctx:wait`
+---raises `tghost.ConversationCancelled` (reason "cancelled"). False if there
+---was none.
+---@param key? string|integer
+---@return boolean
+function Context:cancelConversation(key) end
+
 ---------------------------------------------------------------------------
 -- Keyboards
 ---------------------------------------------------------------------------
@@ -576,6 +613,11 @@ function run(b, opts) end
 ---@param keyfn fun(ctx: tghost.Context): (string|integer|(string|integer)[]|nil)
 ---@return tghost.Middleware
 function sequentialize(keyfn) end
+
+---The bot's conversation settings: `key(ctx)` gives the conversation key of
+---an update (default: "chat id:user id"; nil: the update belongs to none).
+---@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+function conversation(opts) end
 
 ---------------------------------------------------------------------------
 -- session() and storages
@@ -727,6 +769,8 @@ function log.error(...) end
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
 ---@field storage tghost.storage Key-value storages: memory, sqlite, redis.
+---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
+---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -774,6 +818,10 @@ function tghost.sequentialize(keyfn) end
 ---@param opts? tghost.SessionOptions
 ---@return tghost.Middleware
 function tghost.session(opts) end
+
+---The same as the global `conversation`.
+---@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+function tghost.conversation(opts) end
 
 ---The same as the global `run`.
 ---@param b tghost.Bot

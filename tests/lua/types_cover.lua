@@ -106,7 +106,7 @@ t.test("tghost.http, tghost.json, tghost.log and tghost.storage are annotated", 
 end)
 
 t.test("globals", function()
-  for _, name in ipairs({ "bot", "run", "sequentialize", "session", "tghost" }) do
+  for _, name in ipairs({ "bot", "run", "sequentialize", "session", "conversation", "tghost" }) do
     t.truthy(text:find("\n" .. name .. " = ", 1, true) or
              text:find("\nfunction " .. name .. "%(") ~= nil,
              "the global " .. name .. " is not declared")
