@@ -200,6 +200,14 @@ struct scenario {
   bool check_order;
 };
 
+/* What the h2 front saw: requests by protocol, and the client
+ * connections (ports) that carried getUpdates and the other calls. */
+struct front_stats {
+  long h2, other;
+  int poll_conns, call_conns, shared_conns;
+  long calls;
+};
+
 struct result {
   bool ok;
   char why[512];
@@ -210,6 +218,8 @@ struct result {
   size_t max_in_flight;
   double p50_ms, p99_ms;
   double server_rps;
+  bool have_front;
+  struct front_stats front;
 };
 
 /* The state of the run in progress. */
@@ -359,7 +369,9 @@ struct front {
   struct proc *proc;
   int port;
   char url[64];
+  char log[256];           /* access log: "$alpn $remote_port $request" */
 };
+
 
 static const char *cert_path, *key_path;
 
@@ -418,10 +430,15 @@ static bool front_start(struct front *fr, int backend_port, struct result *res) 
   snprintf(backend, sizeof backend, "--backend=127.0.0.1,%d", backend_port);
   snprintf(streams, sizeof streams, "--frontend-http2-max-concurrent-streams=%ld",
            h2_streams);
+  snprintf(fr->log, sizeof fr->log, "%s/front-%d.log", harness_tmpdir(),
+           fr->port);
+  char logopt[300];
+  snprintf(logopt, sizeof logopt, "--accesslog-file=%s", fr->log);
   const char *argv[] = {"nghttpx", "--conf=/dev/null", frontend, backend,
                         streams, "--workers=1", "--no-ocsp", "--no-via",
                         "--log-level=WARN", "--rlimit-nofile=20000",
-                        "--backend-keep-alive-timeout=60s",
+                        "--backend-keep-alive-timeout=60s", logopt,
+                        "--accesslog-format=$alpn $remote_port $request",
                         key_path, cert_path, NULL};
   fr->proc = proc_start_command(argv, NULL);
   if (!run_until(port_open, &fr->port, 10000)) {
@@ -438,6 +455,38 @@ static void front_stop(struct front *fr) {
   if (!proc_wait(fr->proc, 5000)) proc_kill(fr->proc, SIGKILL);
   proc_free(fr->proc);
   fr->proc = NULL;
+}
+
+enum { MAX_PORTS = 65536 };
+
+/* Reads the front's access log (after it stopped). */
+static bool front_read_stats(const struct front *fr, struct front_stats *st) {
+  memset(st, 0, sizeof *st);
+  FILE *f = fopen(fr->log, "r");
+  if (!f) return false;
+  unsigned char *use = xcalloc(MAX_PORTS, 1);   /* 1: poll, 2: calls */
+  char line[1024], alpn[32], method[16], target[900];
+  int port;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "%31s %d %15s %899s", alpn, &port, method, target) != 4 ||
+        port <= 0 || port >= MAX_PORTS)
+      continue;
+    if (strcmp(alpn, "h2") == 0) st->h2++;
+    else st->other++;
+    /* The source's own requests (getMe at start, then getUpdates) go
+     * through the long poll's pool. */
+    bool poll = strstr(target, "/getUpdates") || strstr(target, "/getMe");
+    if (!poll) st->calls++;
+    use[port] |= poll ? 1 : 2;
+  }
+  fclose(f);
+  for (int p = 0; p < MAX_PORTS; p++) {
+    if (use[p] & 1) st->poll_conns++;
+    if (use[p] & 2) st->call_conns++;
+    if (use[p] == 3) st->shared_conns++;
+  }
+  free(use);
+  return true;
 }
 
 static struct fakeapi *new_api(void) {
@@ -524,7 +573,25 @@ static void run_updates(enum peer_id peer, const struct scenario *sc,
          proc_status(r.bot), proc_stderr(r.bot));
 out:
   if (r.bot) proc_free(r.bot);
-  front_stop(&fr);
+  if (fr.proc) {
+    front_stop(&fr);
+    res->have_front = front_read_stats(&fr, &res->front);
+    const struct front_stats *st = &res->front;
+    /* tghost speaks h2 to an h2 server, keeps the long poll on a
+     * connection of its own, and multiplexes the calls. */
+    if (peer == TGHOST && res->ok) {
+      if (!res->have_front || st->h2 == 0)
+        fail(res, "the h2 front logged no HTTP/2 request");
+      else if (st->other)
+        fail(res, "%ld requests reached the h2 front over HTTP/1.1", st->other);
+      else if (st->shared_conns)
+        fail(res, "%d connections carried both the long poll and calls",
+             st->shared_conns);
+      else if (st->call_conns * 10 > st->calls)
+        fail(res, "%d connections for %ld calls: not multiplexed",
+             st->call_conns, st->calls);
+    }
+  }
   fakeapi_free(r.api);
   free(r.chat_of);
   free(r.pushed_us);
@@ -792,6 +859,11 @@ static void run_scenario(struct scenario *sc, int runs, double scale) {
         fprintf(stderr, ", peak RSS %.1f MB (%.1f at start)",
                 res.peak_rss_kib / 1024.0, res.base_rss_kib / 1024.0);
       }
+      if (res.have_front)
+        fprintf(stderr, ", via the front: %ld h2 + %ld HTTP/1.1 requests, "
+                "%d connection(s) for calls, %d for getMe and getUpdates",
+                res.front.h2, res.front.other, res.front.call_conns,
+                res.front.poll_conns);
       if (per && res.max_in_flight)
         add(per, p, (double)(res.peak_rss_kib - res.base_rss_kib) * 1.024 /
                         (double)res.max_in_flight);
@@ -809,9 +881,18 @@ static int smoke(void) {
       {"seq", "seq", "seq", 300, 7, 0, 500, false, 0, 0, true},
       {"slowio", "slow", "seq", 300, 30, 200, 1000, false, 0, 0, true},
       {"latency", "latency", "echo", 0, 10, 0, 500, false, 200, 1, false},
+      /* The long poll and the calls over HTTP/2 (TLS, through nghttpx). */
+      {"slowio-h2", "slow over h2", "seq", 300, 30, 200, 1000, true, 0, 0,
+       true},
   };
   int failed = 0;
   for (size_t i = 0; i < sizeof runs_ / sizeof runs_[0]; i++) {
+    if (runs_[i].h2 && (system("command -v nghttpx >/dev/null 2>&1") != 0 ||
+                        system("command -v openssl >/dev/null 2>&1") != 0)) {
+      fprintf(stderr, "skipped %s: needs nghttpx (Debian's nghttp2-proxy) "
+                      "and openssl\n", runs_[i].name);
+      continue;
+    }
     struct result res = {.ok = true};
     run_updates(TGHOST, &runs_[i], &res);
     fprintf(stderr, "%s %s%s%s\n", res.ok ? "ok" : "FAILED", runs_[i].name,

@@ -16,7 +16,8 @@ PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
           libsqlite3-dev libhiredis-dev
           libmimalloc-dev           # tghost's allocator (bench/README.md)
           redis-server              # the Redis storage tests start their own
-          nghttp2-server openssl    # the HTTP/2 test only
+          nghttp2-server openssl    # the HTTP/2 tests only
+          nghttp2-proxy
           systemd)                  # systemd-analyze, for the unit's test
 
 deps() {
