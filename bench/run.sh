@@ -12,4 +12,7 @@ cmake --preset default >/dev/null
 cmake --build --preset default -j "$(nproc)" --target tghost peerbench >/dev/null
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start" 
-exec build/bench/peerbench "$@"
+status=0
+build/bench/peerbench "$@" || status=$?
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+exit $status
