@@ -132,7 +132,10 @@ static struct proc *start_bot(enum peer_id p, const struct bot_env *e) {
   env[n] = NULL;
   switch (p) {
     case TGHOST: {
-      const char *argv[] = {harness_tghost_binary(), "--api-root", e->api_root,
+      /* PEERBENCH_TGHOST=path compares another build (A/B). */
+      const char *bin = getenv("PEERBENCH_TGHOST");
+      const char *argv[] = {bin && *bin ? bin : harness_tghost_binary(),
+                            "--api-root", e->api_root,
                             PEERS_DIR "/tghost.lua", NULL};
       return start_wrapped(argv, env, true);
     }
