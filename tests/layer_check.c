@@ -23,11 +23,12 @@
  * makes no circle) and of the layers below. */
 static const char *const layers[][12] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
-     "signals"},
-    {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api"},
+     "signals", "metrics", "netaddr"},
+    {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api",
+     "httpd", "metrics_http"},
     {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "source", "sink", "task",
-     "runopts", "journal"},
+     "runopts", "journal", "idwindow", "webhook"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind"},
