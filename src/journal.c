@@ -216,6 +216,7 @@ static size_t read_record(struct fold *f, const char *p, const char *end) {
 static void fold_data(struct fold *f, const char *data, size_t size) {
   f->bot_id = -1;
   f->max_id = -1;
+  if (!data || size == 0) return;   /* a new journal */
   const char *p = data, *end = data + size;
   const char *nl = memchr(p, '\n', size);
   if (!nl || sscanf(p, "tghost-journal 1 bot %" SCNd64, &f->bot_id) != 1) {
@@ -325,6 +326,10 @@ struct journal {
   journal_durable_fn on_durable;
   void *ud;
   unsigned long batches_sent;    /* loop only */
+  /* Starts and ends gather here and go to the thread once per loop pass,
+   * not one hand-over per record. */
+  struct buf marks;              /* loop only */
+  struct event *flush_ev;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cond;
@@ -454,7 +459,25 @@ bool journal_pending(const struct journal *j) {
   return pending;
 }
 
+static void flush_marks(struct journal *j) {
+  if (!j->marks.len) return;
+  struct op *op = xcalloc(1, sizeof *op);
+  op->data = j->marks;
+  memset(&j->marks, 0, sizeof j->marks);
+  enqueue(j, op);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+  flush_marks(arg);
+}
+
+static void mark(struct journal *j) {
+  if (j->marks.len > 65536) flush_marks(j);
+  else event_active(j->flush_ev, 0, 0);
+}
+
 void journal_append_batch(struct journal *j, const struct qlist *batch) {
+  flush_marks(j);
   struct op *op = xcalloc(1, sizeof *op);
   qlist_foreach(n, batch) {
     const struct update_item *u = qlist_entry(n, struct update_item, node);
@@ -472,16 +495,14 @@ void journal_append_batch(struct journal *j, const struct qlist *batch) {
 }
 
 void journal_record_start(struct journal *j, int64_t id) {
-  struct op *op = xcalloc(1, sizeof *op);
-  append_start(&op->data, id);
-  enqueue(j, op);
+  append_start(&j->marks, id);
+  mark(j);
 }
 
 void journal_record_end(struct journal *j, int64_t id,
                         enum journal_outcome outcome, const char *reason) {
-  struct op *op = xcalloc(1, sizeof *op);
-  append_end(&op->data, id, outcome, reason);
-  enqueue(j, op);
+  append_end(&j->marks, id, outcome, reason);
+  mark(j);
   if (j->unfinished) j->unfinished--;
   metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
 }
@@ -635,11 +656,13 @@ struct journal *journal_open(const char *path, int64_t bot_id,
   }
   j->ev = event_new(base, j->notify[0], EV_READ | EV_PERSIST, on_notify, j);
   event_add(j->ev, NULL);
+  j->flush_ev = event_new(base, -1, 0, on_flush, j);
   return j;
 }
 
 void journal_close(struct journal *j) {
   if (!j) return;
+  flush_marks(j);
   pthread_mutex_lock(&j->mu);
   j->closing = true;
   pthread_cond_signal(&j->cond);
@@ -651,6 +674,8 @@ void journal_close(struct journal *j) {
   pthread_mutex_unlock(&j->mu);
   if (!failed) compact(j);
   event_free(j->ev);
+  event_free(j->flush_ev);
+  buf_free(&j->marks);
   close(j->notify[0]);
   close(j->notify[1]);
   close(j->fd);

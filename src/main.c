@@ -152,6 +152,8 @@ int main(int argc, char **argv) {
    * a script that needs it asks tghost.token(). */
   unsetenv("BOT_TOKEN");
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit makes a write fail (EFBIG): reported, not fatal. */
+  signal(SIGXFSZ, SIG_IGN);
   raise_file_limit();
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

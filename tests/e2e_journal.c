@@ -2,6 +2,7 @@
  * said so, and (with --journal) what survives a crash. */
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "harness.h"
 
@@ -281,6 +282,38 @@ static void test_unwritable_journal(void) {
   proc_check_clean(p);
 }
 
+/* A journal that cannot be written mid-run (here: a file size limit, as a
+ * full disk would) stops tghost before it confirms what it could not
+ * record. */
+static void test_journal_write_fails(void) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("full.lua", journal_bot);
+  for (int i = 0; i < 2000; i++) fakeapi_push_text(api, 1 + i % 50, 1, "x");
+  const char *const *args = journal_args();
+  struct rlimit old, small = {48 * 1024, 48 * 1024};
+  getrlimit(RLIMIT_FSIZE, &old);
+  setrlimit(RLIMIT_FSIZE, &small);   /* inherited by tghost */
+  struct proc *p = proc_start(script, args);
+  setrlimit(RLIMIT_FSIZE, &old);
+  CHECK(proc_wait(p, 20000), "tghost went on with a journal it cannot write");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "cannot write the journal") &&
+            strstr(proc_stderr(p), "polling stops"),
+        "unclear: %s", proc_stderr(p));
+  /* Every update Telegram was told to forget is in the journal. */
+  FILE *f = fopen(journal_path, "r");
+  CHECK(f, "no journal");
+  char line[512];
+  long long last = -1, id;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "U %lld ", &id) == 1 && id > last) last = id;
+  fclose(f);
+  CHECK(fakeapi_confirmed_offset(api) <= last + 1,
+        "offset %lld confirmed, but the journal ends at update %lld",
+        (long long)fakeapi_confirmed_offset(api), last);
+  proc_check_clean(p);
+}
+
 static const struct test_case tests[] = {
     {"timeout_counts_running_time", test_timeout_counts_running_time},
     {"cut_short_logged", test_cut_short_logged},
@@ -291,6 +324,7 @@ static const struct test_case tests[] = {
     {"truncated_journal", test_truncated_journal},
     {"foreign_journal", test_foreign_journal},
     {"unwritable_journal", test_unwritable_journal},
+    {"journal_write_fails", test_journal_write_fails},
     {NULL, NULL},
 };
 
