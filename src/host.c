@@ -137,6 +137,11 @@ void host_start_runner(struct host *h, const struct run_options *o) {
       .webhook_secret_file = cli_webhook ? h->cfg->webhook_secret_file
                                          : o->webhook_secret_file,
   };
+  if (h->cfg->sandbox && env.webhook_url) {
+    log_info("--sandbox: run()'s webhook options are ignored; the sandbox's "
+             "Bot API is polled");
+    env.webhook_url = env.webhook_listen = env.webhook_secret_file = NULL;
+  }
   h->runner = runner_new(&env, o, &cb, h);
   runner_start(h->runner);
 }

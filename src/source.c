@@ -284,8 +284,9 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
 }
 
 static void request_succeeded(struct source *s) {
-  if (s->kind == REQ_UPDATES)
-    metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_POLLING);
+  metric_set_state(METRIC_SOURCE_STATE, s->kind == REQ_ME
+                                            ? SOURCE_STATE_STARTING
+                                            : SOURCE_STATE_POLLING);
   if (s->failures > 0) metric_set(METRIC_SOURCE_FAILING_SINCE, 0, NULL, NULL);
   if (s->failures > 0 && !s->cfg.silent)
     log_info("%s works again after %d failed attempts in %.1f s",
@@ -490,8 +491,12 @@ static void send_request(struct source *s) {
   const char *method = method_of(s->kind);
   if (s->kind == REQ_UPDATES) {
     s->sent_offset = s->offset;
+    /* After a failure the retry does not wait for updates: its answer says
+     * at once that Telegram is reachable again (the log line, the health
+     * check), and the long poll resumes with the next request. */
+    int wait_s = s->failures > 0 ? 0 : s->cfg.fetch_timeout_s;
     buf_printf(&body, "{\"offset\":%lld,\"limit\":%d,\"timeout\":%d",
-               (long long)s->offset, s->limit, s->cfg.fetch_timeout_s);
+               (long long)s->offset, s->limit, wait_s);
     if (s->cfg.allowed_updates_json)
       buf_printf(&body, ",\"allowed_updates\":%s", s->cfg.allowed_updates_json);
     buf_append_char(&body, '}');
