@@ -1,6 +1,6 @@
-/* The runner: connects the source (getUpdates) to the sink (jobs in
- * flight), as grammY runner does, and owns start, stop and graceful
- * shutdown.
+/* The runner: connects the source (getUpdates), or in webhook mode the
+ * webhook receiver (webhook.h), to the sink (jobs in flight), as grammY
+ * runner does, and owns start, stop and graceful shutdown.
  *
  * Fetching follows free capacity: a poll asks for min(100, capacity) and
  * none is made while the sink is full. A graceful stop aborts the pending

@@ -471,6 +471,40 @@ static bool logged(void *ud) {
   return strstr(proc_stderr(w->p), w->text) != NULL;
 }
 
+struct health_wait {
+  int port;
+  long want;
+  struct buf body;
+};
+
+static bool health_is(void *ud) {
+  struct health_wait *h = ud;
+  return get_url(h->port, "/healthz", &h->body) == h->want;
+}
+
+/* The value of an unlabelled sample in a /metrics text, or NAN. */
+static double value_in(const char *text, const char *name) {
+  char key[128];
+  snprintf(key, sizeof key, "\n%s ", name);
+  const char *at = strstr(text, key);
+  return at ? strtod(at + strlen(key), NULL) : NAN;
+}
+
+struct metric_wait {
+  int port;
+  const char *name;
+  double want;
+};
+
+static bool metric_is(void *ud) {
+  struct metric_wait *w = ud;
+  struct buf body = BUF_INIT;
+  bool ok = get_url(w->port, "/metrics", &body) == 200 &&
+            value_in(body.data, w->name) == w->want;
+  buf_free(&body);
+  return ok;
+}
+
 /* --- webhook_20k ------------------------------------------------------------ */
 
 #define N20K 20000
@@ -577,10 +611,12 @@ static void test_webhook_20k(void) {
   free(url);
   free(secret);
   free(allowed);
-  struct buf health = BUF_INIT;
-  CHECK(get_url(mport, "/healthz", &health) == 200 &&
-            strstr(health.data, "webhook"),
-        "healthz while the webhook is set: %s", health.data);
+  /* Healthy once tghost has Telegram's answer to setWebhook. */
+  struct health_wait health = {mport, 200, BUF_INIT};
+  CHECK(run_until(health_is, &health, 10000) &&
+            strstr(health.body.data, "ok: webhook"),
+        "healthz while the webhook is set: %s", health.body.data);
+  buf_free(&health.body);
 
   /* 20,000 updates over 40 connections. */
   struct feed20k feed = {.first_id = 100000};
@@ -676,7 +712,10 @@ static void test_webhook_20k(void) {
   CHECK(api_sent_text("u999999") && api_sent_text("u888888"),
         "the new updates were handled");
 
-  /* The metrics agree with what the client and the fake server saw. */
+  /* The metrics agree with what the client and the fake server saw (once
+   * the last handlers have had the answers to their replies). */
+  struct metric_wait settled = {mport, "tghost_updates_in_flight", 0};
+  CHECK(run_until(metric_is, &settled, 10000), "updates still in flight");
   struct samples m = {0};
   CHECK(scrape(mport, &m) == 0, "the parser is installed");
   double replies_seen = (double)fakeapi_count_method(harness_api(),
@@ -706,7 +745,6 @@ static void test_webhook_20k(void) {
   CHECK(fakeapi_count_method(harness_api(), "deleteWebhook") == 0 &&
             fakeapi_webhook_url(harness_api()),
         "a graceful stop leaves the webhook set");
-  buf_free(&health);
 }
 
 /* --- webhook_backpressure ---------------------------------------------- */
@@ -755,13 +793,6 @@ struct watch {
   struct http_request *req;
   struct event *timer;
 };
-
-static double value_in(const char *text, const char *name) {
-  char key[128];
-  snprintf(key, sizeof key, "\n%s ", name);
-  const char *at = strstr(text, key);
-  return at ? strtod(at + strlen(key), NULL) : NAN;
-}
 
 static void on_scraped(struct http_request *req, void *ud) {
   struct watch *w = ud;
@@ -1072,6 +1103,69 @@ static void test_webhook_reload(void) {
   proc_stop_cleanly(p);
 }
 
+/* --- webhook_client_gone: a held request whose client left ------------- */
+
+struct one_feed {
+  const char *text;
+  int64_t id;
+  bool sent;
+};
+
+static bool next_one(void *ud, int conn, struct buf *body, int64_t *id) {
+  struct one_feed *f = ud;
+  if (f->sent) return false;
+  f->sent = true;
+  *id = f->id;
+  text_update(body, f->id, 42, f->text);
+  return true;
+}
+
+static void done_ignored(void *ud, int conn, int64_t id, long status,
+                         uint64_t latency_us) {}
+
+static void test_webhook_client_gone(void) {
+  const char *script = harness_write("one.lua",
+      "bot.on('message:text', function(ctx)\n"
+      "  if ctx.msg.text == 'block' then tghost.sleep(2) end\n"
+      "  ctx:reply(ctx.msg.text)\n"
+      "end)\n"
+      "run(bot, { sink = { concurrency = 1 } })\n");
+  const char *secret_file = harness_write("secret.txt", SECRET);
+  const char *args[] = {"--webhook", "https://bot.example.com/hook",
+                        "--listen", "127.0.0.1:0", "--webhook-secret-file",
+                        secret_file, "--metrics", "127.0.0.1:0", NULL};
+  struct proc *p = proc_start(script, args);
+  int port = wait_port(p, WEBHOOK_MARK);
+  int mport = wait_port(p, METRICS_MARK);
+  wait_calls("setWebhook", 1, 10000);
+  post_ok(port, 1, "block");                  /* takes the only slot */
+
+  /* Update 2 is held; its client leaves (Telegram's timeout, say). */
+  struct one_feed two = {"two", 2, false};
+  struct wclient *cl = wclient_new(port, 1, SECRET, next_one, done_ignored,
+                                   &two);
+  struct metric_wait held = {mport, "tghost_webhook_held_requests", 1};
+  CHECK(run_until(metric_is, &held, 5000) && cl->answered == 0,
+        "update 2 is not held");
+  wclient_free(cl);
+  uint64_t left_at = harness_now_ms();
+  held.want = 0;
+  CHECK(run_until(metric_is, &held, 5000),
+        "a request whose client left is still held");
+  CHECK(harness_now_ms() - left_at < 2500, "dropped only after %llu ms",
+        (unsigned long long)(harness_now_ms() - left_at));
+  CHECK(run_until(has_text, "block", 10000), "the slow update ended");
+  run_for(300);
+  CHECK(!api_sent_text("two"), "a dropped request was handled");
+
+  /* Telegram delivers it again: now it is handled, once. */
+  post_ok(port, 2, "two");
+  CHECK(run_until(has_text, "two", 10000), "the redelivery");
+  run_for(200);
+  CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
+  proc_stop_cleanly(p);
+}
+
 /* --- metrics_parse: polling ----------------------------------------------- */
 
 static bool fault_on;
@@ -1079,15 +1173,10 @@ static enum fake_fault polls_fail(void *ud, const char *method, uint64_t nth) {
   return fault_on && strcmp(method, "getUpdates") == 0 ? FAULT_500 : FAULT_NONE;
 }
 
-struct health_wait {
-  int port;
-  long want;
-  struct buf body;
-};
-
-static bool health_is(void *ud) {
-  struct health_wait *h = ud;
-  return get_url(h->port, "/healthz", &h->body) == h->want;
+/* A poll asked for what follows the last update pushed: tghost has them
+ * all. */
+static bool all_fetched(void *ud) {
+  return fakeapi_confirmed_offset(harness_api()) >= 1302;
 }
 
 static void test_metrics_parse(void) {
@@ -1112,7 +1201,9 @@ static void test_metrics_parse(void) {
   fakeapi_push_text(harness_api(), 5, 5, "/fail");
   fakeapi_push_text(harness_api(), 5, 5, "/fail");
   wait_calls("sendMessage", 300, 20000);
-  run_for(300);
+  CHECK(run_until(all_fetched, NULL, 10000), "not every update was fetched");
+  struct metric_wait settled = {mport, "tghost_updates_in_flight", 0};
+  CHECK(run_until(metric_is, &settled, 10000), "updates still in flight");
 
   struct samples m = {0};
   CHECK(scrape(mport, &m) == 0, "parser");
@@ -1200,6 +1291,7 @@ static const struct test_case tests[] = {
     {"webhook_journal_restart", test_webhook_journal_restart},
     {"webhook_then_polling", test_webhook_then_polling},
     {"webhook_reload", test_webhook_reload},
+    {"webhook_client_gone", test_webhook_client_gone},
     {"metrics_parse", test_metrics_parse},
     {NULL, NULL},
 };
