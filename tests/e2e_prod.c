@@ -911,6 +911,8 @@ static void test_webhook_backpressure(void) {
    * bytes of JSON each, before any bookkeeping). */
   CHECK(w.rss_max_kib - rss_early < 8 * 1024, "RSS grew by %ld KiB",
         w.rss_max_kib - rss_early);
+  CHECK(peak > 0 && peak - rss_early < 8 * 1024, "peak RSS %ld KiB, %ld KiB "
+        "above the level at 10%%", peak, peak - rss_early);
   free(f.latencies);
   wclient_free(cl);
   proc_stop_cleanly(p);
