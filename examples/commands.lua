@@ -4,12 +4,19 @@
 --   scripts/dev.sh run --sandbox examples/commands.lua   (then /poll, :click 1)
 --   tghost --sandbox examples/commands.lua --script examples/commands.chat
 
-local votes = { yes = 0, no = 0 }   -- per process; a real bot would store them
+-- The vote counts live in a memory storage: kept in C, outside the
+-- script's Lua state, so they survive a hot reload (edit this file while
+-- the bot runs: the counts stay). Use tghost.storage.sqlite("votes.db")
+-- to keep them across restarts too.
+local votes = tghost.storage.memory("votes")
+
+local function counts() return votes:get("poll") or { yes = 0, no = 0 } end
 
 local function poll_keyboard()
+  local c = counts()
   return tghost.InlineKeyboard()
-    :text("👍 " .. votes.yes, "vote:yes")
-    :text("👎 " .. votes.no, "vote:no"):row()
+    :text("👍 " .. c.yes, "vote:yes")
+    :text("👎 " .. c.no, "vote:no"):row()
     :url("What is Lua?", "https://www.lua.org/about.html")
 end
 
@@ -37,7 +44,11 @@ end)
 -- data; ctx.match holds its captures.
 bot.callbackQuery("^vote:(%a+)$", function(ctx)
   local choice = ctx.match[1]
-  votes[choice] = votes[choice] + 1
+  -- Memory storage calls never suspend the handler, so this read and write
+  -- cannot interleave with another vote's.
+  local c = counts()
+  c[choice] = (c[choice] or 0) + 1
+  votes:set("poll", c)
   ctx:answerCallbackQuery("You voted " .. choice)
   ctx:editMessageReplyMarkup(poll_keyboard())
 end)

@@ -341,13 +341,36 @@ end
 
 Context.methods = methods
 
+-- Properties that middleware defines on one context (ctx.session): the
+-- getter runs when the name is read, the setter when it is assigned.
+local properties = setmetatable({}, { __mode = "k" })   -- ctx -> name -> {get, set}
+
+function Context.defineProperty(ctx, name, get, set)
+  local props = properties[ctx]
+  if not props then
+    props = {}
+    properties[ctx] = props
+  end
+  props[name] = { get, set }
+  rawset(ctx, name, nil)
+end
+
 mt = {
   __index = function(ctx, key)
+    local props = properties[ctx]
+    local prop = props and props[key]
+    if prop then return prop[1](ctx) end
     local field = UPDATE_FIELDS[key]
     if field then return ctx.update[field] end
     local g = getters[key]
     if g then return g(ctx) end
     return methods[key]
+  end,
+  __newindex = function(ctx, key, value)
+    local props = properties[ctx]
+    local prop = props and props[key]
+    if prop then return prop[2](ctx, value) end
+    rawset(ctx, key, value)
   end,
   __name = "tghost.Context",
 }

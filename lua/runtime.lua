@@ -2,6 +2,7 @@
 -- middleware, report failures the host detected (CPU budget, crashes), and
 -- call the sink's timeout handler. Registered with core.set_runtime.
 local core = require("tghost.core")
+local conv = require("tghost.conv")
 local Context = require("tghost.context")
 
 local runtime = {}
@@ -32,6 +33,29 @@ function BotError.__tostring(e)
                        tostring(e.error))
 end
 runtime.BotError = BotError
+
+-- What ctx:wait raises (lua/conversation.lua): no answer in time, and the
+-- conversation ended by ctx:cancelConversation() (reason "cancelled") or by
+-- a newer conversation on the same key (reason "replaced").
+local ConversationTimeout = {}
+ConversationTimeout.__index = ConversationTimeout
+ConversationTimeout.__name = "tghost.ConversationTimeout"
+function ConversationTimeout.__tostring(e)
+  return string.format("ConversationTimeout: no answer within %g s "
+                       .. "(conversation %s)", e.timeout, tostring(e.key))
+end
+runtime.ConversationTimeout = ConversationTimeout
+
+local ConversationCancelled = {}
+ConversationCancelled.__index = ConversationCancelled
+ConversationCancelled.__name = "tghost.ConversationCancelled"
+function ConversationCancelled.__tostring(e)
+  return string.format("ConversationCancelled: conversation %s %s",
+                       tostring(e.key), e.reason == "replaced"
+                         and "replaced by a newer one on the same key"
+                         or "cancelled by ctx:cancelConversation()")
+end
+runtime.ConversationCancelled = ConversationCancelled
 
 -- Set by lua/bot.lua.
 runtime.bot = nil
@@ -84,13 +108,35 @@ function runtime.has_handlers()
   return all or next(types) ~= nil
 end
 
-function runtime.handle_update(update, redelivered)
+-- Set by lua/conversation.lua: offers a running update to the
+-- conversations (true: one took it).
+runtime.conversation_reroute = nil
+
+-- redelivered: the journal runs it again after a restart.
+-- route (src/luaconv.h): "held" when the update came while a conversation
+-- of its key was running (it waits for that conversation to take it or let
+-- it through); "offered" when the conversation of its key, waiting, did
+-- not want it; nil otherwise: a conversation may have started waiting
+-- since the update came, so it is offered once more before the middleware.
+function runtime.handle_update(update, redelivered, route)
+  if route == "held" then
+    if conv.hold_wait() then return end
+  elseif route == nil and conv.active() then
+    if runtime.conversation_reroute(Context.new(update, runtime.bot)) then
+      return
+    end
+  end
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
   local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
   if not ok then
     e = untraced(e)
+    -- A cancelled conversation that does not catch it just ends.
+    if getmetatable(e.error) == ConversationCancelled then
+      core.log("debug", tostring(e.error))
+      return
+    end
     report(e.error, e.traceback, ctx)
     core.failed(describe(e.error))
   end

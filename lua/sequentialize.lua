@@ -8,11 +8,18 @@
 -- timed out or cancelled); its keys are held until the rest of the stack
 -- returns or raises, or the update ends. The bookkeeping lives in C
 -- (tghost.seq) and survives a hot reload.
+--
+-- A conversation waiting in ctx:wait sets its keys aside (so the updates
+-- of its chat run meanwhile), and an update that had to wait for its keys
+-- is offered to the conversations again once it has them: the earlier
+-- update may have become a dialog that waits for exactly this one.
 local seq = require("tghost.seq")
+local conversation = require("tghost.conversation")
 local errors = require("tghost.errors")
 errors.internal()
 
 local acquire = seq.acquire
+local reroute = conversation.reroute
 
 -- "file:line: " of the key function, where a bad key comes from.
 local function where(fn)
@@ -30,13 +37,14 @@ local function sequentialize(fn)
   end
   local fn_where
   return function(ctx, next)
-    local ok, held = pcall(acquire, (fn(ctx)))
+    local ok, held, waited = pcall(acquire, (fn(ctx)))
     if not ok then
       -- A key the function returned is unusable: name the function.
       fn_where = fn_where or where(fn)
       error(fn_where .. (tostring(held):gsub("^[^\n]-:%d+: ", "")), 0)
     end
     local closer <close> = held
+    if waited and reroute(ctx) then return end
     return next()
   end
 end

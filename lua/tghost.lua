@@ -7,6 +7,8 @@ local options = require("tghost.options")
 local runtime = require("tghost.runtime")
 local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
+local session = require("tghost.session")
+local conversation = require("tghost.conversation")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
 errors.internal()
@@ -33,6 +35,17 @@ local tghost = {
   -- The id of the generation (load of the script) this code belongs to.
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
+  session = session,
+  storage = {
+    memory = require("tghost.storage").memory,
+    sqlite = require("tghost.storage").sqlite,
+    redis = require("tghost.storage").redis,
+  },
+  -- conversation{ key = fn } and what ctx:wait raises (see
+  -- lua/conversation.lua).
+  conversation = conversation.configure,
+  ConversationTimeout = conversation.ConversationTimeout,
+  ConversationCancelled = conversation.ConversationCancelled,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
@@ -144,6 +157,8 @@ core.set_runtime(runtime)
 _G.bot = bot
 _G.run = tghost.run
 _G.sequentialize = sequentialize
+_G.session = session
+_G.conversation = conversation.configure
 _G.tghost = tghost
 _G.print = core.print
 _G.os.exit = runner.exit

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
           libcurl4-openssl-dev lua-cjson-dev ca-certificates
+          libsqlite3-dev libhiredis-dev
+          redis-server              # the Redis storage tests start their own
           nghttp2-server openssl    # the HTTP/2 test only
           systemd                   # systemd-analyze, for the unit's test
           python3 python3-prometheus-client)   # parses /metrics in the tests

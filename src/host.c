@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "storages.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
@@ -41,6 +42,7 @@ int host_init(struct host *h, const struct config *cfg,
   h->api = botapi_new(h->http, &api_cfg);
   h->poll_api = botapi_new(h->poll_http, &api_cfg);
   h->calls = apicalls_new(h->api, h->base);
+  h->storages = storages_new(h->base);
   return 0;
 }
 
@@ -52,6 +54,9 @@ void host_free(struct host *h) {
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
+  /* After the generations, whose Lua code may use a store to the end. */
+  storages_free(h->storages);
+  h->storages = NULL;
   apicalls_free(h->calls);
   botapi_free(h->api);
   botapi_free(h->poll_api);

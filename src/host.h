@@ -24,7 +24,9 @@
 
 struct reloader;
 struct luaseq;
+struct luaconv;
 struct finalizer_queue;
+struct storages;
 
 /* How updates run: provided by the Lua half (see generation.h). */
 struct host_update_ops {
@@ -48,10 +50,12 @@ struct host {
   struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
+  struct storages *storages;    /* tghost.storage's stores: outlive reloads */
   /* Owned by the modules above that create them (main.c attaches them);
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
+  struct luaconv *conv;         /* conversations' keys: outlive reloads */
   struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
 
   /* Read-only outside host.c: */

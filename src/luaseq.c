@@ -27,6 +27,9 @@ struct seq_holder {
   uint64_t serial;              /* tells closers of other jobs apart */
   struct task *waiter;          /* the task suspended in acquire */
   unsigned wait_frame;          /* the frame it waits for */
+  /* After luaseq_rejoin, until the job holds its keys again. */
+  void (*rejoined)(struct job *job, void *arg);
+  void *rejoined_arg;
   struct seq_holder *next_free;
 };
 
@@ -97,6 +100,7 @@ static void on_job_end(struct job *job, struct job_cleanup *c) {
       (struct seq_holder *)((char *)c - offsetof(struct seq_holder, cleanup));
   struct luaseq *s = sh->owner;
   sh->waiter = NULL;
+  sh->rejoined = NULL;
   seqmap_release(&s->map, &sh->mh);
   holder_free(s, sh);
 }
@@ -111,13 +115,16 @@ static void push_closer(lua_State *L, const struct seq_holder *sh,
   luaL_setmetatable(L, CLOSER_META);
 }
 
+/* The closer, and true: it waited (the update may belong to a
+ * conversation that started meanwhile). */
 static int push_granted(lua_State *co, void *data) {
   struct seq_holder *sh = data;
   if (!co) return 0;
-  luaL_checkstack(co, 2, "sequentialize");
+  luaL_checkstack(co, 3, "sequentialize");
   lua_pushboolean(co, 1);
   push_closer(co, sh, sh->wait_frame);
-  return 2;
+  lua_pushboolean(co, 1);
+  return 3;
 }
 
 /* The job holds a slot again: resume the task from the loop. */
@@ -133,6 +140,12 @@ static void on_slot_regained(struct job *job, void *arg) {
  * release: only asks for the slot back. */
 static void on_grant(struct seqmap_holder *mh, void *ud) {
   struct seq_holder *sh = mh->ud;
+  if (sh->rejoined) {
+    void (*fn)(struct job *, void *) = sh->rejoined;
+    sh->rejoined = NULL;
+    fn(sh->job, sh->rejoined_arg);
+    return;
+  }
   if (sh->waiter) job_unpark(sh->job, on_slot_regained, sh);
 }
 
@@ -148,6 +161,28 @@ static void wait_cancel(void *data) {
 
 static const struct task_wait_ops seq_wait_ops = {"sequentialize",
                                                   wait_cancel};
+
+/* --- conversations ----------------------------------------------------- */
+
+bool luaseq_step_aside(struct luaseq *s, struct job *job) {
+  struct seq_holder *sh = holder_of(job);
+  return sh && seqmap_step_aside(&s->map, &sh->mh) > 0;
+}
+
+void luaseq_rejoin(struct luaseq *s, struct job *job,
+                   void (*granted)(struct job *job, void *arg), void *arg) {
+  struct seq_holder *sh = holder_of(job);
+  if (!sh || !sh->mh.aside) {
+    granted(job, arg);
+    return;
+  }
+  sh->rejoined = granted;
+  sh->rejoined_arg = arg;
+  if (seqmap_rejoin(&s->map, &sh->mh) == 0 && sh->rejoined) {
+    sh->rejoined = NULL;
+    granted(job, arg);
+  }
+}
 
 /* --- keys from Lua ------------------------------------------------------ */
 
@@ -248,6 +283,9 @@ static int l_acquire(lua_State *L) {
   if (sh->mh.waiting > 0)
     return luaL_error(L, "sequentialize: another task of this update still "
                          "waits for its keys");
+  if (sh->mh.aside)
+    return luaL_error(L, "sequentialize: this update's keys are set aside "
+                         "while its conversation waits (ctx:wait)");
   size_t waiting;
   unsigned frame = seqmap_acquire(&s->map, &sh->mh, keys, n, &waiting);
   if (waiting == 0) {

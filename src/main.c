@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "log.h"
 #include "looplag.h"
+#include "luaconv.h"
 #include "luaguard.h"
 #include "luaseq.h"
 #include "metrics.h"
@@ -171,7 +172,11 @@ int main(int argc, char **argv) {
     cli_free(&cfg);
     return 1;
   }
+  /* As early as there is a loop: a signal during start-up is heard once
+   * the loop runs, instead of killing the process. */
+  struct signals *sig = signals_new(h.base, on_signal, &h);
   h.seq = luaseq_new(&h);
+  h.conv = luaconv_new(&h);
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
@@ -203,13 +208,13 @@ int main(int argc, char **argv) {
     else report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
-    struct signals *sig = signals_new(h.base, on_signal, &h);
     event_base_dispatch(h.base);
-    signals_free(sig);
   }
 
+  signals_free(sig);
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests and sequentialize's keys), then what is attached to the host,
+   * requests, sequentialize's keys and conversations), then what is
+   * attached to the host,
    * then the host. */
   sched_cancel_all(&h.sched, "cancelled: the process is exiting");
   finalizer_queue_free(h.finalizers);
@@ -217,6 +222,7 @@ int main(int argc, char **argv) {
   reload_free(h.reloader);
   looplag_free(lag);
   metrics_server_free(metrics);
+  luaconv_free(h.conv);
   luaseq_free(h.seq);
   sandbox_free(sandbox);
   int exit_code = h.exit_code ? h.exit_code : sandbox_status;

@@ -33,8 +33,8 @@ static const double api_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
 
 static const char *const received_sources[] = {"polling", "webhook",
                                                "journal", NULL};
-static const char *const handled_outcomes[] = {"done", "failed", "timed_out",
-                                               "cancelled", NULL};
+static const char *const handled_outcomes[] = {
+    "done", "failed", "timed_out", "cancelled", "consumed", NULL};
 static const char *const reload_results[] = {"ok", "failed", NULL};
 static const char *const source_states[] = {
     SOURCE_STATE_STARTING, SOURCE_STATE_POLLING,  SOURCE_STATE_WEBHOOK,
@@ -51,7 +51,8 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_updates_handled_total", COUNTER,
         "Updates whose handling ended, by outcome (done, failed: an error or "
         "the update could not start, timed_out: the per-update timeout, "
-        "cancelled: a stop or a reload cut it short).",
+        "cancelled: a stop or a reload cut it short, consumed: a waiting "
+        "conversation took it, ctx:wait).",
         {"outcome"}, .initial = handled_outcomes},
     [METRIC_UPDATES_IN_FLIGHT] = {
         "tghost_updates_in_flight", GAUGE,

@@ -102,8 +102,8 @@ const char *metric_info_text(enum metric_id id);
  * does not exist). */
 double metric_value(enum metric_id id, const char *l1, const char *l2);
 
-/* For the engineer of ctx:wait: the number of handlers waiting in a
- * conversation right now. */
+/* The number of handlers waiting in a conversation right now (ctx:wait;
+ * luaconv.c keeps it). */
 static inline void metrics_set_conversations_waiting(size_t n) {
   metric_set(METRIC_CONVERSATIONS_WAITING, (double)n, NULL, NULL);
 }

@@ -20,6 +20,8 @@ enum runner_state {
 
 /* Updates cut short are listed by id at the stop, this many at most. */
 #define CUT_SHORT_LISTED 20
+/* Why a conversation still waiting for its user is cancelled at a stop. */
+#define IDLE_CANCEL_REASON "cancelled: the bot stopped while it waited for its user"
 
 struct runner {
   struct runner_env env;
@@ -36,6 +38,7 @@ struct runner {
   size_t nwaiters, waiters_cap;
   size_t cut_short;                       /* updates cancelled */
   int64_t cut_short_ids[CUT_SHORT_LISTED];
+  bool cancelling_idle;                   /* inside sink_cancel_idle */
   struct journal *journal;                /* NULL without --journal */
   struct qlist replay;                    /* the journal's unfinished ones */
 };
@@ -49,10 +52,11 @@ static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
   struct job *job = r->cb.start_update(r->ud, u, on_end, end_ud);
-  if (!job) metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
   if (r->journal) {
     if (job) journal_record_start(r->journal, u->id);
-    /* Not started (it cannot be decoded): it will never be, either. */
+    /* Not started: it cannot be decoded (and never will be), or a waiting
+     * conversation took it (that conversation's own update records how
+     * the dialog ends). */
     else journal_record_end(r->journal, u->id, JOURNAL_DONE, "not started");
   }
   return job;
@@ -80,8 +84,11 @@ static void note_cut_short(struct runner *r, struct job *job) {
   if (r->cut_short < CUT_SHORT_LISTED)
     r->cut_short_ids[r->cut_short] = job->update_id;
   r->cut_short++;
-  /* A timeout has its own line already. */
-  if (job->error && strcmp(job->error, SINK_TIMEOUT_REASON) == 0) return;
+  /* A timeout has its own line already, and so have the conversations a
+   * stop cancels (one line for all). */
+  if (job->error && (strcmp(job->error, SINK_TIMEOUT_REASON) == 0 ||
+                     strcmp(job->error, IDLE_CANCEL_REASON) == 0))
+    return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_WARN, &f, "update cut short: %s",
           job->error ? job->error : "cancelled");
@@ -456,9 +463,30 @@ static size_t waiters_in_sink(const struct runner *r) {
   return n;
 }
 
+/* Idle jobs (conversations waiting for their user) wait for updates that
+ * no longer come: once nothing else is left to drain, they are cancelled
+ * (their to-be-closed variables run) rather than waited for until the
+ * drain timeout. */
+static void cancel_idle(struct runner *r, size_t left) {
+  if (r->cancelling_idle || sink_idle(&r->sink) == 0 ||
+      left - sink_idle(&r->sink) > waiters_in_sink(r))
+    return;
+  size_t n = sink_idle_to_cancel(&r->sink);
+  if (n == 0) return;
+  log_warn("stopping: %zu conversation(s) still waiting for their user "
+           "are cut short", n);
+  r->cancelling_idle = true;
+  sink_cancel_idle(&r->sink, IDLE_CANCEL_REASON);
+  r->cancelling_idle = false;
+}
+
 static void check_drained(struct runner *r) {
   if (r->state != RUNNER_DRAINING) return;
   size_t left = sink_size(&r->sink);
+  cancel_idle(r, left);
+  /* The cancels may have ended jobs (and the drain) already. */
+  if (r->state != RUNNER_DRAINING) return;
+  left = sink_size(&r->sink);
   if (r->nwaiters && left <= waiters_in_sink(r)) wake_waiters(r);
   if (left > 0) return;
   if (r->journal && journal_pending(r->journal)) return;   /* on_durable */

@@ -7,6 +7,9 @@
  * poll, lets in-flight updates finish within the drain timeout (then
  * cancels the rest), and confirms the offset of everything started with a
  * last getUpdates, so a restart neither loses nor repeats an update.
+ * Updates whose job waits idle (a conversation waiting for its user: see
+ * job_park_idle) are cancelled as soon as nothing else is left to drain,
+ * with one line saying how many. 
  *
  * The runner does not know what an update runs: it asks its owner (the
  * host) through runner_callbacks, the way the source and the sink ask it. */

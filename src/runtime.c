@@ -9,6 +9,7 @@
 #include "log.h"
 #include "luaapi.h"
 #include "luacore.h"
+#include "luaconv.h"
 #include "luacoro.h"
 #include "luafile.h"
 #include "luaguard.h"
@@ -16,7 +17,9 @@
 #include "luajson.h"
 #include "luarun.h"
 #include "luaseq.h"
+#include "luastorage.h"
 #include "luatask.h"
+#include "metrics.h"
 #include "trace.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
@@ -69,6 +72,8 @@ static const luaL_Reg c_modules[] = {
     {"tghost.httpcore", luaopen_tghost_httpcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
+    {"tghost.storagecore", luaopen_tghost_storagecore},
+    {"tghost.conv", luaopen_tghost_conv},
     {NULL, NULL},
 };
 
@@ -177,20 +182,35 @@ static struct job *start_update(struct job_owner *current,
   trace_update(g->owner.id, u->id, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
+    metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
     return NULL;
   }
   struct buf err = BUF_INIT;
   if (luajson_decode(L, u->json, u->len, &err) != 0) {
     log_msg(LOG_ERROR, &f, "update dropped: %s", err.data);
+    metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
     buf_free(&err);
     lua_settop(L, top);
     return NULL;
   }
+  /* A conversation waiting for this update takes it before any middleware
+   * runs: then it needs no job of its own. */
+  struct conv_hold *hold;
+  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold);
+  if (route == LUACONV_CONSUMED) {
+    metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
+    lua_settop(L, top);
+    return NULL;
+  }
   lua_pushboolean(L, u->redelivered);
+  if (route == LUACONV_HOLD) lua_pushliteral(L, "held");
+  else if (route == LUACONV_OFFERED) lua_pushliteral(L, "offered");
+  else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
-  job_spawn(job, L, 2);
+  if (hold) luaconv_hold(g->host->conv, hold, job);
+  job_spawn(job, L, 3);
   return job;
 }
 

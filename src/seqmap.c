@@ -17,6 +17,7 @@ struct seqmap_entry {
   uint64_t hash;
   uint64_t stamp;               /* dedup mark of the acquire in progress */
   struct qlist queue;           /* links, in acquire order; head = holder */
+  uint32_t pins;                /* holders that stepped aside with this key */
   uint32_t len;
   uint8_t type;
   char *key;                    /* inline_key or a heap copy */
@@ -118,6 +119,7 @@ static struct seqmap_entry *entry_new(struct seqmap *m, uint64_t hash,
   }
   e->hash = hash;
   e->stamp = 0;
+  e->pins = 0;
   qlist_init(&e->queue);
   e->type = type;
   e->len = (uint32_t)len;
@@ -202,7 +204,7 @@ static void unqueue(struct seqmap *m, struct seqmap_link *l) {
   if (!was_head) l->holder->waiting--;
   qlist_remove(&e->queue, &l->node);
   if (qlist_empty(&e->queue)) {
-    entry_delete(m, e);
+    if (e->pins == 0) entry_delete(m, e);
     return;
   }
   if (!was_head) return;
@@ -210,6 +212,12 @@ static void unqueue(struct seqmap *m, struct seqmap_link *l) {
       qlist_entry(qlist_front(&e->queue), struct seqmap_link, node);
   if (--next->holder->waiting == 0 && m->on_grant)
     m->on_grant(next->holder, m->ud);
+}
+
+/* A link of a holder that stepped aside leaves for good. */
+static void unpin(struct seqmap *m, struct seqmap_link *l) {
+  struct seqmap_entry *e = l->entry;
+  if (--e->pins == 0 && qlist_empty(&e->queue)) entry_delete(m, e);
 }
 
 /* --- the API ------------------------------------------------------------ */
@@ -257,7 +265,7 @@ void seqmap_holder_init(struct seqmap_holder *h, void *ud) {
 unsigned seqmap_acquire(struct seqmap *m, struct seqmap_holder *h,
                         const struct seqmap_key *keys, size_t n,
                         size_t *waiting) {
-  if (h->waiting > 0) return 0;
+  if (h->waiting > 0 || h->aside) return 0;
   unsigned frame = ++h->frames;
   if (frame == 0) frame = ++h->frames;   /* 0 means "refused" */
   /* Mark the keys h already holds, and each key as it is added, so
@@ -299,9 +307,11 @@ void seqmap_release_frame(struct seqmap *m, struct seqmap_holder *h,
     }
     *pp = l->next;
     h->nlinks--;
-    unqueue(m, l);
+    if (h->aside) unpin(m, l);
+    else unqueue(m, l);
     link_free(m, l);
   }
+  if (h->nlinks == 0) h->aside = false;
 }
 
 void seqmap_release(struct seqmap *m, struct seqmap_holder *h) {
@@ -309,10 +319,33 @@ void seqmap_release(struct seqmap *m, struct seqmap_holder *h) {
   while ((l = h->links)) {
     h->links = l->next;
     h->nlinks--;
-    unqueue(m, l);
+    if (h->aside) unpin(m, l);
+    else unqueue(m, l);
     link_free(m, l);
   }
   h->waiting = 0;
+  h->aside = false;
+}
+
+size_t seqmap_step_aside(struct seqmap *m, struct seqmap_holder *h) {
+  if (h->aside || h->waiting > 0 || h->nlinks == 0) return 0;
+  /* Pinned first, so that an entry left with an empty queue stays. */
+  for (struct seqmap_link *l = h->links; l; l = l->next) l->entry->pins++;
+  h->aside = true;
+  for (struct seqmap_link *l = h->links; l; l = l->next) unqueue(m, l);
+  return h->nlinks;
+}
+
+size_t seqmap_rejoin(struct seqmap *m, struct seqmap_holder *h) {
+  if (!h->aside) return h->waiting;
+  h->aside = false;
+  for (struct seqmap_link *l = h->links; l; l = l->next) {
+    struct seqmap_entry *e = l->entry;
+    e->pins--;
+    if (!qlist_empty(&e->queue)) h->waiting++;
+    qlist_push_back(&e->queue, &l->node);
+  }
+  return h->waiting;
 }
 
 size_t seqmap_key_count(const struct seqmap *m) { return m->nkeys; }

@@ -30,7 +30,16 @@
  * earlier frame, or twice in one call) is not queued again, so nested
  * acquires never wait for themselves. A holder may have at most one frame
  * that still waits: acquiring while waiting is refused, which is what keeps
- * "already has the key" meaning "holds it". */
+ * "already has the key" meaning "holds it".
+ *
+ * Stepping aside: a holder that will wait a long time for something only a
+ * later arrival can bring (a conversation waiting for a user's next
+ * message) leaves every queue it is in without giving its keys up for
+ * good: seqmap_step_aside() lets the holders behind it run, and
+ * seqmap_rejoin() queues it again at the tail of each of its keys, with
+ * the same frames, so its closers still release what they acquired. A key
+ * stays in the map while a holder that stepped aside has it (its entry is
+ * pinned), which costs nothing per step: no link is freed or made. */
 #ifndef TGHOST_SEQMAP_H
 #define TGHOST_SEQMAP_H
 
@@ -58,6 +67,7 @@ struct seqmap_holder {
   size_t nlinks;
   size_t waiting;               /* queues it is in but not at the head of */
   unsigned frames;              /* the last frame id handed out */
+  bool aside;                   /* stepped out of its queues, links kept */
   void *ud;                     /* the caller's */
 };
 
@@ -96,7 +106,7 @@ void seqmap_holder_init(struct seqmap_holder *h, void *ud);
 /* Queues h on each of the n keys it does not have yet and opens a frame.
  * Returns the frame id (> 0) and sets *waiting to the number of queues h
  * is not at the head of (0: h may run now). Returns 0 and does nothing if
- * h still waits from an earlier acquire. */
+ * h still waits from an earlier acquire or has stepped aside. */
 unsigned seqmap_acquire(struct seqmap *m, struct seqmap_holder *h,
                         const struct seqmap_key *keys, size_t n,
                         size_t *waiting);
@@ -107,9 +117,21 @@ void seqmap_release_frame(struct seqmap *m, struct seqmap_holder *h,
 /* Takes h out of every queue. h may be reused or freed afterwards. */
 void seqmap_release(struct seqmap *m, struct seqmap_holder *h);
 
-/* Keys with at least one holder queued. */
+/* Takes h (which must not be waiting) out of every queue it is in,
+ * granting whoever that lets run, and keeps its keys and frames for
+ * seqmap_rejoin(). Returns how many keys it set aside (0: it had none, and
+ * nothing changed). Releasing h or one of its frames while it is aside
+ * drops those keys for good. */
+size_t seqmap_step_aside(struct seqmap *m, struct seqmap_holder *h);
+/* Queues a holder that stepped aside again at the tail of each of its
+ * keys; returns the number of queues it is not at the head of (0: it holds
+ * them all now; otherwise on_grant follows once it does). No-op returning
+ * h->waiting for a holder that is not aside. */
+size_t seqmap_rejoin(struct seqmap *m, struct seqmap_holder *h);
+
+/* Keys with at least one holder queued or set aside. */
 size_t seqmap_key_count(const struct seqmap *m);
-/* Links in use (one per holder per key). */
+/* Links in use (one per holder per key, queued or set aside). */
 size_t seqmap_link_count(const struct seqmap *m);
 /* Bytes the map holds from malloc (table, entries, links, free lists, long
  * keys). */

@@ -21,6 +21,8 @@ struct sink_slot {
   struct qnode wait_node;          /* in sink->waiting, while waiting */
   bool holds_slot;                 /* counts against the concurrency */
   bool parked;                     /* gave its slot up while it waits */
+  bool idle;                       /* ... for a later update (counted in
+                                      sink->idle, not sink->parked) */
   bool expired;                    /* timed out: being cancelled */
   struct qnode unpark_node;        /* in sink->unparking */
   uint64_t started_us;             /* for the handler duration metric */
@@ -29,6 +31,7 @@ struct sink_slot {
 
 static void on_job_end(struct job *job, void *ud);
 static void pump(struct sink *k);
+static bool may_start(const struct sink *k);
 
 static void note_sizes(const struct sink *k) {
   metric_set(METRIC_UPDATES_IN_FLIGHT, (double)sink_size(k), NULL, NULL);
@@ -75,7 +78,9 @@ static void settle(struct sink *k, struct sink_slot *sl) {
   }
   if (sl->parked) {
     sl->parked = false;
-    k->parked--;
+    if (sl->idle) k->idle--;
+    else k->parked--;
+    sl->idle = false;
     if (qnode_linked(&sl->unpark_node))
       qlist_remove(&k->unparking, &sl->unpark_node);
   }
@@ -94,6 +99,15 @@ static void on_expired(struct inflight *q, struct inflight_entry *e,
 
 /* --- parking ------------------------------------------------------------ */
 
+/* An idle job's wait is over: from now on it waits like any parked job
+ * (for its keys or a slot), which fetching and a drain count. */
+static void end_idle(struct sink *k, struct sink_slot *sl) {
+  if (!sl->idle) return;
+  sl->idle = false;
+  k->idle--;
+  k->parked++;
+}
+
 static void take_slot(struct sink *k, struct sink_slot *sl) {
   sl->parked = false;
   k->parked--;
@@ -107,20 +121,29 @@ static void take_slot(struct sink *k, struct sink_slot *sl) {
  * (a waiting job keeping its slot could hold the very slot its predecessor
  * needs). The bound on parked jobs is enforced by fetching less (see
  * sink_capacity). */
-static void slot_park(struct job *job, void *slot) {
+static void slot_park(struct job *job, void *slot, enum job_park_kind kind) {
   struct sink_slot *sl = slot;
   struct sink *k = sl->sink;
-  if (sl->expired || qnode_linked(&sl->wait_node)) return;
+  if (sl->expired) return;
+  bool idle = kind == JOB_PARK_IDLE;
+  if (qnode_linked(&sl->wait_node)) {
+    if (!idle) end_idle(k, sl);
+    return;
+  }
   /* Waiting is not running: its timeout counts again when it runs on, so
    * an update is never cancelled for the time it spent queued behind
    * others. */
   inflight_remove(&k->inflight, &sl->entry);
   qlist_push_back(&k->waiting, &sl->wait_node);
-  if (k->kind != SINK_CONCURRENT || !sl->holds_slot) return;
+  /* An idle job gives its slot up in every kind of sink: a sequential bot
+   * with a conversation waiting must still take the update it waits for. */
+  if ((k->kind != SINK_CONCURRENT && !idle) || !sl->holds_slot) return;
   sl->holds_slot = false;
   k->holding--;
   sl->parked = true;
-  k->parked++;
+  sl->idle = idle;
+  if (idle) k->idle++;
+  else k->parked++;
   note_sizes(k);
   /* Lua code is running: start the next updates from the loop. */
   event_active(k->pump_event, 0, 0);
@@ -136,12 +159,12 @@ static void slot_unpark(struct job *job, void *slot) {
     job_slot_regained(job);
     return;
   }
+  end_idle(k, sl);
   if (qnode_linked(&sl->unpark_node)) return;
   qlist_push_back(&k->unparking, &sl->unpark_node);
   /* Only a free slot is taken here; a busy sink serves the queue as slots
    * come free, before the backlog. */
-  if (k->holding < (size_t)k->concurrency &&
-      qlist_is_front(&k->unparking, &sl->unpark_node)) {
+  if (may_start(k) && qlist_is_front(&k->unparking, &sl->unpark_node)) {
     qlist_remove(&k->unparking, &sl->unpark_node);
     take_slot(k, sl);
     job_slot_regained(job);
@@ -171,6 +194,7 @@ void sink_init(struct sink *k, struct event_base *base, enum sink_kind kind,
   inflight_init(&k->inflight, base, timeout_ms, on_expired, k);
   k->holding = 0;
   k->parked = 0;
+  k->idle = 0;
   k->max_waiting = -1;
   k->max_parked = max_parked_for(k);
   qlist_init(&k->unparking);
@@ -309,6 +333,35 @@ int64_t sink_close(struct sink *k) {
   drop_backlog(k);
   note_sizes(k);
   return first;
+}
+
+size_t sink_idle(const struct sink *k) { return k->idle; }
+
+/* Idle jobs not being cancelled already; into jobs if given. */
+static size_t collect_idle(const struct sink *k, struct job **jobs) {
+  size_t n = 0;
+  qlist_foreach(q, &k->waiting) {
+    struct sink_slot *sl = qlist_entry(q, struct sink_slot, wait_node);
+    if (!sl->idle || sl->job->cancel_deferred) continue;
+    if (jobs) jobs[n] = sl->job;
+    n++;
+  }
+  return n;
+}
+
+size_t sink_idle_to_cancel(const struct sink *k) {
+  return k->idle ? collect_idle(k, NULL) : 0;
+}
+
+size_t sink_cancel_idle(struct sink *k, const char *reason) {
+  size_t n = sink_idle_to_cancel(k);
+  if (n == 0) return 0;
+  struct job **jobs = xcalloc(n, sizeof *jobs);
+  collect_idle(k, jobs);
+  /* A cancel ends only its own job, so the snapshot stays valid. */
+  for (size_t i = 0; i < n; i++) job_cancel(jobs[i], reason);
+  free(jobs);
+  return n;
 }
 
 void sink_cancel_all(struct sink *k, const char *reason) {

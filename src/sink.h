@@ -19,7 +19,22 @@
  *
  * Timeouts count running time only: a job that waits on others (in any
  * sink) has its timer stopped, and it runs again from zero when the job
- * runs on, so an update is never cancelled before it ran. */
+ * runs on, so an update is never cancelled before it ran.
+ *
+ * Idle jobs (job_park_idle: a conversation waiting for its user's next
+ * message) give their slot up in every kind of sink and are not counted
+ * against max_parked: 10,000 users in the middle of a dialog neither hold
+ * slots nor stop fetching. They still count in sink_size() (they are in
+ * flight), and sink_cancel_idle() ends them when a stop has nothing else
+ * left to wait for. When an idle job's wait is over it waits for a slot
+ * (and its keys) like any parked job.
+ *
+ * start() may return NULL: the update needs no job of its own, because it
+ * could not be decoded (logged by whoever starts it) or because a waiting
+ * conversation took it (it resumes that conversation's job, which then
+ * asks for a slot again through job_unpark). Either way the update is
+ * finished as far as the sink goes: it leaves at once, and its offset is
+ * confirmed with the rest. */
 #ifndef TGHOST_SINK_H
 #define TGHOST_SINK_H
 
@@ -41,7 +56,8 @@ enum sink_kind { SINK_CONCURRENT, SINK_SEQUENTIAL, SINK_BATCH };
 struct sink_slot;
 
 struct sink_callbacks {
-  /* Starts a job for the update (taking u->json); NULL if it cannot. */
+  /* Starts a job for the update (taking u->json); NULL if it needs none
+   * (see above). */
   struct job *(*start)(void *ud, struct update_item *u, job_end_fn on_end,
                        void *end_ud);
   /* A job ended and left the sink. */
@@ -61,6 +77,7 @@ struct sink {
   struct qlist waiting;            /* started jobs waiting on others */
   size_t holding;                  /* jobs holding a slot */
   size_t parked;                   /* started jobs waiting without a slot */
+  size_t idle;                     /* ... idle ones, not counted in parked */
   long max_waiting;                 /* as set; -1: the default */
   size_t max_parked;               /* in effect */
   struct qlist unparking;          /* parked jobs whose wait is over */
@@ -101,5 +118,10 @@ bool sink_has_job(const struct sink *k, const struct job *job);
  * first dropped update, or -1 if the backlog was empty. */
 int64_t sink_close(struct sink *k);
 void sink_cancel_all(struct sink *k, const char *reason);
+/* Idle jobs in flight; of them, those not being cancelled already. */
+size_t sink_idle(const struct sink *k);
+size_t sink_idle_to_cancel(const struct sink *k);
+/* Cancels the idle jobs not being cancelled already; returns how many. */
+size_t sink_cancel_idle(struct sink *k, const char *reason);
 
 #endif

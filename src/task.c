@@ -464,7 +464,11 @@ static void job_record_failure(struct job *job, const char *msg) {
 }
 
 void job_park(struct job *job) {
-  if (job->slot_ops) job->slot_ops->park(job, job->slot);
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_BEHIND);
+}
+
+void job_park_idle(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_IDLE);
 }
 
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),

@@ -123,12 +123,19 @@ struct job_owner {
   void (*unref)(struct job_owner *o);
 };
 
-/* How a job that waits on other jobs (sequentialize) gives its concurrency
- * slot up meanwhile. Implemented by whoever counts slots (the sink), which
- * attaches itself with job_set_slot_owner() to the jobs it starts. */
+/* What a parked job waits for: other jobs, which will end (sequentialize);
+ * or, idle, for something only a later update can bring and which may
+ * never come (a conversation waiting for its user's next message). */
+enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE };
+
+/* How a job that waits gives its concurrency slot up meanwhile.
+ * Implemented by whoever counts slots (the sink), which attaches itself
+ * with job_set_slot_owner() to the jobs it starts. */
 struct job_slot_ops {
-  /* The job starts waiting: its slot may serve another update. */
-  void (*park)(struct job *job, void *slot);
+  /* The job starts waiting: its slot may serve another update. Parking a
+   * job that is parked idle again as JOB_PARK_BEHIND says its wait is now
+   * on other jobs. */
+  void (*park)(struct job *job, void *slot, enum job_park_kind kind);
   /* The wait is over: job_slot_regained(job) follows once the job holds a
    * slot again, possibly before this returns. */
   void (*unpark)(struct job *job, void *slot);
@@ -233,8 +240,12 @@ lua_State *job_thread(const struct job *job);
  * job's slot go (if the owner allows); job_unpark() asks for it back and
  * calls regained(job, arg) once the job holds one (at once for a job
  * without slot_ops). regained may be NULL (the job only settles its
- * account). */
+ * account). job_park_idle() is for a wait that no job in flight will end
+ * (a conversation's): the slot goes in every kind of sink, the job does
+ * not hold fetching back, and a graceful stop cancels it once the rest has
+ * drained instead of waiting for it. */
 void job_park(struct job *job);
+void job_park_idle(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg);
 /* For slot owners: attach to a job (ops and the owner's own per-job data);

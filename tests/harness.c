@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -313,6 +314,12 @@ void harness_dump_output(void) {
   }
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+  remove(path);
+  return 0;
+}
+
 static void cleanup(void) {
   for (int i = 0; i < nprocs; i++) {
     struct proc *p = procs[i];
@@ -329,11 +336,10 @@ static void cleanup(void) {
   nprocs = 0;
   fakeapi_free(api);
   api = NULL;
-  for (int i = 0; i < nwritten; i++) {
-    unlink(written[i]);
-    free(written[i]);
-  }
-  if (tmpdir[0]) rmdir(tmpdir);
+  for (int i = 0; i < nwritten; i++) free(written[i]);
+  /* Everything in it goes: the scripts written, and what tghost made there
+   * (journals, databases, downloads). */
+  if (tmpdir[0]) nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   if (child_event) event_free(child_event);
   if (base) event_base_free(base);
 }

@@ -10,7 +10,11 @@
  *     holders with disjoint keys never wait for each other);
  *   - on_grant fires once per transition to running, never spuriously;
  *   - the map's key and link counts match the model, and the map is empty
- *     (and small) once nothing is in flight.
+ *     (and small) once nothing is in flight;
+ *   - a holder that steps aside (a conversation waiting for its user) is
+ *     out of every queue: it is never granted meanwhile and the holders
+ *     behind it run; when it rejoins it queues again at the tail of each of
+ *     its keys, and a release while it is aside drops its keys for good.
  *
  * TGHOST_SEQMAP_SEED=<n> replays one schedule; TGHOST_SEQMAP_SCHEDULES=<n>
  * runs more or fewer. */
@@ -86,6 +90,7 @@ struct sim {
   /* which keys each frame joined (bit per universe key) */
   unsigned frame_keys[MAX_FRAMES];
   bool waiting_frame;           /* the last frame still waits */
+  bool aside;                   /* stepped aside: in no queue */
   int grants;                   /* grants not yet matched by the model */
 };
 
@@ -133,9 +138,16 @@ static void model_unqueue(int idx, unsigned keys) {
 /* Everything the map says agrees with the model. */
 static void check_invariants(const struct seqmap *m) {
   size_t links = 0, keys = 0;
+  unsigned aside_keys = 0;
+  for (int i = 0; i < MAX_HOLDERS; i++) {
+    if (!sims[i].active || !sims[i].aside) continue;
+    unsigned mine = held_keys(&sims[i]);
+    aside_keys |= mine;
+    links += (size_t)__builtin_popcount(mine);
+  }
   for (int k = 0; k < nuniverse; k++) {
     links += (size_t)qlen[k];
-    if (qlen[k] > 0) keys++;
+    if (qlen[k] > 0 || (aside_keys & (1u << k))) keys++;
   }
   CHECK(seqmap_link_count(m) == links, "map has %zu links, model %zu",
         seqmap_link_count(m), links);
@@ -144,6 +156,10 @@ static void check_invariants(const struct seqmap *m) {
   for (int i = 0; i < MAX_HOLDERS; i++) {
     struct sim *s = &sims[i];
     if (!s->active) continue;
+    if (s->aside) {
+      CHECK(!s->running && s->grants == 0, "holder %d granted while aside", i);
+      continue;
+    }
     bool should = model_runnable(i);
     CHECK(s->running == should,
           "holder %d: the map says %s, the model says %s", i,
@@ -198,7 +214,7 @@ static void do_acquire(struct seqmap *m, int idx) {
 
 static void do_release_all(struct seqmap *m, int idx) {
   struct sim *s = &sims[idx];
-  model_unqueue(idx, held_keys(s));
+  if (!s->aside) model_unqueue(idx, held_keys(s));
   s->active = false;
   s->running = false;
   seqmap_release(m, &s->h);
@@ -210,18 +226,52 @@ static void do_release_all(struct seqmap *m, int idx) {
 
 static void do_release_frame(struct seqmap *m, int idx, int f) {
   struct sim *s = &sims[idx];
-  model_unqueue(idx, s->frame_keys[f]);
+  if (!s->aside) model_unqueue(idx, s->frame_keys[f]);
   seqmap_release_frame(m, &s->h, s->frame_ids[f]);
   for (int j = f; j + 1 < s->nframes; j++) {
     s->frame_ids[j] = s->frame_ids[j + 1];
     s->frame_keys[j] = s->frame_keys[j + 1];
   }
   s->nframes--;
+  if (s->aside) {
+    s->aside = held_keys(s) != 0;
+    CHECK(s->h.aside == s->aside, "holder %d: aside %d, the model says %d",
+          idx, s->h.aside, s->aside);
+    if (!s->aside) s->running = true;   /* nothing left to wait for */
+    return;
+  }
   if (s->waiting_frame && f == s->nframes) {
     /* The waiting frame was dropped: the holder runs again. */
     s->waiting_frame = false;
     s->running = true;
   }
+}
+
+/* A running holder starts waiting for its user: out of its queues. */
+static void do_step_aside(struct seqmap *m, int idx) {
+  struct sim *s = &sims[idx];
+  unsigned keys = held_keys(s);
+  size_t n = seqmap_step_aside(m, &s->h);
+  CHECK(n == (size_t)__builtin_popcount(keys), "stepped aside with %zu keys "
+        "of %d", n, __builtin_popcount(keys));
+  if (n == 0) return;
+  model_unqueue(idx, keys);
+  s->aside = true;
+  s->running = false;
+}
+
+/* Its user answered: it queues again behind whoever has its keys now. */
+static void do_rejoin(struct seqmap *m, int idx) {
+  struct sim *s = &sims[idx];
+  unsigned keys = held_keys(s);
+  for (int k = 0; k < nuniverse; k++)
+    if (keys & (1u << k)) queue[k][qlen[k]++] = idx;
+  size_t waiting = seqmap_rejoin(m, &s->h);
+  s->aside = false;
+  s->running = waiting == 0;
+  s->waiting_frame = false;
+  CHECK(s->h.waiting == waiting, "rejoin: waiting %zu but holder says %zu",
+        waiting, s->h.waiting);
 }
 
 static int pick(bool (*pred)(const struct sim *)) {
@@ -232,10 +282,11 @@ static int pick(bool (*pred)(const struct sim *)) {
 }
 
 static bool is_free(const struct sim *s) { return !s->active; }
+static bool is_aside(const struct sim *s) { return s->active && s->aside; }
 static bool is_active(const struct sim *s) { return s->active; }
 static bool is_running(const struct sim *s) { return s->active && s->running; }
 static bool is_waiting(const struct sim *s) {
-  return s->active && !s->running;
+  return s->active && !s->running && !s->aside;
 }
 static bool can_nest(const struct sim *s) {
   return s->active && s->running && s->nframes < MAX_FRAMES;
@@ -259,7 +310,7 @@ static void run_schedule(uint64_t seed) {
   /* Some schedules favour arrivals (long queues), others completions. */
   unsigned arrive_weight = 2 + rnd_below(6);
   for (int step = 0; step < steps; step++) {
-    unsigned op = rnd_below(arrive_weight + 6);
+    unsigned op = rnd_below(arrive_weight + 9);
     int idx;
     if (op < arrive_weight) {
       if ((idx = pick(is_free)) >= 0) do_acquire(&m, idx);
@@ -276,11 +327,21 @@ static void run_schedule(uint64_t seed) {
       /* the innermost frame ends (its middleware returned) */
       if ((idx = pick(has_inner_frame)) >= 0)
         do_release_frame(&m, idx, sims[idx].nframes - 1);
-    } else {
+    } else if (op == arrive_weight + 5) {
       /* a waiting inner frame is dropped (its wait was cancelled) */
       if ((idx = pick(is_waiting)) >= 0 && sims[idx].nframes >= 2 &&
           sims[idx].waiting_frame)
         do_release_frame(&m, idx, sims[idx].nframes - 1);
+    } else if (op == arrive_weight + 6) {
+      /* a handler starts waiting for its user's next message */
+      if ((idx = pick(is_running)) >= 0) do_step_aside(&m, idx);
+    } else if (op == arrive_weight + 7) {
+      /* ... which came: it queues for its keys again */
+      if ((idx = pick(is_aside)) >= 0) do_rejoin(&m, idx);
+    } else {
+      /* a conversation cancelled while it waits closes its frames */
+      if ((idx = pick(is_aside)) >= 0)
+        do_release_frame(&m, idx, (int)rnd_below((unsigned)sims[idx].nframes));
     }
     check_invariants(&m);
   }
@@ -338,6 +399,46 @@ static void test_cancel_in_the_middle(void) {
   seqmap_free(&m);
 }
 
+/* A holder that steps aside lets the next one run at once, is not granted
+ * while aside, and queues behind whoever holds its key when it rejoins;
+ * its frames survive (a frame release after the rejoin still works). */
+static void test_step_aside(void) {
+  struct seqmap m;
+  struct seqmap_holder a, b, c;
+  seqmap_init(&m, 3, count_grant, NULL);
+  seqmap_holder_init(&a, NULL);
+  seqmap_holder_init(&b, NULL);
+  seqmap_holder_init(&c, NULL);
+  struct seqmap_key k = ikey(42), k2 = ikey(43);
+  size_t w;
+  unsigned fa = seqmap_acquire(&m, &a, &k, 1, &w);
+  CHECK(fa && w == 0, "a waits");
+  CHECK(seqmap_acquire(&m, &b, &k, 1, &w) && w == 1, "b does not wait");
+  grant_count = 0;
+  CHECK(seqmap_step_aside(&m, &a) == 1, "a set no key aside");
+  CHECK(grant_count == 1 && last_granted == &b, "b was not granted");
+  CHECK(seqmap_acquire(&m, &a, &k2, 1, &w) == 0, "acquire while aside");
+  CHECK(seqmap_step_aside(&m, &a) == 0, "stepped aside twice");
+  CHECK(seqmap_acquire(&m, &c, &k, 1, &w) && w == 1, "c does not wait");
+  CHECK(seqmap_rejoin(&m, &a) == 1, "a does not wait behind b and c");
+  grant_count = 0;
+  seqmap_release(&m, &b);
+  CHECK(grant_count == 1 && last_granted == &c, "c was not next");
+  seqmap_release(&m, &c);
+  CHECK(grant_count == 2 && last_granted == &a, "a was not granted");
+  seqmap_release_frame(&m, &a, fa);
+  CHECK(a.nlinks == 0 && seqmap_key_count(&m) == 0, "a's frame stayed");
+  /* A key only an aside holder has stays in the map until it is gone. */
+  CHECK(seqmap_acquire(&m, &a, &k, 1, &w) && w == 0, "a waits again");
+  CHECK(seqmap_step_aside(&m, &a) == 1, "a set no key aside");
+  CHECK(seqmap_key_count(&m) == 1 && seqmap_link_count(&m) == 1,
+        "the aside key is gone");
+  seqmap_release(&m, &a);
+  CHECK(seqmap_key_count(&m) == 0 && seqmap_link_count(&m) == 0 && !a.aside,
+        "an aside release left keys");
+  seqmap_free(&m);
+}
+
 /* 100,000 distinct keys in flight, then none: the table shrinks back and
  * the free lists keep only a constant number of spares. */
 static void test_memory_returns(void) {
@@ -370,6 +471,7 @@ static void test_memory_returns(void) {
 int main(void) {
   make_universe();
   test_cancel_in_the_middle();
+  test_step_aside();
   test_memory_returns();
   const char *one = getenv("TGHOST_SEQMAP_SEED");
   if (one) {

@@ -1,7 +1,7 @@
 ---@meta tghost
 -- LuaCATS annotations of the tghost Lua API, for lua-language-server (and
 -- editors built on it): completion, hover docs and type checks for bot,
--- ctx, run, sequentialize and tghost.*. This file is never run; point the
+-- ctx, run, sequentialize, conversation and tghost.*. This file is never run; point the
 -- language server's workspace.library at its folder (see the README).
 -- tests/lua/types_cover.lua checks that it names everything the API has.
 
@@ -186,6 +186,20 @@ bot = {}
 ---@field ctx tghost.Context The update's context.
 ---@field traceback string?
 
+---What `ctx:wait` raises when no answer came within `opts.timeout`.
+---@class tghost.ConversationTimeout
+---@field key string|integer The conversation key.
+---@field timeout number Seconds.
+---@field ctx tghost.Context The context `wait` was called on.
+
+---What `ctx:wait` raises when its conversation was ended by
+---`ctx:cancelConversation()` (reason "cancelled") or by a newer conversation
+---on the same key (reason "replaced").
+---@class tghost.ConversationCancelled
+---@field key string|integer
+---@field reason "cancelled"|"replaced"
+---@field ctx tghost.Context
+
 ---A failed Bot API call.
 ---@class tghost.ApiError
 ---@field method string
@@ -244,6 +258,7 @@ function Api.getFile(params) end
 ---@field me table The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
 ---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
 ---@field msg table? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat table? The chat the update is about.
 ---@field from table? The user the update is from.
@@ -433,6 +448,29 @@ function Context:has(query) end
 ---@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
 function Context:getFile() end
 
+---@class tghost.WaitOptions
+---@field timeout? number Seconds; then `ctx:wait` raises a `tghost.ConversationTimeout`.
+---@field key? string|integer The conversation key for this wait (default: the bot's key function, "chat id:user id").
+---@field otherwise? fun(ctx: tghost.Context) Called (inside this handler) for updates of the key that do not match; the wait goes on.
+---@field commands? boolean true: a message starting with a /command may answer (by default commands run through the middleware).
+
+---Suspends this handler until the next update of its conversation key (the
+---same user in the same chat, by default) that matches the filter, and
+---returns that update's context; the update starts no handler of its own.
+---Raises `tghost.ConversationTimeout` after `opts.timeout` seconds, and
+---`tghost.ConversationCancelled` when the conversation is cancelled or
+---replaced by a newer one on the same key.
+---@param filter tghost.FilterQuery|tghost.FilterQuery[]|tghost.Predicate
+---@param opts? tghost.WaitOptions
+---@return tghost.Context
+function Context:wait(filter, opts) end
+---Ends the conversation of key (default: this update's): its `ctx:wait`
+---raises `tghost.ConversationCancelled` (reason "cancelled"). False if there
+---was none.
+---@param key? string|integer
+---@return boolean
+function Context:cancelConversation(key) end
+
 ---------------------------------------------------------------------------
 -- Keyboards
 ---------------------------------------------------------------------------
@@ -578,6 +616,73 @@ function run(b, opts) end
 ---@return tghost.Middleware
 function sequentialize(keyfn) end
 
+---The bot's conversation settings: `key(ctx)` gives the conversation key of
+---an update (default: "chat id:user id"; nil: the update belongs to none).
+---@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+function conversation(opts) end
+
+---------------------------------------------------------------------------
+-- session() and storages
+---------------------------------------------------------------------------
+
+---A key-value store for plain Lua data (tables, strings, booleans, numbers).
+---Memory calls are immediate; SQLite and Redis calls suspend the handler.
+---@class tghost.Storage
+---@field label string What messages call it: `memory storage "votes"`.
+local Storage = {}
+---The value stored under key, or nil. An integer key means its decimal string.
+---@param key string|integer
+---@return any
+function Storage:get(key) end
+---Stores value (nil deletes); ttl_seconds gives it a time to live. A value
+---storage cannot keep (a function, a cycle, ...) raises, naming the path.
+---@param key string|integer
+---@param value any
+---@param ttl_seconds? number
+function Storage:set(key, value, ttl_seconds) end
+---@param key string|integer
+function Storage:delete(key) end
+
+---Your own storage for sessions: methods that may suspend.
+---@class tghost.CustomStorage
+---@field read fun(self: tghost.CustomStorage, key: string): any
+---@field write fun(self: tghost.CustomStorage, key: string, value: any, ttl_seconds?: number)
+---@field delete fun(self: tghost.CustomStorage, key: string)
+
+---@class tghost.storage
+local storage = {}
+---A store kept in C for the life of the process: it survives hot reloads
+---(the same name gives the same store).
+---@param name string
+---@return tghost.Storage
+function storage.memory(name) end
+---A table (default "kv") in an SQLite file; disk I/O runs off the loop.
+---@param path string
+---@param table_name? string
+---@return tghost.Storage
+function storage.sqlite(path, table_name) end
+---A Redis server ("redis://[:password@]host[:port][/db]"); keys get prefix
+---(default "tghost:"). Reconnects by itself; calls raise while it is down.
+---@param url string
+---@param prefix? string
+---@return tghost.Storage
+function storage.redis(url, prefix) end
+
+---@class tghost.SessionOptions
+---@field initial? fun(ctx: tghost.Context): any The value of a session storage has nothing for.
+---@field getSessionKey? fun(ctx: tghost.Context): (string|integer|nil) Default: the chat id as a string.
+---@field storage? tghost.Storage|tghost.CustomStorage Default: tghost.storage.memory("session").
+---@field ttl? number Seconds each write lives.
+---@field prefix? string Put before every key.
+
+---Middleware that gives ctx.session (grammY's session): read on first
+---access, written back after the rest of the stack if it changed (also
+---after an error; not when the update is cancelled). Put sequentialize with
+---the same key function before it.
+---@param opts? tghost.SessionOptions
+---@return tghost.Middleware
+function session(opts) end
+
 ---------------------------------------------------------------------------
 -- tghost.*
 ---------------------------------------------------------------------------
@@ -665,6 +770,9 @@ function log.error(...) end
 ---@field http tghost.http
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
+---@field storage tghost.storage Key-value storages: memory, sqlite, redis.
+---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
+---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -707,6 +815,15 @@ function tghost.generation() end
 ---@param keyfn fun(ctx: tghost.Context): (string|integer|(string|integer)[]|nil)
 ---@return tghost.Middleware
 function tghost.sequentialize(keyfn) end
+
+---The same as the global `session`.
+---@param opts? tghost.SessionOptions
+---@return tghost.Middleware
+function tghost.session(opts) end
+
+---The same as the global `conversation`.
+---@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+function tghost.conversation(opts) end
 
 ---The same as the global `run`.
 ---@param b tghost.Bot

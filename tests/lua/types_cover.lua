@@ -29,7 +29,7 @@ local alias = {
   Context = "tghost.Context", InlineKeyboard = "tghost.InlineKeyboard",
   Keyboard = "tghost.Keyboard", RunHandle = "tghost.RunHandle",
   Task = "tghost.Task", http = "tghost.http", json = "tghost.json",
-  log = "tghost.log",
+  log = "tghost.log", storage = "tghost.storage", Storage = "tghost.Storage",
 }
 local aliased = {}
 for key in pairs(declared) do
@@ -95,14 +95,18 @@ t.test("every keyboard method is annotated", function()
        "reply keyboard methods")
 end)
 
-t.test("tghost.http, tghost.json and tghost.log are annotated", function()
+t.test("tghost.http, tghost.json, tghost.log and tghost.storage are annotated", function()
+  t.eq(missing("tghost.storage", keys(tghost.storage)), {}, "tghost.storage")
+  local store = tghost.storage.memory("types_cover")
+  t.eq(missing("tghost.Storage", keys(store, function(_, v)
+    return type(v) == "function" end)), {}, "storage methods")
   t.eq(missing("tghost.http", keys(tghost.http)), {}, "tghost.http")
   t.eq(missing("tghost.json", keys(tghost.json)), {}, "tghost.json")
   t.eq(missing("tghost.log", keys(tghost.log)), {}, "tghost.log")
 end)
 
 t.test("globals", function()
-  for _, name in ipairs({ "bot", "run", "sequentialize", "tghost" }) do
+  for _, name in ipairs({ "bot", "run", "sequentialize", "session", "conversation", "tghost" }) do
     t.truthy(text:find("\n" .. name .. " = ", 1, true) or
              text:find("\nfunction " .. name .. "%(") ~= nil,
              "the global " .. name .. " is not declared")

@@ -1,0 +1,108 @@
+/* Conversations for Lua: ctx:wait's C side (the module tghost.conv that
+ * lua/conversation.lua calls) and the routing of each incoming update to
+ * the conversation waiting for it, before any middleware runs.
+ *
+ * Layer: Lua bindings. The table of keys (src/conversation.c) belongs to
+ * the host, not to a Lua state, so conversations of an old generation and
+ * updates started in a new one meet in it across a hot reload.
+ *
+ * A conversation is a job (one update's handler) that called ctx:wait: it
+ * owns one conversation key (by default "chat id:user id") from its first
+ * wait until it ends, waits for another key, or is cancelled. Each update
+ * whose key (the current generation's key function) has a conversation:
+ *
+ *   - the conversation waits: its offer function decides, in its own Lua
+ *     state, whether the update is for it; if so the update is consumed
+ *     (it starts no job: luaconv_route returns LUACONV_CONSUMED) and the
+ *     waiting handler resumes with its context; if not, it runs through
+ *     the middleware as usual;
+ *   - the conversation runs (between two waits): the update is held (it
+ *     becomes a job whose handler first waits, without a slot, in
+ *     conv.hold_wait) until the conversation waits again, which looks at
+ *     the held updates in order first and consumes the first it wants (the
+ *     others run through the middleware), or ends (all of them run). So
+ *     nothing a user sends between two questions is lost or reordered.
+ *
+ * An update is routed again (conv.reroute) when its handler starts, if it
+ * met no conversation when it was started (a conversation may have begun
+ * waiting since: both were in one batch), and after it waited for its
+ * sequentialize keys (the update holding them may have become the
+ * conversation that waits for it).
+ *
+ * A waiting conversation holds nothing that others need: its job is parked
+ * idle (no concurrency slot, no per-update timeout, not counted against
+ * fetching; see job_park_idle) and its sequentialize keys are set aside
+ * (luaseq_step_aside), so the updates of its chat run meanwhile (/cancel
+ * among them) and cannot deadlock it. When its update comes it takes its
+ * keys back (queueing behind whoever has them) and then a slot, and only
+ * then resumes.
+ *
+ * The module tghost.conv (for lua/conversation.lua and lua/runtime.lua):
+ *
+ *   conv.wait(key, offer [, timeout]) -> kind, ...   may suspend
+ *       key: a string or an integer. offer(update) -> ctx, matched | nil
+ *       decides for one decoded update. Returns
+ *         "held", json, serial   a held update to offer now: the caller
+ *                                decides and calls conv.settle
+ *         "update", ctx, matched an update offer took while it waited
+ *         "timeout"              timeout seconds passed
+ *         "cancelled", reason    "cancelled" (conv.cancel) or "replaced"
+ *                                (another handler waits on the key now)
+ *         "error", err           offer raised err for an incoming update
+ *                                (that update ran through the middleware)
+ *   conv.settle(serial, consumed)   consumed: the held update is the
+ *       conversation's (its job ends); else it runs through the middleware
+ *   conv.hold_wait() -> consumed    in a held update's job: waits until
+ *       the conversation decided
+ *   conv.reroute(key) -> consumed   routes the running update again, as
+ *       if it came now; may hold it (sequentialize calls it for an update
+ *       that waited for its keys: its conversation may have started
+ *       waiting meanwhile, so an answer that came before its question's
+ *       ctx:wait still reaches the dialog)
+ *   conv.active() -> bool           some conversation exists
+ *   conv.cancel(key) -> bool        ends the key's conversation: a waiting
+ *       one resumes with "cancelled", a running one gets it at its next
+ *       wait; updates held for it run through the middleware
+ *   conv.stats() -> keys, waiting, held
+ *
+ * A second conversation on a key replaces the first (see "replaced"): the
+ * user moved on (typed /register again, or another command that asks). */
+#ifndef TGHOST_LUACONV_H
+#define TGHOST_LUACONV_H
+
+#include <lua.h>
+
+struct host;
+struct job;
+struct generation;
+struct update_item;
+struct luaconv;
+struct conv_hold;
+
+enum luaconv_route {
+  LUACONV_START,       /* no conversation of its key: start it as usual */
+  LUACONV_OFFERED,     /* the waiting conversation of its key did not want
+                          it: start it as usual */
+  LUACONV_HOLD,        /* start it held (pass *hold to luaconv_hold) */
+  LUACONV_CONSUMED,    /* a waiting conversation took it: start nothing */
+};
+
+/* Creates the table (main.c attaches it to the host as h->conv). */
+struct luaconv *luaconv_new(struct host *h);
+/* After every job has ended. */
+void luaconv_free(struct luaconv *c);
+
+/* Routes u, decoded on top of the stack of g's Lua state (left there),
+ * before it starts in g (the current generation). Costs nothing while no
+ * conversation exists. User code (the key function, a filter) runs
+ * protected and within the CPU budget; its errors are logged (key) or go
+ * to the waiting handler (filter). */
+enum luaconv_route luaconv_route(struct luaconv *c, struct generation *g,
+                                 const struct update_item *u,
+                                 struct conv_hold **hold);
+/* The job started for a held update (right after luaconv_route). */
+void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
+
+int luaopen_tghost_conv(lua_State *L);
+
+#endif
