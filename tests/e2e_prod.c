@@ -1186,6 +1186,10 @@ static void test_metrics_parse(void) {
   const char *script_text =
       "bot.command('fail', function() error('boom') end)\n"
       "bot.command('slow', function(ctx) tghost.sleep(3); ctx:reply('slow') end)\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx:reply('name?')\n"
+      "  ctx:reply('hi ' .. ctx:wait('message:text').msg.text)\n"
+      "end)\n"
       "bot.on('message:text', function(ctx) ctx:reply(ctx.msg.text) end)\n"
       "run(bot)\n";
   const char *script = harness_write("polled.lua", script_text);
@@ -1232,6 +1236,19 @@ static void test_metrics_parse(void) {
   struct health_wait h = {mport, 200, BUF_INIT};
   CHECK(health_is(&h) && strstr(h.body.data, "ok: polling"), "healthz: %s",
         h.body.data);
+
+  /* A conversation waiting, then the answer it consumes. */
+  fakeapi_push_text(harness_api(), 9, 9, "/ask");
+  CHECK(run_until(has_text, "name?", 10000), "the question");
+  struct metric_wait conv = {mport, "tghost_conversations_waiting", 1};
+  CHECK(run_until(metric_is, &conv, 5000), "the waiting conversation");
+  fakeapi_push_text(harness_api(), 9, 9, "Ann");
+  CHECK(run_until(has_text, "hi Ann", 10000), "the answer");
+  conv.want = 0;
+  CHECK(run_until(metric_is, &conv, 5000), "still waiting");
+  CHECK(scrape(mport, &m) == 0, "parser");
+  CHECK(sample(&m, "tghost_updates_handled_total{outcome=\"consumed\"}") == 1,
+        "the answer was consumed by the conversation");
 
   /* A reload that works, and one that does not. */
   struct buf again = BUF_INIT;
