@@ -57,7 +57,8 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
     [METRIC_UPDATES_IN_FLIGHT] = {
         "tghost_updates_in_flight", GAUGE,
         "Updates accepted and not finished: running, waiting on others "
-        "(sequentialize) or in the backlog."},
+        "(sequentialize), in a conversation waiting for its user (ctx:wait), "
+        "or in the backlog."},
     [METRIC_UPDATES_PARKED] = {
         "tghost_updates_parked", GAUGE,
         "Updates waiting behind others of the same sequentialize key, "
