@@ -74,6 +74,7 @@ size_t json_error_offset(const struct json_reader *r);
 
 /* Decodes a string slice (escapes included) into out, appending. */
 void json_unescape(const struct json_slice *s, struct buf *out);
+/* True if the slice, escapes decoded, is the text literal. */
 bool json_slice_is(const struct json_slice *s, const char *literal);
 
 /* Writers append to a buffer. */

@@ -3,7 +3,8 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#define ENCODE_MAX_DEPTH 100
+/* Whatever decodes encodes: the reader allows JSON_MAX_DEPTH levels. */
+#define ENCODE_MAX_DEPTH JSON_MAX_DEPTH
 
 static const char ARRAY_MT[] = "tghost.json.array";
 static const char OBJECT_MT[] = "tghost.json.object";
@@ -86,10 +87,12 @@ bool luajson_decode_value(lua_State *L, struct json_reader *r,
           lua_pop(L, 2);    /* null members are absent, as in Lua */
         } else {
           lua_rawset(L, -3);
+          members++;
         }
-        members++;
       }
       if (r->error) return false;
+      /* Empty, even if it had null members: still an object ({"a":null}
+       * must not encode back as []). */
       if (members == 0) mark_table(L, OBJECT_MT, "object");
       return true;
     }

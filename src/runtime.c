@@ -18,6 +18,7 @@
 #include "luarun.h"
 #include "luaseq.h"
 #include "luastorage.h"
+#include "luastring.h"
 #include "luatask.h"
 #include "metrics.h"
 #include "trace.h"
@@ -81,6 +82,8 @@ static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
   luaguard_install(L);
+  /* Pattern matching whose work is bounded by the CPU budget. */
+  luastring_install_guarded(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {

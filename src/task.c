@@ -300,6 +300,7 @@ static void cpu_guard_start(struct scheduler *s, lua_State *co) {
   s->task_link.outer = NULL;
   s->innermost = &s->task_link;
   s->resume_tick = s->ticks;
+  s->stop_explanation[0] = '\0';
   clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
   if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
     struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
@@ -375,6 +376,12 @@ void sched_stop_running(struct scheduler *s, enum task_stop_reason why) {
 
 bool sched_guard_active(const struct scheduler *s) {
   return (s->running && s->running->stopping) || !s->have_cpu_timer;
+}
+
+void sched_explain_stop(struct scheduler *s, const char *message) {
+  struct task *t = s->running;
+  if (t && t->stopping == TASK_STOP_CPU && !s->stop_explanation[0])
+    snprintf(s->stop_explanation, sizeof s->stop_explanation, "%s", message);
 }
 
 /* Gives a coroutine a fresh budget (its __close handlers run after a
@@ -648,7 +655,9 @@ static void stop_message(const struct scheduler *s, const struct task *t,
   const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
                     : t->job->kind == JOB_UPDATE ? "handler"
                                                  : "task";
-  if (t->stopping == TASK_STOP_MEMORY)
+  if (t->stopping == TASK_STOP_CPU && s->stop_explanation[0])
+    snprintf(msg, size, "%s", s->stop_explanation);   /* sched_explain_stop */
+  else if (t->stopping == TASK_STOP_MEMORY)
     snprintf(msg, size, "%s%s stopped: %s", t->cpu_where, who,
              s->memory_stop_reason);
   else

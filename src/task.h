@@ -102,6 +102,7 @@ struct scheduler {
   bool have_cpu_timer;
   struct timespec resume_started;  /* for the fallback count hook */
   const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  char stop_explanation[256];      /* see sched_explain_stop; "" if none */
   unsigned long guard_stops;       /* resumes that ended in a stop */
 
   void (*on_idle)(void *ud);       /* only background jobs are left */
@@ -285,6 +286,11 @@ void task_install_cpu_guard(struct scheduler *s, lua_State *L);
  * task at its next Lua instruction. Cheap enough to call every few
  * thousand steps. */
 bool sched_over_budget(struct scheduler *s);
+/* For such a caller: message (copied) becomes the running task's report
+ * when the guard stops it, in place of the generic one, so the log says
+ * what ran out of time ("bot.lua:3: pattern matching stopped: ..."). Only
+ * while the task is being stopped. */
+void sched_explain_stop(struct scheduler *s, const char *message);
 
 /* The Lua allocator's accounting: adds delta bytes to the running job if
  * it belongs to owner (a generation's allocation made while one of its

@@ -20,12 +20,11 @@
 #include <unistd.h>
 
 /* Bottom first. A module may include modules of its own layer (if that
- * makes no circle) and of the layers below. A row is the layer's name,
- * then its modules. */
-#define LAYER_ROW 16
-static const char *const layers[][LAYER_ROW] = {
+ * makes no circle) and of the layers below. */
+#define LAYER_WIDTH 16   /* a layer's name and its modules */
+static const char *const layers[][LAYER_WIDTH] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
-     "signals", "metrics", "netaddr"},
+     "signals", "lpattern", "metrics", "netaddr"},
     {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api",
      "memstore", "kvreq", "sqlstore", "redisstore", "storages", "httpd",
      "metrics_http"},
@@ -36,7 +35,8 @@ static const char *const layers[][LAYER_ROW] = {
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind", "storecodec"},
     {"Lua bindings", "luacore", "luarun", "luaapi", "luafile", "luahttp",
-     "luaseq", "luaconv", "luatask", "luacoro", "luaguard", "luastorage"},
+     "luaseq", "luaconv", "luatask", "luacoro", "luaguard", "luastorage",
+     "luastring"},
     {"runtime", "runtime"},
     {"hot reload", "reload"},
     {"main", "main", "sandbox_chat"},
@@ -76,7 +76,7 @@ static void problem(struct graph *g, const char *fmt, ...) {
 
 static int layer_of(const char *module) {
   for (size_t l = 0; l < NLAYERS; l++)
-    for (int i = 1; i < LAYER_ROW && layers[l][i]; i++)
+    for (int i = 1; i < LAYER_WIDTH && layers[l][i]; i++)
       if (strcmp(layers[l][i], module) == 0) return (int)l;
   return -1;
 }
@@ -321,7 +321,7 @@ int main(int argc, char **argv) {
             n);
     for (size_t l = 0; l < NLAYERS; l++) {
       fprintf(stderr, "  %-16s", layers[l][0]);
-      for (int i = 1; i < LAYER_ROW && layers[l][i]; i++)
+      for (int i = 1; i < LAYER_WIDTH && layers[l][i]; i++)
         fprintf(stderr, " %s", layers[l][i]);
       fprintf(stderr, "\n");
     }
