@@ -530,6 +530,10 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   w->retry_timer = evtimer_new(base, on_retry, w);
   evhttp_set_gencb(w->http, on_request, w);
   evhttp_set_max_body_size(w->http, WEBHOOK_MAX_BODY);
+  /* An oversized body is read to its end (and dropped) before the 413
+   * goes out: closing on a client still sending would reset the
+   * connection, and the client would see no answer at all. */
+  evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_max_headers_size(w->http, 16384);
   evhttp_set_timeout(w->http, HTTP_TIMEOUT_S);
   evhttp_set_allowed_methods(w->http, EVHTTP_REQ_POST | EVHTTP_REQ_GET |

@@ -12,7 +12,8 @@
  *   - its X-Telegram-Bot-Api-Secret-Token header equals the secret,
  *     compared in constant time (401 otherwise; logged, never the secret);
  *   - its body is at most WEBHOOK_MAX_BODY bytes (413, answered by evhttp
- *     before tghost sees the request);
+ *     before tghost sees the request, once it has read and dropped the
+ *     rest of the body, so that the client gets the answer, not a reset);
  *   - its body is one JSON object with an integer update_id >= 0 (400).
  * Then the request is held: its answer waits until the update has been
  * accepted. webhook_take hands held updates to the runner (oldest first)
