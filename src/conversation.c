@@ -4,36 +4,13 @@
 #include <string.h>
 
 #include "buf.h"
+#include "keyhash.h"
 
 #define MIN_BUCKETS 16
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 static uint64_t hash_key(const struct convmap *m, const struct convmap_key *k) {
-  if (k->type == CONVMAP_INTEGER) return mix64((uint64_t)k->num ^ m->seed);
-  uint64_t h = mix64(m->seed ^ ((uint64_t)k->len * 0x9e3779b97f4a7c15ULL));
-  const unsigned char *p = (const unsigned char *)k->str;
-  size_t n = k->len;
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    h = mix64(h ^ w);
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = mix64(h ^ w ^ 0xff51afd7ed558ccdULL);
-  }
-  return h;
+  return k->type == CONVMAP_INTEGER ? keyhash_int(m->seed, k->num)
+                                   : keyhash_bytes(m->seed, k->str, k->len);
 }
 
 /* The bytes a key is stored and compared as. */
@@ -66,7 +43,7 @@ static void rehash(struct convmap *m, size_t nbuckets) {
 
 void convmap_init(struct convmap *m, uint64_t seed) {
   memset(m, 0, sizeof *m);
-  m->seed = mix64(seed ^ 0x6a09e667f3bcc909ULL);
+  m->seed = keyhash_mix(seed ^ 0x6a09e667f3bcc909ULL);
 }
 
 void convmap_free(struct convmap *m) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "keyhash.h"
 
 /* Keys up to this many bytes live inside the entry (integers, chat ids as
  * strings); longer ones get their own allocation. */
@@ -34,35 +35,11 @@ struct seqmap_link {
 
 /* --- hashing ------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 /* Seeded so that keys chosen by users cannot be aimed at one bucket
  * without knowing the seed. */
 static uint64_t hash_key(const struct seqmap *m, const struct seqmap_key *k) {
-  if (k->type == SEQMAP_INTEGER) return mix64((uint64_t)k->num ^ m->seed);
-  uint64_t h = mix64(m->seed ^ ((uint64_t)k->len * 0x9e3779b97f4a7c15ULL));
-  const unsigned char *p = (const unsigned char *)k->str;
-  size_t n = k->len;
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    h = mix64(h ^ w);
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = mix64(h ^ w ^ 0xff51afd7ed558ccdULL);
-  }
-  return h;
+  return k->type == SEQMAP_INTEGER ? keyhash_int(m->seed, k->num)
+                                   : keyhash_bytes(m->seed, k->str, k->len);
 }
 
 /* The bytes a key is stored and compared as. */
@@ -225,7 +202,7 @@ static void unpin(struct seqmap *m, struct seqmap_link *l) {
 void seqmap_init(struct seqmap *m, uint64_t seed, seqmap_grant_fn on_grant,
                  void *ud) {
   memset(m, 0, sizeof *m);
-  m->seed = mix64(seed ^ 0x2545f4914f6cdd1dULL);
+  m->seed = keyhash_mix(seed ^ 0x2545f4914f6cdd1dULL);
   m->on_grant = on_grant;
   m->ud = ud;
 }

@@ -109,27 +109,12 @@ static void wait_tally(struct tally *t, int index, size_t want,
         t->prefix[index]);
 }
 
-static bool stderr_has(void *ud) {
-  void **a = ud;
-  return strstr(proc_stderr(a[0]), a[1]) != NULL;
-}
-
-static void wait_log(struct proc *p, const char *needle, int timeout_ms) {
-  void *a[2] = {p, (void *)needle};
-  CHECK(run_until(stderr_has, a, timeout_ms),
-        "tghost's log did not show '%s'", needle);
-}
 
 static bool stdout_has(void *ud) {
   void **a = ud;
   return strstr(proc_stdout(a[0]), a[1]) != NULL;
 }
 
-static size_t count_in(const char *hay, const char *needle) {
-  size_t n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
 
 /* A file replaced the way many editors save: a new file renamed over it. */
 static void write_by_rename(const char *name, const char *content) {
@@ -681,7 +666,7 @@ static void test_reload_mid_dialog(void) {
   expect_text(10000, "v1 name?");
   snprintf(text, sizeof text, reload_fmt, "v2");
   write_by_rename("bot.lua", text);
-  wait_log(p, "generation 2 loaded", 10000);
+  wait_stderr(p, "generation 2 loaded", 10000);
   CHECK(strstr(proc_stderr(p), "generation 1 retires when its 1 job(s)"),
         "the log does not say generation 1 still has the dialog");
   fakeapi_push_text(api, 2, 2, "/reg");
@@ -694,7 +679,7 @@ static void test_reload_mid_dialog(void) {
   expect_text(10000, "v1 hi Ada");
   fakeapi_push_text(api, 2, 2, "Bob");
   expect_text(10000, "v2 hi Bob");
-  wait_log(p, "generation 1 retired", 10000);
+  wait_stderr(p, "generation 1 retired", 10000);
   CHECK(!api_sent_text("v2 other Ada") && !api_sent_text("v1 other Ada"),
         "the old dialog's answer ran the middleware");
   proc_stop_cleanly(p);

@@ -43,15 +43,6 @@ static size_t replies_with(const char *text) {
 
 static bool have_text(void *ud) { return api_sent_text(ud); }
 static bool reply_contains(void *ud) { return sent_containing(ud); }
-static bool stderr_has(void *ud) {
-  const char *const *w = ud;
-  return strstr(proc_stderr((struct proc *)w[0]), w[1]) != NULL;
-}
-static void wait_stderr(struct proc *p, const char *needle, int ms) {
-  const void *w[2] = {p, needle};
-  CHECK(run_until(stderr_has, (void *)w, ms), "tghost never logged \"%s\"",
-        needle);
-}
 
 /* A script whose handler runs `body` on the text "evil" and answers every
  * other text with "r<text>"; errors go to the chat through bot.catch. */

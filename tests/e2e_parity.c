@@ -10,28 +10,6 @@
 
 #include "harness.h"
 
-static size_t count_in(const char *text, const char *needle) {
-  size_t n = 0, len = strlen(needle);
-  for (const char *p = strstr(text, needle); p; p = strstr(p + len, needle))
-    n++;
-  return n;
-}
-
-struct text_wait {
-  struct proc *p;
-  const char *needle;
-};
-
-static bool stderr_has(void *ud) {
-  struct text_wait *w = ud;
-  return strstr(proc_stderr(w->p), w->needle) || proc_exited(w->p);
-}
-
-static void wait_stderr(struct proc *p, const char *needle, int timeout_ms) {
-  struct text_wait w = {p, needle};
-  CHECK(run_until(stderr_has, &w, timeout_ms) && strstr(proc_stderr(p), needle),
-        "tghost's log does not show '%s'", needle);
-}
 
 /* The first call of method, or NULL. */
 static const struct fake_call *first_call(const char *method) {

@@ -9,13 +9,6 @@
 
 /* --- helpers ------------------------------------------------------------ */
 
-static size_t count_in(const char *text, const char *needle) {
-  size_t n = 0, len = strlen(needle);
-  for (const char *p = strstr(text, needle); p; p = strstr(p + len, needle))
-    n++;
-  return n;
-}
-
 struct log_wait {
   struct proc *p;
   const char *needle;

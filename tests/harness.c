@@ -269,6 +269,30 @@ bool api_sent_text(const char *text) {
   return false;
 }
 
+struct stderr_wait {
+  struct proc *p;
+  const char *needle;
+};
+
+static bool stderr_shows(void *ud) {
+  struct stderr_wait *w = ud;
+  return strstr(proc_stderr(w->p), w->needle) || proc_exited(w->p);
+}
+
+void wait_stderr(struct proc *p, const char *needle, int timeout_ms) {
+  struct stderr_wait w = {p, needle};
+  CHECK(run_until(stderr_shows, &w, timeout_ms) &&
+            strstr(proc_stderr(p), needle),
+        "tghost's log does not show '%s'", needle);
+}
+
+size_t count_in(const char *text, const char *needle) {
+  size_t n = 0, len = strlen(needle);
+  for (const char *p = strstr(text, needle); p; p = strstr(p + len, needle))
+    n++;
+  return n;
+}
+
 void proc_stop_cleanly(struct proc *p) {
   proc_kill(p, SIGTERM);
   CHECK(proc_wait(p, 20000), "tghost did not exit after SIGTERM");

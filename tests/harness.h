@@ -71,6 +71,12 @@ bool api_sent_text(const char *text);
 /* SIGTERM, then checks for exit status 0 and clean output. */
 void proc_stop_cleanly(struct proc *p);
 
+/* Runs the loop until p's stderr shows needle; fails the test if it does
+ * not within timeout_ms (or p exits first). */
+void wait_stderr(struct proc *p, const char *needle, int timeout_ms);
+/* How many times needle occurs in text. */
+size_t count_in(const char *text, const char *needle);
+
 /* Runs the loop until pred(ud) is true or timeout_ms passes. */
 bool run_until(bool (*pred)(void *ud), void *ud, int timeout_ms);
 /* Runs the loop for ms milliseconds. */

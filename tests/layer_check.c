@@ -23,7 +23,7 @@
  * makes no circle) and of the layers below. */
 #define LAYER_WIDTH 16   /* a layer's name and its modules */
 static const char *const layers[][LAYER_WIDTH] = {
-    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli",
+    {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli", "keyhash",
      "signals", "lpattern", "metrics", "netaddr"},
     {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api",
      "memstore", "kvreq", "sqlstore", "redisstore", "storages", "httpd",
