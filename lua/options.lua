@@ -137,6 +137,13 @@ function M.flatten(opts, bot)
   if flat.timeout_handler and not flat.timeout_ms then
     error("run(): sink.timeout.handler needs sink.timeout.milliseconds", 0)
   end
+  if (flat.webhook_url == nil) ~= (flat.webhook_listen == nil) then
+    error("run(): webhook.url and webhook.listen go together (the URL "
+          .. "Telegram posts to, and the ADDR:PORT tghost listens on)", 0)
+  end
+  if flat.webhook_secret_file and not flat.webhook_url then
+    error("run(): webhook.secretFile needs webhook.url and webhook.listen", 0)
+  end
   if flat.allowed_updates ~= nil then
     check_allowed_updates(flat.allowed_updates)
   elseif bot ~= nil then

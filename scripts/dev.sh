@@ -18,7 +18,8 @@ PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
           redis-server              # the Redis storage tests start their own
           nghttp2-server openssl    # the HTTP/2 tests only
           nghttp2-proxy
-          systemd)                  # systemd-analyze, for the unit's test
+          systemd                   # systemd-analyze, for the unit's test
+          python3 python3-prometheus-client)   # parses /metrics in the tests
 
 deps() {
   local missing=()

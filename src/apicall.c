@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "metrics.h"
 #include "trace.h"
 
 struct apicalls {
@@ -72,6 +73,24 @@ bool apicall_is_message_method(const char *m) {
          strncmp(m, "copyMessage", 11) == 0;
 }
 
+/* How a call ended, for the metrics: from the HTTP status (the Bot API
+ * answers with its error_code as the status), without parsing the body. */
+static const char *outcome_of(struct http_request *req, const char *error) {
+  if (error) return "not_sent";
+  if (!http_request_ok(req)) return "network_error";
+  long status = http_request_status(req);
+  return status == 200   ? "ok"
+         : status == 429 ? "flood"
+         : status >= 500 ? "server_error"
+                         : "error";
+}
+
+static void note_throttle(const struct apicalls *a) {
+  if (a->throttle)
+    metric_set(METRIC_THROTTLE_QUEUED, (double)throttle_queued(a->throttle),
+               NULL, NULL);
+}
+
 static void call_free(struct apicall *c) {
   if (c->timer) event_free(c->timer);
   free(c->chat_key);
@@ -83,9 +102,11 @@ static void finish(struct apicall *c, const char *error) {
   struct http_request *req = c->req;
   apicall_done_fn done = c->done;
   void *ud = c->ud;
+  double ms = (clock_now_us() - c->started_us) / 1000.0;
   if (log_trace_enabled())
-    trace_call(&c->fields, c->method, c->trace_chat,
-               (clock_now_us() - c->started_us) / 1000.0, req, error);
+    trace_call(&c->fields, c->method, c->trace_chat, ms, req, error);
+  metric_inc(METRIC_API_CALLS, c->method, outcome_of(req, error));
+  metric_observe(METRIC_API_CALL_DURATION, ms / 1000, c->method, NULL);
   c->req = NULL;
   call_free(c);
   done(req, error, ud);
@@ -108,6 +129,7 @@ static void send_now(struct apicall *c) {
 static void on_throttle_start(struct throttle_item *item) {
   struct apicall *c =
       (struct apicall *)((char *)item - offsetof(struct apicall, item));
+  note_throttle(c->a);
   send_now(c);
 }
 
@@ -145,11 +167,14 @@ static void on_http_done(struct http_request *req, void *ud) {
       if (secs < 1) secs = 1;   /* no retry_after: a second, as Telegram's */
       c->retries++;
       long ms = (long)(secs * 1000);
+      metric_inc(METRIC_API_FLOOD_WAITS, NULL, NULL);
+      metric_add(METRIC_API_FLOOD_WAIT_SECONDS, secs, NULL, NULL);
       log_msg(c->retries == 1 ? LOG_INFO : LOG_WARN, &c->fields,
               "%s: flood limit (429): retrying in %.0f s (retry %d of %d)",
               c->method, secs, c->retries, a->cfg.max_retry_attempts);
       if (c->throttled) {
         throttle_requeue(a->throttle, &c->item, ms);
+        note_throttle(a);
       } else {
         if (!c->timer) c->timer = evtimer_new(a->base, on_timer, c);
         struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -182,6 +207,7 @@ struct apicall *apicall_start(struct apicalls *a,
     c->is_group = p->is_group;
     c->item.start = on_throttle_start;
     throttle_submit(a->throttle, &c->item, c->chat_key, c->is_group, false);
+    note_throttle(a);
     return c;
   }
   if (http_request_start(req, on_http_done, c) != 0) {
@@ -194,7 +220,11 @@ struct apicall *apicall_start(struct apicalls *a,
 }
 
 void apicall_cancel(struct apicall *c) {
-  if (c->throttled) throttle_cancel(c->a->throttle, &c->item);
+  metric_inc(METRIC_API_CALLS, c->method, "cancelled");
+  if (c->throttled) {
+    throttle_cancel(c->a->throttle, &c->item);
+    note_throttle(c->a);
+  }
   http_request_free(c->req);   /* removes it from curl if it is running */
   call_free(c);
 }

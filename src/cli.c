@@ -11,10 +11,12 @@
 #include <event2/event.h>
 #include <lua.h>
 
+#include "netaddr.h"
+
 static const char usage[] =
     "usage: tghost [options] SCRIPT.lua [options]\n"
     "\n"
-    "Runs a Telegram bot written in Lua with long polling.\n"
+    "Runs a Telegram bot written in Lua, with long polling or a webhook.\n"
     "\n"
     "The bot token is read from BOT_TOKEN, or from --token-file.\n"
     "\n"
@@ -43,6 +45,13 @@ static const char usage[] =
     "                          loses none (see README, \"The journal\")\n"
     "  --dead-letters          with --journal: list the updates that kept\n"
     "                          failing, and exit\n"
+    "  --webhook URL           receive updates as POSTs to URL (https, through\n"
+    "                          a TLS proxy) instead of polling; needs --listen\n"
+    "  --listen ADDR:PORT      where the webhook is served (127.0.0.1:8080)\n"
+    "  --webhook-secret-file FILE\n"
+    "                          the secret Telegram sends with each POST\n"
+    "                          (default: a random one per start)\n"
+    "  --metrics ADDR:PORT     serve /metrics (Prometheus) and /healthz\n"
     "  --check                 load and validate the script, make no network call\n"
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n";
@@ -124,13 +133,54 @@ static char *read_token_file(const char *path, struct buf *err) {
   return xstrdup(s);
 }
 
+static void set_string(char **field, const char *value) {
+  free(*field);
+  *field = xstrdup(value);
+}
+
+/* --webhook, --listen, --webhook-secret-file and --metrics. */
+static int check_production(const struct config *cfg, struct buf *err) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if ((cfg->webhook_url != NULL) != (cfg->webhook_listen != NULL)) {
+    buf_append_str(err, cfg->webhook_url
+                            ? "--webhook needs --listen ADDR:PORT (where "
+                              "tghost receives the POSTs your proxy passes on)"
+                            : "--listen serves a webhook: give --webhook URL "
+                              "too");
+    return -1;
+  }
+  if (cfg->webhook_secret_file && !cfg->webhook_url) {
+    buf_append_str(err, "--webhook-secret-file goes with --webhook URL");
+    return -1;
+  }
+  if (cfg->webhook_url && strncmp(cfg->webhook_url, "https://", 8) != 0 &&
+      strncmp(cfg->webhook_url, "http://", 7) != 0) {
+    buf_printf(err, "--webhook must be an https:// URL (Telegram posts only "
+               "over HTTPS), not '%s'", cfg->webhook_url);
+    return -1;
+  }
+  if (cfg->webhook_url && cfg->sandbox) {
+    buf_append_str(err, "--sandbox cannot be combined with --webhook");
+    return -1;
+  }
+  if (cfg->webhook_listen &&
+      netaddr_parse(cfg->webhook_listen, "--listen", &ss, &len, err) != 0)
+    return -1;
+  if (cfg->metrics_addr &&
+      netaddr_parse(cfg->metrics_addr, "--metrics", &ss, &len, err) != 0)
+    return -1;
+  return 0;
+}
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err) {
   enum {
     OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
     OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
     OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL,
-    OPT_DEAD_LETTERS
+    OPT_DEAD_LETTERS, OPT_WEBHOOK, OPT_LISTEN, OPT_WEBHOOK_SECRET_FILE,
+    OPT_METRICS
   };
   static const struct option longopts[] = {
       {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
@@ -148,6 +198,11 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
       {"script", required_argument, NULL, OPT_SCRIPT},
       {"journal", required_argument, NULL, OPT_JOURNAL},
       {"dead-letters", no_argument, NULL, OPT_DEAD_LETTERS},
+      {"webhook", required_argument, NULL, OPT_WEBHOOK},
+      {"listen", required_argument, NULL, OPT_LISTEN},
+      {"webhook-secret-file", required_argument, NULL,
+       OPT_WEBHOOK_SECRET_FILE},
+      {"metrics", required_argument, NULL, OPT_METRICS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -209,6 +264,12 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         cfg->journal = *optarg ? xstrdup(optarg) : NULL;
         break;
       case OPT_DEAD_LETTERS: cfg->dead_letters = true; break;
+      case OPT_WEBHOOK: set_string(&cfg->webhook_url, optarg); break;
+      case OPT_LISTEN: set_string(&cfg->webhook_listen, optarg); break;
+      case OPT_WEBHOOK_SECRET_FILE:
+        set_string(&cfg->webhook_secret_file, optarg);
+        break;
+      case OPT_METRICS: set_string(&cfg->metrics_addr, optarg); break;
       case OPT_SCRIPT:
         free(cfg->sandbox_script);
         cfg->sandbox_script = xstrdup(optarg);
@@ -290,6 +351,7 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                         "--sandbox");
     return CLI_ERROR;
   }
+  if (check_production(cfg, err) != 0) return CLI_ERROR;
   if (cfg->sandbox && (api_root_option || cfg->check)) {
     buf_printf(err, "--sandbox runs its own Bot API: it cannot be combined "
                "with %s", cfg->check ? "--check" : "--api-root");
@@ -314,6 +376,10 @@ void cli_free(struct config *cfg) {
   free(cfg->sandbox_script);
   free(cfg->journal);
   free(cfg->api_root);
+  free(cfg->webhook_url);
+  free(cfg->webhook_listen);
+  free(cfg->webhook_secret_file);
+  free(cfg->metrics_addr);
   if (cfg->token) {
     memset(cfg->token, 0, strlen(cfg->token));
     free(cfg->token);

@@ -24,6 +24,10 @@ struct config {
   bool trace;               /* --trace: each update and API call, one line */
   bool sandbox;             /* --sandbox: the emulated Bot API, no token */
   char *sandbox_script;     /* --script FILE: a transcript to play */
+  char *webhook_url;        /* --webhook URL (with --listen), or NULL */
+  char *webhook_listen;     /* --listen ADDR:PORT */
+  char *webhook_secret_file;/* --webhook-secret-file FILE */
+  char *metrics_addr;       /* --metrics ADDR:PORT, or NULL */
 };
 
 enum cli_result {

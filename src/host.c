@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "storages.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
@@ -73,6 +74,7 @@ void host_free(struct host *h) {
 struct job_owner *host_swap_generation(struct host *h, struct job_owner *g) {
   struct job_owner *old = h->current;
   h->current = g;
+  metric_set(METRIC_GENERATION, g ? g->id : 0, NULL, NULL);
   return old;
 }
 
@@ -125,9 +127,26 @@ void host_start_runner(struct host *h, const struct run_options *o) {
       on_stopped};
   /* --journal wins over run{ journal = ... }. */
   const char *journal = h->cfg->journal ? h->cfg->journal : o->journal;
-  struct runner_env env = {h->base, h->poll_api, h->http,
-                           h->cfg->drain_timeout_s, journal,
-                           journal_bot_id_of_token(h->cfg->token)};
+  /* --webhook (with --listen) wins over run{ webhook = ... }, as a whole. */
+  bool cli_webhook = h->cfg->webhook_url != NULL;
+  struct runner_env env = {
+      .base = h->base,
+      .poll_api = h->poll_api,
+      .calls_http = h->http,
+      .drain_timeout_s = h->cfg->drain_timeout_s,
+      .journal_path = journal,
+      .bot_id = journal_bot_id_of_token(h->cfg->token),
+      .webhook_url = cli_webhook ? h->cfg->webhook_url : o->webhook_url,
+      .webhook_listen = cli_webhook ? h->cfg->webhook_listen
+                                    : o->webhook_listen,
+      .webhook_secret_file = cli_webhook ? h->cfg->webhook_secret_file
+                                         : o->webhook_secret_file,
+  };
+  if (h->cfg->sandbox && env.webhook_url) {
+    log_info("--sandbox: run()'s webhook options are ignored; the sandbox's "
+             "Bot API is polled");
+    env.webhook_url = env.webhook_listen = env.webhook_secret_file = NULL;
+  }
   h->runner = runner_new(&env, o, &cb, h);
   runner_start(h->runner);
 }

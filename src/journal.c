@@ -13,6 +13,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "update.h"
 
 #define HEADER_FMT "tghost-journal 1 bot %" PRId64 "\n"
@@ -337,6 +338,9 @@ struct journal {
   unsigned long batches_durable; /* under mu */
   char error[256];               /* under mu: the first write failure */
   size_t since_compact;          /* thread only */
+  int64_t *known_ids;            /* until journal_take_known_ids */
+  size_t nknown;
+  size_t unfinished;             /* loop only: recorded, not ended */
 };
 
 static void enqueue(struct journal *j, struct op *op) {
@@ -442,7 +446,9 @@ static void on_notify(evutil_socket_t fd, short what, void *arg) {
   bool failed = j->error[0] != '\0';
   char message[256];
   snprintf(message, sizeof message, "%s", j->error);
+  unsigned long unsynced = j->batches_sent - j->batches_durable;
   pthread_mutex_unlock(&j->mu);
+  metric_set(METRIC_JOURNAL_UNSYNCED, (double)unsynced, NULL, NULL);
   j->on_durable(j->ud, !failed, failed ? message : NULL);
 }
 
@@ -479,7 +485,13 @@ void journal_append_batch(struct journal *j, const struct qlist *batch) {
   }
   op->sync = true;
   j->batches_sent++;
+  j->unfinished += qlist_size(batch);
   enqueue(j, op);
+  metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
+  pthread_mutex_lock(&j->mu);
+  unsigned long unsynced = j->batches_sent - j->batches_durable;
+  pthread_mutex_unlock(&j->mu);
+  metric_set(METRIC_JOURNAL_UNSYNCED, (double)unsynced, NULL, NULL);
 }
 
 void journal_record_start(struct journal *j, int64_t id) {
@@ -491,6 +503,8 @@ void journal_record_end(struct journal *j, int64_t id,
                         enum journal_outcome outcome, const char *reason) {
   append_end(&j->marks, id, outcome, reason);
   mark(j);
+  if (j->unfinished) j->unfinished--;
+  metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
 }
 
 /* --- opening: recovery, dead letters ------------------------------------ */
@@ -599,6 +613,9 @@ struct journal *journal_open(const char *path, int64_t bot_id,
     log_error("cannot write %s: %s", dead_path.data, strerror(errno));
   buf_free(&dead_path);
   *max_id = f.max_id;
+  int64_t *known_ids = xcalloc(f.n ? f.n : 1, sizeof *known_ids);
+  size_t nknown = f.n;
+  for (size_t i = 0; i < f.n; i++) known_ids[i] = f.e[i].id;
   fold_free(&f);
 
   int fd = replace_file(path, &content, err);
@@ -606,6 +623,7 @@ struct journal *journal_open(const char *path, int64_t bot_id,
   if (fd < 0) {
     for (size_t i = 0; i < nreplay; i++) update_item_free(items[i]);
     free(items);
+    free(known_ids);
     return NULL;
   }
   qsort(items, nreplay, sizeof *items, cmp_items);
@@ -621,12 +639,17 @@ struct journal *journal_open(const char *path, int64_t bot_id,
   j->fd = fd;
   j->on_durable = on_durable;
   j->ud = ud;
+  j->known_ids = known_ids;
+  j->nknown = nknown;
+  j->unfinished = nreplay;
+  metric_set(METRIC_JOURNAL_BACKLOG, (double)nreplay, NULL, NULL);
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cond, NULL);
   if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) != 0 ||
       pthread_create(&j->thread, NULL, journal_thread, j) != 0) {
     buf_printf(err, "cannot start the journal: %s", strerror(errno));
     close(fd);
+    free(j->known_ids);
     free(j->path);
     free(j);
     return NULL;
@@ -658,8 +681,17 @@ void journal_close(struct journal *j) {
   close(j->fd);
   pthread_mutex_destroy(&j->mu);
   pthread_cond_destroy(&j->cond);
+  free(j->known_ids);
   free(j->path);
   free(j);
+}
+
+size_t journal_take_known_ids(struct journal *j, int64_t **ids) {
+  *ids = j->known_ids;
+  size_t n = j->nknown;
+  j->known_ids = NULL;
+  j->nknown = 0;
+  return n;
 }
 
 int journal_list_dead_letters(const char *path, FILE *out, struct buf *err) {

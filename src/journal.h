@@ -92,6 +92,13 @@ void journal_record_start(struct journal *j, int64_t id);
 void journal_record_end(struct journal *j, int64_t id,
                         enum journal_outcome outcome, const char *reason);
 
+/* The ids of every update the file held when it was opened, finished or
+ * not (what was fetched since its last compaction, and what is unfinished
+ * from before), handed over once: the caller frees *ids. A webhook
+ * receiver remembers them, so that Telegram delivering one again after a
+ * crash does not run it twice. */
+size_t journal_take_known_ids(struct journal *j, int64_t **ids);
+
 /* Prints the dead letters of the journal at path to out; returns how many,
  * or -1 with err set. */
 int journal_list_dead_letters(const char *path, FILE *out, struct buf *err);

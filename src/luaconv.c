@@ -12,6 +12,7 @@
 #include "luabind.h"
 #include "luajson.h"
 #include "luaseq.h"
+#include "metrics.h"
 #include "qlist.h"
 #include "task.h"
 #include "update.h"
@@ -320,6 +321,7 @@ static void deliver(struct conv *c, enum conv_outcome outcome, int ref,
   struct luaconv *lc = c->lc;
   c->state = CONV_WAKING;
   lc->waiting--;
+  metrics_set_conversations_waiting(lc->waiting);
   if (c->timer) evtimer_del(c->timer);
   drop_ref(c, &c->offer_ref);
   c->outcome = outcome;
@@ -351,6 +353,7 @@ static void wait_cancel(void *data) {
   c->waiter = NULL;
   if (c->state == CONV_WAITING) {
     lc->waiting--;
+    metrics_set_conversations_waiting(lc->waiting);
     if (c->timer) evtimer_del(c->timer);
     drop_ref(c, &c->offer_ref);
     if (c->keys_aside) {
@@ -371,7 +374,10 @@ static const struct task_wait_ops conv_wait_ops = {"ctx:wait", wait_cancel};
 static void on_conv_job_end(struct job *job, struct job_cleanup *cl) {
   struct conv *c =
       (struct conv *)((char *)cl - offsetof(struct conv, cleanup));
-  if (c->state == CONV_WAITING) c->lc->waiting--;
+  if (c->state == CONV_WAITING) {
+    c->lc->waiting--;
+    metrics_set_conversations_waiting(c->lc->waiting);
+  }
   let_go(c);
   if (c->timer) event_free(c->timer);
   drop_ref(c, &c->offer_ref);
@@ -497,6 +503,7 @@ static int l_wait(lua_State *L) {
   c->state = CONV_WAITING;
   c->waiter = t;
   lc->waiting++;
+  metrics_set_conversations_waiting(lc->waiting);
   job_park_idle(job);
   lua_settop(L, 0);
   return task_wait(L, t, &conv_wait_ops, c);

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -17,6 +18,8 @@
 #include "luaconv.h"
 #include "luaguard.h"
 #include "luaseq.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "reload.h"
 #include "runtime.h"
 #include "signals.h"
@@ -178,16 +181,22 @@ int main(int argc, char **argv) {
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
   static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
-  bool sandbox_failed =
+  bool start_failed =
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
   if (!cfg.check) h.reloader = reload_new(&h);
   struct looplag *lag =
       cfg.check ? NULL
                 : looplag_new(h.base, cfg.cpu_budget_ms, guard_stops, &h);
+  metric_set(METRIC_START_TIME, (double)time(NULL), NULL, NULL);
+  metric_set_info(METRIC_BUILD_INFO, TGHOST_VERSION, NULL);
+  struct metrics_server *metrics = NULL;
+  if (cfg.metrics_addr && !cfg.check && !start_failed &&
+      !(metrics = metrics_server_new(h.base, cfg.metrics_addr, &err)))
+    start_failed = true;
 
   struct generation *first =
-      sandbox_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
+      start_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
   if (first) {
     host_swap_generation(&h, &first->owner);
     host_set_loading(&h, true);
@@ -195,7 +204,7 @@ int main(int argc, char **argv) {
       host_set_loading(&h, false);
   }
   if (!h.loading) {
-    if (sandbox_failed) fprintf(stderr, "tghost: %s\n", err.data);
+    if (start_failed) fprintf(stderr, "tghost: %s\n", err.data);
     else report_load_error(&cfg, err.data);
     h.exit_code = 1;
   } else {
@@ -212,6 +221,7 @@ int main(int argc, char **argv) {
   h.finalizers = NULL;
   reload_free(h.reloader);
   looplag_free(lag);
+  metrics_server_free(metrics);
   luaconv_free(h.conv);
   luaseq_free(h.seq);
   sandbox_free(sandbox);
@@ -221,5 +231,6 @@ int main(int argc, char **argv) {
   buf_free(&err);
   cli_free(&cfg);
   log_clear_secrets();
+  metrics_reset();
   return exit_code;
 }

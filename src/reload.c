@@ -18,6 +18,7 @@
 #include "generation.h"
 #include "host.h"
 #include "log.h"
+#include "metrics.h"
 #include "runner.h"
 #include "runtime.h"
 
@@ -311,6 +312,7 @@ static bool script_frame(const char *traceback, char *out, size_t n) {
  * debug level. */
 static void log_rejected(struct generation *g, const char *error) {
   struct host *h = g->host;
+  metric_inc(METRIC_RELOADS, "failed", NULL);
   struct log_fields f = {g->owner.id, -1};
   const char *tb = strstr(error, "\nstack traceback:");
   struct buf msg = BUF_INIT;
@@ -340,6 +342,7 @@ static void go_live(struct reloader *r, struct generation *g) {
   struct generation *old = gen_of_owner(host_swap_generation(h, &g->owner));
   int id = g->owner.id, old_id = old->owner.id;
   struct log_fields f = {id, -1};
+  metric_inc(METRIC_RELOADS, "ok", NULL);
   /* Every other reference to old is a job that has not ended. */
   if (old->refs > 1)
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
@@ -425,6 +428,7 @@ static void begin_reload(struct reloader *r) {
   if (!g) {
     log_error("reload failed, generation %d keeps serving: %s",
               h->current->id, err.data);
+    metric_inc(METRIC_RELOADS, "failed", NULL);
     buf_free(&err);
     return;
   }

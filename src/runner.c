@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sink.h"
 #include "source.h"
+#include "webhook.h"
 
 enum runner_state {
   RUNNER_IDLE,        /* created, not started */
@@ -27,7 +29,8 @@ struct runner {
   void *ud;
   struct run_options opts;
   enum runner_state state;
-  struct source *source;
+  struct source *source;         /* getMe; getUpdates unless webhook */
+  struct webhook *webhook;       /* --webhook: updates are POSTed */
   struct sink sink;
   struct event *drain_timer;
   int64_t confirm_offset;
@@ -59,6 +62,10 @@ static struct job *start_update(void *ud, struct update_item *u,
   return job;
 }
 
+static const char *const outcome_names[] = {
+    [JOURNAL_DONE] = "done", [JOURNAL_FAILED] = "failed",
+    [JOURNAL_TIMED_OUT] = "timed_out", [JOURNAL_CANCELLED] = "cancelled"};
+
 static enum journal_outcome outcome_of(const struct job *job) {
   switch (job->end) {
     case JOB_DONE: return JOURNAL_DONE;
@@ -89,6 +96,8 @@ static void note_cut_short(struct runner *r, struct job *job) {
 
 static void on_job_end(void *ud, struct job *job) {
   struct runner *r = ud;
+  if (job->kind == JOB_UPDATE)
+    metric_inc(METRIC_UPDATES_HANDLED, outcome_names[outcome_of(job)], NULL);
   if (r->journal && job->kind == JOB_UPDATE)
     journal_record_end(r->journal, job->update_id, outcome_of(job),
                        job->error);
@@ -117,6 +126,8 @@ static void on_timeout(void *ud, struct job *job) {
 
 static void on_updates(void *ud, struct qlist *batch) {
   struct runner *r = ud;
+  metric_add(METRIC_UPDATES_RECEIVED, (double)qlist_size(batch),
+             r->webhook ? "webhook" : "polling", NULL);
   /* On disk before the next poll confirms them (see kick). */
   if (r->journal && !qlist_empty(batch))
     journal_append_batch(r->journal, batch);
@@ -134,6 +145,9 @@ static void on_durable(void *ud, bool ok, const char *message) {
     buf_free(&msg);
     return;
   }
+  /* What the webhook handed over is on disk: answer Telegram. */
+  if (r->webhook && !journal_pending(r->journal))
+    webhook_accepted(r->webhook);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
 }
@@ -145,7 +159,12 @@ static void on_me(void *ud, const char *json, size_t len) {
   r->state = RUNNER_RUNNING;
   r->cb.on_identity(r->ud, json, len);
   /* What the journal had unfinished runs before anything new. */
-  if (!qlist_empty(&r->replay)) sink_add(&r->sink, &r->replay);
+  if (!qlist_empty(&r->replay)) {
+    metric_add(METRIC_UPDATES_RECEIVED, (double)qlist_size(&r->replay),
+               "journal", NULL);
+    sink_add(&r->sink, &r->replay);
+  }
+  if (r->webhook) webhook_start(r->webhook);
   kick(r);
 }
 
@@ -154,15 +173,65 @@ static void on_fatal(void *ud, const char *message) {
   r->cb.on_fatal(r->ud, message);
 }
 
-static void kick(struct runner *r) {
-  if (r->state != RUNNER_RUNNING || !source_idle(r->source)) return;
-  /* The next poll confirms the last batch: not before it is on disk. */
-  if (r->journal && journal_pending(r->journal)) return;
-  int capacity = sink_capacity(&r->sink);
-  if (capacity > 0) source_poll(r->source, capacity);
+/* Webhook mode: what was POSTed enters the sink as a polled batch would;
+ * its 200s go out once it is there (and on disk, with a journal). */
+static void take_posted(struct runner *r, int capacity) {
+  struct qlist batch;
+  qlist_init(&batch);
+  if (webhook_take(r->webhook, capacity, &batch) == 0) return;
+  on_updates(r, &batch);
+  if (!r->journal) webhook_accepted(r->webhook);
 }
 
+static void kick(struct runner *r) {
+  if (r->state != RUNNER_RUNNING) return;
+  if (!r->webhook && !source_idle(r->source)) return;
+  /* The next poll confirms the last batch (the next 200s acknowledge what
+   * was taken): not before it is on disk. */
+  if (r->journal && journal_pending(r->journal)) return;
+  int capacity = sink_capacity(&r->sink);
+  if (capacity <= 0) return;
+  if (r->webhook) take_posted(r, capacity);
+  else source_poll(r->source, capacity);
+}
+
+static void on_webhook_set(void *ud) { kick(ud); }
+
 /* --- lifecycle ---------------------------------------------------------- */
+
+static bool same_string(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Telegram opens at most this many connections at once: as many as
+ * updates may run at once (one for the sequential sink). */
+static int webhook_connections(const struct run_options *o) {
+  return o->sink == SINK_SEQUENTIAL ? 1 : o->concurrency;
+}
+
+static void on_webhook_ready(void *ud) { kick(ud); }
+
+static int start_webhook(struct runner *r) {
+  static const struct webhook_callbacks cb = {on_webhook_ready,
+                                              on_webhook_set, on_fatal};
+  struct webhook_config wc = {
+      .url = r->env.webhook_url,
+      .listen = r->env.webhook_listen,
+      .secret_file = r->env.webhook_secret_file,
+      .allowed_updates_json = r->opts.allowed_updates_json,
+      .max_connections = webhook_connections(&r->opts),
+      .max_retry_ms = r->opts.max_retry_ms,
+  };
+  struct buf err = BUF_INIT;
+  r->webhook = webhook_new(r->env.poll_api, r->env.base, &wc, &cb, r, &err);
+  if (!r->webhook) {
+    r->state = RUNNER_STOPPED;
+    r->cb.on_fatal(r->ud, err.data);
+    buf_free(&err);
+    return -1;
+  }
+  return 0;
+}
 
 static struct source_config source_config_of(const struct run_options *o) {
   struct source_config sc = {
@@ -264,6 +333,11 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
           "pacing %g/%ld ms -> %g/%ld ms", a->speed_traffic_balance,
           a->max_delay_ms, b->speed_traffic_balance, b->max_delay_ms);
 #undef CHANGED
+  if (!same_string(next.webhook_url, r->opts.webhook_url) ||
+      !same_string(next.webhook_listen, r->opts.webhook_listen) ||
+      !same_string(next.webhook_secret_file, r->opts.webhook_secret_file))
+    log_msg(LOG_WARN, &f, "run(): webhook cannot change while running; "
+            "restart tghost to change it");
   if (changes.len)
     log_msg(LOG_INFO, &f, "run() options applied live: %s", changes.data);
   buf_free(&changes);
@@ -281,11 +355,15 @@ void runner_reconfigure(struct runner *r, const struct run_options *o,
   sink_reconfigure(&r->sink, r->opts.concurrency, r->opts.timeout_ms,
                    r->opts.max_waiting);
   size_connection_pool(r);
+  if (r->webhook)
+    webhook_configure(r->webhook, r->opts.allowed_updates_json,
+                      webhook_connections(&r->opts));
   kick(r);
 }
 
 void runner_free(struct runner *r) {
   if (!r) return;
+  webhook_free(r->webhook);
   journal_close(r->journal);
   struct qnode *n;
   while ((n = qlist_pop_front(&r->replay)))
@@ -314,7 +392,16 @@ void runner_start(struct runner *r) {
     }
     if (max_id >= 0) source_set_offset(r->source, max_id + 1);
   }
+  if (r->env.webhook_url && start_webhook(r) != 0) return;
+  if (r->journal) {
+    /* Telegram may deliver again what was accepted before a crash. */
+    int64_t *ids;
+    size_t n = journal_take_known_ids(r->journal, &ids);
+    if (r->webhook) webhook_remember(r->webhook, ids, n);
+    free(ids);
+  }
   r->state = RUNNER_STARTING;
+  metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   source_get_me(r->source);
 }
 
@@ -336,6 +423,7 @@ static void wake_waiters(struct runner *r) {
 
 static void finish(struct runner *r) {
   r->state = RUNNER_STOPPED;
+  metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STOPPED);
   if (r->cut_short) {
     struct buf ids = BUF_INIT;
     size_t listed = r->cut_short < CUT_SHORT_LISTED ? r->cut_short
@@ -402,7 +490,13 @@ static void check_drained(struct runner *r) {
   if (r->nwaiters && left <= waiters_in_sink(r)) wake_waiters(r);
   if (left > 0) return;
   if (r->journal && journal_pending(r->journal)) return;   /* on_durable */
-  if (r->confirm_offset > source_confirmed(r->source)) {
+  if (r->webhook) {
+    /* getUpdates cannot confirm anything while a webhook is set: every
+     * update handed over was answered 200 already. */
+    log_info("stopped; the webhook stays set, so Telegram keeps new updates "
+             "until tghost is back (deleteWebhook removes it)");
+    finish(r);
+  } else if (r->confirm_offset > source_confirmed(r->source)) {
     r->state = RUNNER_CONFIRMING;
     source_confirm(r->source, r->confirm_offset, on_confirmed);
   } else {
@@ -416,6 +510,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
   if (r->state != RUNNER_DRAINING) return;
   log_warn("drain timeout: cancelling %zu update(s) still in flight",
            sink_size(&r->sink));
+  sink_close(&r->sink);
   sink_cancel_all(&r->sink, "cancelled: the drain timeout passed");
   check_drained(r);
 }
@@ -451,8 +546,12 @@ void runner_stop(struct runner *r, struct task *waiter) {
       return;
     case RUNNER_RUNNING: {
       r->state = RUNNER_DRAINING;
+      metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STOPPING);
       source_abort(r->source);
-      int64_t first_unstarted = sink_close(&r->sink);
+      /* Updates a webhook handed over were answered 200: Telegram will not
+       * send them again, so the backlog runs (within the drain timeout). */
+      if (r->webhook) webhook_stop(r->webhook);
+      int64_t first_unstarted = r->webhook ? -1 : sink_close(&r->sink);
       /* With a journal, updates fetched and not started are on disk and
        * run at the next start: confirm them all. Without one, Telegram
        * keeps them. */
@@ -487,6 +586,7 @@ void runner_forget_waiter(struct runner *r, struct task *waiter) {
 
 void runner_abort(struct runner *r) {
   source_abort(r->source);
+  if (r->webhook) webhook_stop(r->webhook);
   sink_close(&r->sink);
   sink_cancel_all(&r->sink, "cancelled: forced stop");
   r->nwaiters = 0;

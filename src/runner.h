@@ -1,6 +1,6 @@
-/* The runner: connects the source (getUpdates) to the sink (jobs in
- * flight), as grammY runner does, and owns start, stop and graceful
- * shutdown.
+/* The runner: connects the source (getUpdates), or in webhook mode the
+ * webhook receiver (webhook.h), to the sink (jobs in flight), as grammY
+ * runner does, and owns start, stop and graceful shutdown.
  *
  * Fetching follows free capacity: a poll asks for min(100, capacity) and
  * none is made while the sink is full. A graceful stop aborts the pending
@@ -55,6 +55,11 @@ struct runner_env {
   double drain_timeout_s;
   const char *journal_path;      /* --journal (see journal.h), or NULL */
   int64_t bot_id;                /* whose journal it is (-1: unknown) */
+  /* --webhook (see webhook.h): updates are POSTed instead of polled.
+   * Like journal_path, read by runner_start only. */
+  const char *webhook_url;       /* NULL: getUpdates long polling */
+  const char *webhook_listen;
+  const char *webhook_secret_file;
 };
 
 struct runner *runner_new(const struct runner_env *env,
@@ -69,8 +74,15 @@ void runner_free(struct runner *r);
 void runner_reconfigure(struct runner *r, const struct run_options *o,
                         int gen);
 /* Opens the journal if there is one (unfinished updates run first), fetches
- * the bot's identity (getMe) and starts polling. A journal that cannot be
- * used is fatal (on_fatal). */
+ * the bot's identity (getMe) and starts polling, or, with a webhook URL,
+ * listens and calls setWebhook. A journal or a webhook address that cannot
+ * be used is fatal (on_fatal).
+ *
+ * In webhook mode, a POSTed update is taken when the sink has room, as a
+ * poll would fetch it, and answered 200 once it is in the sink (and
+ * durable, with a journal); a graceful stop answers what is still held
+ * 503, runs what was answered 200, confirms nothing with getUpdates (it
+ * cannot while a webhook is set) and leaves the webhook set. */
 void runner_start(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or
  * elsewhere), it is woken once everything else in flight has finished. */

@@ -32,6 +32,11 @@ const struct run_option_spec run_option_specs[] = {
      FIELD(timeout_ms)},
     {"sink.timeout.handler", "timeout_handler", RUNOPT_FUNCTION, 0, 0, 0, 0},
     {"journal", "journal", RUNOPT_STRING, 0, 0, FIELD(journal)},
+    {"webhook.url", "webhook_url", RUNOPT_STRING, 0, 0, FIELD(webhook_url)},
+    {"webhook.listen", "webhook_listen", RUNOPT_STRING, 0, 0,
+     FIELD(webhook_listen)},
+    {"webhook.secretFile", "webhook_secret_file", RUNOPT_STRING, 0, 0,
+     FIELD(webhook_secret_file)},
     /* deleteWebhook before the first poll: done by lua/tghost.lua. */
     {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
      0},
@@ -55,6 +60,10 @@ void run_options_free(struct run_options *o) {
   o->allowed_updates_json = NULL;
   free(o->journal);
   o->journal = NULL;
+  free(o->webhook_url);
+  free(o->webhook_listen);
+  free(o->webhook_secret_file);
+  o->webhook_url = o->webhook_listen = o->webhook_secret_file = NULL;
 }
 
 void run_options_copy(struct run_options *dst, const struct run_options *src) {
@@ -62,6 +71,11 @@ void run_options_copy(struct run_options *dst, const struct run_options *src) {
   dst->allowed_updates_json =
       src->allowed_updates_json ? xstrdup(src->allowed_updates_json) : NULL;
   dst->journal = src->journal ? xstrdup(src->journal) : NULL;
+  dst->webhook_url = src->webhook_url ? xstrdup(src->webhook_url) : NULL;
+  dst->webhook_listen =
+      src->webhook_listen ? xstrdup(src->webhook_listen) : NULL;
+  dst->webhook_secret_file =
+      src->webhook_secret_file ? xstrdup(src->webhook_secret_file) : NULL;
 }
 
 static const char *const sink_kind_names[] = {"concurrent", "sequential",

@@ -32,6 +32,9 @@ struct run_options {
   long max_delay_ms;
   long max_waiting;              /* parked updates at most; -1: default */
   char *journal;                 /* run{ journal = FILE }, or NULL */
+  char *webhook_url;             /* run{ webhook = { url, listen, */
+  char *webhook_listen;          /*   secretFile } } (see webhook.h), */
+  char *webhook_secret_file;     /*   or NULL */
 };
 
 enum run_option_type {

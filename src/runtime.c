@@ -20,6 +20,7 @@
 #include "luastorage.h"
 #include "luastring.h"
 #include "luatask.h"
+#include "metrics.h"
 #include "trace.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
@@ -184,11 +185,13 @@ static struct job *start_update(struct job_owner *current,
   trace_update(g->owner.id, u->id, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
+    metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
     return NULL;
   }
   struct buf err = BUF_INIT;
   if (luajson_decode(L, u->json, u->len, &err) != 0) {
     log_msg(LOG_ERROR, &f, "update dropped: %s", err.data);
+    metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
     buf_free(&err);
     lua_settop(L, top);
     return NULL;
@@ -198,6 +201,7 @@ static struct job *start_update(struct job_owner *current,
   struct conv_hold *hold;
   enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold);
   if (route == LUACONV_CONSUMED) {
+    metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
     lua_settop(L, top);
     return NULL;
   }

@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Kept beyond the slots in use, for the next burst. */
 #define SPARE_SLOTS 256
@@ -24,12 +25,18 @@ struct sink_slot {
                                       sink->idle, not sink->parked) */
   bool expired;                    /* timed out: being cancelled */
   struct qnode unpark_node;        /* in sink->unparking */
+  uint64_t started_us;             /* for the handler duration metric */
   struct sink_slot *next_spare;
 };
 
 static void on_job_end(struct job *job, void *ud);
 static void pump(struct sink *k);
 static bool may_start(const struct sink *k);
+
+static void note_sizes(const struct sink *k) {
+  metric_set(METRIC_UPDATES_IN_FLIGHT, (double)sink_size(k), NULL, NULL);
+  metric_set(METRIC_UPDATES_PARKED, (double)k->parked, NULL, NULL);
+}
 
 static struct sink_slot *slot_new(struct sink *k) {
   struct sink_slot *sl = k->spare_slots;
@@ -137,6 +144,7 @@ static void slot_park(struct job *job, void *slot, enum job_park_kind kind) {
   sl->idle = idle;
   if (idle) k->idle++;
   else k->parked++;
+  note_sizes(k);
   /* Lua code is running: start the next updates from the loop. */
   event_active(k->pump_event, 0, 0);
 }
@@ -248,16 +256,22 @@ static void pump(struct sink *k) {
       continue;
     }
     sl->job = job;
+    sl->started_us = clock_now_us();
     sl->holds_slot = true;
     k->holding++;
     job_set_slot_owner(job, &sink_slot_ops, sl);
     inflight_add(&k->inflight, &sl->entry, clock_now_ms());
   }
+  note_sizes(k);
 }
 
 static void on_job_end(struct job *job, void *ud) {
   struct sink_slot *sl = ud;
   struct sink *k = sl->sink;
+  if (job->kind == JOB_UPDATE)
+    metric_observe(METRIC_HANDLER_DURATION,
+                   (double)(clock_now_us() - sl->started_us) / 1e6, NULL,
+                   NULL);
   settle(k, sl);
   job_set_slot_owner(job, NULL, NULL);
   slot_free(k, sl);
@@ -317,6 +331,7 @@ int64_t sink_close(struct sink *k) {
   struct qnode *n = qlist_front(&k->backlog);
   int64_t first = n ? qlist_entry(n, struct update_item, node)->id : -1;
   drop_backlog(k);
+  note_sizes(k);
   return first;
 }
 

@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define PACE_STATS 16
 #define MAX_BACKOFF_MS 60000L
@@ -161,9 +162,16 @@ static void describe_fatal(const struct botapi_reply *reply, const char *method,
   } else if (reply->error_code == 409) {
     const char *desc = reply->description.data ? reply->description.data : "";
     if (strncmp(desc, "Conflict: ", 10) == 0) desc += 10;
-    buf_printf(out, "%s: 409 Conflict: %s. Another instance is polling with "
-               "this token, or a webhook is set (call deleteWebhook)", method,
-               desc);
+    if (strstr(desc, "webhook"))
+      buf_printf(out, "%s: 409 Conflict: %s. A webhook is set for this bot "
+                 "(tghost --webhook leaves it set when it stops): run with "
+                 "--webhook to receive updates that way, or remove it with "
+                 "deleteWebhook (curl https://api.telegram.org/bot<token>/"
+                 "deleteWebhook) and poll again", method, desc);
+    else
+      buf_printf(out, "%s: 409 Conflict: %s. Another instance is polling "
+                 "with this token, or a webhook is set (call deleteWebhook)",
+                 method, desc);
   } else if (reply->error_code == 404) {
     buf_printf(out, "%s: 404 Not Found: check the bot token and --api-root",
                method);
@@ -200,8 +208,19 @@ static void report_outage(struct source *s, const char *method, uint64_t now,
            delay / 1000.0, until, botapi_api_root(s->api));
 }
 
+/* For the metrics: what kind of failure a reply is. */
+static const char *error_kind(const struct botapi_reply *reply) {
+  if (reply->outcome == BOTAPI_NETWORK_ERROR) return "network";
+  if (reply->outcome == BOTAPI_BAD_RESPONSE) return "bad_response";
+  if (reply->error_code == 429) return "flood";
+  return reply->error_code >= 500 ? "server_error" : "fatal";
+}
+
 static void request_failed(struct source *s, const struct botapi_reply *reply) {
   const char *method = method_of(s->kind);
+  metric_inc(METRIC_SOURCE_ERRORS, error_kind(reply), NULL);
+  metric_set_info(METRIC_SOURCE_LAST_ERROR, error_kind(reply),
+                  reply->description.data);
   if (reply->outcome == BOTAPI_API_ERROR && reply->error_code != 429 &&
       reply->error_code < 500) {
     struct buf msg = BUF_INIT;
@@ -212,6 +231,8 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   }
   uint64_t now = clock_now_ms();
   if (s->failures++ == 0) {
+    metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_FAILING);
+    metric_set(METRIC_SOURCE_FAILING_SINCE, (double)time(NULL), NULL, NULL);
     s->burst_started_ms = now;
     s->next_delay_ms = first_delay(s);
     s->last_attempt = false;
@@ -227,6 +248,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
   if (reply->outcome == BOTAPI_API_ERROR && reply->error_code == 429) {
     delay = (long)(reply->retry_after * 1000);   /* clamped by botapi */
     if (delay <= 0) delay = 1000;
+    metric_inc(METRIC_API_FLOOD_WAITS, NULL, NULL);
     if (delay > MAX_FLOOD_WAIT_MS) {
       log_warn("%s: flood limit (429): Telegram asks to wait %.0f s; "
                "waiting %ld s, then asking again", method,
@@ -235,6 +257,7 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
     } else if (!s->cfg.silent) {
       log_warn("%s: flood limit (429), waiting %.1f s", method, delay / 1000.0);
     }
+    metric_add(METRIC_API_FLOOD_WAIT_SECONDS, delay / 1000.0, NULL, NULL);
   } else {
     s->next_delay_ms = following_delay(s, s->next_delay_ms);
   }
@@ -261,6 +284,10 @@ static void request_failed(struct source *s, const struct botapi_reply *reply) {
 }
 
 static void request_succeeded(struct source *s) {
+  metric_set_state(METRIC_SOURCE_STATE, s->kind == REQ_ME
+                                            ? SOURCE_STATE_STARTING
+                                            : SOURCE_STATE_POLLING);
+  if (s->failures > 0) metric_set(METRIC_SOURCE_FAILING_SINCE, 0, NULL, NULL);
   if (s->failures > 0 && !s->cfg.silent)
     log_info("%s works again after %d failed attempts in %.1f s",
              method_of(s->kind), s->failures,
@@ -464,8 +491,12 @@ static void send_request(struct source *s) {
   const char *method = method_of(s->kind);
   if (s->kind == REQ_UPDATES) {
     s->sent_offset = s->offset;
+    /* After a failure the retry does not wait for updates: its answer says
+     * at once that Telegram is reachable again (the log line, the health
+     * check), and the long poll resumes with the next request. */
+    int wait_s = s->failures > 0 ? 0 : s->cfg.fetch_timeout_s;
     buf_printf(&body, "{\"offset\":%lld,\"limit\":%d,\"timeout\":%d",
-               (long long)s->offset, s->limit, s->cfg.fetch_timeout_s);
+               (long long)s->offset, s->limit, wait_s);
     if (s->cfg.allowed_updates_json)
       buf_printf(&body, ",\"allowed_updates\":%s", s->cfg.allowed_updates_json);
     buf_append_char(&body, '}');

@@ -440,6 +440,10 @@ static void test_memory_survives_reloads(void) {
 
 /* --- restarts and sharing --------------------------------------------------- */
 
+/* The per-update timeout (3 s) cuts short the update stuck on a stalled
+ * store; it is long enough that an ordinary update never meets it, even
+ * under a sanitizer on a busy machine. */
+
 static const char *counter_script(const char *store_expr) {
   static char text[1024];
   snprintf(text, sizeof text,
@@ -458,7 +462,7 @@ static const char *counter_script(const char *store_expr) {
       "  ctx.session.count = ctx.session.count + 1\n"
       "  ctx.count = ctx.session.count\n"
       "end)\n"
-      "run(bot, { sink = { timeout = { milliseconds = 300 } } })\n",
+      "run(bot, { sink = { timeout = { milliseconds = 3000 } } })\n",
       store_expr);
   return text;
 }
@@ -483,7 +487,7 @@ static void survive_restart(const char *store_expr, void (*stall_store)(void *),
   for (long i = 1; i <= 5; i++) bump_expect(harness_api(), 7, i);
   stall_store(ud);
   fakeapi_push_text(harness_api(), 9, 7, "loop");
-  wait_stderr(p, "timed out after 300 ms", 10000);
+  wait_stderr(p, "timed out after 3000 ms", 15000);
   resume_store(ud);
   bump_expect(harness_api(), 7, 6);
   proc_stop_cleanly(p);
@@ -660,12 +664,12 @@ static void test_cancel_and_errors(void) {
       "  if t == 'bad' then ctx.session.items = { 1, 2, { cb = print } } return end\n"
       "  ctx.session.n = ctx.session.n + 1\n"
       "end)\n"
-      "run(bot, { sink = { timeout = { milliseconds = 300 } } })\n");
+      "run(bot, { sink = { timeout = { milliseconds = 3000 } } })\n");
   struct proc *p = proc_start(script, NULL);
   fakeapi_push_text(harness_api(), 7, 7, "bump");
   expect(7, "show", "n=1");
   fakeapi_push_text(harness_api(), 7, 7, "slow");
-  wait_stderr(p, "timed out after 300 ms", 10000);
+  wait_stderr(p, "timed out after 3000 ms", 15000);
   expect(7, "show", "n=1");
   char *caught = ask(7, "fail", "caught: ");
   CHECK(strstr(caught, "on purpose"), "%s", caught);

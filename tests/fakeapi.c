@@ -112,6 +112,7 @@ struct fakeapi {
   int next_conn_id;
   size_t accepted;
   int64_t next_message_id;
+  char *webhook_url;          /* setWebhook's url while one is set */
 };
 
 static uint64_t now_us(void) {
@@ -305,6 +306,15 @@ static void write_response(struct fake_conn *c, int status, const char *body,
                              "\"Unauthorized\"}");
       body = errbody;
       break;
+    case FAULT_409_WEBHOOK:
+      status = 409;
+      len = (size_t)snprintf(errbody, sizeof errbody,
+                             "{\"ok\":false,\"error_code\":409,\"description\":"
+                             "\"Conflict: can't use getUpdates method while "
+                             "webhook is active; use deleteWebhook to delete "
+                             "the webhook first\"}");
+      body = errbody;
+      break;
     case FAULT_409:
       status = 409;
       len = (size_t)snprintf(errbody, sizeof errbody,
@@ -429,6 +439,8 @@ static void handle_get_updates(struct fake_conn *c, const char *params,
   enum fake_fault fault =
       f->fault_fn ? f->fault_fn(f->fault_ud, "getUpdates", mc->count) : FAULT_NONE;
   mc->count++;
+  /* As Telegram: no polling while a webhook is set. */
+  if (f->webhook_url && fault == FAULT_NONE) fault = FAULT_409_WEBHOOK;
 
   if (f->held_poll) {   /* a newer poll ends the older one, as Telegram does */
     struct pending *old = f->held_poll;
@@ -496,6 +508,22 @@ static void build_result(struct fakeapi *f, struct fake_call *call,
   }
   if (strcmp(call->method, "getFile") == 0) {
     build_get_file(f, call, out);
+    return;
+  }
+  if (strcmp(call->method, "setWebhook") == 0 ||
+      strcmp(call->method, "deleteWebhook") == 0) {
+    char *url = strcmp(call->method, "setWebhook") == 0
+                    ? fake_call_string(call, "url") : NULL;
+    free(f->webhook_url);
+    f->webhook_url = url && *url ? url : NULL;
+    if (url && !*url) free(url);
+  }
+  if (strcmp(call->method, "getWebhookInfo") == 0) {
+    buf_append_str(out, "{\"ok\":true,\"result\":{\"url\":");
+    const char *url = f->webhook_url ? f->webhook_url : "";
+    json_write_string(out, url, strlen(url));
+    buf_append_str(out, ",\"has_custom_certificate\":false,"
+                        "\"pending_update_count\":0}}");
     return;
   }
   buf_append_str(out, "{\"ok\":true,\"result\":true}");
@@ -1043,7 +1071,12 @@ void fakeapi_free(struct fakeapi *f) {
   free(f->files);
   free(f->token);
   free(f->username);
+  free(f->webhook_url);
   free(f);
+}
+
+const char *fakeapi_webhook_url(const struct fakeapi *f) {
+  return f->webhook_url;
 }
 
 int fakeapi_port(const struct fakeapi *f) { return f->port; }

@@ -4,7 +4,9 @@
  * It answers getMe, getUpdates with real long-poll semantics (an offset
  * confirms and drops earlier updates, limit is honoured, the request is
  * held open up to its timeout and answered as soon as updates arrive),
- * sendMessage, and records and accepts every other method. Tests inject
+ * sendMessage, setWebhook and deleteWebhook (while a webhook is set,
+ * getUpdates answers 409, as Telegram does), getWebhookInfo, and records
+ * and accepts every other method. Tests inject
  * updates, delay or hold responses, inject faults, and inspect every call
  * received, in order. Like api.telegram.org it sets TCP_NODELAY. */
 #ifndef TGHOST_TESTS_FAKEAPI_H
@@ -54,6 +56,9 @@ enum fake_fault {
   FAULT_409,
   FAULT_HOLD,          /* never answer */
   FAULT_OK_FALSE_200,  /* HTTP 200 with {"ok":false} and nothing else */
+  FAULT_409_WEBHOOK,   /* 409: a webhook is set (what getUpdates gets
+                          while setWebhook's url is set; deleteWebhook or
+                          setWebhook with an empty url clears it) */
 };
 
 /* Decides the fault for a call: method and the method's own call count. */
@@ -114,6 +119,9 @@ int fakeapi_times_delivered(const struct fakeapi *f, int64_t update_id);
 size_t fakeapi_unanswered(const struct fakeapi *f);
 size_t fakeapi_max_unanswered(const struct fakeapi *f);
 size_t fakeapi_connections_accepted(const struct fakeapi *f);
+
+/* The url of the webhook set (setWebhook), or NULL. */
+const char *fakeapi_webhook_url(const struct fakeapi *f);
 
 /* Reads params members of a call. */
 bool fake_call_int(const struct fake_call *c, const char *name, int64_t *out);

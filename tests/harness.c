@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -143,6 +144,8 @@ static struct proc *spawn(const char *const *argv, const char *const *env) {
     exit(1);
   }
   if (pid == 0) {
+    /* Should the test itself die (a crash, an abort), tghost goes too. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(out[1], 1);
     dup2(err[1], 2);
     close(out[0]);

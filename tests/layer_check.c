@@ -24,12 +24,13 @@
 #define LAYER_WIDTH 16   /* a layer's name and its modules */
 static const char *const layers[][LAYER_WIDTH] = {
     {"base", "buf", "log", "clock", "qlist", "json", "embedded", "cli", "keyhash",
-     "signals", "lpattern"},
+     "signals", "lpattern", "metrics", "netaddr"},
     {"loop and HTTP", "http", "looplag", "sandbox_world", "sandbox_script", "sandbox_api",
-     "memstore", "kvreq", "sqlstore", "redisstore", "storages"},
+     "memstore", "kvreq", "sqlstore", "redisstore", "storages", "httpd",
+     "metrics_http"},
     {"Bot API client", "botapi", "throttle", "apicall", "trace"},
     {"pipeline", "update", "inflight", "seqmap", "conversation", "source",
-     "sink", "task", "runopts", "journal"},
+     "sink", "task", "runopts", "journal", "idwindow", "webhook"},
     {"runner", "runner"},
     {"host", "host"},
     {"Lua state", "luajson", "deps", "generation", "luabind", "storecodec"},

@@ -583,6 +583,8 @@ function Keyboard:add(...) end
 ---@field source? { speedTrafficBalance?: number, maxDelayMilliseconds?: integer }
 ---@field runner? { fetch?: { timeout?: integer, allowed_updates?: string[] }, retryInterval?: "exponential"|"quadratic"|integer, maxRetryTime?: integer, silent?: boolean }
 ---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
+---@field journal? string A file that makes delivery survive a crash (`--journal FILE` wins).
+---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
 
 ---@class tghost.RunHandle
 local RunHandle = {}
