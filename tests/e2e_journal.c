@@ -86,13 +86,23 @@ static int *answers(int64_t first, int n) {
   return seen;
 }
 
-struct replies_wait {
-  size_t n;
+/* Counts replies to first-time deliveries ("r<id>", not "r<id> again")
+ * as the server's call log grows, until target. */
+struct fresh_replies {
+  size_t scanned, count, target;
 };
 
-static bool replies_reached(void *ud) {
-  const struct replies_wait *w = ud;
-  return fakeapi_count_method(harness_api(), "sendMessage") >= w->n;
+static bool fresh_replies_reached(void *ud) {
+  struct fresh_replies *w = ud;
+  struct fakeapi *api = harness_api();
+  for (; w->scanned < fakeapi_call_count(api); w->scanned++) {
+    const struct fake_call *c = fakeapi_call(api, w->scanned);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    char *t = fake_call_string(c, "text");
+    if (t && t[0] == 'r' && !strstr(t, " again")) w->count++;
+    free(t);
+  }
+  return w->count >= w->target;
 }
 
 struct kill_run {
@@ -120,14 +130,17 @@ static struct kill_run kill_and_restart(int n, int kills, bool journal,
   srand(seed);
   fprintf(stderr, "seed %u\n", seed);
   struct kill_run out = {0, 0, 0, kills};
+  struct fresh_replies fresh = {0, 0, 0};
   for (int k = 0; k < kills; k++) {
     struct proc *p = proc_start(script, journal ? args : NULL);
     wait_calls("getMe", (size_t)k + 1, 10000);
-    /* A random moment once this run has made some progress (so that a
-     * slow machine kills as often after real work as a fast one). */
-    struct replies_wait w = {fakeapi_count_method(api, "sendMessage") +
-                             50 + (size_t)(rand() % 300)};
-    run_until(replies_reached, &w, 10000);
+    /* A random moment once this run has made progress of its own: the
+     * updates handed back run first, so new ones answered mean this run
+     * got past them (a slow machine kills as often after real work as a
+     * fast one). Killing every run before its handed-back updates end is
+     * a crash loop, which the journal rightly ends with dead letters. */
+    fresh.target = fresh.count + 50 + (size_t)(rand() % 300);
+    run_until(fresh_replies_reached, &fresh, 10000);
     run_for(rand() % 30);
     proc_kill(p, SIGKILL);
     CHECK(proc_wait(p, 10000), "no exit after SIGKILL");

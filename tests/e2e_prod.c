@@ -941,6 +941,30 @@ static size_t count_text(const char *text) {
 
 static bool has_text(void *ud) { return api_sent_text(ud); }
 
+/* True once the journal at path holds the end record "E <id> d". The end
+ * is written by the journal's thread just after the reply, so a test that
+ * kills right after a reply must wait for it, or the update rightly runs
+ * again (at least once). */
+struct end_record {
+  const char *path;
+  int64_t id;
+};
+
+static bool end_recorded(void *ud) {
+  const struct end_record *e = ud;
+  FILE *f = fopen(e->path, "r");
+  if (!f) return false;
+  char line[512];
+  long long id;
+  char outcome;
+  bool found = false;
+  while (!found && fgets(line, sizeof line, f))
+    found = sscanf(line, "E %lld %c ", &id, &outcome) == 2 && id == e->id &&
+            outcome == 'd';
+  fclose(f);
+  return found;
+}
+
 static void test_webhook_journal_restart(void) {
   const char *secret_file = harness_write("secret.txt", SECRET);
   struct buf journal = BUF_INIT, source = BUF_INIT;
@@ -963,6 +987,9 @@ static void test_webhook_journal_restart(void) {
   post_ok(port, 1, "hello");
   post_ok(port, 2, "block");
   CHECK(run_until(has_text, "hello", 10000), "no reply to hello");
+  struct end_record hello_end = {journal.data, 1};
+  CHECK(run_until(end_recorded, &hello_end, 10000),
+        "the end of hello never reached the journal");
   proc_kill(p, SIGKILL);
   CHECK(proc_wait(p, 10000), "kill -9");
 
@@ -980,8 +1007,10 @@ static void test_webhook_journal_restart(void) {
   CHECK(count_text("hello") == 1 && count_text("block again") == 1 &&
             count_text("block") == 0 && count_text("new") == 1 &&
             count_text("hello again") == 0,
-        "each update handled once: hello %zu, block again %zu, new %zu",
-        count_text("hello"), count_text("block again"), count_text("new"));
+        "each update handled once: hello %zu, hello again %zu, block %zu, "
+        "block again %zu, new %zu", count_text("hello"),
+        count_text("hello again"), count_text("block"),
+        count_text("block again"), count_text("new"));
   CHECK(fakeapi_count_method(harness_api(), "setWebhook") == 2,
         "setWebhook at each start");
   proc_stop_cleanly(q);
