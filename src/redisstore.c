@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define BACKOFF_FIRST_MS 100
@@ -45,9 +46,20 @@ struct redisstore {
   long backoff_ms;
   struct evdns_base *dns;
   struct evdns_getaddrinfo_request *dns_req;
+  /* A Redis that stops answering (stopped, swapping, a network that drops
+   * packets without a reset) would hold every session call forever:
+   * commands sent on the connection and not answered yet, and when the
+   * last answer (or the first send) came. Answers come in order, so no
+   * answer for REDIS_REPLY_TIMEOUT_MS with commands waiting means stalled. */
+  int unanswered;
+  uint64_t last_progress_ms;
+  struct event *stall_timer;
+  const char *dropped_because;   /* while a stalled connection is dropped */
 };
 
 static void start_connect(struct redisstore *s);
+static void sent_one(struct redisstore *s);
+static void answered_one(struct redisstore *s, const redisAsyncContext *ac);
 
 const char *redisstore_name(const struct redisstore *s) { return s->name; }
 
@@ -153,7 +165,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     kvreq_free(r);
     return;
   }
-  if (!rep) {
+  if (rep) answered_one(s, ac);
+  if (!rep && s->dropped_because) {
+    kvreq_set_error(r, "redis storage %s: %s", s->name, s->dropped_because);
+  } else if (!rep) {
     kvreq_set_error(r, "redis storage %s: connection lost (%s)", s->name,
                     ac->err ? ac->errstr : "closed");
   } else if (rep->type == REDIS_REPLY_ERROR) {
@@ -207,15 +222,39 @@ static int send_command(struct redisstore *s, struct kvreq *r) {
                     s->ac->err ? s->ac->errstr : "cannot send the command");
     return -1;
   }
+  sent_one(s);
   return 0;
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   struct redisstore *s = ac->data;
   redisReply *rep = reply;
-  if (rep && rep->type == REDIS_REPLY_ERROR && !s->freeing)
+  if (!rep || s->freeing) return;
+  answered_one(s, ac);
+  if (rep->type == REDIS_REPLY_ERROR)
     log_error("redis storage %s: %s failed: %s", s->name,
               (const char *)privdata, rep->str);
+}
+
+/* The connection counts as up once Redis answers on it, not when TCP
+ * connects: a stopped Redis still completes the handshake. */
+static void on_ping_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+  struct redisstore *s = ac->data;
+  if (!reply || s->freeing || s->ac != ac) return;
+  answered_one(s, ac);
+  s->backoff_ms = 0;
+  if (s->down) log_info("redis storage %s: connected again", s->name);
+  s->down = false;
+  free(s->down_reason);
+  s->down_reason = NULL;
+}
+
+/* Sends a set-up command on the new context, counted like any other. */
+static void send_setup(struct redisstore *s, redisCallbackFn *done,
+                       const char *what, int argc, const char **argv) {
+  if (redisAsyncCommandArgv(s->ac, done, (void *)what, argc, argv, NULL) ==
+      REDIS_OK)
+    sent_one(s);
 }
 
 /* The waiting requests go out on the new context, or fail if it could not
@@ -244,6 +283,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     /* hiredis frees the context after this returns; the commands sent on it
      * get a NULL reply. */
     s->ac = NULL;
+    s->unanswered = 0;
     char reason[200];
     snprintf(reason, sizeof reason, "cannot connect (%s)",
              ac->errstr[0] ? ac->errstr : "no reason given");
@@ -252,17 +292,13 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     return;
   }
   s->state = RS_UP;
-  s->backoff_ms = 0;
-  if (s->down) log_info("redis storage %s: connected again", s->name);
-  s->down = false;
-  free(s->down_reason);
-  s->down_reason = NULL;
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
   struct redisstore *s = ac->data;
   if (s->ac != ac) return;
   s->ac = NULL;
+  s->unanswered = 0;
   if (s->freeing) return;
   char reason[200];
   snprintf(reason, sizeof reason, "connection lost (%s)",
@@ -285,26 +321,30 @@ static void connect_to(struct redisstore *s, const char *ip) {
   }
   ac->data = s;
   s->ac = ac;
+  s->unanswered = 0;
   s->state = RS_CONNECTING;
   redisLibeventAttach(ac, s->base);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
-  /* Pipelined ahead of every request. */
+  /* Pipelined ahead of every request; the PING's answer says Redis is up
+   * (and a connect that never completes is a stall like any other). */
   if (s->password) {
     if (s->user) {
       const char *argv[] = {"AUTH", s->user, s->password};
-      redisAsyncCommandArgv(ac, on_setup_reply, "AUTH", 3, argv, NULL);
+      send_setup(s, on_setup_reply, "AUTH", 3, argv);
     } else {
       const char *argv[] = {"AUTH", s->password};
-      redisAsyncCommandArgv(ac, on_setup_reply, "AUTH", 2, argv, NULL);
+      send_setup(s, on_setup_reply, "AUTH", 2, argv);
     }
   }
   if (s->db) {
     char db[24];
     snprintf(db, sizeof db, "%ld", s->db);
     const char *argv[] = {"SELECT", db};
-    redisAsyncCommandArgv(ac, on_setup_reply, "SELECT", 2, argv, NULL);
+    send_setup(s, on_setup_reply, "SELECT", 2, argv);
   }
+  const char *ping[] = {"PING"};
+  send_setup(s, on_ping_reply, "PING", 1, ping);
   flush_waiting(s);
 }
 
@@ -375,6 +415,53 @@ static void start_connect(struct redisstore *s) {
   if (s->state == RS_RESOLVING) s->dns_req = req;
 }
 
+/* --- stalls --------------------------------------------------------------- */
+
+static void arm_stall_timer(struct redisstore *s, uint64_t after_ms) {
+  struct timeval tv = {(time_t)(after_ms / 1000),
+                       (suseconds_t)(after_ms % 1000) * 1000};
+  evtimer_add(s->stall_timer, &tv);
+}
+
+static void sent_one(struct redisstore *s) {
+  if (s->unanswered++ == 0) {
+    s->last_progress_ms = clock_now_ms();
+    arm_stall_timer(s, REDIS_REPLY_TIMEOUT_MS);
+  }
+}
+
+static void answered_one(struct redisstore *s, const redisAsyncContext *ac) {
+  if (ac != s->ac || s->unanswered == 0) return;
+  s->unanswered--;
+  s->last_progress_ms = clock_now_ms();
+}
+
+/* No answer for REDIS_REPLY_TIMEOUT_MS with commands waiting: the
+ * connection is dropped (its calls fail with the reason) and reopened in
+ * the background, as after a lost connection. */
+static void on_stall_check(evutil_socket_t fd, short what, void *arg) {
+  struct redisstore *s = arg;
+  if (!s->ac || s->unanswered == 0 || s->freeing) return;
+  uint64_t quiet = clock_now_ms() - s->last_progress_ms;
+  if (quiet < REDIS_REPLY_TIMEOUT_MS) {
+    arm_stall_timer(s, REDIS_REPLY_TIMEOUT_MS - quiet);
+    return;
+  }
+  char reason[96];
+  snprintf(reason, sizeof reason, "no answer within %d s (connection dropped)",
+           REDIS_REPLY_TIMEOUT_MS / 1000);
+  redisAsyncContext *ac = s->ac;
+  s->ac = NULL;
+  s->unanswered = 0;
+  set_down(s, reason);
+  /* Not inside a hiredis callback: the context is freed at once, and its
+   * waiting commands are answered NULL (on_reply gives them the reason). */
+  s->dropped_because = reason;
+  redisAsyncFree(ac);
+  s->dropped_because = NULL;
+  schedule_retry(s);
+}
+
 /* --- the store ----------------------------------------------------------- */
 
 int redisstore_check_url(const char *url, struct buf *err) {
@@ -400,6 +487,7 @@ struct redisstore *redisstore_new(struct event_base *base, const char *url,
     return NULL;
   }
   s->retry_timer = evtimer_new(base, on_retry, s);
+  s->stall_timer = evtimer_new(base, on_stall_check, s);
   start_connect(s);
   return s;
 }
@@ -439,6 +527,7 @@ void redisstore_free(struct redisstore *s) {
   }
   if (s->dns) evdns_base_free(s->dns, 0);
   event_free(s->retry_timer);
+  event_free(s->stall_timer);
   free(s->name);
   free(s->host);
   free(s->user);

@@ -14,7 +14,10 @@
  * in flight fail ("connection lost"), new ones are refused at once with
  * the reason (redisstore_submit returns -1), and it reconnects in the
  * background with backoff (100 ms doubling to 2 s), logging the outage
- * once and the recovery once. The URL's password never appears in a
+ * once and the recovery once. A connection on which Redis has not
+ * answered for REDIS_REPLY_TIMEOUT_MS while commands wait (a stopped or
+ * unreachable server, a connect that never completes) is dropped and
+ * handled the same way; it counts as up again once Redis answers a PING. The URL's password never appears in a
  * message. */
 #ifndef TGHOST_REDISSTORE_H
 #define TGHOST_REDISSTORE_H
@@ -23,6 +26,8 @@
 
 #include "buf.h"
 #include "kvreq.h"
+
+#define REDIS_REPLY_TIMEOUT_MS 5000
 
 struct redisstore;
 

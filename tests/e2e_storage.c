@@ -444,7 +444,8 @@ static void test_memory_survives_reloads(void) {
  * store; it is long enough that an ordinary update never meets it, even
  * under a sanitizer on a busy machine. */
 
-static const char *counter_script(const char *store_expr) {
+static const char *counter_script_timeout(const char *store_expr,
+                                          const char *run_options) {
   static char text[1024];
   snprintf(text, sizeof text,
       "local store = %s\n"
@@ -462,9 +463,14 @@ static const char *counter_script(const char *store_expr) {
       "  ctx.session.count = ctx.session.count + 1\n"
       "  ctx.count = ctx.session.count\n"
       "end)\n"
-      "run(bot, { sink = { timeout = { milliseconds = 3000 } } })\n",
-      store_expr);
+      "run(bot, %s)\n",
+      store_expr, run_options);
   return text;
+}
+
+static const char *counter_script(const char *store_expr) {
+  return counter_script_timeout(store_expr,
+                                "{ sink = { timeout = { milliseconds = 3000 } } }");
 }
 
 static void bump_expect(struct fakeapi *api, int64_t chat, long want) {
@@ -590,6 +596,49 @@ static void test_redis_outage(void) {
   bump_expect(harness_api(), 7, 1);   /* Redis came back empty */
   bump_expect(harness_api(), 7, 2);
   proc_stop_cleanly(p);
+}
+
+/* Redis stops answering (SIGSTOP: TCP still connects) with no update
+ * timeout set: the session call fails after REDIS_REPLY_TIMEOUT_MS instead
+ * of holding its update forever, other updates are served, and once Redis
+ * answers again sessions go on with their data. */
+static void test_redis_stall(void) {
+  need_redis();
+  static struct redis_server r;
+  redis_start_once(&r);
+  char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d', 'stall:')",
+                      r.port);
+  const char *script = harness_write("counter.lua",
+                                     counter_script_timeout(expr, "{}"));
+  free(expr);
+  struct proc *p = proc_start(script, NULL);
+  bump_expect(harness_api(), 7, 1);
+  redis_pause(&r);
+  uint64_t paused = harness_now_ms();
+  char *err = ask(7, "bump", "");
+  uint64_t waited = harness_now_ms() - paused;
+  char want[96];
+  snprintf(want, sizeof want, "redis storage redis://127.0.0.1:%d: no answer "
+           "within 5 s", r.port);
+  CHECK(strncmp(err, "error: ", 7) == 0 && strstr(err, want),
+        "a session update while Redis is stopped got '%s'", err);
+  CHECK(waited >= 4500 && waited < 15000, "the error came after %llu ms",
+        (unsigned long long)waited);
+  fprintf(stderr, "after %llu ms: %s\n", (unsigned long long)waited, err);
+  free(err);
+  expect(8, "ping", "pong");
+  /* While stopped, reconnecting finds a TCP connection and no answer:
+   * the store stays down and says so at once. */
+  err = ask(7, "bump", "");
+  CHECK(strncmp(err, "error: ", 7) == 0 && strstr(err, "unreachable"),
+        "a session update while the store is down got '%s'", err);
+  free(err);
+  redis_resume(&r);
+  wait_stderr(p, "connected again", 15000);
+  bump_expect(harness_api(), 7, 2);
+  proc_stop_cleanly(p);
+  CHECK(count_in(proc_stderr(p), "connected again") == 1,
+        "the recovery logged more than once:\n%s", proc_stderr(p));
 }
 
 /* --- the example ------------------------------------------------------------ */
@@ -970,6 +1019,7 @@ static const struct test_case tests[] = {
     {"redis_survives_restart", test_redis_survives_restart},
     {"redis_two_processes", test_redis_two_processes},
     {"redis_outage", test_redis_outage},
+    {"redis_stall", test_redis_stall},
     {"cancel_and_errors", test_cancel_and_errors},
     {"example_votes_survive_reload", test_example_votes_survive_reload},
     {"sqlite_latency", test_sqlite_latency},
