@@ -1,6 +1,7 @@
 #include "redisstore.h"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct redisstore {
   char *name;               /* the URL without the password */
   char *host;
   int port;
+  char *socket_path;        /* unix:// URLs: host is NULL */
   char *user, *password;    /* NULL when absent */
   long db;
 
@@ -65,24 +67,66 @@ const char *redisstore_name(const struct redisstore *s) { return s->name; }
 
 /* --- URL ----------------------------------------------------------------- */
 
+/* [[user]:password@] before the host or the socket path: moves *p past
+ * it. */
+static void parse_credentials(struct redisstore *s, const char **p) {
+  const char *at = strrchr(*p, '@');
+  const char *slash_before_at = at ? memchr(*p, '/', (size_t)(at - *p)) : NULL;
+  if (!at || slash_before_at) return;
+  const char *colon = memchr(*p, ':', (size_t)(at - *p));
+  if (colon) {
+    if (colon > *p) s->user = xstrndup(*p, (size_t)(colon - *p));
+    s->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
+  } else {
+    s->password = xstrndup(*p, (size_t)(at - *p));
+  }
+  *p = at + 1;
+}
+
+/* unix://[[user]:password@]/path/to/redis.sock[?db=N], as redis-py and
+ * others write it. */
+static int parse_unix_url(struct redisstore *s, const char *url,
+                          struct buf *err) {
+  const char *p = url + 7;
+  parse_credentials(s, &p);
+  size_t len = strcspn(p, "?");
+  if (p[0] != '/' || len < 2) {
+    buf_printf(err, "expected an absolute socket path: "
+                    "unix://[:password@]/path/to/redis.sock[?db=N]");
+    return -1;
+  }
+  struct sockaddr_un probe;
+  if (len >= sizeof probe.sun_path) {
+    buf_printf(err, "the socket path is longer than %zu bytes",
+               sizeof probe.sun_path - 1);
+    return -1;
+  }
+  s->socket_path = xstrndup(p, len);
+  p += len;
+  if (*p == '?') {
+    char *end = NULL;
+    if (strncmp(p, "?db=", 4) == 0) s->db = strtol(p + 4, &end, 10);
+    if (!end || end == p + 4 || *end || s->db < 0) {
+      buf_printf(err, "expected ?db=N after the socket path");
+      return -1;
+    }
+  }
+  struct buf name = BUF_INIT;
+  buf_printf(&name, "unix://%s", s->socket_path);
+  if (s->db) buf_printf(&name, "?db=%ld", s->db);
+  s->name = buf_steal(&name, NULL);
+  return 0;
+}
+
 static int parse_url(struct redisstore *s, const char *url, struct buf *err) {
+  if (strncasecmp(url, "unix://", 7) == 0) return parse_unix_url(s, url, err);
   if (strncasecmp(url, "redis://", 8) != 0) {
-    buf_printf(err, "expected a URL redis://[:password@]host[:port][/db]");
+    buf_printf(err, "expected a URL redis://[:password@]host[:port][/db] or "
+                    "unix://[:password@]/path/to/redis.sock[?db=N]");
     return -1;
   }
   const char *p = url + 8;
-  const char *at = strrchr(p, '@');
-  const char *slash_before_at = at ? memchr(p, '/', (size_t)(at - p)) : NULL;
-  if (at && !slash_before_at) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    if (colon) {
-      if (colon > p) s->user = xstrndup(p, (size_t)(colon - p));
-      s->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
-    } else {
-      s->password = xstrndup(p, (size_t)(at - p));
-    }
-    p = at + 1;
-  }
+  parse_credentials(s, &p);
   const char *host_end;
   if (*p == '[') {
     host_end = strchr(p, ']');
@@ -307,8 +351,10 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   schedule_retry(s);
 }
 
+/* To ip and the URL's port, or to the URL's socket when ip is NULL. */
 static void connect_to(struct redisstore *s, const char *ip) {
-  redisAsyncContext *ac = redisAsyncConnect(ip, s->port);
+  redisAsyncContext *ac = ip ? redisAsyncConnect(ip, s->port)
+                             : redisAsyncConnectUnix(s->socket_path);
   if (!ac || ac->err) {
     char reason[160];
     snprintf(reason, sizeof reason, "cannot connect (%s)",
@@ -391,6 +437,10 @@ static bool is_numeric_host(const char *host) {
 
 static void start_connect(struct redisstore *s) {
   if (s->freeing || s->state != RS_IDLE) return;
+  if (s->socket_path) {
+    connect_to(s, NULL);
+    return;
+  }
   if (is_numeric_host(s->host)) {
     connect_to(s, s->host);
     return;
@@ -470,6 +520,7 @@ int redisstore_check_url(const char *url, struct buf *err) {
   int rc = parse_url(&probe, url, err);
   free(probe.name);
   free(probe.host);
+  free(probe.socket_path);
   free(probe.user);
   free(probe.password);
   return rc;
@@ -481,6 +532,7 @@ struct redisstore *redisstore_new(struct event_base *base, const char *url,
   s->base = base;
   if (parse_url(s, url, err) != 0) {
     free(s->host);
+    free(s->socket_path);
     free(s->user);
     free(s->password);
     free(s);
@@ -530,6 +582,7 @@ void redisstore_free(struct redisstore *s) {
   event_free(s->stall_timer);
   free(s->name);
   free(s->host);
+  free(s->socket_path);
   free(s->user);
   free(s->password);
   free(s->down_reason);

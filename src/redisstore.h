@@ -32,7 +32,8 @@
 struct redisstore;
 
 /* redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by
- * default; host may be a name, an IPv4 address or [IPv6]). Returns NULL
+ * default; host may be a name, an IPv4 address or [IPv6]), or
+ * unix://[[user]:password@]/path/to/redis.sock[?db=N]. Returns NULL
  * with a message in err for a URL it cannot use; otherwise starts
  * connecting. */
 struct redisstore *redisstore_new(struct event_base *base, const char *url,

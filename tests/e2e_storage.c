@@ -176,12 +176,21 @@ static bool redis_accepts(void *ud) {
   return ok;
 }
 
-/* Starts redis-server on r->port (a free one if 0), without persistence,
- * and waits until it accepts connections. */
+/* Redis's unix socket (redis_start opens one beside its TCP port). */
+static const char *redis_socket_path(void) {
+  static char path[512];
+  snprintf(path, sizeof path, "%s/redis.sock", harness_tmpdir());
+  return path;
+}
+
+/* Starts redis-server on r->port (a free one if 0) and on a unix socket,
+ * without persistence, and waits until it accepts connections. */
 static void redis_start(struct redis_server *r) {
   if (!r->port) r->port = free_port();
   char port[16];
   snprintf(port, sizeof port, "%d", r->port);
+  /* Before the fork: the folder is made on first use. */
+  const char *dir = harness_tmpdir(), *socket_path = redis_socket_path();
   r->pid = fork();
   CHECK(r->pid >= 0, "fork: %s", strerror(errno));
   if (r->pid == 0) {
@@ -190,7 +199,8 @@ static void redis_start(struct redis_server *r) {
     dup2(devnull, 1);
     execlp("redis-server", "redis-server", "--port", port, "--bind",
            "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-           harness_tmpdir(), "--protected-mode", "no", "--daemonize", "no",
+           dir, "--protected-mode", "no", "--daemonize", "no",
+           "--unixsocket", socket_path, "--unixsocketperm", "700",
            (char *)NULL);
     _exit(127);
   }
@@ -641,6 +651,37 @@ static void test_redis_stall(void) {
         "the recovery logged more than once:\n%s", proc_stderr(p));
 }
 
+/* unix:// URLs reach Redis through its socket, ?db=N selects the
+ * database, and a URL that is not usable is refused with what is wrong. */
+static void test_redis_unix_socket(void) {
+  need_redis();
+  static struct redis_server r;
+  redis_start_once(&r);
+  char *source = format(
+      "local viaunix = tghost.storage.redis('unix://%s?db=2', 'u:')\n"
+      "local viatcp = tghost.storage.redis('redis://127.0.0.1:%d/2', 'u:')\n"
+      "local db0 = tghost.storage.redis('redis://127.0.0.1:%d', 'u:')\n"
+      "bot.hears('write', function(ctx) viaunix:set('k', 'v1') ctx:reply('written') end)\n"
+      "bot.hears('read', function(ctx)\n"
+      "  ctx:reply(tostring(viatcp:get('k')) .. ' ' .. tostring(db0:get('k')))\n"
+      "end)\n"
+      "bot.hears('bad', function(ctx)\n"
+      "  local ok, err = pcall(tghost.storage.redis, 'unix://relative.sock')\n"
+      "  ctx:reply(tostring(err))\n"
+      "end)\n"
+      "run(bot)\n", redis_socket_path(), r.port, r.port);
+  const char *script = harness_write("unix.lua", source);
+  free(source);
+  struct proc *p = proc_start(script, NULL);
+  expect(7, "write", "written");
+  expect(7, "read", "v1 nil");
+  char *err = ask(7, "bad", "");
+  CHECK(strstr(err, "tghost.storage.redis: expected an absolute socket path"),
+        "a relative socket path got '%s'", err);
+  free(err);
+  proc_stop_cleanly(p);
+}
+
 /* --- the example ------------------------------------------------------------ */
 
 #ifndef TGHOST_SOURCE_DIR
@@ -1020,6 +1061,7 @@ static const struct test_case tests[] = {
     {"redis_two_processes", test_redis_two_processes},
     {"redis_outage", test_redis_outage},
     {"redis_stall", test_redis_stall},
+    {"redis_unix_socket", test_redis_unix_socket},
     {"cancel_and_errors", test_cancel_and_errors},
     {"example_votes_survive_reload", test_example_votes_survive_reload},
     {"sqlite_latency", test_sqlite_latency},

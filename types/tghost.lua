@@ -661,7 +661,8 @@ function storage.memory(name) end
 ---@param table_name? string
 ---@return tghost.Storage
 function storage.sqlite(path, table_name) end
----A Redis server ("redis://[:password@]host[:port][/db]"); keys get prefix
+---A Redis server ("redis://[:password@]host[:port][/db]", or its socket:
+---"unix://[:password@]/path/to/redis.sock[?db=N]"); keys get prefix
 ---(default "tghost:"). Reconnects by itself; calls raise while it is down.
 ---@param url string
 ---@param prefix? string
