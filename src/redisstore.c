@@ -1,12 +1,12 @@
 #include "redisstore.h"
 
 #include <arpa/inet.h>
-#include <sys/un.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include <event2/dns.h>
 #include <event2/util.h>
@@ -60,6 +60,12 @@ struct redisstore {
 };
 
 static void start_connect(struct redisstore *s);
+
+/* The context is gone (or going): nothing sent on it is waited for. */
+static void forget_context(struct redisstore *s) {
+  s->ac = NULL;
+  s->unanswered = 0;
+}
 static void sent_one(struct redisstore *s);
 static void answered_one(struct redisstore *s, const redisAsyncContext *ac);
 
@@ -326,8 +332,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (status != REDIS_OK) {
     /* hiredis frees the context after this returns; the commands sent on it
      * get a NULL reply. */
-    s->ac = NULL;
-    s->unanswered = 0;
+    forget_context(s);
     char reason[200];
     snprintf(reason, sizeof reason, "cannot connect (%s)",
              ac->errstr[0] ? ac->errstr : "no reason given");
@@ -341,8 +346,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
 static void on_disconnect(const redisAsyncContext *ac, int status) {
   struct redisstore *s = ac->data;
   if (s->ac != ac) return;
-  s->ac = NULL;
-  s->unanswered = 0;
+  forget_context(s);
   if (s->freeing) return;
   char reason[200];
   snprintf(reason, sizeof reason, "connection lost (%s)",
@@ -473,11 +477,13 @@ static void arm_stall_timer(struct redisstore *s, uint64_t after_ms) {
   evtimer_add(s->stall_timer, &tv);
 }
 
+/* The timer, once armed, re-arms itself from last_progress_ms while
+ * answers come, so a busy connection adds no timer work per command. */
 static void sent_one(struct redisstore *s) {
-  if (s->unanswered++ == 0) {
-    s->last_progress_ms = clock_now_ms();
+  if (s->unanswered++ > 0) return;
+  s->last_progress_ms = clock_now_ms();
+  if (!evtimer_pending(s->stall_timer, NULL))
     arm_stall_timer(s, REDIS_REPLY_TIMEOUT_MS);
-  }
 }
 
 static void answered_one(struct redisstore *s, const redisAsyncContext *ac) {
@@ -501,8 +507,7 @@ static void on_stall_check(evutil_socket_t fd, short what, void *arg) {
   snprintf(reason, sizeof reason, "no answer within %d s (connection dropped)",
            REDIS_REPLY_TIMEOUT_MS / 1000);
   redisAsyncContext *ac = s->ac;
-  s->ac = NULL;
-  s->unanswered = 0;
+  forget_context(s);
   set_down(s, reason);
   /* Not inside a hiredis callback: the context is freed at once, and its
    * waiting commands are answered NULL (on_reply gives them the reason). */
