@@ -88,7 +88,7 @@ static void print_replies(size_t from) {
 
 static const char *budget_secs;
 
-static void run_budget(void) {
+TEST(run) {
   struct fakeapi *api = harness_api();
   const char *path = harness_write("cpu_budget.lua", script);
   const char *args[] = {"--cpu-budget", budget_secs, NULL};
@@ -114,7 +114,6 @@ int main(int argc, char **argv) {
   }
   snprintf(secs, sizeof secs, "%.3f", atol(argv[1]) / 1000.0);
   budget_secs = secs;
-  static const struct test_case tests[] = {{"run", run_budget}, {NULL, NULL}};
   char *run_argv[] = {argv[0], "run", NULL};
-  return harness_main(2, run_argv, tests);
+  return test_main(2, run_argv, harness_before_test);
 }

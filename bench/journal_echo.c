@@ -33,13 +33,9 @@ static void echo(bool journal) {
   proc_stop_cleanly(p);
 }
 
-static void bench_plain(void) { echo(false); }
-static void bench_journal(void) { echo(true); }
+TEST(plain) { echo(false); }
+TEST(journal) { echo(true); }
 
-static const struct test_case benches[] = {
-    {"plain", bench_plain},
-    {"journal", bench_journal},
-    {NULL, NULL},
-};
-
-int main(int argc, char **argv) { return harness_main(argc, argv, benches); }
+int main(int argc, char **argv) {
+  return test_main(argc, argv, harness_before_test);
+}

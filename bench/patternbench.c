@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "luastring.h"
+#include "script/luastring.h"
 
 static bool go_on(lua_State *L, void *ud, char *why, size_t size) {
   return false;

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "seqmap.h"
+#include "pipeline/seqmap.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint64_t rnd(void) {

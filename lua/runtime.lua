@@ -57,8 +57,10 @@ function ConversationCancelled.__tostring(e)
 end
 runtime.ConversationCancelled = ConversationCancelled
 
--- Set by lua/bot.lua.
+-- Set by lua/tghost.lua: the bot, and Composer.needs (the composer
+-- requires this module, so this one cannot require it back).
 runtime.bot = nil
+runtime.needs_of = nil
 runtime.timeout_handler = nil
 
 -- What the message handler of every xpcall here returns. Lua does not
@@ -104,7 +106,7 @@ local function noop() end
 function runtime.has_handlers()
   local bot = runtime.bot
   if not bot then return false end
-  local all, types = require("tghost.composer").needs(bot)
+  local all, types = runtime.needs_of(bot)
   return all or next(types) ~= nil
 end
 

@@ -152,6 +152,7 @@ bot.start = function(first, opts)
 end
 
 runtime.bot = bot
+runtime.needs_of = Composer.needs
 core.set_runtime(runtime)
 
 _G.bot = bot

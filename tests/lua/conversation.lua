@@ -1,6 +1,6 @@
 -- Conversations from Lua: what ctx:wait and conversation{} accept and the
 -- errors they give (the waiting itself is tested end to end in
--- tests/e2e_conversation.c); the default conversation key; the error
+-- tests/e2e/conversation.c); the default conversation key; the error
 -- objects.
 local t = require("lib.apitest")
 local fx = require("fixtures.updates")

@@ -1,0 +1,43 @@
+/* The command line: tghost [options] SCRIPT.lua */
+#ifndef TGHOST_CLI_H
+#define TGHOST_CLI_H
+
+#include <stdbool.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+
+struct config {
+  char *script;
+  char *token;              /* from BOT_TOKEN or --token-file; may be NULL */
+  char *api_root;
+  bool watch;
+  double drain_timeout_s;
+  long cpu_budget_ms;
+  char *journal;              /* --journal FILE, or NULL */
+  bool dead_letters;          /* --dead-letters: list them and exit */
+  long memory_limit_mb;       /* all Lua states together; 0: no limit */
+  long update_memory_limit_mb;/* one job's share; 0: no limit */
+  enum log_level log_level;
+  enum log_format log_format;
+  bool check;
+  bool trace;               /* --trace: each update and API call, one line */
+  bool sandbox;             /* --sandbox: the emulated Bot API, no token */
+  char *sandbox_script;     /* --script FILE: a transcript to play */
+  char *webhook_url;        /* --webhook URL (with --listen), or NULL */
+  char *webhook_listen;     /* --listen ADDR:PORT */
+  char *webhook_secret_file;/* --webhook-secret-file FILE */
+  char *metrics_addr;       /* --metrics ADDR:PORT, or NULL */
+};
+
+enum cli_result {
+  CLI_RUN,      /* run with the parsed config */
+  CLI_EXIT_OK,  /* --help or --version was printed */
+  CLI_ERROR,    /* err says why; exit status 2 */
+};
+
+enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
+                          struct buf *err);
+void cli_free(struct config *cfg);
+
+#endif

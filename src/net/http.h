@@ -1,0 +1,92 @@
+/* HTTP on the event loop: one libcurl multi handle driven by libevent
+ * through curl's socket and timer callbacks (no polling, no busy loop).
+ *
+ * A request is created, configured, started, and reported once through its
+ * done callback, which always runs from the loop after curl has handed the
+ * transfer back (never from inside a curl callback). The caller owns the
+ * request: free it after the callback, or cancel it before (cancel removes
+ * it from curl at once and no callback follows). Easy handles are pooled,
+ * so kept-alive connections and TLS sessions are reused.
+ *
+ * Transport: HTTP/2 with multiplexing over https when the server offers it,
+ * HTTP/1.1 otherwise; TLS peers are always verified; idle connections are
+ * recycled before servers typically drop them. A client is one connection
+ * pool: the long poll uses a client of its own so it never occupies a
+ * connection or stream slot that method calls need. Inside, a client with
+ * many plain-http transfers in flight spreads them over several curl multi
+ * handles, so that finding a reusable connection stays cheap with
+ * thousands of HTTP/1.1 connections open. */
+#ifndef TGHOST_HTTP_H
+#define TGHOST_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "base/buf.h"
+
+struct http_client;
+struct http_request;
+
+typedef void (*http_done_fn)(struct http_request *req, void *ud);
+
+struct http_client_config {
+  long max_idle_connections;   /* connection cache size (CURLMOPT_MAXCONNECTS) */
+  bool verbose;                /* curl's own debug output to stderr */
+};
+
+/* NULL (after logging why) if libcurl cannot be set up. */
+struct http_client *http_client_new(struct event_base *base,
+                                    const struct http_client_config *cfg);
+/* How many connections the pool keeps open between requests (never fewer
+ * than HTTP_DEFAULT_MAX_CONNECTIONS). Over HTTP/1.1 each request in flight
+ * needs a connection of its own: a pool smaller than the calls made at
+ * once closes connections only to open them again on the next burst. */
+#define HTTP_DEFAULT_MAX_CONNECTIONS 64
+void http_client_set_max_connections(struct http_client *c, long n);
+/* Cancels whatever is still in flight (no callbacks) and frees all. */
+void http_client_free(struct http_client *c);
+
+struct http_request *http_request_new(struct http_client *c, const char *url);
+void http_request_set_method(struct http_request *req, const char *method);
+void http_request_add_header(struct http_request *req, const char *line);
+/* The request takes ownership of body (malloc'd). */
+void http_request_set_body(struct http_request *req, char *body, size_t len);
+/* The request takes ownership of mime (multipart upload). */
+void http_request_set_mime(struct http_request *req, curl_mime *mime);
+curl_mime *http_request_new_mime(struct http_request *req);
+void http_request_set_timeout(struct http_request *req, long total_ms);
+void http_request_set_max_response(struct http_request *req, size_t max);
+void http_request_set_recv_buffer(struct http_request *req, long bytes);
+void http_request_set_compressed(struct http_request *req, bool on);
+void http_request_keep_headers(struct http_request *req, bool on);
+/* Streams the response body to f instead of memory (not closed by us). */
+void http_request_set_sink_file(struct http_request *req, FILE *f);
+/* Fails the transfer when it moves fewer than bytes per second for secs
+ * seconds: a bound for large transfers that a total timeout would cut. */
+void http_request_set_low_speed(struct http_request *req, long bytes,
+                                long secs);
+
+/* Returns 0, or -1 with http_request_error() set (no callback follows).
+ * A request whose done callback has run may be started again (a retry):
+ * the previous response is discarded. */
+int http_request_start(struct http_request *req, http_done_fn done, void *ud);
+void http_request_cancel(struct http_request *req);
+void http_request_free(struct http_request *req);
+
+/* Results, valid once the done callback has run. */
+bool http_request_ok(const struct http_request *req); /* transport succeeded */
+long http_request_status(const struct http_request *req);
+const struct buf *http_request_body(const struct http_request *req);
+const struct buf *http_request_headers(const struct http_request *req);
+/* A description of a transport failure, with every secret known to the
+ * log redactor (log_add_secret: the bot token) already removed, so it may
+ * be shown as it is. */
+const char *http_request_error(const struct http_request *req);
+bool http_request_too_large(const struct http_request *req);
+bool http_request_timed_out(const struct http_request *req);
+
+#endif

@@ -1,0 +1,108 @@
+/* The process-wide context: the loop, HTTP, the Bot API client, the
+ * scheduler, the runner, the bot's identity and the generation new updates
+ * run in. One per process, owned by this module: host_init builds it,
+ * host_free tears it down, and the other modules change it only through
+ * the functions below. Lua bindings reach it through their generation.
+ *
+ * The host sits above the runner and below the Lua half: it knows the
+ * current generation only as a job owner (task.h), and starts updates in
+ * it through host_update_ops, which the layer that owns the Lua states
+ * provides. */
+#ifndef TGHOST_HOST_H
+#define TGHOST_HOST_H
+
+#include <stdbool.h>
+
+#include <event2/event.h>
+
+#include "net/apicall.h"
+#include "net/botapi.h"
+#include "base/cli.h"
+#include "net/http.h"
+#include "pipeline/runner.h"
+#include "sched/task.h"
+
+struct reloader;
+struct luaseq;
+struct luaconv;
+struct finalizer_queue;
+struct storages;
+
+/* How updates run: provided by the Lua half (see generation.h). */
+struct host_update_ops {
+  /* Starts a job in current for the update (see runner_callbacks). */
+  struct job *(*start)(struct job_owner *current, struct update_item *u,
+                       job_end_fn on_end, void *end_ud);
+  /* Report a job's hard failure / its timeout, in the job's own owner. */
+  void (*report_failure)(struct job *job);
+  void (*report_timeout)(struct job *job, long timeout_ms);
+};
+
+struct host {
+  const struct config *cfg;
+  struct event_base *base;
+  struct http_client *http;
+  struct botapi *api;
+  /* getUpdates has a connection pool of its own: a long poll never takes a
+   * connection (or an HTTP/2 stream slot) that method calls need. */
+  struct http_client *poll_http;
+  struct botapi *poll_api;
+  struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
+  struct scheduler sched;
+  struct runner *runner;        /* from host_start_runner; NULL before */
+  struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  /* Owned by the modules above that create them (main.c attaches them);
+   * the host only carries them. */
+  struct reloader *reloader;    /* hot reload; NULL with --check */
+  struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
+  struct luaconv *conv;         /* conversations' keys: outlive reloads */
+  struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
+
+  /* Read-only outside host.c: */
+  struct job_owner *current;    /* new updates run here (one reference) */
+  const struct host_update_ops *update_ops;
+  char *bot_info_json;          /* getMe's result, once known */
+  size_t bot_info_len;
+  int exit_code;
+  bool loading;                 /* the first generation's top level runs */
+  bool exiting;
+};
+
+/* Builds the loop, HTTP clients, Bot API clients and the scheduler from
+ * cfg (which must outlive the host). Returns 0, or -1 with err set. */
+int host_init(struct host *h, const struct config *cfg,
+              const struct host_update_ops *ops, struct buf *err);
+/* Cancels whatever is left, releases the current generation and frees
+ * everything host_init built. The attached modules must be freed first. */
+void host_free(struct host *h);
+
+/* Makes g (whose reference the host takes over) the generation new
+ * updates run in; returns the previous one, whose reference passes to the
+ * caller (NULL the first time). */
+struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
+
+/* Creates the runner with the first generation's run() options and starts
+ * it (getMe, then polling). */
+void host_start_runner(struct host *h, const struct run_options *o);
+
+/* The first generation's top level runs / has finished. */
+void host_set_loading(struct host *h, bool loading);
+
+/* Ends the process with status 1 after logging msg: stops the runner
+ * without confirming anything and cancels all work. */
+void host_fatal(struct host *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The status tghost exits with once it has stopped (os.exit). */
+void host_set_exit_code(struct host *h, int code);
+/* Leaves the loop with status code once the current pass is over; nothing
+ * more is started. */
+void host_exit(struct host *h, int code);
+/* Leaves the loop if nothing is left to do: no runner activity and no live
+ * job. */
+void host_exit_if_idle(struct host *h);
+/* SIGINT/SIGTERM: a graceful stop when there is a runner to drain and this
+ * is the first request; otherwise cancels everything and leaves the loop at
+ * once (status 128 + sig for a repeated signal). */
+void host_stop(struct host *h, int sig);
+
+#endif

@@ -1,0 +1,96 @@
+#include "pipeline/runopts.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+
+#define FIELD(name)                    \
+  offsetof(struct run_options, name), \
+      sizeof(((struct run_options *)0)->name)
+
+const struct run_option_spec run_option_specs[] = {
+    {"source.speedTrafficBalance", "speed_traffic_balance", RUNOPT_NUMBER, 0,
+     1, FIELD(speed_traffic_balance)},
+    {"source.maxDelayMilliseconds", "max_delay_ms", RUNOPT_INTEGER, 0,
+     1L << 30, FIELD(max_delay_ms)},
+    {"runner.fetch.timeout", "fetch_timeout", RUNOPT_INTEGER, 0, 3600,
+     FIELD(fetch_timeout_s)},
+    {"runner.fetch.allowed_updates", "allowed_updates", RUNOPT_UPDATE_TYPES,
+     0, 0, FIELD(allowed_updates_json)},
+    {"runner.retryInterval", "retry_interval", RUNOPT_RETRY, 0, 1L << 40,
+     FIELD(retry)},
+    {"runner.maxRetryTime", "max_retry_ms", RUNOPT_INTEGER, 0, 1L << 45,
+     FIELD(max_retry_ms)},
+    {"runner.silent", "silent", RUNOPT_BOOLEAN, 0, 0, FIELD(silent)},
+    {"sink.kind", "sink", RUNOPT_SINK_KIND, 0, 0, FIELD(sink)},
+    {"sink.concurrency", "concurrency", RUNOPT_INTEGER, 1, 1000000,
+     FIELD(concurrency)},
+    {"sink.maxWaiting", "max_waiting", RUNOPT_INTEGER, 0, 100000000,
+     FIELD(max_waiting)},
+    {"sink.timeout.milliseconds", "timeout_ms", RUNOPT_INTEGER, 0, 1L << 40,
+     FIELD(timeout_ms)},
+    {"sink.timeout.handler", "timeout_handler", RUNOPT_FUNCTION, 0, 0, 0, 0},
+    {"journal", "journal", RUNOPT_STRING, 0, 0, FIELD(journal)},
+    {"webhook.url", "webhook_url", RUNOPT_STRING, 0, 0, FIELD(webhook_url)},
+    {"webhook.listen", "webhook_listen", RUNOPT_STRING, 0, 0,
+     FIELD(webhook_listen)},
+    {"webhook.secretFile", "webhook_secret_file", RUNOPT_STRING, 0, 0,
+     FIELD(webhook_secret_file)},
+    /* deleteWebhook before the first poll: done by lua/tghost.lua. */
+    {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
+     0},
+};
+const size_t run_option_count =
+    sizeof run_option_specs / sizeof run_option_specs[0];
+
+void run_options_init(struct run_options *o) {
+  memset(o, 0, sizeof *o);
+  o->sink = SINK_CONCURRENT;
+  o->concurrency = 500;
+  o->fetch_timeout_s = 30;
+  o->retry = RETRY_EXPONENTIAL;
+  o->max_retry_ms = 15L * 60 * 60 * 1000;
+  o->max_delay_ms = 500;
+  o->max_waiting = -1;
+}
+
+void run_options_free(struct run_options *o) {
+  free(o->allowed_updates_json);
+  o->allowed_updates_json = NULL;
+  free(o->journal);
+  o->journal = NULL;
+  free(o->webhook_url);
+  free(o->webhook_listen);
+  free(o->webhook_secret_file);
+  o->webhook_url = o->webhook_listen = o->webhook_secret_file = NULL;
+}
+
+void run_options_copy(struct run_options *dst, const struct run_options *src) {
+  *dst = *src;
+  dst->allowed_updates_json =
+      src->allowed_updates_json ? xstrdup(src->allowed_updates_json) : NULL;
+  dst->journal = src->journal ? xstrdup(src->journal) : NULL;
+  dst->webhook_url = src->webhook_url ? xstrdup(src->webhook_url) : NULL;
+  dst->webhook_listen =
+      src->webhook_listen ? xstrdup(src->webhook_listen) : NULL;
+  dst->webhook_secret_file =
+      src->webhook_secret_file ? xstrdup(src->webhook_secret_file) : NULL;
+}
+
+static const char *const sink_kind_names[] = {"concurrent", "sequential",
+                                              "batch"};
+
+const char *sink_kind_name(enum sink_kind k) { return sink_kind_names[k]; }
+
+int sink_kind_from_name(const char *name) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(sink_kind_names[i], name) == 0) return i;
+  return -1;
+}
+
+const char *retry_kind_name(enum retry_kind k) {
+  return k == RETRY_QUADRATIC ? "quadratic"
+         : k == RETRY_FIXED   ? "fixed"
+                              : "exponential";
+}

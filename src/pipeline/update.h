@@ -1,0 +1,29 @@
+/* An update as the pipeline carries it from the source to the sink: its
+ * id and its raw JSON, not decoded (decoding happens when it starts, in
+ * the Lua state that runs it). Items are linked into batches and the
+ * sink's backlog without allocating. */
+#ifndef TGHOST_UPDATE_H
+#define TGHOST_UPDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "base/qlist.h"
+
+struct update_item {
+  int64_t id;
+  char *json;          /* owned */
+  size_t len;
+  bool redelivered;    /* run again after a restart (the journal) */
+  struct qnode node;
+};
+
+static inline void update_item_free(struct update_item *u) {
+  if (!u) return;
+  free(u->json);
+  free(u);
+}
+
+#endif

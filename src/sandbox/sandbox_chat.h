@@ -1,0 +1,45 @@
+/* `tghost --sandbox bot.lua`: talk to a bot with no token and no network.
+ *
+ * The sandbox points the bot at an emulated Bot API on loopback
+ * (sandbox_api.h) and turns the terminal into the chat: each line typed is
+ * a message from the sandbox user (Alice, until :user changes it) in a
+ * private chat or a group; what the bot does (messages, edits, deletions,
+ * files by name and size, chat actions, keyboards as numbered buttons,
+ * answers to button presses) is printed one readable line at a time.
+ * Lines that start with ':' are sandbox commands (:help lists them). With
+ * --script it plays a transcript instead (sandbox_script.h) and ends with
+ * status 1 at the first expectation the bot does not meet.
+ *
+ * Reading the terminal never blocks the loop: stdin is a libevent read
+ * event. End of input (Ctrl-D), :quit and the end of a transcript stop the
+ * bot gracefully once the bot has been handed every update queued.
+ *
+ * Layer: the front end, beside main (includes sandbox_api, sandbox_world,
+ * sandbox_script, cli). It reaches the host only through the hooks main
+ * gives it. */
+#ifndef TGHOST_SANDBOX_CHAT_H
+#define TGHOST_SANDBOX_CHAT_H
+
+#include <event2/event.h>
+
+#include "base/buf.h"
+#include "base/cli.h"
+
+struct sandbox;
+
+struct sandbox_hooks {
+  /* End the session: stop the bot gracefully, then exit with status. */
+  void (*quit)(void *ud, int status);
+};
+
+/* Before the host exists: reads the transcript (if any), binds the
+ * emulator's socket and points cfg at it (api_root, and the sandbox's own
+ * token in place of any real one). NULL with err set on failure. */
+struct sandbox *sandbox_new(struct config *cfg, struct buf *err);
+/* On the loop: serves the Bot API and starts the chat (or the script). */
+int sandbox_start(struct sandbox *sb, struct event_base *base,
+                  const struct sandbox_hooks *hooks, void *ud,
+                  struct buf *err);
+void sandbox_free(struct sandbox *sb);
+
+#endif

@@ -1,0 +1,749 @@
+#include "sched/task.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+
+/* The CPU guard's tick, and how long it keeps ticking without Lua code
+ * running before it stops the timer. */
+#define CPU_TICK_MS 50
+#define CPU_IDLE_TICKS 40
+/* Instructions between two looks at the clock by the fallback hook. */
+#define CPU_CHECK_INSTRUCTIONS 1000
+
+/* glibc before 2.41 has SIGEV_THREAD_ID but not the name of its field. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+struct task {
+  struct job *job;
+  lua_State *co;
+  int ref;
+  struct qnode job_node;
+  struct qnode ready_node;
+  bool started;
+  int initial_nargs;
+  const struct task_wait_ops *wait_ops;   /* set while waiting on the host */
+  void *wait_data;
+  task_push_fn push;                      /* set between wake and resume */
+  void *push_data;
+  volatile sig_atomic_t stopping;         /* a task_stop_reason: being stopped */
+  char cpu_where[96];                     /* "file:line: " it was stopped at */
+  task_end_fn on_end;
+  void *end_ud;
+};
+
+static char yield_sentinel;
+
+/* The Lua hooks of the CPU guard need the scheduler; there is one per
+ * process. */
+static struct scheduler *hooked;
+
+void *task_yield_sentinel(void) { return &yield_sentinel; }
+
+static void on_ready(evutil_socket_t fd, short what, void *arg);
+static lua_Hook fallback_hook_fn(void);
+static void cpu_guard_init(struct scheduler *s);
+static void cpu_guard_free(struct scheduler *s);
+
+void sched_init(struct scheduler *s, struct event_base *base,
+                long cpu_budget_ms) {
+  memset(s, 0, sizeof *s);
+  s->base = base;
+  s->ready_event = event_new(base, -1, 0, on_ready, s);
+  qlist_init(&s->ready);
+  qlist_init(&s->cancels);
+  qlist_init(&s->jobs);
+  s->cpu_budget_ms = cpu_budget_ms;
+  hooked = s;
+  cpu_guard_init(s);
+}
+
+void sched_free(struct scheduler *s) {
+  cpu_guard_free(s);
+  if (hooked == s) hooked = NULL;
+  if (s->ready_event) event_free(s->ready_event);
+  s->ready_event = NULL;
+}
+
+struct task *sched_running(const struct scheduler *s) { return s->running; }
+
+void sched_cancel_all(struct scheduler *s, const char *reason) {
+  if (s->running) {
+    /* Every cancel is deferred; the list does not change meanwhile. */
+    qlist_foreach(node, &s->jobs)
+      job_cancel(qlist_entry(node, struct job, all_node), reason);
+    return;
+  }
+  /* Each cancel ends its job at once and unlinks it. */
+  struct qnode *q;
+  while ((q = qlist_front(&s->jobs)))
+    job_cancel(qlist_entry(q, struct job, all_node), reason);
+}
+
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason) {
+  size_t n = 0, i = 0;
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) n++;
+  }
+  if (n == 0) return;
+  /* A cancel may end other jobs' waits, never other jobs: a snapshot of
+   * the list stays valid. */
+  struct job **jobs = xcalloc(n, sizeof *jobs);
+  qlist_foreach(node, &s->jobs) {
+    struct job *job = qlist_entry(node, struct job, all_node);
+    if (job->kind == kind && (!owner || job->owner == owner)) jobs[i++] = job;
+  }
+  for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
+  free(jobs);
+}
+
+static void schedule(struct scheduler *s) {
+  event_active(s->ready_event, 0, 0);
+}
+
+struct task *task_check_can_wait(lua_State *L, struct scheduler *s,
+                                 const char *what) {
+  struct task *t = s->running;
+  if (!t)
+    luaL_error(L, "%s can only be called from a handler or the script's top "
+               "level", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot be called here: this function cannot be "
+               "suspended (a table.sort comparator, string.gsub callback, "
+               "__close handler or other non-yieldable context)", what);
+  return t;
+}
+
+static int wait_continue(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx;
+  int n = lua_gettop(L) - base;
+  if (n >= 1 && lua_toboolean(L, base + 1)) return n - 1;
+  if (n >= 2) {
+    lua_settop(L, base + 2);
+    return lua_error(L);
+  }
+  return luaL_error(L, "internal error: task resumed without a result");
+}
+
+int task_wait(lua_State *L, struct task *t, const struct task_wait_ops *ops,
+              void *data) {
+  /* A wait left behind by a yield that could not reach the host (see the
+   * coroutine wrappers) is stale: release it. */
+  if (t->wait_ops) t->wait_ops->cancel(t->wait_data);
+  t->wait_ops = NULL;
+  t->wait_data = NULL;
+  if (t->push) {
+    /* Woken before it even yielded (e.g. stop() with nothing in flight):
+     * the wake stands, nothing is left to wait for. */
+    ops->cancel(data);
+  } else {
+    t->wait_ops = ops;
+    t->wait_data = data;
+  }
+  int base = lua_gettop(L);
+  lua_pushlightuserdata(L, &yield_sentinel);
+  return lua_yieldk(L, 1, (lua_KContext)base, wait_continue);
+}
+
+void task_drop_wait(struct task *t) {
+  if (!t->wait_ops) return;
+  const struct task_wait_ops *ops = t->wait_ops;
+  t->wait_ops = NULL;
+  ops->cancel(t->wait_data);
+}
+
+void task_wake(struct task *t, task_push_fn push, void *data) {
+  struct scheduler *s = t->job->sched;
+  t->wait_ops = NULL;
+  t->wait_data = NULL;
+  t->push = push;
+  t->push_data = data;
+  if (!qnode_linked(&t->ready_node)) qlist_push_back(&s->ready, &t->ready_node);
+  schedule(s);
+}
+
+int task_push_nothing(lua_State *co, void *data) {
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  return 1;
+}
+
+int task_push_error_message(lua_State *co, void *data) {
+  char *msg = data;
+  int n = 0;
+  if (co) {
+    lua_pushboolean(co, 0);
+    lua_pushstring(co, msg);
+    n = 2;
+  }
+  free(msg);
+  return n;
+}
+
+/* --- the CPU guard ------------------------------------------------------ */
+
+/* The signal handler needs the scheduler; there is one per process. */
+static struct scheduler *volatile guarded;
+
+static long elapsed_ms(const struct timespec *since) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - since->tv_sec) * 1000 +
+         (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* Stops the running task. Yielding (not raising) is what stops it: an
+ * error would be caught by the handler's own pcall. A nested coroutine, or
+ * code in a context that cannot yield (a string.gsub callback, say),
+ * cannot yield to the host, so it gets an error; the hook stays on every
+ * instruction, so the error comes again as soon as a pcall returns, until
+ * the task reaches a point where it can yield. */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
+  if (!t || !t->stopping) {
+    lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
+    return;
+  }
+  /* Where it was looping: the report names it like any Lua error. */
+  if (!t->cpu_where[0] && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+    snprintf(t->cpu_where, sizeof t->cpu_where, "%s:%d: ", ar->short_src,
+             ar->currentline);
+  if (L == t->co && lua_isyieldable(L)) {
+    lua_yield(L, 0);
+    return;
+  }
+  if (t->stopping == TASK_STOP_MEMORY)
+    luaL_error(L, "Lua memory limit exceeded");
+  luaL_error(L, "CPU budget of %d ms exceeded without yielding",
+             (int)s->cpu_budget_ms);
+}
+
+/* Puts the stop hook on every coroutine of the running chain. Safe in the
+ * signal handler: lua_sethook may be called asynchronously, and the chain
+ * is only ever linked before it is published. */
+static void hook_chain(struct scheduler *s) {
+  for (struct sched_chain_link *l = s->innermost; l; l = l->outer)
+    lua_sethook(l->co, stop_hook, LUA_MASKCOUNT, 1);
+}
+
+static void on_cpu_tick(int sig) {
+  struct scheduler *s = guarded;
+  if (!s) return;
+  s->ticks++;
+  struct task *t = s->running;
+  if (!t) {
+    if (++s->idle_ticks > CPU_IDLE_TICKS && s->timer_armed) {
+      struct itimerspec off = {{0, 0}, {0, 0}};
+      timer_settime(s->cpu_timer, 0, &off, NULL);
+      s->timer_armed = 0;
+    }
+    return;
+  }
+  s->idle_ticks = 0;
+  if (t->stopping) {
+    /* Again on every tick: a script that removed the hook (from an
+     * xpcall message handler, say) gets it back. */
+    hook_chain(s);
+    return;
+  }
+  long budget_ticks = (s->cpu_budget_ms + CPU_TICK_MS - 1) / CPU_TICK_MS;
+  if (s->ticks - s->resume_tick <= budget_ticks) return;
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
+}
+
+static void cpu_guard_init(struct scheduler *s) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_cpu_tick;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  int signo = SIGRTMIN + 3;
+  if (sigaction(signo, &sa, NULL) != 0) return;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  /* To this thread only: curl's resolver threads must not take it. */
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = signo;
+  sev.sigev_notify_thread_id = gettid();
+  /* CPU time of this thread: a handler descheduled on a busy machine, or
+   * blocked in a system call, is not charged for it (the blocked-loop
+   * warning reports a stall). */
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &s->cpu_timer) != 0) {
+    log_warn("CPU guard: no timer signal (%s); using a slower hook",
+             strerror(errno));
+    return;
+  }
+  s->have_cpu_timer = true;
+  guarded = s;
+}
+
+static void cpu_guard_free(struct scheduler *s) {
+  if (!s->have_cpu_timer) return;
+  guarded = NULL;
+  timer_delete(s->cpu_timer);
+  s->have_cpu_timer = false;
+}
+
+/* Called with s->running set: the tick counter must be running. */
+static void cpu_guard_start(struct scheduler *s, lua_State *co) {
+  s->task_link.co = co;
+  s->task_link.outer = NULL;
+  s->innermost = &s->task_link;
+  s->resume_tick = s->ticks;
+  s->stop_explanation[0] = '\0';
+  clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
+  if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
+    struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
+                               {0, CPU_TICK_MS * 1000000L}};
+    s->timer_armed = 1;
+    timer_settime(s->cpu_timer, 0, &every, NULL);
+  }
+}
+
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co) {
+  link->co = co;
+  link->outer = s->innermost;
+  s->innermost = link;
+  struct task *t = s->running;
+  if (t && t->stopping) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
+  else if (!s->have_cpu_timer)
+    lua_sethook(co, fallback_hook_fn(), LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+}
+
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link) {
+  s->innermost = link->outer;
+}
+
+/* Without a timer: look at the clock every few instructions. */
+static void fallback_hook(lua_State *L, lua_Debug *ar) {
+  struct scheduler *s = hooked;
+  struct task *t = s ? s->running : NULL;
+  if (!t || s->cpu_budget_ms <= 0) return;
+  if (!t->stopping) {
+    if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
+    t->stopping = TASK_STOP_CPU;
+    hook_chain(s);
+  }
+  stop_hook(L, ar);
+}
+
+static lua_Hook fallback_hook_fn(void) { return fallback_hook; }
+
+void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
+  if (!s->have_cpu_timer)
+    lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+}
+
+bool sched_over_budget(struct scheduler *s) {
+  struct task *t = s->running;
+  if (!t) return false;
+  if (t->stopping) return true;
+  if (s->have_cpu_timer || s->cpu_budget_ms <= 0) return false;
+  /* Without the timer signal nothing else looks at the clock meanwhile. */
+  if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
+  t->stopping = TASK_STOP_CPU;
+  hook_chain(s);
+  return true;
+}
+
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta) {
+  struct task *t = s->running;
+  if (!t || t->job->owner != owner) return NULL;
+  struct job *job = t->job;
+  job->lua_bytes += delta;
+  if (job->lua_bytes < 0) job->lua_bytes = 0;   /* freed others' garbage */
+  return job;
+}
+
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why) {
+  struct task *t = s->running;
+  if (!t || t->stopping) return;
+  t->stopping = why;
+  hook_chain(s);
+}
+
+bool sched_guard_active(const struct scheduler *s) {
+  return (s->running && s->running->stopping) || !s->have_cpu_timer;
+}
+
+void sched_explain_stop(struct scheduler *s, const char *message) {
+  struct task *t = s->running;
+  if (t && t->stopping == TASK_STOP_CPU && !s->stop_explanation[0])
+    snprintf(s->stop_explanation, sizeof s->stop_explanation, "%s", message);
+}
+
+/* Gives a coroutine a fresh budget (its __close handlers run after a
+ * stop). */
+static void cpu_guard_reset(struct scheduler *s, struct task *t) {
+  t->stopping = TASK_STOP_NONE;
+  if (s->have_cpu_timer) lua_sethook(t->co, NULL, 0, 0);
+  else lua_sethook(t->co, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
+}
+
+/* --- jobs --------------------------------------------------------------- */
+
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p) {
+  struct job *job = xcalloc(1, sizeof *job);
+  job->sched = s;
+  job->owner = owner;
+  job->kind = p->kind;
+  job->update_id = p->update_id;
+  job->update_json = p->update_json;
+  job->update_len = p->update_len;
+  job->on_end = p->on_end;
+  job->end_ud = p->end_ud;
+  qlist_init(&job->tasks);
+  qlist_push_back(&s->jobs, &job->all_node);
+  owner->ref(owner);
+  s->live_jobs++;
+  if (job->kind == JOB_BACKGROUND) s->background_jobs++;
+  return job;
+}
+
+void job_add_cleanup(struct job *job, struct job_cleanup *c) {
+  c->next = job->cleanups;
+  job->cleanups = c;
+}
+
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *)) {
+  for (struct job_cleanup *c = job->cleanups; c; c = c->next)
+    if (c->fn == fn) return c;
+  return NULL;
+}
+
+char *job_take_update_json(struct job *job, size_t *len) {
+  char *json = job->update_json;
+  if (len) *len = job->update_len;
+  job->update_json = NULL;
+  return json;
+}
+
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot) {
+  job->slot_ops = ops;
+  job->slot = slot;
+}
+
+struct log_fields job_log_fields(const struct job *job) {
+  struct log_fields f = {job->owner ? job->owner->id : 0, job->update_id};
+  return f;
+}
+
+struct job *task_job(const struct task *t) { return t->job; }
+
+lua_State *job_thread(const struct job *job) {
+  struct qnode *n = qlist_front(&job->tasks);
+  return n ? qlist_entry(n, struct task, job_node)->co : NULL;
+}
+
+void task_set_on_end(struct task *t, task_end_fn fn, void *ud) {
+  t->on_end = fn;
+  t->end_ud = ud;
+}
+
+static void task_notify_end(struct task *t, enum task_end_kind kind,
+                            int nres, const char *message) {
+  task_end_fn fn = t->on_end;
+  if (!fn) return;
+  t->on_end = NULL;
+  fn(t, kind, kind == TASK_RETURNED ? t->co : NULL, nres, message,
+     t->end_ud);
+}
+
+static void job_record_failure(struct job *job, const char *msg) {
+  if (job->end != JOB_CANCELLED) job->end = JOB_FAILED;
+  if (!job->error) job->error = xstrdup(msg);
+}
+
+void job_park(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_BEHIND);
+}
+
+void job_park_idle(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_IDLE);
+}
+
+void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
+                void *arg) {
+  job->slot_regained = regained;
+  job->slot_regained_arg = arg;
+  if (job->slot_ops) job->slot_ops->unpark(job, job->slot);
+  else job_slot_regained(job);
+}
+
+void job_slot_regained(struct job *job) {
+  void (*fn)(struct job *, void *) = job->slot_regained;
+  job->slot_regained = NULL;
+  if (fn) fn(job, job->slot_regained_arg);
+}
+
+static void job_finish(struct job *job) {
+  struct scheduler *s = job->sched;
+  enum job_kind kind = job->kind;
+  /* A handler may register another (it runs too). */
+  struct job_cleanup *c;
+  while ((c = job->cleanups)) {
+    job->cleanups = c->next;
+    c->fn(job, c);
+  }
+  if (job->cancel_deferred) qlist_remove(&s->cancels, &job->cancel_node);
+  qlist_remove(&s->jobs, &job->all_node);
+  if (job->on_end) job->on_end(job, job->end_ud);
+  job->owner->unref(job->owner);
+  free(job->update_json);
+  free(job->error);
+  free(job);
+  if (kind == JOB_BACKGROUND) s->background_jobs--;
+  if (--s->live_jobs == s->background_jobs && s->on_idle)
+    s->on_idle(s->idle_ud);
+}
+
+static void job_maybe_finish(struct job *job) {
+  if (!job->ending && qlist_empty(&job->tasks)) job_finish(job);
+}
+
+void job_abandon(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job_maybe_finish(job);
+}
+
+/* Tears a task down: releases its wait or pending wake, closes its
+ * coroutine unless it returned normally, and drops the anchor. The job is
+ * not finished here; callers decide when. */
+static void task_destroy(struct task *t, bool returned, bool errored) {
+  struct job *job = t->job;
+  struct scheduler *s = job->sched;
+  task_notify_end(t, TASK_CANCELLED, 0,
+                  job->error ? job->error : "cancelled");
+  if (t->wait_ops) {
+    const struct task_wait_ops *ops = t->wait_ops;
+    t->wait_ops = NULL;
+    ops->cancel(t->wait_data);
+  }
+  if (qnode_linked(&t->ready_node)) qlist_remove(&s->ready, &t->ready_node);
+  if (t->push) {
+    t->push(NULL, t->push_data);
+    t->push = NULL;
+  }
+  if (!returned) {
+    /* Runs the coroutine's pending to-be-closed variables. */
+    struct task *was_running = s->running;
+    struct sched_chain_link *saved_chain = s->innermost;
+    cpu_guard_reset(s, t);
+    s->running = t;
+    cpu_guard_start(s, t->co);
+    int status = lua_resetthread(t->co);
+    s->running = was_running;
+    s->innermost = saved_chain;
+    /* For a coroutine that died of an error, Lua 5.4.4 returns that error
+     * again; only a suspended one's status tells of a failing __close. */
+    if (!errored && status != LUA_OK && status != LUA_YIELD) {
+      struct log_fields f = job_log_fields(job);
+      const char *msg = lua_tostring(t->co, -1);
+      log_msg(LOG_WARN, &f, "error while closing a cancelled handler: %s",
+              msg ? msg : "(non-string error)");
+    }
+  }
+  luaL_unref(job->owner->L, LUA_REGISTRYINDEX, t->ref);
+  qlist_remove(&job->tasks, &t->job_node);
+  free(t);
+}
+
+static void job_cancel_now(struct job *job) {
+  job->ending = true;
+  job->end = job->closing_done ? JOB_DONE : JOB_CANCELLED;
+  struct qnode *n;
+  while ((n = qlist_front(&job->tasks)))
+    task_destroy(qlist_entry(n, struct task, job_node), false, false);
+  job->ending = false;
+  job_finish(job);
+}
+
+void job_mark_failed(struct job *job, const char *error) {
+  job_record_failure(job, error);
+  job->failure_reported = true;
+}
+
+void job_close(struct job *job) {
+  job->closing_done = true;
+  job_cancel(job, NULL);
+}
+
+void job_cancel(struct job *job, const char *reason) {
+  struct scheduler *s = job->sched;
+  if (!job->error && reason) job->error = xstrdup(reason);
+  if (s->running) {
+    if (!job->cancel_deferred) {
+      job->cancel_deferred = true;
+      qlist_push_back(&s->cancels, &job->cancel_node);
+      schedule(s);
+    }
+    return;
+  }
+  if (job->cancel_deferred) {
+    qlist_remove(&s->cancels, &job->cancel_node);
+    job->cancel_deferred = false;
+  }
+  job_cancel_now(job);
+}
+
+struct task *job_spawn(struct job *job, lua_State *from, int nargs) {
+  lua_State *GL = job->owner->L;
+  struct task *t = xcalloc(1, sizeof *t);
+  t->job = job;
+  t->co = lua_newthread(GL);
+  t->ref = luaL_ref(GL, LUA_REGISTRYINDEX);
+  t->initial_nargs = nargs;
+  lua_xmove(from, t->co, nargs + 1);
+  qlist_push_back(&job->tasks, &t->job_node);
+  qlist_push_back(&job->sched->ready, &t->ready_node);
+  schedule(job->sched);
+  return t;
+}
+
+/* --- running ------------------------------------------------------------ */
+
+/* The job's owner reports the failure when the job ends. */
+static void task_failed(struct task *t, const char *msg, bool errored) {
+  struct job *job = t->job;
+  job_record_failure(job, msg);
+  task_notify_end(t, TASK_FAILED, 0, msg);
+  task_destroy(t, false, errored);
+  job_maybe_finish(job);
+}
+
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Pushes onto L a description of the error object on top of co: its
+ * __tostring if it has one (run protected: it is Lua code). */
+static void describe_error(lua_State *L, lua_State *co) {
+  int type = lua_type(co, -1);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+    return;
+  }
+  lua_pushcfunction(L, tostring_protected);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(an error object of type %s)", lua_typename(L, type));
+  }
+}
+
+/* Why a task the guard stopped was stopped, naming where. */
+static void stop_message(const struct scheduler *s, const struct task *t,
+                         char *msg, size_t size) {
+  const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
+                    : t->job->kind == JOB_UPDATE ? "handler"
+                                                 : "task";
+  if (t->stopping == TASK_STOP_CPU && s->stop_explanation[0])
+    snprintf(msg, size, "%s", s->stop_explanation);   /* sched_explain_stop */
+  else if (t->stopping == TASK_STOP_MEMORY)
+    snprintf(msg, size, "%s%s stopped: %s", t->cpu_where, who,
+             s->memory_stop_reason);
+  else
+    snprintf(msg, size, "%s%s stopped: it ran for over %ld ms of CPU without "
+             "yielding (--cpu-budget)", t->cpu_where, who, s->cpu_budget_ms);
+}
+
+static void task_resume(struct scheduler *s, struct task *t) {
+  int nargs;
+  if (!t->started) {
+    t->started = true;
+    nargs = t->initial_nargs;
+  } else {
+    nargs = t->push ? t->push(t->co, t->push_data) : 0;
+    t->push = NULL;
+  }
+  s->running = t;
+  cpu_guard_start(s, t->co);
+  int nres = 0;
+  int status = lua_resume(t->co, NULL, nargs, &nres);
+  s->running = NULL;
+  s->innermost = NULL;
+  if (t->stopping) s->guard_stops++;
+
+  if (status == LUA_YIELD) {
+    if (t->stopping) {
+      char msg[320];
+      stop_message(s, t, msg, sizeof msg);
+      task_failed(t, msg, false);
+      return;
+    }
+    bool to_host = nres >= 1 &&
+                   lua_touserdata(t->co, -nres) == &yield_sentinel &&
+                   (t->wait_ops != NULL || t->push != NULL);
+    lua_pop(t->co, nres);
+    if (!to_host) {
+      task_failed(t, "coroutine.yield() was called outside of a coroutine: "
+                     "a handler may only suspend through tghost calls", false);
+    }
+    return;
+  }
+  if (status == LUA_OK) {
+    task_notify_end(t, TASK_RETURNED, nres, NULL);
+    lua_settop(t->co, 0);
+    struct job *job = t->job;
+    task_destroy(t, true, false);
+    job_maybe_finish(job);
+    return;
+  }
+  /* An error escaped the runtime's own error handling. */
+  if (t->stopping) {
+    /* "not enough memory" or the stop hook's own error: say why. */
+    char stop[320];
+    stop_message(s, t, stop, sizeof stop);
+    task_failed(t, stop, true);
+    return;
+  }
+  struct buf msg = BUF_INIT;
+  lua_State *GL = t->job->owner->L;
+  describe_error(GL, t->co);
+  luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
+  lua_remove(GL, -2);
+  buf_append_str(&msg, lua_tostring(GL, -1));
+  lua_pop(GL, 1);
+  task_failed(t, msg.data, true);
+  buf_free(&msg);
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg) {
+  struct scheduler *s = arg;
+  struct qnode *n;
+  while ((n = qlist_pop_front(&s->cancels))) {
+    struct job *job = qlist_entry(n, struct job, cancel_node);
+    job->cancel_deferred = false;
+    job_cancel_now(job);
+  }
+  /* Tasks woken while this pass runs wait for the next one, so the loop
+   * gets to service sockets and timers in between. */
+  size_t budget = qlist_size(&s->ready);
+  while (budget-- > 0 && (n = qlist_pop_front(&s->ready))) {
+    task_resume(s, qlist_entry(n, struct task, ready_node));
+    while ((n = qlist_pop_front(&s->cancels))) {
+      struct job *job = qlist_entry(n, struct job, cancel_node);
+      job->cancel_deferred = false;
+      job_cancel_now(job);
+    }
+  }
+  if (!qlist_empty(&s->ready)) schedule(s);
+}

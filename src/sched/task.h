@@ -1,0 +1,320 @@
+/* Tasks and jobs: the Lua coroutines the host runs, and the units of work
+ * that own them.
+ *
+ * A job is one unit of work in one generation: handling an update, running
+ * the script's top level, or a callback (a timeout handler, an error
+ * report). It owns one or more tasks; it ends when its last task ends, and
+ * then tells its owner through on_end.
+ *
+ * A task is one coroutine, anchored in its generation's registry so the GC
+ * never collects it while it is suspended. A task suspends only through
+ * task_wait(), which a C primitive (an API call, a sleep) calls after
+ * registering what it waits for; the primitive later calls task_wake() with
+ * a function that pushes the results. Resumes never happen inside the
+ * primitive or inside a curl callback: woken tasks are queued and resumed
+ * from the loop.
+ *
+ * Cancelling a job closes its coroutines (their to-be-closed variables
+ * run) and cancels what they wait on. Cancellation requested while Lua code
+ * is running is deferred to the loop, so a coroutine is never closed from
+ * under itself. */
+#ifndef TGHOST_TASK_H
+#define TGHOST_TASK_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <lua.h>
+
+#include "base/log.h"
+#include "base/qlist.h"
+
+struct job;
+struct task;
+
+enum task_end_kind {
+  TASK_RETURNED,    /* the function returned; its values are on co */
+  TASK_FAILED,      /* an error escaped it, or it broke the CPU budget */
+  TASK_CANCELLED,   /* its job was cancelled */
+};
+
+/* Called once when a task ends, before its coroutine is closed. For
+ * TASK_RETURNED the nres returned values are on top of co (the callback
+ * may copy them; it must not resume co); otherwise co is NULL, nres 0 and
+ * message says why. It may wake other tasks but must not cancel jobs. */
+typedef void (*task_end_fn)(struct task *t, enum task_end_kind kind,
+                            lua_State *co, int nres, const char *message,
+                            void *ud);
+
+/* Pushes a woken task's resume values onto co and returns how many, in the
+ * form the yielding primitive expects: true, results... or false, error.
+ * Called with co == NULL when the task was cancelled before it resumed:
+ * then it only frees data. */
+typedef int (*task_push_fn)(lua_State *co, void *data);
+
+struct task_wait_ops {
+  const char *what;                /* for diagnostics: "sleep", "sendMessage" */
+  void (*cancel)(void *data);      /* release the wait; no wake will follow */
+};
+
+/* Why a running task is being stopped. */
+enum task_stop_reason {
+  TASK_STOP_NONE,
+  TASK_STOP_CPU,      /* over its CPU budget without yielding */
+  TASK_STOP_MEMORY,   /* over its share of Lua memory */
+};
+
+/* One coroutine in the chain the CPU guard stops: the task's own, and each
+ * coroutine the script resumes inside it (luacoro.c). Links live on the C
+ * stack of whoever resumes, so nesting has no limit. */
+struct sched_chain_link {
+  lua_State *co;
+  struct sched_chain_link *volatile outer;
+};
+
+struct scheduler {
+  struct event_base *base;
+  struct event *ready_event;
+  struct qlist ready;              /* tasks to resume, in wake order */
+  struct qlist cancels;            /* jobs whose cancel was deferred */
+  struct qlist jobs;               /* every live job */
+  struct task *volatile running;   /* the task whose Lua code runs now */
+  size_t live_jobs;
+  size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
+
+  /* The CPU guard. A periodic timer signal counts ticks while Lua runs;
+   * when the running task has had the CPU for longer than the budget, the
+   * signal handler installs a hook on the coroutines that are running (the
+   * task's and every nested one, in the chain) that stops it, and installs
+   * it again on every tick until the task has stopped. No hook is set
+   * otherwise, so Lua code runs at full speed. */
+  long cpu_budget_ms;
+  volatile sig_atomic_t ticks;
+  volatile sig_atomic_t resume_tick;
+  volatile sig_atomic_t idle_ticks;
+  volatile sig_atomic_t timer_armed;
+  struct sched_chain_link *volatile innermost;   /* NULL: nothing runs */
+  struct sched_chain_link task_link;             /* the running task's */
+  timer_t cpu_timer;
+  bool have_cpu_timer;
+  struct timespec resume_started;  /* for the fallback count hook */
+  const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
+  char stop_explanation[256];      /* see sched_explain_stop; "" if none */
+  unsigned long guard_stops;       /* resumes that ended in a stop */
+
+  void (*on_idle)(void *ud);       /* only background jobs are left */
+  void *idle_ud;
+};
+
+/* JOB_BACKGROUND: tasks the script's top level spawned (periodic work);
+ * they live on after the top level returns, until their generation is
+ * replaced or the bot stops, and never keep the process alive alone. */
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND };
+
+/* Who a job runs for: the Lua state its tasks are threads of, kept alive
+ * by ref/unref while the job lives (one load of the script: a
+ * generation). The task layer knows nothing else about it. */
+struct job_owner {
+  lua_State *L;
+  int id;                          /* for log lines ("gen N") */
+  void (*ref)(struct job_owner *o);
+  void (*unref)(struct job_owner *o);
+};
+
+/* What a parked job waits for: other jobs, which will end (sequentialize);
+ * or, idle, for something only a later update can bring and which may
+ * never come (a conversation waiting for its user's next message). */
+enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE };
+
+/* How a job that waits gives its concurrency slot up meanwhile.
+ * Implemented by whoever counts slots (the sink), which attaches itself
+ * with job_set_slot_owner() to the jobs it starts. */
+struct job_slot_ops {
+  /* The job starts waiting: its slot may serve another update. Parking a
+   * job that is parked idle again as JOB_PARK_BEHIND says its wait is now
+   * on other jobs. */
+  void (*park)(struct job *job, void *slot, enum job_park_kind kind);
+  /* The wait is over: job_slot_regained(job) follows once the job holds a
+   * slot again, possibly before this returns. */
+  void (*unpark)(struct job *job, void *slot);
+};
+enum job_end { JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+
+typedef void (*job_end_fn)(struct job *job, void *ud);
+
+/* A cleanup handler (OpenResty's shape): embedded in its owner's own
+ * struct, registered on a job, and run once when the job ends, however it
+ * ends, before the job's end callback. Handlers run newest first. */
+struct job_cleanup {
+  void (*fn)(struct job *job, struct job_cleanup *c);
+  struct job_cleanup *next;        /* the job's list; set by job_add_cleanup */
+};
+
+/* What a job is, given when it is created. */
+struct job_params {
+  enum job_kind kind;
+  int64_t update_id;               /* -1 unless it handles an update */
+  char *update_json;               /* the raw update, taken over (or NULL) */
+  size_t update_len;
+  job_end_fn on_end;               /* runs once when the job has ended */
+  void *end_ud;
+};
+
+/* A job. Fields are set by job_new and the task layer; others read them
+ * (through the accessors where there is one) and never write them. */
+struct job {
+  struct scheduler *sched;
+  struct job_owner *owner;
+  enum job_kind kind;
+  int64_t update_id;
+  char *update_json;               /* owned; see job_take_update_json */
+  size_t update_len;
+  struct qlist tasks;
+  enum job_end end;
+  char *error;                     /* first hard failure, if any */
+  bool ending;
+  bool cancel_deferred;
+  bool closing_done;               /* job_close: its end counts as done */
+  bool failure_reported;           /* job_mark_failed: reported already */
+  struct qnode cancel_node;
+  struct qnode all_node;           /* in sched->jobs */
+  job_end_fn on_end;
+  void *end_ud;
+  struct job_cleanup *cleanups;
+  long lua_bytes;                  /* Lua heap its tasks grew, net (>= 0) */
+  /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
+   * the slot is back. */
+  const struct job_slot_ops *slot_ops;
+  void *slot;
+  void (*slot_regained)(struct job *job, void *arg);
+  void *slot_regained_arg;
+};
+
+void sched_init(struct scheduler *s, struct event_base *base,
+                long cpu_budget_ms);
+void sched_free(struct scheduler *s);
+/* Cancels every live job (shutdown). */
+void sched_cancel_all(struct scheduler *s, const char *reason);
+/* Cancels the live jobs of kind (of owner, unless owner is NULL). */
+void sched_cancel_kind(struct scheduler *s, struct job_owner *owner,
+                       enum job_kind kind, const char *reason);
+struct task *sched_running(const struct scheduler *s);
+
+/* A new job for owner (which it references until it ends), complete with
+ * its end callback and payload. It ends once its last task has ended (see
+ * job_spawn) or through job_abandon/job_cancel. */
+struct job *job_new(struct scheduler *s, struct job_owner *owner,
+                    const struct job_params *p);
+/* Registers c (whose fn is set) to run when the job ends. */
+void job_add_cleanup(struct job *job, struct job_cleanup *c);
+/* The handler registered with fn, or NULL: a module finds its own data on
+ * a job this way. */
+struct job_cleanup *job_find_cleanup(const struct job *job,
+                                     void (*fn)(struct job *,
+                                                struct job_cleanup *));
+/* Hands the raw update over to the caller (NULL if already taken). */
+char *job_take_update_json(struct job *job, size_t *len);
+/* Starts a task in job: the function and its nargs arguments on top of
+ * from's stack (a thread of job's generation) are moved to a new coroutine,
+ * which is queued to run from the loop. */
+struct task *job_spawn(struct job *job, lua_State *from, int nargs);
+/* Cancels every task of the job. The job's on_end runs (now, or from the
+ * loop if Lua code is running) with end == JOB_CANCELLED. */
+void job_cancel(struct job *job, const char *reason);
+/* Closes every task of the job as job_cancel does, but the job ends as
+ * done: it decided to end itself (os.exit in a handler). */
+void job_close(struct job *job);
+/* The job's handler failed and the failure has been reported (bot.catch,
+ * or the log): the job will end as JOB_FAILED, without a second report. */
+void job_mark_failed(struct job *job, const char *error);
+/* Ends a job that never got a task (e.g. its update could not be decoded). */
+void job_abandon(struct job *job, const char *error);
+struct log_fields job_log_fields(const struct job *job);
+/* The coroutine of the job's first task, or NULL (for diagnostics: where
+ * a job that must be cancelled is waiting). */
+lua_State *job_thread(const struct job *job);
+
+/* For primitives that make a job wait on other jobs: job_park() lets the
+ * job's slot go (if the owner allows); job_unpark() asks for it back and
+ * calls regained(job, arg) once the job holds one (at once for a job
+ * without slot_ops). regained may be NULL (the job only settles its
+ * account). job_park_idle() is for a wait that no job in flight will end
+ * (a conversation's): the slot goes in every kind of sink, the job does
+ * not hold fetching back, and a graceful stop cancels it once the rest has
+ * drained instead of waiting for it. */
+void job_park(struct job *job);
+void job_park_idle(struct job *job);
+void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
+                void *arg);
+/* For slot owners: attach to a job (ops and the owner's own per-job data);
+ * and tell it that it holds a slot again. */
+void job_set_slot_owner(struct job *job, const struct job_slot_ops *ops,
+                        void *slot);
+void job_slot_regained(struct job *job);
+struct job *task_job(const struct task *t);
+/* Asks to be told when t ends (one callback per task; NULL removes it). */
+void task_set_on_end(struct task *t, task_end_fn fn, void *ud);
+
+/* For primitives. Raises a Lua error unless L may suspend the running task
+ * here (inside a task, in a yieldable context). `what` names the call. */
+struct task *task_check_can_wait(lua_State *L, struct scheduler *s,
+                                 const char *what);
+/* Registers the wait and yields; use as `return task_wait(...)`. */
+int task_wait(lua_State *L, struct task *t, const struct task_wait_ops *ops,
+              void *data);
+/* Drops the running task's pending wait, if any (a yield that could not
+ * reach the host). */
+void task_drop_wait(struct task *t);
+/* The wait is over: resume the task from the loop with push's values. */
+void task_wake(struct task *t, task_push_fn push, void *data);
+
+/* Stock push functions. */
+int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
+/* Resumes with false, message (data is a malloc'd string). */
+int task_push_error_message(lua_State *co, void *data);
+
+/* Prepares a new main Lua state for the CPU guard. Without a timer
+ * signal (timer_create failed), it installs a count hook that coroutines
+ * created afterwards inherit. */
+void task_install_cpu_guard(struct scheduler *s, lua_State *L);
+/* For long loops in C called from Lua (pattern matching), which no Lua
+ * hook can interrupt: true once the running task has used up its CPU
+ * budget. The caller raises an error then; the guard's hook stops the
+ * task at its next Lua instruction. Cheap enough to call every few
+ * thousand steps. */
+bool sched_over_budget(struct scheduler *s);
+/* For such a caller: message (copied) becomes the running task's report
+ * when the guard stops it, in place of the generic one, so the log says
+ * what ran out of time ("bot.lua:3: pattern matching stopped: ..."). Only
+ * while the task is being stopped. */
+void sched_explain_stop(struct scheduler *s, const char *message);
+
+/* The Lua allocator's accounting: adds delta bytes to the running job if
+ * it belongs to owner (a generation's allocation made while one of its
+ * tasks runs). Returns that job, or NULL. */
+struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
+                                long delta);
+
+/* Stops the running task at its next Lua instruction, as the CPU guard
+ * does (the memory limit uses it, with why = TASK_STOP_MEMORY and
+ * s->memory_stop_reason saying which limit). */
+void sched_stop_running(struct scheduler *s, enum task_stop_reason why);
+/* Whether the guard relies on Lua hooks now (the running task is being
+ * stopped, or there is no timer signal and a count hook is the guard): a
+ * script's debug.sethook must then leave the hooks alone. */
+bool sched_guard_active(const struct scheduler *s);
+
+/* A coroutine nested in the running task starts or stops running (the
+ * coroutine wrappers call these so the guard can reach it). link lives
+ * until the matching leave. */
+void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
+                           lua_State *co);
+void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link);
+
+/* The sentinel a task yields to reach the host (for coroutine wrappers). */
+void *task_yield_sentinel(void);
+
+#endif

@@ -1,0 +1,759 @@
+#include "script/luaconv.h"
+
+#include <lauxlib.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "pipeline/conversation.h"
+#include "script/luabind.h"
+#include "script/luajson.h"
+#include "script/luaseq.h"
+#include "base/metrics.h"
+#include "base/qlist.h"
+#include "sched/task.h"
+#include "pipeline/update.h"
+
+/* Instructions between two looks at the clock while user code (a key
+ * function, a filter) runs outside any task. */
+#define GUARD_INSTRUCTIONS 1000
+
+struct conv;
+
+/* A key that has a conversation: in the table while its owner has it. */
+struct conv_entry {
+  struct convmap_node node;
+  struct conv *owner;
+  struct qlist held;            /* conv_holds, in arrival order */
+};
+
+enum conv_state {
+  CONV_RUNNING,                 /* owns its key (if any), not waiting */
+  CONV_WAITING,                 /* in conv.wait, parked idle */
+  CONV_WAKING,                  /* its wait is over: regaining keys, slot */
+};
+
+enum conv_outcome {
+  OUT_NONE,
+  OUT_UPDATE,                   /* outcome_ref: the context */
+  OUT_TIMEOUT,
+  OUT_CANCELLED,
+  OUT_REPLACED,
+  OUT_ERROR,                    /* outcome_ref: the error value */
+};
+
+/* A job's conversation (one per job), a cleanup handler of the job. */
+struct conv {
+  struct luaconv *lc;
+  struct job *job;
+  struct job_cleanup cleanup;
+  struct conv_entry *entry;     /* the key it owns, or NULL */
+  enum conv_state state;
+  struct task *waiter;          /* its task in conv.wait, until resumed */
+  int offer_ref;                /* while waiting, in the job's Lua state */
+  struct event *timer;
+  bool keys_aside;              /* its sequentialize keys are set aside */
+  enum conv_outcome outcome;
+  int outcome_ref;
+  bool matched;
+  /* Cancelled or replaced while running: its next wait says so. */
+  enum conv_outcome pending;
+};
+
+enum hold_state { HOLD_PENDING, HOLD_PASS, HOLD_CONSUMED };
+
+/* An update held while its key's conversation runs; a cleanup handler of
+ * the update's own job. */
+struct conv_hold {
+  struct qnode node;            /* in entry->held while pending */
+  struct conv_entry *entry;     /* NULL once decided */
+  struct luaconv *lc;
+  struct job *job;
+  struct job_cleanup cleanup;
+  uint64_t serial;
+  enum hold_state state;
+  struct task *waiter;          /* the job's task in conv.hold_wait */
+  /* Held after it got its sequentialize keys (conv.reroute): they are set
+   * aside meanwhile, since the conversation it waits for may need them. */
+  bool keys_aside;
+};
+
+struct luaconv {
+  struct host *h;
+  struct convmap map;
+  uint64_t serial;
+  size_t waiting;               /* conversations in CONV_WAITING */
+  size_t held;                  /* holds pending */
+};
+
+/* --- user code outside a task ------------------------------------------- */
+
+/* The task layer's CPU guard only watches tasks; a key function or filter
+ * that routing runs gets a deadline of its own, on the thread's CPU clock
+ * as the guard's (a busy machine does not use it up). */
+static struct timespec guard_deadline;
+static long guard_budget_ms;
+
+static bool past_deadline(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return now.tv_sec > guard_deadline.tv_sec ||
+         (now.tv_sec == guard_deadline.tv_sec &&
+          now.tv_nsec > guard_deadline.tv_nsec);
+}
+
+static void guard_hook(lua_State *L, lua_Debug *ar) {
+  if (past_deadline())
+    luaL_error(L, "ran for over %ld ms of CPU (--cpu-budget) while an "
+               "update was routed to conversations", guard_budget_ms);
+}
+
+/* lua_pcall with the CPU budget enforced; L's own hook is put back. */
+static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
+                         int nres) {
+  long budget = lc->h->sched.cpu_budget_ms;
+  if (budget <= 0) return lua_pcall(L, nargs, nres, 0);
+  lua_Hook old = lua_gethook(L);
+  int mask = lua_gethookmask(L), count = lua_gethookcount(L);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &guard_deadline);
+  guard_deadline.tv_sec += budget / 1000;
+  guard_deadline.tv_nsec += (budget % 1000) * 1000000L;
+  if (guard_deadline.tv_nsec >= 1000000000L) {
+    guard_deadline.tv_sec++;
+    guard_deadline.tv_nsec -= 1000000000L;
+  }
+  guard_budget_ms = budget;
+  lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_INSTRUCTIONS);
+  int status = lua_pcall(L, nargs, nres, 0);
+  lua_sethook(L, old, mask, count);
+  return status;
+}
+
+/* --- keys --------------------------------------------------------------- */
+
+/* Reads a key value at idx; false (with why) if it cannot be one. */
+static bool to_key(lua_State *L, int idx, struct convmap_key *k,
+                   const char **why) {
+  memset(k, 0, sizeof *k);
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+      k->type = CONVMAP_STRING;
+      k->str = lua_tolstring(L, idx, &k->len);
+      return true;
+    case LUA_TNUMBER: {
+      int isint = 0;
+      lua_Integer v = lua_tointegerx(L, idx, &isint);
+      if (!isint) {
+        *why = "a number that is not an integer";
+        return false;
+      }
+      k->type = CONVMAP_INTEGER;
+      k->num = (int64_t)v;
+      return true;
+    }
+    default:
+      *why = luaL_typename(L, idx);
+      return false;
+  }
+}
+
+static void check_key(lua_State *L, int idx, struct convmap_key *k) {
+  const char *why;
+  if (!to_key(L, idx, k, &why))
+    luaL_error(L, "ctx:wait: a conversation key must be a string or an "
+               "integer, not %s", why);
+}
+
+/* --- entries and holds -------------------------------------------------- */
+
+static struct conv_entry *entry_of(struct convmap_node *n) {
+  return n ? (struct conv_entry *)((char *)n -
+                                   offsetof(struct conv_entry, node))
+           : NULL;
+}
+
+static int push_hold_result(lua_State *co, void *data) {
+  struct conv_hold *hd = data;
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  lua_pushboolean(co, hd->state == HOLD_CONSUMED);
+  return 2;
+}
+
+static void on_hold_slot_back(struct job *job, void *arg) {
+  struct conv_hold *hd = arg;
+  struct task *t = hd->waiter;
+  if (!t) return;
+  hd->waiter = NULL;
+  task_wake(t, push_hold_result, hd);
+}
+
+static void on_hold_keys_back(struct job *job, void *arg) {
+  struct conv_hold *hd = arg;
+  if (hd->waiter) job_unpark(job, on_hold_slot_back, hd);
+}
+
+/* Decides a pending hold: it leaves the queue; a waiting job resumes (a
+ * consumed one at once: it only returns; one that runs on gets a slot
+ * first). */
+static void decide(struct conv_hold *hd, enum hold_state state) {
+  struct conv_entry *e = hd->entry;
+  qlist_remove(&e->held, &hd->node);
+  hd->entry = NULL;
+  hd->state = state;
+  hd->lc->held--;
+  if (!hd->waiter) return;
+  if (state == HOLD_CONSUMED) {
+    /* It only returns (its keys, if aside, go when it ends). */
+    struct task *t = hd->waiter;
+    hd->waiter = NULL;
+    task_wake(t, push_hold_result, hd);
+  } else if (hd->keys_aside) {
+    /* It runs on: its keys first, behind whoever has them now. */
+    hd->keys_aside = false;
+    luaseq_rejoin(hd->lc->h->seq, hd->job, on_hold_keys_back, hd);
+  } else {
+    job_unpark(hd->job, on_hold_slot_back, hd);
+  }
+}
+
+static void on_hold_job_end(struct job *job, struct job_cleanup *cl) {
+  struct conv_hold *hd =
+      (struct conv_hold *)((char *)cl - offsetof(struct conv_hold, cleanup));
+  if (hd->entry) {
+    qlist_remove(&hd->entry->held, &hd->node);
+    hd->lc->held--;
+  }
+  free(hd);
+}
+
+static struct conv_hold *hold_of(struct job *job) {
+  struct job_cleanup *cl = job_find_cleanup(job, on_hold_job_end);
+  return cl ? (struct conv_hold *)((char *)cl -
+                                   offsetof(struct conv_hold, cleanup))
+            : NULL;
+}
+
+/* The owner lets its key go: updates held for it run through the
+ * middleware, in order, and the key leaves the table. */
+static void let_go(struct conv *c) {
+  struct conv_entry *e = c->entry;
+  if (!e) return;
+  c->entry = NULL;
+  e->owner = NULL;
+  struct qnode *n;
+  while ((n = qlist_front(&e->held)))
+    decide(qlist_entry(n, struct conv_hold, node), HOLD_PASS);
+  convmap_remove(&c->lc->map, &e->node);
+  free(e);
+}
+
+/* --- waking a waiting conversation -------------------------------------- */
+
+static void drop_ref(struct conv *c, int *ref) {
+  if (*ref != LUA_NOREF) luaL_unref(c->job->owner->L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+static int push_outcome(lua_State *co, void *data) {
+  struct conv *c = data;
+  int n = 0;
+  if (co) {
+    luaL_checkstack(co, 4, "ctx:wait");
+    lua_pushboolean(co, 1);
+    n = 2;
+    switch (c->outcome) {
+      case OUT_UPDATE:
+        lua_pushliteral(co, "update");
+        lua_rawgeti(co, LUA_REGISTRYINDEX, c->outcome_ref);
+        lua_pushboolean(co, c->matched);
+        n = 4;
+        break;
+      case OUT_TIMEOUT:
+        lua_pushliteral(co, "timeout");
+        break;
+      case OUT_CANCELLED:
+      case OUT_REPLACED:
+        lua_pushliteral(co, "cancelled");
+        lua_pushstring(co, c->outcome == OUT_REPLACED ? "replaced"
+                                                      : "cancelled");
+        n = 3;
+        break;
+      case OUT_ERROR:
+        lua_pushliteral(co, "error");
+        lua_rawgeti(co, LUA_REGISTRYINDEX, c->outcome_ref);
+        n = 3;
+        break;
+      case OUT_NONE:
+        lua_pushliteral(co, "cancelled");
+        lua_pushliteral(co, "cancelled");
+        n = 3;
+        break;
+    }
+  }
+  drop_ref(c, &c->outcome_ref);
+  c->outcome = OUT_NONE;
+  c->state = CONV_RUNNING;
+  return n;
+}
+
+static void on_slot_back(struct job *job, void *arg) {
+  struct conv *c = arg;
+  struct task *t = c->waiter;
+  if (!t) return;
+  c->waiter = NULL;
+  task_wake(t, push_outcome, c);
+}
+
+static void on_keys_back(struct job *job, void *arg) {
+  struct conv *c = arg;
+  if (c->waiter) job_unpark(job, on_slot_back, c);
+}
+
+/* The wait is over: the conversation takes its sequentialize keys back
+ * (behind whoever has them now), then a slot, then resumes. ref (or
+ * LUA_NOREF) is taken over. */
+static void deliver(struct conv *c, enum conv_outcome outcome, int ref,
+                    bool matched) {
+  struct luaconv *lc = c->lc;
+  c->state = CONV_WAKING;
+  lc->waiting--;
+  metrics_set_conversations_waiting(lc->waiting);
+  if (c->timer) evtimer_del(c->timer);
+  drop_ref(c, &c->offer_ref);
+  c->outcome = outcome;
+  c->outcome_ref = ref;
+  c->matched = matched;
+  if (c->keys_aside) {
+    c->keys_aside = false;
+    job_park(c->job);            /* it now waits behind other jobs */
+    luaseq_rejoin(lc->h->seq, c->job, on_keys_back, c);
+  } else {
+    on_keys_back(c->job, c);
+  }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  struct conv *c = arg;
+  if (c->state == CONV_WAITING) deliver(c, OUT_TIMEOUT, LUA_NOREF, false);
+}
+
+/* The wait ends without a wake: the job is being cancelled (its coroutine
+ * is closed next), or the yield could not reach the host and the task runs
+ * on. Either way it runs again as far as the accounts go. */
+static void no_callback(struct job *job, void *arg) {}
+
+static void wait_cancel(void *data) {
+  struct conv *c = data;
+  struct luaconv *lc = c->lc;
+  /* First: nothing may wake the task from here on. */
+  c->waiter = NULL;
+  if (c->state == CONV_WAITING) {
+    lc->waiting--;
+    metrics_set_conversations_waiting(lc->waiting);
+    if (c->timer) evtimer_del(c->timer);
+    drop_ref(c, &c->offer_ref);
+    if (c->keys_aside) {
+      c->keys_aside = false;
+      luaseq_rejoin(lc->h->seq, c->job, no_callback, NULL);
+    }
+  }
+  drop_ref(c, &c->outcome_ref);
+  c->outcome = OUT_NONE;
+  c->state = CONV_RUNNING;
+  job_unpark(c->job, NULL, NULL);
+}
+
+static const struct task_wait_ops conv_wait_ops = {"ctx:wait", wait_cancel};
+
+/* --- conversations ------------------------------------------------------ */
+
+static void on_conv_job_end(struct job *job, struct job_cleanup *cl) {
+  struct conv *c =
+      (struct conv *)((char *)cl - offsetof(struct conv, cleanup));
+  if (c->state == CONV_WAITING) {
+    c->lc->waiting--;
+    metrics_set_conversations_waiting(c->lc->waiting);
+  }
+  let_go(c);
+  if (c->timer) event_free(c->timer);
+  drop_ref(c, &c->offer_ref);
+  drop_ref(c, &c->outcome_ref);
+  free(c);
+}
+
+static struct conv *conv_of(struct job *job) {
+  struct job_cleanup *cl = job_find_cleanup(job, on_conv_job_end);
+  return cl ? (struct conv *)((char *)cl - offsetof(struct conv, cleanup))
+            : NULL;
+}
+
+static struct conv *conv_get(struct luaconv *lc, struct job *job) {
+  struct conv *c = conv_of(job);
+  if (c) return c;
+  c = xcalloc(1, sizeof *c);
+  c->lc = lc;
+  c->job = job;
+  c->state = CONV_RUNNING;
+  c->offer_ref = LUA_NOREF;
+  c->outcome_ref = LUA_NOREF;
+  c->cleanup.fn = on_conv_job_end;
+  job_add_cleanup(job, &c->cleanup);
+  return c;
+}
+
+/* c owns the key k from now on; another owner is replaced. */
+static struct conv_entry *take_key(struct conv *c,
+                                   const struct convmap_key *k) {
+  struct luaconv *lc = c->lc;
+  struct conv_entry *e = entry_of(convmap_find(&lc->map, k));
+  if (e && e == c->entry) return e;
+  let_go(c);
+  if (!e) {
+    e = xcalloc(1, sizeof *e);
+    qlist_init(&e->held);
+    convmap_insert(&lc->map, &e->node, k);
+  } else if (e->owner) {
+    struct conv *other = e->owner;
+    other->entry = NULL;
+    if (other->state == CONV_WAITING)
+      deliver(other, OUT_REPLACED, LUA_NOREF, false);
+    else
+      other->pending = OUT_REPLACED;
+  }
+  e->owner = c;
+  c->entry = e;
+  return e;
+}
+
+static bool offer(struct luaconv *lc, struct conv *c,
+                  const struct update_item *u);
+
+/* Queues job's update for the key's running conversation. */
+static struct conv_hold *hold_new(struct luaconv *lc, struct conv_entry *e) {
+  struct conv_hold *hd = xcalloc(1, sizeof *hd);
+  hd->lc = lc;
+  hd->cleanup.fn = on_hold_job_end;
+  hd->entry = e;
+  hd->serial = ++lc->serial;
+  hd->state = HOLD_PENDING;
+  qlist_push_back(&e->held, &hd->node);
+  lc->held++;
+  return hd;
+}
+
+/* --- the module --------------------------------------------------------- */
+
+static struct luaconv *lc_of(lua_State *L) { return host_of(L)->conv; }
+
+/* conv.wait(key, offer [, timeout]) */
+static int l_wait(lua_State *L) {
+  struct host *h = host_of(L);
+  struct luaconv *lc = h->conv;
+  struct task *t = task_check_can_wait(L, &h->sched, "ctx:wait");
+  struct job *job = task_job(t);
+  if (job->kind != JOB_UPDATE)
+    return luaL_error(L, "ctx:wait can only be called while handling an "
+                         "update");
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 3)) {
+    timeout = luaL_checknumber(L, 3);
+    luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3,
+                  "the timeout must be a non-negative number of seconds");
+  }
+  struct conv *c = conv_get(lc, job);
+  if (c->state != CONV_RUNNING)
+    return luaL_error(L, "ctx:wait: another task of this update is waiting "
+                         "already (one wait at a time per update)");
+  if (c->pending != OUT_NONE) {
+    bool replaced = c->pending == OUT_REPLACED;
+    c->pending = OUT_NONE;
+    lua_pushliteral(L, "cancelled");
+    lua_pushstring(L, replaced ? "replaced" : "cancelled");
+    return 2;
+  }
+  struct conv_entry *e = take_key(c, &k);
+  struct qnode *front = qlist_front(&e->held);
+  if (front) {
+    struct conv_hold *hd = qlist_entry(front, struct conv_hold, node);
+    lua_pushliteral(L, "held");
+    if (hd->job->update_json)
+      lua_pushlstring(L, hd->job->update_json, hd->job->update_len);
+    else
+      lua_pushliteral(L, "{}");
+    lua_pushinteger(L, (lua_Integer)hd->serial);
+    return 3;
+  }
+  lua_pushvalue(L, 2);
+  c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (timeout >= 0) {
+    if (!c->timer) c->timer = evtimer_new(h->base, on_timer, c);
+    long usec = (long)(timeout * 1e6);
+    struct timeval tv = {usec / 1000000, usec % 1000000};
+    event_base_update_cache_time(h->base);
+    evtimer_add(c->timer, &tv);
+  }
+  c->keys_aside = luaseq_step_aside(h->seq, job);
+  c->state = CONV_WAITING;
+  c->waiter = t;
+  lc->waiting++;
+  metrics_set_conversations_waiting(lc->waiting);
+  job_park_idle(job);
+  lua_settop(L, 0);
+  return task_wait(L, t, &conv_wait_ops, c);
+}
+
+/* conv.settle(serial, consumed) */
+static int l_settle(lua_State *L) {
+  struct host *h = host_of(L);
+  lua_Integer serial = luaL_checkinteger(L, 1);
+  bool consumed = lua_toboolean(L, 2);
+  struct task *t = sched_running(&h->sched);
+  struct conv *c = t ? conv_of(task_job(t)) : NULL;
+  if (!c || !c->entry) return 0;
+  qlist_foreach(n, &c->entry->held) {
+    struct conv_hold *hd = qlist_entry(n, struct conv_hold, node);
+    if (hd->serial == (uint64_t)serial) {
+      decide(hd, consumed ? HOLD_CONSUMED : HOLD_PASS);
+      break;
+    }
+  }
+  return 0;
+}
+
+static void no_callback(struct job *job, void *arg);
+
+static void hold_wait_cancel(void *data) {
+  struct conv_hold *hd = data;
+  hd->waiter = NULL;
+  if (hd->keys_aside) {
+    hd->keys_aside = false;
+    luaseq_rejoin(hd->lc->h->seq, hd->job, no_callback, NULL);
+  }
+  job_unpark(hd->job, NULL, NULL);
+}
+
+static const struct task_wait_ops hold_wait_ops = {"conversation",
+                                                   hold_wait_cancel};
+
+/* conv.hold_wait() -> consumed */
+static int l_hold_wait(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct conv_hold *hd = hold_of(task_job(t));
+  if (!hd) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (hd->state != HOLD_PENDING) {
+    lua_pushboolean(L, hd->state == HOLD_CONSUMED);
+    return 1;
+  }
+  hd->waiter = t;
+  job_park(hd->job);
+  lua_settop(L, 0);
+  return task_wait(L, t, &hold_wait_ops, hd);
+}
+
+/* conv.reroute(key) -> consumed: routes the running update again, as if
+ * it came now (sequentialize calls it after the update waited for its
+ * keys: a conversation of its key may have started waiting meanwhile). */
+static int l_reroute(lua_State *L) {
+  struct host *h = host_of(L);
+  struct luaconv *lc = h->conv;
+  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct job *job = task_job(t);
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
+  struct conv *c = e ? e->owner : NULL;
+  if (job->kind != JOB_UPDATE || !job->update_json || !c || c->job == job) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (c->state == CONV_WAITING) {
+    struct update_item u = {.id = job->update_id, .json = job->update_json,
+                            .len = job->update_len};
+    lua_pushboolean(L, offer(lc, c, &u));
+    return 1;
+  }
+  struct conv_hold *hd = hold_of(job);
+  if (hd && hd->entry) {   /* held already (cannot happen): let it run */
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (hd) {
+    hd->entry = e;
+    hd->serial = ++lc->serial;
+    hd->state = HOLD_PENDING;
+    qlist_push_back(&e->held, &hd->node);
+    lc->held++;
+  } else {
+    hd = hold_new(lc, e);
+    luaconv_hold(lc, hd, job);
+  }
+  hd->waiter = t;
+  /* Whatever it holds, the conversation may be waiting for (it is taking
+   * its own keys back behind this update, say). */
+  hd->keys_aside = luaseq_step_aside(h->seq, job);
+  job_park(job);
+  lua_settop(L, 0);
+  return task_wait(L, t, &hold_wait_ops, hd);
+}
+
+/* conv.active() -> whether any conversation exists */
+static int l_active(lua_State *L) {
+  lua_pushboolean(L, convmap_count(&lc_of(L)->map) > 0);
+  return 1;
+}
+
+/* conv.cancel(key) -> bool */
+static int l_cancel(lua_State *L) {
+  struct luaconv *lc = lc_of(L);
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
+  struct conv *c = e ? e->owner : NULL;
+  if (!c) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  let_go(c);
+  if (c->state == CONV_WAITING) deliver(c, OUT_CANCELLED, LUA_NOREF, false);
+  else c->pending = OUT_CANCELLED;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  struct luaconv *lc = lc_of(L);
+  lua_pushinteger(L, (lua_Integer)convmap_count(&lc->map));
+  lua_pushinteger(L, (lua_Integer)lc->waiting);
+  lua_pushinteger(L, (lua_Integer)lc->held);
+  return 3;
+}
+
+int luaopen_tghost_conv(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"wait", l_wait},
+      {"settle", l_settle},
+      {"hold_wait", l_hold_wait},
+      {"cancel", l_cancel},
+      {"reroute", l_reroute},
+      {"active", l_active},
+      {"stats", l_stats},
+      {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}
+
+/* --- routing ------------------------------------------------------------ */
+
+/* The update's key by the current generation's key function (on L's top:
+ * the decoded update), pushed; false if it has none. */
+static bool push_update_key(struct luaconv *lc, struct generation *g,
+                            const struct update_item *u) {
+  lua_State *L = g->owner.L;
+  struct log_fields f = {g->owner.id, u->id};
+  if (!gen_push_runtime_fn(g, "conversation_key")) return false;
+  lua_pushvalue(L, -2);
+  if (guarded_pcall(lc, L, 1, 1) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    log_msg(LOG_ERROR, &f, "the conversation key function failed (the "
+            "update runs through the middleware): %s",
+            msg ? msg : "(an error object)");
+    lua_pop(L, 1);
+    return false;
+  }
+  return true;
+}
+
+/* Offers the update to c (waiting): true if c took it. */
+static bool offer(struct luaconv *lc, struct conv *c,
+                  const struct update_item *u) {
+  lua_State *GL = c->job->owner->L;
+  int top = lua_gettop(GL);
+  lua_rawgeti(GL, LUA_REGISTRYINDEX, c->offer_ref);
+  if (luajson_decode(GL, u->json, u->len, NULL) != 0) {
+    lua_settop(GL, top);
+    return false;
+  }
+  if (guarded_pcall(lc, GL, 1, 2) != LUA_OK) {
+    /* The filter's error is the waiting handler's to handle. */
+    int ref = luaL_ref(GL, LUA_REGISTRYINDEX);
+    lua_settop(GL, top);
+    deliver(c, OUT_ERROR, ref, false);
+    return false;
+  }
+  if (lua_isnil(GL, -2)) {
+    lua_settop(GL, top);
+    return false;
+  }
+  bool matched = lua_toboolean(GL, -1);
+  lua_pop(GL, 1);
+  int ref = luaL_ref(GL, LUA_REGISTRYINDEX);
+  lua_settop(GL, top);
+  struct log_fields f = {c->job->owner->id, u->id};
+  log_msg(LOG_DEBUG, &f, "answers the conversation of update %lld",
+          (long long)c->job->update_id);
+  deliver(c, OUT_UPDATE, ref, matched);
+  return true;
+}
+
+enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
+                                 const struct update_item *u,
+                                 struct conv_hold **hold) {
+  *hold = NULL;
+  if (convmap_count(&lc->map) == 0) return LUACONV_START;
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  if (!push_update_key(lc, g, u)) return LUACONV_START;
+  struct convmap_key k;
+  const char *why;
+  struct conv_entry *e = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (to_key(L, -1, &k, &why)) {
+      e = entry_of(convmap_find(&lc->map, &k));
+    } else {
+      struct log_fields f = {g->owner.id, u->id};
+      log_msg(LOG_ERROR, &f, "the conversation key function returned %s "
+              "(a key is a string or an integer); the update runs through "
+              "the middleware", why);
+    }
+  }
+  lua_settop(L, top);
+  if (!e || !e->owner) return LUACONV_START;
+  struct conv *c = e->owner;
+  if (c->state == CONV_WAITING)
+    return offer(lc, c, u) ? LUACONV_CONSUMED : LUACONV_OFFERED;
+  *hold = hold_new(lc, e);
+  return LUACONV_HOLD;
+}
+
+void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
+  hd->job = job;
+  job_add_cleanup(job, &hd->cleanup);
+}
+
+struct luaconv *luaconv_new(struct host *h) {
+  struct luaconv *lc = xcalloc(1, sizeof *lc);
+  lc->h = h;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)lc;
+  convmap_init(&lc->map, seed);
+  return lc;
+}
+
+void luaconv_free(struct luaconv *lc) {
+  if (!lc) return;
+  convmap_free(&lc->map);
+  free(lc);
+}

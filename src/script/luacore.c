@@ -1,0 +1,187 @@
+#include "script/luacore.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "script/luabind.h"
+#include "script/luajson.h"
+#include "sched/task.h"
+
+/* --- sleep -------------------------------------------------------------- */
+
+struct sleep_wait {
+  struct event *timer;
+  struct task *task;
+};
+
+static void sleep_fired(evutil_socket_t fd, short what, void *arg) {
+  struct sleep_wait *w = arg;
+  struct task *t = w->task;
+  event_free(w->timer);
+  free(w);
+  task_wake(t, task_push_nothing, NULL);
+}
+
+static void sleep_cancel(void *data) {
+  struct sleep_wait *w = data;
+  event_free(w->timer);
+  free(w);
+}
+
+static const struct task_wait_ops sleep_wait_ops = {"sleep", sleep_cancel};
+
+static int l_sleep(lua_State *L) {
+  struct host *h = host_of(L);
+  lua_Number secs = luaL_checknumber(L, 1);
+  luaL_argcheck(L, secs >= 0 && secs < 1e9 && !isnan(secs), 1,
+                "seconds must be a non-negative number");
+  struct task *t = task_check_can_wait(L, &h->sched, "tghost.sleep");
+  struct sleep_wait *w = xcalloc(1, sizeof *w);
+  w->task = t;
+  w->timer = evtimer_new(h->base, sleep_fired, w);
+  long usec = (long)(secs * 1e6);
+  struct timeval tv = {usec / 1000000, usec % 1000000};
+  /* libevent measures from the time cached when this loop pass began; a
+   * pass that resumed many handlers would make the sleep short by that
+   * much. */
+  event_base_update_cache_time(h->base);
+  evtimer_add(w->timer, &tv);
+  lua_settop(L, 0);
+  return task_wait(L, t, &sleep_wait_ops, w);
+}
+
+/* --- logging and output ------------------------------------------------- */
+
+static int l_log(lua_State *L) {
+  static const char *const names[] = {"debug", "info", "warn", "error", NULL};
+  int level = luaL_checkoption(L, 1, NULL, names);
+  const char *msg = luaL_checkstring(L, 2);
+  struct log_fields f = luabind_fields(L);
+  log_msg((enum log_level)level, &f, "%s", msg);
+  return 0;
+}
+
+/* core.failed(message): the running update's handler failed, and that was
+ * reported (to bot.catch or the log): its job ends as failed (the journal
+ * records it so). */
+static int l_failed(lua_State *L) {
+  const char *msg = luaL_optstring(L, 1, "failed");
+  struct task *t = sched_running(&host_of(L)->sched);
+  if (t) job_mark_failed(task_job(t), msg);
+  return 0;
+}
+
+/* An error no bot.catch handled (reported by lua/runtime.lua). */
+static int l_report_error(lua_State *L) {
+  const char *msg = luaL_checkstring(L, 1);
+  struct log_fields f = luabind_fields(L);
+  log_msg(LOG_ERROR, &f, "%s", msg);
+  return 0;
+}
+
+/* print() goes to stdout like Lua's, but through the token redactor. */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  struct buf line = BUF_INIT;
+  for (int i = 1; i <= n; i++) {
+    size_t len;
+    const char *s = luaL_tolstring(L, i, &len);
+    if (i > 1) buf_append_char(&line, '\t');
+    buf_append(&line, s, len);
+    lua_pop(L, 1);
+  }
+  buf_append_char(&line, '\n');
+  log_redact(&line);
+  fwrite(line.data, 1, line.len, stdout);
+  fflush(stdout);
+  buf_free(&line);
+  return 0;
+}
+
+/* --- runtime plumbing --------------------------------------------------- */
+
+/* core.redact(s): s with the bot token (in any of its forms) removed. */
+static int l_redact(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char *clean = log_redacted_copy(s, len);
+  lua_pushstring(L, clean);
+  free(clean);
+  return 1;
+}
+
+/* core.token(): the bot token, for the rare script that needs it (it is
+ * no longer in the environment). */
+static int l_token(lua_State *L) {
+  const char *token = host_of(L)->cfg->token;
+  if (token) lua_pushstring(L, token);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_set_runtime(lua_State *L) {
+  struct generation *g = gen_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (g->runtime_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, g->runtime_ref);
+  lua_settop(L, 1);
+  g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_bot_info(lua_State *L) {
+  struct host *h = host_of(L);
+  if (!h->bot_info_json ||
+      luajson_decode(L, h->bot_info_json, h->bot_info_len, NULL) != 0)
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_sentinel(lua_State *L) {
+  lua_pushlightuserdata(L, task_yield_sentinel());
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.current() -> update_id or nil, generation id */
+static int l_current(lua_State *L) {
+  struct log_fields f = luabind_fields(L);
+  if (f.update_id >= 0) lua_pushinteger(L, (lua_Integer)f.update_id);
+  else lua_pushnil(L);
+  lua_pushinteger(L, f.gen);
+  return 2;
+}
+
+static int l_check_mode(lua_State *L) {
+  lua_pushboolean(L, host_of(L)->cfg->check);
+  return 1;
+}
+
+int luaopen_tghost_core(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"sleep", l_sleep},
+      {"log", l_log},
+      {"report_error", l_report_error},
+      {"failed", l_failed},
+      {"print", l_print},
+      {"set_runtime", l_set_runtime},
+      {"redact", l_redact},
+      {"token", l_token},
+      {"bot_info", l_bot_info},
+      {"sentinel", l_sentinel},
+      {"now", l_now},
+      {"current", l_current},
+      {"check_mode", l_check_mode},
+      {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}

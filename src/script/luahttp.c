@@ -1,0 +1,390 @@
+#include "script/luahttp.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/log.h"
+#include "script/luabind.h"
+#include "script/luajson.h"
+#include "sched/task.h"
+
+#define DEFAULT_TIMEOUT_S 30.0
+#define DEFAULT_MAX_BODY (16u << 20)
+
+struct http_wait {
+  struct task *task;
+  struct http_request *req;
+  long timeout_ms;
+  size_t max_body;
+};
+
+static void append_escaped(struct buf *out, const char *s, size_t len) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      buf_append_char(out, (char)c);
+    } else {
+      buf_append_char(out, '%');
+      buf_append_char(out, hex[c >> 4]);
+      buf_append_char(out, hex[c & 15]);
+    }
+  }
+}
+
+/* Appends one query value (string, number or boolean) escaped; false for
+ * other types. */
+static bool append_query_value(lua_State *L, int idx, struct buf *out) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER: {
+      size_t len;
+      lua_pushvalue(L, idx);   /* lua_tolstring converts numbers in place */
+      const char *s = lua_tolstring(L, -1, &len);
+      append_escaped(out, s, len);
+      lua_pop(L, 1);
+      return true;
+    }
+    case LUA_TBOOLEAN:
+      buf_append_str(out, lua_toboolean(L, idx) ? "true" : "false");
+      return true;
+    default:
+      return false;
+  }
+}
+
+static int sort_keys(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* url .. ?k=v&k=v2 from the query table at idx (keys sorted; a list value
+ * repeats its key). Raises on values that have no text form. */
+static void build_url(lua_State *L, const char *url, int idx, struct buf *out) {
+  buf_append_str(out, url);
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = 0, cap = 8;
+  char **keys = xmalloc(cap * sizeof *keys);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      for (size_t i = 0; i < n; i++) free(keys[i]);
+      free(keys);
+      luaL_error(L, "tghost.http: query keys must be strings");
+    }
+    if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
+    keys[n++] = xstrdup(lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  qsort(keys, n, sizeof *keys, sort_keys);
+  char sep = strchr(url, '?') ? '&' : '?';
+  const char *bad = NULL;
+  for (size_t i = 0; i < n && !bad; i++) {
+    lua_getfield(L, idx, keys[i]);
+    int count = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 1;
+    for (int j = 1; j <= count && !bad; j++) {
+      if (lua_istable(L, -1)) lua_rawgeti(L, -1, j);
+      else lua_pushvalue(L, -1);
+      buf_append_char(out, sep);
+      sep = '&';
+      append_escaped(out, keys[i], strlen(keys[i]));
+      buf_append_char(out, '=');
+      if (!append_query_value(L, -1, out)) bad = keys[i];
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (bad) lua_pushfstring(L, "tghost.http: query value %s must be a string, "
+                              "number or boolean", bad);
+  for (size_t i = 0; i < n; i++) free(keys[i]);
+  free(keys);
+  if (bad) lua_error(L);
+}
+
+/* Raw header lines -> {lowercase-name = value}; repeats joined by ", ". */
+static void push_headers(lua_State *L, const struct buf *raw) {
+  lua_newtable(L);
+  const char *p = raw->data ? raw->data : "";
+  const char *end = p + raw->len;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    const char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon && colon > p) {
+      luaL_Buffer name;
+      luaL_buffinit(L, &name);
+      for (const char *q = p; q < colon; q++)
+        luaL_addchar(&name, (char)tolower((unsigned char)*q));
+      luaL_pushresult(&name);
+      const char *v = colon + 1, *ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) == LUA_TSTRING) {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol + 1;
+  }
+}
+
+static int http_push(lua_State *co, void *data) {
+  struct http_wait *w = data;
+  int n = 0;
+  if (co) {
+    struct http_request *req = w->req;
+    luaL_checkstack(co, 6, "HTTP response");
+    lua_pushboolean(co, 1);
+    if (!http_request_ok(req)) {
+      lua_pushnil(co);
+      char *msg;
+      if (http_request_too_large(req)) {
+        msg = xmalloc(96);
+        snprintf(msg, 96, "response body larger than max_body (%zu bytes)",
+                 w->max_body);
+      } else if (http_request_timed_out(req)) {
+        msg = xmalloc(64);
+        snprintf(msg, 64, "timed out after %.3g s", w->timeout_ms / 1000.0);
+      } else {
+        msg = xstrdup(http_request_error(req));
+      }
+      lua_pushstring(co, msg);
+      free(msg);
+      n = 3;
+    } else {
+      lua_createtable(co, 0, 3);
+      lua_pushinteger(co, (lua_Integer)http_request_status(req));
+      lua_setfield(co, -2, "status");
+      push_headers(co, http_request_headers(req));
+      lua_setfield(co, -2, "headers");
+      const struct buf *body = http_request_body(req);
+      lua_pushlstring(co, body->data ? body->data : "", body->len);
+      lua_setfield(co, -2, "body");
+      n = 2;
+    }
+  }
+  http_request_free(w->req);
+  free(w);
+  return n;
+}
+
+static void http_done(struct http_request *req, void *ud) {
+  struct http_wait *w = ud;
+  task_wake(w->task, http_push, w);
+}
+
+static void http_cancel(void *data) {
+  struct http_wait *w = data;
+  http_request_free(w->req);
+  free(w);
+}
+
+static const struct task_wait_ops http_wait_ops = {"tghost.http",
+                                                   http_cancel};
+
+static bool valid_token(const char *s) {
+  if (!*s) return false;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+      return false;
+  return true;
+}
+
+static bool has_header(lua_State *L, int headers, const char *name) {
+  if (!lua_istable(L, headers)) return false;
+  bool found = false;
+  lua_pushnil(L);
+  while (lua_next(L, headers)) {
+    if (lua_type(L, -2) == LUA_TSTRING &&
+        strcasecmp(lua_tostring(L, -2), name) == 0)
+      found = true;
+    lua_pop(L, 1);
+  }
+  return found;
+}
+
+/* httpcore.request{method, url, headers, body, query, timeout, max_body}
+ * -> {status, headers, body} | nil, err */
+static int l_request(lua_State *L) {
+  struct host *h = host_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  static const char *const known[] = {"method", "url", "headers", "body",
+                                      "query", "timeout", "max_body", NULL};
+  luabind_check_keys(L, 1, "tghost.http.request", "", known);
+  lua_getfield(L, 1, "url");            /* 2 */
+  lua_getfield(L, 1, "method");         /* 3 */
+  lua_getfield(L, 1, "headers");        /* 4 */
+  lua_getfield(L, 1, "body");           /* 5 */
+  lua_getfield(L, 1, "query");          /* 6 */
+  lua_getfield(L, 1, "timeout");        /* 7 */
+  lua_getfield(L, 1, "max_body");       /* 8 */
+  const char *url = lua_tostring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return luaL_error(L, "tghost.http.request: url must be a string");
+  if (strncasecmp(url, "http://", 7) != 0 &&
+      strncasecmp(url, "https://", 8) != 0)
+    return luaL_error(L, "tghost.http.request: url must start with http:// "
+                         "or https://");
+  const char *method = "GET";
+  if (!lua_isnil(L, 3)) {
+    if (lua_type(L, 3) != LUA_TSTRING || !valid_token(lua_tostring(L, 3)))
+      return luaL_error(L, "tghost.http.request: method must be an HTTP "
+                           "method name");
+    method = lua_tostring(L, 3);
+  }
+  if (!lua_isnil(L, 4) && !lua_istable(L, 4))
+    return luaL_error(L, "tghost.http.request: headers must be a table");
+  if (!lua_isnil(L, 5) && lua_type(L, 5) != LUA_TSTRING && !lua_istable(L, 5))
+    return luaL_error(L, "tghost.http.request: body must be a string or a "
+                         "table (sent as JSON)");
+  double timeout = DEFAULT_TIMEOUT_S;
+  if (!lua_isnil(L, 7)) {
+    if (!lua_isnumber(L, 7) || !(lua_tonumber(L, 7) > 0) ||
+        lua_tonumber(L, 7) > 86400)
+      return luaL_error(L, "tghost.http.request: timeout must be a number of "
+                           "seconds (0 < timeout <= 86400)");
+    timeout = lua_tonumber(L, 7);
+  }
+  size_t max_body = DEFAULT_MAX_BODY;
+  if (!lua_isnil(L, 8)) {
+    if (!lua_isinteger(L, 8) || lua_tointeger(L, 8) < 0)
+      return luaL_error(L, "tghost.http.request: max_body must be a "
+                           "non-negative integer (bytes)");
+    max_body = (size_t)lua_tointeger(L, 8);
+  }
+  luabind_check_network(L, "tghost.http.request");
+  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
+
+  struct buf full = BUF_INIT;
+  build_url(L, url, 6, &full);
+  struct http_request *req = http_request_new(h->http, full.data);
+  buf_free(&full);
+  http_request_set_method(req, method);
+  if (lua_istable(L, 4)) {
+    lua_pushnil(L);
+    while (lua_next(L, 4)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !valid_token(lua_tostring(L, -2)) ||
+          (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
+        http_request_free(req);
+        return luaL_error(L, "tghost.http.request: headers must map names to "
+                             "strings");
+      }
+      size_t vlen;
+      const char *v = lua_tolstring(L, -1, &vlen);
+      if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen)) {
+        http_request_free(req);
+        return luaL_error(L, "tghost.http.request: header %s contains a line "
+                             "break", lua_tostring(L, -2));
+      }
+      struct buf line = BUF_INIT;
+      buf_printf(&line, "%s: %s", lua_tostring(L, -2), v);
+      http_request_add_header(req, line.data);
+      buf_free(&line);
+      lua_pop(L, 1);
+    }
+  }
+  if (lua_type(L, 5) == LUA_TSTRING) {
+    size_t len;
+    const char *b = lua_tolstring(L, 5, &len);
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, b, len);
+    copy[len] = '\0';
+    http_request_set_body(req, copy, len);
+  } else if (lua_istable(L, 5)) {
+    struct buf json = BUF_INIT, err = BUF_INIT;
+    if (luajson_encode(L, 5, &json, &err) != 0) {
+      http_request_free(req);
+      lua_pushfstring(L, "tghost.http.request: cannot encode the body: %s",
+                      err.data);
+      buf_free(&json);
+      buf_free(&err);
+      return lua_error(L);
+    }
+    buf_free(&err);
+    if (!has_header(L, 4, "Content-Type"))
+      http_request_add_header(req, "Content-Type: application/json");
+    size_t len;
+    char *b = buf_steal(&json, &len);
+    http_request_set_body(req, b, len);
+  }
+  long timeout_ms = (long)ceil(timeout * 1000);
+  http_request_set_timeout(req, timeout_ms);
+  http_request_set_max_response(req, max_body);
+  http_request_set_compressed(req, true);
+  http_request_keep_headers(req, true);
+
+  struct http_wait *w = xcalloc(1, sizeof *w);
+  w->task = t;
+  w->req = req;
+  w->timeout_ms = timeout_ms;
+  w->max_body = max_body;
+  if (http_request_start(req, http_done, w) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, http_request_error(req));
+    http_request_free(req);
+    free(w);
+    return 2;
+  }
+  lua_settop(L, 0);
+  return task_wait(L, t, &http_wait_ops, w);
+}
+
+/* Replaces the stack with a copy of the options table at opts (if any)
+ * plus url, method and body, then runs the request. In C so that misuse
+ * errors name the script's line, not a wrapper's. */
+static int request_with(lua_State *L, const char *what, int opts,
+                        const char *method, int body) {
+  lua_settop(L, opts);
+  if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
+    return luaL_error(L, "%s: options must be a table", what);
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  if (lua_istable(L, opts)) {
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
+    }
+  }
+  lua_pushvalue(L, 1);
+  lua_setfield(L, t, "url");
+  lua_pushstring(L, method);
+  lua_setfield(L, t, "method");
+  if (body) {
+    lua_pushvalue(L, body);
+    lua_setfield(L, t, "body");
+  }
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  return l_request(L);
+}
+
+/* httpcore.get(url, opts), httpcore.post(url, body, opts) */
+static int l_get(lua_State *L) {
+  return request_with(L, "tghost.http.get", 2, "GET", 0);
+}
+
+static int l_post(lua_State *L) {
+  return request_with(L, "tghost.http.post", 3, "POST", 2);
+}
+
+int luaopen_tghost_httpcore(lua_State *L) {
+  static const luaL_Reg fns[] = {{"request", l_request},
+                                 {"get", l_get},
+                                 {"post", l_post},
+                                 {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}

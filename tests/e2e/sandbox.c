@@ -1,0 +1,407 @@
+/* The first hour: `tghost --sandbox` driven at a terminal (a pty) and by
+ * transcripts, the emulated Bot API's chat semantics, --trace lines,
+ * the outage report, the log environment variables, and the examples'
+ * transcripts that need a server of their own. */
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ptyrun.h"
+
+#ifndef TGHOST_SOURCE_DIR
+#error "TGHOST_SOURCE_DIR must name the source tree"
+#endif
+
+/* The sandbox's internal token (src/sandbox_api.c): never shown. */
+#define SANDBOX_TOKEN_PART "tghost-sandbox-token"
+
+static void check_pty_clean(const struct pty *p) {
+  const char *out = pty_output(p);
+  CHECK(!strstr(out, SANDBOX_TOKEN_PART), "the sandbox token was shown");
+  CHECK(!strstr(out, "ERROR: AddressSanitizer") &&
+            !strstr(out, "ERROR: LeakSanitizer") && !strstr(out, "runtime error:"),
+        "a sanitizer reported something");
+}
+
+static struct pty *start_sandbox(const char *script) {
+  const char *argv[] = {TGHOST_BINARY, "--sandbox", script, NULL};
+  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, NULL};
+  return pty_start(argv, env);
+}
+
+#define WAIT_SHOWN(p, text, since)                                          \
+  CHECK(pty_wait_for(p, text, since, 20000), "the terminal never showed %s", \
+        text)
+
+/* A person at the terminal: types a command, presses an inline button,
+ * reads the answer, edits nothing by hand, leaves with Ctrl-D. */
+TEST(interactive) {
+  struct pty *p = start_sandbox(TGHOST_SOURCE_DIR "/examples/commands.lua");
+  WAIT_SHOWN(p, ":help lists the commands", 0);
+  WAIT_SHOWN(p, "running as @sandbox_bot", 0);
+  size_t mark = pty_output_len(p);
+  pty_type(p, "/poll\r");
+  WAIT_SHOWN(p, "Alice: /poll", mark);
+  WAIT_SHOWN(p, "Is Lua fun?", mark);
+  WAIT_SHOWN(p, "[1] 👍 0   [2] 👎 0", mark);
+  mark = pty_output_len(p);
+  pty_type(p, ":click 1\r");
+  WAIT_SHOWN(p, "Alice pressed [1] 👍 0", mark);
+  WAIT_SHOWN(p, "bot answered the button: You voted yes", mark);
+  WAIT_SHOWN(p, "[1] 👍 1   [2] 👎 0", mark);
+  mark = pty_output_len(p);
+  pty_type(p, ":click 9\r");
+  WAIT_SHOWN(p, "sandbox: there is no button 9", mark);
+  mark = pty_output_len(p);
+  pty_type(p, ":help\r");
+  WAIT_SHOWN(p, ":click MSG:N", mark);
+  mark = pty_output_len(p);
+  pty_type(p, "\x04");   /* Ctrl-D at the start of a line: end of input */
+  CHECK(pty_wait_exit(p, 30000), "tghost did not exit after Ctrl-D");
+  CHECK(pty_status(p) == 0, "exit status %d after Ctrl-D", pty_status(p));
+  CHECK(strstr(pty_output(p) + mark, "stopped"), "no graceful stop after Ctrl-D");
+  check_pty_clean(p);
+  CHECK(!strstr(pty_output(p), TEST_TOKEN), "BOT_TOKEN was shown");
+  pty_free(p);
+}
+
+/* Ctrl-C stops the bot gracefully, as SIGINT does outside the sandbox. */
+TEST(ctrl_c) {
+  struct pty *p = start_sandbox(TGHOST_SOURCE_DIR "/examples/echo.lua");
+  WAIT_SHOWN(p, "running as @sandbox_bot", 0);
+  size_t mark = pty_output_len(p);
+  pty_type(p, "hello there\r");
+  WAIT_SHOWN(p, "bot #2: hello there", mark);
+  pty_type(p, "\x03");
+  CHECK(pty_wait_exit(p, 30000), "tghost did not exit after Ctrl-C");
+  CHECK(pty_status(p) == 0, "exit status %d after Ctrl-C", pty_status(p));
+  CHECK(strstr(pty_output(p), "received SIGINT: stopping gracefully"),
+        "Ctrl-C was not a graceful stop");
+  check_pty_clean(p);
+  pty_free(p);
+}
+
+/* Editing the script while chatting: the next message gets the new code. */
+TEST(hot_reload) {
+  const char *script = harness_write("reloading.lua",
+      "bot.on('message:text', function(ctx) ctx:reply('v1: ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  struct pty *p = start_sandbox(script);
+  WAIT_SHOWN(p, "running as @sandbox_bot", 0);
+  size_t mark = pty_output_len(p);
+  pty_type(p, "first\r");
+  WAIT_SHOWN(p, "v1: first", mark);
+  mark = pty_output_len(p);
+  harness_write("reloading.lua",
+      "bot.on('message:text', function(ctx) ctx:reply('v2: ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  WAIT_SHOWN(p, "generation 2 loaded", mark);
+  mark = pty_output_len(p);
+  pty_type(p, "second\r");
+  WAIT_SHOWN(p, "v2: second", mark);
+  pty_type(p, ":quit\r");
+  CHECK(pty_wait_exit(p, 30000), "tghost did not exit after :quit");
+  CHECK(pty_status(p) == 0, "exit status %d after :quit", pty_status(p));
+  check_pty_clean(p);
+  pty_free(p);
+}
+
+/* --- transcripts ------------------------------------------------------- */
+
+static struct proc *play(const char *bot, const char *chat,
+                         const char *const *env) {
+  const char *args[] = {"--sandbox", "--script", chat, NULL};
+  static const char *const none[] = {NULL};
+  return proc_start_env(bot, args, env ? env : none, false);
+}
+
+static void check_no_sandbox_token(const struct proc *p) {
+  CHECK(!strstr(proc_stdout(p), SANDBOX_TOKEN_PART) &&
+            !strstr(proc_stderr(p), SANDBOX_TOKEN_PART),
+        "the sandbox token appears in the output");
+}
+
+/* An expectation that never comes fails the run, naming its line and
+ * showing what the bot said instead. */
+TEST(script_failure) {
+  const char *bot = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx) ctx:reply('echo: ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  const char *chat = harness_write("fails.chat",
+      "# the second expectation is wrong\n"
+      "> hello\n"
+      "< echo: hello\n"
+      ":timeout 1\n"
+      "> again\n"
+      "< something else\n"
+      "> never sent\n");
+  struct proc *p = play(bot, chat, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "exit status %d, not 1", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "fails.chat:6: the bot did not say \"something "
+                               "else\" within 1 s"),
+        "the failure does not name the line");
+  CHECK(strstr(proc_stderr(p), "bot #4: echo: again"),
+        "the failure does not show what the bot said");
+  CHECK(!strstr(proc_stdout(p), "never sent"), "the script went on after a failure");
+  proc_check_clean(p);
+  check_no_sandbox_token(p);
+
+  /* A malformed transcript is refused before anything runs. */
+  const char *bad = harness_write("bad.chat", "> hi\nhello\n");
+  p = play(bot, bad, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "exit status %d for a bad transcript", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "bad.chat:2: a line starts with '>'"),
+        "no file:line for a bad transcript line");
+  const char *unset = harness_write("unset.chat", "> ${TGHOST_TEST_UNSET_VAR}\n");
+  p = play(bot, unset, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1 &&
+            strstr(proc_stderr(p), "unset.chat:1: ${TGHOST_TEST_UNSET_VAR} is not set"),
+        "an unset variable is not reported (status %d)", proc_status(p));
+
+  /* A bot that never starts: the failure says why there is no answer. */
+  const char *idle = harness_write("idle.lua",
+      "bot.on('message', function(ctx) ctx:reply('x') end)\n"
+      "tghost.sleep(30)\n");
+  const char *one = harness_write("one.chat", ":timeout 1\n> hi\n< x\n");
+  p = play(idle, one, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "does the script call run(bot)?"),
+        "no hint about run(bot)");
+}
+
+/* The emulator keeps a real chat's state and Telegram's rules: message ids
+ * per chat, entities, edits ("not modified"), deletions, callback answers
+ * (and their expiry), limits, unknown methods, groups and several users. */
+TEST(chat_semantics) {
+  const char *bot = harness_write("semantics.lua",
+      "local function try(f, ...) local ok, e = pcall(f, ...) return ok and 'ok' or e.description end\n"
+      "bot.command('ent', function(ctx)\n"
+      "  local e = ctx.msg.entities[1]\n"
+      "  ctx:reply(string.format('%s %d %d', e.type, e.offset, e.length))\n"
+      "end)\n"
+      "bot.hears('^emoji', function(ctx)\n"
+      "  local e = ctx.msg.entities and ctx.msg.entities[1]\n"
+      "  ctx:reply(e and string.format('%s at %d', e.type, e.offset) or 'none')\n"
+      "end)\n"
+      "bot.command('edit', function(ctx)\n"
+      "  local m = ctx:reply('first', { reply_markup = tghost.InlineKeyboard():text('A', 'a') })\n"
+      "  ctx.api.editMessageText{ chat_id = ctx.chat.id, message_id = m.message_id, text = 'second' }\n"
+      "  ctx:reply('again: ' .. try(ctx.api.editMessageText, { chat_id = ctx.chat.id, message_id = m.message_id, text = 'second' }))\n"
+      "  ctx:reply('user: ' .. try(ctx.api.editMessageText, { chat_id = ctx.chat.id, message_id = ctx.msg.message_id, text = 'x' }))\n"
+      "  ctx.api.deleteMessage{ chat_id = ctx.chat.id, message_id = m.message_id }\n"
+      "  ctx:reply('gone: ' .. try(ctx.api.deleteMessage, { chat_id = ctx.chat.id, message_id = m.message_id }))\n"
+      "end)\n"
+      "bot.command('limits', function(ctx)\n"
+      "  ctx:reply('long: ' .. try(ctx.reply, ctx, string.rep('x', 4097)))\n"
+      "  ctx:reply('empty: ' .. try(ctx.reply, ctx, ''))\n"
+      "  ctx:reply('data: ' .. try(ctx.reply, ctx, 'k', { reply_markup = { inline_keyboard = { { { text = 'b', callback_data = string.rep('d', 65) } } } } }))\n"
+      "  ctx:reply('chat: ' .. try(ctx.api.sendMessage, { chat_id = 12345, text = 'x' }))\n"
+      "  ctx:reply('method: ' .. try(ctx.api.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
+      "  ctx:sendChatAction('upload_photo')\n"
+      "end)\n"
+      "bot.command('buttons', function(ctx)\n"
+      "  ctx:reply('pick', { reply_markup = tghost.InlineKeyboard():text('Answered', 'yes'):text('Silent', 'no') })\n"
+      "end)\n"
+      "bot.callbackQuery('yes', function(ctx) ctx:answerCallbackQuery{ text = 'done', show_alert = true } end)\n"
+      "bot.callbackQuery('no', function(ctx) end)\n"
+      "bot.command('where', function(ctx)\n"
+      "  ctx:reply(string.format('%s %s %d msg %d from %s', ctx.chat.type, ctx.chat.id < 0 and 'negative' or 'positive', ctx.chat.id, ctx.msg.message_id, ctx.from.first_name))\n"
+      "end)\n"
+      "bot.on('my_chat_member', function(ctx) ctx:reply('added by ' .. ctx.from.first_name) end)\n"
+      "bot.on('edited_message', function(ctx) ctx:reply('you edited: ' .. ctx.editedMessage.text) end)\n"
+      "bot.on('message:text', function(ctx) if ctx.msg.reply_to_message then ctx:reply('reply to ' .. ctx.msg.reply_to_message.text) end end)\n"
+      "run(bot)\n");
+  const char *chat = harness_write("semantics.chat",
+      "> /ent now\n"
+      "< bot_command 0 4\n"
+      "> emoji 🙂 #tag\n"
+      "< hashtag at 9\n"
+      "> /edit\n"
+      "< bot #6: first\n"
+      "< [1] A\n"
+      "< bot edited #6: second\n"
+      "< again: Bad Request: message is not modified\n"
+      "< user: Bad Request: message can't be edited\n"
+      "< bot deleted #6\n"
+      "< gone: Bad Request: message to delete not found\n"
+      "> /limits\n"
+      "< long: Bad Request: message is too long\n"
+      "< empty: Bad Request: message text is empty\n"
+      "< data: Bad Request: BUTTON_DATA_INVALID\n"
+      "< chat: Bad Request: chat not found\n"
+      "< bot called sendMesage: Telegram has no such method (404 Not Found)\n"
+      "< method: Not Found\n"
+      "< bot is sending a photo...\n"
+      "> /buttons\n"
+      "< [1] Answered   [2] Silent\n"
+      ":click 1\n"
+      "< bot shows an alert: done\n"
+      ":click 2\n"
+      "< (the bot did not answer the press of \"Silent\" within 1 s\n"
+      "> /where\n"
+      "< private positive 100000001 msg\n"
+      ":edit /where edited\n"
+      "< you edited: /where edited\n"
+      ":reply 1 replying\n"
+      "< reply to /ent now\n"
+      ":user Bob\n"
+      "> /where\n"
+      "< private positive 100000002 msg 1 from Bob\n"
+      ":group Lua fans\n"
+      "< added by Bob\n"
+      "> /where\n"
+      "< group negative\n"
+      ":user Alice\n"
+      "> /where\n"
+      "< from Alice\n");
+  /* Button presses expire after 1 s instead of Telegram's 15. */
+  static const char *const env[] = {"TGHOST_SANDBOX_ANSWER_TIMEOUT=1", NULL};
+  struct proc *p = play(bot, chat, env);
+  CHECK(proc_wait(p, 60000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the transcript failed (status %d)", proc_status(p));
+  CHECK(strstr(proc_stdout(p), "Alice joined Lua fans"), "no join message");
+  proc_check_clean(p);
+  check_no_sandbox_token(p);
+}
+
+/* examples/http.lua's transcript, with the fake server's plain HTTP
+ * endpoint as the web to talk to. */
+TEST(example_http) {
+  struct buf env = BUF_INIT;
+  buf_printf(&env, "HTTP_EXAMPLE_URL=%s", fakeapi_url(harness_api()));
+  const char *envv[] = {env.data, NULL};
+  struct proc *p = play(TGHOST_SOURCE_DIR "/examples/http.lua",
+                        TGHOST_SOURCE_DIR "/examples/http.chat", envv);
+  CHECK(proc_wait(p, 60000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the transcript failed (status %d)", proc_status(p));
+  CHECK(fakeapi_http_requests(harness_api()) >= 4, "only %zu HTTP requests",
+        fakeapi_http_requests(harness_api()));
+  proc_check_clean(p);
+  check_no_sandbox_token(p);
+  buf_free(&env);
+}
+
+/* --- --trace and logging ----------------------------------------------- */
+
+static const char trace_bot[] =
+    "bot.on('message:text', function(ctx)\n"
+    "  ctx:reply('got ' .. ctx.msg.text)\n"
+    "  pcall(ctx.api.editMessageText, { chat_id = ctx.chat.id, message_id = 1, text = 'x' })\n"
+    "end)\n"
+    "run(bot)\n";
+
+/* Runs trace_bot against the fake server for one update, then stops. */
+static struct proc *trace_run(const char *const *args, const char *const *env) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("trace.lua", trace_bot);
+  struct proc *p = proc_start_env(script, args, env, true);
+  fakeapi_push_text(api, 42, 7, "hello trace");
+  wait_calls("editMessageText", 1, 20000);
+  proc_stop_cleanly(p);
+  return p;
+}
+
+TEST(trace) {
+  static const char *const args[] = {"--trace", NULL};
+  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN, NULL};
+  struct proc *p = trace_run(args, env);
+  const char *err = proc_stderr(p);
+  CHECK(strstr(err, "TRACE [gen 1] [update 1000] update message chat 42 from "
+                    "User: \"hello trace\""),
+        "no trace line for the update");
+  CHECK(strstr(err, "TRACE [gen 1] [update 1000] call sendMessage chat 42: ok ("),
+        "no trace line for sendMessage");
+  CHECK(strstr(err, "TRACE [gen 1] [update 1000] call editMessageText chat 42: ok ("),
+        "no trace line for editMessageText");
+  CHECK(!strstr(err, "DEBUG"), "--trace turned on debug lines");
+  /* proc_stop_cleanly checked that the token appears nowhere. */
+}
+
+TEST(trace_json) {
+  /* JSON through the environment, the trace through --log-level debug. */
+  static const char *const args[] = {"--log-level", "debug", NULL};
+  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                                    "TGHOST_LOG_FORMAT=json", NULL};
+  struct proc *p = trace_run(args, env);
+  const char *err = proc_stderr(p);
+  CHECK(strstr(err, "\"level\":\"trace\",\"gen\":1,\"update_id\":1000,"
+                    "\"event\":\"update\",\"type\":\"message\",\"chat\":42,"
+                    "\"from\":7,\"text\":\"hello trace\""),
+        "no JSON trace line for the update");
+  CHECK(strstr(err, "\"event\":\"call\",\"method\":\"sendMessage\",\"chat\":\"42\""),
+        "no JSON trace line for sendMessage");
+  CHECK(strstr(err, "\"status\":\"ok\""), "no status in the JSON call line");
+  CHECK(!strstr(err, "TRACE "), "text lines in a JSON log");
+}
+
+TEST(log_env) {
+  const char *script = harness_write("logs.lua",
+      "tghost.log.info('an info line')\ntghost.log.warn('a warning')\n");
+  static const char *const warn_env[] = {"TGHOST_LOG_LEVEL=warn", NULL};
+  struct proc *p = proc_start_env(script, NULL, warn_env, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "a warning") && !strstr(proc_stderr(p), "an info line"),
+        "TGHOST_LOG_LEVEL=warn was not applied");
+  /* The command line wins over the environment. */
+  static const char *const args[] = {"--log-level", "info", NULL};
+  p = proc_start_env(script, args, warn_env, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(strstr(proc_stderr(p), "an info line"), "--log-level did not override");
+  static const char *const bad_env[] = {"TGHOST_LOG_LEVEL=loud", NULL};
+  p = proc_start_env(script, NULL, bad_env, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == 2 &&
+            strstr(proc_stderr(p), "TGHOST_LOG_LEVEL must be debug, info, warn or error"),
+        "a bad TGHOST_LOG_LEVEL was not refused (status %d)", proc_status(p));
+  /* Options after the script work as well as before it: the harness puts
+   * its "script" last, so this runs `tghost logs.lua --check`. */
+  const char *script_first[] = {script, NULL};
+  static const char *const none[] = {NULL};
+  p = proc_start_env("--check", script_first, none, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "loads without errors"),
+        "an option after the script was not taken (status %d)", proc_status(p));
+}
+
+/* While getUpdates cannot get through, an INFO line repeats with backoff
+ * and says what to check. */
+static uint64_t outage_until;
+
+static enum fake_fault outage(void *ud, const char *method, uint64_t nth) {
+  return strcmp(method, "getUpdates") == 0 && harness_now_ms() < outage_until
+             ? FAULT_RESET : FAULT_NONE;
+}
+
+static bool two_reports(void *ud) {
+  const char *err = proc_stderr(ud), *first = strstr(err, "still failing after");
+  return first && strstr(first + 1, "still failing after");
+}
+
+TEST(outage_report) {
+  struct fakeapi *api = harness_api();
+  outage_until = harness_now_ms() + 4500;
+  fakeapi_set_fault_fn(api, outage, NULL);
+  const char *script = harness_write("outage.lua",
+      "bot.on('message', function(ctx) ctx:reply('ok') end)\n"
+      "run(bot, { runner = { retryInterval = 200 } })\n");
+  struct proc *p = proc_start(script, NULL);
+  CHECK(run_until(two_reports, p, 30000), "no repeated outage report");
+  const char *line = strstr(proc_stderr(p), "INFO  getUpdates still failing after");
+  CHECK(line, "the report is not an INFO line");
+  CHECK(strstr(line, "attempts since ") && strstr(line, "giving up at ") &&
+            strstr(line, "(maxRetryTime)") &&
+            strstr(line, "--api-root (http://127.0.0.1:") &&
+            strstr(line, "https_proxy, HTTPS_PROXY, ALL_PROXY, NO_PROXY"),
+        "the report lacks attempts, times or the hint");
+  fakeapi_push_text(api, 5, 5, "after the outage");
+  wait_calls("sendMessage", 1, 20000);
+  CHECK(strstr(proc_stderr(p), "getUpdates works again after"),
+        "the end of the outage is not reported");
+  proc_stop_cleanly(p);
+}
