@@ -4,10 +4,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
+#include "base/keyhash.h"
 #include "pipeline/conversation.h"
 #include "script/luabind.h"
 #include "script/luajson.h"
@@ -704,11 +703,7 @@ void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
 struct luaconv *luaconv_new(struct host *h) {
   struct luaconv *lc = xcalloc(1, sizeof *lc);
   lc->h = h;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)lc;
-  convmap_init(&lc->map, seed);
+  convmap_init(&lc->map, keyhash_random_seed());
   return lc;
 }
 
