@@ -19,6 +19,7 @@ do
   local co = require("tghost.coroutine")
   coroutine.resume = co.resume
   coroutine.wrap = co.wrap
+  coroutine.close = co.close
 end
 
 local tghost = {

@@ -1,5 +1,6 @@
 /* string.find, string.match, string.gmatch and string.gsub on lpattern,
- * so pattern matching in a script cannot run away with the process.
+ * and string.rep, so that no string function a script sizes can run away
+ * with the process.
  *
  * They replace Lua's own in a state's `string` table (which is also the
  * strings' metatable __index, so ("x"):find(...) uses them too) and behave
@@ -8,10 +9,16 @@
  * fourth argument, or a pattern without special characters) stays a plain
  * memory search.
  *
- * The difference: every few thousand steps of matching, a guard is asked
- * whether to go on. When it says stop, the function raises
- * "pattern matching stopped: <why> in string.find; this pattern backtracks
- * too much on this text", with the guard's why.
+ * The difference: every few thousand steps of matching (or of comparing,
+ * in a plain find), a guard is asked whether to go on. When it says stop,
+ * the function raises "pattern matching stopped: <why> in string.find;
+ * this pattern backtracks too much on this text", with the guard's why.
+ *
+ * string.rep builds its result by doubling (a few large copies, not n
+ * small ones), returns "" at once when every copy is empty (Lua's loops n
+ * times even then), and refuses, before it starts, a result larger than
+ * the guard's memory room ("string.rep: the result would take N bytes,
+ * more than the Lua memory limit leaves (M)").
  *
  * Layer: Lua bindings. */
 #ifndef TGHOST_LUASTRING_H
@@ -31,9 +38,12 @@ struct luastring_guard {
   /* Optional: told the whole message just before it is raised. */
   void (*stopped)(lua_State *L, void *ud, const char *message);
   void *ud;
+  /* Optional: how many more bytes L's running code may allocate
+   * (SIZE_MAX: no limit). */
+  size_t (*memory_room)(lua_State *L, void *ud);
 };
 
-/* Installs the four functions into L's string table. guard (NULL: no
+/* Installs the five functions into L's string table. guard (NULL: no
  * bound) must outlive L. */
 void luastring_install(lua_State *L, const struct luastring_guard *guard);
 
@@ -42,5 +52,8 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard);
  * the task is then stopped with the error above as its report. For a
  * generation's state (it finds the host through the generation). */
 void luastring_install_guarded(lua_State *L);
+/* That guard (the running task's CPU budget and memory limits), for the
+ * other bindings whose C loops a script sizes. */
+const struct luastring_guard *luastring_tghost_guard(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "script/luaseq.h"
 #include "script/luastorage.h"
 #include "script/luastring.h"
+#include "script/luatable.h"
 #include "script/luatask.h"
 #include "base/metrics.h"
 #include "net/trace.h"
@@ -82,8 +83,10 @@ static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
   luaguard_install(L);
-  /* Pattern matching whose work is bounded by the CPU budget. */
+  /* String and table functions whose work a script sizes, bounded by the
+   * CPU budget. */
   luastring_install_guarded(L);
+  luatable_install_guarded(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {
