@@ -61,7 +61,7 @@ static double now_s(void) {
 }
 
 static lua_State *new_state(bool ours) {
-  static const struct luastring_guard guard = {go_on, NULL, NULL, NULL};
+  static const struct luastring_guard guard = {go_on, NULL, NULL};
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   if (ours) luastring_install(L, &guard);

@@ -3,7 +3,6 @@
 #include <lauxlib.h>
 #include <libgen.h>
 #include <stdio.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,38 +31,20 @@ void gen_set_memory_limits(size_t total, size_t per_job) {
 
 size_t gen_total_lua_bytes(void) { return total_bytes; }
 
-/* Bytes the heaps of all generations may still grow by (SIZE_MAX: no
- * limit). */
-static size_t total_room(void) {
-  if (!limit_total) return SIZE_MAX;
-  return total_bytes < limit_total ? limit_total - total_bytes : 0;
-}
-
-/* Bytes the job running in g may still grow g's heap by. */
-static size_t job_room(struct generation *g) {
-  struct job *job = sched_charge_memory(g->sched, &g->owner, 0);
-  if (!limit_per_job || !job) return SIZE_MAX;
-  size_t used = (size_t)job->lua_bytes;
-  return used < limit_per_job ? limit_per_job - used : 0;
-}
-
-size_t gen_memory_room(struct generation *g) {
-  size_t total = total_room(), job = job_room(g);
-  return total < job ? total : job;
-}
-
 /* Whether growing g's heap by grow bytes would cross a limit; if so, the
  * running task is told to stop (the allocation then fails). */
 static bool over_limit(struct generation *g, size_t grow) {
   struct scheduler *s = g->sched;
-  if (grow > total_room()) {
+  if (limit_total && total_bytes + grow > limit_total) {
     static char why[128];
     snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
              "limit of %zu MiB (--memory-limit)", limit_total >> 20);
     cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
-  if (grow > job_room(g)) {
+  struct job *job = sched_charge_memory(s, &g->owner, 0);
+  if (limit_per_job && job &&
+      (size_t)job->lua_bytes + grow > limit_per_job) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
              "(--update-memory-limit)", limit_per_job >> 20);

@@ -49,10 +49,6 @@ struct generation {
 void gen_set_memory_limits(size_t total_bytes, size_t per_job_bytes);
 /* The heap of every generation together, in bytes. */
 size_t gen_total_lua_bytes(void);
-/* How many more bytes the code running in g may allocate before it
- * crosses a limit (SIZE_MAX: no limit applies): for refusing, before any
- * work, what could never fit (string.rep). */
-size_t gen_memory_room(struct generation *g);
 
 /* The generation whose Lua state L (or a thread of it) is. */
 struct generation *gen_of(lua_State *L);

@@ -7,7 +7,6 @@
 
 #include <ctype.h>
 #include <limits.h>
-#include <stdint.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -419,13 +418,8 @@ static int str_rep(lua_State *L) {
   if (unit < l || unit > MAX_RESULT / (lua_Unsigned)n)
     return luaL_error(L, "resulting string too large");
   size_t total = (size_t)n * unit - lsep;
-  const struct luastring_guard *guard = guard_of(L);
-  size_t room = guard && guard->memory_room
-                    ? guard->memory_room(L, guard->ud) : SIZE_MAX;
-  if (total > room)
-    return luaL_error(L, "string.rep: the result would take %I bytes, more "
-                      "than the Lua memory limit leaves (%I)",
-                      (lua_Integer)total, (lua_Integer)room);
+  /* Allocated before any copy: past a memory limit, the allocation fails
+   * (and the guard stops the task) before any work is done. */
   luaL_Buffer b;
   char *p = luaL_buffinitsize(L, &b, total);
   /* s, then the units (sep, s) by doubling what is there: the copies are
@@ -485,12 +479,8 @@ static void explain_stop(lua_State *L, void *ud, const char *message) {
   cpuguard_explain_stop(&host_of(L)->sched.guard, message);
 }
 
-static size_t memory_room(lua_State *L, void *ud) {
-  return gen_memory_room(gen_of(L));
-}
-
-static const struct luastring_guard tghost_guard = {
-    over_cpu_budget, explain_stop, NULL, memory_room};
+static const struct luastring_guard tghost_guard = {over_cpu_budget,
+                                                    explain_stop, NULL};
 
 const struct luastring_guard *luastring_tghost_guard(void) {
   return &tghost_guard;

@@ -15,10 +15,9 @@
  * this pattern backtracks too much on this text", with the guard's why.
  *
  * string.rep builds its result by doubling (a few large copies, not n
- * small ones), returns "" at once when every copy is empty (Lua's loops n
- * times even then), and refuses, before it starts, a result larger than
- * the guard's memory room ("string.rep: the result would take N bytes,
- * more than the Lua memory limit leaves (M)").
+ * small ones) in a buffer allocated first, so a result past a memory limit
+ * fails before any work; it returns "" at once when every copy is empty
+ * (Lua's loops n times even then).
  *
  * Layer: Lua bindings. */
 #ifndef TGHOST_LUASTRING_H
@@ -38,9 +37,6 @@ struct luastring_guard {
   /* Optional: told the whole message just before it is raised. */
   void (*stopped)(lua_State *L, void *ud, const char *message);
   void *ud;
-  /* Optional: how many more bytes L's running code may allocate
-   * (SIZE_MAX: no limit). */
-  size_t (*memory_room)(lua_State *L, void *ud);
 };
 
 /* Installs the five functions into L's string table. guard (NULL: no
@@ -52,8 +48,8 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard);
  * the task is then stopped with the error above as its report. For a
  * generation's state (it finds the host through the generation). */
 void luastring_install_guarded(lua_State *L);
-/* That guard (the running task's CPU budget and memory limits), for the
- * other bindings whose C loops a script sizes. */
+/* That guard (the running task's CPU budget), for the other bindings
+ * whose C loops a script sizes. */
 const struct luastring_guard *luastring_tghost_guard(void);
 
 #endif

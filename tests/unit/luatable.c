@@ -225,8 +225,7 @@ static void report_difference(const char *lua, const char *ours) {
 }
 
 TEST(differential) {
-  static const struct luastring_guard counting = {never_stop, NULL, NULL,
-                                                  NULL};
+  static const struct luastring_guard counting = {never_stop, NULL, NULL};
   lua_State *lua = new_state(NULL, false), *ours = new_state(&counting, true);
   long first = 1, last = 400;
   const char *one = getenv("TGHOST_TABLE_SEED");
@@ -277,7 +276,7 @@ static void note_stop(lua_State *L, void *ud, const char *message) {
 
 TEST(bound) {
   struct deadline d = {0, 0};
-  const struct luastring_guard guard = {past_deadline, note_stop, &d, NULL};
+  const struct luastring_guard guard = {past_deadline, note_stop, &d};
   lua_State *L = new_state(&guard, true);
   static const struct {
     const char *code, *want;
