@@ -15,6 +15,7 @@
 #include "script/luaguard.h"
 #include "script/luahttp.h"
 #include "script/luajson.h"
+#include "script/luaload.h"
 #include "script/luarun.h"
 #include "script/luaseq.h"
 #include "script/luastorage.h"
@@ -83,6 +84,9 @@ static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
   luaguard_install(L);
+  /* Source text only, parsed under the CPU budget; before deps_install
+   * puts its searcher in front of the Lua file searcher. */
+  luaload_install_guarded(L);
   /* String and table functions whose work a script sizes, bounded by the
    * CPU budget. */
   luastring_install_guarded(L);
