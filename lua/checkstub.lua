@@ -5,6 +5,7 @@
 -- logs a one-line note at the script's line saying it was not sent.
 local errors = require("tghost.errors")
 local json = require("tghost.json")
+local file = require("tghost.file")
 errors.internal()
 
 local M = {}
@@ -77,11 +78,7 @@ local RESULTS = {
 -- JSON encoder can check the rest as a real call would.
 local function without_files(v, seen)
   if type(v) == "userdata" then
-    local mt = getmetatable(v)
-    if type(mt) == "table" and mt.__name == "tghost.InputFile" then
-      return "attach://file"
-    end
-    return v
+    return file.is_input_file(v) and "attach://file" or v
   end
   if type(v) ~= "table" or seen[v] then return v end
   seen[v] = true

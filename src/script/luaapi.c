@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "script/luabind.h"
 #include "script/luafile.h"
+#include "script/luaguard.h"
 #include "script/luajson.h"
 #include "sched/task.h"
 
@@ -52,7 +53,7 @@ static void push_api_error(lua_State *L, const char *method,
                      NULL) == 0)
     lua_setfield(L, -2, "parameters");
   luabind_push_runtime_field(L, "ApiError");
-  if (lua_istable(L, -1)) lua_setmetatable(L, -2);
+  if (lua_istable(L, -1)) luaguard_setmetatable(L, -2);
   else lua_pop(L, 1);
 }
 

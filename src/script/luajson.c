@@ -18,6 +18,15 @@ static void push_marker_mt(lua_State *L, const char *name, const char *type) {
 
 static void mark_table(lua_State *L, const char *name, const char *type) {
   push_marker_mt(L, name, type);
+  /* The markers are tghost's and have no finalizer: one a script put in
+   * would make Lua call it from inside the collector (luaguard.h). */
+  lua_pushliteral(L, "__gc");
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 1);
   lua_setmetatable(L, -2);
 }
 

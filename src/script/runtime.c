@@ -107,6 +107,8 @@ static int boot(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "tghost");
   lua_call(L, 1, 0);
+  /* Every userdata type is registered now (io's, tghost's modules'). */
+  luaguard_protect_metatables(L);
   return 0;
 }
 
