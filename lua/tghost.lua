@@ -86,7 +86,9 @@ handle.size = function() return runner.size() end
 -- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
 -- stopped; waited for inside an update, once everything else in flight is
 -- done (the update itself cannot finish before it wakes).
-local stopped = tasks.waitable("the runner's task()", runner.wait_stopped)
+local stopped = tasks.waitable("the runner's task()", function()
+  return errors.call(runner.wait_stopped)
+end)
 handle.task = function() return stopped end
 
 -- run() without the error handling: returns the handle, and whether this

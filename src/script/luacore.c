@@ -82,16 +82,19 @@ static int l_report_error(lua_State *L) {
   return 0;
 }
 
-/* print() goes to stdout like Lua's, but through the token redactor. */
+/* print() goes to stdout like Lua's, but through the token redactor. The
+ * arguments become strings first (a __tostring may raise), and only then
+ * is the line built in C memory, which nothing can raise past. */
 static int l_print(lua_State *L) {
   int n = lua_gettop(L);
+  luaL_checkstack(L, n, "too many arguments to print");
+  for (int i = 1; i <= n; i++) luaL_tolstring(L, i, NULL);
   struct buf line = BUF_INIT;
   for (int i = 1; i <= n; i++) {
     size_t len;
-    const char *s = luaL_tolstring(L, i, &len);
+    const char *s = lua_tolstring(L, n + i, &len);
     if (i > 1) buf_append_char(&line, '\t');
     buf_append(&line, s, len);
-    lua_pop(L, 1);
   }
   buf_append_char(&line, '\n');
   log_redact(&line);

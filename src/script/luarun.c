@@ -170,15 +170,19 @@ static int l_wait_stopped(lua_State *L) {
   struct host *h = host_of(L);
   struct task *running = sched_running(&h->sched);
   bool top_level = running && task_job(running)->kind == JOB_LOAD;
+  /* The first top level runs before the bot starts, a reloaded one must
+   * finish for the reload to take effect: neither can wait for a stop
+   * (under --check as in a real run). No position: lua/tghost.lua raises
+   * it again at the script's line. */
+  if (top_level) {
+    lua_pushliteral(L, "handle:task(): the script's top level cannot wait "
+                       "for the bot to stop (the bot starts, or a reload "
+                       "takes effect, when the top level has finished); "
+                       "wait inside a handler");
+    return lua_error(L);
+  }
   if (!h->runner && !gen_of(L)->run_called) return 0;
   if (h->cfg->check) return 0;
-  /* The first top level runs before the bot starts, a reloaded one must
-   * finish for the reload to take effect: neither can wait for a stop. */
-  if (top_level)
-    return luaL_error(L, "handle:task(): the script's top level cannot wait "
-                         "for the bot to stop (the bot starts, or a reload "
-                         "takes effect, when the top level has finished); "
-                         "wait inside a handler");
   if (!h->runner || runner_finished(h->runner)) return 0;
   struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
   runner_wait_stopped(h->runner, t);
