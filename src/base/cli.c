@@ -224,6 +224,34 @@ static char *read_token_file(const char *path, struct buf *err) {
   return xstrdup(s);
 }
 
+/* A token as @BotFather gives it: the bot's id, a colon, and a secret of
+ * letters, digits, '-' and '_'. Anything else would only fail at the
+ * network, after retries (a token without its id, quotes or a newline from
+ * an env file). Says what is wrong without showing the token. */
+static int check_token_shape(const char *token, const char *source,
+                             struct buf *err) {
+  const char *colon = strchr(token, ':');
+  const char *problem = NULL;
+  size_t id_len = colon ? (size_t)(colon - token) : 0;
+  if (token[0] == '"' || token[0] == '\'') problem = "it is in quotes";
+  else if (strncmp(token, "bot", 3) == 0 && token[3] >= '0' && token[3] <= '9')
+    problem = "it starts with 'bot', which belongs to the API's URL, not to "
+              "the token";
+  else if (!colon) problem = "it has no ':'";
+  else if (id_len == 0 || strspn(token, "0123456789") != id_len)
+    problem = "the part before ':' is not a number";
+  else if (!colon[1]) problem = "nothing follows the ':'";
+  else if (strspn(colon + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+                             "WXYZ0123456789-_") != strlen(colon + 1))
+    problem = "the part after ':' has characters other than letters, "
+              "digits, - and _ (a space, a quote, a line break?)";
+  if (!problem) return 0;
+  buf_printf(err, "%s is not a bot token: %s; a token looks like "
+             "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11 (get one from "
+             "@BotFather)", source, problem);
+  return -1;
+}
+
 static void set_string(char **field, const char *value) {
   free(*field);
   *field = xstrdup(value);
@@ -449,14 +477,21 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   cfg->api_root = xstrdup(st.api_root && *st.api_root
                               ? st.api_root : "https://api.telegram.org");
   if (check_api_root(cfg->api_root, err) != 0) return CLI_ERROR;
+  struct buf source = BUF_INIT;
   if (st.token_file) {
     cfg->token = read_token_file(st.token_file, err);
     if (!cfg->token) return CLI_ERROR;
+    buf_printf(&source, "the token in %s", st.token_file);
   } else {
     const char *env = getenv("BOT_TOKEN");
     if (env && *env) cfg->token = xstrdup(env);
+    buf_append_str(&source, "BOT_TOKEN");
   }
-  return CLI_RUN;
+  /* The sandbox uses a token of its own. */
+  int bad = cfg->token && !cfg->sandbox &&
+            check_token_shape(cfg->token, source.data, err) != 0;
+  buf_free(&source);
+  return bad ? CLI_ERROR : CLI_RUN;
 }
 
 void cli_free(struct config *cfg) {
