@@ -71,10 +71,23 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   }
   if (!g->run_called) {
     /* A script without run() is a plain Lua program (the unit tests are);
-     * one that registered handlers most likely forgot it. */
+     * one that registered handlers most likely forgot it. A transcript
+     * needs a bot: without one it fails rather than pass unchecked. */
+    const char *why = g->run_stopped
+                          ? "stops the bot before it starts (its run() "
+                            "handle's stop() at the top level)"
+                          : "does not call run(bot) or bot.start()";
+    if (h->cfg->sandbox_script) {
+      fprintf(stderr, "tghost: %s never starts the bot: it %s, so the "
+              "transcript %s has nothing to talk to\n", g->script_path, why,
+              h->cfg->sandbox_script);
+      host_exit(h, 1);
+      return;
+    }
     if (h->cfg->sandbox)
-      log_warn("%s did not call run(bot): there is no bot to talk to",
-               g->script_path);
+      log_warn("%s %s: there is no bot to talk to", g->script_path, why);
+    else if (g->run_stopped)
+      log_warn("%s %s, so no update is received", g->script_path, why);
     else if (runtime_has_handlers(g))
       log_warn("%s registered handlers but never called run(bot) or "
                "bot.start(), so no update is received; add run(bot) at the "
@@ -92,13 +105,10 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
 }
 
 /* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
- * graceful stop as a first SIGINT; the process then exits with status
- * (1: a transcript failed) unless something worse happened. */
-static int sandbox_status;
-
+ * graceful stop as a first SIGINT; the process then exits with the
+ * sandbox's status (sandbox_exit_status) unless something worse happened. */
 static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
-  sandbox_status = status;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
 }
@@ -224,8 +234,10 @@ int main(int argc, char **argv) {
   metrics_server_free(metrics);
   luaconv_free(h.conv);
   luaseq_free(h.seq);
+  int exit_code = h.exit_code ? h.exit_code
+                 : sandbox     ? sandbox_exit_status(sandbox)
+                               : 0;
   sandbox_free(sandbox);
-  int exit_code = h.exit_code ? h.exit_code : sandbox_status;
   host_free(&h);
   curl_global_cleanup();
   buf_free(&err);

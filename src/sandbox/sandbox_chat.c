@@ -880,6 +880,25 @@ static void run_steps(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* The first expectation at or after step `from`, or NULL. */
+static const struct script_step *next_expectation(const struct script *s,
+                                                  size_t from) {
+  for (size_t i = from; i < s->nsteps; i++)
+    if (s->steps[i].kind == STEP_EXPECT) return &s->steps[i];
+  return NULL;
+}
+
+int sandbox_exit_status(struct sandbox *sb) {
+  if (!sb->scripted || sb->quit_status != 0) return sb->quit_status;
+  /* The bot stopped (os.exit, its handle's stop(), a :quit in the
+   * transcript) with expectations still ahead: they were never checked. */
+  const struct script_step *st = next_expectation(&sb->script, sb->step);
+  if (!st) return 0;
+  fprintf(stderr, "tghost: %s:%d: the bot stopped before this expectation "
+          "(\"%s\") was reached\n", sb->script.path, st->line, st->text);
+  return 1;
+}
+
 /* --- lifecycle ------------------------------------------------------------- */
 
 struct sandbox *sandbox_new(struct config *cfg, struct buf *err) {
@@ -892,6 +911,13 @@ struct sandbox *sandbox_new(struct config *cfg, struct buf *err) {
   sb->bot_script = xstrdup(cfg->script);
   if (cfg->sandbox_script) {
     if (script_load(cfg->sandbox_script, &sb->script, err) != 0) {
+      sandbox_free(sb);
+      return NULL;
+    }
+    if (!next_expectation(&sb->script, 0)) {
+      buf_printf(err, "%s has no expectation (a line '< text' the bot must "
+                 "say), so it would pass whatever the bot does",
+                 cfg->sandbox_script);
       sandbox_free(sb);
       return NULL;
     }

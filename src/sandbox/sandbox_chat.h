@@ -8,7 +8,9 @@
  * answers to button presses) is printed one readable line at a time.
  * Lines that start with ':' are sandbox commands (:help lists them). With
  * --script it plays a transcript instead (sandbox_script.h) and ends with
- * status 1 at the first expectation the bot does not meet.
+ * status 1 at the first expectation the bot does not meet; a transcript
+ * with no expectation is refused, and one the bot stops in the middle of
+ * fails (main.c fails one whose bot never starts).
  *
  * Reading the terminal never blocks the loop: stdin is a libevent read
  * event. End of input (Ctrl-D), :quit and the end of a transcript stop the
@@ -40,6 +42,11 @@ struct sandbox *sandbox_new(struct config *cfg, struct buf *err);
 int sandbox_start(struct sandbox *sb, struct event_base *base,
                   const struct sandbox_hooks *hooks, void *ud,
                   struct buf *err);
+/* After the loop: the status the session ends with. 0, or for a
+ * transcript 1 when it failed, and when the bot stopped before every
+ * expectation was reached (then said on stderr, with the first one's
+ * line). */
+int sandbox_exit_status(struct sandbox *sb);
 void sandbox_free(struct sandbox *sb);
 
 #endif

@@ -174,6 +174,77 @@ TEST(script_failure) {
         "no hint about run(bot)");
 }
 
+/* A transcript passes only when the bot ran and said what it expects:
+ * one whose bot never starts, one with nothing to check, and one the bot
+ * stops in the middle of all fail, saying why. */
+TEST(script_cannot_pass_by_accident) {
+  static const char *const none[] = {NULL};
+  const char *chat = harness_write("hi.chat", "> hi\n< x\n");
+  static const struct {
+    const char *name, *bot, *says;
+  } never_started[] = {
+      {"norun.lua", "bot.on('message', function(ctx) ctx:reply('x') end)\n",
+       "norun.lua never starts the bot: it does not call run(bot) or "
+       "bot.start(), so the transcript "},
+      {"stopped.lua",
+       "bot.on('message', function(ctx) ctx:reply('x') end)\n"
+       "local handle = run(bot)\nhandle:stop()\n",
+       "stopped.lua never starts the bot: it stops the bot before it starts "
+       "(its run() handle's stop() at the top level)"},
+  };
+  for (size_t i = 0; i < 2; i++) {
+    const char *bot = harness_write(never_started[i].name, never_started[i].bot);
+    struct proc *p = play(bot, chat, none);
+    CHECK(proc_wait(p, 30000), "tghost did not exit");
+    CHECK(proc_status(p) == 1, "%s: exit status %d, not 1", never_started[i].name,
+          proc_status(p));
+    CHECK(strstr(proc_stderr(p), never_started[i].says), "%s: no reason given",
+          never_started[i].name);
+    proc_check_clean(p);
+  }
+
+  const char *bot = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx)\n"
+      "  ctx:reply('echo: ' .. ctx.msg.text)\n"
+      "  if ctx.msg.text == 'bye' then os.exit(0) end\n"
+      "end)\n"
+      "run(bot)\n");
+  const char *nothing = harness_write("nothing.chat",
+      "# says things, checks nothing\n> hello\n:sleep 0.1\n> again\n");
+  struct proc *p = play(bot, nothing, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "a transcript without expectations: status %d",
+        proc_status(p));
+  CHECK(strstr(proc_stderr(p), "nothing.chat has no expectation (a line "
+                               "'< text' the bot must say)"),
+        "no reason for refusing a transcript without expectations");
+  CHECK(!strstr(proc_stdout(p), "Alice: hello"), "it was played anyway");
+
+  /* The bot stops (os.exit) while expectations are still ahead. */
+  const char *cut = harness_write("cut.chat",
+      "> hi\n< echo: hi\n> bye\n< echo: bye\n:sleep 0.3\n> more\n"
+      "< echo: more\n");
+  p = play(bot, cut, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "a transcript the bot left: status %d",
+        proc_status(p));
+  CHECK(strstr(proc_stderr(p), "cut.chat:7: the bot stopped before this "
+                               "expectation (\"echo: more\") was reached"),
+        "the unreached expectation is not named");
+  proc_check_clean(p);
+  check_no_sandbox_token(p);
+
+  /* :quit ends a transcript; expectations after it were never checked. */
+  const char *quit = harness_write("quit.chat",
+      "> hi\n< echo: hi\n:quit\n< echo: later\n");
+  p = play(bot, quit, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1 &&
+            strstr(proc_stderr(p), "quit.chat:4: the bot stopped before"),
+        "expectations after :quit passed unchecked (status %d)",
+        proc_status(p));
+}
+
 /* The emulator keeps a real chat's state and Telegram's rules: message ids
  * per chat, entities, edits ("not modified"), deletions, callback answers
  * (and their expiry), limits, unknown methods, groups and several users. */
