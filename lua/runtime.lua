@@ -4,6 +4,7 @@
 local core = require("tghost.core")
 local conv = require("tghost.conv")
 local Context = require("tghost.context")
+local hints = require("tghost.hints")
 
 local runtime = {}
 
@@ -95,11 +96,15 @@ local function report(err, traceback, ctx)
     return
   end
   core.report_error("unhandled error in a handler (add bot.catch to handle "
-                    .. "errors): " .. describe(err)
+                    .. "errors): " .. hints.explain(describe(err))
                     .. (traceback and ("\n" .. traceback) or ""))
 end
 
 local function noop() end
+
+-- A load error (from the C host) with a pointer to the fix, when Lua's
+-- message is one lua/hints.lua knows.
+runtime.explain = hints.explain
 
 -- Whether the script registered middleware on bot (asked by the host
 -- when the top level ended without run(bot)).

@@ -162,6 +162,8 @@ _G.session = session
 _G.conversation = conversation.configure
 _G.tghost = tghost
 _G.print = core.print
+-- require's failures list where it looked (lua/hints.lua).
+require("tghost.hints").install()
 _G.os.exit = runner.exit
 
 -- Writes to stdout and stderr go through the token redactor, as print
