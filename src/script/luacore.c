@@ -161,6 +161,23 @@ static int l_current(lua_State *L) {
   return 2;
 }
 
+/* core.stdin_refusal() -> nil when the running code may read the
+ * terminal (a plain script's top level), or why not. Reading it blocks
+ * the whole loop until a line comes; in the sandbox it is the chat. */
+static int l_stdin_refusal(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *t = sched_running(&h->sched);
+  if (t && task_job(t)->kind != JOB_LOAD)
+    lua_pushliteral(L, "a handler cannot read the terminal: the whole bot "
+                       "would stop while it waits for a line");
+  else if (h->cfg->sandbox)
+    lua_pushliteral(L, "in the sandbox the terminal is the chat, and the bot "
+                       "cannot read it");
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int l_check_mode(lua_State *L) {
   lua_pushboolean(L, host_of(L)->cfg->check);
   return 1;
@@ -181,6 +198,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"now", l_now},
       {"current", l_current},
       {"check_mode", l_check_mode},
+      {"stdin_refusal", l_stdin_refusal},
       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -245,6 +245,50 @@ TEST(script_cannot_pass_by_accident) {
         proc_status(p));
 }
 
+/* io.read in a handler would stop the whole bot until a line comes (and
+ * in the sandbox, take the next chat line): it raises instead, saying how
+ * to ask the user. A plain script's top level still reads stdin. */
+TEST(io_read_refused) {
+  const char *file = harness_write("data.txt", "from a file\n");
+  struct buf code = BUF_INIT;
+  buf_printf(&code,
+      "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
+      "bot.command('read', function(ctx) ctx:reply('got ' .. tostring(io.read())) end)\n"
+      "bot.command('lines', function(ctx) for l in io.stdin:lines() do end end)\n"
+      "bot.command('file', function(ctx)\n"
+      "  local f = assert(io.open('%s', 'r'))\n"
+      "  ctx:reply('file says ' .. f:read('l'))\n"
+      "  f:close()\n"
+      "end)\n"
+      "run(bot)\n", file);
+  const char *bot = harness_write("reader.lua", code.data);
+  buf_free(&code);
+  const char *chat = harness_write("reader.chat",
+      "> /read\n"
+      "< caught: ${TGHOST_TEST_DIR}/reader.lua:2: io.read: a handler cannot read the terminal: the whole bot would stop "
+      "while it waits for a line; ask the user in the chat with ctx:wait()\n"
+      "> /lines\n"
+      "< io.lines: a handler cannot read the terminal\n"
+      "> /file\n"
+      "< file says from a file\n");
+  struct buf dir = BUF_INIT;
+  buf_printf(&dir, "TGHOST_TEST_DIR=%s", harness_tmpdir());
+  const char *env[] = {dir.data, NULL};
+  struct proc *p = play(bot, chat, env);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the transcript failed (status %d)", proc_status(p));
+  proc_check_clean(p);
+  buf_free(&dir);
+
+  /* A plain script's top level reads stdin as Lua does. */
+  const char *plain = harness_write("plain.lua", "print('read:', io.read())\n");
+  static const char *const none[] = {NULL};
+  p = proc_start_env(plain, NULL, none, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "read:\tnil"),
+        "the top level could not read stdin (status %d)", proc_status(p));
+}
+
 /* The emulator keeps a real chat's state and Telegram's rules: message ids
  * per chat, entities, edits ("not modified"), deletions, callback answers
  * (and their expiry), limits, unknown methods, groups and several users. */
