@@ -42,8 +42,13 @@ static void report_load_error(const struct config *cfg, const char *error) {
   int first = nl ? (int)(nl - error) : (int)strlen(error);
   char *line = log_redacted_copy(error, (size_t)first);
   /* A JSON log stays JSON: the one line becomes an error record. */
-  if (cfg->log_format == LOG_FORMAT_JSON) log_error("%s", line);
-  else fprintf(stderr, "tghost: %s\n", line);
+  if (cfg->log_format == LOG_FORMAT_JSON) {
+    log_error("%s", line);
+  } else {
+    log_screen_before(true);
+    fprintf(stderr, "tghost: %s\n", line);
+    log_screen_after(true);
+  }
   free(line);
   if (nl && log_enabled(LOG_DEBUG)) log_debug("%s", error);
 }
@@ -111,6 +116,11 @@ static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
+}
+
+static void on_update_unhandled(void *ud, int64_t update_id,
+                                const char *type) {
+  sandbox_update_unhandled(ud, update_id, type);
 }
 
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
@@ -191,6 +201,10 @@ int main(int argc, char **argv) {
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
   static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  if (sandbox) {
+    h.on_unhandled = on_update_unhandled;
+    h.on_unhandled_ud = sandbox;
+  }
   bool start_failed =
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */

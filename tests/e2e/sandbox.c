@@ -1,5 +1,5 @@
-/* The first hour: `tghost --sandbox` driven at a terminal (a pty) and by
- * transcripts, the emulated Bot API's chat semantics, --trace lines,
+/* The first hour: `tghost --sandbox` driven at a terminal (a pty: the
+ * prompt, line editing and history) and by transcripts, the emulated Bot API's chat semantics, --trace lines,
  * the outage report, the log environment variables, and the examples'
  * transcripts that need a server of their own. */
 #include <signal.h>
@@ -63,6 +63,57 @@ TEST(interactive) {
   CHECK(strstr(pty_output(p) + mark, "stopped"), "no graceful stop after Ctrl-D");
   check_pty_clean(p);
   CHECK(!strstr(pty_output(p), TEST_TOKEN), "BOT_TOKEN was shown");
+  pty_free(p);
+}
+
+/* The terminal as a chat: a prompt naming who types, line editing and
+ * history (libedit), log lines dimmed apart from the chat, and a note for
+ * an update no handler took. */
+TEST(line_editing) {
+  const char *script = harness_write("editing.lua",
+      "bot.on('message:text', function(ctx, next)\n"
+      "  if ctx.msg.text == 'skip' then return next() end\n"
+      "  ctx:reply('echo: ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct pty *p = start_sandbox(script);
+  WAIT_SHOWN(p, "running as @sandbox_bot", 0);
+  WAIT_SHOWN(p, "Alice> ", 0);
+  /* The log line is dimmed (SGR 2) and reset after. */
+  const char *out = pty_output(p);
+  const char *running = strstr(out, "INFO  running as @sandbox_bot");
+  const char *line = running - 40 > out ? running - 40 : out;
+  const char *dim = strstr(line, "\033[2m");
+  CHECK(dim && dim < running && strstr(running, "\033[0m"),
+        "the log line is not dimmed");
+  size_t mark = pty_output_len(p);
+  pty_type(p, "hello there\r");
+  WAIT_SHOWN(p, "bot #2: echo: hello there", mark);
+  /* Arrow up recalls the last line; Enter sends it again. */
+  mark = pty_output_len(p);
+  pty_type(p, "\033[A");
+  WAIT_SHOWN(p, "hello there", mark);
+  pty_type(p, "\r");
+  WAIT_SHOWN(p, "bot #4: echo: hello there", mark);
+  /* Editing inside the line: left arrow, then a character inserted. */
+  mark = pty_output_len(p);
+  pty_type(p, "ac\033[Db\r");
+  WAIT_SHOWN(p, "bot #6: echo: abc", mark);
+  /* An update that went through every handler untaken. */
+  mark = pty_output_len(p);
+  pty_type(p, "skip\r");
+  WAIT_SHOWN(p, "(no handler took this message: update 4 ended unhandled)", mark);
+  /* The prompt follows :user and :group. */
+  mark = pty_output_len(p);
+  pty_type(p, ":user Bob\r");
+  WAIT_SHOWN(p, "Bob> ", mark);
+  mark = pty_output_len(p);
+  pty_type(p, ":group Lua fans\r");
+  WAIT_SHOWN(p, "[Lua fans] Bob> ", mark);
+  pty_type(p, "\x04");
+  CHECK(pty_wait_exit(p, 30000), "tghost did not exit after Ctrl-D");
+  CHECK(pty_status(p) == 0, "exit status %d after Ctrl-D", pty_status(p));
+  check_pty_clean(p);
   pty_free(p);
 }
 
