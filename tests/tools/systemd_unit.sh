@@ -27,7 +27,9 @@ if [ -z "$state" ] || [ "$workdir" != "%S/$state" ]; then
   echo "the unit's WorkingDirectory ($workdir) is not its StateDirectory (%S/$state)"
   exit 1
 fi
-out=$(systemd-analyze verify "$dir/tghost@.service" 2>&1)
+# --man=no: the unit's Documentation= names the man page, which need not
+# be installed where the test runs.
+out=$(systemd-analyze verify --man=no "$dir/tghost@.service" 2>&1)
 rc=$?
 [ -n "$out" ] && echo "$out"
 if [ $rc -ne 0 ] || [ -n "$out" ]; then
