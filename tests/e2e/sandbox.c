@@ -77,15 +77,15 @@ TEST(line_editing) {
       "end)\n"
       "run(bot)\n");
   struct pty *p = start_sandbox(script);
-  WAIT_SHOWN(p, "running as @sandbox_bot", 0);
-  WAIT_SHOWN(p, "Alice> ", 0);
-  /* The log line is dimmed (SGR 2) and reset after. */
+  WAIT_SHOWN(p, "INFO  running as @sandbox_bot", 0);
+  /* The log line is dimmed (SGR 2 just before it) and reset after. */
+  size_t at = (size_t)(strstr(pty_output(p), "INFO  running as @sandbox_bot") -
+                       pty_output(p));
+  WAIT_SHOWN(p, "\033[0m", at);
+  WAIT_SHOWN(p, "Alice> ", at);
   const char *out = pty_output(p);
-  const char *running = strstr(out, "INFO  running as @sandbox_bot");
-  const char *line = running - 40 > out ? running - 40 : out;
-  const char *dim = strstr(line, "\033[2m");
-  CHECK(dim && dim < running && strstr(running, "\033[0m"),
-        "the log line is not dimmed");
+  const char *dim = strstr(out + (at > 40 ? at - 40 : 0), "\033[2m");
+  CHECK(dim && dim < out + at, "the log line is not dimmed");
   size_t mark = pty_output_len(p);
   pty_type(p, "hello there\r");
   WAIT_SHOWN(p, "bot #2: echo: hello there", mark);
