@@ -67,11 +67,11 @@ static const char *const outcome_names[] = {
     [JOURNAL_TIMED_OUT] = "timed_out", [JOURNAL_CANCELLED] = "cancelled"};
 
 static enum journal_outcome outcome_of(const struct job *job) {
-  switch (job->end) {
+  switch (job_how_ended(job)) {
     case JOB_DONE: return JOURNAL_DONE;
     case JOB_FAILED: return JOURNAL_FAILED;
     case JOB_CANCELLED:
-      return job->error && strcmp(job->error, SINK_TIMEOUT_REASON) == 0
+      return job_error(job) && strcmp(job_error(job), SINK_TIMEOUT_REASON) == 0
                  ? JOURNAL_TIMED_OUT
                  : JOURNAL_CANCELLED;
   }
@@ -82,28 +82,30 @@ static enum journal_outcome outcome_of(const struct job *job) {
  * stop): logged with why, and listed at the stop. */
 static void note_cut_short(struct runner *r, struct job *job) {
   if (r->cut_short < CUT_SHORT_LISTED)
-    r->cut_short_ids[r->cut_short] = job->update_id;
+    r->cut_short_ids[r->cut_short] = job_update_id(job);
   r->cut_short++;
   /* A timeout has its own line already, and so have the conversations a
    * stop cancels (one line for all). */
-  if (job->error && (strcmp(job->error, SINK_TIMEOUT_REASON) == 0 ||
-                     strcmp(job->error, IDLE_CANCEL_REASON) == 0))
+  const char *error = job_error(job);
+  if (error && (strcmp(error, SINK_TIMEOUT_REASON) == 0 ||
+                strcmp(error, IDLE_CANCEL_REASON) == 0))
     return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_WARN, &f, "update cut short: %s",
-          job->error ? job->error : "cancelled");
+          error ? error : "cancelled");
 }
 
 static void on_job_end(void *ud, struct job *job) {
   struct runner *r = ud;
-  if (job->kind == JOB_UPDATE)
+  bool update = job_kind(job) == JOB_UPDATE;
+  if (update)
     metric_inc(METRIC_UPDATES_HANDLED, outcome_names[outcome_of(job)], NULL);
-  if (r->journal && job->kind == JOB_UPDATE)
-    journal_record_end(r->journal, job->update_id, outcome_of(job),
-                       job->error);
-  if (job->end == JOB_FAILED && !job->failure_reported)
+  if (r->journal && update)
+    journal_record_end(r->journal, job_update_id(job), outcome_of(job),
+                       job_error(job));
+  if (job_how_ended(job) == JOB_FAILED && !job_failure_reported(job))
     r->cb.on_failure(r->ud, job);
-  if (job->end == JOB_CANCELLED && job->kind == JOB_UPDATE)
+  if (job_how_ended(job) == JOB_CANCELLED && update)
     note_cut_short(r, job);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
@@ -458,7 +460,7 @@ static size_t waiters_in_sink(const struct runner *r) {
   size_t n = 0;
   for (size_t i = 0; i < r->nwaiters; i++) {
     struct job *job = task_job(r->waiters[i]);
-    if (job->kind == JOB_UPDATE && sink_has_job(&r->sink, job)) n++;
+    if (job_kind(job) == JOB_UPDATE && sink_has_job(&r->sink, job)) n++;
   }
   return n;
 }
