@@ -325,13 +325,11 @@ size_t sink_size(const struct sink *k) {
          qlist_size(&k->backlog);
 }
 
-int64_t sink_close(struct sink *k) {
+void sink_close(struct sink *k, struct qlist *released) {
   k->accepting = false;
-  struct qnode *n = qlist_front(&k->backlog);
-  int64_t first = n ? qlist_entry(n, struct update_item, node)->id : -1;
-  drop_backlog(k);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&k->backlog))) qlist_push_back(released, n);
   note_sizes(k);
-  return first;
 }
 
 size_t sink_idle(const struct sink *k) { return k->idle; }

@@ -265,6 +265,6 @@ static void report_timeout(struct job *job, long timeout_ms) {
            json ? xstrndup(json, len) : NULL, len, msg);
 }
 
-const struct host_update_ops runtime_update_ops = {start_update,
+const struct update_ops runtime_update_ops = {start_update,
                                                    report_failure,
                                                    report_timeout};
