@@ -169,7 +169,7 @@ static int l_current(lua_State *L) {
 static int l_stdin_refusal(lua_State *L) {
   struct host *h = host_of(L);
   struct task *t = sched_running(&h->sched);
-  if (t && task_job(t)->kind != JOB_LOAD)
+  if (t && job_kind(task_job(t)) != JOB_LOAD)
     lua_pushliteral(L, "a handler cannot read the terminal: the whole bot "
                        "would stop while it waits for a line");
   else if (h->cfg->sandbox)
