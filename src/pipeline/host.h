@@ -2,7 +2,8 @@
  * scheduler, the runner, the bot's identity and the generation new updates
  * run in. One per process, owned by this module: host_init builds it,
  * host_free tears it down, and the other modules change it only through
- * the functions below. Lua bindings reach it through their generation.
+ * the functions below (every field's writer is this module). The Lua half
+ * sees none of it but what app/bindenv.c puts in struct script_env.
  *
  * The host sits above the runner and below the Lua half: it knows the
  * current generation only as a job owner (task.h), and hands the runner
@@ -22,10 +23,6 @@
 #include "pipeline/runner.h"
 #include "sched/task.h"
 
-struct reloader;
-struct luaseq;
-struct luaconv;
-struct finalizer_queue;
 struct storages;
 struct getme;
 
@@ -42,17 +39,6 @@ struct host {
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
-  /* Owned by the modules above that create them (main.c attaches them);
-   * the host only carries them. */
-  struct reloader *reloader;    /* hot reload; NULL with --check */
-  struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
-  struct luaconv *conv;         /* conversations' keys: outlive reloads */
-  struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
-  /* Told of an update that went through all the bot's middleware with no
-   * handler taking it (the sandbox shows a note); NULL: nobody asks, and
-   * the runtime does not watch for it. type: "message", ... */
-  void (*on_unhandled)(void *ud, int64_t update_id, const char *type);
-  void *on_unhandled_ud;
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */
@@ -70,7 +56,8 @@ struct host {
 int host_init(struct host *h, const struct config *cfg,
               const struct update_ops *ops, struct buf *err);
 /* Cancels whatever is left, releases the current generation and frees
- * everything host_init built. The attached modules must be freed first. */
+ * everything host_init built. What is built on the host (hot reload, the
+ * bindings' environment) must be freed first. */
 void host_free(struct host *h);
 
 /* Makes g (whose reference the host takes over) the generation new

@@ -77,7 +77,9 @@ struct scheduler {
    * as one of the guard's runs). */
   struct cpuguard guard;
 
-  void (*on_idle)(void *ud);       /* only background jobs are left */
+  /* Only background jobs are left: set by the scheduler's owner (host.c)
+   * after sched_init. */
+  void (*on_idle)(void *ud);
   void *idle_ud;
 };
 

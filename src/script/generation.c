@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/host.h"
+#include "pipeline/runopts.h"
+#include "script/scriptenv.h"
 #include "base/log.h"
 
 struct generation *gen_of(lua_State *L) {
@@ -34,7 +35,7 @@ size_t gen_total_lua_bytes(void) { return total_bytes; }
 /* Whether growing g's heap by grow bytes would cross a limit; if so, the
  * running task is told to stop (the allocation then fails). */
 static bool over_limit(struct generation *g, size_t grow) {
-  struct scheduler *s = g->sched;
+  struct scheduler *s = g->env->sched;
   if (limit_total && total_bytes + grow > limit_total) {
     static char why[128];
     snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
@@ -60,7 +61,7 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     g->lua_bytes -= old;
     total_bytes -= old;
-    if (old) sched_charge_memory(g->sched, &g->owner, -(long)old);
+    if (old) sched_charge_memory(g->env->sched, &g->owner, -(long)old);
     free(ptr);
     return NULL;
   }
@@ -69,7 +70,7 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (p) {
     g->lua_bytes += nsize - old;
     total_bytes += nsize - old;
-    sched_charge_memory(g->sched, &g->owner, (long)nsize - (long)old);
+    sched_charge_memory(g->env->sched, &g->owner, (long)nsize - (long)old);
   }
   return p;
 }
@@ -84,23 +85,22 @@ static int gen_panic(lua_State *L) {
 static void owner_ref(struct job_owner *o) { gen_ref(gen_of_owner(o)); }
 static void owner_unref(struct job_owner *o) { gen_unref(gen_of_owner(o)); }
 
-struct generation *gen_create(struct host *h, const char *script_path,
+struct generation *gen_create(struct script_env *env, const char *script_path,
                               int id, struct buf *err) {
   struct generation *g = xcalloc(1, sizeof *g);
   g->owner.id = id;
   g->owner.ref = owner_ref;
   g->owner.unref = owner_unref;
-  g->host = h;
-  g->sched = &h->sched;
+  g->env = env;
   g->refs = 1;
   g->runtime_ref = LUA_NOREF;
   g->script_path = xstrdup(script_path);
   char *copy = xstrdup(script_path);
   g->script_dir = xstrdup(dirname(copy));
   free(copy);
-  run_options_init(&g->run_opts);
+  g->run_opts = xmalloc(sizeof *g->run_opts);
+  run_options_init(g->run_opts);
   deps_init(&g->files);
-  deps_add(&g->files, script_path);
 
   lua_State *L = lua_newstate(gen_alloc, g);
   if (!L) {
@@ -111,7 +111,7 @@ struct generation *gen_create(struct host *h, const char *script_path,
   g->owner.L = L;
   *(struct generation **)lua_getextraspace(L) = g;
   lua_atpanic(L, gen_panic);
-  cpuguard_prepare_state(&g->sched->guard, L);
+  cpuguard_prepare_state(&env->sched->guard, L);
   return g;
 }
 
@@ -126,7 +126,8 @@ void gen_unref(struct generation *g) {
   }
   g->closing = true;
   if (g->owner.L) lua_close(g->owner.L);
-  run_options_free(&g->run_opts);
+  run_options_free(g->run_opts);
+  free(g->run_opts);
   deps_free(&g->files);
   free(g->script_path);
   free(g->script_dir);
@@ -144,7 +145,3 @@ bool gen_push_runtime_fn(struct generation *g, const char *name) {
   return false;
 }
 
-void gen_forget_run(struct generation *g) {
-  g->run_called = false;
-  g->run_stopped = true;
-}

@@ -145,19 +145,19 @@ static int raise_msg(lua_State *L, const char *what, const char *fmt,
 
 /* api.call(method, params) -> result, or raises an ApiError. */
 static int l_call(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *method = luaL_checkstring(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   char what[96];
   snprintf(what, sizeof what, "bot.api.%s", method);
   luabind_check_network(L, what);
-  struct task *t = task_check_can_wait(L, &h->sched, what);
+  struct task *t = task_check_can_wait(L, env->sched, what);
 
   struct buf err = BUF_INIT;
   struct http_request *req;
   bool upload = lua_istable(L, 2) && luafile_has_file(L, 2);
   if (upload) {
-    req = botapi_request(h->api, method, &err);
+    req = botapi_request(env->api, method, &err);
     if (!req) return raise_msg(L, what, "%s: %s", &err, NULL);
     curl_mime *mime = http_request_new_mime(req);
     if (!mime || luafile_build_multipart(L, 2, mime, &err) != 0) {
@@ -181,7 +181,7 @@ static int l_call(lua_State *L) {
     }
     size_t len;
     char *json = buf_steal(&body, &len);
-    req = botapi_request_json(h->api, method, json, len, &err);
+    req = botapi_request_json(env->api, method, json, len, &err);
     if (!req) return raise_msg(L, what, "%s: %s", &err, NULL);
   }
 
@@ -192,7 +192,7 @@ static int l_call(lua_State *L) {
   struct api_call *c = xcalloc(1, sizeof *c);
   c->task = t;
   snprintf(c->method, sizeof c->method, "%s", method);
-  c->call = apicall_start(h->calls, &p, req, api_call_done, c, &err);
+  c->call = apicall_start(env->calls, &p, req, api_call_done, c, &err);
   if (!c->call) {
     free(c);
     return raise_msg(L, what, "%s: %s", &err, NULL);
@@ -251,8 +251,8 @@ static void push_config(lua_State *L, const struct apicall_config *c) {
 
 /* api.config([opts]) -> the configuration now in force. */
 static int l_config(lua_State *L) {
-  struct host *h = host_of(L);
-  struct apicall_config c = *apicalls_config(h->calls);
+  struct script_env *env = env_of(L);
+  struct apicall_config c = *apicalls_config(env->calls);
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     static const char *const top[] = {"autoRetry", "throttle", NULL};
@@ -299,9 +299,9 @@ static int l_config(lua_State *L) {
                            "table");
     }
     lua_pop(L, 1);
-    apicalls_configure(h->calls, &c);
+    apicalls_configure(env->calls, &c);
   }
-  push_config(L, apicalls_config(h->calls));
+  push_config(L, apicalls_config(env->calls));
   return 1;
 }
 
@@ -375,14 +375,14 @@ static const struct task_wait_ops download_wait = {"download",
 /* api.download(file_path, dest) -> dest, size | nil, err. Streams the file
  * to dest.part and renames it when complete. */
 static int l_download(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *file_path = luaL_checkstring(L, 1);
   const char *dest = luaL_checkstring(L, 2);
   luaL_argcheck(L, *dest, 2, "the destination path is empty");
   luabind_check_network(L, "tghost.download");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.download");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.download");
   struct buf err = BUF_INIT;
-  struct http_request *req = botapi_file_request(h->api, file_path, &err);
+  struct http_request *req = botapi_file_request(env->api, file_path, &err);
   if (!req) {
     lua_pushfstring(L, "tghost.download: %s", err.data);
     buf_free(&err);

@@ -6,14 +6,14 @@
 #include "base/buf.h"
 
 struct log_fields luabind_fields(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
+  struct task *t = sched_running(env_of(L)->sched);
   if (t) return job_log_fields(task_job(t));
   struct log_fields f = {gen_of(L)->owner.id, -1};
   return f;
 }
 
 void luabind_check_network(lua_State *L, const char *what) {
-  if (host_of(L)->cfg->check)
+  if (env_of(L)->check)
     luaL_error(L, "%s: network calls are disabled by --check", what);
 }
 

@@ -77,7 +77,7 @@ struct conv_hold {
 };
 
 struct luaconv {
-  struct host *h;
+  struct script_env *env;
   struct convmap map;
   uint64_t serial;
   size_t waiting;               /* conversations in CONV_WAITING */
@@ -88,7 +88,7 @@ struct luaconv {
  * conversation's filter) is guarded like a handler: cpuguard_pcall. */
 static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
                          int nres) {
-  return cpuguard_pcall(&lc->h->sched.guard, L, nargs, nres);
+  return cpuguard_pcall(&lc->env->sched->guard, L, nargs, nres);
 }
 
 /* --- keys --------------------------------------------------------------- */
@@ -173,7 +173,7 @@ static void decide(struct conv_hold *hd, enum hold_state state) {
   } else if (hd->keys_aside) {
     /* It runs on: its keys first, behind whoever has them now. */
     hd->keys_aside = false;
-    luaseq_rejoin(hd->lc->h->seq, hd->job, on_hold_keys_back, hd);
+    luaseq_rejoin(hd->lc->env->seq, hd->job, on_hold_keys_back, hd);
   } else {
     job_unpark(hd->job, on_hold_slot_back, hd);
   }
@@ -289,7 +289,7 @@ static void deliver(struct conv *c, enum conv_outcome outcome, int ref,
   if (c->keys_aside) {
     c->keys_aside = false;
     job_park(c->job);            /* it now waits behind other jobs */
-    luaseq_rejoin(lc->h->seq, c->job, on_keys_back, c);
+    luaseq_rejoin(lc->env->seq, c->job, on_keys_back, c);
   } else {
     on_keys_back(c->job, c);
   }
@@ -317,7 +317,7 @@ static void wait_cancel(void *data) {
     drop_ref(c, &c->offer_ref);
     if (c->keys_aside) {
       c->keys_aside = false;
-      luaseq_rejoin(lc->h->seq, c->job, no_callback, NULL);
+      luaseq_rejoin(lc->env->seq, c->job, no_callback, NULL);
     }
   }
   drop_ref(c, &c->outcome_ref);
@@ -406,13 +406,13 @@ static struct conv_hold *hold_new(struct luaconv *lc, struct conv_entry *e) {
 
 /* --- the module --------------------------------------------------------- */
 
-static struct luaconv *lc_of(lua_State *L) { return host_of(L)->conv; }
+static struct luaconv *lc_of(lua_State *L) { return env_of(L)->conv; }
 
 /* conv.wait(key, offer [, timeout]) */
 static int l_wait(lua_State *L) {
-  struct host *h = host_of(L);
-  struct luaconv *lc = h->conv;
-  struct task *t = task_check_can_wait(L, &h->sched, "ctx:wait");
+  struct script_env *env = env_of(L);
+  struct luaconv *lc = env->conv;
+  struct task *t = task_check_can_wait(L, env->sched, "ctx:wait");
   struct job *job = task_job(t);
   if (job_kind(job) != JOB_UPDATE)
     return luaL_error(L, "ctx:wait can only be called while handling an "
@@ -454,13 +454,13 @@ static int l_wait(lua_State *L) {
   lua_pushvalue(L, 2);
   c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (timeout >= 0) {
-    if (!c->timer) c->timer = evtimer_new(h->base, on_timer, c);
+    if (!c->timer) c->timer = evtimer_new(env->base, on_timer, c);
     long usec = (long)(timeout * 1e6);
     struct timeval tv = {usec / 1000000, usec % 1000000};
-    event_base_update_cache_time(h->base);
+    event_base_update_cache_time(env->base);
     evtimer_add(c->timer, &tv);
   }
-  c->keys_aside = luaseq_step_aside(h->seq, job);
+  c->keys_aside = luaseq_step_aside(env->seq, job);
   c->state = CONV_WAITING;
   c->waiter = t;
   lc->waiting++;
@@ -472,10 +472,10 @@ static int l_wait(lua_State *L) {
 
 /* conv.settle(serial, consumed) */
 static int l_settle(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   lua_Integer serial = luaL_checkinteger(L, 1);
   bool consumed = lua_toboolean(L, 2);
-  struct task *t = sched_running(&h->sched);
+  struct task *t = sched_running(env->sched);
   struct conv *c = t ? conv_of(task_job(t)) : NULL;
   if (!c || !c->entry) return 0;
   qlist_foreach(n, &c->entry->held) {
@@ -495,7 +495,7 @@ static void hold_wait_cancel(void *data) {
   hd->waiter = NULL;
   if (hd->keys_aside) {
     hd->keys_aside = false;
-    luaseq_rejoin(hd->lc->h->seq, hd->job, no_callback, NULL);
+    luaseq_rejoin(hd->lc->env->seq, hd->job, no_callback, NULL);
   }
   job_unpark(hd->job, NULL, NULL);
 }
@@ -505,8 +505,8 @@ static const struct task_wait_ops hold_wait_ops = {"conversation",
 
 /* conv.hold_wait() -> consumed */
 static int l_hold_wait(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct script_env *env = env_of(L);
+  struct task *t = task_check_can_wait(L, env->sched, "conversation");
   struct conv_hold *hd = hold_of(task_job(t));
   if (!hd) {
     lua_pushboolean(L, 0);
@@ -526,9 +526,9 @@ static int l_hold_wait(lua_State *L) {
  * it came now (sequentialize calls it after the update waited for its
  * keys: a conversation of its key may have started waiting meanwhile). */
 static int l_reroute(lua_State *L) {
-  struct host *h = host_of(L);
-  struct luaconv *lc = h->conv;
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct script_env *env = env_of(L);
+  struct luaconv *lc = env->conv;
+  struct task *t = task_check_can_wait(L, env->sched, "conversation");
   struct job *job = task_job(t);
   struct convmap_key k;
   check_key(L, 1, &k);
@@ -564,7 +564,7 @@ static int l_reroute(lua_State *L) {
   hd->waiter = t;
   /* Whatever it holds, the conversation may be waiting for (it is taking
    * its own keys back behind this update, say). */
-  hd->keys_aside = luaseq_step_aside(h->seq, job);
+  hd->keys_aside = luaseq_step_aside(env->seq, job);
   job_park(job);
   lua_settop(L, 0);
   return task_wait(L, t, &hold_wait_ops, hd);
@@ -704,9 +704,9 @@ void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
   job_add_cleanup(job, &hd->cleanup);
 }
 
-struct luaconv *luaconv_new(struct host *h) {
+struct luaconv *luaconv_new(struct script_env *env) {
   struct luaconv *lc = xcalloc(1, sizeof *lc);
-  lc->h = h;
+  lc->env = env;
   convmap_init(&lc->map, keyhash_random_seed());
   return lc;
 }

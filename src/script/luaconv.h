@@ -72,7 +72,7 @@
 
 #include <lua.h>
 
-struct host;
+struct script_env;
 struct job;
 struct generation;
 struct update_item;
@@ -87,8 +87,9 @@ enum luaconv_route {
   LUACONV_CONSUMED,    /* a waiting conversation took it: start nothing */
 };
 
-/* Creates the table (main.c attaches it to the host as h->conv). */
-struct luaconv *luaconv_new(struct host *h);
+/* Creates the table (app/bindenv.c makes the one of struct script_env,
+ * whose loop and scheduler it uses). */
+struct luaconv *luaconv_new(struct script_env *env);
 /* After every job has ended. */
 void luaconv_free(struct luaconv *c);
 

@@ -34,20 +34,20 @@ static void sleep_cancel(void *data) {
 static const struct task_wait_ops sleep_wait_ops = {"sleep", sleep_cancel};
 
 static int l_sleep(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   lua_Number secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0 && secs < 1e9 && !isnan(secs), 1,
                 "seconds must be a non-negative number");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.sleep");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.sleep");
   struct sleep_wait *w = xcalloc(1, sizeof *w);
   w->task = t;
-  w->timer = evtimer_new(h->base, sleep_fired, w);
+  w->timer = evtimer_new(env->base, sleep_fired, w);
   long usec = (long)(secs * 1e6);
   struct timeval tv = {usec / 1000000, usec % 1000000};
   /* libevent measures from the time cached when this loop pass began; a
    * pass that resumed many handlers would make the sleep short by that
    * much. */
-  event_base_update_cache_time(h->base);
+  event_base_update_cache_time(env->base);
   evtimer_add(w->timer, &tv);
   lua_settop(L, 0);
   return task_wait(L, t, &sleep_wait_ops, w);
@@ -69,7 +69,7 @@ static int l_log(lua_State *L) {
  * records it so). */
 static int l_failed(lua_State *L) {
   const char *msg = luaL_optstring(L, 1, "failed");
-  struct task *t = sched_running(&host_of(L)->sched);
+  struct task *t = sched_running(env_of(L)->sched);
   if (t) job_mark_failed(task_job(t), msg);
   return 0;
 }
@@ -121,7 +121,7 @@ static int l_redact(lua_State *L) {
 /* core.token(): the bot token, for the rare script that needs it (it is
  * no longer in the environment). */
 static int l_token(lua_State *L) {
-  const char *token = host_of(L)->cfg->token;
+  const char *token = env_of(L)->token;
   if (token) lua_pushstring(L, token);
   else lua_pushnil(L);
   return 1;
@@ -138,9 +138,10 @@ static int l_set_runtime(lua_State *L) {
 }
 
 static int l_bot_info(lua_State *L) {
-  struct host *h = host_of(L);
-  if (!h->bot_info_json ||
-      luajson_decode(L, h->bot_info_json, h->bot_info_len, NULL) != 0)
+  struct script_env *env = env_of(L);
+  size_t len;
+  const char *identity = env->bot->identity(env->bot_ud, &len);
+  if (!identity || luajson_decode(L, identity, len, NULL) != 0)
     lua_pushnil(L);
   return 1;
 }
@@ -170,12 +171,12 @@ static int l_current(lua_State *L) {
  * terminal (a plain script's top level), or why not. Reading it blocks
  * the whole loop until a line comes; in the sandbox it is the chat. */
 static int l_stdin_refusal(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *t = sched_running(&h->sched);
+  struct script_env *env = env_of(L);
+  struct task *t = sched_running(env->sched);
   if (t && job_kind(task_job(t)) != JOB_LOAD)
     lua_pushliteral(L, "a handler cannot read the terminal: the whole bot "
                        "would stop while it waits for a line");
-  else if (h->cfg->sandbox)
+  else if (env->sandbox)
     lua_pushliteral(L, "in the sandbox the terminal is the chat, and the bot "
                        "cannot read it");
   else
@@ -186,22 +187,23 @@ static int l_stdin_refusal(lua_State *L) {
 /* core.watches_unhandled(): whether someone wants to hear of updates no
  * handler took (so the runtime watches for them only then). */
 static int l_watches_unhandled(lua_State *L) {
-  lua_pushboolean(L, host_of(L)->on_unhandled != NULL);
+  lua_pushboolean(L, env_of(L)->on_unhandled != NULL);
   return 1;
 }
 
 /* core.unhandled(type): the running update went through every middleware
  * with no handler taking it. */
 static int l_unhandled(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *type = luaL_checkstring(L, 1);
   struct log_fields f = luabind_fields(L);
-  if (h->on_unhandled) h->on_unhandled(h->on_unhandled_ud, f.update_id, type);
+  if (env->on_unhandled)
+    env->on_unhandled(env->on_unhandled_ud, f.update_id, type);
   return 0;
 }
 
 static int l_check_mode(lua_State *L) {
-  lua_pushboolean(L, host_of(L)->cfg->check);
+  lua_pushboolean(L, env_of(L)->check);
   return 1;
 }
 

@@ -56,7 +56,7 @@ static int after_host(lua_State *L, int status, lua_KContext ctx) {
 /* Resumes co with nargs values already on its stack, and turns the outcome
  * into resume's (true, ... / false, err) or wrap's (... / raise) results. */
 static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
-  struct scheduler *s = &host_of(L)->sched;
+  struct scheduler *s = env_of(L)->sched;
   int nres = 0;
   struct cpuguard_link link;
   cpuguard_enter(&s->guard, &link, co);
@@ -95,7 +95,7 @@ static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
     return 2;
   }
   /* Runs its to-be-closed variables, under the guard like its body. */
-  status = cpuguard_close_thread(&host_of(L)->sched.guard, co);
+  status = cpuguard_close_thread(&env_of(L)->sched->guard, co);
   lua_xmove(co, L, 1);
   if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
     luaL_where(L, 1);
@@ -154,7 +154,7 @@ static int l_close(lua_State *L) {
   if (!closable)
     return luaL_error(L, "cannot close a %s coroutine",
                       co == L ? "running" : "normal");
-  status = cpuguard_close_thread(&host_of(L)->sched.guard, co);
+  status = cpuguard_close_thread(&env_of(L)->sched->guard, co);
   if (status == LUA_OK) {
     lua_pushboolean(L, 1);
     return 1;

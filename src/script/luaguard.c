@@ -12,7 +12,7 @@ static char pending_key;
 static char protected_key;
 
 struct finalizer_queue {
-  struct host *h;
+  struct script_env *env;
   struct event *ev;
   struct generation **gens;      /* each referenced while listed */
   size_t n, cap;
@@ -20,10 +20,10 @@ struct finalizer_queue {
 
 static void on_queue(evutil_socket_t fd, short what, void *arg);
 
-struct finalizer_queue *finalizer_queue_new(struct host *h) {
+struct finalizer_queue *finalizer_queue_new(struct script_env *env) {
   struct finalizer_queue *q = xcalloc(1, sizeof *q);
-  q->h = h;
-  q->ev = event_new(h->base, -1, 0, on_queue, q);
+  q->env = env;
+  q->ev = event_new(env->base, -1, 0, on_queue, q);
   return q;
 }
 
@@ -55,7 +55,7 @@ static void run_queued(struct generation *g) {
     return;
   }
   struct job_params p = {JOB_CALLBACK, -1, NULL, 0, on_finalizers_end, NULL};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   job_spawn(job, L, 1);
 }
 
@@ -107,7 +107,7 @@ static char sentinel_mt_key;
  * object's finalizer (the sentinel's user value is the object). */
 static int sentinel_gc(lua_State *L) {
   struct generation *g = gen_of(L);
-  struct finalizer_queue *q = g->host->finalizers;
+  struct finalizer_queue *q = g->env->finalizers;
   if (g->closing || !q) return 0;
   if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) return 0;
   int obj = lua_gettop(L);
@@ -299,14 +299,14 @@ void luaguard_protect_metatables(lua_State *L) {
 /* debug.sethook(...): Lua's (upvalue 1), unless the guard needs the hooks
  * now. */
 static int l_sethook(lua_State *L) {
-  struct host *h = host_of(L);
-  if (cpuguard_hooks_in_use(&h->sched.guard)) {
+  struct script_env *env = env_of(L);
+  if (cpuguard_hooks_in_use(&env->sched->guard)) {
     static bool warned;
     if (!warned) {
       struct log_fields f = luabind_fields(L);
       log_msg(LOG_WARN, &f, "debug.sethook ignored: the CPU guard uses the "
               "hooks of running handlers%s",
-              cpuguard_has_timer(&h->sched.guard) ? "" : " (no timer signal here)");
+              cpuguard_has_timer(&env->sched->guard) ? "" : " (no timer signal here)");
       warned = true;
     }
     return 0;

@@ -24,17 +24,18 @@
  *     debug.setupvalue refuses C functions (their upvalues are tghost's
  *     guards); debug.getregistry is gone (the registry is tghost's state).
  *
- * Layer: a Lua binding (the others set metatables through it). The queue of generations with finalizers to run is the
- * host's (attached by main.c as h->finalizers). */
+ * Layer: a Lua binding (the others set metatables through it). The queue
+ * of generations with finalizers to run is struct script_env's
+ * (app/bindenv.c makes it). */
 #ifndef TGHOST_LUAGUARD_H
 #define TGHOST_LUAGUARD_H
 
 #include <lua.h>
 
-struct host;
+struct script_env;
 struct finalizer_queue;
 
-struct finalizer_queue *finalizer_queue_new(struct host *h);
+struct finalizer_queue *finalizer_queue_new(struct script_env *env);
 /* After every job has ended and before the generations are freed. */
 void finalizer_queue_free(struct finalizer_queue *q);
 

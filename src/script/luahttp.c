@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "net/http.h"
 #include "script/luabind.h"
 #include "script/luajson.h"
 #include "sched/task.h"
@@ -216,7 +217,7 @@ static bool has_header(lua_State *L, int headers, const char *name) {
 /* httpcore.request{method, url, headers, body, query, timeout, max_body}
  * -> {status, headers, body} | nil, err */
 static int l_request(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   static const char *const known[] = {"method", "url", "headers", "body",
@@ -264,11 +265,11 @@ static int l_request(lua_State *L) {
     max_body = (size_t)lua_tointeger(L, 8);
   }
   luabind_check_network(L, "tghost.http.request");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.http.request");
 
   struct buf full = BUF_INIT;
   build_url(L, url, 6, &full);
-  struct http_request *req = http_request_new(h->http, full.data);
+  struct http_request *req = http_request_new(env->http, full.data);
   buf_free(&full);
   http_request_set_method(req, method);
   if (lua_istable(L, 4)) {

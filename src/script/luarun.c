@@ -6,7 +6,7 @@
 
 #include "script/luabind.h"
 #include "script/luajson.h"
-#include "pipeline/runner.h"
+#include "pipeline/runopts.h"
 
 static const char *const type_names[] = {
     [RUNOPT_INTEGER] = "integer",     [RUNOPT_NUMBER] = "number",
@@ -112,63 +112,68 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
 /* runner.run(flat) with the table lua/options.lua produced. */
 static int l_run(lua_State *L) {
   struct generation *g = gen_of(L);
-  struct host *h = g->host;
+  struct script_env *env = g->env;
   luaL_checktype(L, 1, LUA_TTABLE);
-  struct task *t = sched_running(&h->sched);
+  struct task *t = sched_running(env->sched);
   if (!t || job_kind(task_job(t)) != JOB_LOAD)
     return luaL_error(L, "run() and bot.start() belong at the script's top "
                          "level, not inside a handler");
   if (g->run_called)
     return luaL_error(L, "run() or bot.start() was already called");
   /* Read into the generation's own struct: nothing leaks if it raises. */
-  run_options_free(&g->run_opts);
-  run_options_init(&g->run_opts);
-  read_options(L, 1, &g->run_opts);
+  run_options_free(g->run_opts);
+  run_options_init(g->run_opts);
+  read_options(L, 1, g->run_opts);
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
    * calls it again. */
-  lua_pushboolean(L, h->runner == NULL);
+  lua_pushboolean(L, !env->bot->started(env->bot_ud));
   return 1;
 }
 
 static void stop_wait_cancel(void *data) {
   struct task *t = data;
-  struct host *h = gen_of_job(task_job(t))->host;
-  if (h->runner) runner_forget_waiter(h->runner, t);
+  struct script_env *env = gen_of_job(task_job(t))->env;
+  env->bot->forget_waiter(env->bot_ud, t);
 }
 static const struct task_wait_ops stop_wait_ops = {"runner stop",
                                                    stop_wait_cancel};
 
 static int l_stop(lua_State *L) {
-  struct host *h = host_of(L);
-  if (!h->runner) {
+  struct script_env *env = env_of(L);
+  const struct script_bot_ops *bot = env->bot;
+  if (!bot->started(env->bot_ud)) {
     /* Stopped before it started: the host will not start it. */
-    gen_forget_run(gen_of(L));
+    struct generation *g = gen_of(L);
+    g->run_called = false;
+    g->run_stopped = true;
     return 0;
   }
-  struct task *t = sched_running(&h->sched);
-  if (!t || !lua_isyieldable(L) || !runner_is_running(h->runner)) {
-    runner_stop(h->runner, NULL);
+  struct task *t = sched_running(env->sched);
+  if (!t || !lua_isyieldable(L) || !bot->running(env->bot_ud)) {
+    bot->stop(env->bot_ud, NULL);
     return 0;
   }
-  runner_stop(h->runner, t);
+  bot->stop(env->bot_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
 /* True from run() on (the runner itself starts once the top level has
  * finished) until the runner stops. */
 static int l_is_running(lua_State *L) {
-  struct host *h = host_of(L);
-  lua_pushboolean(L, h->runner ? runner_is_running(h->runner)
-                               : gen_of(L)->run_called);
+  struct script_env *env = env_of(L);
+  lua_pushboolean(L, env->bot->started(env->bot_ud)
+                         ? env->bot->running(env->bot_ud)
+                         : gen_of(L)->run_called);
   return 1;
 }
 
 /* runner.wait_stopped(): returns once the runner has stopped (at once if
- * there is none); see runner_wait_stopped. */
+ * there is none). */
 static int l_wait_stopped(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *running = sched_running(&h->sched);
+  struct script_env *env = env_of(L);
+  const struct script_bot_ops *bot = env->bot;
+  struct task *running = sched_running(env->sched);
   bool top_level = running && job_kind(task_job(running)) == JOB_LOAD;
   /* The first top level runs before the bot starts, a reloaded one must
    * finish for the reload to take effect: neither can wait for a stop
@@ -181,17 +186,18 @@ static int l_wait_stopped(lua_State *L) {
                        "wait inside a handler");
     return lua_error(L);
   }
-  if (!h->runner && !gen_of(L)->run_called) return 0;
-  if (h->cfg->check) return 0;
-  if (!h->runner || runner_finished(h->runner)) return 0;
-  struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
-  runner_wait_stopped(h->runner, t);
+  bool started = bot->started(env->bot_ud);
+  if (!started && !gen_of(L)->run_called) return 0;
+  if (env->check) return 0;
+  if (!started || bot->finished(env->bot_ud)) return 0;
+  struct task *t = task_check_can_wait(L, env->sched, "handle:task()");
+  bot->wait_stopped(env->bot_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
 static int l_size(lua_State *L) {
-  struct host *h = host_of(L);
-  lua_pushinteger(L, h->runner ? (lua_Integer)runner_size(h->runner) : 0);
+  struct script_env *env = env_of(L);
+  lua_pushinteger(L, (lua_Integer)env->bot->size(env->bot_ud));
   return 1;
 }
 
@@ -204,18 +210,16 @@ static const struct task_wait_ops exit_wait_ops = {"os.exit", exit_wait_cancel};
  * code; the calling handler goes no further (its coroutine is closed, its
  * <close> variables run). */
 static int l_exit(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   int code = 0;
   if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
   else if (!lua_isnoneornil(L, 1)) code = (int)luaL_checkinteger(L, 1);
   struct log_fields f = luabind_fields(L);
-  struct task *t = sched_running(&h->sched);
-  bool running = h->runner && runner_is_running(h->runner);
+  struct task *t = sched_running(env->sched);
   log_msg(LOG_INFO, &f, "os.exit(%d) called: %s", code,
-          running ? "stopping gracefully" : "exiting");
-  host_set_exit_code(h, code);
-  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
-  else host_exit(h, code);
+          env->bot->running(env->bot_ud) ? "stopping gracefully"
+                                         : "exiting");
+  env->bot->exit(env->bot_ud, code);
   if (!t || !lua_isyieldable(L)) return 0;
   job_close(task_job(t));
   return task_wait(L, t, &exit_wait_ops, NULL);

@@ -42,13 +42,13 @@ static struct store_handle *check_handle(lua_State *L, int idx) {
 
 static int l_memory(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  struct memstore *m = storages_memory(host_of(L)->storages, name);
+  struct memstore *m = storages_memory(env_of(L)->storages, name);
   push_handle(L, HANDLE_MEMORY, m, NULL);
   return 1;
 }
 
 static int l_sqlite(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *path = luaL_checkstring(L, 1);
   const char *table = luaL_checkstring(L, 2);
   if (!sqlstore_valid_table(table))
@@ -58,9 +58,9 @@ static int l_sqlite(lua_State *L) {
   if (!path[0])
     return luaL_error(L, "tghost.storage.sqlite: the path is empty");
   struct sqlstore *q = NULL;
-  if (!h->cfg->check) {
+  if (!env->check) {
     struct buf err = BUF_INIT;
-    q = storages_sqlite(h->storages, path, &err);
+    q = storages_sqlite(env->storages, path, &err);
     if (!q) {
       lua_pushfstring(L, "tghost.storage.sqlite(\"%s\"): %s", path, err.data);
       buf_free(&err);
@@ -72,14 +72,14 @@ static int l_sqlite(lua_State *L) {
 }
 
 static int l_redis(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *url = luaL_checkstring(L, 1);
   const char *prefix = luaL_optstring(L, 2, "");
   struct buf err = BUF_INIT;
   struct redisstore *r = NULL;
-  int rc = h->cfg->check ? redisstore_check_url(url, &err) : 0;
-  if (rc == 0 && !h->cfg->check) r = storages_redis(h->storages, url, &err);
-  if (rc != 0 || (!h->cfg->check && !r)) {
+  int rc = env->check ? redisstore_check_url(url, &err) : 0;
+  if (rc == 0 && !env->check) r = storages_redis(env->storages, url, &err);
+  if (rc != 0 || (!env->check && !r)) {
     /* The URL may hold a password: name the problem, not the URL. */
     lua_pushfstring(L, "tghost.storage.redis: %s", err.data);
     buf_free(&err);
@@ -136,13 +136,13 @@ static const char *kind_name(enum handle_kind kind) {
 static int call_async(lua_State *L, struct store_handle *sh, enum kv_op op,
                       const char *key, size_t key_len, const char *value,
                       size_t value_len, long long ttl_ms) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   if (!sh->store)
     return luaL_error(L, "%s storage calls are disabled by --check",
                       kind_name(sh->kind));
   char what[48];
   snprintf(what, sizeof what, "a %s storage call", kind_name(sh->kind));
-  struct task *t = task_check_can_wait(L, &h->sched, what);
+  struct task *t = task_check_can_wait(L, env->sched, what);
   struct kvreq *r = kvreq_new(op, sh->ns, key, key_len, value, value_len,
                               ttl_ms, kv_done, t);
   if (sh->kind == HANDLE_SQLITE) {

@@ -462,7 +462,7 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard) {
 /* tghost's guard: the running task's CPU budget. */
 
 static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
-  struct scheduler *s = &host_of(L)->sched;
+  struct scheduler *s = env_of(L)->sched;
   if (!cpuguard_over_budget(&s->guard)) return false;
   struct task *t = sched_running(s);
   struct job *job = t ? task_job(t) : NULL;
@@ -476,7 +476,7 @@ static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
 }
 
 static void explain_stop(lua_State *L, void *ud, const char *message) {
-  cpuguard_explain_stop(&host_of(L)->sched.guard, message);
+  cpuguard_explain_stop(&env_of(L)->sched->guard, message);
 }
 
 static const struct luastring_guard tghost_guard = {over_cpu_budget,

@@ -114,12 +114,13 @@ static int boot(lua_State *L) {
 
 static int last_generation_id;
 
-struct generation *runtime_new_generation(struct host *h,
+struct generation *runtime_new_generation(struct script_env *env,
                                           const char *script_path,
                                           struct buf *err) {
   struct generation *g =
-      gen_create(h, script_path, ++last_generation_id, err);
+      gen_create(env, script_path, ++last_generation_id, err);
   if (!g) return NULL;
+  deps_add(&g->files, script_path);
   lua_State *L = g->owner.L;
   lua_pushcfunction(L, boot);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
@@ -186,7 +187,7 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
   ls->done = done;
   ls->ud = ud;
   struct job_params p = {JOB_LOAD, -1, NULL, 0, on_load_end, ls};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   g->load_job = job;
   job_spawn(job, L, 1);
   return 0;
@@ -227,7 +228,7 @@ static struct job *start_update(struct job_owner *current,
   /* A conversation waiting for this update takes it before any middleware
    * runs: then it needs no job of its own. */
   struct conv_hold *hold;
-  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold);
+  enum luaconv_route route = luaconv_route(g->env->conv, g, u, &hold);
   if (route == LUACONV_CONSUMED) {
     metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
     lua_settop(L, top);
@@ -239,8 +240,8 @@ static struct job *start_update(struct job_owner *current,
   else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
-  struct job *job = job_new(g->sched, &g->owner, &p);
-  if (hold) luaconv_hold(g->host->conv, hold, job);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
+  if (hold) luaconv_hold(g->env->conv, hold, job);
   job_spawn(job, L, 3);
   return job;
 }
@@ -269,7 +270,7 @@ static void run_hook(struct generation *g, const char *hook,
   else lua_pushnil(L);
   struct job_params p = {JOB_CALLBACK, update_id, json, len, on_hook_end,
                          (void *)hook};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   job_spawn(job, L, 2);
 }
 
