@@ -151,6 +151,21 @@ bot.start = function(first, opts)
   return h
 end
 
+-- bot.stop(): as grammY's, stops fetching updates and lets the ones in
+-- flight finish (the same as run()'s handle:stop()).
+bot.stop = function() return runner.stop() end
+
+-- bot.init(): as grammY's, fetches the bot's User object (getMe) into
+-- bot.botInfo unless it is there already, and returns it.
+bot.init = function()
+  local me = bot.botInfo
+  if me == nil then
+    me = bot.api.getMe()
+    rawset(bot, "botInfo", me)
+  end
+  return me
+end
+
 runtime.bot = bot
 runtime.needs_of = Composer.needs
 core.set_runtime(runtime)

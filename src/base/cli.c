@@ -173,6 +173,12 @@ static int check_production(const struct config *cfg, struct buf *err) {
   return 0;
 }
 
+static const char *botapi_version_shown = "?";
+
+void cli_set_botapi_version(const char *version) {
+  botapi_version_shown = version;
+}
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err) {
   enum {
@@ -250,8 +256,9 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
         fputs(usage, stdout);
         return CLI_EXIT_OK;
       case 'V':
-        printf("tghost %s (%s, %s, libevent %s)\n", TGHOST_VERSION,
-               LUA_RELEASE, curl_version(), event_get_version());
+        printf("tghost %s (Telegram Bot API %s; %s, %s, libevent %s)\n",
+               TGHOST_VERSION, botapi_version_shown, LUA_RELEASE,
+               curl_version(), event_get_version());
         return CLI_EXIT_OK;
       case OPT_TOKEN_FILE: token_file = optarg; break;
       case OPT_API_ROOT: api_root = optarg; api_root_option = true; break;

@@ -36,6 +36,10 @@ enum cli_result {
   CLI_ERROR,    /* err says why; exit status 2 */
 };
 
+/* The Bot API version --version names (main gives it: the generated
+ * method table lives above this layer). */
+void cli_set_botapi_version(const char *version);
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err);
 void cli_free(struct config *cfg);
