@@ -38,6 +38,12 @@ struct sandbox_api_events {
   /* Anything else worth a line (chat may be NULL): reactions, pins, the
    * command list, a method Telegram does not have. */
   void (*note)(void *ud, const struct sbx_chat *c, const char *text);
+  /* answerInlineQuery: results is the raw JSON array of InlineQueryResult. */
+  void (*inline_answered)(void *ud, const struct sbx_query *q,
+                          const char *results, size_t len);
+  /* answerPreCheckoutQuery; error may be NULL. */
+  void (*pre_checkout_answered)(void *ud, const struct sbx_query *q, bool ok,
+                                const char *error);
 };
 
 /* Binds a listening socket on 127.0.0.1 (no loop needed yet). NULL with
