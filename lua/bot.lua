@@ -4,6 +4,7 @@ local core = require("tghost.core")
 local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
+local format = require("tghost.format")
 errors.internal()
 
 local bot = Composer.new()
@@ -159,7 +160,10 @@ local function make_call(name, info)
       errors.raise("bot.api.%s: expected a table of parameters, got %s", name,
                    type(params))
     end
-    if params then check_names(info, params) end
+    if params then
+      format.apply(params, info.known)
+      check_names(info, params)
+    end
     if default_parse_mode and info.has_parse_mode
        and (params == nil or (params.parse_mode == nil and params.entities == nil
                               and params.caption_entities == nil)) then

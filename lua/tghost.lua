@@ -51,6 +51,17 @@ local tghost = {
   token = core.token,
 }
 
+-- Formatting (lua/format.lua) and what Telegram signs (lua/webapp.lua).
+do
+  local format = require("tghost.format")
+  local webapp = require("tghost.webapp")
+  tghost.fmt = format.fmt
+  tghost.html = format.html
+  tghost.markdown = format.markdown
+  tghost.webapp = { validate = webapp.webapp_validate }
+  tghost.login = { validate = webapp.login_validate }
+end
+
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
 do

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
           libcurl4-openssl-dev lua-cjson-dev ca-certificates
           libsqlite3-dev libhiredis-dev
+          libssl-dev                # libcrypto: Web App and login checks
           libmimalloc-dev           # tghost's allocator (bench/README.md)
           redis-server              # the Redis storage tests start their own
           nghttp2-server openssl    # the HTTP/2 tests only
