@@ -51,6 +51,25 @@ local tghost = {
   token = core.token,
 }
 
+-- The Bot API tghost was generated for (net/botapi_methods.c): its version,
+-- its methods, each method's parameters in order.
+do
+  local apicore = require("tghost.api")
+  tghost.botapi = {
+    version = apicore.version,
+    methods = apicore.methods,
+    method = function(name)
+      local canonical, result, params = apicore.method(name)
+      if not canonical then return nil end
+      local list = {}
+      for p in params:gmatch("%S+") do
+        list[#list + 1] = { name = (p:gsub("!$", "")), required = p:sub(-1) == "!" }
+      end
+      return { name = canonical, result = result, params = list }
+    end,
+  }
+end
+
 -- Formatting (lua/format.lua) and what Telegram signs (lua/webapp.lua).
 do
   local format = require("tghost.format")

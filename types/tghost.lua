@@ -677,8 +677,117 @@ function log.warn(...) end
 ---@param ... any
 function log.error(...) end
 
+---The Bot API version tghost was generated for, and its methods.
+---@class tghost.botapi
+---@field version string "10.2"
+local botapi = {}
+---Every method name, in case-insensitive order.
+---@return string[]
+function botapi.methods() end
+---A method's name as the Bot API spells it, its result type and its
+---parameters in order (nil: the Bot API has no such method).
+---@param name string
+---@return { name: string, result: string, params: { name: string, required: boolean }[] }?
+function botapi.method(name) end
+
+---Formatted text: `fmt(...)` joins strings and formatted strings; the
+---entity builders wrap their parts. Offsets count UTF-16 code units.
+---@class tghost.FormattedString
+---@field text string
+---@field entities tg.MessageEntity[]
+---@operator concat(string|tghost.FormattedString): tghost.FormattedString
+
+---@class tghost.fmt
+---@overload fun(...: string|tghost.FormattedString|number): tghost.FormattedString
+local fmt = {}
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.bold(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.italic(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.underline(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.strikethrough(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.spoiler(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.code(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.blockquote(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.expandableBlockquote(...) end
+---@param text string
+---@param language? string
+---@return tghost.FormattedString
+function fmt.pre(text, language) end
+---@param text string|tghost.FormattedString
+---@param url string
+---@return tghost.FormattedString
+function fmt.link(text, url) end
+---A mention of a user by id (for users without a username).
+---@param text string|tghost.FormattedString
+---@param user tg.User|integer
+---@return tghost.FormattedString
+function fmt.mention(text, user) end
+---@param placeholder string An emoji shown where custom emoji are not.
+---@param custom_emoji_id string|integer
+---@return tghost.FormattedString
+function fmt.customEmoji(placeholder, custom_emoji_id) end
+
+---@class tghost.html
+local html = {}
+---`& < > "` as HTML entities: text safe inside parse_mode "HTML".
+---@param s string
+---@return string
+function html.escape(s) end
+
+---@class tghost.markdown
+local markdown = {}
+---Every MarkdownV2 reserved character escaped; where "code" (inside code
+---or pre: only ` and \) or "url" (inside a link's (...): only ) and \).
+---@param s string
+---@param where? "code"|"url"
+---@return string
+function markdown.escape(s, where) end
+
+---@class tghost.webapp
+local webapp = {}
+---Checks a Web App's `initData` (Telegram.WebApp.initData) against the bot
+---token: its fields (user decoded) or nil and "no hash", "bad hash" or
+---"expired" (auth_date older than max_age seconds, 86400 by default; false:
+---no age check).
+---@param init_data string
+---@param opts? number|false|{ maxAge?: number|false, token?: string }
+---@return table? fields
+---@return string? why_not
+function webapp.validate(init_data, opts) end
+
+---@class tghost.login
+local login = {}
+---Checks the Telegram Login Widget's fields (a table or a query string):
+---the fields (id an integer) or nil and why not, as `tghost.webapp.validate`.
+---@param fields table|string
+---@param opts? number|false|{ maxAge?: number|false, token?: string }
+---@return table? fields
+---@return string? why_not
+function login.validate(fields, opts) end
+
 ---@class tghost
 ---@field _VERSION string
+---@field botapi tghost.botapi The Bot API version and its methods.
+---@field fmt tghost.fmt Formatted text without a parse mode.
+---@field html tghost.html
+---@field markdown tghost.markdown
+---@field webapp tghost.webapp
+---@field login tghost.login
 ---@field json tghost.json
 ---@field http tghost.http
 ---@field log tghost.log

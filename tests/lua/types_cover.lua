@@ -36,6 +36,8 @@ local alias = {
   Keyboard = "tghost.Keyboard", RunHandle = "tghost.RunHandle",
   Task = "tghost.Task", http = "tghost.http", json = "tghost.json",
   log = "tghost.log", storage = "tghost.storage", Storage = "tghost.Storage",
+  fmt = "tghost.fmt", html = "tghost.html", markdown = "tghost.markdown",
+  webapp = "tghost.webapp", login = "tghost.login", botapi = "tghost.botapi",
 }
 local aliased = {}
 for key in pairs(declared) do
@@ -101,6 +103,12 @@ t.test("every keyboard method is annotated", function()
        "inline keyboard methods")
   t.eq(missing("tghost.Keyboard", methods(tghost.Keyboard())), {},
        "reply keyboard methods")
+end)
+
+t.test("tghost.fmt, html, markdown, webapp, login and botapi are annotated", function()
+  for _, name in ipairs({ "fmt", "html", "markdown", "webapp", "login", "botapi" }) do
+    t.eq(missing("tghost." .. name, keys(tghost[name])), {}, "tghost." .. name)
+  end
 end)
 
 t.test("tghost.http, tghost.json, tghost.log and tghost.storage are annotated", function()
