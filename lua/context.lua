@@ -297,51 +297,66 @@ local function method_params(method)
   return known, required
 end
 
-local function define(name, method, target, args, convert)
-  local filler = fill[target]
-  if not filler then error("ctx:" .. name .. ": no target " .. target, 0) end
-  local names, required, known, n
-  -- Resolved on first use: most shortcuts are never called.
-  local function resolve()
-    local req
-    known, req = method_params(method)
-    local filled = {}
-    for _, f in ipairs(shortcuts.targets[target] or {}) do filled[f] = true end
-    if not args then
-      args = {}
-      for _, r in ipairs(req) do
-        if not filled[r] then args[#args + 1] = r end
-      end
+-- Resolved on a shortcut's first call (most are never called): its
+-- positional parameter names, which are required, and the parameters its
+-- method has.
+local function resolve(sc)
+  local known, req = method_params(sc.method)
+  local filled = {}
+  for _, f in ipairs(shortcuts.targets[sc.target] or {}) do filled[f] = true end
+  local args = sc.args
+  if not args then
+    args = {}
+    for _, r in ipairs(req) do
+      if not filled[r] then args[#args + 1] = r end
     end
-    names, required = {}, {}
-    for i, a in ipairs(args) do
-      names[i] = a:gsub("%?$", "")
-      required[i] = a:sub(-1) ~= "?"
-    end
-    n = #names
   end
-  methods[name] = function(ctx, ...)
-    check_self(ctx, name)
-    if not names then resolve() end
-    local p = {}
-    filler(ctx, name, p)
-    for k in pairs(p) do
-      if not known[k] then p[k] = nil end
-    end
-    for i = 1, n do
-      local v = (select(i, ...))
-      if v == nil and required[i] then
-        errors.raise("ctx:%s(): %s is missing", name, names[i])
-      end
-      p[names[i]] = v
-    end
-    local other = (select(n + 1, ...))
-    if convert then other = convert(ctx, name, p, other) end
-    return call(ctx, method, merge(name, p, other))
+  local names, required = {}, {}
+  for i, a in ipairs(args) do
+    names[i] = a:gsub("%?$", "")
+    required[i] = a:sub(-1) ~= "?"
   end
+  sc.known, sc.names, sc.required = known, names, required
 end
 
-for _, s in ipairs(shortcuts.list) do define(s.name, s.method, s.target, s.args) end
+local function run_shortcut(sc, ctx, ...)
+  local name = sc.name
+  check_self(ctx, name)
+  if not sc.names then resolve(sc) end
+  local p = {}
+  sc.filler(ctx, name, p)
+  local known = sc.known
+  for k in pairs(p) do
+    if not known[k] then p[k] = nil end
+  end
+  local names, required = sc.names, sc.required
+  local n = #names
+  for i = 1, n do
+    local v = (select(i, ...))
+    if v == nil and required[i] then
+      errors.raise("ctx:%s(): %s is missing", name, names[i])
+    end
+    p[names[i]] = v
+  end
+  local other = (select(n + 1, ...))
+  if sc.convert then other = sc.convert(ctx, name, p, other) end
+  return call(ctx, sc.method, merge(name, p, other))
+end
+
+-- One small closure per shortcut; its entry (lua/shortcuts.lua's, or a
+-- new one) holds the rest.
+local function define_entry(sc)
+  sc.filler = fill[sc.target]
+  if not sc.filler then error("ctx:" .. sc.name .. ": no target " .. sc.target, 0) end
+  methods[sc.name] = function(ctx, ...) return run_shortcut(sc, ctx, ...) end
+end
+
+local function define(name, method, target, args, convert)
+  define_entry({ name = name, method = method, target = target, args = args,
+                 convert = convert })
+end
+
+for _, sc in ipairs(shortcuts.list) do define_entry(sc) end
 
 
 -- ctx:react("👍"), ctx:react({"👍", "🎉"}), ctx:react{type = ...}, or

@@ -24,8 +24,9 @@ local M = { targets = {}, list = {} }
 
 local function T(name, ...) M.targets[name] = { ... } end
 local function S(name, method, target, ...)
-  M.list[#M.list + 1] = { name = name, method = method, target = target,
-                          args = select("#", ...) > 0 and { ... } or nil }
+  local entry = { name = name, method = method, target = target }
+  if select("#", ...) > 0 then entry.args = { ... } end
+  M.list[#M.list + 1] = entry
 end
 
 -- Targets: what each fills in.

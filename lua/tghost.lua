@@ -73,12 +73,16 @@ end
 -- Formatting (lua/format.lua) and what Telegram signs (lua/webapp.lua).
 do
   local format = require("tghost.format")
-  local webapp = require("tghost.webapp")
   tghost.fmt = format.fmt
   tghost.html = format.html
   tghost.markdown = format.markdown
-  tghost.webapp = { validate = webapp.webapp_validate }
-  tghost.login = { validate = webapp.login_validate }
+  -- Loaded on first use: most bots never check a signature.
+  tghost.webapp = {
+    validate = function(...) return require("tghost.webapp").webapp_validate(...) end,
+  }
+  tghost.login = {
+    validate = function(...) return require("tghost.webapp").login_validate(...) end,
+  }
 end
 
 -- Script I/O: HTTP client, files, child tasks.

@@ -991,7 +991,7 @@ static bool is_code(enum kind k) {
 /* As the server fixes what it parsed: empty entities go, the rest are
  * sorted, and nothing stays inside pre or code. */
 static void finish(struct plist *p, struct ent_list *list) {
-  qsort(p->v, p->n, sizeof *p->v, compare);
+  if (p->n) qsort(p->v, p->n, sizeof *p->v, compare);
   for (size_t i = 0; i < p->n; i++) {
     struct pent *e = &p->v[i];
     bool drop = e->length <= 0;

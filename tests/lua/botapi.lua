@@ -116,13 +116,20 @@ t.test("every method: annotated in types/botapi.lua in both shapes", function()
   local f = assert(io.open(here .. "/../../types/botapi.lua"))
   local text = f:read("a")
   f:close()
+  -- One pass: each method's doc block (the lines up to its function).
+  local blocks = {}
+  local start = 1
+  while true do
+    local s, e = text:find("\n\n", start, true)
+    local block = text:sub(start, s and s - 1 or #text)
+    local name = block:match("\nfunction Api%.([%w_]+)%(") or block:match("^function Api%.([%w_]+)%(")
+    if name then blocks[name] = block end
+    if not s then break end
+    start = e + 1
+  end
   for _, m in ipairs(methods) do
-    local at = text:find("\nfunction Api%." .. m .. "%(")
-    t.truthy(at, m .. " is not annotated")
-    -- Its doc block: the lines before the function.
-    local block_start = 1
-    for s in text:sub(1, at):gmatch("()\n\n") do block_start = s end
-    local block = text:sub(block_start, at)
+    local block = blocks[m]
+    t.truthy(block, m .. " is not annotated")
     local required = {}
     for _, p in ipairs(spec_params(m)) do
       if p.required then required[#required + 1] = p.name end
@@ -135,7 +142,7 @@ t.test("every method: annotated in types/botapi.lua in both shapes", function()
       for i, r in ipairs(required) do
         t.eq(names[i]:gsub("_$", ""), r, m .. ": positional parameter " .. i)
       end
-      t.truthy(block:find("---@param params tg%." .. m:gsub("^%l", string.upper) .. "Params"),
+      t.truthy(block:find("---@param params tg." .. m:gsub("^%l", string.upper) .. "Params", 1, true),
                m .. ": no table shape")
     end
   end
