@@ -211,6 +211,8 @@ _G.session = session
 _G.conversation = conversation.configure
 _G.tghost = tghost
 _G.print = core.print
+-- require's failures list where it looked (lua/hints.lua).
+require("tghost.hints").install()
 _G.os.exit = runner.exit
 
 -- Writes to stdout and stderr go through the token redactor, as print
@@ -230,6 +232,33 @@ do
     return raw_write(f, redact(concat({ ... }, "", 1, n)))
   end
   io.write = function(...) return io.output():write(...) end
+
+  -- Reading the terminal blocks the loop, every update with it, until a
+  -- line comes (and in the sandbox the terminal is the chat): refused
+  -- outside a plain script's top level, with the way to ask a user.
+  local raw_read, raw_lines, raw_io_lines = FILE.read, FILE.lines, io.lines
+  local stdin, refusal = io.stdin, core.stdin_refusal
+  local function guard(f, what)
+    if f ~= stdin then return end
+    local why = refusal()
+    if why then
+      errors.raise("%s: %s; ask the user in the chat with ctx:wait() (a "
+                   .. "conversation) instead", what, why)
+    end
+  end
+  FILE.read = function(f, ...)
+    guard(f, "io.read")
+    return raw_read(f, ...)
+  end
+  FILE.lines = function(f, ...)
+    guard(f, "io.lines")
+    return raw_lines(f, ...)
+  end
+  io.read = function(...) return io.input():read(...) end
+  io.lines = function(...)
+    if (...) == nil then guard(io.input(), "io.lines") end
+    return raw_io_lines(...)
+  end
 end
 package.loaded["tghost"] = tghost
 

@@ -16,6 +16,7 @@
 #include "sandbox/entities.h"
 #include "sandbox/sandbox_api.h"
 #include "sandbox/sandbox_script.h"
+#include "sandbox/sandbox_term.h"
 #include "sandbox/sandbox_world.h"
 
 #define DEFAULT_USER "Alice"
@@ -45,6 +46,8 @@ struct sandbox {
   bool stdin_ok, stdin_pollable, rewrite_echo;
   struct event *stdin_ev;
   struct buf input;
+  struct term *term;              /* the line editor, at a terminal */
+  bool dim_logs;                  /* log lines shown dimmed, apart */
 
   bool quitting;
   int quit_status;
@@ -89,9 +92,11 @@ static void emit(struct sandbox *sb, bool bot_side, const char *fmt, ...) {
   buf_vprintf(&line, fmt, ap);
   va_end(ap);
   log_redact(&line);
+  if (sb->term) term_hide(sb->term);
   fwrite(line.data, 1, line.len, stdout);
   fputc('\n', stdout);
   fflush(stdout);
+  if (sb->term) term_show(sb->term);
   if (bot_side) on_bot_line(sb, line.data);
   buf_free(&line);
 }
@@ -458,6 +463,20 @@ static void ensure_member(struct sandbox *sb) {
   m->service = buf_steal(&members, NULL);
   emit(sb, false, "%s joined %s", sb->user->first_name, sb->chat->title);
   push_message(sb, m, "message");
+}
+
+/* The prompt says who types, and where: "Alice> ", "[Lua fans] Bob> ". */
+static void prompt_for(const struct sandbox *sb, struct buf *prompt) {
+  if (sb->chat->type == SBX_GROUP) buf_printf(prompt, "[%s] ", sb->chat->title);
+  buf_printf(prompt, "%s> ", sb->user->first_name);
+}
+
+static void update_prompt(struct sandbox *sb) {
+  if (!sb->term) return;
+  struct buf prompt = BUF_INIT;
+  prompt_for(sb, &prompt);
+  term_set_prompt(sb->term, prompt.data);
+  buf_free(&prompt);
 }
 
 static void user_line(struct sandbox *sb, const char *body) {
@@ -1253,6 +1272,7 @@ static void begin_quit(struct sandbox *sb, int status) {
   sb->quitting = true;
   sb->quit_status = status;
   if (sb->stdin_ev) event_del(sb->stdin_ev);
+  term_stop(sb->term);
   sb->drain_started_ms = clock_now_ms();
   event_active(sb->drain_timer, EV_TIMEOUT, 0);
 }
@@ -1271,6 +1291,7 @@ static void handle_line(struct sandbox *sb, char *line) {
     if (run_command(sb, line, &err, &ignored) < 0)
       emit(sb, false, "sandbox: %s", err.data);
     buf_free(&err);
+    update_prompt(sb);   /* :user, :group and :private change it */
     return;
   }
   user_line(sb, line);
@@ -1306,6 +1327,34 @@ static void read_input(struct sandbox *sb) {
 
 static void on_stdin(evutil_socket_t fd, short what, void *arg) {
   read_input(arg);
+}
+
+/* The line editor's events. */
+static void on_term_line(void *ud, const char *line) {
+  char *copy = xstrdup(line);
+  handle_line(ud, copy);
+  free(copy);
+}
+
+static void on_term_eof(void *ud) {
+  struct sandbox *sb = ud;
+  emit(sb, false, "-- leaving the sandbox");
+  begin_quit(sb, 0);
+}
+
+/* Log lines and print() while the editor shows its prompt: the input line
+ * is cleared before and drawn again after; log lines are dimmed, so the
+ * chat stands apart from what tghost says about it. */
+static void screen_before(void *ud, bool log_line) {
+  struct sandbox *sb = ud;
+  term_hide(sb->term);
+  if (log_line && sb->dim_logs) fputs("\033[2m", stderr);
+}
+
+static void screen_after(void *ud, bool log_line) {
+  struct sandbox *sb = ud;
+  if (log_line && sb->dim_logs) fputs("\033[0m", stderr);
+  term_show(sb->term);
 }
 
 /* --- scripts --------------------------------------------------------------- */
@@ -1422,6 +1471,25 @@ static void run_steps(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* The first expectation at or after step `from`, or NULL. */
+static const struct script_step *next_expectation(const struct script *s,
+                                                  size_t from) {
+  for (size_t i = from; i < s->nsteps; i++)
+    if (s->steps[i].kind == STEP_EXPECT) return &s->steps[i];
+  return NULL;
+}
+
+int sandbox_exit_status(struct sandbox *sb) {
+  if (!sb->scripted || sb->quit_status != 0) return sb->quit_status;
+  /* The bot stopped (os.exit, its handle's stop(), a :quit in the
+   * transcript) with expectations still ahead: they were never checked. */
+  const struct script_step *st = next_expectation(&sb->script, sb->step);
+  if (!st) return 0;
+  fprintf(stderr, "tghost: %s:%d: the bot stopped before this expectation "
+          "(\"%s\") was reached\n", sb->script.path, st->line, st->text);
+  return 1;
+}
+
 /* --- lifecycle ------------------------------------------------------------- */
 
 struct sandbox *sandbox_new(struct config *cfg, struct buf *err) {
@@ -1434,6 +1502,13 @@ struct sandbox *sandbox_new(struct config *cfg, struct buf *err) {
   sb->bot_script = xstrdup(cfg->script);
   if (cfg->sandbox_script) {
     if (script_load(cfg->sandbox_script, &sb->script, err) != 0) {
+      sandbox_free(sb);
+      return NULL;
+    }
+    if (!next_expectation(&sb->script, 0)) {
+      buf_printf(err, "%s has no expectation (a line '< text' the bot must "
+                 "say), so it would pass whatever the bot does",
+                 cfg->sandbox_script);
       sandbox_free(sb);
       return NULL;
     }
@@ -1494,7 +1569,19 @@ int sandbox_start(struct sandbox *sb, struct event_base *base,
     begin_quit(sb, 0);
     return 0;
   }
-  if (sb->stdin_pollable) {
+  static const struct term_events term_events = {on_term_line, on_term_eof};
+  struct buf prompt = BUF_INIT;
+  prompt_for(sb, &prompt);
+  sb->term = term_new(base, prompt.data, &term_events, sb);
+  buf_free(&prompt);
+  if (sb->term) {
+    /* NO_COLOR (no-color.org): no dimming either. */
+    const char *no_color = getenv("NO_COLOR");
+    sb->dim_logs = isatty(STDERR_FILENO) && !(no_color && *no_color);
+    static struct log_screen screen = {screen_before, screen_after, NULL};
+    screen.ud = sb;
+    log_set_screen(&screen);
+  } else if (sb->stdin_pollable) {
     sb->stdin_ev = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST, on_stdin, sb);
     event_add(sb->stdin_ev, NULL);
   } else {
@@ -1506,8 +1593,18 @@ int sandbox_start(struct sandbox *sb, struct event_base *base,
   return 0;
 }
 
+void sandbox_update_unhandled(struct sandbox *sb, int64_t update_id,
+                              const char *type) {
+  emit(sb, false, "(no handler took this %s: update %lld ended unhandled)",
+       type, (long long)update_id);
+}
+
 void sandbox_free(struct sandbox *sb) {
   if (!sb) return;
+  if (sb->term) {
+    log_set_screen(NULL);
+    term_free(sb->term);
+  }
   if (sb->stdin_ev) event_free(sb->stdin_ev);
   if (sb->drain_timer) event_free(sb->drain_timer);
   if (sb->query_timer) event_free(sb->query_timer);
