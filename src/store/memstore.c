@@ -167,3 +167,12 @@ bool memstore_delete(struct memstore *m, const char *key, size_t key_len) {
   remove_at(m, link);
   return true;
 }
+
+void memstore_each(const struct memstore *m, int64_t now_ms,
+                   void (*fn)(const char *key, size_t key_len,
+                              const char *value, size_t len, void *ud),
+                   void *ud) {
+  for (size_t i = 0; i < m->nbuckets; i++)
+    for (const struct entry *e = m->buckets[i]; e; e = e->next)
+      if (!expired(e, now_ms)) fn(e->key, e->key_len, e->value, e->value_len, ud);
+}

@@ -274,7 +274,9 @@ t.test("session: key functions, prefix, no key", function()
            "getSessionKey returned a table")
   t.raises(function() session{ intial = function() end } end,
            "unknown option intial (did you mean initial?)")
-  t.raises(function() session{ storage = {} } end, "a custom storage needs a read method")
+  t.raises(function() session{ storage = {} } end, "a custom storage needs a get method")
+  t.raises(function() session{ storage = { read = function() end } } end,
+           "a custom storage needs a write method")
 end)
 
 t.test("session: a custom storage whose read yields", function()
