@@ -30,6 +30,8 @@ local errors = require("tghost.errors")
 errors.internal()
 
 local M = {}
+-- What scripts see as tghost.storage: a constructor per backend, custom().
+M.public = {}
 
 local backend_of = setmetatable({}, { __mode = "k" })   -- store -> backend
 
@@ -275,7 +277,7 @@ end
 for _, d in ipairs(core.backends()) do
   local usage = string.format("tghost.storage.%s(%s%s)", d.kind, d.target_arg,
                               d.ns_arg and (" [, " .. d.ns_arg .. "]") or "")
-  M[d.kind] = function(target, ns)
+  M.public[d.kind] = function(target, ns)
     if type(target) ~= "string" then
       errors.raise("%s: expected %s, got %s", usage, d.target_what,
                    type(target))
@@ -294,7 +296,7 @@ end
 -- A store over a Lua-written backend: a table (or object) whose get, set
 -- and delete methods, and list and cas if the store is used for them,
 -- keep strings; they are called with a colon and may suspend.
-function M.custom(impl, name)
+function M.public.custom(impl, name)
   if type(impl) ~= "table" and type(impl) ~= "userdata" then
     errors.raise("tghost.storage.custom(backend [, name]): expected a table "
                  .. "with get/set/delete methods, got %s", type(impl))
@@ -343,7 +345,7 @@ function M.of(x, who)
                    who, m, m, m == "set" and ", value, ttl_seconds" or "")
     end
   end
-  return M.custom(x)
+  return M.public.custom(x)
 end
 
 -- What sessions call: read(key) -> value, bytes (the stored form, for
