@@ -15,16 +15,16 @@
 -- integers; anything else raises at set() naming the key and the path
 -- inside the value. set(key, nil) deletes.
 --
--- Under every store is a backend working on bytes, the same interface for
--- all of them (src/store/kvstore.h is its C side):
---   get(key) -> bytes | nil            set(key, bytes, ttl_ms)
---   delete(key)                        list(prefix, limit, cursor) -> keys, cursor | nil
---   cas(key, expected | nil, new | nil, ttl_ms) -> true | false, current | nil
+-- Under every store is a backend object working on bytes, the same
+-- interface for all of them (src/store/kvstore.h is its C side):
+--   b:get(key) -> bytes | nil          b:set(key, bytes, ttl_ms)
+--   b:delete(key)                      b:list(prefix, limit, cursor) -> keys, cursor | nil
+--   b:cas(key, expected | nil, new | nil, ttl_ms) -> true | false, current | nil
 -- The C registry's backends (memory, SQLite, Redis) each become a
--- constructor here, from their description (core.backends()); a
--- Lua-written backend is a table with those methods (ttl in seconds, may
--- yield), made a store by custom(). SQLite and Redis calls suspend the
--- calling handler; memory calls never do.
+-- constructor here, from their description (core.backends()), and their
+-- handles are such objects; a Lua-written backend is a table with those
+-- methods (ttl in seconds, may yield), wrapped by custom(). SQLite and
+-- Redis calls suspend the calling handler; memory calls never do.
 local core = require("tghost.storagecore")
 local errors = require("tghost.errors")
 errors.internal()
@@ -68,9 +68,10 @@ local function encode(label, key, value)
   return bytes
 end
 
+local core_decode = core.decode
 local function decode(bytes)
   if bytes == nil then return nil end
-  return core.decode(bytes)
+  return core_decode(bytes)
 end
 
 -- A store over a backend. Its methods work with a colon or a dot
@@ -81,18 +82,20 @@ local function new(backend, label)
   local b = backend
   function s.get(a, k)
     if a ~= s then k = a end
-    return decode(b.get(key_of(label, "get", k)))
+    local bytes = b:get(key_of(label, "get", k))
+    if bytes == nil then return nil end
+    return core_decode(bytes)
   end
   function s.set(a, k, v, ttl)
     if a ~= s then a, k, v, ttl = s, a, k, v end
     local key = key_of(label, "set", k)
-    if v == nil then return b.delete(key) end
+    if v == nil then return b:delete(key) end
     local ms = ttl_ms(label, ttl)
-    b.set(key, encode(label, key, v), ms)
+    b:set(key, encode(label, key, v), ms)
   end
   function s.delete(a, k)
     if a ~= s then k = a end
-    b.delete(key_of(label, "delete", k))
+    b:delete(key_of(label, "delete", k))
   end
   -- Stores new (nil: deletes) if the key holds expected (nil: nothing);
   -- true, or false and what the key holds instead.
@@ -102,7 +105,7 @@ local function new(backend, label)
     local ms = ttl_ms(label, ttl)
     local old = expected ~= nil and encode(label, key, expected) or nil
     local new_bytes = value ~= nil and encode(label, key, value) or nil
-    local ok, current = b.cas(key, old, new_bytes, ms)
+    local ok, current = b:cas(key, old, new_bytes, ms)
     if ok then return true end
     return false, decode(current)
   end
@@ -118,11 +121,11 @@ local function new(backend, label)
                    label, type(fn))
     end
     local ms = ttl_ms(label, ttl)
-    local bytes = b.get(key)
+    local bytes = b:get(key)
     for _ = 1, UPDATE_ATTEMPTS do
       local value = fn(decode(bytes))
       local new_bytes = value ~= nil and encode(label, key, value) or nil
-      local ok, current = b.cas(key, bytes, new_bytes, ms)
+      local ok, current = b:cas(key, bytes, new_bytes, ms)
       if ok then return value end
       bytes = current
     end
@@ -149,7 +152,7 @@ local function new(backend, label)
       errors.raise("%s: list: cursor must be what the previous page returned",
                    label)
     end
-    return b.list(prefix, math.tointeger(limit), cursor)
+    return b:list(prefix, math.tointeger(limit), cursor)
   end
   -- Every key that starts with prefix, once each (a for loop; it may
   -- suspend between pages).
@@ -167,7 +170,7 @@ local function new(backend, label)
         elseif done then
           return nil
         else
-          page, cursor = b.list(prefix, LIST_LIMIT, cursor)
+          page, cursor = b:list(prefix, LIST_LIMIT, cursor)
           i, done = 0, cursor == nil
         end
       end
@@ -177,21 +180,6 @@ local function new(backend, label)
 end
 
 -- --- backends ----------------------------------------------------------------
-
--- A C backend's store, through its handle.
-local function core_backend(handle)
-  return {
-    get = function(key) return core.get(handle, key) end,
-    set = function(key, bytes, ms) core.set(handle, key, bytes, ms) end,
-    delete = function(key) core.delete(handle, key) end,
-    list = function(prefix, limit, cursor)
-      return core.list(handle, prefix, limit, cursor)
-    end,
-    cas = function(key, expected, bytes, ms)
-      return core.cas(handle, key, expected, bytes, ms)
-    end,
-  }
-end
 
 local function callable(f)
   if type(f) == "function" then return true end
@@ -224,10 +212,10 @@ local function lua_backend(impl, label)
     return v
   end
   return {
-    get = function(key) return string_or_nil("get", key, invoke("get", key, key)) end,
-    set = function(key, bytes, ms) invoke("set", key, key, bytes, seconds(ms)) end,
-    delete = function(key) invoke("delete", key, key) end,
-    list = function(prefix, limit, cursor)
+    get = function(_, key) return string_or_nil("get", key, invoke("get", key, key)) end,
+    set = function(_, key, bytes, ms) invoke("set", key, key, bytes, seconds(ms)) end,
+    delete = function(_, key) invoke("delete", key, key) end,
+    list = function(_, prefix, limit, cursor)
       local keys, next_cursor = invoke("list", prefix, prefix, limit, cursor)
       if type(keys) ~= "table" then
         errors.raise("%s: list(%q) returned a %s, not a table of keys", label,
@@ -235,7 +223,7 @@ local function lua_backend(impl, label)
       end
       return keys, next_cursor
     end,
-    cas = function(key, expected, bytes, ms)
+    cas = function(_, key, expected, bytes, ms)
       local ok, current = invoke("cas", key, key, expected, bytes, seconds(ms))
       if ok then return true end
       return false, string_or_nil("cas", key, current)
@@ -256,7 +244,7 @@ local function value_backend(impl, label)
     end
   end
   return {
-    get = function(key)
+    get = function(_, key)
       local value = impl:read(key)
       if value == nil then return nil end
       local bytes, err = core.encode(value)
@@ -266,8 +254,8 @@ local function value_backend(impl, label)
       end
       return bytes
     end,
-    set = function(key, bytes, ms) impl:write(key, core.decode(bytes), seconds(ms)) end,
-    delete = function(key) impl:delete(key) end,
+    set = function(_, key, bytes, ms) impl:write(key, core.decode(bytes), seconds(ms)) end,
+    delete = function(_, key) impl:delete(key) end,
     list = missing("list"),
     cas = missing("cas"),
   }
@@ -289,7 +277,7 @@ for _, d in ipairs(core.backends()) do
     local ok, handle, label = pcall(core.open, d.kind, target,
                                     d.ns_arg and ns or nil)
     if not ok then errors.raise("%s", handle) end
-    return new(core_backend(handle), label)
+    return new(handle, label)
   end
 end
 
@@ -359,12 +347,12 @@ function M.adapter(x, who)
   local b = backend_of[M.of(x, who)]
   return {
     read = function(key)
-      local bytes = b.get(key)
+      local bytes = b:get(key)
       if bytes == nil then return nil, nil end
-      return core.decode(bytes), bytes
+      return core_decode(bytes), bytes
     end,
-    write = function(key, _, bytes, ms) b.set(key, bytes, ms) end,
-    delete = function(key) b.delete(key) end,
+    write = function(key, _, bytes, ms) b:set(key, bytes, ms) end,
+    delete = function(key) b:delete(key) end,
   }
 end
 

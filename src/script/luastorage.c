@@ -147,24 +147,37 @@ static struct task *before_call(lua_State *L, struct store_handle *sh) {
   return task_check_can_wait(L, &host_of(L)->sched, what);
 }
 
-/* Runs r on the handle's store: at once (t NULL), or suspending t until
- * the store answers. */
+/* A request on the stack borrowing the handle's namespace and the key. */
+static struct kvreq spec(enum kv_op op, struct store_handle *sh,
+                         const char *key, size_t key_len) {
+  struct kvreq r;
+  memset(&r, 0, sizeof r);
+  r.op = op;
+  r.ns = sh->ns;
+  r.key = (char *)key;
+  r.key_len = key_len;
+  r.borrowed = true;
+  return r;
+}
+
+/* Runs the request q describes on the handle's store: at once (t NULL;
+ * q itself, no copy), or suspending t until the store answers a copy. The
+ * Lua strings q borrows stay on the stack until then. */
 static int call(lua_State *L, struct store_handle *sh, struct task *t,
-                struct kvreq *r) {
-  lua_settop(L, 0);
+                struct kvreq *q) {
   if (!t) {
-    sh->backend->run_now(sh->store->impl, r);
-    if (r->error) {
-      lua_pushstring(L, r->error);
-      kvreq_free(r);
+    sh->backend->run_now(sh->store->impl, q);
+    if (q->error) {
+      lua_pushstring(L, q->error);
+      kvreq_release(q);
       return lua_error(L);
     }
-    int n = push_results(L, r);
-    kvreq_free(r);
+    int n = push_results(L, q);
+    kvreq_release(q);
     return n;
   }
-  r->done = kv_done;
-  r->ud = t;
+  struct kvreq *r = kvreq_copy(q, kv_done, t);
+  lua_settop(L, 0);
   kvstore_submit(sh->store, r);
   return task_wait(L, t, &kv_wait_ops, r);
 }
@@ -186,7 +199,8 @@ static int l_get(lua_State *L) {
   size_t key_len;
   const char *key = luaL_checklstring(L, 2, &key_len);
   struct task *t = before_call(L, sh);
-  return call(L, sh, t, kvreq_get(sh->ns, key, key_len, NULL, NULL));
+  struct kvreq q = spec(KV_GET, sh, key, key_len);
+  return call(L, sh, t, &q);
 }
 
 static int l_set(lua_State *L) {
@@ -196,8 +210,11 @@ static int l_set(lua_State *L) {
   const char *bytes = luaL_checklstring(L, 3, &len);
   long long ttl_ms = check_ttl(L, 4);
   struct task *t = before_call(L, sh);
-  return call(L, sh, t,
-              kvreq_set(sh->ns, key, key_len, bytes, len, ttl_ms, NULL, NULL));
+  struct kvreq q = spec(KV_SET, sh, key, key_len);
+  q.value = (char *)bytes;
+  q.value_len = len;
+  q.ttl_ms = ttl_ms;
+  return call(L, sh, t, &q);
 }
 
 static int l_delete(lua_State *L) {
@@ -205,7 +222,8 @@ static int l_delete(lua_State *L) {
   size_t key_len;
   const char *key = luaL_checklstring(L, 2, &key_len);
   struct task *t = before_call(L, sh);
-  return call(L, sh, t, kvreq_delete(sh->ns, key, key_len, NULL, NULL));
+  struct kvreq q = spec(KV_DELETE, sh, key, key_len);
+  return call(L, sh, t, &q);
 }
 
 static int l_list(lua_State *L) {
@@ -217,8 +235,11 @@ static int l_list(lua_State *L) {
                 "limit must be 1 to 10000");
   const char *cursor = opt_bytes(L, 4, &cursor_len);
   struct task *t = before_call(L, sh);
-  return call(L, sh, t, kvreq_list(sh->ns, prefix, prefix_len, (size_t)limit,
-                                cursor, cursor_len, NULL, NULL));
+  struct kvreq q = spec(KV_LIST, sh, prefix, prefix_len);
+  q.limit = (size_t)limit;
+  q.cursor = (char *)cursor;
+  q.cursor_len = cursor_len;
+  return call(L, sh, t, &q);
 }
 
 static int l_cas(lua_State *L) {
@@ -229,8 +250,13 @@ static int l_cas(lua_State *L) {
   const char *bytes = opt_bytes(L, 4, &len);
   long long ttl_ms = check_ttl(L, 5);
   struct task *t = before_call(L, sh);
-  return call(L, sh, t, kvreq_cas(sh->ns, key, key_len, expected, expected_len,
-                               bytes, len, ttl_ms, NULL, NULL));
+  struct kvreq q = spec(KV_CAS, sh, key, key_len);
+  q.expected = (char *)expected;
+  q.expected_len = expected_len;
+  q.value = (char *)bytes;
+  q.value_len = len;
+  q.ttl_ms = ttl_ms;
+  return call(L, sh, t, &q);
 }
 
 /* --- values -------------------------------------------------------------------- */
@@ -267,9 +293,15 @@ int luaopen_tghost_storagecore(lua_State *L) {
       {"set", l_set},           {"delete", l_delete}, {"list", l_list},
       {"cas", l_cas},           {"encode", l_encode}, {"decode", l_decode},
       {NULL, NULL}};
+  /* A handle is a backend object (lua/storage.lua): handle:get(key), ... */
+  static const luaL_Reg methods[] = {{"get", l_get},       {"set", l_set},
+                                     {"delete", l_delete}, {"list", l_list},
+                                     {"cas", l_cas},       {NULL, NULL}};
   if (luaL_newmetatable(L, HANDLE_MT)) {
     lua_pushliteral(L, "tghost.storage.handle");
     lua_setfield(L, -2, "__name");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   luaL_newlib(L, fns);

@@ -9,7 +9,9 @@
  *   backends() -> { {kind=, target_arg=, target_what=, ns_arg=,
  *                    ns_default=}, ... }   in registration order
  *   open(kind, target, ns) -> handle, label   (ns nil: the default)
- *   get(handle, key) -> bytes or nil
+ *   get(handle, key) -> bytes or nil       (also handle:get(key), and so
+ *                                          on: a handle is a backend
+ *                                          object, see lua/storage.lua)
  *   set(handle, key, bytes, ttl_ms)        ttl_ms 0: no expiry
  *   delete(handle, key)
  *   list(handle, prefix, limit, cursor) -> { key, ... }, next cursor or nil

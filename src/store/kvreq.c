@@ -38,6 +38,7 @@ struct kvreq *kvreq_set(const char *ns, const char *key, size_t key_len,
   struct kvreq *r = new_req(KV_SET, ns, key, key_len, done, ud);
   r->value = copy_bytes(value ? value : "", value ? value_len : 0);
   r->value_len = value ? value_len : 0;
+  r->value_owned = true;
   r->ttl_ms = ttl_ms;
   return r;
 }
@@ -56,6 +57,7 @@ struct kvreq *kvreq_list(const char *ns, const char *prefix, size_t prefix_len,
   r->limit = limit;
   r->cursor = copy_bytes(cursor, cursor_len);
   r->cursor_len = cursor ? cursor_len : 0;
+  r->cursor_owned = cursor != NULL;
   return r;
 }
 
@@ -68,20 +70,46 @@ struct kvreq *kvreq_cas(const char *ns, const char *key, size_t key_len,
   r->expected_len = expected ? expected_len : 0;
   r->value = copy_bytes(value, value_len);
   r->value_len = value ? value_len : 0;
+  r->value_owned = value != NULL;
   r->ttl_ms = ttl_ms;
   return r;
 }
 
-void kvreq_free(struct kvreq *r) {
-  if (!r) return;
-  free(r->ns);
-  free(r->key);
-  free(r->value);
-  free(r->expected);
-  free(r->cursor);
+struct kvreq *kvreq_copy(const struct kvreq *q, kvreq_done_fn done,
+                         void *ud) {
+  switch (q->op) {
+    case KV_GET: return kvreq_get(q->ns, q->key, q->key_len, done, ud);
+    case KV_SET:
+      return kvreq_set(q->ns, q->key, q->key_len, q->value, q->value_len,
+                       q->ttl_ms, done, ud);
+    case KV_DELETE: return kvreq_delete(q->ns, q->key, q->key_len, done, ud);
+    case KV_LIST:
+      return kvreq_list(q->ns, q->key, q->key_len, q->limit, q->cursor,
+                        q->cursor_len, done, ud);
+    case KV_CAS:
+      return kvreq_cas(q->ns, q->key, q->key_len, q->expected,
+                       q->expected_len, q->value, q->value_len, q->ttl_ms,
+                       done, ud);
+  }
+  return NULL;
+}
+
+void kvreq_release(struct kvreq *r) {
+  if (!r->borrowed) {
+    free(r->ns);
+    free(r->key);
+    free(r->expected);
+  }
+  if (r->value_owned) free(r->value);
+  if (r->cursor_owned) free(r->cursor);
   for (size_t i = 0; i < r->nkeys; i++) free(r->keys[i].data);
   free(r->keys);
   free(r->error);
+}
+
+void kvreq_free(struct kvreq *r) {
+  if (!r) return;
+  kvreq_release(r);
   free(r);
 }
 
@@ -109,9 +137,17 @@ void kvreq_set_error(struct kvreq *r, const char *fmt, ...) {
 }
 
 void kvreq_set_value(struct kvreq *r, const char *bytes, size_t len) {
-  free(r->value);
+  if (r->value_owned) free(r->value);
   r->value = copy_bytes(bytes, len);
   r->value_len = bytes ? len : 0;
+  r->value_owned = bytes != NULL;
+}
+
+void kvreq_point_value(struct kvreq *r, const char *bytes, size_t len) {
+  if (r->value_owned) free(r->value);
+  r->value = (char *)bytes;
+  r->value_len = bytes ? len : 0;
+  r->value_owned = false;
 }
 
 void kvreq_add_key(struct kvreq *r, const char *key, size_t len) {
@@ -125,9 +161,10 @@ void kvreq_add_key(struct kvreq *r, const char *key, size_t len) {
 }
 
 void kvreq_set_cursor(struct kvreq *r, const char *cursor, size_t len) {
-  free(r->cursor);
+  if (r->cursor_owned) free(r->cursor);
   r->cursor = copy_bytes(cursor, len);
   r->cursor_len = cursor ? len : 0;
+  r->cursor_owned = cursor != NULL;
 }
 
 void kvreq_complete(struct kvreq *r) {

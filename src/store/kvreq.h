@@ -14,8 +14,16 @@
  * both happen on the loop thread, so they never race.
  *
  * Keys and values are arbitrary bytes; every buffer below is also
- * NUL-terminated, for convenience. ns is the backend's namespace (an
- * SQLite table, a Redis key prefix; memory ignores it). */
+ * NUL-terminated, for convenience (except a borrowed request's inputs).
+ * ns is the backend's namespace (an SQLite table, a Redis key prefix;
+ * memory ignores it).
+ *
+ * A request for a backend's run_now (src/store/kvstore.h) may instead
+ * live on the caller's stack and borrow its inputs (borrowed = true: ns,
+ * key, expected, and value and cursor as given, stay the caller's); the
+ * caller reads the results at once and then calls kvreq_release. Only
+ * such a request may get results that point into the store
+ * (kvreq_point_value): nothing runs between run_now and the reading. */
 #ifndef TGHOST_KVREQ_H
 #define TGHOST_KVREQ_H
 
@@ -60,6 +68,8 @@ struct kvreq {
   struct kv_key *keys;
   size_t nkeys, keys_cap;
   bool swapped;          /* KV_CAS, once done: the new value is stored */
+  bool borrowed;         /* see above */
+  bool value_owned, cursor_owned;   /* freed with the request */
   char *error;           /* once done: why it failed, or NULL */
   kvreq_done_fn done;
   void *ud;
@@ -84,7 +94,13 @@ struct kvreq *kvreq_cas(const char *ns, const char *key, size_t key_len,
                         const char *value, size_t value_len, long long ttl_ms,
                         kvreq_done_fn done, void *ud);
 
+/* A request of its own (done, ud) with copies of spec's inputs. */
+struct kvreq *kvreq_copy(const struct kvreq *spec, kvreq_done_fn done,
+                         void *ud);
+
 void kvreq_free(struct kvreq *req);
+/* Frees what a request owns but not the request itself (borrowed ones). */
+void kvreq_release(struct kvreq *req);
 void kvreq_detach(struct kvreq *req);
 /* "get", "set", ... for messages. */
 const char *kvreq_op_name(enum kv_op op);
@@ -94,6 +110,9 @@ void kvreq_set_error(struct kvreq *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Replaces value with a copy of bytes (NULL: absent). */
 void kvreq_set_value(struct kvreq *req, const char *bytes, size_t len);
+/* For run_now on a borrowed request: value points at bytes, which stay
+ * valid until the store next changes. */
+void kvreq_point_value(struct kvreq *req, const char *bytes, size_t len);
 /* Appends a key to a KV_LIST's result. */
 void kvreq_add_key(struct kvreq *req, const char *key, size_t len);
 /* Replaces the next-page cursor (NULL: no next page). */

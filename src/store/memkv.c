@@ -92,8 +92,9 @@ static void list(struct memkv *m, struct kvreq *r, int64_t now) {
 
 /* --- operations ------------------------------------------------------------- */
 
-static void run(void *impl, struct kvreq *r) {
-  struct memkv *m = impl;
+/* Results point into the map when the caller reads them at once (see
+ * kvreq_point_value), and are copies otherwise. */
+static void run(struct memkv *m, struct kvreq *r, bool point) {
   int64_t now = (int64_t)clock_now_ms();
   int64_t expires = r->ttl_ms > 0 ? now + r->ttl_ms : 0;
   size_t len = 0;
@@ -101,7 +102,8 @@ static void run(void *impl, struct kvreq *r) {
   switch (r->op) {
     case KV_GET:
       cur = memstore_get(m->map, r->key, r->key_len, now, &len);
-      kvreq_set_value(r, cur, len);
+      if (point) kvreq_point_value(r, cur, len);
+      else kvreq_set_value(r, cur, len);
       return;
     case KV_SET:
       memstore_set(m->map, r->key, r->key_len, r->value, r->value_len,
@@ -130,9 +132,11 @@ static void run(void *impl, struct kvreq *r) {
   }
 }
 
+static void run_now(void *impl, struct kvreq *r) { run(impl, r, r->borrowed); }
+
 static void submit(void *impl, struct kvreq *r) {
   struct memkv *m = impl;
-  run(m, r);
+  run(m, r, false);
   kv_deferred_add(&m->deferred, r);
 }
 
@@ -176,6 +180,6 @@ const struct kv_backend memkv_backend = {
     .open = open_store,
     .describe = describe,
     .submit = submit,
-    .run_now = run,
+    .run_now = run_now,
     .close = close_store,
 };
