@@ -101,8 +101,12 @@ static void request_drop(struct redisconn *c, const char *reason);
 
 const char *redisconn_name(const struct redisconn *c) { return c->t.name; }
 bool redisconn_is_up(const struct redisconn *c) { return c->state == CS_UP; }
+static void arm_stall_timer(struct redisconn *c, uint64_t after_ms);
+static uint64_t patience_ms(const struct redisconn *c);
+
 void redisconn_set_reply_timeout(struct redisconn *c, int64_t ms) {
   c->reply_timeout_ms = ms;
+  if (c->unanswered > 0) arm_stall_timer(c, patience_ms(c));
 }
 
 /* --- URLs ------------------------------------------------------------------ */
@@ -483,6 +487,10 @@ static void answered_one(struct redisconn *c, struct rc_cmd *cmd) {
   if (!c->sent) c->sent_tail = NULL;
   c->unanswered--;
   c->last_progress_ms = clock_now_ms();
+  /* The timer ran on a blocking command's patience: the next one's may
+   * be shorter. */
+  if (cmd->block_ms > 0 && c->unanswered > 0)
+    arm_stall_timer(c, patience_ms(c));
 }
 
 /* Drops the current context (not from inside a hiredis callback): its

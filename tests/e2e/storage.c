@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "store/redisconn.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -130,6 +131,7 @@ static void expect(int64_t chat, const char *text, const char *want) {
 struct redis_server {
   pid_t pid;
   int port;
+  const char *const *extra;   /* more redis-server arguments, or NULL */
 };
 
 static bool redis_installed(void) {
@@ -198,11 +200,16 @@ static void redis_start(struct redis_server *r) {
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-           dir, "--protected-mode", "no", "--daemonize", "no",
-           "--unixsocket", socket_path, "--unixsocketperm", "700",
-           (char *)NULL);
+    const char *argv[40] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", dir, "--protected-mode", "no",
+        "--daemonize", "no", "--unixsocket", socket_path, "--unixsocketperm",
+        "700"};
+    int argc = 19;
+    for (int i = 0; r->extra && r->extra[i] && argc < 39; i++)
+      argv[argc++] = r->extra[i];
+    argv[argc] = NULL;
+    execvp("redis-server", (char *const *)argv);
     _exit(127);
   }
   CHECK(run_until(redis_accepts, r, 10000), "redis-server did not start on "
@@ -681,6 +688,184 @@ TEST(redis_unix_socket) {
         "a relative socket path got '%s'", err);
   free(err);
   proc_stop_cleanly(p);
+}
+
+/* Passwords percent-encoded in the URL, an ACL user, ?db=N over TCP: the
+ * store authenticates and selects as told; a wrong password fails calls
+ * with Redis's reason, and no password appears anywhere. */
+TEST(redis_auth_and_db) {
+  need_redis();
+  static const char *const extra[] = {"--requirepass", "p@ss:w/rd", "--user",
+                                      "alice", "on", ">s3cr%t", "~*", "&*",
+                                      "+@all", NULL};
+  static struct redis_server r = {.extra = extra};
+  redis_start_once(&r);
+  char *source = format(
+      "local a = tghost.storage.redis('redis://:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d?db=3', 'x:')\n"
+      "local b = tghost.storage.redis('redis://alice:s3cr%%25t@127.0.0.1:%d/3', 'x:')\n"
+      "local bad = tghost.storage.redis('redis://alice:wr%%40ng@127.0.0.1:%d', 'x:')\n"
+      "bot.hears('go', function(ctx) a:set('k', 'v') ctx:reply(tostring(b:get('k'))) end)\n"
+      "bot.hears('bad', function(ctx)\n"
+      "  local ok, err = pcall(bad.get, 'k')\n"
+      "  ctx:reply(tostring(err))\n"
+      "end)\n"
+      "run(bot)\n", r.port, r.port, r.port);
+  const char *script = harness_write("auth.lua", source);
+  free(source);
+  struct proc *p = proc_start(script, NULL);
+  expect(7, "go", "v");
+  char *err = ask(7, "bad", "");
+  CHECK(strstr(err, "AUTH failed (WRONGPASS"), "a wrong password got '%s'",
+        err);
+  fprintf(stderr, "wrong password: %s\n", err);
+  free(err);
+  /* In database 3, under the prefix; not in database 0. */
+  redisContext *c = redisConnect("127.0.0.1", r.port);
+  CHECK(c && !c->err, "cannot connect");
+  redisReply *rep = redisCommand(c, "AUTH %s", "p@ss:w/rd");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "GET x:k");
+  CHECK(rep && rep->type == REDIS_REPLY_NIL, "x:k is in database 0");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "SELECT 3");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "GET x:k");
+  CHECK(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "\"v\"") == 0,
+        "x:k in database 3: %s", rep && rep->str ? rep->str : "(none)");
+  freeReplyObject(rep);
+  redisFree(c);
+  proc_stop_cleanly(p);
+  const char *secrets[] = {"p@ss", "s3cr", "wr@ng", "%40", "%25", NULL};
+  for (int i = 0; secrets[i]; i++)
+    CHECK(!strstr(proc_stderr(p), secrets[i]) &&
+              !strstr(proc_stdout(p), secrets[i]),
+          "the output holds %s:\n%s", secrets[i], proc_stderr(p));
+}
+
+/* The connection on its own, as a stream source or a job store would use
+ * it: setup commands run on every new connection before anything else,
+ * watchers hear it come up and go down, a blocking command may take
+ * longer than the stall timeout while a plain one may not, and commands
+ * given while it is down fail from the loop. */
+struct conn_log {
+  int ups, downs;
+  int replies;
+  char last[256];
+  bool called_inside;
+  bool in_call;
+};
+
+static void conn_up(struct redisconn *c, void *ud) {
+  ((struct conn_log *)ud)->ups++;
+}
+
+static void conn_down(struct redisconn *c, const char *reason, void *ud) {
+  ((struct conn_log *)ud)->downs++;
+}
+
+static void conn_reply(struct redisconn *c, const redisReply *rep,
+                       const char *error, void *ud) {
+  struct conn_log *l = ud;
+  if (l->in_call) l->called_inside = true;
+  l->replies++;
+  if (error) snprintf(l->last, sizeof l->last, "error: %s", error);
+  else if (!rep) snprintf(l->last, sizeof l->last, "closed");
+  else if (rep->type == REDIS_REPLY_NIL) snprintf(l->last, sizeof l->last, "nil");
+  else if (rep->type == REDIS_REPLY_INTEGER)
+    snprintf(l->last, sizeof l->last, "%lld", rep->integer);
+  else snprintf(l->last, sizeof l->last, "%s", rep->str ? rep->str : "?");
+}
+
+struct conn_wait {
+  struct conn_log log;
+  int want;
+};
+
+static bool replies_reach(void *ud) {
+  struct conn_wait *w = ud;
+  return w->log.replies >= w->want;
+}
+
+static void command(struct redisconn *c, struct conn_wait *w, int block_ms,
+                    int argc, const char **argv) {
+  w->log.in_call = true;
+  if (block_ms) redisconn_blocking_command(c, block_ms, argc, argv, NULL,
+                                           conn_reply, &w->log);
+  else redisconn_command(c, argc, argv, NULL, conn_reply, &w->log);
+  w->log.in_call = false;
+  CHECK(!w->log.called_inside, "a reply came inside the call");
+  w->want = w->log.replies + 1;
+  CHECK(run_until(replies_reach, w, 10000), "no reply to %s", argv[0]);
+}
+
+static bool ups_reach(void *ud) {
+  struct conn_wait *w = ud;
+  return w->log.ups >= w->want;
+}
+
+TEST(redis_connection) {
+  need_redis();
+  static struct redis_server r;
+  redis_start_once(&r);
+  char *url = format("redis://127.0.0.1:%d/2", r.port);
+  struct buf err = BUF_INIT;
+  struct redisconn *c = redisconn_new(harness_base(), url, "test connection",
+                                      &err);
+  CHECK(c, "%s", err.data);
+  static struct conn_wait w;
+  redisconn_set_reply_timeout(c, 300);
+  const char *setname[] = {"CLIENT", "SETNAME", "tghost-test"};
+  redisconn_add_setup(c, 3, setname, NULL, NULL);
+  redisconn_watch(c, conn_up, conn_down, &w.log);
+  w.want = 1;
+  CHECK(run_until(ups_reach, &w, 5000), "the connection did not come up");
+  const char *getname[] = {"CLIENT", "GETNAME"};
+  command(c, &w, 0, 2, getname);
+  CHECK(strcmp(w.log.last, "tghost-test") == 0, "CLIENT GETNAME: %s",
+        w.log.last);
+  const char *db[] = {"CLIENT", "INFO"};
+  command(c, &w, 0, 2, db);
+  CHECK(strstr(w.log.last, " db=2 "), "not in database 2: %s", w.log.last);
+  /* BLPOP for 1 s on a connection that counts 300 ms as a stall. */
+  const char *blpop[] = {"BLPOP", "nothing", "1"};
+  uint64_t t0 = harness_now_ms();
+  command(c, &w, 1000, 3, blpop);
+  CHECK(strcmp(w.log.last, "nil") == 0 && harness_now_ms() - t0 >= 900,
+        "a blocking BLPOP got '%s' after %llu ms", w.log.last,
+        (unsigned long long)(harness_now_ms() - t0));
+  CHECK(w.log.downs == 0, "the blocking command counted as a stall");
+  /* The same as a plain command: a stall. */
+  command(c, &w, 0, 3, blpop);
+  CHECK(strstr(w.log.last, "test connection redis://127.0.0.1:") &&
+            strstr(w.log.last, "no answer within 300 ms (connection dropped)"),
+        "a plain BLPOP got '%s'", w.log.last);
+  CHECK(w.log.downs == 1, "%d downs", w.log.downs);
+  /* Down until the new connection's PING: refused from the loop. */
+  const char *ping[] = {"PING"};
+  command(c, &w, 0, 1, ping);
+  if (strstr(w.log.last, "error"))
+    CHECK(strstr(w.log.last, "is unreachable"), "while down: %s", w.log.last);
+  w.want = 2;
+  CHECK(run_until(ups_reach, &w, 5000), "the connection did not come back");
+  command(c, &w, 0, 2, getname);
+  CHECK(strcmp(w.log.last, "tghost-test") == 0,
+        "the setup command did not run on the new connection: %s", w.log.last);
+  /* Redis stopped: a watcher hears it, commands fail with the reason. */
+  redis_stop(&r);
+  command(c, &w, 0, 1, ping);
+  CHECK(strstr(w.log.last, "error: "), "with Redis stopped: %s", w.log.last);
+  CHECK(w.log.downs == 2, "%d downs", w.log.downs);
+  command(c, &w, 0, 1, ping);
+  CHECK(strstr(w.log.last, "is unreachable"), "with Redis stopped: %s",
+        w.log.last);
+  redis_start(&r);
+  w.want = 3;
+  CHECK(run_until(ups_reach, &w, 10000), "no reconnection");
+  command(c, &w, 0, 1, ping);
+  CHECK(strcmp(w.log.last, "PONG") == 0, "after the restart: %s", w.log.last);
+  redisconn_free(c);
+  buf_free(&err);
+  free(url);
 }
 
 /* --- the conformance suite, once per backend ---------------------------------- */
