@@ -285,7 +285,7 @@ end
 -- and delete methods, and list and cas if the store is used for them,
 -- keep strings; they are called with a colon and may suspend.
 function M.public.custom(impl, name)
-  if type(impl) ~= "table" and type(impl) ~= "userdata" then
+  if type(impl) ~= "table" then
     errors.raise("tghost.storage.custom(backend [, name]): expected a table "
                  .. "with get/set/delete methods, got %s", type(impl))
   end
@@ -311,10 +311,9 @@ end
 -- with read/write/delete, the older value interface.
 function M.of(x, who)
   if backend_of[x] then return x end
-  local t = type(x)
-  if t ~= "table" and t ~= "userdata" then
+  if type(x) ~= "table" then
     errors.raise("%s: storage must be a tghost.storage store or a table with "
-                 .. "get/set/delete methods, not %s", who, t)
+                 .. "get/set/delete methods, not %s", who, type(x))
   end
   if x.read ~= nil or x.write ~= nil then
     for _, m in ipairs({ "read", "write", "delete" }) do
