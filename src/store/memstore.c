@@ -139,7 +139,10 @@ void memstore_each(const struct memstore *m, int64_t now_ms,
                    void (*fn)(const char *key, size_t key_len,
                               const char *value, size_t len, void *ud),
                    void *ud) {
-  for (size_t i = 0; i < m->nbuckets; i++)
-    for (const struct entry *e = m->buckets[i]; e; e = e->next)
-      if (!expired(e, now_ms)) fn(e->key, e->key_len, e->value, e->value_len, ud);
+  size_t i;
+  for (struct hashmap_node *n = hashmap_first(&m->map, &i); n;
+       n = hashmap_next(&m->map, n, &i)) {
+    const struct entry *e = entry_of(n);
+    if (!expired(e, now_ms)) fn(n->key, n->len, e->value, e->value_len, ud);
+  }
 }
