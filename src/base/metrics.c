@@ -133,8 +133,8 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_webhook_requests_total", COUNTER,
         "Webhook requests answered, by HTTP status (200 accepted or a "
         "duplicate, 400 malformed, 401 wrong secret, 405 not a POST, 503 "
-        "too many held or stopping; 413 is answered by the HTTP server "
-        "before tghost sees the request).",
+        "too many held or stopping; 413 body too large, and the statuses "
+        "of malformed requests: 411, 417, 431, 501, 505).",
         {"code"}},
     [METRIC_WEBHOOK_DUPLICATES] = {
         "tghost_webhook_duplicates_total", COUNTER,
@@ -144,6 +144,18 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_webhook_held_requests", GAUGE,
         "Webhook requests whose answer is held until the update is "
         "accepted (backpressure while the sink is full)."},
+    [METRIC_HTTP_CONNECTIONS] = {
+        "tghost_http_connections", GAUGE,
+        "Connections open to tghost's HTTP servers, by listener (webhook, "
+        "metrics).",
+        {"listener"}},
+    [METRIC_HTTP_CLOSED] = {
+        "tghost_http_connections_closed_total", COUNTER,
+        "Connections tghost closed before their client did, by listener and "
+        "reason (evicted: room for a new one; over_limit: every connection "
+        "busy; idle_timeout, head_timeout, body_timeout, write_timeout; "
+        "accept_error: descriptors freed after accept() failed).",
+        {"listener", "reason"}},
     [METRIC_START_TIME] = {
         "tghost_start_time_seconds", GAUGE,
         "Unix time at which tghost started."},

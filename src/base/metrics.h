@@ -60,6 +60,9 @@ enum metric_id {
   METRIC_WEBHOOK_REQUESTS,     /* counter {code} */
   METRIC_WEBHOOK_DUPLICATES,   /* counter */
   METRIC_WEBHOOK_HELD,         /* gauge */
+  /* tghost's HTTP servers (httpd.h) */
+  METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
+  METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */
