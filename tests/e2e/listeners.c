@@ -20,29 +20,12 @@
 #include <event2/event.h>
 
 #include "harness.h"
+#include "probe.h"
 
 #define SECRET "listeners_Secret-1"
 #define SECRET_HEADER "X-Telegram-Bot-Api-Secret-Token: " SECRET "\r\n"
-#define WEBHOOK_MARK "webhook: listening on 127.0.0.1"
-#define METRICS_MARK "/healthz on http://127.0.0.1"
 
 /* --- tghost in webhook mode ------------------------------------------------- */
-
-struct port_wait {
-  struct proc *p;
-  const char *marker;
-};
-
-static int logged_port(struct proc *p, const char *marker) {
-  const char *at = strstr(proc_stderr(p), marker);
-  const char *colon = at ? strchr(at + strlen(marker), ':') : NULL;
-  return colon ? atoi(colon + 1) : 0;
-}
-
-static bool port_logged(void *ud) {
-  struct port_wait *w = ud;
-  return logged_port(w->p, w->marker) > 0 || proc_exited(w->p);
-}
 
 struct bot {
   struct proc *p;
@@ -67,31 +50,10 @@ static struct bot start_bot(const char *const *env_more) {
   const char *env[8] = {"BOT_TOKEN=" TEST_TOKEN, asan};
   for (int i = 0; env_more && env_more[i] && i < 5; i++) env[2 + i] = env_more[i];
   struct bot b = {proc_start_env(script, args, env, true), 0, 0};
-  struct port_wait w = {b.p, WEBHOOK_MARK};
-  run_until(port_logged, &w, 20000);
-  w.marker = METRICS_MARK;
-  run_until(port_logged, &w, 20000);
-  b.port = logged_port(b.p, WEBHOOK_MARK);
-  b.mport = logged_port(b.p, METRICS_MARK);
-  CHECK(b.port > 0 && b.mport > 0, "tghost did not log its ports");
+  b.port = wait_port(b.p, WEBHOOK_MARK);
+  b.mport = wait_port(b.p, METRICS_MARK);
   wait_calls("setWebhook", 1, 10000);
   return b;
-}
-
-/* CPU time (user + system) of p so far, in seconds. */
-static double cpu_seconds(struct proc *p) {
-  char path[64], line[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", proc_pid(p));
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(line, 1, sizeof line - 1, f);
-  fclose(f);
-  line[n] = '\0';
-  const char *at = strrchr(line, ')');
-  unsigned long utime = 0, stime = 0;
-  if (at) sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                 &utime, &stime);
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* --- raw HTTP ---------------------------------------------------------------- */
@@ -331,7 +293,7 @@ TEST_SERIAL(idle_flood) {
   size_t opened = 0;
   const int rounds = 10;
   uint64_t worst_post = 0, worst_health = 0;
-  double cpu0 = cpu_seconds(b.p);
+  double cpu0 = proc_cpu_seconds(b.p);
   uint64_t t0 = harness_now_ms();
   for (int r = 0; r < rounds; r++) {
     opened += open_idle(b.port, fds + opened, want / rounds);
@@ -345,13 +307,13 @@ TEST_SERIAL(idle_flood) {
           "round %d: /healthz did not answer 200", r);
     if (ms > worst_health) worst_health = ms;
   }
-  double flood_cpu = cpu_seconds(b.p) - cpu0;
+  double flood_cpu = proc_cpu_seconds(b.p) - cpu0;
   uint64_t flood_ms = harness_now_ms() - t0;
   /* Once tghost has caught up, nothing more happens: no spinning. */
   run_for(1500);
-  double idle0 = cpu_seconds(b.p);
+  double idle0 = proc_cpu_seconds(b.p);
   run_for(2000);
-  double idle_cpu = cpu_seconds(b.p) - idle0;
+  double idle_cpu = proc_cpu_seconds(b.p) - idle0;
   size_t closed = closed_now(fds, opened);
   double open_now = metric(b.mport, "tghost_http_connections{listener=\"webhook\"}");
   double evicted = metric(b.mport, "tghost_http_connections_closed_total"
@@ -406,7 +368,7 @@ TEST_SERIAL(accept_error) {
   raise_own_file_limit();
   size_t want = 3000;
   int *fds = xcalloc(want, sizeof *fds);
-  double cpu0 = cpu_seconds(b.p);
+  double cpu0 = proc_cpu_seconds(b.p);
   uint64_t t0 = harness_now_ms();
   size_t opened = 0;
   for (int r = 0; r < 6; r++) {
@@ -414,11 +376,11 @@ TEST_SERIAL(accept_error) {
     run_for(300);
   }
   run_for(1000);
-  double flood_cpu = cpu_seconds(b.p) - cpu0;
+  double flood_cpu = proc_cpu_seconds(b.p) - cpu0;
   uint64_t flood_ms = harness_now_ms() - t0;
-  double idle0 = cpu_seconds(b.p);
+  double idle0 = proc_cpu_seconds(b.p);
   run_for(2000);
-  double idle_cpu = cpu_seconds(b.p) - idle0;
+  double idle_cpu = proc_cpu_seconds(b.p) - idle0;
   uint64_t ms;
   int status = post_update(b.port, 9001, "after", &ms);
   size_t lines = count_in(proc_stderr(b.p), "cannot accept connections");

@@ -217,23 +217,6 @@ static long post_raw(int port, const char *secret, const char *data,
   return curl_request("POST", url, headers, data, len, NULL);
 }
 
-/* CPU time (user + system) of p so far, in seconds. */
-static double cpu_seconds(struct proc *p) {
-  char path[64], line[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", proc_pid(p));
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(line, 1, sizeof line - 1, f);
-  fclose(f);
-  line[n] = '\0';
-  const char *at = strrchr(line, ')');
-  unsigned long utime = 0, stime = 0;
-  /* After the name: state and 10 more fields, then utime and stime. */
-  if (at) sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                 &utime, &stime);
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* --- the replies the fake server got ------------------------------------ */
 
 /* Every sendMessage's chat and the update id in its text ("u<id>"), in
@@ -411,7 +394,7 @@ TEST_SERIAL(webhook_20k) {
   /* 20,000 updates over 40 connections. */
   struct feed20k feed = {.first_id = 100000};
   uint64_t t0 = harness_now_ms();
-  double cpu0 = cpu_seconds(p);
+  double cpu0 = proc_cpu_seconds(p);
   struct wclient *cl = wclient_new(port, CONNS, SECRET, next20k, done20k,
                                    &feed);
   CHECK(wait_answers(cl, N20K, 120000) && cl->sent == N20K,
@@ -420,7 +403,7 @@ TEST_SERIAL(webhook_20k) {
   CHECK(feed.ok == N20K && cl->failed == 0, "%zu answered 200, %zu otherwise, "
         "%zu failed", feed.ok, feed.other, cl->failed);
   wait_calls("sendMessage", N20K, 60000);
-  double cpu = cpu_seconds(p) - cpu0;
+  double cpu = proc_cpu_seconds(p) - cpu0;
   run_for(300);   /* nothing more may come */
   fprintf(stderr, "20,000 updates posted over %d connections in %.2f s "
           "(%.0f/s, answered and handled; mean answer latency %.2f ms; "
@@ -657,7 +640,7 @@ TEST_SERIAL(webhook_backpressure) {
   struct bp_feed f = {.next_id = 1, .last_id = 1 + BP_OFFERED};
   f.latencies = xcalloc(BP_OFFERED, sizeof *f.latencies);
   uint64_t t0 = harness_now_ms();
-  double cpu0 = cpu_seconds(p);
+  double cpu0 = proc_cpu_seconds(p);
   struct wclient *cl = wclient_new(port, BP_CONNS, SECRET, bp_next, bp_done, &f);
   watch_start(&w);
   CHECK(wait_answers(cl, BP_OFFERED / 10, 120000), "stuck before 10%%");
@@ -669,7 +652,7 @@ TEST_SERIAL(webhook_backpressure) {
         "%zu of %d answered 200 (%zu otherwise, %zu failed)", f.ok,
         BP_OFFERED, f.other, cl->failed);
   double secs = (harness_now_ms() - t0) / 1000.0;
-  double cpu_ms = (cpu_seconds(p) - cpu0) * 1000 / BP_OFFERED;
+  double cpu_ms = (proc_cpu_seconds(p) - cpu0) * 1000 / BP_OFFERED;
   long peak = proc_peak_rss_kib(p);
   watch_stop(&w);
 
