@@ -144,6 +144,25 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_webhook_held_requests", GAUGE,
         "Webhook requests whose answer is held until the update is "
         "accepted (backpressure while the sink is full)."},
+    [METRIC_WEBHOOK_PENDING] = {
+        "tghost_webhook_pending_updates", GAUGE,
+        "Updates waiting at Telegram to be posted to the webhook "
+        "(getWebhookInfo's pending_update_count)."},
+    [METRIC_WEBHOOK_DELIVERY_FAILING] = {
+        "tghost_webhook_delivery_failing", GAUGE,
+        "1 while Telegram reports that it cannot deliver to the webhook (an "
+        "error newer than the last update received) or posts to another "
+        "URL; 0 otherwise."},
+    [METRIC_WEBHOOK_LAST_ERROR] = {
+        "tghost_webhook_last_error_info", INFO,
+        "The last webhook error Telegram reported (kind delivery: "
+        "getWebhookInfo's last_error_message; url_changed: the URL set "
+        "there).",
+        {"kind", "message"}},
+    [METRIC_WEBHOOK_LAST_ERROR_TIME] = {
+        "tghost_webhook_last_error_time_seconds", GAUGE,
+        "Unix time of the last delivery error Telegram reported "
+        "(getWebhookInfo's last_error_date); 0 if none."},
     [METRIC_HTTP_CONNECTIONS] = {
         "tghost_http_connections", GAUGE,
         "Connections open to tghost's HTTP servers, by listener (webhook, "

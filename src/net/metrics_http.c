@@ -31,6 +31,13 @@ bool metrics_health(double now, double grace_s, struct buf *reason) {
     buf_append_str(reason, "starting: the bot is not receiving updates yet");
     return false;
   }
+  if (strcmp(state, SOURCE_STATE_WEBHOOK) == 0 &&
+      metric_value(METRIC_WEBHOOK_DELIVERY_FAILING, NULL, NULL) > 0) {
+    const char *error = metric_info_text(METRIC_WEBHOOK_LAST_ERROR);
+    buf_printf(reason, "degraded: webhook: Telegram cannot deliver: %s",
+               error && *error ? error : "?");
+    return true;
+  }
   if (strcmp(state, SOURCE_STATE_POLLING) == 0 ||
       strcmp(state, SOURCE_STATE_WEBHOOK) == 0) {
     buf_printf(reason, "ok: %s", state);

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "net/httpd.h"
 #include "pipeline/idwindow.h"
+#include "pipeline/webhookinfo.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -80,6 +81,8 @@ struct webhook {
 
   size_t rejected;               /* 401s since the last log line */
   uint64_t rejected_logged_ms;
+
+  struct webhook_info *info;     /* getWebhookInfo, once set */
 };
 
 /* --- the secret --------------------------------------------------------- */
@@ -318,6 +321,7 @@ static void on_request(struct httpd_req *req, void *arg) {
     answer(req, 503, "Service Unavailable", "too many updates waiting\n");
     return;
   }
+  webhook_info_update_received(w->info);
   struct held *h = xcalloc(1, sizeof *h);
   h->req = req;
   h->id = id;
@@ -447,6 +451,7 @@ static void on_set_webhook(struct http_request *req, void *ud) {
     w->set_allowed = w->allowed_updates_json ? xstrdup(w->allowed_updates_json)
                                              : NULL;
     w->set_max_connections = w->max_connections;
+    webhook_info_start(w->info);
     if (first) w->cb.on_set(w->ud);
     if (w->resend) {
       w->resend = false;
@@ -544,6 +549,7 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   qlist_init(&w->held);
   qlist_init(&w->handed);
   idwindow_init(&w->window, WEBHOOK_WINDOW);
+  w->info = webhook_info_new(api, base, w->url);
   w->ready_event = event_new(base, -1, 0, on_ready_event, w);
   w->sweep_timer = evtimer_new(base, on_sweep, w);
   w->retry_timer = evtimer_new(base, on_retry, w);
@@ -558,6 +564,7 @@ void webhook_free(struct webhook *w) {
   answer_all(w, &w->handed, 503, "Service Unavailable", "stopping\n");
   note_held(w);
   if (w->req) http_request_free(w->req);
+  webhook_info_free(w->info);
   httpd_free(w->http);
   event_free(w->ready_event);
   event_free(w->sweep_timer);
@@ -637,6 +644,7 @@ void webhook_stop(struct webhook *w) {
     w->req = NULL;
   }
   evtimer_del(w->retry_timer);
+  webhook_info_stop(w->info);
   if (n)
     log_info("webhook: %zu held update(s) answered 503: Telegram delivers "
              "them again to the next start", n);

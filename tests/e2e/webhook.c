@@ -17,6 +17,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -965,4 +966,80 @@ TEST(webhook_client_gone) {
   run_for(200);
   CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
   proc_stop_cleanly(p);
+}
+
+/* getWebhookInfo, polled once the webhook is set: a delivery error
+ * Telegram reports shows in the log (one line per error), in /healthz
+ * ("degraded", still 200) and in /metrics, with the updates waiting there;
+ * an update arriving ends it. So does a URL another process set. */
+TEST(webhook_info) {
+  const char *script = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx) ctx:reply(ctx.msg.text) end)\n"
+      "run(bot)\n");
+  const char *secret_file = harness_write("secret.txt", SECRET "\n");
+  const char *args[] = {"--webhook", "https://bot.example.com/hook",
+                        "--listen", "127.0.0.1:0", "--webhook-secret-file",
+                        secret_file, "--metrics", "127.0.0.1:0", NULL};
+  const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                             "TGHOST_WEBHOOK_INFO_INTERVAL=0.2", NULL};
+  struct proc *p = proc_start_env(script, args, env, true);
+  int port = wait_port(p, WEBHOOK_MARK);
+  int mport = wait_port(p, METRICS_MARK);
+  wait_calls("setWebhook", 1, 10000);
+  wait_calls("getWebhookInfo", 2, 5000);
+  struct health_wait health = {mport, 200, BUF_INIT};
+  CHECK(run_until(health_is, &health, 5000) &&
+            strstr(health.body.data, "ok: webhook"),
+        "healthy while Telegram reports nothing: %s", health.body.data);
+
+  /* Telegram cannot reach the URL. */
+  fakeapi_set_webhook_info(harness_api(), NULL, (int64_t)time(NULL),
+                           "Connection timed out", 42);
+  wait_stderr(p, "Telegram could not deliver an update", 5000);
+  CHECK(output_has(p, "Connection timed out") &&
+            output_has(p, "42 update(s) waiting"),
+        "the log line says what Telegram said");
+  struct buf body = BUF_INIT;
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "degraded: webhook") &&
+            strstr(body.data, "Connection timed out"),
+        "/healthz while Telegram fails: %s", body.data);
+  struct metric_wait failing = {mport, "tghost_webhook_delivery_failing", 1};
+  CHECK(run_until(metric_is, &failing, 5000), "the failing gauge");
+  struct metric_wait pending = {mport, "tghost_webhook_pending_updates", 42};
+  CHECK(run_until(metric_is, &pending, 5000), "the pending gauge");
+  CHECK(get_url(mport, "/metrics", &body) == 200 &&
+            strstr(body.data, "tghost_webhook_last_error_info{kind=\"delivery\","
+                              "message=\"Connection timed out\"} 1"),
+        "the error's info metric");
+  run_for(1000);   /* more polls report the same error: one line */
+  CHECK(count_in(proc_stderr(p), "Telegram could not deliver") == 1,
+        "the same error logged again");
+
+  /* An update arrives: deliveries work again. */
+  fakeapi_set_webhook_info(harness_api(), NULL, (int64_t)time(NULL) - 5,
+                           "Connection timed out", 0);
+  buf_reset(&body);
+  text_update(&body, 77, 3, "back");
+  CHECK(post_raw(port, SECRET, body.data, body.len) == 200, "a delivery");
+  wait_stderr(p, "updates arrive again", 5000);
+  failing.want = 0;
+  CHECK(run_until(metric_is, &failing, 5000), "the failing gauge back to 0");
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "ok: webhook"),
+        "/healthz after the recovery: %s", body.data);
+
+  /* Another process points the webhook elsewhere. */
+  fakeapi_set_webhook_info(harness_api(), "https://elsewhere.example/x", 0,
+                           NULL, 0);
+  wait_stderr(p, "another process changed the webhook", 5000);
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "degraded") && strstr(body.data, "elsewhere"),
+        "/healthz with the URL changed: %s", body.data);
+  fakeapi_set_webhook_info(harness_api(), NULL, 0, NULL, 0);
+  wait_stderr(p, "posts updates to https://bot.example.com/hook again", 5000);
+  buf_free(&body);
+  buf_free(&health.body);
+  proc_stop_cleanly(p);
+  CHECK(run_until(has_text, "back", 1000), "the update was handled");
 }
