@@ -322,6 +322,10 @@ TEST(secrets) {
       "local f = io.popen('env')\n"
       "local all = f:read('a'); f:close()\n"
       "print('child sees it: ' .. tostring(all:find(t:match(':(.*)'), 1, true) ~= nil))\n"
+      "local g = io.popen('cat /proc/$PPID/environ')\n"
+      "local parent = g:read('a'); g:close()\n"
+      "print('parent environ: ' .. #parent .. ' bytes, holds it: ' ..\n"
+      "      tostring(parent:find(t:match(':(.*)'), 1, true) ~= nil))\n"
       "bot.on('message', function(ctx) ctx:reply('ok') end)\n"
       "run(bot)\n");
   fakeapi_push_text(api, 1, 1, "x");
@@ -330,6 +334,23 @@ TEST(secrets) {
   const char *out = proc_stdout(p), *err = proc_stderr(p);
   CHECK(strstr(out, "env nil"), "os.getenv still sees BOT_TOKEN: %s", out);
   CHECK(strstr(out, "child sees it: false"), "a child process saw the token");
+  CHECK(strstr(out, "parent environ: ") && strstr(out, "holds it: false") &&
+            !strstr(out, "environ: 0 bytes"),
+        "a child read the token in /proc/$PPID/environ: %s", out);
+  /* /proc/PID/environ shows the first environment block, whatever
+   * unsetenv did. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/environ", proc_pid(p));
+  FILE *f = fopen(path, "r");
+  CHECK(f, "cannot read %s", path);
+  char environ_block[65536];
+  size_t n = fread(environ_block, 1, sizeof environ_block, f);
+  fclose(f);
+  CHECK(n > 0 && memmem(environ_block, n, "BOT_TOKEN=", 10) &&
+            !memmem(environ_block, n, TEST_TOKEN, strlen(TEST_TOKEN)) &&
+            !memmem(environ_block, n, strchr(TEST_TOKEN, ':') + 1,
+                    strlen(strchr(TEST_TOKEN, ':') + 1)),
+        "/proc/%d/environ still holds the token", proc_pid(p));
   CHECK(strstr(out, "half <token>") && strstr(out, "lower <token>") &&
             strstr(out, "upper <token>") && strstr(out, "write <token>") &&
             strstr(out, "stdout <token>"),
