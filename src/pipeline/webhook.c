@@ -242,6 +242,11 @@ static int64_t update_id_of(const char *body, size_t len, const char **why) {
     *why = "update_id is not a non-negative integer";
     return -1;
   }
+  /* tghost would go by the first, the script's Lua table holds the last. */
+  if (json_member_repeated(body, len, "update_id")) {
+    *why = "update_id appears twice";
+    return -1;
+  }
   return n.i;
 }
 

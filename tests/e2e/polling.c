@@ -242,6 +242,36 @@ TEST(huge_update_id) {
   proc_stop_within(p, 4000);
 }
 
+/* An update with update_id twice: tghost would go by the first, the
+ * script's ctx.update by the last, and the same update could run under two
+ * ids. It is skipped as malformed, and the offset passes its first id. */
+TEST(duplicate_update_id_key) {
+  struct fakeapi *api = harness_api();
+  fakeapi_push_raw_update(api, 10,
+      "{\"update_id\":10,\"message\":{\"message_id\":1,\"chat\":{\"id\":3,"
+      "\"type\":\"private\"},\"date\":1,\"text\":\"x\"},\"update_id\":12}");
+  fakeapi_push_raw_update(api, 11,
+      "{\"update_id\":11,\"message\":{\"message_id\":2,\"chat\":{\"id\":3,"
+      "\"type\":\"private\"},\"date\":1,\"text\":\"y\"},\"upd\\u0061te_id\":13}");
+  char u[512];
+  text_update(u, sizeof u, "14", 4);
+  fakeapi_push_raw_update(api, 14, u);
+  struct proc *p = proc_start(harness_write("dupkey.lua", echo_script), NULL);
+  wait_calls("sendMessage", 1, 10000);
+  run_for(500);
+  CHECK(api_sent_text("r14") && replies_with("r14") == 1,
+        "the good update after them");
+  CHECK(!api_sent_text("r10") && !api_sent_text("r12") &&
+            !api_sent_text("r11") && !api_sent_text("r13"),
+        "an update with two ids was handled");
+  CHECK(count_in(proc_stderr(p), "update_id appears twice") == 2,
+        "the skips were not reported (an escaped key counts too)");
+  CHECK(fakeapi_times_delivered(api, 10) == 1 &&
+            fakeapi_times_delivered(api, 11) == 1,
+        "the offset did not pass them");
+  proc_stop_within(p, 4000);
+}
+
 TEST(bad_update_ids) {
   struct fakeapi *api = harness_api();
   char u[512];

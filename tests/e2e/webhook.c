@@ -1043,3 +1043,40 @@ TEST(webhook_info) {
   proc_stop_cleanly(p);
   CHECK(run_until(has_text, "back", 1000), "the update was handled");
 }
+
+/* A posted update with update_id twice is refused (400), whichever way the
+ * second is written: tghost and the script would each see another id. */
+TEST(webhook_duplicate_update_id) {
+  const char *script = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx) ctx:reply('r' .. ctx.update.update_id) end)\n"
+      "run(bot)\n");
+  const char *secret_file = harness_write("secret.txt", SECRET "\n");
+  const char *args[] = {"--webhook", "https://bot.example.com/hook",
+                        "--listen", "127.0.0.1:0", "--webhook-secret-file",
+                        secret_file, NULL};
+  struct proc *p = proc_start(script, args);
+  int port = wait_port(p, WEBHOOK_MARK);
+  wait_calls("setWebhook", 1, 10000);
+  static const char *const twice[] = {
+      "{\"update_id\":20,\"message\":{\"message_id\":1,\"date\":1,"
+      "\"chat\":{\"id\":3,\"type\":\"private\"},\"text\":\"a\"},"
+      "\"update_id\":21}",
+      "{\"update_id\":22,\"upd\\u0061te_id\":23,\"message\":{\"message_id\":1,"
+      "\"date\":1,\"chat\":{\"id\":3,\"type\":\"private\"},\"text\":\"b\"}}",
+      NULL};
+  for (int i = 0; twice[i]; i++)
+    CHECK(post_raw(port, SECRET, twice[i], strlen(twice[i])) == 400,
+          "update %d with two ids was not refused", i);
+  struct buf body = BUF_INIT;
+  text_update(&body, 24, 3, "ok");
+  CHECK(post_raw(port, SECRET, body.data, body.len) == 200, "a good one");
+  buf_free(&body);
+  CHECK(run_until(has_text, "r24", 10000), "the good one was handled");
+  run_for(300);
+  CHECK(!api_sent_text("r20") && !api_sent_text("r21") &&
+            !api_sent_text("r22") && !api_sent_text("r23"),
+        "an update with two ids was handled");
+  CHECK(count_in(proc_stderr(p), "update_id appears twice") == 2,
+        "the refusals were not logged");
+  proc_stop_cleanly(p);
+}
