@@ -247,6 +247,37 @@ TEST(check_mode) {
   proc_check_clean(p);
 }
 
+/* --check runs the script's top level without opening a database or
+ * connecting anywhere: SQLite and Redis stores read as empty there and
+ * writes go nowhere (a top-level read failed the check before, blaming
+ * tghost's own storage.lua). */
+TEST(check_top_level_storage) {
+  struct buf script = BUF_INIT;
+  buf_printf(&script,
+      "local db = tghost.storage.sqlite('%s/check.db')\n"
+      "local shared = tghost.storage.redis('redis://:pw@127.0.0.1:1/0', 'bot:')\n"
+      "local count = (db:get('count') or 0) + (shared:get('count') or 0)\n"
+      "db:set('count', count + 1)\n"
+      "shared:set('count', count + 1, 60)\n"
+      "db:delete('old')\n"
+      "print('count at load: ' .. count)\n"
+      "bot.on('message', function(ctx) ctx:reply(tostring(db:get('count'))) end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *path = harness_write("storage_check.lua", script.data);
+  buf_free(&script);
+  harness_api();
+  struct proc *p = proc_start(path, (const char *[]){"--check", NULL});
+  CHECK(proc_wait(p, 10000), "no exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "count at load: 0") &&
+            strstr(proc_stdout(p), "loads without errors"),
+        "status %d: %s", proc_status(p), proc_stderr(p));
+  char db[256];
+  snprintf(db, sizeof db, "%s/check.db", harness_tmpdir());
+  CHECK(access(db, F_OK) != 0, "--check created %s", db);
+  CHECK(fakeapi_connections_accepted(harness_api()) == 0, "--check used the network");
+  proc_check_clean(p);
+}
+
 TEST(check_top_level_calls) {
   harness_api();
   const char *script = harness_write("bot.lua",
