@@ -6,6 +6,7 @@
  * that do not fit or are not integers, {"ok":false} with HTTP 200); and
  * allowed_updates, derived from the handlers or given by the script. */
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "calls.h"
@@ -184,6 +185,39 @@ TEST(max_retry_unreachable) {
   double secs = atof(kept + strlen("kept failing for "));
   CHECK(secs >= 3.0, "gave up after %.1f s of failures (maxRetryTime 3 s)", secs);
   CHECK(took >= 3000, "exited %llu ms after it started", (unsigned long long)took);
+  proc_check_clean(p);
+}
+
+/* The outage report's "giving up at" is the deadline itself, to the
+ * second: tghost exits then, not up to 2 s after the time it gave (now
+ * and the delay were both cut to whole seconds before they were added). */
+TEST(outage_deadline_said) {
+  harness_api();
+  const char *script = harness_write("down.lua",
+      "bot.on('message', function() end)\n"
+      "run(bot, { runner = { maxRetryTime = 5500, retryInterval = 300 } })\n");
+  const char *env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                       "TGHOST_API_ROOT=http://127.0.0.1:1", NULL};
+  struct proc *p = proc_start_env(script, NULL, env, false);
+  CHECK(proc_wait(p, 30000), "tghost kept retrying");
+  const char *err = proc_stderr(p);
+  const char *at = strstr(err, "giving up at ");
+  CHECK(at, "no outage report");
+  struct tm tm = {0};
+  CHECK(strptime(at + strlen("giving up at "), "%Y-%m-%d %H:%M:%S UTC", &tm),
+        "no time in the report");
+  double said = (double)timegm(&tm);
+  /* When it gave up: the time stamp of its last line. */
+  const char *last = strstr(err, "kept failing for ");
+  CHECK(last, "no maxRetryTime message");
+  while (last > err && last[-1] != '\n') last--;
+  memset(&tm, 0, sizeof tm);
+  const char *ms = strptime(last, "%Y-%m-%dT%H:%M:%S", &tm);
+  CHECK(ms && *ms == '.', "no time stamp on the last line");
+  double gave_up = (double)timegm(&tm) + atof(ms);
+  CHECK(gave_up - said < 0.2 && said - gave_up < 1.2,
+        "the report said %.0f, tghost gave up at %.3f (%+.3f s)", said,
+        gave_up, gave_up - said);
   proc_check_clean(p);
 }
 
