@@ -450,7 +450,16 @@ static void render_histogram(struct buf *out, const struct metric_def *d,
   buf_append_char(out, '\n');
 }
 
+static void (*collector)(void *ud);
+static void *collector_ud;
+
+void metrics_set_collector(void (*fn)(void *ud), void *ud) {
+  collector = fn;
+  collector_ud = ud;
+}
+
 void metrics_render(struct buf *out) {
+  if (collector) collector(collector_ud);
   for (int id = 0; id < METRIC_COUNT; id++) {
     const struct metric_def *d = &metric_defs[id];
     struct family *f = &families[id];

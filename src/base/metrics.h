@@ -115,7 +115,12 @@ static inline void metrics_set_conversations_waiting(size_t n) {
   metric_set(METRIC_CONVERSATIONS_WAITING, (double)n, NULL, NULL);
 }
 
-/* Appends every metric in the Prometheus text format. */
+/* A collector runs before the metrics are rendered, so that a module can
+ * keep gauges lazily (set when asked, not on every change): the update
+ * source's health hook is one. One at a time; NULL removes it. */
+void metrics_set_collector(void (*fn)(void *ud), void *ud);
+/* Appends every metric in the Prometheus text format (after running the
+ * collector). */
 void metrics_render(struct buf *out);
 /* The metric's full name ("tghost_updates_received_total"). */
 const char *metric_name(enum metric_id id);

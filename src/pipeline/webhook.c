@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "net/httpd.h"
 #include "pipeline/idwindow.h"
+#include "pipeline/runopts.h"
 #include "pipeline/webhookinfo.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -36,6 +37,15 @@ static const struct httpd_limits limits = {
     .write_ms = 60000,
 };
 
+struct webhook_config {
+  const char *url;                    /* given to setWebhook */
+  const char *listen;                 /* ADDR:PORT (netaddr.h) */
+  const char *secret_file;            /* NULL: a random secret */
+  const char *allowed_updates_json;   /* NULL: not sent */
+  int max_connections;                /* clamped to 1..100 */
+  long max_retry_ms;                  /* for setWebhook */
+};
+
 /* A request whose answer waits: held (not taken yet) or handed over (taken,
  * waiting to be accepted). */
 struct held {
@@ -47,10 +57,9 @@ struct held {
 };
 
 struct webhook {
+  struct update_source source;
   struct botapi *api;
   struct event_base *base;
-  struct webhook_callbacks cb;
-  void *ud;
   char *url;
   char *allowed_updates_json;
   int max_connections;
@@ -333,7 +342,6 @@ static void on_request(struct httpd_req *req, void *arg) {
   h->json = httpd_req_take_body(req, &h->len);   /* the only copy kept */
   w->held_bytes += h->len;
   qlist_push_back(&w->held, &h->node);
-  note_held(w);
   if (!evtimer_pending(w->sweep_timer, NULL)) {
     struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
     evtimer_add(w->sweep_timer, &tv);
@@ -343,7 +351,7 @@ static void on_request(struct httpd_req *req, void *arg) {
 
 static void on_ready_event(evutil_socket_t fd, short what, void *arg) {
   struct webhook *w = arg;
-  if (!qlist_empty(&w->held)) w->cb.on_ready(w->ud);
+  if (!qlist_empty(&w->held)) source_ready(&w->source);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
@@ -363,7 +371,6 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     }
   }
   if (dropped) {
-    note_held(w);
     log_debug("webhook: %zu held request(s) dropped: their client left "
               "(Telegram delivers them again)", dropped);
   }
@@ -399,7 +406,7 @@ static void set_failed(struct webhook *w, const struct botapi_reply *reply) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "setWebhook failed: %lld %s (check --webhook %s)",
                (long long)reply->error_code, reply->description.data, w->url);
-    w->cb.on_fatal(w->ud, msg.data);
+    source_fatal(&w->source, msg.data);
     buf_free(&msg);
     return;
   }
@@ -417,7 +424,7 @@ static void set_failed(struct webhook *w, const struct botapi_reply *reply) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "setWebhook kept failing for %.1f s (maxRetryTime): %s",
                elapsed / 1000.0, reply->description.data);
-    w->cb.on_fatal(w->ud, msg.data);
+    source_fatal(&w->source, msg.data);
     buf_free(&msg);
     return;
   }
@@ -457,7 +464,7 @@ static void on_set_webhook(struct http_request *req, void *ud) {
                                              : NULL;
     w->set_max_connections = w->max_connections;
     webhook_info_start(w->info);
-    if (first) w->cb.on_set(w->ud);
+    if (first) source_ready(&w->source);
     if (w->resend) {
       w->resend = false;
       send_set_webhook(w);
@@ -488,7 +495,7 @@ static void send_set_webhook(struct webhook *w) {
   struct http_request *req =
       botapi_request_json(w->api, "setWebhook", json, len, &err);
   if (!req) {
-    w->cb.on_fatal(w->ud, err.data);
+    source_fatal(&w->source, err.data);
     buf_free(&err);
     return;
   }
@@ -511,10 +518,10 @@ static int clamp_connections(int n) {
   return n < 1 ? 1 : n > WEBHOOK_MAX_CONNECTIONS ? WEBHOOK_MAX_CONNECTIONS : n;
 }
 
-struct webhook *webhook_new(struct botapi *api, struct event_base *base,
-                            const struct webhook_config *cfg,
-                            const struct webhook_callbacks *cb, void *ud,
-                            struct buf *err) {
+static struct webhook *webhook_new(struct botapi *api,
+                                   struct event_base *base,
+                                   const struct webhook_config *cfg,
+                                   struct buf *err) {
   if (!cfg->url || (strncmp(cfg->url, "https://", 8) != 0 &&
                     strncmp(cfg->url, "http://", 7) != 0)) {
     buf_printf(err, "the webhook URL must start with https:// (Telegram "
@@ -544,8 +551,6 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   log_add_secret(w->secret);
   w->api = api;
   w->base = base;
-  w->cb = *cb;
-  w->ud = ud;
   w->url = xstrdup(cfg->url);
   w->allowed_updates_json =
       cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
@@ -563,7 +568,7 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   return w;
 }
 
-void webhook_free(struct webhook *w) {
+static void webhook_free(struct webhook *w) {
   if (!w) return;
   answer_all(w, &w->held, 503, "Service Unavailable", "stopping\n");
   answer_all(w, &w->handed, 503, "Service Unavailable", "stopping\n");
@@ -582,12 +587,12 @@ void webhook_free(struct webhook *w) {
   free(w);
 }
 
-void webhook_start(struct webhook *w) {
+static void webhook_start(struct webhook *w) {
   metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   send_set_webhook(w);
 }
 
-void webhook_configure(struct webhook *w, const char *allowed_updates_json,
+static void webhook_configure(struct webhook *w, const char *allowed_updates_json,
                        int max_connections) {
   free(w->allowed_updates_json);
   w->allowed_updates_json =
@@ -601,11 +606,11 @@ void webhook_configure(struct webhook *w, const char *allowed_updates_json,
   send_set_webhook(w);
 }
 
-void webhook_remember(struct webhook *w, const int64_t *ids, size_t n) {
+static void webhook_remember(struct webhook *w, const int64_t *ids, size_t n) {
   for (size_t i = 0; i < n; i++) idwindow_add(&w->window, ids[i]);
 }
 
-size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
+static size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
   size_t taken = 0;
   struct qnode *n;
   while (limit > 0 && (n = qlist_pop_front(&w->held))) {
@@ -628,22 +633,18 @@ size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
     taken++;
     limit--;
   }
-  note_held(w);
   return taken;
 }
 
-void webhook_accepted(struct webhook *w) {
+static void webhook_accepted(struct webhook *w) {
   answer_all(w, &w->handed, 200, "OK", NULL);
 }
 
-size_t webhook_held(const struct webhook *w) { return qlist_size(&w->held); }
-
-void webhook_stop(struct webhook *w) {
+static void webhook_stop(struct webhook *w) {
   if (w->stopping) return;
   w->stopping = true;
   size_t n = qlist_size(&w->held);
   answer_all(w, &w->held, 503, "Service Unavailable", "stopping\n");
-  note_held(w);
   if (w->req) {
     http_request_free(w->req);
     w->req = NULL;
@@ -654,3 +655,112 @@ void webhook_stop(struct webhook *w) {
     log_info("webhook: %zu held update(s) answered 503: Telegram delivers "
              "them again to the next start", n);
 }
+
+/* --- the source operations ---------------------------------------------- */
+
+static struct webhook *webhook_of(struct update_source *s) {
+  return (struct webhook *)s;
+}
+
+/* Telegram opens at most this many connections at once: as many as
+ * updates may run at once (one for the sequential sink). */
+static int connections_for(const struct run_options *o) {
+  return o->sink == SINK_SEQUENTIAL ? 1 : o->concurrency;
+}
+
+static void source_start_webhook(struct update_source *s) {
+  webhook_start(webhook_of(s));
+}
+
+/* What was POSTed enters the sink as a polled batch would; its 200s go out
+ * once it is accepted. */
+static void source_fetch_webhook(struct update_source *s, int limit) {
+  struct webhook *w = webhook_of(s);
+  if (w->stopping) return;
+  struct qlist batch;
+  qlist_init(&batch);
+  if (webhook_take(w, limit, &batch) == 0) return;
+  source_deliver(s, &batch, "webhook");
+}
+
+static void source_accept_webhook(struct update_source *s) {
+  webhook_accepted(webhook_of(s));
+}
+
+static void source_outcome_webhook(struct update_source *s, int64_t id,
+                                   enum update_outcome o, const char *why) {
+  (void)s, (void)id, (void)o, (void)why;
+}
+
+static void source_known_webhook(struct update_source *s, const int64_t *ids,
+                                 size_t n) {
+  webhook_remember(webhook_of(s), ids, n);
+}
+
+static void source_reconfigure_webhook(struct update_source *s,
+                                       const struct run_options *o) {
+  webhook_configure(webhook_of(s), o->allowed_updates_json,
+                    connections_for(o));
+}
+
+static void source_stop_webhook(struct update_source *s) {
+  webhook_stop(webhook_of(s));
+}
+
+/* getUpdates cannot confirm anything while a webhook is set: every update
+ * handed over was answered 200 already. */
+static void source_drained_webhook(struct update_source *s) {
+  log_info("stopped; the webhook stays set, so Telegram keeps new updates "
+           "until tghost is back (deleteWebhook removes it)");
+  source_stopped(s);
+}
+
+static void source_health_webhook(struct update_source *s) {
+  note_held(webhook_of(s));
+}
+
+static void source_free_webhook(struct update_source *s) {
+  webhook_free(webhook_of(s));
+}
+
+static const struct update_source_type webhook_type = {
+    .name = "webhook",
+    /* Answered 200: Telegram will not send them again. */
+    .releases_unstarted = false,
+    .start = source_start_webhook,
+    .fetch = source_fetch_webhook,
+    .accept = source_accept_webhook,
+    .outcome = source_outcome_webhook,
+    .known = source_known_webhook,
+    .reconfigure = source_reconfigure_webhook,
+    .stop = source_stop_webhook,
+    .drained = source_drained_webhook,
+    .abort = source_stop_webhook,
+    .health = source_health_webhook,
+    .free = source_free_webhook,
+};
+
+static bool webhook_wanted(const struct update_source_params *p) {
+  return p->opts->webhook_url != NULL;
+}
+
+static struct update_source *webhook_create(
+    const struct update_source_params *p, const struct update_source_events *ev,
+    void *ud, struct buf *err) {
+  const struct run_options *o = p->opts;
+  struct webhook_config wc = {
+      .url = o->webhook_url,
+      .listen = o->webhook_listen,
+      .secret_file = o->webhook_secret_file,
+      .allowed_updates_json = o->allowed_updates_json,
+      .max_connections = connections_for(o),
+      .max_retry_ms = o->max_retry_ms,
+  };
+  struct webhook *w = webhook_new(p->api, p->base, &wc, err);
+  if (!w) return NULL;
+  update_source_init(&w->source, &webhook_type, ev, ud);
+  return &w->source;
+}
+
+const struct update_source_entry webhook_source_entry = {
+    "webhook", webhook_wanted, webhook_create};

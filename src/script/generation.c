@@ -19,7 +19,7 @@ struct generation *gen_of_owner(struct job_owner *owner) {
 }
 
 struct generation *gen_of_job(const struct job *job) {
-  return gen_of_owner(job->owner);
+  return gen_of_owner(job_owner_of(job));
 }
 
 static size_t total_bytes, limit_total, limit_per_job;
@@ -39,18 +39,16 @@ static bool over_limit(struct generation *g, size_t grow) {
     static char why[128];
     snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
              "limit of %zu MiB (--memory-limit)", limit_total >> 20);
-    s->memory_stop_reason = why;
-    sched_stop_running(s, TASK_STOP_MEMORY);
+    cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
   struct job *job = sched_charge_memory(s, &g->owner, 0);
   if (limit_per_job && job &&
-      (size_t)job->lua_bytes + grow > limit_per_job) {
+      (size_t)job_lua_bytes(job) + grow > limit_per_job) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
              "(--update-memory-limit)", limit_per_job >> 20);
-    s->memory_stop_reason = why;
-    sched_stop_running(s, TASK_STOP_MEMORY);
+    cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
   return false;
@@ -113,7 +111,7 @@ struct generation *gen_create(struct host *h, const char *script_path,
   g->owner.L = L;
   *(struct generation **)lua_getextraspace(L) = g;
   lua_atpanic(L, gen_panic);
-  task_install_cpu_guard(g->sched, L);
+  cpuguard_prepare_state(&g->sched->guard, L);
   return g;
 }
 

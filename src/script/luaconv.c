@@ -4,10 +4,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
+#include "base/keyhash.h"
 #include "pipeline/conversation.h"
 #include "script/luabind.h"
 #include "script/luajson.h"
@@ -16,10 +15,6 @@
 #include "base/qlist.h"
 #include "sched/task.h"
 #include "pipeline/update.h"
-
-/* Instructions between two looks at the clock while user code (a key
- * function, a filter) runs outside any task. */
-#define GUARD_INSTRUCTIONS 1000
 
 struct conv;
 
@@ -89,47 +84,11 @@ struct luaconv {
   size_t held;                  /* holds pending */
 };
 
-/* --- user code outside a task ------------------------------------------- */
-
-/* The task layer's CPU guard only watches tasks; a key function or filter
- * that routing runs gets a deadline of its own, on the thread's CPU clock
- * as the guard's (a busy machine does not use it up). */
-static struct timespec guard_deadline;
-static long guard_budget_ms;
-
-static bool past_deadline(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return now.tv_sec > guard_deadline.tv_sec ||
-         (now.tv_sec == guard_deadline.tv_sec &&
-          now.tv_nsec > guard_deadline.tv_nsec);
-}
-
-static void guard_hook(lua_State *L, lua_Debug *ar) {
-  if (past_deadline())
-    luaL_error(L, "ran for over %ld ms of CPU (--cpu-budget) while an "
-               "update was routed to conversations", guard_budget_ms);
-}
-
-/* lua_pcall with the CPU budget enforced; L's own hook is put back. */
+/* User code that routing runs outside a task (a key function, a
+ * conversation's filter) is guarded like a handler: cpuguard_pcall. */
 static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
                          int nres) {
-  long budget = lc->h->sched.cpu_budget_ms;
-  if (budget <= 0) return lua_pcall(L, nargs, nres, 0);
-  lua_Hook old = lua_gethook(L);
-  int mask = lua_gethookmask(L), count = lua_gethookcount(L);
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &guard_deadline);
-  guard_deadline.tv_sec += budget / 1000;
-  guard_deadline.tv_nsec += (budget % 1000) * 1000000L;
-  if (guard_deadline.tv_nsec >= 1000000000L) {
-    guard_deadline.tv_sec++;
-    guard_deadline.tv_nsec -= 1000000000L;
-  }
-  guard_budget_ms = budget;
-  lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_INSTRUCTIONS);
-  int status = lua_pcall(L, nargs, nres, 0);
-  lua_sethook(L, old, mask, count);
-  return status;
+  return cpuguard_pcall(&lc->h->sched.guard, L, nargs, nres);
 }
 
 /* --- keys --------------------------------------------------------------- */
@@ -254,7 +213,7 @@ static void let_go(struct conv *c) {
 /* --- waking a waiting conversation -------------------------------------- */
 
 static void drop_ref(struct conv *c, int *ref) {
-  if (*ref != LUA_NOREF) luaL_unref(c->job->owner->L, LUA_REGISTRYINDEX, *ref);
+  if (*ref != LUA_NOREF) luaL_unref(job_owner_of(c->job)->L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }
 
@@ -455,7 +414,7 @@ static int l_wait(lua_State *L) {
   struct luaconv *lc = h->conv;
   struct task *t = task_check_can_wait(L, &h->sched, "ctx:wait");
   struct job *job = task_job(t);
-  if (job->kind != JOB_UPDATE)
+  if (job_kind(job) != JOB_UPDATE)
     return luaL_error(L, "ctx:wait can only be called while handling an "
                          "update");
   struct convmap_key k;
@@ -483,8 +442,10 @@ static int l_wait(lua_State *L) {
   if (front) {
     struct conv_hold *hd = qlist_entry(front, struct conv_hold, node);
     lua_pushliteral(L, "held");
-    if (hd->job->update_json)
-      lua_pushlstring(L, hd->job->update_json, hd->job->update_len);
+    size_t held_len;
+    const char *held_json = job_update_json(hd->job, &held_len);
+    if (held_json)
+      lua_pushlstring(L, held_json, held_len);
     else
       lua_pushliteral(L, "{}");
     lua_pushinteger(L, (lua_Integer)hd->serial);
@@ -573,13 +534,15 @@ static int l_reroute(lua_State *L) {
   check_key(L, 1, &k);
   struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
   struct conv *c = e ? e->owner : NULL;
-  if (job->kind != JOB_UPDATE || !job->update_json || !c || c->job == job) {
+  size_t len;
+  const char *json = job_update_json(job, &len);
+  if (job_kind(job) != JOB_UPDATE || !json || !c || c->job == job) {
     lua_pushboolean(L, 0);
     return 1;
   }
   if (c->state == CONV_WAITING) {
-    struct update_item u = {.id = job->update_id, .json = job->update_json,
-                            .len = job->update_len};
+    struct update_item u = {.id = job_update_id(job), .json = (char *)json,
+                            .len = len};
     lua_pushboolean(L, offer(lc, c, &u));
     return 1;
   }
@@ -677,7 +640,7 @@ static bool push_update_key(struct luaconv *lc, struct generation *g,
 /* Offers the update to c (waiting): true if c took it. */
 static bool offer(struct luaconv *lc, struct conv *c,
                   const struct update_item *u) {
-  lua_State *GL = c->job->owner->L;
+  lua_State *GL = job_owner_of(c->job)->L;
   int top = lua_gettop(GL);
   lua_rawgeti(GL, LUA_REGISTRYINDEX, c->offer_ref);
   if (luajson_decode(GL, u->json, u->len, NULL) != 0) {
@@ -699,9 +662,9 @@ static bool offer(struct luaconv *lc, struct conv *c,
   lua_pop(GL, 1);
   int ref = luaL_ref(GL, LUA_REGISTRYINDEX);
   lua_settop(GL, top);
-  struct log_fields f = {c->job->owner->id, u->id};
+  struct log_fields f = {job_owner_of(c->job)->id, u->id};
   log_msg(LOG_DEBUG, &f, "answers the conversation of update %lld",
-          (long long)c->job->update_id);
+          (long long)job_update_id(c->job));
   deliver(c, OUT_UPDATE, ref, matched);
   return true;
 }
@@ -744,11 +707,7 @@ void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
 struct luaconv *luaconv_new(struct host *h) {
   struct luaconv *lc = xcalloc(1, sizeof *lc);
   lc->h = h;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)lc;
-  convmap_init(&lc->map, seed);
+  convmap_init(&lc->map, keyhash_random_seed());
   return lc;
 }
 

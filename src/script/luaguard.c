@@ -33,10 +33,10 @@ void finalizer_queue_free(struct finalizer_queue *q) {
 }
 
 static void on_finalizers_end(struct job *job, void *ud) {
-  if (job->end == JOB_DONE) return;
+  if (job_how_ended(job) == JOB_DONE) return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_ERROR, &f, "a __gc finalizer was stopped: %s",
-          job->error ? job->error : "cancelled");
+          job_error(job) ? job_error(job) : "cancelled");
 }
 
 /* Runs one generation's queued finalizers: runtime.run_finalizers(list),
@@ -150,13 +150,13 @@ static int l_debug_setmetatable(lua_State *L) {
  * now. */
 static int l_sethook(lua_State *L) {
   struct host *h = host_of(L);
-  if (sched_guard_active(&h->sched)) {
+  if (cpuguard_hooks_in_use(&h->sched.guard)) {
     static bool warned;
     if (!warned) {
       struct log_fields f = luabind_fields(L);
       log_msg(LOG_WARN, &f, "debug.sethook ignored: the CPU guard uses the "
               "hooks of running handlers%s",
-              h->sched.have_cpu_timer ? "" : " (no timer signal here)");
+              cpuguard_has_timer(&h->sched.guard) ? "" : " (no timer signal here)");
       warned = true;
     }
     return 0;

@@ -139,8 +139,10 @@ static void on_load_end(struct job *job, void *ud) {
   struct generation *g = gen_of_job(job);
   const char *error = NULL;
   g->load_job = NULL;
-  if (job->end == JOB_CANCELLED) error = job->error ? job->error : "cancelled";
-  else if (job->end == JOB_FAILED) error = job->error ? job->error : "failed";
+  if (job_how_ended(job) == JOB_CANCELLED)
+    error = job_error(job) ? job_error(job) : "cancelled";
+  else if (job_how_ended(job) == JOB_FAILED)
+    error = job_error(job) ? job_error(job) : "failed";
   ls->done(g, error, ls->ud);
   free(ls);
 }
@@ -218,10 +220,10 @@ static struct job *start_update(struct job_owner *current,
 }
 
 static void on_hook_end(struct job *job, void *ud) {
-  if (job->end == JOB_DONE) return;
+  if (job_how_ended(job) == JOB_DONE) return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_ERROR, &f, "%s failed: %s", (const char *)ud,
-          job->error ? job->error : "cancelled");
+          job_error(job) ? job_error(job) : "cancelled");
 }
 
 /* Runs runtime.<hook>(update, message) in a callback job. json may be
@@ -250,19 +252,19 @@ static void run_hook(struct generation *g, const char *hook,
 static void report_failure(struct job *job) {
   size_t len;
   char *json = job_take_update_json(job, &len);
-  run_hook(gen_of_job(job), "handle_failure", job->update_id, json, len,
-           job->error ? job->error : "failed");
+  run_hook(gen_of_job(job), "handle_failure", job_update_id(job), json, len,
+           job_error(job) ? job_error(job) : "failed");
 }
 
 static void report_timeout(struct job *job, long timeout_ms) {
   char msg[96];
   snprintf(msg, sizeof msg, "the update timed out after %ld ms", timeout_ms);
-  run_hook(gen_of_job(job), "handle_timeout", job->update_id,
-           job->update_json ? xstrndup(job->update_json, job->update_len)
-                            : NULL,
-           job->update_len, msg);
+  size_t len;
+  const char *json = job_update_json(job, &len);
+  run_hook(gen_of_job(job), "handle_timeout", job_update_id(job),
+           json ? xstrndup(json, len) : NULL, len, msg);
 }
 
-const struct host_update_ops runtime_update_ops = {start_update,
+const struct update_ops runtime_update_ops = {start_update,
                                                    report_failure,
                                                    report_timeout};
