@@ -144,4 +144,7 @@ bool gen_push_runtime_fn(struct generation *g, const char *name) {
   return false;
 }
 
-void gen_forget_run(struct generation *g) { g->run_called = false; }
+void gen_forget_run(struct generation *g) {
+  g->run_called = false;
+  g->run_stopped = true;
+}
