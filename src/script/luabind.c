@@ -27,12 +27,14 @@ void luabind_check_keys(lua_State *L, int idx, const char *api,
       for (int i = 0; known[i] && !ok; i++)
         ok = strcmp(lua_tostring(L, -2), known[i]) == 0;
     if (!ok) {
+      /* The key as text first (its __tostring may raise): then names,
+       * built in C memory, is freed before anything can raise. */
+      const char *key = luaL_tolstring(L, -2, NULL);
       struct buf names = BUF_INIT;
       for (int i = 0; known[i]; i++)
         buf_printf(&names, "%s%s", i ? ", " : "", known[i]);
-      /* The message is built before raising, so names is freed. */
       lua_pushfstring(L, "%s: unknown option %s%s (known: %s)", api, prefix,
-                      luaL_tolstring(L, -2, NULL), names.data);
+                      key, names.data);
       buf_free(&names);
       lua_error(L);
     }

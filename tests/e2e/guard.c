@@ -254,7 +254,9 @@ TEST(update_memory_limit) {
 }
 
 /* print with an argument whose __tostring raises: the line built so far
- * was lost each time (200 such prints of a 1 MB string: 200 MB). */
+ * was lost each time (200 such prints of a 1 MB string: 200 MB). The same
+ * with an unknown option whose key raises so (the list of known options,
+ * a few bytes each time: the sanitizer build's leak check sees it). */
 TEST(print_raising_tostring) {
   struct fakeapi *api = harness_api();
   const char *script = harness_write("print.lua",
@@ -264,6 +266,7 @@ TEST(print_raising_tostring) {
       "  local failed = 0\n"
       "  for i = 1, 200 do\n"
       "    if not pcall(print, big, bad) then failed = failed + 1 end\n"
+      "    assert(not pcall(bot.api.config, { [bad] = 1 }))\n"
       "  end\n"
       "  collectgarbage()\n"
       "  ctx:reply('failed ' .. failed)\n"
@@ -722,4 +725,27 @@ TEST(coroutine_close_loop) {
              "    coroutine.resume(co)\n"
              "    coroutine.close(co)\n",
              "ran for over 200 ms of CPU", NULL);
+}
+
+/* An error object whose __tostring loops: the handler's own error
+ * handling runs it under the guard, and so does tghost's report of an
+ * error that escaped everything (the top level's, here a reloaded script's
+ * is the same), which ran it after the task's run was over. */
+TEST(error_tostring_loop) {
+  run_escape("tostring.lua",
+             "    error(setmetatable({}, { __tostring = function()\n"
+             "      while true do end\n"
+             "    end }))\n",
+             "ran for over 200 ms of CPU", NULL);
+  harness_api();
+  const char *top = harness_write("toptostring.lua",
+      "error(setmetatable({}, { __tostring = function() while true do end "
+      "end }))\n");
+  const char *args[] = {"--check", "--cpu-budget", "0.2", NULL};
+  struct proc *p = proc_start(top, args);
+  CHECK(proc_wait(p, 10000), "the top level's error was never reported");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "(an error object of type table)"),
+        "the report does not name the error object");
+  proc_check_clean(p);
 }
