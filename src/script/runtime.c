@@ -14,6 +14,7 @@
 #include "script/luafile.h"
 #include "script/luaguard.h"
 #include "script/luahttp.h"
+#include "script/luastream.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
 #include "script/luaseq.h"
@@ -71,6 +72,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.file", luaopen_tghost_file},
     {"tghost.task", luaopen_tghost_task},
     {"tghost.httpcore", luaopen_tghost_httpcore},
+    {"tghost.httpstream", luaopen_tghost_httpstream},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
