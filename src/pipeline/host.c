@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "net/child.h"
 #include "store/storages.h"
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
@@ -54,6 +55,9 @@ void host_free(struct host *h) {
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
+  /* Every job has released its processes by now: kill and reap the rest. */
+  child_table_free(h->children);
+  h->children = NULL;
   /* After the generations, whose Lua code may use a store to the end. */
   storages_free(h->storages);
   h->storages = NULL;

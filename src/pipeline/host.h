@@ -27,6 +27,7 @@ struct luaseq;
 struct luaconv;
 struct finalizer_queue;
 struct storages;
+struct child_table;
 
 /* How updates run: provided by the Lua half (see generation.h). */
 struct host_update_ops {
@@ -51,6 +52,7 @@ struct host {
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct child_table *children; /* tghost.exec's processes (made on first use) */
   /* Owned by the modules above that create them (main.c attaches them);
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */

@@ -13,6 +13,7 @@
 #include "script/luacoro.h"
 #include "script/luafile.h"
 #include "script/luaguard.h"
+#include "script/luaexec.h"
 #include "script/luahttp.h"
 #include "script/luastream.h"
 #include "script/luajson.h"
@@ -73,6 +74,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.task", luaopen_tghost_task},
     {"tghost.httpcore", luaopen_tghost_httpcore},
     {"tghost.httpstream", luaopen_tghost_httpstream},
+    {"tghost.execcore", luaopen_tghost_execcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
