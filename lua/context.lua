@@ -7,6 +7,7 @@
 -- middleware (ctx.match is one such field, set by command/hears/...).
 local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local replystream = require("tghost.replystream")
 errors.internal()
 
 local Context = {}
@@ -320,6 +321,16 @@ define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
          end
          return other
        end)
+
+-- ctx:replyStream(source, opts): an answer shown while it grows (a draft
+-- in private chats, else a message edited at a bounded rate), then sent
+-- for good, cut into several messages past 4096 characters; see
+-- lua/replystream.lua.
+function methods.replyStream(ctx, source, opts)
+  check_self(ctx, "replyStream")
+  local chat = need(ctx, "replyStream", getters.chat(ctx), "chat")
+  return replystream.reply(chat, getters.businessConnectionId(ctx), source, opts)
+end
 
 -- ctx:has(query): whether this update matches a filter query (compiled
 -- once per query string).

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/sse.h"
 #include "fakemodel.h"
 #include "harness.h"
 
@@ -255,6 +256,16 @@ TEST(sse_events) {
  * tghost's peak RSS stays within a few MB of what it was before. */
 TEST_SERIAL(backpressure_100mb) {
   struct fakeapi *api = harness_api();
+#ifdef TGHOST_SANITIZE
+  /* ASan keeps freed memory in quarantine (256 MB by default): every
+   * chunk read would stay counted. A small one measures tghost. */
+  const char *was = getenv("ASAN_OPTIONS");
+  struct buf opts = BUF_INIT;
+  buf_printf(&opts, "%s%squarantine_size_mb=1", was ? was : "",
+             was && *was ? ":" : "");
+  setenv("ASAN_OPTIONS", opts.data, 1);
+  buf_free(&opts);
+#endif
   const char *script = write_script("slowreader.lua",
       "local URL = '%s'\n"
       "bot.on('message', function(ctx)\n"
@@ -368,5 +379,235 @@ TEST(cancel_closes_transfer) {
   wait_stderr(p, "timed out", 5000);
   CHECK(fakemodel_open_streams(m) == 0, "%zu streams still open",
         fakemodel_open_streams(m));
+  proc_stop_cleanly(p);
+}
+
+/* --- ctx:replyStream ------------------------------------------------------ */
+
+/* The bot behind the replyStream tests: /words N EVERY_MS [draft|edit]
+ * streams N words; /long streams 10,500 characters with formatted pieces;
+ * /fail raises after five words. */
+static const char *reply_stream_bot(void) {
+  return harness_write("stream_bot.lua",
+      "local function words(n, every)\n"
+      "  local i = 0\n"
+      "  return function()\n"
+      "    i = i + 1\n"
+      "    if i > n then return nil end\n"
+      "    tghost.sleep(every)\n"
+      "    return 'w' .. i .. ' '\n"
+      "  end\n"
+      "end\n"
+      "bot.command('words', function(ctx)\n"
+      "  local n, ms, mode = ctx.match:match('^(%d+) (%d+) ?(%a*)$')\n"
+      "  local opts = { interval = 0.2 }\n"
+      "  if mode == 'draft' then opts.draft = true elseif mode == 'edit' then opts.draft = false end\n"
+      "  local msgs = ctx:replyStream(words(tonumber(n), tonumber(ms) / 1000), opts)\n"
+      "  ctx:reply('done ' .. #msgs)\n"
+      "end)\n"
+      "bot.command('long', function(ctx)\n"
+      "  local i = 0\n"
+      "  local msgs = ctx:replyStream(function()\n"
+      "    i = i + 1\n"
+      "    if i > 800 then return nil end\n"
+      "    if i % 50 == 0 then tghost.sleep(0.01) end\n"
+      "    if i % 7 == 0 then\n"
+      "      -- formatted text, as tghost.fmt values carry it\n"
+      "      return { text = 'bold😀 ', entities = { { type = 'bold', offset = 0, length = 6 } } }\n"
+      "    end\n"
+      "    if i % 40 == 0 then return 'end of a paragraph.\\n\\n' end\n"
+      "    return 'ünïcödé words '\n"
+      "  end, { interval = 0.05 })\n"
+      "  ctx:reply('done ' .. #msgs)\n"
+      "end)\n"
+      "bot.command('fail', function(ctx)\n"
+      "  local i = 0\n"
+      "  local ok, err = pcall(ctx.replyStream, ctx, function()\n"
+      "    i = i + 1\n"
+      "    if i > 5 then error('the model went away') end\n"
+      "    return 'w' .. i .. ' '\n"
+      "  end)\n"
+      "  ctx:reply(ok and 'no error' or ('raised: ' .. tostring(err):match('the model went away')))\n"
+      "end)\n"
+      "run(bot)\n");
+}
+
+static char *call_text(const struct fake_call *c) {
+  char *t = fake_call_string(c, "text");
+  CHECK(t, "a %s call without text", c->method);
+  return t;
+}
+
+/* Private chat: drafts while it grows (one draft id, each a prefix of the
+ * answer, at most one per interval), then one sendMessage. */
+TEST(reply_stream_draft) {
+  struct fakeapi *api = harness_api();
+  struct proc *p = proc_start(reply_stream_bot(), NULL);
+  wait_polling();
+  fakeapi_push_text(api, 42, 42, "/words 30 50");   /* 1.5 s of words */
+  wait_calls("sendMessage", 2, 20000);
+  const struct fake_call *final = nth_call("sendMessage", 0);
+  char *text = call_text(final);
+  struct buf want = BUF_INIT;
+  for (int i = 1; i <= 30; i++) buf_printf(&want, "w%d ", i);
+  want.data[--want.len] = '\0';   /* the trailing space is trimmed */
+  CHECK(strcmp(text, want.data) == 0, "final text '%s'", text);
+  size_t drafts = fakeapi_count_method(api, "sendMessageDraft");
+  CHECK(drafts >= 4 && drafts <= 10, "%zu drafts for 1.5 s at one per 0.2 s",
+        drafts);
+  CHECK(fakeapi_count_method(api, "editMessageText") == 0, "edits in a "
+        "private chat");
+  int64_t draft_id = 0;
+  uint64_t last_us = 0;
+  size_t last_len = 0;
+  for (size_t i = 0; i < drafts; i++) {
+    const struct fake_call *d = nth_call("sendMessageDraft", i);
+    int64_t id = 0;
+    CHECK(fake_call_int(d, "draft_id", &id) && id != 0, "draft_id");
+    if (i == 0) draft_id = id;
+    CHECK(id == draft_id, "a new draft id mid-answer");
+    char *dt = call_text(d);
+    CHECK(strncmp(want.data, dt, strlen(dt)) == 0 && strlen(dt) > last_len,
+          "draft %zu '%s' is not a longer prefix of the answer", i, dt);
+    last_len = strlen(dt);
+    free(dt);
+    if (i > 0)
+      CHECK(d->received_us - last_us >= 150000, "two drafts %.0f ms apart",
+            (d->received_us - last_us) / 1000.0);
+    last_us = d->received_us;
+    CHECK(d->received_us < final->received_us, "a draft after the final "
+          "message");
+  }
+  char *done = call_text(nth_call("sendMessage", 1));
+  CHECK(strcmp(done, "done 1") == 0, "%s", done);
+  fprintf(stderr, "reply_stream: %zu drafts, then the message\n", drafts);
+  free(done);
+  free(text);
+  buf_free(&want);
+  proc_stop_cleanly(p);
+}
+
+static enum fake_fault edit_faults(void *ud, const char *method, uint64_t nth) {
+  /* The first two edits fail: a server error, then a flood limit. */
+  if (strcmp(method, "editMessageText") == 0 && nth == 0) return FAULT_500;
+  if (strcmp(method, "editMessageText") == 0 && nth == 1) return FAULT_429;
+  return FAULT_NONE;
+}
+
+/* A group: one message, edited at most once per interval; failed edits are
+ * skipped, the last edit carries the whole answer. A group refuses drafts
+ * (draft = true): the answer falls back to edits. */
+TEST(reply_stream_edits) {
+  struct fakeapi *api = harness_api();
+  fakeapi_set_fault_fn(api, edit_faults, NULL);
+  fakeapi_set_fault_retry_after(api, 1);
+  struct proc *p = proc_start(reply_stream_bot(), NULL);
+  wait_polling();
+  fakeapi_push_text(api, -100, 42, "/words 30 50 draft");
+  wait_calls("sendMessage", 2, 20000);
+  struct buf want = BUF_INIT;
+  for (int i = 1; i <= 30; i++) buf_printf(&want, "w%d ", i);
+  want.data[--want.len] = '\0';
+  size_t edits = fakeapi_count_method(api, "editMessageText");
+  size_t drafts = fakeapi_count_method(api, "sendMessageDraft");
+  CHECK(drafts == 1, "%zu drafts to a group that refuses them", drafts);
+  CHECK(edits >= 4 && edits <= 10, "%zu edits for 1.5 s at one per 0.2 s",
+        edits);
+  const struct fake_call *first = nth_call("sendMessage", 0);
+  char *ft = call_text(first);
+  CHECK(strncmp(want.data, ft, strlen(ft)) == 0, "first message '%s'", ft);
+  free(ft);
+  const struct fake_call *last = nth_call("editMessageText", edits - 1);
+  char *lt = call_text(last);
+  CHECK(strcmp(lt, want.data) == 0, "the last edit '%s'", lt);
+  free(lt);
+  char *done = call_text(nth_call("sendMessage", 1));
+  CHECK(strcmp(done, "done 1") == 0, "the reply failed: %s", done);
+  free(done);
+  fprintf(stderr, "reply_stream: a group: 1 message, %zu edits (2 failed)\n",
+          edits);
+  buf_free(&want);
+  proc_stop_cleanly(p);
+}
+
+/* UTF-16 units of UTF-8 text, as Telegram counts. */
+static size_t utf16_units(const char *s) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p & 0xC0) != 0x80) n++;
+    if (*p >= 0xF0) n++;
+  }
+  return n;
+}
+
+/* 10,500 characters: several messages, each within 4096 UTF-16 units and
+ * valid UTF-8, with every bold entity whole and inside its message; and
+ * every draft along the way valid too. */
+TEST(reply_stream_long) {
+  struct fakeapi *api = harness_api();
+  struct proc *p = proc_start(reply_stream_bot(), NULL);
+  wait_polling();
+  fakeapi_push_text(api, 43, 43, "/long");
+  wait_calls("sendMessage", 4, 30000);
+  size_t messages = fakeapi_count_method(api, "sendMessage") - 1;
+  char *done = call_text(nth_call("sendMessage", messages));
+  char want_done[32];
+  snprintf(want_done, sizeof want_done, "done %zu", messages);
+  CHECK(strcmp(done, want_done) == 0, "%s after %zu messages", done, messages);
+  free(done);
+  CHECK(messages >= 3, "%zu messages for 10,000 characters", messages);
+  size_t total = 0, bolds = 0;
+  struct fakeapi *a = api;
+  for (size_t i = 0; i < fakeapi_call_count(a); i++) {
+    const struct fake_call *c = fakeapi_call(a, i);
+    bool final = strcmp(c->method, "sendMessage") == 0;
+    if (!final && strcmp(c->method, "sendMessageDraft") != 0) continue;
+    char *t = call_text(c);
+    if (final && strncmp(t, "done", 4) == 0) {
+      free(t);
+      continue;
+    }
+    size_t units = utf16_units(t);
+    CHECK(units <= 4096, "a %s of %zu units", c->method, units);
+    struct buf clean = BUF_INIT;
+    sse_utf8_clean(t, strlen(t), &clean);
+    CHECK(clean.len == strlen(t), "a %s with invalid UTF-8", c->method);
+    buf_free(&clean);
+    /* Entities: whole bold runs ("bold😀" is 6 units) inside the text. */
+    char *ents = fake_call_raw(c, "entities");
+    for (const char *e = ents; e && (e = strstr(e, "\"offset\":")); e++) {
+      long off = strtol(e + 9, NULL, 10);
+      const char *l = strstr(e, "\"length\":");
+      long len = l ? strtol(l + 9, NULL, 10) : -1;
+      CHECK(len == 6 && off >= 0 && (size_t)(off + len) <= units,
+            "an entity %ld+%ld in a text of %zu units", off, len, units);
+      if (final) bolds++;
+    }
+    free(ents);
+    if (final) total += units;
+    free(t);
+  }
+  /* 800 pieces, 114 of them bold; the cuts drop a few spaces. */
+  CHECK(bolds == 114, "%zu bold entities in the final messages", bolds);
+  CHECK(total > 10400, "only %zu units in the final messages", total);
+  fprintf(stderr, "reply_stream: %zu units in %zu messages, %zu drafts\n",
+          total, messages, fakeapi_count_method(api, "sendMessageDraft"));
+  proc_stop_cleanly(p);
+}
+
+/* A source that raises: the text so far becomes the final message and the
+ * error reaches the handler. */
+TEST(reply_stream_source_fails) {
+  struct fakeapi *api = harness_api();
+  struct proc *p = proc_start(reply_stream_bot(), NULL);
+  wait_polling();
+  fakeapi_push_text(api, 44, 44, "/fail");
+  wait_calls("sendMessage", 2, 20000);
+  char *t0 = call_text(nth_call("sendMessage", 0));
+  char *t1 = call_text(nth_call("sendMessage", 1));
+  CHECK(strcmp(t0, "w1 w2 w3 w4 w5") == 0, "final '%s'", t0);
+  CHECK(strcmp(t1, "raised: the model went away") == 0, "reply '%s'", t1);
+  free(t0);
+  free(t1);
   proc_stop_cleanly(p);
 }
