@@ -316,10 +316,14 @@ static bool stderr_shows(void *ud) {
   return strstr(proc_stderr(w->p), w->needle) || proc_exited(w->p);
 }
 
-void wait_stderr(struct proc *p, const char *needle, int timeout_ms) {
+bool run_until_stderr(struct proc *p, const char *needle, int timeout_ms) {
   struct stderr_wait w = {p, needle};
-  CHECK(run_until(stderr_shows, &w, timeout_ms) &&
-            strstr(proc_stderr(p), needle),
+  run_until(stderr_shows, &w, timeout_ms);
+  return strstr(proc_stderr(p), needle) != NULL;
+}
+
+void wait_stderr(struct proc *p, const char *needle, int timeout_ms) {
+  CHECK(run_until_stderr(p, needle, timeout_ms),
         "tghost's log does not show '%s'", needle);
 }
 
@@ -334,6 +338,16 @@ void proc_stop_cleanly(struct proc *p) {
   proc_kill(p, SIGTERM);
   CHECK(proc_wait(p, 20000), "tghost did not exit after SIGTERM");
   CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
+  proc_check_clean(p);
+}
+
+void proc_stop_within(struct proc *p, int ms) {
+  uint64_t t0 = harness_now_ms();
+  proc_kill(p, SIGTERM);
+  CHECK(proc_wait(p, ms), "tghost did not exit within %d ms of SIGTERM", ms);
+  CHECK(proc_status(p) == 0, "exit status %d after SIGTERM", proc_status(p));
+  fprintf(stderr, "stopped %llu ms after SIGTERM\n",
+          (unsigned long long)(harness_now_ms() - t0));
   proc_check_clean(p);
 }
 

@@ -76,10 +76,17 @@ void wait_calls(const char *method, size_t n, int timeout_ms);
 bool api_sent_text(const char *text);
 /* SIGTERM, then checks for exit status 0 and clean output. */
 void proc_stop_cleanly(struct proc *p);
+/* The same within ms milliseconds, and prints how long it took: for a
+ * stop that must not wait for anything (a guard's escapes, for one, must
+ * leave the loop free). */
+void proc_stop_within(struct proc *p, int ms);
 
 /* Runs the loop until p's stderr shows needle; fails the test if it does
  * not within timeout_ms (or p exits first). */
 void wait_stderr(struct proc *p, const char *needle, int timeout_ms);
+/* The same without failing: true if p's stderr shows needle within
+ * timeout_ms (it stops waiting when p exits). */
+bool run_until_stderr(struct proc *p, const char *needle, int timeout_ms);
 /* How many times needle occurs in text. */
 size_t count_in(const char *text, const char *needle);
 

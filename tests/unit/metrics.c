@@ -2,7 +2,7 @@
  * (src/metrics_http.c) on their own: the text format line by line, label
  * values bounded and escaped, histograms cumulative, state sets, info
  * metrics, and each branch of the health rule. (The e2e test
- * e2e_prod.metrics_parse runs the whole output of a running tghost through
+ * e2e_metrics.metrics_parse runs the whole output of a running tghost through
  * Python's prometheus_client parser.) */
 #include <math.h>
 #include <stdio.h>

@@ -1,42 +1,34 @@
-/* Production (issue 19) end to end: webhook mode, /metrics and /healthz.
- *
- * tghost runs as a child against the fake Bot API (which records
- * setWebhook and answers getUpdates 409 while a webhook is set, as
- * Telegram does). Updates are POSTed to tghost by a small HTTP/1.1 client
- * on the harness's loop that behaves like Telegram: a number of keep-alive
- * connections, each with one request at a time, the next sent once the
- * answer to the last has arrived. Odd requests (wrong secret, oversized,
- * malformed, GET) and the scrapes of /metrics and /healthz go through
- * libcurl (src/http.c). The metrics are parsed by Python's
- * prometheus_client parser (tests/tools/prom_check.py; the tests that need it are
- * skipped when it is not installed) and compared with what the fake server
- * and the client saw. */
+/* Webhook mode end to end. tghost runs as a child against the fake Bot
+ * API (which records setWebhook and answers getUpdates 409 while a
+ * webhook is set, as Telegram does). Updates are POSTed to tghost by a
+ * small HTTP/1.1 client on the harness's loop that behaves like Telegram:
+ * a number of keep-alive connections, each with one request at a time,
+ * the next sent once the answer to the last has arrived. Odd requests
+ * (wrong secret, oversized, malformed, GET) go through libcurl
+ * (tests/support/probe.h). Covered: 20,000 updates each handled once and
+ * in order per chat, refusals, redeliveries, the setWebhook parameters,
+ * backpressure with memory flat, a kill -9 with the journal, a reload
+ * that needs setWebhook again, polling against a set webhook, a held
+ * request whose client left; and the metrics the webhook adds, compared
+ * with what the fake server and the client saw. */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "harness.h"
+#include "probe.h"
 #include "net/http.h"
 
-#ifndef TGHOST_SOURCE_DIR
-#error "TGHOST_SOURCE_DIR must name the source tree"
-#endif
-
 #define SECRET "s3cr3t_Webhook-token"
-#define SKIP 77
 
-/* --- a Telegram-like webhook client -------------------------------------- */
+/* --- a Telegram-like webhook client ------------------------------------- */
 
 struct wclient;
 
@@ -203,7 +195,7 @@ static void wclient_free(struct wclient *cl) {
   free(cl);
 }
 
-/* --- updates -------------------------------------------------------------- */
+/* --- updates, the odd requests, tghost's CPU time ----------------------- */
 
 static void text_update(struct buf *out, int64_t id, int64_t chat,
                         const char *text) {
@@ -212,6 +204,17 @@ static void text_update(struct buf *out, int64_t id, int64_t chat,
              "\"from\":{\"id\":%lld,\"is_bot\":false,\"first_name\":\"U\"},"
              "\"text\":\"%s\"}}", (long long)id, (long long)id,
              (long long)chat, (long long)chat, text);
+}
+
+static long post_raw(int port, const char *secret, const char *data,
+                     size_t len) {
+  char url[128], header[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
+  snprintf(header, sizeof header, "X-Telegram-Bot-Api-Secret-Token: %s",
+           secret ? secret : "");
+  const char *const headers[] = {"Content-Type: application/json",
+                                 secret ? header : NULL, NULL};
+  return curl_request("POST", url, headers, data, len, NULL);
 }
 
 /* CPU time (user + system) of p so far, in seconds. */
@@ -231,178 +234,7 @@ static double cpu_seconds(struct proc *p) {
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* --- tghost's ports, curl for the odd requests and the scrapes ----------- */
-
-/* The port in the first stderr line containing marker, or 0. */
-static int port_after(struct proc *p, const char *marker) {
-  const char *at = strstr(proc_stderr(p), marker);
-  if (!at) return 0;
-  const char *colon = strchr(at + strlen(marker), ':');
-  return colon ? atoi(colon + 1) : 0;
-}
-
-struct port_wait {
-  struct proc *p;
-  const char *marker;
-};
-
-static bool have_port(void *ud) {
-  struct port_wait *w = ud;
-  return port_after(w->p, w->marker) > 0 || proc_exited(w->p);
-}
-
-static int wait_port(struct proc *p, const char *marker) {
-  struct port_wait w = {p, marker};
-  run_until(have_port, &w, 20000);
-  int port = port_after(p, marker);
-  CHECK(port > 0, "tghost did not log '%s'", marker);
-  return port;
-}
-
-#define WEBHOOK_MARK "webhook: listening on 127.0.0.1"
-#define METRICS_MARK "/healthz on http://127.0.0.1"
-
-static struct http_client *curl_client(void) {
-  static struct http_client *c;
-  if (!c) {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    c = http_client_new(harness_base(), NULL);
-    CHECK(c, "libcurl");
-  }
-  return c;
-}
-
-struct exchange {
-  bool done;
-  long status;
-  struct buf body;
-};
-
-static void on_exchange(struct http_request *req, void *ud) {
-  struct exchange *x = ud;
-  x->status = http_request_ok(req) ? http_request_status(req) : -1;
-  const struct buf *b = http_request_body(req);
-  if (b->len) buf_append(&x->body, b->data, b->len);
-  x->done = true;
-}
-
-static bool exchange_done(void *ud) { return ((struct exchange *)ud)->done; }
-
-/* One request through libcurl; returns the status (-1: no answer) and the
- * body in *body if given. */
-static long curl_request(const char *method, const char *url,
-                         const char *const *headers, const char *data,
-                         size_t len, struct buf *body) {
-  struct http_request *req = http_request_new(curl_client(), url);
-  http_request_set_method(req, method);
-  for (int i = 0; headers && headers[i]; i++)
-    http_request_add_header(req, headers[i]);
-  if (data) {
-    char *copy = xmalloc(len + 1);
-    memcpy(copy, data, len);
-    http_request_set_body(req, copy, len);
-  }
-  http_request_set_timeout(req, 20000);
-  struct exchange x = {0};
-  CHECK(http_request_start(req, on_exchange, &x) == 0, "curl: %s",
-        http_request_error(req));
-  run_until(exchange_done, &x, 25000);
-  CHECK(x.done, "no answer from %s", url);
-  http_request_free(req);
-  if (body) {
-    buf_reset(body);
-    if (x.body.len) buf_append(body, x.body.data, x.body.len);
-  }
-  buf_free(&x.body);
-  return x.status;
-}
-
-static long get_url(int port, const char *path, struct buf *body) {
-  char url[128];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-  return curl_request("GET", url, NULL, NULL, 0, body);
-}
-
-static long post_raw(int port, const char *secret, const char *data,
-                     size_t len) {
-  char url[128], header[128];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
-  snprintf(header, sizeof header, "X-Telegram-Bot-Api-Secret-Token: %s",
-           secret ? secret : "");
-  const char *const headers[] = {"Content-Type: application/json",
-                                 secret ? header : NULL, NULL};
-  return curl_request("POST", url, headers, data, len, NULL);
-}
-
-/* --- the metrics, through prometheus_client ----------------------------- */
-
-struct samples {
-  char *text;                     /* prom_check.py's output */
-};
-
-static const char *python(void) {
-  return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-}
-
-/* Scrapes /metrics and parses it with tests/tools/prom_check.py; returns SKIP if
- * the parser is not installed, 0 when the output is valid. */
-static int scrape(int port, struct samples *s) {
-  struct buf body = BUF_INIT;
-  long status = get_url(port, "/metrics", &body);
-  CHECK(status == 200, "/metrics answered %ld", status);
-  const char *file = harness_write("metrics.txt", body.data ? body.data : "");
-  buf_free(&body);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "%s %s/tests/tools/prom_check.py %s", python(),
-           TGHOST_SOURCE_DIR, file);
-  FILE *f = popen(cmd, "r");
-  CHECK(f, "cannot run %s", cmd);
-  struct buf out = BUF_INIT;
-  char chunk[4096];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&out, chunk, n);
-  int rc = pclose(f);
-  int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
-  if (code == SKIP) {
-    buf_free(&out);
-    return SKIP;
-  }
-  CHECK(code == 0, "prometheus_client rejected /metrics (status %d)", code);
-  free(s->text);
-  s->text = buf_steal(&out, NULL);
-  CHECK(s->text, "no samples");
-  return 0;
-}
-
-/* The value of a sample as prom_check.py printed it ("name{a=\"x\"}"), or
- * NAN when there is none. */
-static double sample(const struct samples *s, const char *key) {
-  size_t n = strlen(key);
-  for (const char *p = s->text; p && *p;) {
-    if (strncmp(p, key, n) == 0 && p[n] == ' ') return strtod(p + n + 1, NULL);
-    p = strchr(p, '\n');
-    if (p) p++;
-  }
-  return NAN;
-}
-
-static void samples_free(struct samples *s) {
-  free(s->text);
-  s->text = NULL;
-}
-
-/* Skips the test when Python's parser is missing (CI installs it). */
-static void require_parser(void) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "%s -c 'import prometheus_client.parser' "
-           "2>/dev/null", python());
-  if (system(cmd) != 0) {
-    fprintf(stderr, "skipped: python3-prometheus-client is not installed\n");
-    exit(SKIP);
-  }
-}
-
-/* --- the replies the fake server got ------------------------------------- */
+/* --- the replies the fake server got ------------------------------------ */
 
 /* Every sendMessage's chat and the update id in its text ("u<id>"), in
  * arrival order; n gets their count. */
@@ -461,51 +293,9 @@ static void done_same(void *ud, int conn, int64_t id, long status,
   if (status == 200) ((struct same_feed *)ud)->ok++;
 }
 
-struct log_wait {
-  struct proc *p;
-  const char *text;
-};
+static bool has_text(void *ud) { return api_sent_text(ud); }
 
-static bool logged(void *ud) {
-  struct log_wait *w = ud;
-  return strstr(proc_stderr(w->p), w->text) != NULL;
-}
-
-struct health_wait {
-  int port;
-  long want;
-  struct buf body;
-};
-
-static bool health_is(void *ud) {
-  struct health_wait *h = ud;
-  return get_url(h->port, "/healthz", &h->body) == h->want;
-}
-
-/* The value of an unlabelled sample in a /metrics text, or NAN. */
-static double value_in(const char *text, const char *name) {
-  char key[128];
-  snprintf(key, sizeof key, "\n%s ", name);
-  const char *at = strstr(text, key);
-  return at ? strtod(at + strlen(key), NULL) : NAN;
-}
-
-struct metric_wait {
-  int port;
-  const char *name;
-  double want;
-};
-
-static bool metric_is(void *ud) {
-  struct metric_wait *w = ud;
-  struct buf body = BUF_INIT;
-  bool ok = get_url(w->port, "/metrics", &body) == 200 &&
-            value_in(body.data, w->name) == w->want;
-  buf_free(&body);
-  return ok;
-}
-
-/* --- webhook_20k ------------------------------------------------------------ */
+/* --- webhook_20k -------------------------------------------------------- */
 
 #define N20K 20000
 #define CHATS 200
@@ -747,7 +537,7 @@ TEST_SERIAL(webhook_20k) {
         "a graceful stop leaves the webhook set");
 }
 
-/* --- webhook_backpressure ---------------------------------------------- */
+/* --- webhook_backpressure ----------------------------------------------- */
 
 /* Twice as many connections as updates may run: at any moment about half
  * the requests cannot enter the sink and must be held, however fast or
@@ -918,7 +708,7 @@ TEST_SERIAL(webhook_backpressure) {
   proc_stop_cleanly(p);
 }
 
-/* --- webhook_journal_restart --------------------------------------------- */
+/* --- webhook_journal_restart -------------------------------------------- */
 
 static void post_ok(int port, int64_t id, const char *text) {
   struct buf body = BUF_INIT;
@@ -938,8 +728,6 @@ static size_t count_text(const char *text) {
   }
   return n;
 }
-
-static bool has_text(void *ud) { return api_sent_text(ud); }
 
 /* True once the journal at path holds the end record "E <id> d". The end
  * is written by the journal's thread just after the reply, so a test that
@@ -1027,7 +815,7 @@ TEST(webhook_journal_restart) {
   buf_free(&source);
 }
 
-/* --- webhook_random_secret: and polling afterwards ----------------------- */
+/* --- webhook_then_polling: a random secret, and polling afterwards ------ */
 
 TEST(webhook_then_polling) {
   const char *script = harness_write("echo.lua",
@@ -1075,7 +863,7 @@ TEST(webhook_then_polling) {
   proc_stop_cleanly(r);
 }
 
-/* --- webhook_reload: setWebhook again when a reload needs it ----------- */
+/* --- webhook_reload: setWebhook again when a reload needs it ------------ */
 
 static bool two_set_webhooks(void *ud) {
   return fakeapi_count_method(harness_api(), "setWebhook") >= 2;
@@ -1102,8 +890,7 @@ TEST(webhook_reload) {
   struct buf edited = BUF_INIT;
   buf_printf(&edited, "%s-- a comment\n", plain);
   harness_write("reload.lua", edited.data);
-  struct log_wait second = {p, "generation 2 loaded"};
-  CHECK(run_until(logged, &second, 15000), "no reload");
+  CHECK(run_until_stderr(p, "generation 2 loaded", 15000), "no reload");
   run_for(300);
   CHECK(fakeapi_count_method(harness_api(), "setWebhook") == 1,
         "setWebhook again for nothing");
@@ -1134,7 +921,7 @@ TEST(webhook_reload) {
   proc_stop_cleanly(p);
 }
 
-/* --- webhook_client_gone: a held request whose client left ------------- */
+/* --- webhook_client_gone: a held request whose client left -------------- */
 
 struct one_feed {
   const char *text;
@@ -1195,140 +982,4 @@ TEST(webhook_client_gone) {
   run_for(200);
   CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
   proc_stop_cleanly(p);
-}
-
-/* --- metrics_parse: polling ----------------------------------------------- */
-
-static bool fault_on;
-static enum fake_fault polls_fail(void *ud, const char *method, uint64_t nth) {
-  return fault_on && strcmp(method, "getUpdates") == 0 ? FAULT_500 : FAULT_NONE;
-}
-
-/* A poll asked for what follows the last update pushed: tghost has them
- * all. */
-static bool all_fetched(void *ud) {
-  return fakeapi_confirmed_offset(harness_api()) >= 1302;
-}
-
-TEST(metrics_parse) {
-  require_parser();
-  const char *script_text =
-      "bot.command('fail', function() error('boom') end)\n"
-      "bot.command('slow', function(ctx) tghost.sleep(3); ctx:reply('slow') end)\n"
-      "bot.command('ask', function(ctx)\n"
-      "  ctx:reply('name?')\n"
-      "  ctx:reply('hi ' .. ctx:wait('message:text').msg.text)\n"
-      "end)\n"
-      "bot.on('message:text', function(ctx) ctx:reply(ctx.msg.text) end)\n"
-      "run(bot)\n";
-  const char *script = harness_write("polled.lua", script_text);
-  fakeapi_set_fault_fn(harness_api(), polls_fail, NULL);
-  const char *args[] = {"--metrics", "127.0.0.1:0", NULL};
-  static const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN,
-                                    "TGHOST_HEALTH_GRACE=1", NULL};
-  struct proc *p = proc_start_env(script, args, env, true);
-  int mport = wait_port(p, METRICS_MARK);
-  for (int i = 0; i < 300; i++) {
-    char text[32];
-    snprintf(text, sizeof text, "m%d", i);
-    fakeapi_push_text(harness_api(), 100 + i % 7, 100 + i % 7, text);
-  }
-  fakeapi_push_text(harness_api(), 5, 5, "/fail");
-  fakeapi_push_text(harness_api(), 5, 5, "/fail");
-  wait_calls("sendMessage", 300, 20000);
-  CHECK(run_until(all_fetched, NULL, 10000), "not every update was fetched");
-  struct metric_wait settled = {mport, "tghost_updates_in_flight", 0};
-  CHECK(run_until(metric_is, &settled, 10000), "updates still in flight");
-
-  struct samples m = {0};
-  CHECK(scrape(mport, &m) == 0, "parser");
-  size_t delivered = 0;
-  for (int64_t id = 1000; id < 1302; id++)
-    delivered += fakeapi_times_delivered(harness_api(), id) > 0;
-  CHECK(delivered == 302, "the fake server delivered %zu", delivered);
-  CHECK(sample(&m, "tghost_updates_received_total{source=\"polling\"}") ==
-            (double)delivered, "received: %s", m.text);
-  CHECK(sample(&m, "tghost_updates_handled_total{outcome=\"done\"}") == 300,
-        "done");
-  CHECK(sample(&m, "tghost_updates_handled_total{outcome=\"failed\"}") == 2,
-        "failed");
-  double sent = (double)fakeapi_count_method(harness_api(), "sendMessage");
-  CHECK(sample(&m, "tghost_api_calls_total{method=\"sendMessage\","
-                   "outcome=\"ok\"}") == sent, "sendMessage: fake saw %.0f",
-        sent);
-  CHECK(sample(&m, "tghost_api_call_duration_seconds_count{method="
-                   "\"sendMessage\"}") == sent, "one latency per call");
-  CHECK(sample(&m, "tghost_handler_duration_seconds_count{}") == 302,
-        "one duration per update");
-  CHECK(sample(&m, "tghost_source_state{state=\"polling\"}") == 1, "polling");
-  CHECK(sample(&m, "tghost_generation{}") == 1, "generation 1");
-  struct health_wait h = {mport, 200, BUF_INIT};
-  CHECK(health_is(&h) && strstr(h.body.data, "ok: polling"), "healthz: %s",
-        h.body.data);
-
-  /* A conversation waiting, then the answer it consumes. */
-  fakeapi_push_text(harness_api(), 9, 9, "/ask");
-  CHECK(run_until(has_text, "name?", 10000), "the question");
-  struct metric_wait conv = {mport, "tghost_conversations_waiting", 1};
-  CHECK(run_until(metric_is, &conv, 5000), "the waiting conversation");
-  fakeapi_push_text(harness_api(), 9, 9, "Ann");
-  CHECK(run_until(has_text, "hi Ann", 10000), "the answer");
-  conv.want = 0;
-  CHECK(run_until(metric_is, &conv, 5000), "still waiting");
-  CHECK(scrape(mport, &m) == 0, "parser");
-  CHECK(sample(&m, "tghost_updates_handled_total{outcome=\"consumed\"}") == 1,
-        "the answer was consumed by the conversation");
-
-  /* A reload that works, and one that does not. */
-  struct buf again = BUF_INIT;
-  buf_printf(&again, "%s-- edited\n", script_text);
-  harness_write("polled.lua", again.data);
-  buf_free(&again);
-  struct log_wait reloaded = {p, "generation 2 loaded"};
-  CHECK(run_until(logged, &reloaded, 15000), "no reload");
-  harness_write("polled.lua", "bot.on('message:text', function(ctx)\n");
-  struct log_wait rejected = {p, "generation 3 rejected"};
-  CHECK(run_until(logged, &rejected, 15000), "the broken version");
-  CHECK(scrape(mport, &m) == 0, "parser");
-  CHECK(sample(&m, "tghost_reloads_total{result=\"ok\"}") == 1 &&
-            sample(&m, "tghost_reloads_total{result=\"failed\"}") == 1 &&
-            sample(&m, "tghost_generation{}") == 2,
-        "reloads: %s", m.text);
-
-  /* getUpdates fails: healthy for the grace period, then 503 with why. */
-  fault_on = true;
-  fakeapi_push_text(harness_api(), 5, 5, "ends the held poll");
-  h.want = 503;
-  CHECK(run_until(health_is, &h, 15000), "healthz never turned 503: %s",
-        h.body.data);
-  CHECK(strstr(h.body.data, "failing for") &&
-            strstr(h.body.data, "Internal Server Error"),
-        "the reason: %s", h.body.data);
-  CHECK(scrape(mport, &m) == 0, "parser");
-  CHECK(sample(&m, "tghost_source_state{state=\"failing\"}") == 1, "failing");
-  CHECK(sample(&m, "tghost_source_errors_total{kind=\"server_error\"}") >= 1,
-        "errors counted");
-  CHECK(sample(&m, "tghost_source_failing_since_seconds{}") > 1.7e9,
-        "failing since a Unix time");
-  CHECK(strstr(m.text, "tghost_source_last_error_info{kind=\"server_error\","
-                       "message=\""), "the last error: %s", m.text);
-  /* Healthy again with the next answer to getUpdates (after failures the
-   * source retries without waiting for updates, so that comes at once,
-   * even for a bot nobody writes to). */
-  fault_on = false;
-  h.want = 200;
-  CHECK(run_until(health_is, &h, 20000), "healthz did not recover: %s",
-        h.body.data);
-
-  /* Stopping: 503 while the slow update drains. */
-  fakeapi_push_text(harness_api(), 6, 6, "/slow");
-  run_for(500);
-  proc_kill(p, SIGTERM);
-  h.want = 503;
-  CHECK(run_until(health_is, &h, 5000) && strstr(h.body.data, "stopping"),
-        "healthz while stopping: %s", h.body.data);
-  CHECK(proc_wait(p, 20000) && proc_status(p) == 0, "clean exit");
-  proc_check_clean(p);
-  buf_free(&h.body);
-  samples_free(&m);
 }
