@@ -611,3 +611,27 @@ TEST(reply_stream_source_fails) {
   free(t1);
   proc_stop_cleanly(p);
 }
+
+/* --- the model-backed chat bot (examples/chat.lua, the README's) --------- */
+
+/* Its transcript in the sandbox, against the fake model server: an SSE API
+ * in, a streamed reply out, the history in the session. */
+TEST(example_chat) {
+  struct buf env = BUF_INIT;
+  buf_printf(&env, "MODEL_URL=%s", fakemodel_url(the_model()));
+  const char *envv[] = {env.data, NULL};
+  const char *args[] = {"--sandbox", "--script",
+                        TGHOST_SOURCE_DIR "/examples/chat.chat", NULL};
+  struct proc *p = proc_start_env(TGHOST_SOURCE_DIR "/examples/chat.lua", args,
+                                  envv, false);
+  CHECK(proc_wait(p, 60000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the transcript failed (status %d)",
+        proc_status(p));
+  CHECK(fakemodel_stream_count(the_model()) == 3, "%zu model requests",
+        fakemodel_stream_count(the_model()));
+  const struct fakemodel_stream *s = fakemodel_stream(the_model(), 1);
+  CHECK(s->messages == 3 && s->tokens_sent > 1, "the second question sent %d "
+        "messages and got %d tokens", s->messages, s->tokens_sent);
+  proc_check_clean(p);
+  buf_free(&env);
+}
