@@ -187,6 +187,19 @@ static void scan(struct run *r) {
   }
 }
 
+/* A line every 5 s on stderr: how far the run is. */
+static void on_progress(evutil_socket_t fd, short what, void *arg) {
+  struct run *r = arg;
+  static uint64_t start;
+  if (!start) start = harness_now_ms();
+  fprintf(stderr, "  %5.1f s: updates confirmed %lld, model streams open %zu "
+          "(started %zu), final answers %ld, calls %ld\n",
+          (harness_now_ms() - start) / 1000.0,
+          (long long)fakeapi_confirmed_offset(r->api),
+          fakemodel_open_streams(r->model), fakemodel_stream_count(r->model),
+          r->finals, r->calls);
+}
+
 static bool all_final(void *ud) {
   struct run *r = ud;
   scan(r);
@@ -246,7 +259,13 @@ static void run_one(enum peer_id peer, const struct params *pr,
     fakeapi_push_text(r.api, CHAT_BASE + i, CHAT_BASE + i, text);
   }
   int limit_ms = (int)(pr->seconds * 1000 * 4) + 120000;
-  if (!run_until(all_final, &r, limit_ms)) {
+  struct event *progress = event_new(harness_base(), -1, EV_PERSIST,
+                                     on_progress, &r);
+  struct timeval every = {5, 0};
+  if (getenv("STREAMBENCH_PROGRESS")) event_add(progress, &every);
+  bool done = run_until(all_final, &r, limit_ms);
+  event_free(progress);
+  if (!done) {
     char why[128];
     snprintf(why, sizeof why, "only %ld of %ld answers arrived", r.finals,
              pr->chats);
