@@ -4,7 +4,10 @@
  * (peers/tghost_stream.lua, ctx:replyStream) and in grammY + grammY runner
  * (peers/grammy_stream.js, fetch + ctx.replyWithDraft). Many chats ask at
  * once, each once; every answer is shown with drafts while it grows and
- * then sent. Both servers run in this process, on one loop.
+ * then sent. The fake Bot API runs in this process; the fake model
+ * (tests/support/fakemodel_main.c --bench) in a process of its own, so
+ * that each holds one connection per chat, within common descriptor
+ * limits; it records when each token left, on the same monotonic clock.
  *
  *   build/bench/streambench [--chats N] [--tokens N] [--seconds S]
  *                           [--interval S] [--peers tghost,grammy]
@@ -31,11 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fakemodel.h"
 #include "harness.h"
 
-#ifndef TGHOST_SOURCE_DIR
-#error "TGHOST_SOURCE_DIR must name the source tree"
+#if !defined(TGHOST_SOURCE_DIR) || !defined(FAKEMODEL_BINARY)
+#error "TGHOST_SOURCE_DIR and FAKEMODEL_BINARY must be defined"
 #endif
 #define PEERS_DIR TGHOST_SOURCE_DIR "/bench/peers"
 
@@ -110,31 +112,53 @@ static struct proc *start_bot(enum peer_id peer, const char *api_root,
 
 struct chat_state {
   int shown;              /* tokens shown so far */
-  int stream;             /* the model's record, -1 until found */
   bool final;
+  uint64_t *token_us;     /* from the model's record: when each token left */
+  int ntokens;
 };
 
 struct run {
   const struct params *pr;
   struct fakeapi *api;
-  struct fakemodel *model;
+  struct proc *model;
+  char model_url[128];
+  char record[512];
   struct proc *bot;
   struct chat_state *chats;
   char *answer;           /* the whole answer, as the model sends it */
-  size_t scanned, streams_seen;
+  size_t scanned;
   long finals, drafts, calls, bad_drafts, bad_finals, duplicates, foreign;
+  long max_open;
   double *delays_ms;
   size_t ndelays;
   uint64_t last_final_us;
 };
 
-static void find_streams(struct run *r) {
-  size_t n = fakemodel_stream_count(r->model);
-  for (; r->streams_seen < n; r->streams_seen++) {
-    const struct fakemodel_stream *s = fakemodel_stream(r->model, r->streams_seen);
-    long i = s->prompt && s->prompt[0] == 'q' ? strtol(s->prompt + 1, NULL, 10) : -1;
-    if (i >= 0 && i < r->pr->chats) r->chats[i].stream = (int)r->streams_seen;
+/* The model's record: "max_open N", then "qI T1 T2 ..." per answer. */
+static bool read_record(struct run *r) {
+  FILE *f = fopen(r->record, "r");
+  if (!f) return false;
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    if (sscanf(line, "max_open %ld", &r->max_open) == 1) continue;
+    if (line[0] != 'q') continue;
+    char *p = line + 1;
+    long i = strtol(p, &p, 10);
+    if (i < 0 || i >= r->pr->chats) continue;
+    struct chat_state *ch = &r->chats[i];
+    ch->token_us = xcalloc((size_t)r->pr->tokens + 1, sizeof *ch->token_us);
+    while (ch->ntokens <= r->pr->tokens) {
+      char *end;
+      unsigned long long t = strtoull(p, &end, 10);
+      if (end == p) break;
+      ch->token_us[ch->ntokens++] = t;
+      p = end;
+    }
   }
+  free(line);
+  fclose(f);
+  return true;
 }
 
 /* The tokens text shows, or -1 if it is not a prefix of the answer. */
@@ -145,24 +169,32 @@ static int tokens_in(const struct run *r, const char *text) {
   return (int)((len + 1) / TOKEN_WIDTH);
 }
 
-static void scan(struct run *r) {
-  find_streams(r);
+/* Checks the calls that arrived since the last look; with delays, also
+ * when each token was first shown (once the model's record is in). */
+static void scan(struct run *r, bool delays) {
   size_t total = fakeapi_call_count(r->api);
   for (; r->scanned < total; r->scanned++) {
     const struct fake_call *c = fakeapi_call(r->api, r->scanned);
     bool draft = strcmp(c->method, "sendMessageDraft") == 0;
     bool final = strcmp(c->method, "sendMessage") == 0;
     if (!draft && !final && strcmp(c->method, "editMessageText") != 0) continue;
-    r->calls++;
+    if (!delays) r->calls++;
     long i = (long)(c->chat_id - CHAT_BASE);
     if (i < 0 || i >= r->pr->chats) {
-      r->foreign++;
+      if (!delays) r->foreign++;
       continue;
     }
     struct chat_state *ch = &r->chats[i];
     char *text = fake_call_string(c, "text");
     int k = text ? tokens_in(r, text) : -1;
     free(text);
+    if (delays) {
+      for (int j = ch->shown; j < k && j < ch->ntokens; j++)
+        r->delays_ms[r->ndelays++] =
+            ((double)c->received_us - (double)ch->token_us[j]) / 1000.0;
+      if (k > ch->shown) ch->shown = k;
+      continue;
+    }
     if (draft) r->drafts++;
     if (k < 0) {
       if (final) r->bad_finals++;
@@ -176,14 +208,6 @@ static void scan(struct run *r) {
       if (k != r->pr->tokens) r->bad_finals++;
       if (c->received_us > r->last_final_us) r->last_final_us = c->received_us;
     }
-    if (ch->stream < 0) find_streams(r);
-    if (ch->stream < 0) continue;
-    const struct fakemodel_stream *s = fakemodel_stream(r->model, (size_t)ch->stream);
-    for (int j = ch->shown; j < k && j < s->tokens_sent; j++) {
-      double d = ((double)c->received_us - (double)s->token_us[j]) / 1000.0;
-      r->delays_ms[r->ndelays++] = d;
-    }
-    if (k > ch->shown) ch->shown = k;
   }
 }
 
@@ -192,18 +216,30 @@ static void on_progress(evutil_socket_t fd, short what, void *arg) {
   struct run *r = arg;
   static uint64_t start;
   if (!start) start = harness_now_ms();
-  fprintf(stderr, "  %5.1f s: updates confirmed %lld, model streams open %zu "
-          "(started %zu), final answers %ld, calls %ld\n",
+  fprintf(stderr, "  %5.1f s: updates confirmed %lld, final answers %ld, "
+          "drafts %ld, calls %ld, calls unanswered %zu\n",
           (harness_now_ms() - start) / 1000.0,
-          (long long)fakeapi_confirmed_offset(r->api),
-          fakemodel_open_streams(r->model), fakemodel_stream_count(r->model),
-          r->finals, r->calls);
+          (long long)fakeapi_confirmed_offset(r->api), r->finals, r->drafts,
+          r->calls, fakeapi_unanswered(r->api));
 }
 
 static bool all_final(void *ud) {
   struct run *r = ud;
-  scan(r);
+  scan(r, false);
   return r->finals >= r->pr->chats || proc_exited(r->bot);
+}
+
+/* The model prints "fake model on http://127.0.0.1:PORT/v1/..." first. */
+static bool model_ready(void *ud) {
+  struct run *r = ud;
+  const char *at = strstr(proc_stdout(r->model), "fake model on ");
+  if (!at) return proc_exited(r->model);
+  at += 14;
+  const char *end = strstr(at, "/v1/");
+  if (!end || (size_t)(end - at) >= sizeof r->model_url) return false;
+  memcpy(r->model_url, at, (size_t)(end - at));
+  r->model_url[end - at] = '\0';
+  return true;
 }
 
 static bool first_poll(void *ud) {
@@ -233,18 +269,28 @@ static void run_one(enum peer_id peer, const struct params *pr,
   res->ok = true;
   struct run r = {.pr = pr};
   r.chats = xcalloc((size_t)pr->chats, sizeof *r.chats);
-  for (long i = 0; i < pr->chats; i++) r.chats[i].stream = -1;
   r.delays_ms = xcalloc((size_t)pr->chats * (size_t)pr->tokens + 1,
                         sizeof *r.delays_ms);
+  snprintf(r.record, sizeof r.record, "%s/model-%d.txt", harness_tmpdir(),
+           (int)peer);
   struct buf answer = BUF_INIT;
   for (int i = 0; i < pr->tokens; i++) buf_printf(&answer, "w%04d ", i + 1);
   r.answer = buf_steal(&answer, NULL);
 
   struct fakeapi_config cfg = {.token = TEST_TOKEN, .username = "bench_bot"};
   r.api = fakeapi_new(harness_base(), &cfg);
-  r.model = fakemodel_new(harness_base(), 0);
-  fakemodel_set_answer(r.model, pr->tokens, pr->seconds, true);
-  r.bot = start_bot(peer, fakeapi_url(r.api), fakemodel_url(r.model), pr);
+  char ntok[16], secs[32];
+  snprintf(ntok, sizeof ntok, "%d", pr->tokens);
+  snprintf(secs, sizeof secs, "%g", pr->seconds);
+  const char *margv[] = {FAKEMODEL_BINARY, "--port", "0", "--tokens", ntok,
+                         "--seconds", secs, "--bench", r.record, NULL};
+  static const char *const no_env[] = {NULL};
+  r.model = proc_start_command(margv, no_env);
+  if (!run_until(model_ready, &r, 10000)) {
+    fail(res, "the fake model did not start");
+    goto out;
+  }
+  r.bot = start_bot(peer, fakeapi_url(r.api), r.model_url, pr);
   if (!run_until(first_poll, &r, 30000) || proc_exited(r.bot)) {
     fail(res, "the bot never polled");
     goto out;
@@ -275,12 +321,18 @@ static void run_one(enum peer_id peer, const struct params *pr,
   double cpu1 = proc_cpu_s(r.bot);
   long peak = proc_peak_rss_kib(r.bot);
   run_for(300);
-  scan(&r);
+  scan(&r, false);
+  /* The model's record: when each token left. */
+  proc_kill(r.model, SIGTERM);
+  if (!proc_wait(r.model, 10000) || !read_record(&r))
+    fail(res, "no record from the fake model");
+  r.scanned = 0;
+  scan(&r, true);
   res->wall_s = (double)(r.last_final_us / 1000 - t0) / 1000.0;
   if (r.last_final_us / 1000 < t0) res->wall_s = 0;
   res->cpu_s = cpu1 - cpu0;
   res->peak_mb = peak / 1024.0;
-  res->max_streams = (long)fakemodel_max_open_streams(r.model);
+  res->max_streams = r.max_open;
   res->per_stream_kb = res->max_streams
       ? (peak - res->idle_mb * 1024.0) / (double)res->max_streams : 0;
   double tokens = (double)pr->chats * pr->tokens;
@@ -320,8 +372,9 @@ out:
             err + (len > 3000 ? len - 3000 : 0));
   }
   if (r.bot) proc_free(r.bot);
-  fakemodel_free(r.model);
+  if (r.model) proc_free(r.model);
   fakeapi_free(r.api);
+  for (long i = 0; i < pr->chats; i++) free(r.chats[i].token_us);
   free(r.chats);
   free(r.delays_ms);
   free(r.answer);
@@ -433,14 +486,22 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  /* Two servers with a connection per stream each, and the bot's. */
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+  /* A connection per chat to the model (in the bot and in the model's
+   * process) and one per call in flight to the Bot API (in the bot and
+   * here): the bot inherits the limit. Raised to the hard limit (or
+   * beyond, where that is allowed). */
+  struct rlimit rl = {1 << 18, 1 << 18};
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   atexit(harness_cleanup);
   if (want_smoke) return smoke();
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+      rl.rlim_cur < (rlim_t)(pr.chats * 2 + 1000))
+    fprintf(stderr, "streambench: only %lu file descriptors: connections may "
+            "be refused (raise the limit, ulimit -n)\n",
+            (unsigned long)rl.rlim_cur);
   if (peer_on[GRAMMY] &&
       (system("command -v node >/dev/null 2>&1") != 0 ||
        !file_exists(PEERS_DIR "/node_modules/@grammyjs/runner"))) {
