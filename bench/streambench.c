@@ -23,6 +23,7 @@
  * to the first draft or message that shows it, over every token. Every run
  * is checked: each chat gets exactly one final message with the whole
  * answer, and every draft is a prefix of it. */
+#include <dirent.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -216,11 +217,19 @@ static void on_progress(evutil_socket_t fd, short what, void *arg) {
   struct run *r = arg;
   static uint64_t start;
   if (!start) start = harness_now_ms();
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", proc_pid(r->bot));
+  int fds = 0;
+  DIR *d = opendir(path);
+  while (d && readdir(d)) fds++;
+  if (d) closedir(d);
   fprintf(stderr, "  %5.1f s: updates confirmed %lld, final answers %ld, "
-          "drafts %ld, calls %ld, calls unanswered %zu\n",
+          "drafts %ld, calls %ld, calls in flight %zu (most %zu), the bot's "
+          "descriptors %d\n",
           (harness_now_ms() - start) / 1000.0,
           (long long)fakeapi_confirmed_offset(r->api), r->finals, r->drafts,
-          r->calls, fakeapi_unanswered(r->api));
+          r->calls, fakeapi_unanswered(r->api), fakeapi_max_unanswered(r->api),
+          fds - 2);
 }
 
 static bool all_final(void *ud) {

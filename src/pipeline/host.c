@@ -66,11 +66,12 @@ void host_free(struct host *h) {
   botapi_free(h->poll_api);
   http_client_free(h->http);
   http_client_free(h->poll_http);
+  http_client_free(h->stream_http);
   if (h->base) event_base_free(h->base);
   free(h->bot_info_json);
   h->calls = NULL;
   h->api = h->poll_api = NULL;
-  h->http = h->poll_http = NULL;
+  h->http = h->poll_http = h->stream_http = NULL;
   h->base = NULL;
   h->bot_info_json = NULL;
 }

@@ -48,6 +48,10 @@ struct host {
    * connection (or an HTTP/2 stream slot) that method calls need. */
   struct http_client *poll_http;
   struct botapi *poll_api;
+  /* Streams (tghost.http.stream, sse) have a pool of their own too: each
+   * holds its connection for as long as it lasts, and thousands of them
+   * must not crowd the method calls' pool (made on first use). */
+  struct http_client *stream_http;
   struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */

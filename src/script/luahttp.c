@@ -218,10 +218,11 @@ static bool has_header(lua_State *L, int headers, const char *name) {
  * misuse, naming `what`. Options other than these and those in `extra`
  * raise too. A body that is a function or an InputFile is left to the
  * caller when stream_body is set (luastream.c sends those). */
-struct http_request *luahttp_new_request(lua_State *L, const char *what,
+struct http_request *luahttp_new_request(lua_State *L,
+                                         struct http_client *client,
+                                         const char *what,
                                          const char *const *extra,
                                          bool stream_body) {
-  struct host *h = host_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   static const char *const base_keys[] = {"method", "url", "headers", "body",
                                           "query", NULL};
@@ -265,7 +266,7 @@ struct http_request *luahttp_new_request(lua_State *L, const char *what,
 
   struct buf full = BUF_INIT;
   build_url(L, url, iquery, &full);
-  struct http_request *req = http_request_new(h->http, full.data);
+  struct http_request *req = http_request_new(client, full.data);
   buf_free(&full);
   http_request_set_method(req, method);
   if (lua_istable(L, iheaders)) {
@@ -344,8 +345,9 @@ static int l_request(lua_State *L) {
   lua_settop(L, 1);
   luabind_check_network(L, "tghost.http.request");
   struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
-  struct http_request *req = luahttp_new_request(L, "tghost.http.request",
-                                                 extra, false);
+  struct http_request *req = luahttp_new_request(L, h->http,
+                                                 "tghost.http.request", extra,
+                                                 false);
   long timeout_ms = (long)ceil(timeout * 1000);
   http_request_set_timeout(req, timeout_ms);
   http_request_set_max_response(req, max_body);

@@ -220,7 +220,10 @@ static int l_open(lua_State *L) {
   struct lstream *s = lua_newuserdatauv(L, sizeof *s, 0);   /* 2 */
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, STREAM_MT);
-  s->req = luahttp_new_request(L, "tghost.http", extra, true);
+  if (!h->stream_http) h->stream_http = http_client_new(h->base, NULL);
+  if (!h->stream_http)
+    return luaL_error(L, "tghost.http: cannot set up libcurl for streams");
+  s->req = luahttp_new_request(L, h->stream_http, "tghost.http", extra, true);
   lua_getfield(L, 1, "body");                               /* 3 */
   if (file_body) set_file_body(L, s, 3);
   else if (btype == LUA_TFUNCTION) {
