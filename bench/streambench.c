@@ -133,6 +133,7 @@ struct run {
   double *delays_ms;
   size_t ndelays;
   uint64_t last_final_us;
+  uint64_t progress_start;
 };
 
 /* The model's record: "max_open N", then "qI T1 T2 ..." per answer. */
@@ -215,8 +216,8 @@ static void scan(struct run *r, bool delays) {
 /* A line every 5 s on stderr: how far the run is. */
 static void on_progress(evutil_socket_t fd, short what, void *arg) {
   struct run *r = arg;
-  static uint64_t start;
-  if (!start) start = harness_now_ms();
+  if (!r->progress_start) r->progress_start = harness_now_ms();
+  uint64_t start = r->progress_start;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/fd", proc_pid(r->bot));
   int fds = 0;
@@ -434,8 +435,9 @@ static void print_table(struct metric *ms, int nm, int runs) {
       }
       printf(" |");
     }
+    double ratio = med[GRAMMY] > 0 ? med[TGHOST] / med[GRAMMY] : 0;
     if (m->n[TGHOST] && m->n[GRAMMY] && med[GRAMMY] > 0)
-      printf(" %.2f× |\n", med[TGHOST] / med[GRAMMY]);
+      printf(ratio < 0.1 ? " %.3f× |\n" : " %.2f× |\n", ratio);
     else
       printf(" |\n");
   }
