@@ -412,8 +412,8 @@ static const char *reply_stream_bot(void) {
       "    if i > 800 then return nil end\n"
       "    if i % 50 == 0 then tghost.sleep(0.01) end\n"
       "    if i % 7 == 0 then\n"
-      "      -- formatted text, as tghost.fmt values carry it\n"
-      "      return { text = 'bold😀 ', entities = { { type = 'bold', offset = 0, length = 6 } } }\n"
+      "      -- formatted text: tghost.fmt values (text and entities)\n"
+      "      return tghost.fmt(tghost.fmt.bold('bold😀'), ' ')\n"
       "    end\n"
       "    if i % 40 == 0 then return 'end of a paragraph.\\n\\n' end\n"
       "    return 'ünïcödé words '\n"
@@ -575,10 +575,15 @@ TEST(reply_stream_long) {
     buf_free(&clean);
     /* Entities: whole bold runs ("bold😀" is 6 units) inside the text. */
     char *ents = fake_call_raw(c, "entities");
-    for (const char *e = ents; e && (e = strstr(e, "\"offset\":")); e++) {
-      long off = strtol(e + 9, NULL, 10);
+    /* Each entity object, its members in any order. */
+    for (char *e = ents; e && (e = strchr(e, '{')); e++) {
+      char *close = strchr(e, '}');
+      if (close) *close = '\0';
+      const char *o = strstr(e, "\"offset\":");
       const char *l = strstr(e, "\"length\":");
+      long off = o ? strtol(o + 9, NULL, 10) : -1;
       long len = l ? strtol(l + 9, NULL, 10) : -1;
+      if (close) *close = '}';
       CHECK(len == 6 && off >= 0 && (size_t)(off + len) <= units,
             "an entity %ld+%ld in a text of %zu units", off, len, units);
       if (final) bolds++;
