@@ -18,13 +18,11 @@ local function name_of(spec)
 end
 
 if require("tghost.core").check_mode() then
-  local checkstub = require("tghost.checkstub")
   local function not_run(spec)
     errors.note("--check: tghost.exec did not run %s (tghost --check runs no "
                 .. "program); it returns nil, message", name_of(spec))
     return nil, "tghost.exec: not run: tghost --check runs no program"
   end
-  local _ = checkstub
   return setmetatable({ start = not_run }, {
     __call = function(_, spec) return not_run(spec) end,
   })
