@@ -473,10 +473,11 @@ static void judge(const struct jentry *e, struct verdict *v) {
     snprintf(v->dead, sizeof v->dead, "%s twice: %s",
              e->ended && e->end == JEND_TIMED_OUT ? "timed out" : "failed",
              why);
-  else if (stopped_running && alone)
-    snprintf(v->dead, sizeof v->dead, "tghost stopped while it ran alone "
-             "(a crash, a kill or a cut-short run), after %ld time(s) with "
-             "others beside it", v->crashes - 1);
+  else if (stopped_running && alone &&
+           v->crashes >= JOURNAL_ISOLATE_AFTER + JOURNAL_ALONE_STOPS)
+    snprintf(v->dead, sizeof v->dead, "tghost stopped while it ran alone, "
+             "%ld times in all (crashes, kills or cut-short runs)",
+             v->crashes);
   else if (v->crashes >= JOURNAL_MAX_CRASHES)
     snprintf(v->dead, sizeof v->dead, "tghost stopped %ld times while it ran",
              v->crashes);
@@ -489,14 +490,29 @@ static void report_damage(const char *path, const struct jfold *f,
              "writing?): its %zu byte(s) are dropped", path,
              f->truncated_bytes);
   if (!f->damaged_regions) return;
+  /* Updates whose own record is gone but whose later records survived
+   * (a block of zeros leaves nothing else to count by). */
+  size_t orphans = 0;
+  struct buf ids = BUF_INIT;
+  for (size_t i = 0; i < f->n; i++) {
+    const struct jentry *e = &f->e[i];
+    if (e->json || (e->ended && (e->end == JEND_DONE || e->end == JEND_DEAD)))
+      continue;
+    if (orphans++ < 10)
+      buf_printf(&ids, "%s%" PRId64, orphans > 1 ? ", " : "", e->id);
+  }
   char *kept = keep_corrupt(path, data, size);
-  log_error("journal %s: %zu damaged region(s), %zu byte(s), were skipped%s; "
-            "%zu update record(s) in them are lost (%zu good record(s) "
-            "read); the damaged file is %s%s", path, f->damaged_regions,
-            f->damaged_bytes, f->header_ok ? "" : " (the header among them)",
-            f->damaged_updates, f->records,
-            kept ? "kept as " : "NOT kept (cannot write a copy)",
+  log_error("journal %s: %zu damaged region(s), %zu byte(s), skipped%s: "
+            "%zu update record(s) lost with them%s%s%s (%zu good "
+            "record(s) read); the damaged file is %s%s", path,
+            f->damaged_regions, f->damaged_bytes,
+            f->header_ok ? "" : " (the header among them)",
+            f->damaged_updates + orphans,
+            orphans ? "; unfinished updates lost by id: " : "",
+            orphans ? ids.data : "", orphans > 10 ? ", ..." : "",
+            f->records, kept ? "kept as " : "NOT kept (cannot write a copy)",
             kept ? kept : "");
+  buf_free(&ids);
   free(kept);
 }
 

@@ -19,10 +19,12 @@
  * the others; one with JOURNAL_ISOLATE_AFTER runs alone: before anything
  * else, one at a time, with nothing beside it and its start (A) on disk
  * before its handler runs. If tghost dies while an update runs alone, that
- * update did it: it becomes a dead letter. So an update that kills tghost
- * costs three restarts and is set aside, and the updates that happened to
- * run beside it (which finish when run alone) are not. Cut short by the
- * drain timeout or a forced stop counts as such a stop too.
+ * update was the only one running: after JOURNAL_ALONE_STOPS such stops
+ * (two, so that one unlucky kill -9 during a slow handler is forgiven) it
+ * becomes a dead letter. So an update that kills tghost costs four
+ * restarts and is set aside, and the updates that happened to run beside
+ * it (which finish when run alone) are not. Cut short by the drain timeout
+ * or a forced stop counts as such a stop too.
  *
  * A crash before the start of the update that caused it reached the file
  * (the thread writes it within microseconds) leaves no one to blame; so
@@ -75,6 +77,7 @@
 #include "pipeline/source.h"
 
 #define JOURNAL_ISOLATE_AFTER 2
+#define JOURNAL_ALONE_STOPS 2
 #define JOURNAL_CRASH_LOOP_RUNS 2
 #define JOURNAL_MAX_FAILURES 2
 #define JOURNAL_MAX_CRASHES 5

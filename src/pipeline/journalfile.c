@@ -172,8 +172,7 @@ static bool parse_crc(const char **p, const char *end, uint32_t *out) {
     unsigned d;
     if (c >= '0' && c <= '9') d = (unsigned)(c - '0');
     else if (c >= 'a' && c <= 'f') d = (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') d = (unsigned)(c - 'A' + 10);
-    else return false;
+    else return false;   /* as written: lowercase, so no flip goes unseen */
     v = v << 4 | d;
     (*p)++;
   }
@@ -311,6 +310,21 @@ static bool looks_like_update(const char *p, const char *end) {
          p[2] <= '9';
 }
 
+/* The next position at or after p where a record could start: one of
+ * the record letters followed by a space. */
+static const char *next_candidate(const char *p, const char *end) {
+  for (; p + 1 < end; p++) {
+    if (p[1] != ' ') continue;
+    switch (*p) {
+      case 'U': case 'S': case 'W': case 'A': case 'E': case 'O': case 'C':
+        return p;
+      default:
+        break;
+    }
+  }
+  return end;
+}
+
 void jfold_read(struct jfold *f, const char *data, size_t size) {
   memset(f, 0, sizeof *f);
   f->bot_id = -1;
@@ -351,10 +365,13 @@ void jfold_read(struct jfold *f, const char *data, size_t size) {
       damage_start = p;
       damage_updates = 0;
     }
-    if (looks_like_update(p, end)) damage_updates++;
-    /* Look for a good record at the start of the next line. */
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    p = nl ? nl + 1 : end;
+    if ((p == data || p[-1] == '\n') && looks_like_update(p, end))
+      damage_updates++;
+    /* Look for a good record further on: at any record letter, not only
+     * at line starts (the damage may have eaten the line break before the
+     * next good record). The CRC tells a record from text that looks
+     * like one. */
+    p = next_candidate(p + 1, end);
   }
   if (in_damage) {
     /* Nothing good after it: a record cut off by the end of the data (a

@@ -27,11 +27,14 @@
  * way.
  *
  * Damage: a record that does not parse or whose CRC does not match is
- * skipped up to the next line where a good record starts, so a flipped bit
- * costs the records it hit, not the rest of the file. The reader counts
- * the damaged regions, their bytes and the update records they held (as
- * far as their headers can be recognised). A record cut off by the end of
- * the data (a crash in the middle of a write) is told apart from damage.
+ * skipped up to the next place where a good record starts (at any byte:
+ * the damage may have eaten a line break), so a flipped bit costs the
+ * records it hit, not the rest of the file. The reader counts the damaged
+ * regions, their bytes and the update records they held as far as their
+ * first lines can still be recognised (a block of zeros leaves nothing to
+ * recognise: the journal then counts the updates whose later records
+ * survived without their update). A record cut off by the end of the data
+ * (a crash in the middle of a write) is told apart from damage.
  *
  * Layer: pipeline (pure data). */
 #ifndef TGHOST_JOURNALFILE_H
