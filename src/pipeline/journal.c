@@ -616,7 +616,7 @@ static struct journal *journal_open(const char *path, int64_t bot_id,
   report_damage(path, &f, data, size);
   free(data);
   /* Runs in a row that crashed before any update ended. */
-  long streak = f.clean || f.records == 0 ? 0 : f.progress ? 1 : f.streak + 1;
+  long streak = f.clean || f.records == 0 || f.progress ? 0 : f.streak + 1;
   if (streak >= JOURNAL_CRASH_LOOP_RUNS)
     log_warn("journal %s: tghost stopped %ld times in a row before any "
              "update ended: the updates it had run alone, one at a time, "

@@ -22,7 +22,7 @@
  * update was the only one running: after JOURNAL_ALONE_STOPS such stops
  * (two, so that one unlucky kill -9 during a slow handler is forgiven) it
  * becomes a dead letter. So an update that kills tghost costs four
- * restarts and is set aside, and the updates that happened to run beside
+ * restarts (five if its start had not reached the file) and is set aside, and the updates that happened to run beside
  * it (which finish when run alone) are not. Cut short by the drain timeout
  * or a forced stop counts as such a stop too.
  *

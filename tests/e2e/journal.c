@@ -526,7 +526,10 @@ TEST(crash_loop_blames_the_runner) {
   CHECK(last, "still killed after %d runs", kills);
   proc_stop_cleanly(last);
   fprintf(stderr, "%d kills before the killer was set aside\n", kills);
-  CHECK(kills <= 4, "%d kills before it was set aside", kills);
+  /* Four: two beside others, two alone. Five when a loaded machine kept
+   * the journal's thread from writing a start before the kill (then the
+   * count of runs that ended nothing takes over). */
+  CHECK(kills <= 5, "%d kills before it was set aside", kills);
   CHECK(dead_letter_lines(journal_path) == 1, "%zu dead letters, wanted the "
         "killer alone", dead_letter_lines(journal_path));
   char path[600];
