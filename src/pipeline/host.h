@@ -48,6 +48,11 @@ struct host {
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
   struct luaconv *conv;         /* conversations' keys: outlive reloads */
   struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
+  /* Told of an update that went through all the bot's middleware with no
+   * handler taking it (the sandbox shows a note); NULL: nobody asks, and
+   * the runtime does not watch for it. type: "message", ... */
+  void (*on_unhandled)(void *ud, int64_t update_id, const char *type);
+  void *on_unhandled_ud;
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */

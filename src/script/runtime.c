@@ -13,6 +13,7 @@
 #include "script/luacoro.h"
 #include "script/luafile.h"
 #include "script/luaguard.h"
+#include "script/luacrypto.h"
 #include "script/luahttp.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
@@ -75,6 +76,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
     {"tghost.conv", luaopen_tghost_conv},
+    {"tghost.crypto", luaopen_tghost_crypto},
     {NULL, NULL},
 };
 
@@ -134,16 +136,31 @@ struct load_state {
   void *ud;
 };
 
+/* Appends error to out, with the pointer to its fix runtime.explain
+ * (lua/hints.lua) adds to Lua messages it knows. */
+static void explain(struct generation *g, const char *error, struct buf *out) {
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  if (gen_push_runtime_fn(g, "explain")) {
+    lua_pushstring(L, error);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      error = lua_tostring(L, -1);
+  }
+  buf_append_str(out, error);
+  lua_settop(L, top);
+}
+
 static void on_load_end(struct job *job, void *ud) {
   struct load_state *ls = ud;
   struct generation *g = gen_of_job(job);
-  const char *error = NULL;
+  struct buf error = BUF_INIT;
   g->load_job = NULL;
   if (job_how_ended(job) == JOB_CANCELLED)
-    error = job_error(job) ? job_error(job) : "cancelled";
+    buf_append_str(&error, job_error(job) ? job_error(job) : "cancelled");
   else if (job_how_ended(job) == JOB_FAILED)
-    error = job_error(job) ? job_error(job) : "failed";
-  ls->done(g, error, ls->ud);
+    explain(g, job_error(job) ? job_error(job) : "failed", &error);
+  ls->done(g, error.data, ls->ud);
+  buf_free(&error);
   free(ls);
 }
 
@@ -151,8 +168,10 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
                         void *ud, struct buf *err) {
   lua_State *L = g->owner.L;
   if (luaL_loadfilex(L, g->script_path, "t") != LUA_OK) {
-    buf_append_str(err, lua_tostring(L, -1));
+    char *message = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
+    explain(g, message, err);
+    free(message);
     return -1;
   }
   lua_pushstring(L, g->script_path);
