@@ -108,6 +108,11 @@ static bool fresh_replies_reached(void *ud) {
   return w->count >= w->target;
 }
 
+/* The server was told to forget update *id: it is in the journal. */
+static bool offset_past(void *ud) {
+  return fakeapi_confirmed_offset(harness_api()) > *(int64_t *)ud;
+}
+
 struct kill_run {
   int handled, lost, duplicates, kills;
 };
@@ -271,7 +276,8 @@ TEST(drain_timeout_replays) {
   const char *args[] = {"--journal", NULL, "--drain-timeout", "0.3", NULL};
   args[1] = journal_args()[1];
   struct proc *p = proc_start(script, args);
-  run_for(500);
+  CHECK(run_until(offset_past, &slow, 10000), "the update was not fetched");
+  run_for(100);
   proc_stop_cleanly(p);
   CHECK(strstr(proc_stderr(p), "cut short"), "the slow update was not cut short");
   struct proc *q = proc_start(script, args);
@@ -331,7 +337,9 @@ TEST(truncated_journal) {
   int64_t slow = fakeapi_push_text(api, 1, 1, "slow");
   const char *const *args = journal_args();
   struct proc *p = proc_start(script, args);
-  run_for(500);
+  /* Confirmed to the server: on disk (a slow start under a sanitizer can
+   * take longer than a fixed wait). */
+  CHECK(run_until(offset_past, &slow, 10000), "the update was not fetched");
   proc_kill(p, SIGKILL);
   CHECK(proc_wait(p, 5000), "no exit");
   /* A crash in the middle of a write: half a record at the end. */
