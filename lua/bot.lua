@@ -55,10 +55,7 @@ local function unknown_method(name)
                name)
 end
 
-local function is_file(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return type(mt) == "table" and mt.__name == "tghost.InputFile"
-end
+local is_file = require("tghost.file").is_input_file
 
 -- Whether a single table argument is the table shape (its keys are
 -- parameter names) rather than a first positional argument that is itself

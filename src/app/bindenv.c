@@ -7,7 +7,7 @@
 #include "script/luaguard.h"
 #include "script/luaseq.h"
 
-/* --- the bot, as the bindings ask about it ------------------------------ */
+/* --- the host, as the bindings ask of it ------------------------------- */
 
 static bool bot_started(void *ud) {
   return ((struct host *)ud)->runner != NULL;
@@ -54,9 +54,16 @@ static const char *bot_identity(void *ud, size_t *len) {
   return h->bot_info_json;
 }
 
-static const struct script_bot_ops host_bot_ops = {
-    bot_started,  bot_running,      bot_finished,      bot_size, bot_stop,
-    bot_wait_stopped, bot_forget_waiter, bot_exit, bot_identity};
+static struct http_client *stream_http(void *ud) {
+  return host_stream_http(ud);
+}
+
+static struct child_table *children(void *ud) { return host_children(ud); }
+
+static const struct script_host_ops host_ops = {
+    bot_started,       bot_running,   bot_finished, bot_size,
+    bot_stop,          bot_wait_stopped, bot_forget_waiter, bot_exit,
+    bot_identity,      stream_http,   children};
 
 /* --- the environment ---------------------------------------------------- */
 
@@ -74,8 +81,8 @@ void bindenv_init(struct script_env *env, struct host *h,
   env->token = h->cfg->token;
   env->check = h->cfg->check;
   env->sandbox = h->cfg->sandbox;
-  env->bot = &host_bot_ops;
-  env->bot_ud = h;
+  env->host = &host_ops;
+  env->host_ud = h;
   env->on_unhandled = on_unhandled;
   env->on_unhandled_ud = on_unhandled_ud;
   env->seq = luaseq_new();

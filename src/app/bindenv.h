@@ -1,7 +1,7 @@
 /* The Lua bindings' view of the process (struct script_env,
  * script/scriptenv.h), made from the host: its loop, scheduler, clients
  * and stores, the command line's flags, the bot (the host's runner and
- * getMe's answer) behind script_bot_ops, and the bindings' state that
+ * getMe's answer) behind script_host_ops, and the bindings' state that
  * outlives reloads (sequentialize's keys, conversations, the finalizer
  * queue), which this module makes and frees. It writes every field of the
  * struct, once; nothing else does.

@@ -24,6 +24,7 @@
 #include "sched/task.h"
 
 struct storages;
+struct child_table;
 struct getme;
 
 struct host {
@@ -35,10 +36,15 @@ struct host {
    * connection (or an HTTP/2 stream slot) that method calls need. */
   struct http_client *poll_http;
   struct botapi *poll_api;
+  /* Streams (tghost.http.stream, sse) have a pool of their own too: each
+   * holds its connection for as long as it lasts, and thousands of them
+   * must not crowd the method calls' pool (made on first use). */
+  struct http_client *stream_http;
   struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct child_table *children; /* tghost.exec's processes (made on first use) */
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */
@@ -59,6 +65,13 @@ int host_init(struct host *h, const struct config *cfg,
  * everything host_init built. What is built on the host (hot reload, the
  * bindings' environment) must be freed first. */
 void host_free(struct host *h);
+
+/* Made on first use and kept until host_free (NULL if they cannot be):
+ * the HTTP client of tghost.http's streams (a pool of their own, so a long
+ * stream never takes a method call's connection), and tghost.exec's child
+ * processes. */
+struct http_client *host_stream_http(struct host *h);
+struct child_table *host_children(struct host *h);
 
 /* Makes g (whose reference the host takes over) the generation new
  * updates run in; returns the previous one, whose reference passes to the

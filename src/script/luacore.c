@@ -140,7 +140,7 @@ static int l_set_runtime(lua_State *L) {
 static int l_bot_info(lua_State *L) {
   struct script_env *env = env_of(L);
   size_t len;
-  const char *identity = env->bot->identity(env->bot_ud, &len);
+  const char *identity = env->host->identity(env->host_ud, &len);
   if (!identity || luajson_decode(L, identity, len, NULL) != 0)
     lua_pushnil(L);
   return 1;

@@ -127,22 +127,22 @@ static int l_run(lua_State *L) {
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
    * calls it again. */
-  lua_pushboolean(L, !env->bot->started(env->bot_ud));
+  lua_pushboolean(L, !env->host->started(env->host_ud));
   return 1;
 }
 
 static void stop_wait_cancel(void *data) {
   struct task *t = data;
   struct script_env *env = gen_of_job(task_job(t))->env;
-  env->bot->forget_waiter(env->bot_ud, t);
+  env->host->forget_waiter(env->host_ud, t);
 }
 static const struct task_wait_ops stop_wait_ops = {"runner stop",
                                                    stop_wait_cancel};
 
 static int l_stop(lua_State *L) {
   struct script_env *env = env_of(L);
-  const struct script_bot_ops *bot = env->bot;
-  if (!bot->started(env->bot_ud)) {
+  const struct script_host_ops *bot = env->host;
+  if (!bot->started(env->host_ud)) {
     /* Stopped before it started: the host will not start it. */
     struct generation *g = gen_of(L);
     g->run_called = false;
@@ -150,11 +150,11 @@ static int l_stop(lua_State *L) {
     return 0;
   }
   struct task *t = sched_running(env->sched);
-  if (!t || !lua_isyieldable(L) || !bot->running(env->bot_ud)) {
-    bot->stop(env->bot_ud, NULL);
+  if (!t || !lua_isyieldable(L) || !bot->running(env->host_ud)) {
+    bot->stop(env->host_ud, NULL);
     return 0;
   }
-  bot->stop(env->bot_ud, t);
+  bot->stop(env->host_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
@@ -162,8 +162,8 @@ static int l_stop(lua_State *L) {
  * finished) until the runner stops. */
 static int l_is_running(lua_State *L) {
   struct script_env *env = env_of(L);
-  lua_pushboolean(L, env->bot->started(env->bot_ud)
-                         ? env->bot->running(env->bot_ud)
+  lua_pushboolean(L, env->host->started(env->host_ud)
+                         ? env->host->running(env->host_ud)
                          : gen_of(L)->run_called);
   return 1;
 }
@@ -172,7 +172,7 @@ static int l_is_running(lua_State *L) {
  * there is none). */
 static int l_wait_stopped(lua_State *L) {
   struct script_env *env = env_of(L);
-  const struct script_bot_ops *bot = env->bot;
+  const struct script_host_ops *bot = env->host;
   struct task *running = sched_running(env->sched);
   bool top_level = running && job_kind(task_job(running)) == JOB_LOAD;
   /* The first top level runs before the bot starts, a reloaded one must
@@ -186,18 +186,18 @@ static int l_wait_stopped(lua_State *L) {
                        "wait inside a handler");
     return lua_error(L);
   }
-  bool started = bot->started(env->bot_ud);
+  bool started = bot->started(env->host_ud);
   if (!started && !gen_of(L)->run_called) return 0;
   if (env->check) return 0;
-  if (!started || bot->finished(env->bot_ud)) return 0;
+  if (!started || bot->finished(env->host_ud)) return 0;
   struct task *t = task_check_can_wait(L, env->sched, "handle:task()");
-  bot->wait_stopped(env->bot_ud, t);
+  bot->wait_stopped(env->host_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
 static int l_size(lua_State *L) {
   struct script_env *env = env_of(L);
-  lua_pushinteger(L, (lua_Integer)env->bot->size(env->bot_ud));
+  lua_pushinteger(L, (lua_Integer)env->host->size(env->host_ud));
   return 1;
 }
 
@@ -217,9 +217,9 @@ static int l_exit(lua_State *L) {
   struct log_fields f = luabind_fields(L);
   struct task *t = sched_running(env->sched);
   log_msg(LOG_INFO, &f, "os.exit(%d) called: %s", code,
-          env->bot->running(env->bot_ud) ? "stopping gracefully"
+          env->host->running(env->host_ud) ? "stopping gracefully"
                                          : "exiting");
-  env->bot->exit(env->bot_ud, code);
+  env->host->exit(env->host_ud, code);
   if (!t || !lua_isyieldable(L)) return 0;
   job_close(task_job(t));
   return task_wait(L, t, &exit_wait_ops, NULL);

@@ -1,8 +1,9 @@
 /* The process as far as the Lua bindings (the luaXXX.c modules) may
  * touch it: one struct, script_env, with the loop and the scheduler, the
  * HTTP and Bot API clients, the stores, the few flags of the command line
- * they need, the bot (its runner and identity) behind script_bot_ops, and
- * the bindings' own state that outlives reloads. Not the host, the
+ * they need, the bot (its runner and identity) and what the host makes on
+ * first use behind script_host_ops, and the bindings' own state that
+ * outlives reloads. Not the host, the
  * runner, the update sources or the journal.
  *
  * There is one per process: app/bindenv.c builds it from the host before
@@ -27,11 +28,13 @@ struct storages;
 struct luaseq;
 struct luaconv;
 struct finalizer_queue;
+struct child_table;
 
-/* What the bindings ask of the bot (tghost.runner, tghost.core); the host
- * answers. Before run() has been honoured there is no runner: then the
- * bot has not started, is not running and has not finished. */
-struct script_bot_ops {
+/* What the bindings ask of the host: the bot (tghost.runner, tghost.core)
+ * and what the host makes on first use. Before run() has been honoured
+ * there is no runner: then the bot has not started, is not running and
+ * has not finished. */
+struct script_host_ops {
   bool (*started)(void *ud);        /* the runner exists */
   bool (*running)(void *ud);        /* ... and takes updates */
   bool (*finished)(void *ud);       /* ... and has stopped for good */
@@ -47,6 +50,10 @@ struct script_bot_ops {
   void (*exit)(void *ud, int code);
   /* getMe's result (JSON), or NULL before it is known. */
   const char *(*identity)(void *ud, size_t *len);
+  /* Made on first use and kept by the host (NULL if they cannot be): the
+   * HTTP client of tghost.http's streams, tghost.exec's processes. */
+  struct http_client *(*stream_http)(void *ud);
+  struct child_table *(*children)(void *ud);
 };
 
 struct script_env {
@@ -59,8 +66,8 @@ struct script_env {
   const char *token;                /* tghost.token() */
   bool check;                       /* --check: no network, no runner */
   bool sandbox;                     /* --sandbox: the terminal is a chat */
-  const struct script_bot_ops *bot;
-  void *bot_ud;
+  const struct script_host_ops *host;
+  void *host_ud;
   /* Told of an update that went through all the bot's middleware with no
    * handler taking it (the sandbox shows a note); NULL: nobody asks, and
    * the runtime does not watch for it. type: "message", ... */
