@@ -129,6 +129,7 @@ static void expect(int64_t chat, const char *text, const char *want) {
 struct redis_server {
   pid_t pid;
   int port;
+  const char *const *extra;   /* more redis-server arguments, or NULL */
 };
 
 static bool redis_installed(void) {
@@ -197,11 +198,16 @@ static void redis_start(struct redis_server *r) {
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-           dir, "--protected-mode", "no", "--daemonize", "no",
-           "--unixsocket", socket_path, "--unixsocketperm", "700",
-           (char *)NULL);
+    const char *argv[40] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", dir, "--protected-mode", "no",
+        "--daemonize", "no", "--unixsocket", socket_path, "--unixsocketperm",
+        "700"};
+    int argc = 19;
+    for (int i = 0; r->extra && r->extra[i] && argc < 39; i++)
+      argv[argc++] = r->extra[i];
+    argv[argc] = NULL;
+    execvp("redis-server", (char *const *)argv);
     _exit(127);
   }
   CHECK(run_until(redis_accepts, r, 10000), "redis-server did not start on "
@@ -717,6 +723,66 @@ static char *last_markup(void) {
 
 /* examples/commands.lua keeps its votes in tghost.storage.memory: a hot
  * reload (SIGHUP) keeps the count. */
+/* Redis on another machine (README, "Redis across machines"): the
+ * password comes in the URL and tghost sends AUTH before anything else,
+ * for the default user (redis://:password@host:port/0) or an ACL user
+ * (redis://user:password@host:port/0, Redis 6+), whose key patterns Redis
+ * then enforces. Without the password, or with a wrong one, calls fail;
+ * no password appears in tghost's output. */
+TEST(redis_auth) {
+  need_redis();
+  static const char *const args[] = {"--requirepass", "def-PW-1",
+                                     "--user", "bot", "on", ">bot-PW-2",
+                                     "~b:*", "+@all", NULL};
+  static struct redis_server r = {.extra = args};
+  redis_start_once(&r);
+  char *source = format(
+      "local default = tghost.storage.redis('redis://:def-PW-1@127.0.0.1:%d/0', 'd:')\n"
+      "local acl = tghost.storage.redis('redis://bot:bot-PW-2@127.0.0.1:%d/0', 'b:')\n"
+      "local wrong = tghost.storage.redis('redis://:nope-PW-3@127.0.0.1:%d/1', 'd:')\n"
+      "local outside = tghost.storage.redis('redis://bot:bot-PW-2@127.0.0.1:%d/0', 'x:')\n"
+      "local none = tghost.storage.redis('redis://127.0.0.1:%d/2', 'd:')\n"
+      "bot.hears('write', function(ctx)\n"
+      "  default:set('k', 'v1') acl:set('k', 'v2') ctx:reply('written')\n"
+      "end)\n"
+      "bot.hears('read', function(ctx)\n"
+      "  ctx:reply(tostring(default:get('k')) .. ' ' .. tostring(acl:get('k')))\n"
+      "end)\n"
+      "for _, case in ipairs({ { 'wrong', wrong }, { 'outside', outside },\n"
+      "                        { 'none', none } }) do\n"
+      "  bot.hears(case[1], function(ctx)\n"
+      "    local ok, err = pcall(case[2].set, case[2], 'k', 'v')\n"
+      "    ctx:reply(case[1] .. ': ' .. tostring(ok) .. ' ' .. tostring(err))\n"
+      "  end)\n"
+      "end\n"
+      "run(bot)\n", r.port, r.port, r.port, r.port, r.port);
+  const char *script = harness_write("auth.lua", source);
+  free(source);
+  struct proc *p = proc_start(script, NULL);
+  expect(7, "write", "written");
+  expect(7, "read", "v1 v2");
+  /* Redis refuses the AUTH, then the call (WRONGPASS, or NOAUTH). */
+  char *wrong = ask(7, "wrong", "wrong: ");
+  CHECK(strstr(wrong, "wrong: false") &&
+            (strstr(wrong, "WRONGPASS") || strstr(wrong, "NOAUTH")),
+        "a wrong password: '%s'", wrong);
+  free(wrong);
+  char *outside = ask(7, "outside", "outside: ");
+  CHECK(strstr(outside, "outside: false") && strstr(outside, "NOPERM"),
+        "a key outside the ACL user's pattern: '%s'", outside);
+  free(outside);
+  char *none = ask(7, "none", "none: ");
+  CHECK(strstr(none, "none: false") && strstr(none, "NOAUTH"),
+        "no password: '%s'", none);
+  free(none);
+  proc_stop_cleanly(p);
+  static const char *const secrets[] = {"def-PW-1", "bot-PW-2", "nope-PW-3"};
+  for (int i = 0; i < 3; i++)
+    CHECK(!strstr(proc_stdout(p), secrets[i]) &&
+              !strstr(proc_stderr(p), secrets[i]),
+          "the password %s appears in tghost's output", secrets[i]);
+}
+
 TEST(example_votes_survive_reload) {
   struct proc *p = proc_start(TGHOST_SOURCE_DIR "/examples/commands.lua", NULL);
   size_t want = 1;
