@@ -85,6 +85,9 @@ do
   }
 end
 
+-- Scheduled jobs (lua/jobs.lua; it adds bot.job).
+tghost.jobs = require("tghost.jobs")
+
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
 do

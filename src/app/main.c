@@ -18,6 +18,7 @@
 #include "net/looplag.h"
 #include "script/luaconv.h"
 #include "script/luaguard.h"
+#include "script/luajobs.h"
 #include "script/luaseq.h"
 #include "base/metrics.h"
 #include "net/metrics_http.h"
@@ -122,6 +123,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   host_start_runner(h, &g->run_opts);
+  if (h->exiting) return;
+  luajobs_go_live(g);
   if (h->reloader) reload_start(h->reloader);
 }
 
@@ -211,6 +214,7 @@ int main(int argc, char **argv) {
   }
   /* As early as there is a loop: a signal during start-up is heard once
    * the loop runs, instead of killing the process. */
+  host_init_jobs(&h, &runtime_job_ops);
   struct signals *sig = signals_new(h.base, on_signal, &h);
   h.seq = luaseq_new(&h);
   h.conv = luaconv_new(&h);

@@ -13,6 +13,7 @@ static const char *const type_names[] = {
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
     [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
+    [RUNOPT_STORAGE] = "storage",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -103,6 +104,7 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         break;
       }
       case RUNOPT_FUNCTION:
+      case RUNOPT_STORAGE:
         break;
     }
     lua_pop(L, 1);
