@@ -127,6 +127,16 @@ handle.task = function() return stopped end
 local function start(opts)
   local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
+  if flat.jobs_storage ~= nil then
+    local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
+    if not kind then
+      errors.raise("run(): jobs.storage must be a storage from "
+                   .. "tghost.storage.memory, .sqlite or .redis (a custom "
+                   .. "storage cannot claim jobs atomically)")
+    end
+    flat.jobs_store_kind, flat.jobs_store_target, flat.jobs_store_ns =
+      kind, target, ns
+  end
   local first = errors.call(runner.run, flat)
   runtime.timeout_handler = timeout_handler
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a

@@ -162,7 +162,8 @@ static int l_put(lua_State *L) {
   /* The data, encoded now: what cannot be stored is refused here. */
   lua_getfield(L, 1, "data");
   struct buf bytes = BUF_INIT, err = BUF_INIT;
-  if (storecodec_encode(L, 2, &bytes, &err) != 0) {
+  /* No data is no bytes. */
+  if (!lua_isnil(L, 2) && storecodec_encode(L, 2, &bytes, &err) != 0) {
     lua_pushfstring(L, "tghost.jobs: the job's data cannot be stored: %s",
                     err.data);
     buf_free(&bytes);
@@ -275,7 +276,8 @@ static int push_list(lua_State *co, void *data) {
         lua_pushstring(co, ji->name);
         lua_setfield(co, -2, "name");
         struct buf err = BUF_INIT;
-        if (storecodec_decode(co, ji->data, ji->data_len, &err) != 0)
+        if (ji->data_len == 0 ||
+            storecodec_decode(co, ji->data, ji->data_len, &err) != 0)
           lua_pushnil(co);
         buf_free(&err);
         lua_setfield(co, -2, "data");
@@ -446,7 +448,9 @@ void luajobs_push_run(lua_State *L, const struct job_run_info *run) {
   lua_pushstring(L, run->name);
   lua_setfield(L, -2, "name");
   struct buf err = BUF_INIT;
-  if (storecodec_decode(L, run->data, run->data_len, &err) != 0) {
+  if (run->data_len == 0) {
+    lua_pushnil(L);
+  } else if (storecodec_decode(L, run->data, run->data_len, &err) != 0) {
     log_warn("job %s (id %s): its data cannot be read (%s); it runs with "
              "data = nil", run->name, run->id, err.data);
     lua_pushnil(L);

@@ -3,9 +3,13 @@
 #include <string.h>
 
 #include "store/memjobs.h"
+#include "store/redisjobs.h"
+#include "store/sqljobs.h"
 
 static const struct jobstore_backend *const backends[] = {
     &memjobs_backend,
+    &sqljobs_backend,
+    &redisjobs_backend,
 };
 
 const struct jobstore_backend *jobstore_backend(const char *kind) {
