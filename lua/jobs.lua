@@ -282,7 +282,8 @@ end
 function M.daily(time, name, data, opts)
   local api = "tghost.jobs.daily"
   opts = check_opts(api, opts, DAILY_OPTS)
-  local h, mi = type(time) == "string" and time:match("^(%d%d?):(%d%d)$")
+  local h, mi
+  if type(time) == "string" then h, mi = time:match("^(%d%d?):(%d%d)$") end
   if not h or tonumber(h) > 23 or tonumber(mi) > 59 then
     errors.raise("%s: the time must be \"HH:MM\", not %s", api, tostring(time))
   end

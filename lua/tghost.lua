@@ -82,8 +82,23 @@ do
   }
 end
 
--- Scheduled jobs (lua/jobs.lua; it adds bot.job).
+-- Scheduled jobs (lua/jobs.lua; it adds bot.job). In the sandbox the
+-- jobs' clock moves (:wait 3h), and os.time and os.date follow it.
 tghost.jobs = require("tghost.jobs")
+do
+  local jobscore = require("tghost.jobscore")
+  if jobscore.clock_moves() then
+    local raw_time, raw_date, floor = os.time, os.date, math.floor
+    os.time = function(t)
+      if t == nil then return floor(jobscore.now()) end
+      return raw_time(t)
+    end
+    os.date = function(fmt, t)
+      if t == nil then t = floor(jobscore.now()) end
+      return raw_date(fmt, t)
+    end
+  end
+end
 
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")

@@ -137,6 +137,27 @@ static void on_sandbox_quit(void *ud, int status) {
   else host_exit(h, h->exit_code);
 }
 
+/* The sandbox's :wait moves the jobs' clock (one move at a time: a
+ * transcript waits for each, and a typed :wait during one restarts it). */
+static struct clock_move {
+  struct host *h;
+  void (*done)(void *arg, int64_t now_ms);
+  void *arg;
+} clock_move;
+
+static void on_clock_moved(void *ud) {
+  struct clock_move *m = ud;
+  m->done(m->arg, jobsched_now_ms(m->h->jobs));
+}
+
+static void on_sandbox_wait(void *ud, int64_t ms,
+                            void (*done)(void *arg, int64_t now_ms),
+                            void *arg) {
+  struct host *h = ud;
+  clock_move = (struct clock_move){h, done, arg};
+  jobsched_advance(h->jobs, ms, on_clock_moved, &clock_move);
+}
+
 static void on_update_unhandled(void *ud, int64_t update_id,
                                 const char *type) {
   sandbox_update_unhandled(ud, update_id, type);
@@ -221,7 +242,8 @@ int main(int argc, char **argv) {
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
-  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit,
+                                                     on_sandbox_wait};
   if (sandbox) {
     h.on_unhandled = on_update_unhandled;
     h.on_unhandled_ud = sandbox;

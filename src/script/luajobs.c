@@ -346,6 +346,12 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* Whether the clock can move (the sandbox's :wait). */
+static int l_clock_moves(lua_State *L) {
+  lua_pushboolean(L, host_of(L)->cfg->sandbox);
+  return 1;
+}
+
 static int l_context(lua_State *L) {
   struct task *t = sched_running(&host_of(L)->sched);
   if (!t) return 0;
@@ -369,7 +375,9 @@ static int l_context(lua_State *L) {
 int luaopen_tghost_jobscore(lua_State *L) {
   static const luaL_Reg fns[] = {{"put", l_put},         {"cancel", l_cancel},
                                  {"list", l_list},       {"now", l_now},
-                                 {"context", l_context}, {NULL, NULL}};
+                                 {"context", l_context},
+                                 {"clock_moves", l_clock_moves},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }
