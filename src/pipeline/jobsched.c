@@ -208,6 +208,8 @@ bad:
 
 static const char *const misfire_names[] = {"once", "skip", "all"};
 
+const char jobsched_exiting[] = "tghost is exiting";
+
 const char *job_misfire_name(enum job_misfire m) { return misfire_names[m]; }
 
 int job_misfire_from_name(const char *name) {
@@ -1126,9 +1128,9 @@ void jobsched_free(struct jobsched *s) {
   struct qnode *n;
   while ((n = qlist_pop_front(&s->ops))) {
     struct op *op = qlist_entry(n, struct op, node);
-    if (op->put_done) op->put_done(op->ud, NULL, "tghost is exiting");
-    if (op->cancel_done) op->cancel_done(op->ud, false, "tghost is exiting");
-    if (op->list_done) op->list_done(op->ud, NULL, 0, "tghost is exiting");
+    if (op->put_done) op->put_done(op->ud, NULL, jobsched_exiting);
+    if (op->cancel_done) op->cancel_done(op->ud, false, jobsched_exiting);
+    if (op->list_done) op->list_done(op->ud, NULL, 0, jobsched_exiting);
     if (op->run) run_free(op->run);
     free(op);
   }
@@ -1138,7 +1140,7 @@ void jobsched_free(struct jobsched *s) {
   tzcache_free(s->tz);
   while ((n = qlist_pop_front(&s->pending_puts))) {
     struct pending_put *p = qlist_entry(n, struct pending_put, node);
-    p->done(p->ud, NULL, "tghost is exiting");
+    p->done(p->ud, NULL, jobsched_exiting);
     jobreq_free(p->req);
     free(p->tz);
     free(p);

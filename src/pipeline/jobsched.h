@@ -129,6 +129,10 @@ struct job_info {
   int attempts;
 };
 
+/* The error requests still in flight end with when the scheduler is
+ * freed (compare the pointer: nobody needs telling). */
+extern const char jobsched_exiting[];
+
 typedef void (*jobsched_put_fn)(void *ud, const char *id, const char *error);
 typedef void (*jobsched_cancel_fn)(void *ud, bool found, const char *error);
 typedef void (*jobsched_list_fn)(void *ud, const struct job_info *jobs,

@@ -391,7 +391,7 @@ struct declared {
 
 static void on_declared_put(void *ud, const char *id, const char *error) {
   struct declared *d = ud;
-  if (error) {
+  if (error && error != jobsched_exiting) {
     struct log_fields f = {d->gen, -1};
     log_msg(LOG_ERROR, &f, "tghost.jobs: the top level's job %s was not "
             "scheduled: %s", d->what, error);
