@@ -182,7 +182,7 @@ static void list(struct memjobs *s, struct jobreq *q) {
     struct mrec *m = hashmap_entry(n, struct mrec, node);
     if (strncmp(m->r.id, prefix, plen) == 0) jobreq_add_rec(q, &m->r);
   }
-  qsort(q->recs, q->nrecs, sizeof *q->recs, cmp_rec_id);
+  if (q->nrecs > 1) qsort(q->recs, q->nrecs, sizeof *q->recs, cmp_rec_id);
   while (q->nrecs > q->limit) jobrec_free(&q->recs[--q->nrecs]);
 }
 

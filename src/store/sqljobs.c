@@ -78,7 +78,12 @@ struct sqljobs {
   /* Worker only. */
   sqlite3 *db;
   sqlite3_stmt *st[ST_COUNT_OF];
+  int64_t counted_ms;                  /* when the counts were last taken */
 };
+
+/* The counts for the gauges cost a scan of the table: a claim takes them
+ * at most this often. */
+#define COUNT_EVERY_MS 1000
 
 static void append(struct jobreq **head, struct jobreq **tail,
                    struct jobreq *first, struct jobreq *last) {
@@ -362,8 +367,11 @@ static bool claim(struct sqljobs *s, struct jobreq *r) {
   if (next_lease >= 0 && (r->next_ms < 0 || next_lease < r->next_ms))
     r->next_ms = next_lease;
   r->oldest_due_ms = next_due >= 0 && next_due <= r->now_ms ? next_due : -1;
-  r->stored = (long)single_int(s, ST_COUNT, -1, &ok);
-  r->due = (long)single_int(s, ST_COUNT_DUE, r->now_ms, &ok);
+  if (r->now_ms - s->counted_ms >= COUNT_EVERY_MS || r->now_ms < s->counted_ms) {
+    s->counted_ms = r->now_ms;
+    r->stored = (long)single_int(s, ST_COUNT, -1, &ok);
+    r->due = (long)single_int(s, ST_COUNT_DUE, r->now_ms, &ok);
+  }
   return ok;
 }
 
