@@ -288,6 +288,13 @@ TEST_SERIAL(ten_thousand_due_sqlite) {
   buf_free(&lua);
 }
 
+TEST_SERIAL(ten_thousand_due_redis) {
+  struct buf lua = BUF_INIT;
+  buf_printf(&lua, "storage = tghost.storage.redis('%s')", redis_start());
+  many_due_at_once(lua.data, "redis");
+  buf_free(&lua);
+}
+
 /* --- kill -9 and a restart -------------------------------------------------------- */
 
 /* Phase A schedules (from /setup, relative to T0): 20 jobs due at T0+2
