@@ -17,6 +17,10 @@
 
 #define CLAIM_BATCH 256          /* records per claim at most */
 #define RETRY_MS 1000            /* after a store error */
+/* The wake-up timer runs on the monotonic clock, due times on the wall
+ * clock: looking at least this often notices the wall clock being set
+ * (NTP, a suspended machine) within a minute. */
+#define MAX_SLEEP_MS 60000
 
 /* --- schedules and bodies ------------------------------------------------- */
 
@@ -637,7 +641,8 @@ static void arm(struct jobsched *s) {
     evtimer_del(s->wake);
     return;
   }
-  arm_ms(s->wake, at - jobsched_now_ms(s));
+  int64_t delay = at - jobsched_now_ms(s);
+  arm_ms(s->wake, delay < MAX_SLEEP_MS ? delay : MAX_SLEEP_MS);
 }
 
 static void on_claimed(struct jobreq *req, void *ud) {

@@ -3,7 +3,8 @@
  * lateness measured; kill -9 and a restart over SQLite and over Redis
  * (each due job once, a run cut short runs again marked redelivered, the
  * misfire policies); two processes sharing Redis run 1,000 jobs once in
- * all; errors, the CPU budget and the timeout reach bot.catch; jobs in
+ * all; errors, the CPU budget, the memory limit and the timeout reach
+ * bot.catch; jobs in
  * memory survive a reload; a stop releases a running job; declarations
  * keep their place across restarts; /metrics and --trace.
  *
@@ -527,11 +528,19 @@ TEST(failures_reach_bot_catch) {
       "bot.job('boom', function(job) error('kaboom ' .. job.data.n) end)\n"
       "bot.job('loop', function() while true do end end)\n"
       "bot.job('slow', function() tghost.sleep(30) end)\n"
+      "bot.job('hog', function()\n"
+      "  keep = {}\n"
+      "  while true do\n"
+      "    keep[#keep + 1] = string.rep('x', 4 * 1024 * 1024 - 64) .. #keep\n"
+      "    tghost.sleep(0)\n"
+      "  end\n"
+      "end)\n"
       "bot.job('ok', function(job) job:reply('fine ' .. job.data.n) end)\n"
       "bot.command('go', function(ctx)\n"
       "  tghost.jobs.at(0, 'boom', { n = 1 }, { id = 'b' })\n"
       "  tghost.jobs.at(0, 'loop', nil, { id = 'l' })\n"
       "  tghost.jobs.at(0, 'slow', nil, { id = 's' })\n"
+      "  tghost.jobs.at(0, 'hog', nil, { id = 'h' })\n"
       "  tghost.jobs.at(0.5, 'ok', { chat_id = ctx.chat.id, n = 2 }, { id = 'o' })\n"
       "  local function try(...) local ok, e = pcall(...) return tostring(e) end\n"
       "  ctx:reply('unknown: ' .. try(tghost.jobs.at, 1, 'boo'))\n"
@@ -543,10 +552,11 @@ TEST(failures_reach_bot_catch) {
       "  ctx:reply('opt: ' .. try(tghost.jobs.at, 1, 'ok', nil, { tz = 'UTC', ids = 1 }))\n"
       "end)\n"
       "run(bot, { jobs = { timeout = 1500 } })\n");
-  struct proc *p = proc_start(script, NULL);
+  const char *args[] = {"--update-memory-limit", "48", NULL};
+  struct proc *p = proc_start(script, args);
   wait_polling();
   fakeapi_push_text(api, 3, 3, "/go");
-  wait_texts("caught ", 3, 15000);
+  wait_texts("caught ", 4, 15000);
   wait_texts("fine 2", 1, 5000);
   char *boom = reply_starting("caught boom b:");
   char *loop = reply_starting("caught loop l:");
@@ -556,6 +566,10 @@ TEST(failures_reach_bot_catch) {
         loop ? loop : "no loop");
   CHECK(slow && strstr(slow, "timed out after 1500 ms"),
         "%s", slow ? slow : "no slow");
+  char *hog = reply_starting("caught hog h:");
+  CHECK(hog && strstr(hog, "used more than 48 MiB of Lua memory"), "%s",
+        hog ? hog : "no hog");
+  free(hog);
   free(boom);
   free(loop);
   free(slow);
