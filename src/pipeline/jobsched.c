@@ -235,6 +235,7 @@ struct op {
   void *ud;
   struct jrun *run;              /* OP_FINISH */
   int64_t due_ms;                /* OP_PUT, OP_FINISH: the due time written */
+  struct jobreq *req;            /* OP_FINISH waiting to be sent again */
 };
 
 /* A run: a claimed record from claim to FINISH. */
@@ -281,6 +282,8 @@ struct jobsched {
   char owner[96];
 
   struct qlist ops;              /* store requests in flight */
+  struct qlist retrying;         /* FINISH ops the store failed: sent
+                                  * again every RETRY_MS */
   struct jobreq *held_head, *held_tail;   /* made before the start */
   struct qlist runs;             /* holding a run slot */
   size_t nruns;
@@ -292,7 +295,7 @@ struct jobsched {
   int64_t retry_at_ms;
   bool store_failing;
   long stored;                   /* for the gauge; -1 unknown */
-  struct event *wake, *renew, *drain_timer, *kick;
+  struct event *wake, *renew, *drain_timer, *kick, *retry_timer;
 
   int64_t offset_ms;             /* the sandbox's clock */
   bool advancing;
@@ -354,7 +357,8 @@ static void op_end(struct op *op) {
 
 /* Nothing in flight and the loop may go on. */
 bool jobsched_idle(const struct jobsched *s) {
-  return s->nruns == 0 && qlist_empty(&s->ops) && s->waiting_zones == 0;
+  return s->nruns == 0 && qlist_empty(&s->ops) && s->waiting_zones == 0 &&
+         qlist_empty(&s->retrying);
 }
 
 static void check_idle(struct jobsched *s) {
@@ -394,6 +398,18 @@ static void on_finish_done(struct jobreq *req, void *ud) {
   struct jobsched *s = op->s;
   struct jrun *run = op->run;
   op_end(op);
+  if (req->error && !s->draining) {
+    /* The store is failing (Redis restarting, a locked file): the end is
+     * sent again until it lands, the claim renewed meanwhile, so a short
+     * outage does not make the job run twice. */
+    store_failed(s, req->error);
+    free(req->error);
+    req->error = NULL;
+    op->req = req;
+    qlist_push_back(&s->retrying, &op->node);
+    if (!evtimer_pending(s->retry_timer, NULL)) arm_ms(s->retry_timer, RETRY_MS);
+    return;
+  }
   if (req->error) {
     struct log_fields f = {0, -1};
     log_msg(LOG_ERROR, &f, "job %s: could not record the end of this run: "
@@ -415,6 +431,18 @@ static void on_finish_done(struct jobreq *req, void *ud) {
   free(op);
   pump(s);
   check_idle(s);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg) {
+  struct jobsched *s = arg;
+  struct qnode *n;
+  while ((n = qlist_pop_front(&s->retrying))) {
+    struct op *op = qlist_entry(n, struct op, node);
+    struct jobreq *req = op->req;
+    op->req = NULL;
+    qlist_push_back(&s->ops, &op->node);
+    jobstore_submit(&s->store, req);
+  }
 }
 
 /* The next due time of the run's job after this run (-1: none), and the
@@ -709,8 +737,7 @@ static void on_renewed(struct jobreq *req, void *ud) {
   op_end(op);
   free(op);
   if (req->error) {
-    log_warn("jobs: cannot renew the claims of %zu running job(s): %s",
-             req->nrecs, req->error);
+    store_failed(s, req->error);
   } else {
     for (size_t i = 0; i < req->nrecs; i++) {
       if (req->held[i]) continue;
@@ -734,13 +761,18 @@ static void on_renewed(struct jobreq *req, void *ud) {
 
 static void on_renew(evutil_socket_t fd, short what, void *arg) {
   struct jobsched *s = arg;
-  if (s->nruns == 0) return;
+  if (s->nruns == 0 && qlist_empty(&s->retrying)) return;
   struct op *op = op_new(s, OP_RENEW);
   struct jobreq *req = jobreq_new(JOBREQ_RENEW, on_renewed, op);
   req->lease_ms = jobsched_now_ms(s) + s->lease_ms;
   qlist_foreach(node, &s->runs) {
     struct jrun *run = qlist_entry(node, struct jrun, node);
     if (run->lost) continue;
+    jobreq_add_rec(req, &(struct jobrec){.id = run->rec.id,
+                                         .token = run->rec.token});
+  }
+  qlist_foreach(node, &s->retrying) {
+    struct jrun *run = qlist_entry(node, struct op, node)->run;
     jobreq_add_rec(req, &(struct jobrec){.id = run->rec.id,
                                          .token = run->rec.token});
   }
@@ -1005,11 +1037,13 @@ struct jobsched *jobsched_new(const struct jobsched_env *env) {
   qlist_init(&s->ops);
   qlist_init(&s->runs);
   qlist_init(&s->pending_puts);
+  qlist_init(&s->retrying);
   s->next_ms = -1;
   s->stored = 0;
   s->wake = evtimer_new(env->base, on_wake, s);
   s->renew = evtimer_new(env->base, on_renew, s);
   s->kick = event_new(env->base, -1, 0, on_kick, s);
+  s->retry_timer = evtimer_new(env->base, on_retry, s);
   s->concurrency = 100;
   s->lease_ms = 30000;
   s->poll_ms = 1000;
@@ -1141,6 +1175,12 @@ void jobsched_free(struct jobsched *s) {
   }
   while ((n = qlist_pop_front(&s->runs)))
     run_free(qlist_entry(n, struct jrun, node));
+  while ((n = qlist_pop_front(&s->retrying))) {
+    struct op *op = qlist_entry(n, struct op, node);
+    jobreq_free(op->req);
+    run_free(op->run);
+    free(op);
+  }
   /* Loads not ended are dropped: so are the puts that waited for them. */
   tzcache_free(s->tz);
   while ((n = qlist_pop_front(&s->pending_puts))) {
@@ -1153,6 +1193,7 @@ void jobsched_free(struct jobsched *s) {
   event_free(s->wake);
   event_free(s->renew);
   event_free(s->kick);
+  event_free(s->retry_timer);
   if (s->drain_timer) event_free(s->drain_timer);
   free(s->store_name);
   free(s);

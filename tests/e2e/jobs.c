@@ -136,23 +136,27 @@ static void redis_stop(void) {
   redis_pid = 0;
 }
 
-/* Starts redis-server on a free loopback port (skips the test when it is
- * not installed) and returns its URL. */
-static const char *redis_start(void) {
+/* Starts redis-server on redis_port (a free loopback port the first
+ * time; skips the test when it is not installed). persistent: every write
+ * in its append-only file, synced, so a restart keeps the data. */
+static const char *redis_run(bool persistent) {
   if (!redis_installed()) {
     fprintf(stderr, "SKIP: needs redis-server\n");
     exit(77);
   }
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-        "no free port: %s", strerror(errno));
-  close(fd);
-  redis_port = ntohs(a.sin_port);
+  if (!redis_port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+          "no free port: %s", strerror(errno));
+    close(fd);
+    redis_port = ntohs(a.sin_port);
+    atexit(redis_stop);
+  }
   char port[16];
   snprintf(port, sizeof port, "%d", redis_port);
   const char *dir = harness_tmpdir();
@@ -163,16 +167,18 @@ static const char *redis_start(void) {
     dup2(devnull, 0);
     dup2(devnull, 1);
     execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+           "127.0.0.1", "--save", "", "--appendonly",
+           persistent ? "yes" : "no", "--appendfsync", "always", "--dir", dir,
            "--protected-mode", "no", "--daemonize", "no", (char *)NULL);
     _exit(127);
   }
-  atexit(redis_stop);
   CHECK(run_until(redis_accepts, NULL, 10000), "redis-server did not start");
   static char url[64];
   snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
   return url;
 }
+
+static const char *redis_start(void) { return redis_run(false); }
 
 /* --- detached runs ------------------------------------------------------------ */
 
@@ -514,6 +520,51 @@ TEST_SERIAL(two_processes_redis) {
   proc_stop_cleanly(r.a);
   proc_stop_cleanly(r.b);
   proc_free(fake);
+}
+
+/* Redis is down (killed, restarted from its append-only file 2 s later)
+ * when a run ends: recording the end fails, and is sent again until Redis
+ * is back, its claim renewed meanwhile, so the job does not run a second
+ * time when its lease (10 s) would have run out. */
+TEST(redis_restart_does_not_repeat) {
+  struct fakeapi *api = harness_api();
+  struct buf src = BUF_INIT;
+  buf_printf(&src,
+      "local store = tghost.storage.redis('%s')\n"
+      "local function say(s) bot.api.sendMessage{ chat_id = 1, text = s } end\n"
+      "bot.job('w', function(job)\n"
+      "  say('start ' .. (job.redelivered and 'again' or 'first'))\n"
+      "  tghost.sleep(1)\n"
+      "  say('end')\n"
+      "end)\n"
+      "bot.command('go', function(ctx)\n"
+      "  tghost.jobs.at(0, 'w', nil, { id = 'w' })\n"
+      "  ctx:reply('scheduled')\n"
+      "end)\n"
+      "bot.command('count', function(ctx)\n"
+      "  ctx:reply('count ' .. #tghost.jobs.list())\n"
+      "end)\n"
+      "run(bot, { jobs = { storage = store, lease = 10000 } })\n",
+      redis_run(true));
+  const char *script = harness_write("restarted.lua", src.data);
+  buf_free(&src);
+  struct proc *p = proc_start(script, NULL);
+  wait_polling();
+  fakeapi_push_text(api, 1, 1, "/go");
+  wait_texts("start first", 1, 10000);
+  redis_stop();
+  wait_texts("end", 1, 5000);
+  run_for(2000);
+  redis_run(true);
+  run_for(10000);
+  CHECK(count_starting("start ") == 1, "the job ran %zu times",
+        count_starting("start "));
+  fakeapi_push_text(api, 1, 1, "/count");
+  wait_texts("count ", 1, 10000);
+  char *count = reply_starting("count ");
+  CHECK(strcmp(count, "count 0") == 0, "%s: its end was never recorded", count);
+  free(count);
+  proc_stop_cleanly(p);
 }
 
 /* --- failures ------------------------------------------------------------------ */
