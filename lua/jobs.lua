@@ -37,6 +37,9 @@ local function check_name(api, name)
                  .. "given to bot.job), not %s", api,
                  type(name) == "string" and "\"\"" or type(name))
   end
+  if name:find("%c") then
+    errors.raise("%s: the job's name must not contain control characters", api)
+  end
 end
 
 -- bot.job(name, fn): fn(job) runs each job scheduled under name.
@@ -168,14 +171,17 @@ local function check_opts(api, opts, list)
                    table.concat(list, ", "))
     end
   end
+  -- Ids show in log lines: no control characters (a newline would fake
+  -- a line).
   if opts.id ~= nil and (type(opts.id) ~= "string" or opts.id == ""
-                         or #opts.id > 200 or opts.id:find("%z")) then
+                         or #opts.id > 200 or opts.id:find("%c")) then
     errors.raise("%s: opts.id must be a non-empty string of at most 200 "
-                 .. "bytes", api)
+                 .. "bytes without control characters", api)
   end
   if opts.prefix ~= nil and (type(opts.prefix) ~= "string" or #opts.prefix > 150
-                             or opts.prefix:find("%z")) then
-    errors.raise("%s: opts.prefix must be a string of at most 150 bytes", api)
+                             or opts.prefix:find("%c")) then
+    errors.raise("%s: opts.prefix must be a string of at most 150 bytes "
+                 .. "without control characters", api)
   end
   if opts.tz ~= nil and (type(opts.tz) ~= "string" or opts.tz == "") then
     errors.raise("%s: opts.tz must be a time zone name such as "

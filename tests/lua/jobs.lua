@@ -114,6 +114,12 @@ t.test("options are checked, misspellings suggested", function()
            "at most 200 bytes")
   t.raises(function() jobs.at(1, "remind", nil, { id = "a\0b" }) end,
            "opts.id must be")
+  t.raises(function() jobs.at(1, "remind", nil, { id = "a\nINFO fake" }) end,
+           "without control characters")
+  t.raises(function() jobs.at(1, "remind", nil, { prefix = "p\r" }) end,
+           "without control characters")
+  t.raises(function() bot.job("bad\nname", function() end) end,
+           "must not contain control characters")
   t.raises(function() jobs.at(1, "remind", nil, { misfire = "sometimes" }) end,
            "opts.misfire must be \"once\", \"skip\" or \"all\"")
   t.raises(function() jobs.at(1, "remind", nil, { misfireLimit = 0 }) end,
