@@ -78,6 +78,7 @@ void bindenv_init(struct script_env *env, struct host *h,
   env->api = h->api;
   env->calls = h->calls;
   env->storages = h->storages;
+  env->jobs = h->jobs;
   env->token = h->cfg->token;
   env->check = h->cfg->check;
   env->sandbox = h->cfg->sandbox;

@@ -15,7 +15,8 @@
 #include "pipeline/host.h"
 #include "script/scriptenv.h"
 
-/* Fills env from h (which must outlive it). on_unhandled (NULL: nobody
+/* Fills env from h (which must outlive it; its job scheduler made
+ * already, host_init_jobs). on_unhandled (NULL: nobody
  * asks) hears of updates no handler took (the sandbox). */
 void bindenv_init(struct script_env *env, struct host *h,
                   void (*on_unhandled)(void *ud, int64_t update_id,

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "net/botapi_methods.h"
 #include "net/looplag.h"
+#include "script/luajobs.h"
 #include "base/metrics.h"
 #include "net/metrics_http.h"
 #include "app/bindenv.h"
@@ -128,6 +129,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   host_start_runner(h, g->run_opts);
+  if (h->exiting) return;
+  luajobs_go_live(g);
   if (app->reloader) reload_start(app->reloader);
 }
 
@@ -138,6 +141,27 @@ static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
+}
+
+/* The sandbox's :wait moves the jobs' clock (one move at a time: a
+ * transcript waits for each, and a typed :wait during one restarts it). */
+static struct clock_move {
+  struct host *h;
+  void (*done)(void *arg, int64_t now_ms);
+  void *arg;
+} clock_move;
+
+static void on_clock_moved(void *ud) {
+  struct clock_move *m = ud;
+  m->done(m->arg, jobsched_now_ms(m->h->jobs));
+}
+
+static void on_sandbox_wait(void *ud, int64_t ms,
+                            void (*done)(void *arg, int64_t now_ms),
+                            void *arg) {
+  struct host *h = ud;
+  clock_move = (struct clock_move){h, done, arg};
+  jobsched_advance(h->jobs, ms, on_clock_moved, &clock_move);
 }
 
 static void on_update_unhandled(void *ud, int64_t update_id,
@@ -218,11 +242,13 @@ int main(int argc, char **argv) {
   }
   /* As early as there is a loop: a signal during start-up is heard once
    * the loop runs, instead of killing the process. */
+  host_init_jobs(h, &runtime_job_ops);
   struct signals *sig = signals_new(h->base, on_signal, h);
   bindenv_init(&app.env, h, sandbox ? on_update_unhandled : NULL, sandbox);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
-  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit,
+                                                     on_sandbox_wait};
   bool start_failed =
       sandbox && sandbox_start(sandbox, h->base, &sandbox_hooks, h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */

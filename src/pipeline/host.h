@@ -20,6 +20,7 @@
 #include "net/botapi.h"
 #include "base/cli.h"
 #include "net/http.h"
+#include "pipeline/jobsched.h"
 #include "pipeline/runner.h"
 #include "sched/task.h"
 
@@ -44,6 +45,7 @@ struct host {
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct jobsched *jobs;        /* tghost.jobs: outlive reloads */
   struct child_table *children; /* tghost.exec's processes (made on first use) */
 
   /* Read-only outside host.c: */
@@ -73,6 +75,10 @@ void host_free(struct host *h);
 struct http_client *host_stream_http(struct host *h);
 struct child_table *host_children(struct host *h);
 
+/* Creates the job scheduler, whose runs start through ops (the Lua
+ * half's); right after host_init. */
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops);
+
 /* Makes g (whose reference the host takes over) the generation new
  * updates run in; returns the previous one, whose reference passes to the
  * caller (NULL the first time). */
@@ -82,8 +88,9 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
  * command line) ask for from the table of sources, wraps it in the journal
  * when there is one, creates the runner with it, asks getMe (retried as
  * getUpdates is) and, once the bot's identity is known, runs the runner.
- * A source that cannot be used (a journal for another bot, an address in
- * use) is fatal. */
+ * Opens the job store the options name and starts the job scheduler. A
+ * source or job store that cannot be used (a journal for another bot, an
+ * address in use) is fatal. */
 void host_start_runner(struct host *h, const struct run_options *o);
 /* Hot reload: a reloaded script's run() options (see runner_reconfigure);
  * a change of what chose the source (journal, webhook) waits for a

@@ -25,6 +25,7 @@ struct http_client;
 struct botapi;
 struct apicalls;
 struct storages;
+struct jobsched;
 struct luaseq;
 struct luaconv;
 struct finalizer_queue;
@@ -63,6 +64,7 @@ struct script_env {
   struct botapi *api;               /* Bot API requests and downloads */
   struct apicalls *calls;           /* Bot API calls: retries, throttle */
   struct storages *storages;        /* tghost.storage's stores */
+  struct jobsched *jobs;            /* tghost.jobs's scheduled jobs */
   const char *token;                /* tghost.token() */
   bool check;                       /* --check: no network, no runner */
   bool sandbox;                     /* --sandbox: the terminal is a chat */
