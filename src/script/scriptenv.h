@@ -1,10 +1,10 @@
 /* The process as far as the Lua bindings (the luaXXX.c modules) may
  * touch it: one struct, script_env, with the loop and the scheduler, the
- * HTTP and Bot API clients, the stores, the few flags of the command line
- * they need, the bot (its runner and identity) and what the host makes on
- * first use behind script_host_ops, and the bindings' own state that
- * outlives reloads. Not the host, the
- * runner, the update sources or the journal.
+ * HTTP and Bot API clients, the stores and the scheduled jobs, the few
+ * flags of the command line they need, the bot (its runner and identity)
+ * and what the host makes on first use behind script_host_ops, and the
+ * bindings' own state that outlives reloads. Not the host, the runner,
+ * the update sources or the journal.
  *
  * There is one per process: app/bindenv.c builds it from the host before
  * the first generation and is the writer of every field; each generation
