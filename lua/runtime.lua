@@ -122,10 +122,15 @@ runtime.explain = hints.explain
 -- when the top level ended without run(bot)).
 function runtime.has_handlers()
   local bot = runtime.bot
-  if not bot then return false end
+  -- A script that fed its updates itself (a test) meant not to run.
+  if not bot or runtime.handled_updates then return false end
   local all, types = runtime.needs_of(bot)
   return all or next(types) ~= nil
 end
+
+-- bot.handleUpdate's records of the updates it runs, by update_id
+-- (lua/handleupdate.lua): the calls they make and how they failed.
+runtime.records = {}
 
 -- Set by lua/conversation.lua: offers a running update to the
 -- conversations (true: one took it).
@@ -157,6 +162,8 @@ function runtime.handle_update(update, redelivered, route)
       core.log("debug", tostring(e.error))
       return
     end
+    local record = runtime.records[update.update_id]
+    if record then record.error = e.error end
     report(e.error, e.traceback, ctx)
     core.failed(describe(e.error))
   end

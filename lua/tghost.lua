@@ -46,6 +46,8 @@ local tghost = {
   conversation = conversation.configure,
   ConversationTimeout = conversation.ConversationTimeout,
   ConversationCancelled = conversation.ConversationCancelled,
+  -- What a failed Bot API call raises (err.method, err.error_code, ...).
+  ApiError = runtime.ApiError,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
@@ -183,6 +185,13 @@ bot.start = function(first, opts)
     opts.onStart(me)
   end
   return h
+end
+
+-- bot.handleUpdate(update [, opts]): one update through the bot, for
+-- tests (lua/handleupdate.lua).
+bot.handleUpdate = function(first, update, opts)
+  if first ~= bot then update, opts = first, update end
+  return require("tghost.handleupdate")(update, opts)
 end
 
 -- bot.stop(): as grammY's, stops fetching updates and lets the ones in

@@ -185,6 +185,23 @@ function Bot.stop() end
 ---@return tg.UserFromGetMe
 function Bot.init() end
 
+---Runs one update through the whole bot as the runner would (a waiting
+---conversation may take it), suspends the caller until it has ended, and
+---returns its record: the outcome, the error, and every Bot API call made
+---meanwhile. The calls are answered by `opts.answer` (a function or a
+---table of results by method) or with stand-in results, not sent, unless
+---`opts.send` is true. For tests (grammY's `bot.handleUpdate`).
+---@param update table
+---@param opts? { answer?: (fun(method: string, params: table): any)|table<string, any>, send?: boolean }
+---@return tghost.UpdateRecord
+function Bot.handleUpdate(update, opts) end
+
+---What `bot.handleUpdate` returns.
+---@class tghost.UpdateRecord
+---@field outcome "done"|"failed"|"cancelled"|"consumed"
+---@field error any What the handler raised, or why it was cut short.
+---@field calls { method: string, params: table, result: any, error: any }[]
+
 ---The bot. Register handlers on it, then call `run(bot)`.
 ---@type tghost.Bot
 bot = {}
@@ -795,6 +812,7 @@ function login.validate(fields, opts) end
 ---@field storage tghost.storage Key-value storages: memory, sqlite, redis.
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
+---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.

@@ -197,6 +197,81 @@ static int l_unhandled(lua_State *L) {
   return 0;
 }
 
+/* --- bot.handleUpdate ---------------------------------------------------
+ *
+ * core.handle_update(json, id) runs one update through the bot as the
+ * runner would (update_ops->start: the conversations first, then the whole
+ * middleware in a job of its own, with its CPU and memory limits) and
+ * suspends the caller until that job has ended. Returns "done", "failed"
+ * (and the job's error), "cancelled" (and why), or "consumed" when a
+ * waiting conversation took the update (no job of its own). */
+
+struct handled_wait {
+  struct task *waiter;   /* NULL once the waiter was cancelled */
+  enum job_end end;
+  char *error;
+};
+
+static int push_handled(lua_State *co, void *data) {
+  struct handled_wait *w = data;
+  int n = 0;
+  if (co) {
+    lua_pushboolean(co, 1);
+    lua_pushstring(co, w->end == JOB_DONE     ? "done"
+                       : w->end == JOB_FAILED ? "failed"
+                                              : "cancelled");
+    if (w->error) lua_pushstring(co, w->error);
+    else lua_pushnil(co);
+    n = 3;
+  }
+  free(w->error);
+  free(w);
+  return n;
+}
+
+static void handled_end(struct job *job, void *ud) {
+  struct handled_wait *w = ud;
+  if (!w->waiter) {
+    free(w);
+    return;
+  }
+  w->end = job_how_ended(job);
+  w->error = job_error(job) ? xstrdup(job_error(job)) : NULL;
+  task_wake(w->waiter, push_handled, w);
+}
+
+/* The caller went away (its job was cancelled): the update runs on. */
+static void handled_cancel(void *data) {
+  struct handled_wait *w = data;
+  w->waiter = NULL;
+}
+static const struct task_wait_ops handled_wait_ops = {"bot.handleUpdate",
+                                                      handled_cancel};
+
+static int l_handle_update(lua_State *L) {
+  struct host *h = host_of(L);
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  struct task *t = task_check_can_wait(L, &h->sched, "bot.handleUpdate");
+  struct update_item *u = xcalloc(1, sizeof *u);
+  u->id = (int64_t)id;
+  u->json = xstrndup(json, len);
+  u->len = len;
+  struct handled_wait *w = xcalloc(1, sizeof *w);
+  w->waiter = t;
+  struct job *job =
+      h->update_ops->start(&gen_of(L)->owner, u, handled_end, w);
+  update_item_free(u);
+  if (!job) {
+    free(w);
+    lua_pushliteral(L, "consumed");
+    return 1;
+  }
+  lua_settop(L, 0);
+  return task_wait(L, t, &handled_wait_ops, w);
+}
+
 static int l_check_mode(lua_State *L) {
   lua_pushboolean(L, host_of(L)->cfg->check);
   return 1;
@@ -217,6 +292,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"now", l_now},
       {"current", l_current},
       {"check_mode", l_check_mode},
+      {"handle_update", l_handle_update},
       {"stdin_refusal", l_stdin_refusal},
       {"watches_unhandled", l_watches_unhandled},
       {"unhandled", l_unhandled},
