@@ -128,6 +128,12 @@ function runtime.has_handlers()
   return all or next(types) ~= nil
 end
 
+-- The context of each update running, by update_id (weak: gone with the
+-- update), for what renders for the update outside its ctx (a menu passed
+-- as reply_markup): runtime.context_of(update_id).
+local contexts = setmetatable({}, { __mode = "v" })
+function runtime.context_of(id) return id and contexts[id] end
+
 -- bot.handleUpdate's records of the updates it runs, by update_id
 -- (lua/handleupdate.lua): the calls they make and how they failed.
 runtime.records = {}
@@ -153,6 +159,7 @@ function runtime.handle_update(update, redelivered, route)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
+  contexts[update.update_id] = ctx
   local last = watches_unhandled and unhandled_reporter(update) or noop
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
   if not ok then

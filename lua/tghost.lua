@@ -29,6 +29,7 @@ local tghost = {
   Composer = Composer.new,
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
+  Menu = require("tghost.menu").new,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,

@@ -836,6 +836,92 @@ function tghost.InlineKeyboard(rows) end
 ---@return tghost.Keyboard
 function tghost.Keyboard(rows) end
 
+---A menu: an inline keyboard declared once, with a handler per button,
+---submenus, back, and buttons built from data when it is shown. `bot.use`
+---it, and pass it as `reply_markup`. `opts.text`: the message's text when
+---the menu is shown by navigation (a string or a function of ctx).
+---@param id string Stable across reloads and restarts (at most 32 bytes, no "/").
+---@param opts? { text?: string|fun(ctx: tghost.Context): string }
+---@return tghost.Menu
+function tghost.Menu(id, opts) end
+
+---@alias tghost.MenuLabel string|fun(ctx: tghost.Context): string
+
+---@class tghost.Menu
+---@field id string
+local Menu = {}
+---A button that runs `handler(ctx)` when pressed (`ctx.menu` controls the
+---menu; the press is answered after the handler unless it answered).
+---`label` may be `{ text = ..., payload = ... }`: the payload is `ctx.match`.
+---@param label tghost.MenuLabel|{ text: tghost.MenuLabel, payload: string|integer }
+---@param handler fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:text(label, handler) end
+---A button that shows menu `id` in place of this one (after `handler`).
+---@param label tghost.MenuLabel
+---@param id string
+---@param handler? fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:submenu(label, id, handler) end
+---A button that shows the parent menu (the one this menu is registered with).
+---@param label tghost.MenuLabel
+---@param handler? fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:back(label, handler) end
+---@param label tghost.MenuLabel
+---@param url string
+---@return tghost.Menu
+function Menu:url(label, url) end
+---@param label tghost.MenuLabel
+---@param url string
+---@return tghost.Menu
+function Menu:webApp(label, url) end
+---@param label tghost.MenuLabel
+---@param text string
+---@return tghost.Menu
+function Menu:copyText(label, text) end
+---@param label tghost.MenuLabel
+---@param query string
+---@return tghost.Menu
+function Menu:switchInline(label, query) end
+---@param label tghost.MenuLabel
+---@param query string
+---@return tghost.Menu
+function Menu:switchInlineCurrent(label, query) end
+---The next button starts a new row.
+---@return tghost.Menu
+function Menu:row() end
+---Buttons built when the menu is rendered: `fn(ctx, range)` adds them to
+---`range` (which has the same button methods).
+---@param fn fun(ctx: tghost.Context, range: tghost.Menu)
+---@return tghost.Menu
+function Menu:dynamic(fn) end
+---Makes menus submenus of this one (their `back` comes here).
+---@param ... tghost.Menu
+---@return tghost.Menu
+function Menu:register(...) end
+---The InlineKeyboardMarkup of the menu for ctx.
+---@param ctx? tghost.Context
+---@return table
+function Menu:render(ctx) end
+---The menu's middleware (what `bot.use(menu)` installs).
+---@return tghost.Middleware
+function Menu:middleware() end
+
+---What a menu button's handler finds as `ctx.menu`.
+---@class tghost.MenuControl
+---@field id string The menu shown now.
+local MenuControl = {}
+---Renders the menu shown again (after its state changed).
+function MenuControl.update() end
+---Shows menu `id` in this message.
+---@param id string
+function MenuControl.nav(id) end
+---Shows the parent menu.
+function MenuControl.back() end
+---Removes the menu's buttons from the message.
+function MenuControl.close() end
+
 ---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
 ---plain string exactly); it may match anywhere in the text, like a grammY RegExp.
 ---@param p string
