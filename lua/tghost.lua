@@ -30,6 +30,7 @@ local tghost = {
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
   Menu = require("tghost.menu").new,
+  i18n = require("tghost.i18n").new,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,

@@ -400,6 +400,14 @@ function Context:wait(filter, opts) end
 ---@return boolean
 function Context:cancelConversation(key) end
 
+---The message `key` in this update's locale (see `tghost.i18n`), its
+---`{name}` placeholders filled from args; a plural message is chosen by
+---`args.count` with the locale's CLDR rules.
+---@param key string A key of the locale files ("menu.title" for nested tables).
+---@param args? table<string, any>
+---@return string
+function Context:t(key, args) end
+
 ---------------------------------------------------------------------------
 -- Keyboards
 ---------------------------------------------------------------------------
@@ -921,6 +929,55 @@ function MenuControl.nav(id) end
 function MenuControl.back() end
 ---Removes the menu's buttons from the message.
 function MenuControl.close() end
+
+---Translations from a folder of Lua table files (`locales/en.lua` returns
+---`{ key = "text with {name}", apples = { one = ..., other = ... } }`), the
+---update's locale from the session's override (`useSession`) or the user's
+---`language_code`, else `defaultLocale`. `bot.use` it; then `ctx:t(key,
+---args)` and `ctx.i18n` (`getLocale()`, `setLocale(code)`, `useLocale(code)`).
+---@param opts { directory?: string, defaultLocale?: string, useSession?: boolean, localeNegotiator?: fun(ctx: tghost.Context): string?, locales?: table<string, table> }
+---@return tghost.I18n
+function tghost.i18n(opts) end
+
+---@class tghost.I18n
+---@field locales string[] The locales found, sorted ("en", "pt-br", ...).
+local I18n = {}
+---The message `key` in `locale` (the default locale's when it has none).
+---@param locale string
+---@param key string
+---@param args? table<string, any>
+---@return string
+function I18n:t(locale, key, args) end
+---The same as `t`.
+---@param locale string
+---@param key string
+---@param args? table<string, any>
+---@return string
+function I18n:translate(locale, key, args) end
+---The locale there is for a language code ("pt-BR" -> "pt-br" or "pt"), or nil.
+---@param code string
+---@return string?
+function I18n:match(code) end
+---@return tghost.Middleware
+function I18n:middleware() end
+
+---What `ctx.i18n` offers in a handler.
+---@class tghost.I18nContext
+---@field locales string[]
+local I18nContext = {}
+---This update's locale.
+---@return string
+function I18nContext:getLocale() end
+---The user's locale from now on (kept in the session with `useSession`).
+---@param code string
+function I18nContext:setLocale(code) end
+---The locale for the rest of this update only.
+---@param code string
+function I18nContext:useLocale(code) end
+---@param key string
+---@param args? table
+---@return string
+function I18nContext:t(key, args) end
 
 ---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
 ---plain string exactly); it may match anywhere in the text, like a grammY RegExp.

@@ -1,5 +1,7 @@
 #include "script/luacore.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 
 #include "base/log.h"
 #include "script/luabind.h"
+#include "script/deps.h"
 #include "script/luajson.h"
 #include "sched/task.h"
 
@@ -272,6 +275,60 @@ static int l_handle_update(lua_State *L) {
   return task_wait(L, t, &handled_wait_ops, w);
 }
 
+/* --- files the script reads besides its modules ----------------------- */
+
+/* core.script_dir() -> the folder of the script (relative paths in the
+ * script's files are read from there). */
+static int l_script_dir(lua_State *L) {
+  lua_pushstring(L, gen_of(L)->script_dir);
+  return 1;
+}
+
+/* core.watch(path): hot reload watches path as it watches the script's
+ * modules (i18n's locale files). */
+static int l_watch(lua_State *L) {
+  deps_add(&gen_of(L)->files, luaL_checkstring(L, 1));
+  return 0;
+}
+
+/* core.list_dir(path) -> the names in a folder (sorted, without "." and
+ * ".."), or nil and why. For loading at the script's top level only: it
+ * reads the disk on the loop, as require does. */
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int l_list_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      names = xrealloc(names, cap * sizeof *names);
+    }
+    names[n++] = xstrdup(e->d_name);
+  }
+  closedir(d);
+  if (n > 0) qsort(names, n, sizeof *names, name_cmp);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    free(names[i]);
+  }
+  free(names);
+  return 1;
+}
+
 static int l_check_mode(lua_State *L) {
   lua_pushboolean(L, host_of(L)->cfg->check);
   return 1;
@@ -293,6 +350,9 @@ int luaopen_tghost_core(lua_State *L) {
       {"current", l_current},
       {"check_mode", l_check_mode},
       {"handle_update", l_handle_update},
+      {"script_dir", l_script_dir},
+      {"watch", l_watch},
+      {"list_dir", l_list_dir},
       {"stdin_refusal", l_stdin_refusal},
       {"watches_unhandled", l_watches_unhandled},
       {"unhandled", l_unhandled},
