@@ -18,6 +18,7 @@ local filter = require("tghost.filter")
 local triggers = require("tghost.triggers")
 local runtime = require("tghost.runtime")
 local tasks = require("tghost.tasks")
+local commands = require("tghost.commands")
 errors.internal()
 
 local Composer = {}
@@ -196,8 +197,16 @@ function Composer.new(...)
     return behind(pred, types, "on", ...)
   end)
 
+  -- command(names, [description | { description, descriptions, scope },]
+  -- handlers...): the description goes to the bot's command list
+  -- (lua/commands.lua).
   self.command = method(self, function(names, ...)
     local pred, types = triggers.command(names)
+    if select("#", ...) > 1 and commands.is_options((...)) then
+      commands.register(names, (...))
+      return behind(pred, types, "command", select(2, ...))
+    end
+    commands.register(names, nil)
     return behind(pred, types, "command", ...)
   end)
 

@@ -161,6 +161,15 @@ function runtime.handle_update(update, redelivered, route)
   if redelivered then ctx.redelivered = true end
   contexts[update.update_id] = ctx
   local last = watches_unhandled and unhandled_reporter(update) or noop
+  -- A command no handler took: tghost.commands{ suggest = ... }.
+  local unknown = runtime.unhandled_command
+  if unknown then
+    local report = last
+    last = function()
+      unknown(ctx)
+      return report()
+    end
+  end
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
   if not ok then
     e = untraced(e)

@@ -11,6 +11,7 @@ local session = require("tghost.session")
 local conversation = require("tghost.conversation")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
+local commands = require("tghost.commands")
 errors.internal()
 
 -- Tghost calls work inside the script's own coroutines (see
@@ -31,6 +32,7 @@ local tghost = {
   Keyboard = require("tghost.keyboard").Keyboard,
   Menu = require("tghost.menu").new,
   i18n = require("tghost.i18n").new,
+  commands = commands.public,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,
@@ -135,6 +137,9 @@ local function start(opts)
   if first and flat.drop_pending_updates then
     bot.api.deleteWebhook{ drop_pending_updates = true }
   end
+  -- The command list Telegram shows, from the descriptions (once the top
+  -- level has finished; on a reload, what changed).
+  commands.after_run()
   return handle, first
 end
 

@@ -43,8 +43,12 @@ function Composer.use(...) end
 function Composer.on(query, ...) end
 
 ---`/name` and `/name@yourbot`; `ctx.match` is the text after the command.
+---A description (a string, or `{ description, descriptions = { de = ... },
+---scope }` before the handlers) puts the command in the list Telegram shows
+---(setMyCommands, sent after `run()`; see `tghost.commands`):
+---`bot.command("start", "Start the bot", fn)`.
 ---@param names string|string[]
----@param ... tghost.MiddlewareLike
+---@param ... tghost.MiddlewareLike|string|{ description: string, descriptions?: table<string, string>, scope?: string|table|table[] }
 ---@return tghost.Composer
 function Composer.command(names, ...) end
 
@@ -868,6 +872,7 @@ function login.validate(fields, opts) end
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 ---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.
+---@field commands tghost.commands Command descriptions, the command list, "did you mean".
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -1025,6 +1030,27 @@ function I18nContext:useLocale(code) end
 ---@param args? table
 ---@return string
 function I18nContext:t(key, args) end
+
+---The bot's commands: `tghost.commands{ suggest = true }` answers an
+---unknown command "Did you mean /start?" (or calls `suggest(ctx, nearest)`);
+---`sync = false` stops tghost from sending the command list.
+---@class tghost.commands
+---@overload fun(opts: { suggest?: boolean|fun(ctx: tghost.Context, nearest: string?), sync?: boolean })
+local commands = {}
+---Every command `bot.command` registered, in order.
+---@return { name: string, description: string?, descriptions: table<string, string>?, scopes: table[]? }[]
+function commands.list() end
+---The lists setMyCommands would get: one per scope and language.
+---@return { key: string, scope: table, language_code: string?, commands: { command: string, description: string }[] }[]
+function commands.plan() end
+---Sends the lists that changed since the last send (and deletes the ones
+---gone); tghost calls it after `run()` by itself. Returns the calls made.
+---@return integer
+function commands.sync() end
+---The registered command nearest to a typo, or nil.
+---@param name string
+---@return string?
+function commands.nearest(name) end
 
 ---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
 ---plain string exactly); it may match anywhere in the text, like a grammY RegExp.
