@@ -33,6 +33,7 @@ local tghost = {
   Menu = require("tghost.menu").new,
   i18n = require("tghost.i18n").new,
   commands = commands.public,
+  ratelimit = require("tghost.ratelimit").new,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,

@@ -1031,6 +1031,15 @@ function I18nContext:useLocale(code) end
 ---@return string
 function I18nContext:t(key, args) end
 
+---Middleware that lets each key (by default the user) through `limit`
+---times per window of `window` seconds and drops the rest; `reply` answers
+---the first dropped update of a window, `onLimitExceeded(ctx)` is called
+---for each. The counts live in `storage` (memory by default; a Redis store
+---shares them between processes, atomically).
+---@param opts { limit?: integer, window?: number, key?: fun(ctx: tghost.Context): (string|integer|nil), storage?: tghost.Storage, reply?: string|fun(ctx: tghost.Context), onLimitExceeded?: fun(ctx: tghost.Context), prefix?: string }
+---@return tghost.Middleware
+function tghost.ratelimit(opts) end
+
 ---The bot's commands: `tghost.commands{ suggest = true }` answers an
 ---unknown command "Did you mean /start?" (or calls `suggest(ctx, nearest)`);
 ---`sync = false` stops tghost from sending the command list.

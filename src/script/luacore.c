@@ -157,6 +157,15 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.time() -> seconds since the epoch (the wall clock, sub-second):
+ * for what processes must agree on (rate-limit windows), unlike now(). */
+static int l_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.current() -> update_id or nil, generation id */
 static int l_current(lua_State *L) {
   struct log_fields f = luabind_fields(L);
@@ -347,6 +356,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
       {"now", l_now},
+      {"time", l_time},
       {"current", l_current},
       {"check_mode", l_check_mode},
       {"handle_update", l_handle_update},
