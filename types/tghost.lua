@@ -663,12 +663,16 @@ function storage.custom(backend, name) end
 ---@field storage? tghost.Storage|tghost.StorageBackend|tghost.CustomStorage Default: tghost.storage.memory("session").
 ---@field ttl? number Seconds each write lives.
 ---@field prefix? string Put before every key.
+---@field migrations? table<integer, fun(old: any, ctx: tghost.Context): any> Versions 1, 2, ...: a value stored with an older version (none: 0) goes through each newer one on read, and is written back with the newest.
+---@field type? "single"|"multi" "multi": the other keys name sessions, each with options of its own (`ctx.session.NAME`).
 
 ---Middleware that gives ctx.session (grammY's session): read on first
 ---access, written back after the rest of the stack if it changed (also
 ---after an error; not when the update is cancelled). Put sequentialize with
----the same key function before it.
----@param opts? tghost.SessionOptions
+---the same key function before it. `session{ type = "multi", settings =
+---{ ... }, cart = { ... } }` gives several named sessions, each with its
+---own storage, key, initial value, ttl and migrations.
+---@param opts? tghost.SessionOptions|table<string, tghost.SessionOptions|string>
 ---@return tghost.Middleware
 function session(opts) end
 
