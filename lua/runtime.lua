@@ -100,6 +100,8 @@ local function report(err, traceback, ctx)
                     .. (traceback and ("\n" .. traceback) or ""))
 end
 
+runtime.report = report
+
 local function noop() end
 
 -- When someone watches (the sandbox), the end of the middleware chain

@@ -12,6 +12,7 @@ local conversation = require("tghost.conversation")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
 local commands = require("tghost.commands")
+require("tghost.form")          -- ctx.form and ctx:skip()
 errors.internal()
 
 -- Tghost calls work inside the script's own coroutines (see

@@ -281,6 +281,7 @@ function ApiConfig.use(fn) end
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
 ---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
+---@field form tghost.Form Forms in a conversation: ask, wait for a fitting answer, ask again otherwise.
 ---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat tg.Chat? The chat the update is about.
 ---@field from tg.User? The user the update is from.
@@ -411,6 +412,41 @@ function Context:cancelConversation(key) end
 ---@param args? table<string, any>
 ---@return string
 function Context:t(key, args) end
+
+---On a context `ctx:wait` returned: hands its update back, to run through
+---the bot's middleware (inside this handler, in its turn) as if the dialog
+---had not taken it.
+function Context:skip() end
+
+---Forms: each sends `prompt` (if given), waits in the conversation for an
+---answer that fits, answers the others with `retry` (a default, or false),
+---and returns the value and the answer's context. `timeout`, `key`,
+---`chat`, `user`, `commands` go to `ctx:wait`.
+---@class tghost.Form
+local Form = {}
+---@alias tghost.FormOptions { prompt?: any, promptOptions?: table, retry?: string|false, timeout?: number, key?: any, chat?: any, user?: any, commands?: boolean }
+---A text message.
+---@param opts? tghost.FormOptions|string
+---@return string, tghost.Context
+function Form:text(opts) end
+---A number (`integer`, `min`, `max`).
+---@param opts? tghost.FormOptions|{ integer?: boolean, min?: number, max?: number }|string
+---@return number, tghost.Context
+function Form:number(opts) end
+---One of `options` (strings, or `{ label =, value = }`), pressed on inline
+---buttons (`buttons = false`: none; `columns`) or typed.
+---@param options (string|{ label: string, value: any })[]
+---@param opts? tghost.FormOptions|{ buttons?: boolean, columns?: integer }|string
+---@return any, tghost.Context
+function Form:select(options, opts) end
+---Yes or no (buttons `yes`/`no` labels, or typed).
+---@param opts? tghost.FormOptions|{ buttons?: boolean, yes?: string, no?: string }|string
+---@return boolean, tghost.Context
+function Form:confirm(opts) end
+---A photo: its largest PhotoSize.
+---@param opts? tghost.FormOptions|string
+---@return table, tghost.Context
+function Form:photo(opts) end
 
 ---------------------------------------------------------------------------
 -- Keyboards
