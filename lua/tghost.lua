@@ -121,6 +121,43 @@ local handle = {}
 handle.stop = function() return runner.stop() end
 handle.isRunning = function() return runner.is_running() end
 handle.size = function() return runner.size() end
+-- handle:start(): the bot again after a stop has completed (true), else
+-- false (it runs, or is still stopping).
+handle.start = function() return runner.start() end
+
+-- tghost.feed: updates pushed by the script, for run(bot, { feed = true })
+-- (src/pipeline/feed.h). push(update) suspends until the runner has
+-- accepted it and returns true, or false and why it was not taken.
+do
+  local feed_next_id = 0
+  tghost.feed = {
+    push = function(update)
+      if type(update) ~= "table" then
+        errors.raise("tghost.feed.push(update): expected an update table, got %s",
+                     type(update))
+      end
+      local id = update.update_id
+      if id == nil then
+        feed_next_id = feed_next_id + 1
+        id = feed_next_id
+        local copy = {}
+        for k, v in pairs(update) do copy[k] = v end
+        copy.update_id = id
+        update = copy
+      elseif math.tointeger(id) == nil then
+        errors.raise("tghost.feed.push: update_id must be an integer, got %s",
+                     tostring(id))
+      end
+      local ok, text = pcall(json.encode, update)
+      if not ok then
+        errors.raise("tghost.feed.push: the update cannot be encoded: %s",
+                     (tostring(text):gsub("^.-:%d+: ", "")))
+      end
+      return errors.call(runner.feed_push, text, math.tointeger(id))
+    end,
+    queued = function() return runner.feed_queued() end,
+  }
+end
 -- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
 -- stopped; waited for inside an update, once everything else in flight is
 -- done (the update itself cannot finish before it wakes).

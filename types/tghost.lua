@@ -562,6 +562,7 @@ function Keyboard:add(...) end
 ---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
 ---@field journal? string A file that makes delivery survive a crash (`--journal FILE` wins).
 ---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
+---@field feed? boolean Updates come from `tghost.feed.push` instead of Telegram.
 
 ---@class tghost.RunHandle
 local RunHandle = {}
@@ -576,6 +577,11 @@ function RunHandle:size() end
 ---has stopped; not at the script's top level.
 ---@return tghost.Waitable
 function RunHandle:task() end
+---Starts the bot again after a stop: at once if the stop has completed,
+---else when it does (the process stays up meanwhile). False if it runs or
+---a start is asked for already.
+---@return boolean
+function RunHandle:start() end
 
 ---@class tghost.Waitable
 local Waitable = {}
@@ -913,6 +919,7 @@ function login.validate(fields, opts) end
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 ---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.
 ---@field commands tghost.commands Command descriptions, the command list, "did you mean".
+---@field feed tghost.feed Updates pushed by the script (`run(bot, { feed = true })`).
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -1079,6 +1086,20 @@ function I18nContext:t(key, args) end
 ---@param opts { limit?: integer, window?: number, key?: fun(ctx: tghost.Context): (string|integer|nil), storage?: tghost.Storage, reply?: string|fun(ctx: tghost.Context), onLimitExceeded?: fun(ctx: tghost.Context), prefix?: string }
 ---@return tghost.Middleware
 function tghost.ratelimit(opts) end
+
+---Updates the script pushes, for `run(bot, { feed = true })` (a queue
+---another program fills, a test): `push` suspends until the runner has
+---accepted the update (the sink's backpressure) and returns true, or false
+---and why it was not taken (the bot stopping).
+---@class tghost.feed
+local feed = {}
+---@param update table An update; update_id is given if it has none.
+---@return boolean ok
+---@return string? why_not
+function feed.push(update) end
+---Updates pushed and not yet delivered to the runner.
+---@return integer
+function feed.queued() end
 
 ---The bot's commands: `tghost.commands{ suggest = true }` answers an
 ---unknown command "Did you mean /start?" (or calls `suggest(ctx, nearest)`);

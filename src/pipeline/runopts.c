@@ -37,6 +37,7 @@ const struct run_option_spec run_option_specs[] = {
      FIELD(webhook_listen)},
     {"webhook.secretFile", "webhook_secret_file", RUNOPT_STRING, 0, 0,
      FIELD(webhook_secret_file)},
+    {"feed", "feed", RUNOPT_BOOLEAN, 0, 0, FIELD(feed)},
     /* deleteWebhook before the first poll: done by lua/tghost.lua. */
     {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
      0},
