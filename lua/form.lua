@@ -167,12 +167,11 @@ local function choose(self, choices, opts, what)
           for i, o in ipairs(choices) do l[i] = label_of(o) end
           return l
         end)(), ", ") .. "."))
-  if answer.callbackQuery then
-    pcall(answer.answerCallbackQuery, answer)
-    if prompt then
-      pcall(ctx.bot.api.editMessageReplyMarkup, { chat_id = prompt.chat.id,
-                                                  message_id = prompt.message_id })
-    end
+  if answer.callbackQuery then pcall(answer.answerCallbackQuery, answer) end
+  -- The buttons served their purpose, pressed or not.
+  if markup and prompt and prompt.chat then
+    pcall(ctx.bot.api.editMessageReplyMarkup, { chat_id = prompt.chat.id,
+                                                message_id = prompt.message_id })
   end
   return value_of(choices[index]), answer
 end

@@ -92,6 +92,7 @@ t.test("a whole form: retries on bad input, buttons and typed choices", function
     "answerCallbackQuery:nil",
     "editMessageReplyMarkup:nil",
     "sendMessage:Order 3 L?",
+    "editMessageReplyMarkup:nil",
     "sendMessage:A picture of you?",
     "sendMessage:Please send a photo.",
     "sendMessage:done",
