@@ -222,9 +222,9 @@ function Context.methods.skip(ctx)
   if type(ctx) ~= "table" or type(rawget(ctx, "update")) ~= "table" then
     errors.raise("ctx:skip() needs the context: call it with a colon")
   end
-  -- The dialog's handler holds the sequentialize keys of its chat: the
-  -- update runs in its turn already.
-  rawset(ctx, "__tghost_skipped", true)
+  -- It runs in this handler's job, which holds the sequentialize keys of
+  -- its chat again since ctx:wait returned: a sequentialize on the way
+  -- finds them held by this job and lets it through.
   local bot = runtime.bot
   local ok, e = xpcall(bot.middleware(), function(err)
     return { error = err, traceback = debug.traceback(nil, 2) }

@@ -37,9 +37,6 @@ local function sequentialize(fn)
   end
   local fn_where
   return function(ctx, next)
-    -- An update a dialog handed back (ctx:skip(), lua/form.lua) runs inside
-    -- the dialog's handler, which holds the keys of its chat already.
-    if rawget(ctx, "__tghost_skipped") then return next() end
     local ok, held, waited = pcall(acquire, (fn(ctx)))
     if not ok then
       -- A key the function returned is unusable: name the function.

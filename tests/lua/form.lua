@@ -34,6 +34,10 @@ local function answer(method, params)
   return true
 end
 
+-- As bots do: the updates of a chat in order (ctx:skip() must not wait for
+-- the chat's key its own dialog holds).
+bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))
+
 local result
 bot.command("order", function(ctx)
   -- (timeouts: a test that goes wrong fails instead of waiting)
