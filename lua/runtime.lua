@@ -23,11 +23,16 @@ end
 runtime.ApiError = ApiError
 
 -- What bot.catch handlers receive: err.error is what was raised, err.ctx
--- the update's context.
+-- the update's context (nil for a scheduled job's run, whose job is
+-- err.job).
 local BotError = {}
 BotError.__index = BotError
 BotError.__name = "tghost.BotError"
 function BotError.__tostring(e)
+  if e.job then
+    return string.format("error in job %s (id %s): %s", tostring(e.job.name),
+                         tostring(e.job.id), tostring(e.error))
+  end
   local id = e.ctx and e.ctx.update and e.ctx.update.update_id
   return string.format("error in middleware%s: %s",
                        id and (" for update " .. tostring(id)) or "",
@@ -80,12 +85,13 @@ local function describe(e)
   return ok and s or "(error object without __tostring)"
 end
 
--- Sends an error to bot.catch, or logs it with its traceback.
-local function report(err, traceback, ctx)
+-- Sends an error to bot.catch, or logs it with its traceback. job: the
+-- scheduled job whose run failed (lua/jobs.lua), instead of ctx.
+local function report(err, traceback, ctx, job)
   local bot = runtime.bot
   local handler = bot and bot.errorHandler
   if handler then
-    local botErr = setmetatable({ error = err, ctx = ctx,
+    local botErr = setmetatable({ error = err, ctx = ctx, job = job,
                                   traceback = traceback }, BotError)
     local ok, e2 = xpcall(handler, traced, botErr)
     if ok then return end
@@ -95,10 +101,16 @@ local function report(err, traceback, ctx)
                       .. describe(err) .. (traceback and ("\n" .. traceback) or ""))
     return
   end
-  core.report_error("unhandled error in a handler (add bot.catch to handle "
+  core.report_error("unhandled error in " .. (job and string.format(
+                      "job %s (id %s)", tostring(job.name), tostring(job.id))
+                      or "a handler") .. " (add bot.catch to handle "
                     .. "errors): " .. hints.explain(describe(err))
                     .. (traceback and ("\n" .. traceback) or ""))
 end
+runtime.report = report
+runtime.traced = traced
+runtime.untraced = untraced
+runtime.describe = describe
 
 runtime.report = report
 

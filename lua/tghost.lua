@@ -90,6 +90,24 @@ do
   }
 end
 
+-- Scheduled jobs (lua/jobs.lua; it adds bot.job). In the sandbox the
+-- jobs' clock moves (:wait 3h), and os.time and os.date follow it.
+tghost.jobs = require("tghost.jobs")
+do
+  local jobscore = require("tghost.jobscore")
+  if jobscore.clock_moves() then
+    local raw_time, raw_date, floor = os.time, os.date, math.floor
+    os.time = function(t)
+      if t == nil then return floor(jobscore.now()) end
+      return raw_time(t)
+    end
+    os.date = function(fmt, t)
+      if t == nil then t = floor(jobscore.now()) end
+      return raw_date(fmt, t)
+    end
+  end
+end
+
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
 do
@@ -170,6 +188,16 @@ handle.task = function() return stopped end
 local function start(opts)
   local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
+  if flat.jobs_storage ~= nil then
+    local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
+    if not kind then
+      errors.raise("run(): jobs.storage must be a storage from "
+                   .. "tghost.storage.memory, .sqlite or .redis (a custom "
+                   .. "storage cannot claim jobs atomically)")
+    end
+    flat.jobs_store_kind, flat.jobs_store_target, flat.jobs_store_ns =
+      kind, target, ns
+  end
   local first = errors.call(runner.run, flat)
   runtime.timeout_handler = timeout_handler
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a

@@ -206,14 +206,117 @@ function Bot.handleUpdate(update, opts) end
 ---@field error any What the handler raised, or why it was cut short.
 ---@field calls { method: string, params: table, result: any, error: any }[]
 
+---Registers the handler of the scheduled jobs named `name`
+---(`tghost.jobs.at(when, name, data)`): `fn(job)` runs each, detached
+---from any update, under the CPU guard, memory limit and `jobs.timeout`;
+---its errors go to `bot.catch` (`err.job`).
+---@param name string
+---@param fn fun(job: tghost.Job)
+---@return tghost.Bot
+function Bot.job(name, fn) end
+
 ---The bot. Register handlers on it, then call `run(bot)`.
 ---@type tghost.Bot
 bot = {}
 
 ---@class tghost.BotError
 ---@field error any What was raised.
----@field ctx tghost.Context The update's context.
+---@field ctx tghost.Context? The update's context (nil for a job's run).
+---@field job tghost.Job? The scheduled job whose run failed.
 ---@field traceback string?
+
+---What a scheduled job's handler gets (`bot.job(name, fn)`).
+---@class tghost.Job
+---@field id string The job's id.
+---@field name string The handler's name.
+---@field data any The data given when it was scheduled (nil for none).
+---@field scheduledAt number When this run was due (Unix seconds).
+---@field attempt integer 1, or more when a run before it never ended.
+---@field redelivered boolean True when a run before it never ended (the process died or stopped): it may have run partly.
+---@field api tghost.Api `bot.api`.
+---@field bot tghost.Bot
+local Job = {}
+---Sends text to the chat the job's data names (`data.chat_id`,
+---`data.chat` or `data.chat.id`).
+---@param text string|tghost.FormattedText
+---@param extra? table More sendMessage parameters.
+---@return tg.Message
+function Job:reply(text, extra) end
+---Cancels the job's future runs (this one finishes).
+---@return boolean
+function Job:cancel() end
+
+---A scheduled job as `tghost.jobs.list` shows it.
+---@class tghost.JobInfo
+---@field id string
+---@field name string
+---@field data any
+---@field next number When it is due next (Unix seconds).
+---@field schedule string "once", "every 60 s", "cron 0 9 * * * (Europe/Berlin)".
+---@field running boolean A run holds it now (in some process).
+---@field attempts integer
+
+---@class tghost.JobOptions
+---@field id? string The job's id: scheduling this id again replaces the job (a top-level declaration with the same schedule keeps its place).
+---@field prefix? string A new id of this prefix and a number.
+---@field tz? string The time zone of cron, daily and local times ("Europe/Berlin"); default: the system's ($TZ, /etc/localtime).
+---@field misfire? "once"|"skip"|"all" What a run that starts more than `jobs.grace` late does (default `jobs.misfire`, "once").
+---@field misfireLimit? integer With misfire "all": missed occurrences run in a row at most (default 10).
+---@field first? number|string `every` only: the first run (as `at`'s time).
+---@field days? string|integer[] `daily` only: a cron day-of-week field ("mon-fri") or a list of days (0-7, Sunday 0 or 7).
+
+---Scheduled jobs (`bot.job` runs them). Time: seconds from now (or a Unix
+---time from 1e9 on), a duration ("10m", "1h30m", "2d"), a time of day
+---("09:30") or a date ("2025-12-24 18:00") in `opts.tz`.
+---@class tghost.jobs
+local jobs = {}
+---Runs the job once, at `when`. Returns its id.
+---@param when number|string
+---@param name string
+---@param data? any Any storable value.
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.at(when, name, data, opts) end
+---Runs the job every `interval` (seconds or a duration), first after one interval (or at `opts.first`).
+---@param interval number|string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.every(interval, name, data, opts) end
+---Runs the job on a five-field cron schedule ("0 9 * * 1-5") in `opts.tz`.
+---@param expr string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.cron(expr, name, data, opts) end
+---Runs the job every day (or on `opts.days`) at "HH:MM" in `opts.tz`.
+---@param time string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.daily(time, name, data, opts) end
+---Cancels a job; true if there was one (a run in progress finishes).
+---@param id string
+---@return boolean
+function jobs.cancel(id) end
+---The jobs whose id starts with prefix, by id (not at the top level).
+---@param prefix? string
+---@param limit? integer Default 1000.
+---@return tghost.JobInfo[]
+function jobs.list(prefix, limit) end
+---@param id string
+---@return tghost.JobInfo?
+function jobs.get(id) end
+---The jobs' clock, Unix seconds (the sandbox's `:wait` moves it).
+---@return number
+function jobs.now() end
+---"1h30m" -> 5400; nil for what is not a duration.
+---@param text string
+---@return number?
+function jobs.duration(text) end
 
 ---What `ctx:wait` raises when no answer came within `opts.timeout`.
 ---@class tghost.ConversationTimeout
@@ -568,6 +671,7 @@ function Keyboard:add(...) end
 ---@field journal? string A file that makes delivery survive a crash (`--journal FILE` wins).
 ---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
 ---@field feed? boolean Updates come from `tghost.feed.push` instead of Telegram.
+---@field jobs? { storage?: tghost.Storage, concurrency?: integer, timeout?: integer, lease?: integer, poll?: integer, misfire?: "once"|"skip"|"all", misfireLimit?: integer, grace?: integer } Scheduled jobs: where they are kept (memory, sqlite, redis; default memory), runs at once (100), per-run timeout in ms (default sink.timeout's), a claim's lease in ms (30000), how often a shared store is looked at in ms (1000), the default misfire policy and its limit, and how late a run may start in ms before it counts as misfired (60000).
 
 ---@class tghost.RunHandle
 local RunHandle = {}
@@ -1006,6 +1110,7 @@ function login.validate(fields, opts) end
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
 ---@field storage tghost.storage Key-value storages: memory, sqlite, redis, custom.
+---@field jobs tghost.jobs Scheduled jobs: at, every, cron, daily, cancel, list.
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 ---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.

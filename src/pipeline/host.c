@@ -27,6 +27,16 @@ static const struct update_source_entry *const sources[] = {
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
+static bool jobs_accepting(void *ud) {
+  struct host *h = ud;
+  return h->runner && runner_is_running(h->runner) && !h->exiting;
+}
+
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops) {
+  struct jobsched_env env = {h->base, ops, jobs_accepting, on_idle, h};
+  h->jobs = jobsched_new(&env);
+}
+
 static void getme_free(struct getme *g);
 
 int host_init(struct host *h, const struct config *cfg,
@@ -71,6 +81,9 @@ void host_free(struct host *h) {
   runner_free(h->runner);
   h->runner = NULL;
   feed_shutdown();
+  /* Its runs were cancelled above; their last writes go with the store. */
+  jobsched_free(h->jobs);
+  h->jobs = NULL;
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
@@ -99,6 +112,7 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g) {
   struct job_owner *old = h->current;
   h->current = g;
   if (h->runner) runner_set_generation(h->runner, g);
+  if (h->jobs) jobsched_set_generation(h->jobs, g);
   metric_set(METRIC_GENERATION, g ? g->id : 0, NULL, NULL);
   return old;
 }
@@ -219,12 +233,15 @@ static void on_stopped(void *ud) {
   getme_free(h->getme);
   h->getme = NULL;
   if (h->restart_wanted && !h->exiting) {
-    /* handle:start() during the stop: once out of the runner's callback. */
+    /* handle:start() during the stop: once out of the runner's callback.
+     * Scheduled jobs go on meanwhile (no drain). */
     h->restart_wanted = false;
     struct timeval now = {0, 0};
     event_base_once(h->base, -1, EV_TIMEOUT, restart_now, h, &now);
     return;
   }
+  /* Job runs get their drain too; host_exit_if_idle follows theirs. */
+  if (h->jobs) jobsched_drain(h->jobs, h->cfg->drain_timeout_s);
   host_exit_if_idle(h);
 }
 
@@ -296,7 +313,17 @@ void host_start_runner(struct host *h, const struct run_options *o) {
       .update_ops = h->update_ops,
   };
   h->runner = runner_new(&env, o, src, h->current, &cb, h);
+  if (h->jobs) {
+    jobsched_configure(h->jobs, o);
+    if (jobsched_open(h->jobs, o->jobs_store_kind, o->jobs_store_target,
+                      o->jobs_store_ns, &err) != 0) {
+      host_fatal(h, "%s", err.data);
+      buf_free(&err);
+      return;
+    }
+  }
   runner_start(h->runner);
+  if (h->jobs) jobsched_start(h->jobs);
   metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   struct getme *g = xcalloc(1, sizeof *g);
   g->h = h;
@@ -332,7 +359,13 @@ void host_reconfigure(struct host *h, const struct run_options *o, int gen) {
       !same_string(o->webhook_secret_file, was->webhook_secret_file))
     log_msg(LOG_WARN, &f, "run(): webhook cannot change while running; "
             "restart tghost to change it");
+  if (!same_string(o->jobs_store_kind, was->jobs_store_kind) ||
+      !same_string(o->jobs_store_target, was->jobs_store_target) ||
+      !same_string(o->jobs_store_ns, was->jobs_store_ns))
+    log_msg(LOG_WARN, &f, "run(): jobs.storage cannot change while running; "
+            "restart tghost to use another");
   runner_reconfigure(h->runner, o, gen);
+  if (h->jobs) jobsched_configure(h->jobs, o);
 }
 
 /* --- exits -------------------------------------------------------------- */
@@ -367,6 +400,8 @@ void host_exit_if_idle(struct host *h) {
   if (h->exiting || h->loading || h->restart_wanted) return;
   if (h->runner && !runner_finished(h->runner)) return;
   if (h->sched.live_jobs > h->sched.background_jobs) return;
+  /* Job runs are live jobs; their last store writes must land too. */
+  if (h->jobs && !jobsched_idle(h->jobs)) return;
   /* Background tasks of a script that never started the bot are its
    * work: they run until a signal. Once the bot has stopped, they go. */
   if (h->sched.background_jobs > 0 && !h->runner) return;

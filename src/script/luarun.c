@@ -2,6 +2,8 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "script/luabind.h"
@@ -14,6 +16,7 @@ static const char *const type_names[] = {
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
     [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
+    [RUNOPT_STORAGE] = "storage",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -104,6 +107,7 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         break;
       }
       case RUNOPT_FUNCTION:
+      case RUNOPT_STORAGE:
         break;
     }
     lua_pop(L, 1);
@@ -125,6 +129,24 @@ static int l_run(lua_State *L) {
   run_options_free(&g->run_opts);
   run_options_init(&g->run_opts);
   read_options(L, 1, &g->run_opts);
+  /* jobs.storage, described by the Lua half (lua/tghost.lua). */
+  static const struct {
+    const char *flat;
+    size_t offset;
+  } store_fields[] = {
+      {"jobs_store_kind", offsetof(struct run_options, jobs_store_kind)},
+      {"jobs_store_target", offsetof(struct run_options, jobs_store_target)},
+      {"jobs_store_ns", offsetof(struct run_options, jobs_store_ns)},
+  };
+  for (size_t i = 0; i < 3; i++) {
+    if (lua_getfield(L, 1, store_fields[i].flat) == LUA_TSTRING) {
+      char **field = (char **)(void *)((char *)&g->run_opts +
+                                       store_fields[i].offset);
+      free(*field);
+      *field = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
    * calls it again. */
