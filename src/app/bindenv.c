@@ -48,6 +48,14 @@ static void bot_exit(void *ud, int code) {
   else host_exit(h, code);
 }
 
+static bool bot_start_again(void *ud) { return host_start_again(ud); }
+
+static struct job *start_update(void *ud, struct job_owner *owner,
+                                struct update_item *u, job_end_fn on_end,
+                                void *end_ud) {
+  return ((struct host *)ud)->update_ops->start(owner, u, on_end, end_ud);
+}
+
 static const char *bot_identity(void *ud, size_t *len) {
   struct host *h = ud;
   *len = h->bot_info_len;
@@ -61,9 +69,10 @@ static struct http_client *stream_http(void *ud) {
 static struct child_table *children(void *ud) { return host_children(ud); }
 
 static const struct script_host_ops host_ops = {
-    bot_started,       bot_running,   bot_finished, bot_size,
-    bot_stop,          bot_wait_stopped, bot_forget_waiter, bot_exit,
-    bot_identity,      stream_http,   children};
+    bot_started,  bot_running,      bot_finished,      bot_size,
+    bot_stop,     bot_wait_stopped, bot_forget_waiter, bot_exit,
+    bot_start_again, start_update,  bot_identity,      stream_http,
+    children};
 
 /* --- the environment ---------------------------------------------------- */
 

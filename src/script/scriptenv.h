@@ -26,6 +26,9 @@ struct botapi;
 struct apicalls;
 struct storages;
 struct jobsched;
+struct job;
+struct job_owner;
+struct update_item;
 struct luaseq;
 struct luaconv;
 struct finalizer_queue;
@@ -49,6 +52,18 @@ struct script_host_ops {
   /* os.exit(code): the status tghost exits with, after a graceful stop
    * when the bot runs, at once otherwise. */
   void (*exit)(void *ud, int code);
+  /* handle:start(): starts the bot again after a stop (at once if it has
+   * completed, else once it does); false if it runs, is stopping for good,
+   * or a start is asked for already (and under --check). */
+  bool (*start_again)(void *ud);
+  /* Starts u as an update of owner's generation, the way the runner
+   * starts one (bot.handleUpdate: an update a script hands in itself);
+   * on_end(job, end_ud) when it has ended. NULL when no job was needed
+   * (a conversation took it) or it could not start. */
+  struct job *(*start_update)(void *ud, struct job_owner *owner,
+                              struct update_item *u,
+                              void (*on_end)(struct job *job, void *end_ud),
+                              void *end_ud);
   /* getMe's result (JSON), or NULL before it is known. */
   const char *(*identity)(void *ud, size_t *len);
   /* Made on first use and kept by the host (NULL if they cannot be): the
