@@ -403,9 +403,10 @@ define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
        end)
 
 -- grammY's ctx.pinChatMessage(message_id, other) pins a message of this
--- chat by its id, and ctx.approveChatJoinRequest(user_id) (decline too)
--- names the user; without a number (nothing, or other alone) they act on
--- the update's message and the user asking to join.
+-- chat by its id, ctx.approveChatJoinRequest(user_id) (decline too) names
+-- the user, ctx.getUserChatBoosts(chat_id) the chat; without a number
+-- (nothing, or other alone) they act on the update's message, user and
+-- chat.
 local function id_first(method, param)
   local f = methods[method]
   methods[method] = function(ctx, id, ...)
@@ -422,6 +423,7 @@ end
 id_first("pinChatMessage", "message_id")
 id_first("approveChatJoinRequest", "user_id")
 id_first("declineChatJoinRequest", "user_id")
+id_first("getUserChatBoosts", "chat_id")
 
 -- ctx:answerPreCheckoutQuery(false, "error text") as in grammY.
 do

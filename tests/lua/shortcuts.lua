@@ -111,6 +111,11 @@ t.test("business, payments, join requests, drafts", function()
   t.eq({ m, p }, { "approveChatJoinRequest", { chat_id = GROUP, user_id = ADA } })
   m, p = one_call("chat_join_request", function(ctx) ctx:declineChatJoinRequest(555) end)
   t.eq({ m, p }, { "declineChatJoinRequest", { chat_id = GROUP, user_id = 555 } })
+  -- grammY's ctx.getUserChatBoosts(chat_id?): the sender's boosts there
+  m, p = one_call("message", function(ctx) ctx:getUserChatBoosts(-100777) end)
+  t.eq({ m, p }, { "getUserChatBoosts", { chat_id = -100777, user_id = ADA } })
+  m, p = one_call("message", function(ctx) ctx:getUserChatBoosts() end)
+  t.eq({ m, p }, { "getUserChatBoosts", { chat_id = ADA, user_id = ADA } })
   m, p = one_call("message", function(ctx) ctx:replyWithDraft("typing...") end)
   t.eq({ m, p }, { "sendMessageDraft", { chat_id = ADA, draft_id = 10001, text = "typing..." } })
   t.raises(function() ctx_of("message"):getBusinessConnection() end,
