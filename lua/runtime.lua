@@ -112,6 +112,8 @@ runtime.traced = traced
 runtime.untraced = untraced
 runtime.describe = describe
 
+runtime.report = report
+
 local function noop() end
 
 -- When someone watches (the sandbox), the end of the middleware chain
@@ -134,10 +136,21 @@ runtime.explain = hints.explain
 -- when the top level ended without run(bot)).
 function runtime.has_handlers()
   local bot = runtime.bot
-  if not bot then return false end
+  -- A script that fed its updates itself (a test) meant not to run.
+  if not bot or runtime.handled_updates then return false end
   local all, types = runtime.needs_of(bot)
   return all or next(types) ~= nil
 end
+
+-- The context of each update running, by update_id (weak: gone with the
+-- update), for what renders for the update outside its ctx (a menu passed
+-- as reply_markup): runtime.context_of(update_id).
+local contexts = setmetatable({}, { __mode = "v" })
+function runtime.context_of(id) return id and contexts[id] end
+
+-- bot.handleUpdate's records of the updates it runs, by update_id
+-- (lua/handleupdate.lua): the calls they make and how they failed.
+runtime.records = {}
 
 -- Set by lua/conversation.lua: offers a running update to the
 -- conversations (true: one took it).
@@ -160,7 +173,17 @@ function runtime.handle_update(update, redelivered, route)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
+  contexts[update.update_id] = ctx
   local last = watches_unhandled and unhandled_reporter(update) or noop
+  -- A command no handler took: tghost.commands{ suggest = ... }.
+  local unknown = runtime.unhandled_command
+  if unknown then
+    local report = last
+    last = function()
+      unknown(ctx)
+      return report()
+    end
+  end
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
   if not ok then
     e = untraced(e)
@@ -169,6 +192,8 @@ function runtime.handle_update(update, redelivered, route)
       core.log("debug", tostring(e.error))
       return
     end
+    local record = runtime.records[update.update_id]
+    if record then record.error = e.error end
     report(e.error, e.traceback, ctx)
     core.failed(describe(e.error))
   end

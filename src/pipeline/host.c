@@ -11,6 +11,7 @@
 #include "base/metrics.h"
 #include "net/child.h"
 #include "net/retry.h"
+#include "pipeline/feed.h"
 #include "pipeline/journal.h"
 #include "pipeline/polling.h"
 #include "pipeline/webhook.h"
@@ -19,6 +20,7 @@
 /* The update sources the host picks from, by the run options: the first
  * that wants them. Adding a source is one line here (and its module). */
 static const struct update_source_entry *const sources[] = {
+    &feed_source_entry,
     &webhook_source_entry,
     &polling_source_entry,   /* the default: always wanted */
 };
@@ -78,6 +80,7 @@ void host_free(struct host *h) {
   h->getme = NULL;
   runner_free(h->runner);
   h->runner = NULL;
+  feed_shutdown();
   /* Its runs were cancelled above; their last writes go with the store. */
   jobsched_free(h->jobs);
   h->jobs = NULL;
@@ -216,11 +219,27 @@ static void on_fatal(void *ud, const char *message) {
   host_fatal(ud, "%s", message);
 }
 
+static void restart_now(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct host *h = arg;
+  if (h->exiting || !h->runner || !runner_finished(h->runner)) return;
+  host_restart_runner(h);
+}
+
 static void on_stopped(void *ud) {
   struct host *h = ud;
   /* Stopped before the identity was known. */
   getme_free(h->getme);
   h->getme = NULL;
+  if (h->restart_wanted && !h->exiting) {
+    /* handle:start() during the stop: once out of the runner's callback.
+     * Scheduled jobs go on meanwhile (no drain). */
+    h->restart_wanted = false;
+    struct timeval now = {0, 0};
+    event_base_once(h->base, -1, EV_TIMEOUT, restart_now, h, &now);
+    return;
+  }
   /* Job runs get their drain too; host_exit_if_idle follows theirs. */
   if (h->jobs) jobsched_drain(h->jobs, h->cfg->drain_timeout_s);
   host_exit_if_idle(h);
@@ -315,6 +334,16 @@ void host_start_runner(struct host *h, const struct run_options *o) {
   send_getme(g);
 }
 
+void host_restart_runner(struct host *h) {
+  struct run_options o;
+  run_options_copy(&o, runner_options(h->runner));
+  runner_free(h->runner);
+  h->runner = NULL;
+  log_info("starting the bot again (handle:start())");
+  host_start_runner(h, &o);
+  run_options_free(&o);
+}
+
 static bool same_string(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
 }
@@ -368,7 +397,7 @@ void host_exit(struct host *h, int code) {
 }
 
 void host_exit_if_idle(struct host *h) {
-  if (h->exiting || h->loading) return;
+  if (h->exiting || h->loading || h->restart_wanted) return;
   if (h->runner && !runner_finished(h->runner)) return;
   if (h->sched.live_jobs > h->sched.background_jobs) return;
   /* Job runs are live jobs; their last store writes must land too. */

@@ -70,6 +70,7 @@ struct host {
   size_t bot_info_len;
   int exit_code;
   bool loading;                 /* the first generation's top level runs */
+  bool restart_wanted;          /* handle:start() while stopping */
   bool exiting;
 };
 
@@ -98,6 +99,11 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
  * source or job store that cannot be used (a journal for another bot, an
  * address in use) is fatal. */
 void host_start_runner(struct host *h, const struct run_options *o);
+/* handle:start() after a stop has completed (runner_finished): a new
+ * runner with the same options, its source made afresh, getMe asked
+ * again. While a stop is under way, set restart_wanted instead: the
+ * restart follows its end (and the process does not exit meanwhile). */
+void host_restart_runner(struct host *h);
 /* Hot reload: a reloaded script's run() options (see runner_reconfigure);
  * a change of what chose the source (journal, webhook) waits for a
  * restart, with a warning. */

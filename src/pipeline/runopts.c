@@ -37,6 +37,7 @@ const struct run_option_spec run_option_specs[] = {
      FIELD(webhook_listen)},
     {"webhook.secretFile", "webhook_secret_file", RUNOPT_STRING, 0, 0,
      FIELD(webhook_secret_file)},
+    {"feed", "feed", RUNOPT_BOOLEAN, 0, 0, FIELD(feed)},
     {"jobs.storage", "jobs_storage", RUNOPT_STORAGE, 0, 0, 0, 0},
     {"jobs.concurrency", "jobs_concurrency", RUNOPT_INTEGER, 1, 100000,
      FIELD(jobs_concurrency)},

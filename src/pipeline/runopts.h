@@ -35,6 +35,7 @@ struct run_options {
   char *webhook_url;             /* run{ webhook = { url, listen, */
   char *webhook_listen;          /*   secretFile } } (see webhook.h), */
   char *webhook_secret_file;     /*   or NULL */
+  bool feed;                     /* updates from tghost.feed (feed.h) */
   /* run{ jobs = { ... } }: scheduled jobs (pipeline/jobsched.h). */
   int jobs_concurrency;          /* runs at once */
   long jobs_timeout_ms;          /* per run; 0: none; -1: the sink's */
