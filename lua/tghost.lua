@@ -58,20 +58,23 @@ local tghost = {
 }
 
 -- The Bot API tghost was generated for (net/botapi_methods.c): its version,
--- its methods, each method's parameters in order.
+-- its methods, each method's parameters in order and the names its
+-- positional call shape takes (grammY's).
 do
   local apicore = require("tghost.api")
   tghost.botapi = {
     version = apicore.version,
     methods = apicore.methods,
     method = function(name)
-      local canonical, result, params = apicore.method(name)
+      local canonical, result, params, positional = apicore.method(name)
       if not canonical then return nil end
-      local list = {}
+      local list, pos = {}, {}
       for p in params:gmatch("%S+") do
         list[#list + 1] = { name = (p:gsub("!$", "")), required = p:sub(-1) == "!" }
+        if not positional and p:sub(-1) == "!" then pos[#pos + 1] = list[#list].name end
       end
-      return { name = canonical, result = result, params = list }
+      for p in (positional or ""):gmatch("%S+") do pos[#pos + 1] = p end
+      return { name = canonical, result = result, params = list, positional = pos }
     end,
   }
 end

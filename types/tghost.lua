@@ -1000,10 +1000,12 @@ local botapi = {}
 ---Every method name, in case-insensitive order.
 ---@return string[]
 function botapi.methods() end
----A method's name as the Bot API spells it, its result type and its
----parameters in order (nil: the Bot API has no such method).
+---A method's name as the Bot API spells it, its result type, its
+---parameters in order, and the names its positional call takes, as
+---grammY's Api does (an optional one ends in "?"; nil: the Bot API has no
+---such method).
 ---@param name string
----@return { name: string, result: string, params: { name: string, required: boolean }[] }?
+---@return { name: string, result: string, params: { name: string, required: boolean }[], positional: string[] }?
 function botapi.method(name) end
 
 ---Formatted text: `fmt(...)` joins strings and formatted strings; the

@@ -429,15 +429,18 @@ static int l_download(lua_State *L) {
 /* --- the Bot API's methods (net/botapi_methods.h) ------------------------ */
 
 /* api.method(name) -> name as the Bot API spells it, result type, the
- * parameters ("chat_id! text! ..."), or nothing: Telegram has no such
- * method. */
+ * parameters ("chat_id! text! ..."), grammY's positional arguments where
+ * they are not the required ones ("chat_id message_id text", else nil),
+ * or nothing: Telegram has no such method. */
 static int l_method(lua_State *L) {
   const struct botapi_method *m = botapi_method_find(luaL_checkstring(L, 1));
   if (!m) return 0;
   lua_pushstring(L, m->name);
   lua_pushstring(L, m->result);
   lua_pushstring(L, m->params);
-  return 3;
+  if (m->positional) lua_pushstring(L, m->positional);
+  else lua_pushnil(L);
+  return 4;
 }
 
 /* api.methods() -> every method name, in case-insensitive order. */

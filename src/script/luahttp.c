@@ -313,6 +313,10 @@ struct http_request *luahttp_new_request(lua_State *L,
     size_t len;
     char *b = buf_steal(&json, &len);
     http_request_set_body(req, b, len);
+  } else if (streamed && !has_header(L, iheaders, "Content-Type")) {
+    /* A file or a function's pieces are bytes; curl would label them a
+     * urlencoded form, which servers try to parse. */
+    http_request_add_header(req, "Content-Type: application/octet-stream");
   }
   lua_settop(L, top);
   return req;

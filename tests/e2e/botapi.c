@@ -10,9 +10,10 @@
 
 #include "harness.h"
 
-/* Calls every method twice, positionally and with a table, with a value
- * of each required parameter's type (lua/apispec.lua), counting what the
- * server did not know (404). */
+/* Calls every method twice, positionally (grammY's positional arguments,
+ * tghost.botapi.method(m).positional) and with a table (those and the
+ * required parameters), with a value of each parameter's type
+ * (lua/apispec.lua), counting what the server did not know (404). */
 #define CALL_EVERY_METHOD                                                      \
   "local spec = require('tghost.apispec')\n"                                  \
   "local function dummy(ty, i)\n"                                             \
@@ -27,11 +28,16 @@
   "local function call_every_method()\n"                                      \
   "  local calls, answered, unknown = 0, 0, {}\n"                             \
   "  for _, m in ipairs(tghost.botapi.methods()) do\n"                        \
-  "    local args, tbl, i = {}, {}, 0\n"                                      \
-  "    for p, ty in spec.methods[m][3]:gmatch('([%w_]+)!:(%S+)') do\n"        \
+  "    local args, tbl, val, i = {}, {}, {}, 0\n"                            \
+  "    for p, req, ty in spec.methods[m][3]:gmatch('([%w_]+)(!?):(%S+)') do\n" \
   "      i = i + 1\n"                                                          \
-  "      args[i] = dummy(ty, i)\n"                                             \
-  "      tbl[p] = args[i]\n"                                                   \
+  "      val[p] = dummy(ty, i)\n"                                              \
+  "      if req == '!' then tbl[p] = val[p] end\n"                             \
+  "    end\n"                                                                  \
+  "    for k, p in ipairs(tghost.botapi.method(m).positional) do\n"           \
+  "      p = p:gsub('%?$', '')\n"                                             \
+  "      args[k] = val[p]\n"                                                   \
+  "      tbl[p] = val[p]\n"                                                    \
   "    end\n"                                                                  \
   "    for _, shape in ipairs({ 'positional', 'table' }) do\n"                \
   "      local ok, err = pcall(function()\n"                                  \
