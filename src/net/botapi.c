@@ -3,7 +3,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hashmap.h"
 #include "base/log.h"
+
+/* Method URLs parsed once (a bot calls a handful of methods over and over);
+ * names past this many are parsed per call, so a script inventing method
+ * names cannot grow the table without bound. */
+#define MAX_PARSED_METHODS 256
+
+struct method_url {
+  struct hashmap_node node;
+  struct http_url *url;
+  char name[];
+};
 
 struct botapi {
   struct http_client *http;
@@ -11,6 +23,7 @@ struct botapi {
   char *token;
   long call_timeout_ms;
   size_t max_response;
+  struct hashmap method_urls;          /* of struct method_url */
 };
 
 struct botapi *botapi_new(struct http_client *http,
@@ -23,11 +36,22 @@ struct botapi *botapi_new(struct http_client *http,
   api->token = cfg->token && *cfg->token ? xstrdup(cfg->token) : NULL;
   api->call_timeout_ms = cfg->call_timeout_ms > 0 ? cfg->call_timeout_ms : 60000;
   api->max_response = cfg->max_response ? cfg->max_response : (64u << 20);
+  hashmap_init(&api->method_urls, keyhash_random_seed());
   return api;
 }
 
 void botapi_free(struct botapi *api) {
   if (!api) return;
+  size_t i;
+  struct hashmap_node *n = hashmap_first(&api->method_urls, &i);
+  while (n) {
+    struct hashmap_node *next = hashmap_next(&api->method_urls, n, &i);
+    struct method_url *m = hashmap_entry(n, struct method_url, node);
+    http_url_free(m->url);
+    free(m);
+    n = next;
+  }
+  hashmap_free(&api->method_urls);
   free(api->api_root);
   if (api->token) {
     memset(api->token, 0, strlen(api->token));
@@ -59,6 +83,40 @@ static bool check_token(struct botapi *api, struct buf *err) {
   return false;
 }
 
+/* The method's parsed URL, made on its first call; NULL when the table
+ * is full or curl refuses the URL (then the text is used). */
+static const struct http_url *method_url(struct botapi *api,
+                                         const char *method) {
+  size_t len = strlen(method);
+  struct hashmap_key k = hashmap_key(&api->method_urls, 0, method, len);
+  struct hashmap_node *n = hashmap_find(&api->method_urls, &k);
+  if (n) return hashmap_entry(n, struct method_url, node)->url;
+  if (hashmap_count(&api->method_urls) >= MAX_PARSED_METHODS) return NULL;
+  struct buf text = BUF_INIT;
+  buf_printf(&text, "%s/bot%s/%s", api->api_root, api->token, method);
+  struct http_url *url = http_url_new(text.data);
+  memset(text.data, 0, text.len);
+  buf_free(&text);
+  if (!url) return NULL;
+  struct method_url *m = xmalloc(sizeof *m + len + 1);
+  memcpy(m->name, method, len + 1);
+  m->url = url;
+  hashmap_insert(&api->method_urls, &m->node, &k, m->name);
+  return url;
+}
+
+static struct http_request *method_request(struct botapi *api,
+                                           const char *method) {
+  const struct http_url *parsed = method_url(api, method);
+  if (parsed) return http_request_new_parsed(api->http, parsed);
+  struct buf url = BUF_INIT;
+  buf_printf(&url, "%s/bot%s/%s", api->api_root, api->token, method);
+  struct http_request *req = http_request_new(api->http, url.data);
+  memset(url.data, 0, url.len);
+  buf_free(&url);
+  return req;
+}
+
 struct http_request *botapi_request(struct botapi *api, const char *method,
                                     struct buf *err) {
   if (!check_token(api, err)) return NULL;
@@ -66,11 +124,7 @@ struct http_request *botapi_request(struct botapi *api, const char *method,
     buf_printf(err, "invalid Bot API method name '%s'", method);
     return NULL;
   }
-  struct buf url = BUF_INIT;
-  buf_printf(&url, "%s/bot%s/%s", api->api_root, api->token, method);
-  struct http_request *req = http_request_new(api->http, url.data);
-  memset(url.data, 0, url.len);
-  buf_free(&url);
+  struct http_request *req = method_request(api, method);
   http_request_set_timeout(req, api->call_timeout_ms);
   http_request_set_max_response(req, api->max_response);
   /* Method replies are small (a sent message is about 300 bytes): curl's

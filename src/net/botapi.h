@@ -3,7 +3,9 @@
  *
  * Nothing that leaves this module contains the token: URLs stay inside,
  * and transport error texts are redacted before they are returned. No
- * per-method code: any method name is a path segment. */
+ * per-method code: any method name is a path segment. A method's URL is
+ * parsed once, on its first call, and its requests borrow it: free the
+ * botapi after the requests made from it. */
 #ifndef TGHOST_BOTAPI_H
 #define TGHOST_BOTAPI_H
 

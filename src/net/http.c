@@ -27,7 +27,9 @@ struct http_request {
   enum request_state state;
   struct qnode node;                   /* in active or completed */
 
-  char *url;
+  char *url;                           /* or: */
+  const struct http_url *parsed;       /* borrowed */
+  bool https;
   char *method;
   struct curl_slist *headers;
   char *body;
@@ -52,6 +54,11 @@ struct http_request {
   struct buf response;
   struct buf response_headers;
   char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http_url {
+  CURLU *u;
+  bool https;
 };
 
 struct sock_watch {
@@ -365,13 +372,46 @@ void http_client_free(struct http_client *c) {
 
 /* --- requests ---------------------------------------------------------- */
 
-struct http_request *http_request_new(struct http_client *c, const char *url) {
+static struct http_request *request_new(struct http_client *c) {
   struct http_request *r = xcalloc(1, sizeof *r);
   r->client = c;
-  r->url = xstrdup(url);
   r->timeout_ms = 60000;
   r->max_response = 64u << 20;
   r->recv_buffer = 16384;
+  return r;
+}
+
+struct http_request *http_request_new(struct http_client *c, const char *url) {
+  struct http_request *r = request_new(c);
+  r->url = xstrdup(url);
+  r->https = strncmp(url, "https://", 8) == 0;
+  return r;
+}
+
+struct http_url *http_url_new(const char *url) {
+  CURLU *u = curl_url();
+  if (!u) return NULL;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    return NULL;
+  }
+  struct http_url *p = xcalloc(1, sizeof *p);
+  p->u = u;
+  p->https = strncmp(url, "https://", 8) == 0;
+  return p;
+}
+
+void http_url_free(struct http_url *p) {
+  if (!p) return;
+  curl_url_cleanup(p->u);
+  free(p);
+}
+
+struct http_request *http_request_new_parsed(struct http_client *c,
+                                             const struct http_url *u) {
+  struct http_request *r = request_new(c);
+  r->parsed = u;
+  r->https = u->https;
   return r;
 }
 
@@ -472,7 +512,8 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   r->too_large = false;
   buf_reset(&r->response);
   buf_reset(&r->response_headers);
-  curl_easy_setopt(e, CURLOPT_URL, r->url);
+  if (r->parsed) curl_easy_setopt(e, CURLOPT_CURLU, r->parsed->u);
+  else curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -494,8 +535,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
    * a burst of calls on one connection instead of opening one each; plain
    * http:// never multiplexes, so there it would only delay. */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  if (strncmp(r->url, "https://", 8) == 0)
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  if (r->https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   /* Recycle connections before servers drop them: an idle connection is
    * not reused after HTTP_MAX_IDLE_AGE_S (common keep-alive timeouts are
    * 60-75 s, and a request sent on a connection the server is closing
@@ -530,8 +570,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
-  struct shard *sh = strncmp(r->url, "https://", 8) == 0 ? c->shards[0]
-                                                        : shard_with_room(c);
+  struct shard *sh = r->https ? c->shards[0] : shard_with_room(c);
   if (!sh) {
     snprintf(r->errbuf, sizeof r->errbuf, "cannot set up libcurl's multi "
              "interface");
