@@ -270,6 +270,17 @@ bool json_read_number(struct json_reader *r, struct json_number *out) {
   r->p = p;
   if (!out) return true;
   out->is_integer = false;
+  /* Up to 18 digits cannot overflow: the common case (ids, dates) needs no
+   * check per digit. */
+  if (integral && int_end - s - (neg ? 1 : 0) <= 18) {
+    int64_t v = 0;
+    for (const char *q = s + (neg ? 1 : 0); q < int_end; q++)
+      v = v * 10 + (*q - '0');
+    out->is_integer = true;
+    out->i = neg ? -v : v;
+    out->d = (double)out->i;
+    return true;
+  }
   if (integral) {
     /* Accumulate as a negative number so INT64_MIN fits. */
     int64_t v = 0;
@@ -344,6 +355,55 @@ bool json_skip(struct json_reader *r, struct json_slice *span) {
     span->has_escapes = false;
   }
   return ok;
+}
+
+static bool skip_string_unchecked(struct json_reader *r) {
+  for (const char *p = r->p + 1; p < r->end; p++) {
+    if (*p == '\\') {
+      p++;
+    } else if (*p == '"') {
+      r->p = p + 1;
+      return true;
+    }
+  }
+  return fail(r, "unterminated string");
+}
+
+bool json_skip_unchecked(struct json_reader *r, struct json_slice *span) {
+  if (r->error) return false;
+  skip_ws(r);
+  if (r->p >= r->end) return fail(r, "unexpected end of input");
+  const char *s = r->p;
+  char c = *r->p;
+  if (c == '"') {
+    if (!skip_string_unchecked(r)) return false;
+  } else if (c == '{' || c == '[') {
+    long depth = 0;
+    for (;;) {
+      if (r->p >= r->end) return fail(r, "unexpected end of input");
+      c = *r->p;
+      if (c == '"') {
+        if (!skip_string_unchecked(r)) return false;
+        continue;
+      }
+      r->p++;
+      if (c == '{' || c == '[') {
+        depth++;
+      } else if (c == '}' || c == ']') {
+        if (--depth == 0) break;
+      }
+    }
+  } else {
+    while (r->p < r->end && *r->p != ',' && *r->p != '}' && *r->p != ']' &&
+           *r->p != ' ' && *r->p != '\n' && *r->p != '\r' && *r->p != '\t')
+      r->p++;
+  }
+  if (span) {
+    span->ptr = s;
+    span->len = (size_t)(r->p - s);
+    span->has_escapes = false;
+  }
+  return true;
 }
 
 bool json_finish(struct json_reader *r) {

@@ -179,8 +179,25 @@ static void set_description(struct botapi_reply *reply, const char *text,
   free(clean);
 }
 
+static bool skip_result(struct json_reader *r, void *ud) {
+  (void)ud;
+  return json_skip(r, NULL);
+}
+
+static bool delimit_result(struct json_reader *r, void *ud) {
+  (void)ud;
+  return json_skip_unchecked(r, NULL);
+}
+
 void botapi_parse_reply(const struct http_request *req,
                         struct botapi_reply *reply) {
+  botapi_parse_reply_with(req, reply, skip_result, NULL);
+}
+
+void botapi_parse_reply_with(const struct http_request *req,
+                             struct botapi_reply *reply,
+                             botapi_result_reader read_result, void *ud) {
+  if (!read_result) read_result = delimit_result;
   memset(reply, 0, sizeof *reply);
   reply->http_status = http_request_status(req);
   if (!http_request_ok(req)) {
@@ -202,7 +219,17 @@ void botapi_parse_reply(const struct http_request *req,
       if (json_slice_is(&key, "ok")) {
         have_ok = json_read_bool(&r, &ok);
       } else if (json_slice_is(&key, "result")) {
-        json_skip(&r, &reply->result);
+        const char *at = r.p;
+        if (read_result(&r, ud) && !json_error(&r)) {
+          while (at < r.p && (*at == ' ' || *at == '\t' || *at == '\n' ||
+                              *at == '\r'))
+            at++;
+          reply->result.ptr = at;
+          reply->result.len = (size_t)(r.p - at);
+        } else if (!json_error(&r)) {
+          r.error = "bad result";
+          r.error_offset = (size_t)(r.p - r.start);
+        }
       } else if (json_slice_is(&key, "error_code")) {
         struct json_number n;
         if (json_read_number(&r, &n) && n.is_integer) reply->error_code = n.i;
