@@ -1,5 +1,6 @@
 #include "net/botapi.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct botapi {
   long call_timeout_ms;
   size_t max_response;
   struct hashmap method_urls;          /* of struct method_url */
+  struct curl_slist *json_headers;     /* every JSON call's, built once */
 };
 
 struct botapi *botapi_new(struct http_client *http,
@@ -37,6 +39,19 @@ struct botapi *botapi_new(struct http_client *http,
   api->call_timeout_ms = cfg->call_timeout_ms > 0 ? cfg->call_timeout_ms : 60000;
   api->max_response = cfg->max_response ? cfg->max_response : (64u << 20);
   hashmap_init(&api->method_urls, keyhash_random_seed());
+  /* Two lines only: curl looks a header up in this list a dozen times
+   * per request (its own User-Agent and Accept lines cost less than the
+   * longer list, measured). */
+  static const char *const json_headers[] = {
+      "Content-Type: application/json", "Expect:", NULL};
+  for (int i = 0; json_headers[i]; i++) {
+    struct curl_slist *l = curl_slist_append(api->json_headers, json_headers[i]);
+    if (!l) {
+      fprintf(stderr, "tghost: out of memory\n");
+      abort();
+    }
+    api->json_headers = l;
+  }
   return api;
 }
 
@@ -52,6 +67,7 @@ void botapi_free(struct botapi *api) {
     n = next;
   }
   hashmap_free(&api->method_urls);
+  curl_slist_free_all(api->json_headers);
   free(api->api_root);
   if (api->token) {
     memset(api->token, 0, strlen(api->token));
@@ -142,7 +158,7 @@ struct http_request *botapi_request_json(struct botapi *api,
     free(json);
     return NULL;
   }
-  http_request_add_header(req, "Content-Type: application/json");
+  http_request_use_headers(req, api->json_headers);
   http_request_set_body(req, json, len);
   return req;
 }

@@ -32,6 +32,7 @@ struct http_request {
   bool https;
   char *method;
   struct curl_slist *headers;
+  const struct curl_slist *shared_headers;   /* borrowed, or NULL */
   char *body;
   size_t body_len;
   curl_mime *mime;
@@ -420,7 +421,28 @@ void http_request_set_method(struct http_request *r, const char *method) {
   r->method = xstrdup(method);
 }
 
+static struct curl_slist *append_header(struct curl_slist *list,
+                                        const char *line) {
+  struct curl_slist *l = curl_slist_append(list, line);
+  if (!l) {
+    fprintf(stderr, "tghost: out of memory\n");
+    abort();
+  }
+  return l;
+}
+
+void http_request_use_headers(struct http_request *r,
+                              const struct curl_slist *shared) {
+  r->shared_headers = shared;
+  r->expect_header_added = true;
+}
+
 void http_request_add_header(struct http_request *r, const char *line) {
+  if (r->shared_headers) {
+    for (const struct curl_slist *h = r->shared_headers; h; h = h->next)
+      r->headers = append_header(r->headers, h->data);
+    r->shared_headers = NULL;
+  }
   struct curl_slist *l = curl_slist_append(r->headers, line);
   if (!l) {
     fprintf(stderr, "tghost: out of memory\n");
@@ -568,7 +590,10 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   else if (r->method)
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-  if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->shared_headers)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->shared_headers);
+  else if (r->headers)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
   struct shard *sh = r->https ? c->shards[0] : shard_with_room(c);
   if (!sh) {

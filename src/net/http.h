@@ -63,6 +63,12 @@ struct http_request *http_request_new_parsed(struct http_client *c,
                                              const struct http_url *u);
 void http_request_set_method(struct http_request *req, const char *method);
 void http_request_add_header(struct http_request *req, const char *line);
+/* Headers shared by many requests (the caller keeps the list alive and
+ * unchanged while they exist): a list built once spares every call its
+ * own copy. The list must have "Expect:" if the request has a body. A
+ * header added afterwards goes on a copy of the list. */
+void http_request_use_headers(struct http_request *req,
+                              const struct curl_slist *shared);
 /* The request takes ownership of body (malloc'd). */
 void http_request_set_body(struct http_request *req, char *body, size_t len);
 /* The request takes ownership of mime (multipart upload). */
