@@ -61,6 +61,7 @@ struct http_request {
 
 struct http_url {
   CURLU *u;
+  char *text;                          /* the same URL as text */
   bool https;
 };
 
@@ -409,6 +410,7 @@ struct http_url *http_url_new(const char *url) {
   }
   struct http_url *p = xcalloc(1, sizeof *p);
   p->u = u;
+  p->text = xstrdup(url);
   p->https = strncmp(url, "https://", 8) == 0;
   return p;
 }
@@ -416,6 +418,8 @@ struct http_url *http_url_new(const char *url) {
 void http_url_free(struct http_url *p) {
   if (!p) return;
   curl_url_cleanup(p->u);
+  memset(p->text, 0, strlen(p->text));   /* it may hold a token */
+  free(p->text);
   free(p);
 }
 
@@ -545,8 +549,16 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   r->too_large = false;
   buf_reset(&r->response);
   buf_reset(&r->response_headers);
-  if (r->parsed) curl_easy_setopt(e, CURLOPT_CURLU, r->parsed->u);
-  else curl_easy_setopt(e, CURLOPT_URL, r->url);
+  if (r->parsed) {
+    /* The CURLU is what curl connects to and asks for (it overrides
+     * CURLOPT_URL: documented); the same URL as text spares curl printing
+     * it back from the CURLU for every transfer (7.88 does, to have a
+     * text URL, when none is set). */
+    curl_easy_setopt(e, CURLOPT_URL, r->parsed->text);
+    curl_easy_setopt(e, CURLOPT_CURLU, r->parsed->u);
+  } else {
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+  }
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
