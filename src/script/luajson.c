@@ -42,26 +42,27 @@ static void push_string(lua_State *L, const struct json_slice *s,
 #define PENDING_MAX 16
 
 /* Makes the table for the n values (or key-value pairs, 2 slots each)
- * above base and moves them in, in order; leaves the table at base + 1. */
+ * above base and moves them in, in order; leaves the table at base + 1
+ * (moved there, not inserted: lua_insert would shift every slot). */
 static void flush_pending(lua_State *L, int base, int n, bool array,
                           int size_hint) {
   if (array) lua_createtable(L, size_hint, 0);
   else lua_createtable(L, 0, size_hint);
-  lua_insert(L, base + 1);
-  int t = base + 1;
+  int t = lua_gettop(L);
   for (int i = 0; i < n; i++) {
     if (array) {
-      lua_pushvalue(L, t + 1 + i);
+      lua_pushvalue(L, base + 1 + i);
       lua_rawseti(L, t, i + 1);
     } else {
       /* In order: of a repeated name the last value wins, as rawset
        * one after the other would. */
-      lua_pushvalue(L, t + 1 + 2 * i);
-      lua_pushvalue(L, t + 2 + 2 * i);
+      lua_pushvalue(L, base + 1 + 2 * i);
+      lua_pushvalue(L, base + 2 + 2 * i);
       lua_rawset(L, t);
     }
   }
-  lua_settop(L, t);
+  if (t != base + 1) lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
 }
 
 static bool decode_array(lua_State *L, struct json_reader *r,
@@ -124,12 +125,11 @@ static bool decode_object(lua_State *L, struct json_reader *r,
   return true;
 }
 
+/* The stack room a value needs is made by its container (for all the
+ * members it holds at once) or, for the outermost value, by the caller
+ * (luajson_decode_value's contract). */
 bool luajson_decode_value(lua_State *L, struct json_reader *r,
                           struct buf *scratch) {
-  if (!lua_checkstack(L, 4)) {
-    r->error = "out of Lua stack";
-    return false;
-  }
   switch (json_peek(r)) {
     case JSON_NULL:
       if (!json_read_null(r)) return false;
@@ -169,6 +169,10 @@ int luajson_decode(lua_State *L, const char *s, size_t len, struct buf *err) {
   struct buf scratch = BUF_INIT;
   int top = lua_gettop(L);
   json_reader_init(&r, s, len);
+  if (!lua_checkstack(L, LUAJSON_STACK)) {
+    if (err) buf_append_str(err, "out of Lua stack");
+    return -1;
+  }
   bool ok = luajson_decode_value(L, &r, &scratch) && json_finish(&r);
   buf_free(&scratch);
   if (ok) return 0;

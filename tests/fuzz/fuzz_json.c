@@ -255,7 +255,8 @@ static bool ours_decode(const char *s, size_t n, struct json_reader *r) {
   struct buf scratch = BUF_INIT;
   int top = lua_gettop(L);
   json_reader_init(r, s, n);
-  bool ok = luajson_decode_value(L, r, &scratch) && json_finish(r);
+  bool ok = lua_checkstack(L, LUAJSON_STACK) &&
+            luajson_decode_value(L, r, &scratch) && json_finish(r);
   buf_free(&scratch);
   if (!ok) lua_settop(L, top);
   return ok;
@@ -311,7 +312,8 @@ static void check_reader(const char *s, size_t n) {
     if (present) EXPECT(found, "json_find_member misses \"%s\"", names[i]);
     if (found) {
       struct buf scratch = BUF_INIT;
-      EXPECT(luajson_decode_value(L, &at, &scratch),
+      EXPECT(lua_checkstack(L, LUAJSON_STACK) &&
+                 luajson_decode_value(L, &at, &scratch),
              "the value json_find_member found for \"%s\" does not decode",
              names[i]);
       lua_pop(L, 1);
