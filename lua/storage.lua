@@ -261,6 +261,18 @@ local function value_backend(impl, label)
   }
 end
 
+-- Where each store of the registry's backends is: { kind, target, ns }
+-- (for what keeps its own data beside a storage's: the job store).
+local where_of = setmetatable({}, { __mode = "k" })
+
+-- M.where(store) -> kind, target, ns of a registry backend's store; nil
+-- for a Lua-written one.
+function M.where(store)
+  local w = where_of[store]
+  if w then return w.kind, w.target, w.ns end
+  return nil
+end
+
 -- tghost.storage.<kind>(target [, ns]) for each backend of the registry.
 for _, d in ipairs(core.backends()) do
   local usage = string.format("tghost.storage.%s(%s%s)", d.kind, d.target_arg,
@@ -277,7 +289,10 @@ for _, d in ipairs(core.backends()) do
     local ok, handle, label = pcall(core.open, d.kind, target,
                                     d.ns_arg and ns or nil)
     if not ok then errors.raise("%s", handle) end
-    return new(handle, label)
+    local store = new(handle, label)
+    where_of[store] = { kind = d.kind, target = target,
+                        ns = d.ns_arg and (ns or d.ns_default) or "" }
+    return store
   end
 end
 

@@ -67,6 +67,14 @@ enum metric_id {
   /* tghost's HTTP servers (httpd.h) */
   METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
   METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
+  /* scheduled jobs */
+  METRIC_JOBS_SCHEDULED,       /* gauge */
+  METRIC_JOBS_DUE,             /* gauge */
+  METRIC_JOBS_RUNNING,         /* gauge */
+  METRIC_JOBS_LATE_SECONDS,    /* gauge */
+  METRIC_JOB_LATENESS,         /* histogram */
+  METRIC_JOB_RUNS,             /* counter {outcome} */
+  METRIC_JOB_CLAIMS_LOST,      /* counter */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */
