@@ -94,11 +94,12 @@ void host_free(struct host *h) {
   storages_free(h->storages);
   h->storages = NULL;
   apicalls_free(h->calls);
-  botapi_free(h->api);
-  botapi_free(h->poll_api);
+  /* The clients first: requests still in flight borrow the APIs' URLs. */
   http_client_free(h->http);
   http_client_free(h->poll_http);
   http_client_free(h->stream_http);
+  botapi_free(h->api);
+  botapi_free(h->poll_api);
   if (h->base) event_base_free(h->base);
   free(h->bot_info_json);
   h->calls = NULL;

@@ -43,8 +43,9 @@ static bool over_limit(struct generation *g, size_t grow) {
     cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
+  if (!limit_per_job) return false;
   struct job *job = sched_charge_memory(s, &g->owner, 0);
-  if (limit_per_job && job &&
+  if (job &&
       (size_t)job_lua_bytes(job) + grow > limit_per_job) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
@@ -66,7 +67,8 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > old && !g->closing && over_limit(g, nsize - old)) return NULL;
-  void *p = realloc(ptr, nsize);
+  /* Most of Lua's requests are new blocks: malloc's path is the short one. */
+  void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
   if (p) {
     g->lua_bytes += nsize - old;
     total_bytes += nsize - old;

@@ -58,36 +58,50 @@ static void push_api_error(lua_State *L, const char *method,
   else lua_pop(L, 1);
 }
 
+struct result_into_lua {
+  lua_State *L;
+  bool pushed;
+};
+
+/* Decodes the reply's result onto the coroutine's stack as the envelope
+ * is read: one pass over it, validating as it builds. */
+static bool read_result_into_lua(struct json_reader *r, void *ud) {
+  struct result_into_lua *to = ud;
+  if (to->pushed) lua_pop(to->L, 1);   /* "result" twice: the last wins */
+  int top = lua_gettop(to->L);
+  struct buf scratch = BUF_INIT;
+  to->pushed = luajson_decode_value(to->L, r, &scratch);
+  buf_free(&scratch);
+  if (!to->pushed) lua_settop(to->L, top);
+  return to->pushed;
+}
+
 static int api_call_push(lua_State *co, void *data) {
   struct api_call *c = data;
   int n = 0;
   if (co) {
     struct botapi_reply reply;
     luaL_checkstack(co, 8, "Bot API result");
+    struct result_into_lua to = {co, false};
     if (c->start_error) {
       memset(&reply, 0, sizeof reply);
       reply.outcome = BOTAPI_NETWORK_ERROR;
       buf_append_str(&reply.description, c->start_error);
     } else {
-      botapi_parse_reply(c->req, &reply);
+      botapi_parse_reply_with(c->req, &reply, read_result_into_lua, &to);
+    }
+    if (reply.outcome == BOTAPI_OK && !to.pushed) {
+      reply.outcome = BOTAPI_BAD_RESPONSE;
+      buf_reset(&reply.description);
+      buf_printf(&reply.description, "bad response (HTTP %ld): \"ok\": true "
+                 "without a result", reply.http_status);
     }
     if (reply.outcome == BOTAPI_OK) {
-      struct json_reader r;
-      struct buf scratch = BUF_INIT;
-      json_reader_init(&r, reply.result.ptr, reply.result.len);
       lua_pushboolean(co, 1);
-      if (luajson_decode_value(co, &r, &scratch)) {
-        n = 2;
-      } else {
-        lua_pop(co, 1);
-        reply.outcome = BOTAPI_BAD_RESPONSE;
-        buf_reset(&reply.description);
-        buf_printf(&reply.description,
-                   "bad response: result is invalid JSON: %s", json_error(&r));
-      }
-      buf_free(&scratch);
-    }
-    if (n == 0) {
+      lua_insert(co, -2);
+      n = 2;
+    } else {
+      if (to.pushed) lua_pop(co, 1);
       lua_pushboolean(co, 0);
       push_api_error(co, c->method, &reply);
       n = 2;
