@@ -106,7 +106,7 @@ static void on_sandbox_quit(void *ud, int status) {
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
 
 static unsigned long guard_stops(void *ud) {
-  return ((struct host *)ud)->sched.guard_stops;
+  return cpuguard_stop_count(&((struct host *)ud)->sched.guard);
 }
 
 int main(int argc, char **argv) {

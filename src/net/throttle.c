@@ -7,6 +7,8 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/hashmap.h"
+#include "base/keyhash.h"
 
 #define GLOBAL_WINDOW_MS 1000
 #define MAX_GROUP_RING 64
@@ -20,8 +22,7 @@ enum chat_state {
 
 struct throttle_chat {
   struct throttle *t;
-  struct throttle_chat *hnext;   /* hash chain */
-  uint64_t hash;
+  struct hashmap_node node;      /* in t->chats, keyed by key[] */
   enum chat_state state;
   bool is_group;
   struct qlist queue;
@@ -36,8 +37,7 @@ struct throttle_chat {
 struct throttle {
   struct event_base *base;
   struct throttle_limits limits;
-  struct throttle_chat **buckets;
-  size_t nbuckets, nchats;
+  struct hashmap chats;          /* chats are the script's: seeded */
   struct qlist ready;
   struct event *global_timer;
   uint64_t *global_ring;         /* start times, a circular buffer */
@@ -97,55 +97,26 @@ static void global_record(struct throttle *t, uint64_t now) {
 
 /* --- chats --------------------------------------------------------------- */
 
-static uint64_t hash_key(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
-static void rehash(struct throttle *t, size_t n) {
-  struct throttle_chat **b = xcalloc(n, sizeof *b);
-  for (size_t i = 0; i < t->nbuckets; i++) {
-    struct throttle_chat *c = t->buckets[i], *next;
-    for (; c; c = next) {
-      next = c->hnext;
-      c->hnext = b[c->hash & (n - 1)];
-      b[c->hash & (n - 1)] = c;
-    }
-  }
-  free(t->buckets);
-  t->buckets = b;
-  t->nbuckets = n;
-}
-
 static struct throttle_chat *chat_find(struct throttle *t, const char *key,
                                        bool create) {
-  uint64_t h = hash_key(key);
-  for (struct throttle_chat *c = t->buckets[h & (t->nbuckets - 1)]; c;
-       c = c->hnext)
-    if (c->hash == h && strcmp(c->key, key) == 0) return c;
-  if (!create) return NULL;
-  if (t->nchats >= t->nbuckets) rehash(t, t->nbuckets * 2);
   size_t len = strlen(key);
+  struct hashmap_key k = hashmap_key(&t->chats, 0, key, len);
+  struct hashmap_node *n = hashmap_find(&t->chats, &k);
+  if (n) return hashmap_entry(n, struct throttle_chat, node);
+  if (!create) return NULL;
   struct throttle_chat *c = xcalloc(1, sizeof *c + len + 1);
   memcpy(c->key, key, len + 1);
   c->t = t;
-  c->hash = h;
   c->state = CHAT_IDLE;
   qlist_init(&c->queue);
   c->timer = evtimer_new(t->base, on_chat_timer, c);
-  c->hnext = t->buckets[h & (t->nbuckets - 1)];
-  t->buckets[h & (t->nbuckets - 1)] = c;
-  t->nchats++;
+  hashmap_insert(&t->chats, &c->node, &k, c->key);
   return c;
 }
 
 static void chat_free(struct throttle_chat *c) {
   struct throttle *t = c->t;
-  struct throttle_chat **pp = &t->buckets[c->hash & (t->nbuckets - 1)];
-  while (*pp != c) pp = &(*pp)->hnext;
-  *pp = c->hnext;
-  t->nchats--;
+  hashmap_remove(&t->chats, &c->node);
   if (qnode_linked(&c->ready_node)) qlist_remove(&t->ready, &c->ready_node);
   event_free(c->timer);
   free(c);
@@ -275,8 +246,7 @@ struct throttle *throttle_new(struct event_base *base,
                               const struct throttle_limits *limits) {
   struct throttle *t = xcalloc(1, sizeof *t);
   t->base = base;
-  t->nbuckets = 64;
-  t->buckets = xcalloc(t->nbuckets, sizeof *t->buckets);
+  hashmap_init(&t->chats, keyhash_random_seed());
   qlist_init(&t->ready);
   t->global_timer = evtimer_new(base, on_global_timer, t);
   throttle_set_limits(t, limits);
@@ -296,15 +266,15 @@ void throttle_set_limits(struct throttle *t,
 
 void throttle_free(struct throttle *t) {
   if (!t) return;
-  for (size_t i = 0; i < t->nbuckets; i++) {
-    struct throttle_chat *c = t->buckets[i], *next;
-    for (; c; c = next) {
-      next = c->hnext;
-      event_free(c->timer);
-      free(c);
-    }
+  size_t i;
+  for (struct hashmap_node *n = hashmap_first(&t->chats, &i), *next; n;
+       n = next) {
+    next = hashmap_next(&t->chats, n, &i);
+    struct throttle_chat *c = hashmap_entry(n, struct throttle_chat, node);
+    event_free(c->timer);
+    free(c);
   }
-  free(t->buckets);
+  hashmap_free(&t->chats);
   event_free(t->global_timer);
   free(t->global_ring);
   free(t);

@@ -13,16 +13,17 @@
  * table at most once: convmap_insert() of a key already there is a bug
  * the caller avoids with convmap_find().
  *
- * Memory is proportional to the keys present: the bucket array grows at a
- * load of 1 and shrinks when it is mostly empty, so a burst of 10,000
- * dialogs does not pin its table once they are over. The hash is seeded
- * (keys come from users). */
+ * The table is a hashmap (base/hashmap.h: seeded, since keys come from
+ * users; it gives its memory back as keys go, so a burst of 10,000
+ * dialogs does not pin its table once they are over). */
 #ifndef TGHOST_CONVERSATION_H
 #define TGHOST_CONVERSATION_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/hashmap.h"
 
 enum convmap_key_type { CONVMAP_STRING = 1, CONVMAP_INTEGER = 2 };
 
@@ -38,19 +39,12 @@ struct convmap_key {
 
 /* Caller-owned; filled in by convmap_insert. */
 struct convmap_node {
-  struct convmap_node *chain;   /* next in the bucket */
-  uint64_t hash;
-  uint8_t type;
-  uint32_t len;
-  char *key;                    /* inline_key or a heap copy */
+  struct hashmap_node node;
   char inline_key[CONVMAP_INLINE_KEY];
 };
 
 struct convmap {
-  struct convmap_node **buckets;
-  size_t nbuckets;              /* a power of two, or 0 */
-  size_t count;
-  uint64_t seed;
+  struct hashmap map;
 };
 
 void convmap_init(struct convmap *m, uint64_t seed);

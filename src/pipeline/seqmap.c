@@ -4,25 +4,21 @@
 #include <string.h>
 
 #include "base/buf.h"
-#include "base/keyhash.h"
 
 /* Keys up to this many bytes live inside the entry (integers, chat ids as
  * strings); longer ones get their own allocation. */
 #define INLINE_KEY 32
 /* Free lists keep at most this many spare nodes beyond the live count. */
 #define SPARE_NODES 64
-#define MIN_BUCKETS 16
 
+/* Keyed by the key's bytes, of kind SEQMAP_STRING or SEQMAP_INTEGER (the
+ * two never match). */
 struct seqmap_entry {
-  struct seqmap_entry *chain;   /* next in the bucket; next free */
-  uint64_t hash;
+  struct hashmap_node node;     /* in m->keys; next free in the free list */
   uint64_t stamp;               /* dedup mark of the acquire in progress */
   struct qlist queue;           /* links, in acquire order; head = holder */
   uint32_t pins;                /* holders that stepped aside with this key */
-  uint32_t len;
-  uint8_t type;
-  char *key;                    /* inline_key or a heap copy */
-  char inline_key[INLINE_KEY];
+  char inline_key[INLINE_KEY];  /* the key, unless it is longer */
 };
 
 struct seqmap_link {
@@ -33,109 +29,60 @@ struct seqmap_link {
   unsigned frame;
 };
 
-/* --- hashing ------------------------------------------------------------ */
+/* --- keys -------------------------------------------------------------- */
 
-/* Seeded so that keys chosen by users cannot be aimed at one bucket
- * without knowing the seed. */
-static uint64_t hash_key(const struct seqmap *m, const struct seqmap_key *k) {
-  return k->type == SEQMAP_INTEGER ? keyhash_int(m->seed, k->num)
-                                   : keyhash_bytes(m->seed, k->str, k->len);
+static struct hashmap_key key_of(const struct seqmap *m,
+                                 const struct seqmap_key *k) {
+  if (k->type == SEQMAP_INTEGER)
+    return hashmap_key(&m->keys, SEQMAP_INTEGER, &k->num, sizeof k->num);
+  return hashmap_key(&m->keys, SEQMAP_STRING, k->str, k->len);
 }
 
-/* The bytes a key is stored and compared as. */
-static const char *key_bytes(const struct seqmap_key *k, size_t *len,
-                             char scratch[8]) {
-  if (k->type == SEQMAP_INTEGER) {
-    memcpy(scratch, &k->num, 8);
-    *len = 8;
-    return scratch;
-  }
-  *len = k->len;
-  return k->str;
+static struct seqmap_entry *entry_of(struct hashmap_node *n) {
+  return n ? hashmap_entry(n, struct seqmap_entry, node) : NULL;
 }
 
-/* --- the table ---------------------------------------------------------- */
-
-static void rehash(struct seqmap *m, size_t nbuckets) {
-  struct seqmap_entry **nb = xcalloc(nbuckets, sizeof *nb);
-  for (size_t i = 0; i < m->nbuckets; i++) {
-    struct seqmap_entry *e = m->buckets[i], *next;
-    for (; e; e = next) {
-      next = e->chain;
-      size_t j = (size_t)(e->hash & (nbuckets - 1));
-      e->chain = nb[j];
-      nb[j] = e;
-    }
-  }
-  free(m->buckets);
-  m->buckets = nb;
-  m->nbuckets = nbuckets;
+static bool key_inline(const struct seqmap_entry *e) {
+  return e->node.key == e->inline_key;
 }
 
-static struct seqmap_entry *lookup(const struct seqmap *m, uint64_t hash,
-                                   uint8_t type, const char *bytes,
-                                   size_t len) {
-  if (m->nbuckets == 0) return NULL;
-  struct seqmap_entry *e = m->buckets[hash & (m->nbuckets - 1)];
-  for (; e; e = e->chain)
-    if (e->hash == hash && e->type == type && e->len == len &&
-        memcmp(e->key, bytes, len) == 0)
-      return e;
-  return NULL;
-}
-
-static struct seqmap_entry *entry_new(struct seqmap *m, uint64_t hash,
-                                      uint8_t type, const char *bytes,
-                                      size_t len) {
-  struct seqmap_entry *e = m->free_entries;
+static struct seqmap_entry *entry_new(struct seqmap *m,
+                                      const struct hashmap_key *k) {
+  struct seqmap_entry *e = entry_of(m->free_entries);
   if (e) {
-    m->free_entries = e->chain;
+    m->free_entries = e->node.next;
     m->nfree_entries--;
   } else {
     e = xmalloc(sizeof *e);
   }
-  e->hash = hash;
   e->stamp = 0;
   e->pins = 0;
   qlist_init(&e->queue);
-  e->type = type;
-  e->len = (uint32_t)len;
-  e->key = len <= INLINE_KEY ? e->inline_key : xmalloc(len);
-  memcpy(e->key, bytes, len);
-  if (m->nkeys >= m->nbuckets)
-    rehash(m, m->nbuckets ? m->nbuckets * 2 : MIN_BUCKETS);
-  size_t i = (size_t)(hash & (m->nbuckets - 1));
-  e->chain = m->buckets[i];
-  m->buckets[i] = e;
-  m->nkeys++;
+  char *stored = k->len <= INLINE_KEY ? e->inline_key : xmalloc(k->len);
+  memcpy(stored, k->bytes, k->len);
+  hashmap_insert(&m->keys, &e->node, k, stored);
   return e;
 }
 
 static void entry_delete(struct seqmap *m, struct seqmap_entry *e) {
-  struct seqmap_entry **pp = &m->buckets[e->hash & (m->nbuckets - 1)];
-  while (*pp != e) pp = &(*pp)->chain;
-  *pp = e->chain;
-  m->nkeys--;
-  if (e->key != e->inline_key) free(e->key);
+  hashmap_remove(&m->keys, &e->node);
+  if (!key_inline(e)) free((char *)e->node.key);
+  size_t nkeys = hashmap_count(&m->keys);
   /* Keep spares up to the live count plus a constant; as keys go, the
    * spares go too (one per deletion keeps that bound). */
-  if (m->nfree_entries < m->nkeys + SPARE_NODES) {
-    e->chain = m->free_entries;
-    m->free_entries = e;
+  if (m->nfree_entries < nkeys + SPARE_NODES) {
+    e->node.next = m->free_entries;
+    m->free_entries = &e->node;
     m->nfree_entries++;
   } else {
     free(e);
   }
-  if (m->nfree_entries > m->nkeys + SPARE_NODES) {
-    struct seqmap_entry *spare = m->free_entries;
-    m->free_entries = spare->chain;
+  if (m->nfree_entries > nkeys + SPARE_NODES) {
+    struct hashmap_node *spare = m->free_entries;
+    m->free_entries = spare->next;
     m->nfree_entries--;
-    free(spare);
+    free(entry_of(spare));
   }
-  /* Shrink once the table is mostly empty (and grow again only at twice
-   * the new size), so a burst of keys does not pin its table forever. */
-  if (m->nbuckets > MIN_BUCKETS && m->nkeys < m->nbuckets / 8)
-    rehash(m, m->nbuckets / 2);
 }
 
 /* --- links -------------------------------------------------------------- */
@@ -202,29 +149,29 @@ static void unpin(struct seqmap *m, struct seqmap_link *l) {
 void seqmap_init(struct seqmap *m, uint64_t seed, seqmap_grant_fn on_grant,
                  void *ud) {
   memset(m, 0, sizeof *m);
-  m->seed = keyhash_mix(seed ^ 0x2545f4914f6cdd1dULL);
+  hashmap_init(&m->keys, seed);
   m->on_grant = on_grant;
   m->ud = ud;
 }
 
 void seqmap_free(struct seqmap *m) {
-  for (size_t i = 0; i < m->nbuckets; i++) {
-    struct seqmap_entry *e = m->buckets[i], *next;
-    for (; e; e = next) {
-      next = e->chain;
-      /* Links still queued belong to holders nobody released. */
-      struct qnode *n;
-      while ((n = qlist_pop_front(&e->queue)))
-        free(qlist_entry(n, struct seqmap_link, node));
-      if (e->key != e->inline_key) free(e->key);
-      free(e);
-    }
-  }
-  free(m->buckets);
-  while (m->free_entries) {
-    struct seqmap_entry *e = m->free_entries;
-    m->free_entries = e->chain;
+  size_t i;
+  for (struct hashmap_node *n = hashmap_first(&m->keys, &i), *next; n;
+       n = next) {
+    next = hashmap_next(&m->keys, n, &i);
+    struct seqmap_entry *e = entry_of(n);
+    /* Links still queued belong to holders nobody released. */
+    struct qnode *q;
+    while ((q = qlist_pop_front(&e->queue)))
+      free(qlist_entry(q, struct seqmap_link, node));
+    if (!key_inline(e)) free((char *)e->node.key);
     free(e);
+  }
+  hashmap_free(&m->keys);
+  while (m->free_entries) {
+    struct hashmap_node *n = m->free_entries;
+    m->free_entries = n->next;
+    free(entry_of(n));
   }
   while (m->free_links) {
     struct seqmap_link *l = m->free_links;
@@ -250,13 +197,9 @@ unsigned seqmap_acquire(struct seqmap *m, struct seqmap_holder *h,
   uint64_t stamp = ++m->stamp;
   for (struct seqmap_link *l = h->links; l; l = l->next) l->entry->stamp = stamp;
   for (size_t i = 0; i < n; i++) {
-    char scratch[8];
-    size_t len;
-    const char *bytes = key_bytes(&keys[i], &len, scratch);
-    uint64_t hash = hash_key(m, &keys[i]);
-    uint8_t type = (uint8_t)keys[i].type;
-    struct seqmap_entry *e = lookup(m, hash, type, bytes, len);
-    if (!e) e = entry_new(m, hash, type, bytes, len);
+    struct hashmap_key k = key_of(m, &keys[i]);
+    struct seqmap_entry *e = entry_of(hashmap_find(&m->keys, &k));
+    if (!e) e = entry_new(m, &k);
     else if (e->stamp == stamp) continue;
     e->stamp = stamp;
     struct seqmap_link *l = link_new(m);
@@ -325,16 +268,20 @@ size_t seqmap_rejoin(struct seqmap *m, struct seqmap_holder *h) {
   return h->waiting;
 }
 
-size_t seqmap_key_count(const struct seqmap *m) { return m->nkeys; }
+size_t seqmap_key_count(const struct seqmap *m) {
+  return hashmap_count(&m->keys);
+}
 
 size_t seqmap_link_count(const struct seqmap *m) { return m->nlinks; }
 
 size_t seqmap_memory(const struct seqmap *m) {
-  size_t bytes = m->nbuckets * sizeof(struct seqmap_entry *) +
-                 (m->nkeys + m->nfree_entries) * sizeof(struct seqmap_entry) +
+  size_t bytes = hashmap_memory(&m->keys) +
+                 (hashmap_count(&m->keys) + m->nfree_entries) *
+                     sizeof(struct seqmap_entry) +
                  (m->nlinks + m->nfree_links) * sizeof(struct seqmap_link);
-  for (size_t i = 0; i < m->nbuckets; i++)
-    for (struct seqmap_entry *e = m->buckets[i]; e; e = e->chain)
-      if (e->key != e->inline_key) bytes += e->len;
+  size_t i;
+  for (struct hashmap_node *n = hashmap_first(&m->keys, &i); n;
+       n = hashmap_next(&m->keys, n, &i))
+    if (!key_inline(entry_of(n))) bytes += n->len;
   return bytes;
 }

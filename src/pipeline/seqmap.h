@@ -19,7 +19,8 @@
  * never match. A key exists only while some holder is queued on it: memory
  * is proportional to the (holder, key) pairs in flight (entries and links
  * are recycled through free lists that never exceed the live count by more
- * than a constant; the hash table shrinks as keys go).
+ * than a constant; the hash table, a hashmap seeded against keys chosen
+ * by users, shrinks as keys go).
  *
  * Cost: acquire is O(keys given + keys the holder already has); releasing
  * is O(keys the holder has); both amortized O(1) per key (hash table
@@ -47,6 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hashmap.h"
 #include "base/qlist.h"
 
 enum seqmap_key_type { SEQMAP_STRING = 1, SEQMAP_INTEGER = 2 };
@@ -77,17 +79,14 @@ struct seqmap;
 typedef void (*seqmap_grant_fn)(struct seqmap_holder *h, void *ud);
 
 struct seqmap {
-  struct seqmap_entry **buckets;
-  size_t nbuckets;              /* a power of two, or 0 */
-  size_t nkeys;
+  struct hashmap keys;          /* of seqmap_entry */
   size_t nlinks;                /* links in use */
-  uint64_t seed;
   uint64_t stamp;
   seqmap_grant_fn on_grant;
   void *ud;
   /* Free lists: recycled before malloc, trimmed to the live count plus a
    * constant. */
-  struct seqmap_entry *free_entries;
+  struct hashmap_node *free_entries;   /* linked by next */
   size_t nfree_entries;
   struct seqmap_link *free_links;
   size_t nfree_links;

@@ -8,18 +8,6 @@
 
 #include "base/buf.h"
 
-/* The CPU guard's tick, and how long it keeps ticking without Lua code
- * running before it stops the timer. */
-#define CPU_TICK_MS 50
-#define CPU_IDLE_TICKS 40
-/* Instructions between two looks at the clock by the fallback hook. */
-#define CPU_CHECK_INSTRUCTIONS 1000
-
-/* glibc before 2.41 has SIGEV_THREAD_ID but not the name of its field. */
-#ifndef sigev_notify_thread_id
-#define sigev_notify_thread_id _sigev_un._tid
-#endif
-
 struct task {
   struct job *job;
   lua_State *co;
@@ -32,24 +20,15 @@ struct task {
   void *wait_data;
   task_push_fn push;                      /* set between wake and resume */
   void *push_data;
-  volatile sig_atomic_t stopping;         /* a task_stop_reason: being stopped */
-  char cpu_where[96];                     /* "file:line: " it was stopped at */
   task_end_fn on_end;
   void *end_ud;
 };
 
 static char yield_sentinel;
 
-/* The Lua hooks of the CPU guard need the scheduler; there is one per
- * process. */
-static struct scheduler *hooked;
-
 void *task_yield_sentinel(void) { return &yield_sentinel; }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg);
-static lua_Hook fallback_hook_fn(void);
-static void cpu_guard_init(struct scheduler *s);
-static void cpu_guard_free(struct scheduler *s);
 
 void sched_init(struct scheduler *s, struct event_base *base,
                 long cpu_budget_ms) {
@@ -59,14 +38,11 @@ void sched_init(struct scheduler *s, struct event_base *base,
   qlist_init(&s->ready);
   qlist_init(&s->cancels);
   qlist_init(&s->jobs);
-  s->cpu_budget_ms = cpu_budget_ms;
-  hooked = s;
-  cpu_guard_init(s);
+  cpuguard_init(&s->guard, cpu_budget_ms);
 }
 
 void sched_free(struct scheduler *s) {
-  cpu_guard_free(s);
-  if (hooked == s) hooked = NULL;
+  cpuguard_free(&s->guard);
   if (s->ready_event) event_free(s->ready_event);
   s->ready_event = NULL;
 }
@@ -188,175 +164,6 @@ int task_push_error_message(lua_State *co, void *data) {
   return n;
 }
 
-/* --- the CPU guard ------------------------------------------------------ */
-
-/* The signal handler needs the scheduler; there is one per process. */
-static struct scheduler *volatile guarded;
-
-static long elapsed_ms(const struct timespec *since) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (now.tv_sec - since->tv_sec) * 1000 +
-         (now.tv_nsec - since->tv_nsec) / 1000000;
-}
-
-/* Stops the running task. Yielding (not raising) is what stops it: an
- * error would be caught by the handler's own pcall. A nested coroutine, or
- * code in a context that cannot yield (a string.gsub callback, say),
- * cannot yield to the host, so it gets an error; the hook stays on every
- * instruction, so the error comes again as soon as a pcall returns, until
- * the task reaches a point where it can yield. */
-static void stop_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = hooked;
-  struct task *t = s ? s->running : NULL;
-  if (!t || !t->stopping) {
-    lua_sethook(L, NULL, 0, 0);   /* left over from an earlier stop */
-    return;
-  }
-  /* Where it was looping: the report names it like any Lua error. */
-  if (!t->cpu_where[0] && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-    snprintf(t->cpu_where, sizeof t->cpu_where, "%s:%d: ", ar->short_src,
-             ar->currentline);
-  if (L == t->co && lua_isyieldable(L)) {
-    lua_yield(L, 0);
-    return;
-  }
-  if (t->stopping == TASK_STOP_MEMORY)
-    luaL_error(L, "Lua memory limit exceeded");
-  luaL_error(L, "CPU budget of %d ms exceeded without yielding",
-             (int)s->cpu_budget_ms);
-}
-
-/* Puts the stop hook on every coroutine of the running chain. Safe in the
- * signal handler: lua_sethook may be called asynchronously, and the chain
- * is only ever linked before it is published. */
-static void hook_chain(struct scheduler *s) {
-  for (struct sched_chain_link *l = s->innermost; l; l = l->outer)
-    lua_sethook(l->co, stop_hook, LUA_MASKCOUNT, 1);
-}
-
-static void on_cpu_tick(int sig) {
-  struct scheduler *s = guarded;
-  if (!s) return;
-  s->ticks++;
-  struct task *t = s->running;
-  if (!t) {
-    if (++s->idle_ticks > CPU_IDLE_TICKS && s->timer_armed) {
-      struct itimerspec off = {{0, 0}, {0, 0}};
-      timer_settime(s->cpu_timer, 0, &off, NULL);
-      s->timer_armed = 0;
-    }
-    return;
-  }
-  s->idle_ticks = 0;
-  if (t->stopping) {
-    /* Again on every tick: a script that removed the hook (from an
-     * xpcall message handler, say) gets it back. */
-    hook_chain(s);
-    return;
-  }
-  long budget_ticks = (s->cpu_budget_ms + CPU_TICK_MS - 1) / CPU_TICK_MS;
-  if (s->ticks - s->resume_tick <= budget_ticks) return;
-  t->stopping = TASK_STOP_CPU;
-  hook_chain(s);
-}
-
-static void cpu_guard_init(struct scheduler *s) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_cpu_tick;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  int signo = SIGRTMIN + 3;
-  if (sigaction(signo, &sa, NULL) != 0) return;
-  struct sigevent sev;
-  memset(&sev, 0, sizeof sev);
-  /* To this thread only: curl's resolver threads must not take it. */
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = signo;
-  sev.sigev_notify_thread_id = gettid();
-  /* CPU time of this thread: a handler descheduled on a busy machine, or
-   * blocked in a system call, is not charged for it (the blocked-loop
-   * warning reports a stall). */
-  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &s->cpu_timer) != 0) {
-    log_warn("CPU guard: no timer signal (%s); using a slower hook",
-             strerror(errno));
-    return;
-  }
-  s->have_cpu_timer = true;
-  guarded = s;
-}
-
-static void cpu_guard_free(struct scheduler *s) {
-  if (!s->have_cpu_timer) return;
-  guarded = NULL;
-  timer_delete(s->cpu_timer);
-  s->have_cpu_timer = false;
-}
-
-/* Called with s->running set: the tick counter must be running. */
-static void cpu_guard_start(struct scheduler *s, lua_State *co) {
-  s->task_link.co = co;
-  s->task_link.outer = NULL;
-  s->innermost = &s->task_link;
-  s->resume_tick = s->ticks;
-  s->stop_explanation[0] = '\0';
-  clock_gettime(CLOCK_MONOTONIC, &s->resume_started);
-  if (s->have_cpu_timer && !s->timer_armed && s->cpu_budget_ms > 0) {
-    struct itimerspec every = {{0, CPU_TICK_MS * 1000000L},
-                               {0, CPU_TICK_MS * 1000000L}};
-    s->timer_armed = 1;
-    timer_settime(s->cpu_timer, 0, &every, NULL);
-  }
-}
-
-void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
-                           lua_State *co) {
-  link->co = co;
-  link->outer = s->innermost;
-  s->innermost = link;
-  struct task *t = s->running;
-  if (t && t->stopping) lua_sethook(co, stop_hook, LUA_MASKCOUNT, 1);
-  else if (!s->have_cpu_timer)
-    lua_sethook(co, fallback_hook_fn(), LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
-}
-
-void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link) {
-  s->innermost = link->outer;
-}
-
-/* Without a timer: look at the clock every few instructions. */
-static void fallback_hook(lua_State *L, lua_Debug *ar) {
-  struct scheduler *s = hooked;
-  struct task *t = s ? s->running : NULL;
-  if (!t || s->cpu_budget_ms <= 0) return;
-  if (!t->stopping) {
-    if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return;
-    t->stopping = TASK_STOP_CPU;
-    hook_chain(s);
-  }
-  stop_hook(L, ar);
-}
-
-static lua_Hook fallback_hook_fn(void) { return fallback_hook; }
-
-void task_install_cpu_guard(struct scheduler *s, lua_State *L) {
-  if (!s->have_cpu_timer)
-    lua_sethook(L, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
-}
-
-bool sched_over_budget(struct scheduler *s) {
-  struct task *t = s->running;
-  if (!t) return false;
-  if (t->stopping) return true;
-  if (s->have_cpu_timer || s->cpu_budget_ms <= 0) return false;
-  /* Without the timer signal nothing else looks at the clock meanwhile. */
-  if (elapsed_ms(&s->resume_started) < s->cpu_budget_ms) return false;
-  t->stopping = TASK_STOP_CPU;
-  hook_chain(s);
-  return true;
-}
-
 struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
                                 long delta) {
   struct task *t = s->running;
@@ -365,31 +172,6 @@ struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
   job->lua_bytes += delta;
   if (job->lua_bytes < 0) job->lua_bytes = 0;   /* freed others' garbage */
   return job;
-}
-
-void sched_stop_running(struct scheduler *s, enum task_stop_reason why) {
-  struct task *t = s->running;
-  if (!t || t->stopping) return;
-  t->stopping = why;
-  hook_chain(s);
-}
-
-bool sched_guard_active(const struct scheduler *s) {
-  return (s->running && s->running->stopping) || !s->have_cpu_timer;
-}
-
-void sched_explain_stop(struct scheduler *s, const char *message) {
-  struct task *t = s->running;
-  if (t && t->stopping == TASK_STOP_CPU && !s->stop_explanation[0])
-    snprintf(s->stop_explanation, sizeof s->stop_explanation, "%s", message);
-}
-
-/* Gives a coroutine a fresh budget (its __close handlers run after a
- * stop). */
-static void cpu_guard_reset(struct scheduler *s, struct task *t) {
-  t->stopping = TASK_STOP_NONE;
-  if (s->have_cpu_timer) lua_sethook(t->co, NULL, 0, 0);
-  else lua_sethook(t->co, fallback_hook, LUA_MASKCOUNT, CPU_CHECK_INSTRUCTIONS);
 }
 
 /* --- jobs --------------------------------------------------------------- */
@@ -541,15 +323,12 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
     t->push = NULL;
   }
   if (!returned) {
-    /* Runs the coroutine's pending to-be-closed variables. */
+    /* Runs the coroutine's pending to-be-closed variables, under the
+     * guard (and with the task as the one running, for log lines). */
     struct task *was_running = s->running;
-    struct sched_chain_link *saved_chain = s->innermost;
-    cpu_guard_reset(s, t);
     s->running = t;
-    cpu_guard_start(s, t->co);
-    int status = lua_resetthread(t->co);
+    int status = cpuguard_close_thread(&s->guard, t->co);
     s->running = was_running;
-    s->innermost = saved_chain;
     /* For a coroutine that died of an error, Lua 5.4.4 returns that error
      * again; only a suspended one's status tells of a failing __close. */
     if (!errored && status != LUA_OK && status != LUA_YIELD) {
@@ -649,20 +428,13 @@ static void describe_error(lua_State *L, lua_State *co) {
   }
 }
 
-/* Why a task the guard stopped was stopped, naming where. */
+/* Why the guard stopped t, naming where. */
 static void stop_message(const struct scheduler *s, const struct task *t,
                          char *msg, size_t size) {
   const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
                     : t->job->kind == JOB_UPDATE ? "handler"
                                                  : "task";
-  if (t->stopping == TASK_STOP_CPU && s->stop_explanation[0])
-    snprintf(msg, size, "%s", s->stop_explanation);   /* sched_explain_stop */
-  else if (t->stopping == TASK_STOP_MEMORY)
-    snprintf(msg, size, "%s%s stopped: %s", t->cpu_where, who,
-             s->memory_stop_reason);
-  else
-    snprintf(msg, size, "%s%s stopped: it ran for over %ld ms of CPU without "
-             "yielding (--cpu-budget)", t->cpu_where, who, s->cpu_budget_ms);
+  cpuguard_describe_stop(&s->guard, who, msg, size);
 }
 
 static void task_resume(struct scheduler *s, struct task *t) {
@@ -675,15 +447,14 @@ static void task_resume(struct scheduler *s, struct task *t) {
     t->push = NULL;
   }
   s->running = t;
-  cpu_guard_start(s, t->co);
+  cpuguard_run_begin(&s->guard, t->co);
   int nres = 0;
   int status = lua_resume(t->co, NULL, nargs, &nres);
+  bool stopped = cpuguard_run_end(&s->guard) != CPUGUARD_RUNS;
   s->running = NULL;
-  s->innermost = NULL;
-  if (t->stopping) s->guard_stops++;
 
   if (status == LUA_YIELD) {
-    if (t->stopping) {
+    if (stopped) {
       char msg[320];
       stop_message(s, t, msg, sizeof msg);
       task_failed(t, msg, false);
@@ -708,7 +479,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
     return;
   }
   /* An error escaped the runtime's own error handling. */
-  if (t->stopping) {
+  if (stopped) {
     /* "not enough memory" or the stop hook's own error: say why. */
     char stop[320];
     stop_message(s, t, stop, sizeof stop);

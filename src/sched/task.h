@@ -17,20 +17,23 @@
  * Cancelling a job closes its coroutines (their to-be-closed variables
  * run) and cancels what they wait on. Cancellation requested while Lua code
  * is running is deferred to the loop, so a coroutine is never closed from
- * under itself. */
+ * under itself.
+ *
+ * Every resume of a task, and every close of a cancelled one, is a run of
+ * the CPU guard (cpuguard.h), which stops a task that keeps the CPU; this
+ * module then ends the task as failed, with the guard's report. */
 #ifndef TGHOST_TASK_H
 #define TGHOST_TASK_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <lua.h>
 
 #include "base/log.h"
 #include "base/qlist.h"
+#include "sched/cpuguard.h"
 
 struct job;
 struct task;
@@ -60,21 +63,6 @@ struct task_wait_ops {
   void (*cancel)(void *data);      /* release the wait; no wake will follow */
 };
 
-/* Why a running task is being stopped. */
-enum task_stop_reason {
-  TASK_STOP_NONE,
-  TASK_STOP_CPU,      /* over its CPU budget without yielding */
-  TASK_STOP_MEMORY,   /* over its share of Lua memory */
-};
-
-/* One coroutine in the chain the CPU guard stops: the task's own, and each
- * coroutine the script resumes inside it (luacoro.c). Links live on the C
- * stack of whoever resumes, so nesting has no limit. */
-struct sched_chain_link {
-  lua_State *co;
-  struct sched_chain_link *volatile outer;
-};
-
 struct scheduler {
   struct event_base *base;
   struct event *ready_event;
@@ -85,25 +73,9 @@ struct scheduler {
   size_t live_jobs;
   size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
 
-  /* The CPU guard. A periodic timer signal counts ticks while Lua runs;
-   * when the running task has had the CPU for longer than the budget, the
-   * signal handler installs a hook on the coroutines that are running (the
-   * task's and every nested one, in the chain) that stops it, and installs
-   * it again on every tick until the task has stopped. No hook is set
-   * otherwise, so Lua code runs at full speed. */
-  long cpu_budget_ms;
-  volatile sig_atomic_t ticks;
-  volatile sig_atomic_t resume_tick;
-  volatile sig_atomic_t idle_ticks;
-  volatile sig_atomic_t timer_armed;
-  struct sched_chain_link *volatile innermost;   /* NULL: nothing runs */
-  struct sched_chain_link task_link;             /* the running task's */
-  timer_t cpu_timer;
-  bool have_cpu_timer;
-  struct timespec resume_started;  /* for the fallback count hook */
-  const char *memory_stop_reason;  /* the message of TASK_STOP_MEMORY */
-  char stop_explanation[256];      /* see sched_explain_stop; "" if none */
-  unsigned long guard_stops;       /* resumes that ended in a stop */
+  /* The CPU guard: it watches every resume (task.c runs a task's resume
+   * as one of the guard's runs). */
+  struct cpuguard guard;
 
   void (*on_idle)(void *ud);       /* only background jobs are left */
   void *idle_ud;
@@ -276,43 +248,11 @@ int task_push_nothing(lua_State *co, void *data);   /* resumes with true */
 /* Resumes with false, message (data is a malloc'd string). */
 int task_push_error_message(lua_State *co, void *data);
 
-/* Prepares a new main Lua state for the CPU guard. Without a timer
- * signal (timer_create failed), it installs a count hook that coroutines
- * created afterwards inherit. */
-void task_install_cpu_guard(struct scheduler *s, lua_State *L);
-/* For long loops in C called from Lua (pattern matching), which no Lua
- * hook can interrupt: true once the running task has used up its CPU
- * budget. The caller raises an error then; the guard's hook stops the
- * task at its next Lua instruction. Cheap enough to call every few
- * thousand steps. */
-bool sched_over_budget(struct scheduler *s);
-/* For such a caller: message (copied) becomes the running task's report
- * when the guard stops it, in place of the generic one, so the log says
- * what ran out of time ("bot.lua:3: pattern matching stopped: ..."). Only
- * while the task is being stopped. */
-void sched_explain_stop(struct scheduler *s, const char *message);
-
 /* The Lua allocator's accounting: adds delta bytes to the running job if
  * it belongs to owner (a generation's allocation made while one of its
  * tasks runs). Returns that job, or NULL. */
 struct job *sched_charge_memory(struct scheduler *s, struct job_owner *owner,
                                 long delta);
-
-/* Stops the running task at its next Lua instruction, as the CPU guard
- * does (the memory limit uses it, with why = TASK_STOP_MEMORY and
- * s->memory_stop_reason saying which limit). */
-void sched_stop_running(struct scheduler *s, enum task_stop_reason why);
-/* Whether the guard relies on Lua hooks now (the running task is being
- * stopped, or there is no timer signal and a count hook is the guard): a
- * script's debug.sethook must then leave the hooks alone. */
-bool sched_guard_active(const struct scheduler *s);
-
-/* A coroutine nested in the running task starts or stops running (the
- * coroutine wrappers call these so the guard can reach it). link lives
- * until the matching leave. */
-void sched_enter_coroutine(struct scheduler *s, struct sched_chain_link *link,
-                           lua_State *co);
-void sched_leave_coroutine(struct scheduler *s, struct sched_chain_link *link);
 
 /* The sentinel a task yields to reach the host (for coroutine wrappers). */
 void *task_yield_sentinel(void);

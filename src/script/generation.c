@@ -39,8 +39,7 @@ static bool over_limit(struct generation *g, size_t grow) {
     static char why[128];
     snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
              "limit of %zu MiB (--memory-limit)", limit_total >> 20);
-    s->memory_stop_reason = why;
-    sched_stop_running(s, TASK_STOP_MEMORY);
+    cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
   struct job *job = sched_charge_memory(s, &g->owner, 0);
@@ -49,8 +48,7 @@ static bool over_limit(struct generation *g, size_t grow) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
              "(--update-memory-limit)", limit_per_job >> 20);
-    s->memory_stop_reason = why;
-    sched_stop_running(s, TASK_STOP_MEMORY);
+    cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
   return false;
@@ -113,7 +111,7 @@ struct generation *gen_create(struct host *h, const char *script_path,
   g->owner.L = L;
   *(struct generation **)lua_getextraspace(L) = g;
   lua_atpanic(L, gen_panic);
-  task_install_cpu_guard(g->sched, L);
+  cpuguard_prepare_state(&g->sched->guard, L);
   return g;
 }
 

@@ -4,10 +4,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
+#include "base/keyhash.h"
 #include "pipeline/conversation.h"
 #include "script/luabind.h"
 #include "script/luajson.h"
@@ -16,10 +15,6 @@
 #include "base/qlist.h"
 #include "sched/task.h"
 #include "pipeline/update.h"
-
-/* Instructions between two looks at the clock while user code (a key
- * function, a filter) runs outside any task. */
-#define GUARD_INSTRUCTIONS 1000
 
 struct conv;
 
@@ -89,47 +84,11 @@ struct luaconv {
   size_t held;                  /* holds pending */
 };
 
-/* --- user code outside a task ------------------------------------------- */
-
-/* The task layer's CPU guard only watches tasks; a key function or filter
- * that routing runs gets a deadline of its own, on the thread's CPU clock
- * as the guard's (a busy machine does not use it up). */
-static struct timespec guard_deadline;
-static long guard_budget_ms;
-
-static bool past_deadline(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return now.tv_sec > guard_deadline.tv_sec ||
-         (now.tv_sec == guard_deadline.tv_sec &&
-          now.tv_nsec > guard_deadline.tv_nsec);
-}
-
-static void guard_hook(lua_State *L, lua_Debug *ar) {
-  if (past_deadline())
-    luaL_error(L, "ran for over %ld ms of CPU (--cpu-budget) while an "
-               "update was routed to conversations", guard_budget_ms);
-}
-
-/* lua_pcall with the CPU budget enforced; L's own hook is put back. */
+/* User code that routing runs outside a task (a key function, a
+ * conversation's filter) is guarded like a handler: cpuguard_pcall. */
 static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
                          int nres) {
-  long budget = lc->h->sched.cpu_budget_ms;
-  if (budget <= 0) return lua_pcall(L, nargs, nres, 0);
-  lua_Hook old = lua_gethook(L);
-  int mask = lua_gethookmask(L), count = lua_gethookcount(L);
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &guard_deadline);
-  guard_deadline.tv_sec += budget / 1000;
-  guard_deadline.tv_nsec += (budget % 1000) * 1000000L;
-  if (guard_deadline.tv_nsec >= 1000000000L) {
-    guard_deadline.tv_sec++;
-    guard_deadline.tv_nsec -= 1000000000L;
-  }
-  guard_budget_ms = budget;
-  lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_INSTRUCTIONS);
-  int status = lua_pcall(L, nargs, nres, 0);
-  lua_sethook(L, old, mask, count);
-  return status;
+  return cpuguard_pcall(&lc->h->sched.guard, L, nargs, nres);
 }
 
 /* --- keys --------------------------------------------------------------- */
@@ -744,11 +703,7 @@ void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
 struct luaconv *luaconv_new(struct host *h) {
   struct luaconv *lc = xcalloc(1, sizeof *lc);
   lc->h = h;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)lc;
-  convmap_init(&lc->map, seed);
+  convmap_init(&lc->map, keyhash_random_seed());
   return lc;
 }
 

@@ -58,10 +58,10 @@ static int after_host(lua_State *L, int status, lua_KContext ctx) {
 static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
   struct scheduler *s = &host_of(L)->sched;
   int nres = 0;
-  struct sched_chain_link link;
-  sched_enter_coroutine(s, &link, co);
+  struct cpuguard_link link;
+  cpuguard_enter(&s->guard, &link, co);
   int status = lua_resume(co, L, nargs, &nres);
-  sched_leave_coroutine(s, &link);
+  cpuguard_leave(&s->guard, &link);
 
   if (status == LUA_YIELD && nres >= 1 &&
       lua_touserdata(co, -nres) == task_yield_sentinel()) {

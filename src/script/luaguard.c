@@ -150,13 +150,13 @@ static int l_debug_setmetatable(lua_State *L) {
  * now. */
 static int l_sethook(lua_State *L) {
   struct host *h = host_of(L);
-  if (sched_guard_active(&h->sched)) {
+  if (cpuguard_hooks_in_use(&h->sched.guard)) {
     static bool warned;
     if (!warned) {
       struct log_fields f = luabind_fields(L);
       log_msg(LOG_WARN, &f, "debug.sethook ignored: the CPU guard uses the "
               "hooks of running handlers%s",
-              h->sched.have_cpu_timer ? "" : " (no timer signal here)");
+              cpuguard_has_timer(&h->sched.guard) ? "" : " (no timer signal here)");
       warned = true;
     }
     return 0;

@@ -4,10 +4,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
+#include "base/keyhash.h"
 #include "script/luabind.h"
 #include "pipeline/seqmap.h"
 #include "sched/task.h"
@@ -339,11 +338,7 @@ struct luaseq *luaseq_new(struct host *h) {
   s->h = h;
   /* Keys can come from users: seed the hash so they cannot be aimed at
    * one bucket. */
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)s;
-  seqmap_init(&s->map, seed, on_grant, s);
+  seqmap_init(&s->map, keyhash_random_seed(), on_grant, s);
   return s;
 }
 

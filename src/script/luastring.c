@@ -388,7 +388,7 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard) {
 
 static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
   struct scheduler *s = &host_of(L)->sched;
-  if (!sched_over_budget(s)) return false;
+  if (!cpuguard_over_budget(&s->guard)) return false;
   struct task *t = sched_running(s);
   struct job *job = t ? task_job(t) : NULL;
   const char *who = !job ? "the task"
@@ -396,12 +396,12 @@ static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
                     : job->kind == JOB_UPDATE ? "the handler"
                                               : "the task";
   snprintf(why, size, "%s ran out of its CPU budget (%ld ms)", who,
-           s->cpu_budget_ms);
+           cpuguard_budget_ms(&s->guard));
   return true;
 }
 
 static void explain_stop(lua_State *L, void *ud, const char *message) {
-  sched_explain_stop(&host_of(L)->sched, message);
+  cpuguard_explain_stop(&host_of(L)->sched.guard, message);
 }
 
 void luastring_install_guarded(lua_State *L) {

@@ -38,7 +38,7 @@ struct luastring_guard {
 void luastring_install(lua_State *L, const struct luastring_guard *guard);
 
 /* Installs them with tghost's guard: matching stops once the running
- * task has used up its CPU budget (--cpu-budget, sched_over_budget), and
+ * task has used up its CPU budget (--cpu-budget, cpuguard_over_budget), and
  * the task is then stopped with the error above as its report. For a
  * generation's state (it finds the host through the generation). */
 void luastring_install_guarded(lua_State *L);

@@ -13,9 +13,9 @@
  * receiving writes reclaims every expired entry within one pass over its
  * buckets (and any get or set of that key reclaims it at once).
  *
- * Cost: expected O(1 + key length) per get, set and delete (a chained
- * hash table that doubles when its load passes 1); memory is the entries
- * (about 48 bytes plus key and value each) and 8 bytes per bucket. */
+ * Cost: expected O(1 + key length) per get, set and delete (a hashmap,
+ * seeded: the keys are the script's); memory is the entries (about 64
+ * bytes plus key and value each) and 8 bytes per bucket. */
 #ifndef TGHOST_MEMSTORE_H
 #define TGHOST_MEMSTORE_H
 

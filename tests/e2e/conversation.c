@@ -540,6 +540,57 @@ TEST(not_matching) {
   proc_stop_cleanly(p);
 }
 
+/* User code that routing runs outside any handler is under the CPU guard
+ * like a handler: a key function that loops fails (the update runs through
+ * the middleware), and so does a wait's filter that loops (its error is
+ * the waiting handler's); other updates and conversations go on. */
+TEST(routing_code_loops) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("loops.lua", ASK_PRELUDE
+      "conversation{ key = function(ctx)\n"
+      "  if ctx.msg and ctx.msg.text == 'spin' then while true do end end\n"
+      "  return ctx.chat and ctx.chat.id\n"
+      "end }\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ask(ctx, 'ask?')\n"
+      "  ctx:reply('ask got ' .. ctx:wait('message:text').msg.text)\n"
+      "end)\n"
+      "bot.command('askloop', function(ctx)\n"
+      "  ask(ctx, 'askloop?')\n"
+      "  local ok, err = pcall(ctx.wait, ctx, function(c)\n"
+      "    while true do end\n"
+      "  end)\n"
+      "  ctx:reply('askloop ' .. (ok and 'matched' or 'failed'))\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx)\n"
+      "  ctx:reply('text handler ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  const char *args[] = {"--cpu-budget", "0.2", NULL};
+  struct proc *p = proc_start(script, args);
+  fakeapi_push_text(api, 1, 1, "/ask");
+  expect_text(10000, "ask?");
+  uint64_t t0 = harness_now_ms();
+  fakeapi_push_text(api, 2, 2, "spin");
+  wait_stderr(p, "the conversation key function failed", 10000);
+  uint64_t stalled = harness_now_ms() - t0;
+  CHECK(strstr(proc_stderr(p), "CPU budget of 200 ms"), "not the guard's "
+        "error");
+  fakeapi_push_text(api, 1, 1, "fine");
+  expect_text(10000, "ask got fine");
+  /* The filter runs in the conversation's own generation, outside its
+   * handler. */
+  fakeapi_push_text(api, 3, 3, "/askloop");
+  expect_text(10000, "askloop?");
+  fakeapi_push_text(api, 3, 3, "x");
+  expect_text(10000, "askloop failed");
+  expect_text(10000, "text handler x");
+  fprintf(stderr, "a looping key function held the loop %llu ms (budget "
+          "200 ms)\n", (unsigned long long)stalled);
+  CHECK(stalled < 3000, "stopped after %llu ms", (unsigned long long)stalled);
+  proc_stop_cleanly(p);
+}
+
 /* --- sequentialize ------------------------------------------------------ */
 
 static long slow_steps(void *ud, const struct fake_call *call) {

@@ -149,7 +149,7 @@ static void run_schedule(uint64_t seed) {
     present[i] = NULL;
   }
   check_all(&m);
-  CHECK(convmap_memory(&m) == 0 && m.nbuckets == 0,
+  CHECK(convmap_memory(&m) == 0 && hashmap_memory(&m.map) == 0,
         "%zu bytes left in an empty table", convmap_memory(&m));
   convmap_free(&m);
 }
