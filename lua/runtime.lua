@@ -4,6 +4,7 @@
 local core = require("tghost.core")
 local conv = require("tghost.conv")
 local Context = require("tghost.context")
+local hints = require("tghost.hints")
 
 local runtime = {}
 
@@ -95,11 +96,27 @@ local function report(err, traceback, ctx)
     return
   end
   core.report_error("unhandled error in a handler (add bot.catch to handle "
-                    .. "errors): " .. describe(err)
+                    .. "errors): " .. hints.explain(describe(err))
                     .. (traceback and ("\n" .. traceback) or ""))
 end
 
 local function noop() end
+
+-- When someone watches (the sandbox), the end of the middleware chain
+-- reports the update as unhandled: no handler took it.
+local watches_unhandled = core.watches_unhandled()
+local function unhandled_reporter(update)
+  return function()
+    for key in pairs(update) do
+      if key ~= "update_id" then return core.unhandled(key) end
+    end
+    core.unhandled("update")
+  end
+end
+
+-- A load error (from the C host) with a pointer to the fix, when Lua's
+-- message is one lua/hints.lua knows.
+runtime.explain = hints.explain
 
 -- Whether the script registered middleware on bot (asked by the host
 -- when the top level ended without run(bot)).
@@ -131,7 +148,8 @@ function runtime.handle_update(update, redelivered, route)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
-  local ok, e = xpcall(bot.middleware(), traced, ctx, noop)
+  local last = watches_unhandled and unhandled_reporter(update) or noop
+  local ok, e = xpcall(bot.middleware(), traced, ctx, last)
   if not ok then
     e = untraced(e)
     -- A cancelled conversation that does not catch it just ends.

@@ -36,11 +36,8 @@ local tghost = {
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
   session = session,
-  storage = {
-    memory = require("tghost.storage").memory,
-    sqlite = require("tghost.storage").sqlite,
-    redis = require("tghost.storage").redis,
-  },
+  -- One constructor per storage backend, and custom() (lua/storage.lua).
+  storage = require("tghost.storage").public,
   -- conversation{ key = fn } and what ctx:wait raises (see
   -- lua/conversation.lua).
   conversation = conversation.configure,
@@ -50,6 +47,40 @@ local tghost = {
   -- script that really needs the token asks for it here.
   token = core.token,
 }
+
+-- The Bot API tghost was generated for (net/botapi_methods.c): its version,
+-- its methods, each method's parameters in order.
+do
+  local apicore = require("tghost.api")
+  tghost.botapi = {
+    version = apicore.version,
+    methods = apicore.methods,
+    method = function(name)
+      local canonical, result, params = apicore.method(name)
+      if not canonical then return nil end
+      local list = {}
+      for p in params:gmatch("%S+") do
+        list[#list + 1] = { name = (p:gsub("!$", "")), required = p:sub(-1) == "!" }
+      end
+      return { name = canonical, result = result, params = list }
+    end,
+  }
+end
+
+-- Formatting (lua/format.lua) and what Telegram signs (lua/webapp.lua).
+do
+  local format = require("tghost.format")
+  tghost.fmt = format.fmt
+  tghost.html = format.html
+  tghost.markdown = format.markdown
+  -- Loaded on first use: most bots never check a signature.
+  tghost.webapp = {
+    validate = function(...) return require("tghost.webapp").webapp_validate(...) end,
+  }
+  tghost.login = {
+    validate = function(...) return require("tghost.webapp").login_validate(...) end,
+  }
+end
 
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
@@ -151,6 +182,21 @@ bot.start = function(first, opts)
   return h
 end
 
+-- bot.stop(): as grammY's, stops fetching updates and lets the ones in
+-- flight finish (the same as run()'s handle:stop()).
+bot.stop = function() return runner.stop() end
+
+-- bot.init(): as grammY's, fetches the bot's User object (getMe) into
+-- bot.botInfo unless it is there already, and returns it.
+bot.init = function()
+  local me = bot.botInfo
+  if me == nil then
+    me = bot.api.getMe()
+    rawset(bot, "botInfo", me)
+  end
+  return me
+end
+
 runtime.bot = bot
 runtime.needs_of = Composer.needs
 core.set_runtime(runtime)
@@ -162,6 +208,8 @@ _G.session = session
 _G.conversation = conversation.configure
 _G.tghost = tghost
 _G.print = core.print
+-- require's failures list where it looked (lua/hints.lua).
+require("tghost.hints").install()
 _G.os.exit = runner.exit
 
 -- Writes to stdout and stderr go through the token redactor, as print
@@ -181,6 +229,33 @@ do
     return raw_write(f, redact(concat({ ... }, "", 1, n)))
   end
   io.write = function(...) return io.output():write(...) end
+
+  -- Reading the terminal blocks the loop, every update with it, until a
+  -- line comes (and in the sandbox the terminal is the chat): refused
+  -- outside a plain script's top level, with the way to ask a user.
+  local raw_read, raw_lines, raw_io_lines = FILE.read, FILE.lines, io.lines
+  local stdin, refusal = io.stdin, core.stdin_refusal
+  local function guard(f, what)
+    if f ~= stdin then return end
+    local why = refusal()
+    if why then
+      errors.raise("%s: %s; ask the user in the chat with ctx:wait() (a "
+                   .. "conversation) instead", what, why)
+    end
+  end
+  FILE.read = function(f, ...)
+    guard(f, "io.read")
+    return raw_read(f, ...)
+  end
+  FILE.lines = function(f, ...)
+    guard(f, "io.lines")
+    return raw_lines(f, ...)
+  end
+  io.read = function(...) return io.input():read(...) end
+  io.lines = function(...)
+    if (...) == nil then guard(io.input(), "io.lines") end
+    return raw_io_lines(...)
+  end
 end
 package.loaded["tghost"] = tghost
 

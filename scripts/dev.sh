@@ -4,26 +4,35 @@
 #   scripts/dev.sh deps              install the Debian packages that are missing
 #   scripts/dev.sh build             deps + release build in build/
 #   scripts/dev.sh run [ARGS] SCRIPT [ARGS]
-#                                    deps + build tghost alone (build-run/) + run
-#                                    it: --sandbox needs no token, else BOT_TOKEN
+#                                    what running needs + build tghost alone
+#                                    (build-run/) + run it: --sandbox needs no
+#                                    token, else BOT_TOKEN
 #   scripts/dev.sh test              deps + build + all tests, in the release
-#                                    build and under ASan+UBSan (build-asan/)
+#                                    build and under ASan+UBSan (build-asan/);
+#                                    ends with one line of counts and failures
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
-          libcurl4-openssl-dev lua-cjson-dev ca-certificates
-          libsqlite3-dev libhiredis-dev
-          libmimalloc-dev           # tghost's allocator (bench/README.md)
-          redis-server              # the Redis storage tests start their own
-          nghttp2-server openssl    # the HTTP/2 tests only
-          nghttp2-proxy
-          systemd                   # systemd-analyze, for the unit's test
-          python3 python3-prometheus-client)   # parses /metrics in the tests
+# What building and running tghost needs.
+RUN_PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
+              libcurl4-openssl-dev ca-certificates
+              libsqlite3-dev libhiredis-dev
+              libssl-dev            # libcrypto: Web App and login checks
+              libmimalloc-dev       # tghost's allocator (bench/README.md)
+              libedit-dev)          # line editing in the sandbox
+# What the tests need on top (the Redis storage tests start a
+# redis-server of their own; apt also starts one as a system service).
+TEST_PACKAGES=(lua-cjson-dev         # the JSON fuzz target's oracle
+               redis-server
+               nghttp2-server openssl nghttp2-proxy   # the HTTP/2 tests
+               systemd               # systemd-analyze, for the unit's test
+               python3 python3-prometheus-client   # parses /metrics
+               dpkg-dev file lintian)   # the .deb: dpkg-shlibdeps, its check
 
+# deps PACKAGE...: installs those that are missing.
 deps() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
       || missing+=("$p")
   done
@@ -53,31 +62,48 @@ build_quietly() {
 }
 
 case "${1:-}" in
-  deps) deps ;;
-  build) deps; build default ;;
+  deps) deps "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}" ;;
+  build) deps "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; build default ;;
   run)
     shift
     [ $# -ge 1 ] || { echo "usage: scripts/dev.sh run [tghost options] SCRIPT.lua [tghost options]" >&2; exit 2; }
-    deps; build_quietly run
+    deps "${RUN_PACKAGES[@]}"; build_quietly run
     # tghost takes its options before or after the script.
     exec build-run/tghost "$@"
     ;;
   test)
-    deps
+    deps "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     logs=$(mktemp -d)
     trap 'rm -rf "$logs"' EXIT
+    status=0 summary=""
     for preset in default asan; do
-      build "$preset"
+      # A build or a test that fails does not stop the other preset, nor
+      # the summary below: it sets the exit status.
+      if ! build "$preset"; then
+        echo "the build failed" > "$logs/$preset"
+        status=1
+        continue
+      fi
       # As many tests at once as there are cores: the timing tests are
       # written to hold on a busy machine.
-      ctest --preset "$preset" -j "$(nproc)" | tee "$logs/$preset"
+      ctest --preset "$preset" -j "$(nproc)" 2>&1 | tee "$logs/$preset" \
+        || status=1
     done
-    # One closing line with both of ctest's counts.
-    echo "== default: $(grep -h 'tests passed' "$logs/default");" \
-         "asan: $(grep -h 'tests passed' "$logs/asan")"
+    # One closing line: both of ctest's counts and the names of the tests
+    # that failed (listed by ctest after "The following tests FAILED:", as
+    # "NN - name (Failed)"; skipped ones come under another heading).
+    for preset in default asan; do
+      line=$(grep -h -m1 -e 'tests passed' -e 'the build failed' "$logs/$preset" \
+             || echo "no result")
+      failed=$(awk '/^The following tests/ { listing = /FAILED/; next }
+                    listing && / - / { print $3 }' "$logs/$preset" | tr '\n' ' ')
+      summary+="$preset: $line${failed:+ (failed: ${failed% })}; "
+    done
+    echo "== ${summary%; }"
+    exit $status
     ;;
   *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -14,6 +14,7 @@
 #include "pipeline/host.h"
 #include "pipeline/journal.h"
 #include "base/log.h"
+#include "net/botapi_methods.h"
 #include "net/looplag.h"
 #include "script/luaconv.h"
 #include "script/luaguard.h"
@@ -35,6 +36,21 @@ static void raise_file_limit(void) {
     log_debug("could not raise the open-files limit");
 }
 
+/* unsetenv only drops environ's pointer: the text stays in the process's
+ * first environment block, which /proc/PID/environ shows (to anyone
+ * running as the same user, a child reading its parent's included), so
+ * the token's bytes are overwritten there first. */
+static void forget_token_environment(void) {
+  extern char **environ;
+  static const char name[] = "BOT_TOKEN=";
+  for (char **e = environ; e && *e; e++)
+    if (strncmp(*e, name, sizeof name - 1) == 0) {
+      char *value = *e + sizeof name - 1;
+      memset(value, 0, strlen(value));
+    }
+  unsetenv("BOT_TOKEN");
+}
+
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
 static void report_load_error(const struct config *cfg, const char *error) {
@@ -42,8 +58,13 @@ static void report_load_error(const struct config *cfg, const char *error) {
   int first = nl ? (int)(nl - error) : (int)strlen(error);
   char *line = log_redacted_copy(error, (size_t)first);
   /* A JSON log stays JSON: the one line becomes an error record. */
-  if (cfg->log_format == LOG_FORMAT_JSON) log_error("%s", line);
-  else fprintf(stderr, "tghost: %s\n", line);
+  if (cfg->log_format == LOG_FORMAT_JSON) {
+    log_error("%s", line);
+  } else {
+    log_screen_before(true);
+    fprintf(stderr, "tghost: %s\n", line);
+    log_screen_after(true);
+  }
   free(line);
   if (nl && log_enabled(LOG_DEBUG)) log_debug("%s", error);
 }
@@ -71,10 +92,23 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   }
   if (!g->run_called) {
     /* A script without run() is a plain Lua program (the unit tests are);
-     * one that registered handlers most likely forgot it. */
+     * one that registered handlers most likely forgot it. A transcript
+     * needs a bot: without one it fails rather than pass unchecked. */
+    const char *why = g->run_stopped
+                          ? "stops the bot before it starts (its run() "
+                            "handle's stop() at the top level)"
+                          : "does not call run(bot) or bot.start()";
+    if (h->cfg->sandbox_script) {
+      fprintf(stderr, "tghost: %s never starts the bot: it %s, so the "
+              "transcript %s has nothing to talk to\n", g->script_path, why,
+              h->cfg->sandbox_script);
+      host_exit(h, 1);
+      return;
+    }
     if (h->cfg->sandbox)
-      log_warn("%s did not call run(bot): there is no bot to talk to",
-               g->script_path);
+      log_warn("%s %s: there is no bot to talk to", g->script_path, why);
+    else if (g->run_stopped)
+      log_warn("%s %s, so no update is received", g->script_path, why);
     else if (runtime_has_handlers(g))
       log_warn("%s registered handlers but never called run(bot) or "
                "bot.start(), so no update is received; add run(bot) at the "
@@ -92,15 +126,17 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
 }
 
 /* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
- * graceful stop as a first SIGINT; the process then exits with status
- * (1: a transcript failed) unless something worse happened. */
-static int sandbox_status;
-
+ * graceful stop as a first SIGINT; the process then exits with the
+ * sandbox's status (sandbox_exit_status) unless something worse happened. */
 static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
-  sandbox_status = status;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
+}
+
+static void on_update_unhandled(void *ud, int64_t update_id,
+                                const char *type) {
+  sandbox_update_unhandled(ud, update_id, type);
 }
 
 static void on_signal(int sig, int count, void *ud) { host_stop(ud, sig); }
@@ -112,6 +148,7 @@ static unsigned long guard_stops(void *ud) {
 int main(int argc, char **argv) {
   struct config cfg;
   struct buf err = BUF_INIT;
+  cli_set_botapi_version(botapi_version);
   switch (cli_parse(argc, argv, &cfg, &err)) {
     case CLI_EXIT_OK:
       cli_free(&cfg);
@@ -151,7 +188,7 @@ int main(int argc, char **argv) {
   }
   /* Children of os.execute and io.popen, and os.getenv, never see it;
    * a script that needs it asks tghost.token(). */
-  unsetenv("BOT_TOKEN");
+  forget_token_environment();
   signal(SIGPIPE, SIG_IGN);
   /* A file size limit makes a write fail (EFBIG): reported, not fatal. */
   signal(SIGXFSZ, SIG_IGN);
@@ -181,6 +218,10 @@ int main(int argc, char **argv) {
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
   static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  if (sandbox) {
+    h.on_unhandled = on_update_unhandled;
+    h.on_unhandled_ud = sandbox;
+  }
   bool start_failed =
       sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
@@ -224,8 +265,10 @@ int main(int argc, char **argv) {
   metrics_server_free(metrics);
   luaconv_free(h.conv);
   luaseq_free(h.seq);
+  int exit_code = h.exit_code ? h.exit_code
+                 : sandbox     ? sandbox_exit_status(sandbox)
+                               : 0;
   sandbox_free(sandbox);
-  int exit_code = h.exit_code ? h.exit_code : sandbox_status;
   host_free(&h);
   curl_global_cleanup();
   buf_free(&err);

@@ -351,7 +351,7 @@ static void go_live(struct reloader *r, struct generation *g) {
   else
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
             "generation %d has nothing in flight", id, old_id);
-  runner_reconfigure(h->runner, &g->run_opts, id);
+  host_reconfigure(h, &g->run_opts, id);
   /* The new top level started its own background tasks. */
   sched_cancel_kind(&h->sched, &old->owner, JOB_BACKGROUND,
                     "cancelled: a reload replaced its generation");

@@ -13,48 +13,139 @@
 
 #include "base/netaddr.h"
 
-static const char usage[] =
-    "usage: tghost [options] SCRIPT.lua [options]\n"
-    "\n"
-    "Runs a Telegram bot written in Lua, with long polling or a webhook.\n"
-    "\n"
-    "The bot token is read from BOT_TOKEN, or from --token-file.\n"
-    "\n"
-    "options:\n"
-    "  --sandbox               talk to the bot in this terminal: an emulated\n"
-    "                          Bot API, no token, no network (:help inside)\n"
-    "  --script FILE           with --sandbox: play the transcript FILE instead\n"
-    "                          and exit 1 if the bot does not answer as written\n"
-    "  --trace                 log each update received and each API call\n"
-    "  --token-file FILE       read the bot token from FILE\n"
-    "  --api-root URL          Bot API server (default https://api.telegram.org;\n"
-    "                          also TGHOST_API_ROOT)\n"
-    "  --no-watch              do not reload the script when it changes\n"
-    "                          (SIGHUP still reloads it)\n"
-    "  --drain-timeout SECS    on SIGINT/SIGTERM, how long in-flight updates may\n"
-    "                          take to finish before they are cancelled (30)\n"
-    "  --cpu-budget SECS       CPU time a handler may run without yielding\n"
-    "                          (0.25)\n"
-    "  --memory-limit MB       Lua memory of all handlers together (1024)\n"
-    "  --update-memory-limit MB\n"
-    "                          Lua memory one update's handler may take (256)\n"
-    "  --log-level LEVEL       debug, info, warn or error (info; also\n"
-    "                          TGHOST_LOG_LEVEL); debug includes --trace\n"
-    "  --log-format FORMAT     text or json (text; also TGHOST_LOG_FORMAT)\n"
-    "  --journal FILE          record fetched updates in FILE so that a crash\n"
-    "                          loses none (see README, \"The journal\")\n"
-    "  --dead-letters          with --journal: list the updates that kept\n"
-    "                          failing, and exit\n"
-    "  --webhook URL           receive updates as POSTs to URL (https, through\n"
-    "                          a TLS proxy) instead of polling; needs --listen\n"
-    "  --listen ADDR:PORT      where the webhook is served (127.0.0.1:8080)\n"
-    "  --webhook-secret-file FILE\n"
-    "                          the secret Telegram sends with each POST\n"
-    "                          (default: a random one per start)\n"
-    "  --metrics ADDR:PORT     serve /metrics (Prometheus) and /healthz\n"
-    "  --check                 load and validate the script, make no network call\n"
-    "  -h, --help              show this help\n"
-    "  -V, --version           show the version\n";
+/* The options, in the order --help lists them. getopt's table, --help and
+ * the man page (contrib/manpage.c) are all made from this list, and a
+ * default given here is the one cli_parse applies, so none of them can
+ * drift from the others. */
+enum {
+  OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN, OPT_CPU,
+  OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY, OPT_UPDATE_MEMORY,
+  OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL, OPT_DEAD_LETTERS,
+  OPT_WEBHOOK, OPT_LISTEN, OPT_WEBHOOK_SECRET_FILE, OPT_METRICS,
+  OPT_HELP = 'h', OPT_VERSION = 'V'
+};
+
+const struct cli_option cli_options[] = {
+    {"sandbox", 0, NULL, OPT_SANDBOX, NULL,
+     "talk to the bot in this terminal: an emulated Bot API, no token, no "
+     "network (:help inside)",
+     "The emulated Bot API runs on 127.0.0.1 with its own chat state. Each "
+     "line typed at the prompt is a message (arrow keys edit it and recall "
+     "earlier ones); lines starting with : are sandbox commands (:help, "
+     ":click N, :user NAME, :group NAME, :photo PATH, ...). Ctrl-D or :quit "
+     "leaves; Ctrl-C stops the bot as SIGINT does."},
+    {"script", 0, "FILE", OPT_SCRIPT, NULL,
+     "with --sandbox: play the transcript FILE instead, and exit 1 unless "
+     "the bot answers as written",
+     "A transcript has lines \"> text\" to send, \"< text\" to expect and "
+     "sandbox commands (\":click 1\"). It fails (status 1) at an "
+     "expectation not met within its timeout, when it has no expectation at "
+     "all, when the bot never starts (no run(bot)), and when the bot stops "
+     "before every expectation was reached."},
+    {"trace", 0, NULL, OPT_TRACE, NULL,
+     "log each update received and each Bot API call", NULL},
+    {"token-file", 0, "FILE", OPT_TOKEN_FILE, NULL,
+     "read the bot token from FILE (instead of BOT_TOKEN)", NULL},
+    {"api-root", 0, "URL", OPT_API_ROOT, NULL,
+     "the Bot API server (default https://api.telegram.org; also "
+     "TGHOST_API_ROOT)", NULL},
+    {"no-watch", 0, NULL, OPT_NO_WATCH, NULL,
+     "do not reload the script when it changes (SIGHUP still reloads it)",
+     NULL},
+    {"drain-timeout", 0, "SECS", OPT_DRAIN, "30",
+     "on SIGINT/SIGTERM, how long in-flight updates may take to finish "
+     "before they are cancelled", NULL},
+    /* Everything else waits while a handler runs without yielding: a stuck
+     * one freezes the bot for this long (measured with bench/cpu_budget.c:
+     * at 250 ms the stall is about 0.3 s, and sorting 200,000 numbers or
+     * decoding 2 MB of JSON in one stretch still fits). */
+    {"cpu-budget", 0, "SECS", OPT_CPU, "0.25",
+     "CPU time a handler may run without yielding before it is stopped",
+     NULL},
+    {"memory-limit", 0, "MB", OPT_MEMORY, "1024",
+     "Lua memory of all handlers together, 0 for no limit", NULL},
+    {"update-memory-limit", 0, "MB", OPT_UPDATE_MEMORY, "256",
+     "Lua memory one update's handler may take, 0 for no limit", NULL},
+    {"log-level", 0, "LEVEL", OPT_LOG_LEVEL, "info",
+     "debug, info, warn or error; debug includes --trace; also "
+     "TGHOST_LOG_LEVEL", NULL},
+    {"log-format", 0, "FORMAT", OPT_LOG_FORMAT, "text",
+     "text or json lines on stderr; also TGHOST_LOG_FORMAT", NULL},
+    {"journal", 0, "FILE", OPT_JOURNAL, NULL,
+     "record fetched updates in FILE so that a crash loses none", NULL},
+    {"dead-letters", 0, NULL, OPT_DEAD_LETTERS, NULL,
+     "with --journal: list the updates that kept failing, and exit", NULL},
+    {"webhook", 0, "URL", OPT_WEBHOOK, NULL,
+     "receive updates as POSTs to URL (https, through a TLS proxy) instead "
+     "of polling; needs --listen",
+     "tghost calls setWebhook at start and leaves the webhook set when it "
+     "stops (deleteWebhook removes it)."},
+    {"listen", 0, "ADDR:PORT", OPT_LISTEN, NULL,
+     "where the webhook is served, e.g. 127.0.0.1:8080",
+     "[::1]:8080 for IPv6, :8080 for every interface; port 0 picks a free "
+     "one, which is logged."},
+    {"webhook-secret-file", 0, "FILE", OPT_WEBHOOK_SECRET_FILE, NULL,
+     "the secret Telegram sends with each POST (default: a random one per "
+     "start)",
+     "1 to 256 characters of A-Z, a-z, 0-9, _ and -."},
+    {"metrics", 0, "ADDR:PORT", OPT_METRICS, NULL,
+     "serve /metrics (Prometheus) and /healthz",
+     "/healthz answers 200, or 503 with a reason."},
+    {"check", 0, NULL, OPT_CHECK, NULL,
+     "load and validate the script, make no network call", NULL},
+    {"help", 'h', NULL, OPT_HELP, NULL, "show this help", NULL},
+    {"version", 'V', NULL, OPT_VERSION, NULL, "show the version", NULL},
+    {NULL, 0, NULL, 0, NULL, NULL, NULL}};
+
+/* Writes text at column indent, wrapped before width columns, after
+ * something `at` columns wide (on a line of its own when that leaves
+ * less than two spaces). */
+static void wrap(FILE *out, const char *text, int at, int indent, int width) {
+  if (at + 2 > indent) {
+    fputc('\n', out);
+    at = 0;
+  }
+  fprintf(out, "%*s", indent - at, "");
+  int col = indent;
+  const char *p = text;
+  while (*p) {
+    size_t n = strcspn(p, " ");
+    if (col > indent && col + 1 + (int)n > width) {
+      fprintf(out, "\n%*s", indent, "");
+      col = indent;
+    } else if (col > indent) {
+      fputc(' ', out);
+      col++;
+    }
+    fwrite(p, 1, n, out);
+    col += (int)n;
+    p += n;
+    while (*p == ' ') p++;
+  }
+  fputc('\n', out);
+}
+
+void cli_print_help(FILE *out) {
+  fputs("usage: tghost [options] SCRIPT.lua [options]\n"
+        "\n"
+        "Runs a Telegram bot written in Lua, with long polling or a webhook.\n"
+        "\n"
+        "The bot token is read from BOT_TOKEN, or from --token-file.\n"
+        "\n"
+        "options:\n", out);
+  for (const struct cli_option *o = cli_options; o->name; o++) {
+    struct buf head = BUF_INIT, text = BUF_INIT;
+    if (o->short_name) buf_printf(&head, "  -%c, --%s", o->short_name, o->name);
+    else buf_printf(&head, "  --%s", o->name);
+    if (o->arg) buf_printf(&head, " %s", o->arg);
+    buf_append_str(&text, o->help);
+    if (o->default_value) buf_printf(&text, " (%s)", o->default_value);
+    fputs(head.data, out);
+    wrap(out, text.data, (int)head.len, 26, 79);
+    buf_free(&head);
+    buf_free(&text);
+  }
+}
 
 static int parse_seconds(const char *s, double *out) {
   char *end;
@@ -133,6 +224,34 @@ static char *read_token_file(const char *path, struct buf *err) {
   return xstrdup(s);
 }
 
+/* A token as @BotFather gives it: the bot's id, a colon, and a secret of
+ * letters, digits, '-' and '_'. Anything else would only fail at the
+ * network, after retries (a token without its id, quotes or a newline from
+ * an env file). Says what is wrong without showing the token. */
+static int check_token_shape(const char *token, const char *source,
+                             struct buf *err) {
+  const char *colon = strchr(token, ':');
+  const char *problem = NULL;
+  size_t id_len = colon ? (size_t)(colon - token) : 0;
+  if (token[0] == '"' || token[0] == '\'') problem = "it is in quotes";
+  else if (strncmp(token, "bot", 3) == 0 && token[3] >= '0' && token[3] <= '9')
+    problem = "it starts with 'bot', which belongs to the API's URL, not to "
+              "the token";
+  else if (!colon) problem = "it has no ':'";
+  else if (id_len == 0 || strspn(token, "0123456789") != id_len)
+    problem = "the part before ':' is not a number";
+  else if (!colon[1]) problem = "nothing follows the ':'";
+  else if (strspn(colon + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+                             "WXYZ0123456789-_") != strlen(colon + 1))
+    problem = "the part after ':' has characters other than letters, "
+              "digits, - and _ (a space, a quote, a line break?)";
+  if (!problem) return 0;
+  buf_printf(err, "%s is not a bot token: %s; a token looks like "
+             "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11 (get one from "
+             "@BotFather)", source, problem);
+  return -1;
+}
+
 static void set_string(char **field, const char *value) {
   free(*field);
   *field = xstrdup(value);
@@ -173,55 +292,132 @@ static int check_production(const struct config *cfg, struct buf *err) {
   return 0;
 }
 
+/* What cli_parse collects besides cfg. */
+struct parse_state {
+  const char *token_file;
+  const char *api_root;
+  bool api_root_option;
+};
+
+static const char *botapi_version_shown = "?";
+
+void cli_set_botapi_version(const char *version) {
+  botapi_version_shown = version;
+}
+
+/* Applies one option (from the command line, or its default). Returns
+ * CLI_RUN to go on, CLI_EXIT_OK after --help/--version, or CLI_ERROR. */
+static enum cli_result apply(int id, const char *value, struct config *cfg,
+                             struct parse_state *st, struct buf *err) {
+  double secs;
+  switch (id) {
+    case OPT_HELP:
+      cli_print_help(stdout);
+      return CLI_EXIT_OK;
+    case OPT_VERSION:
+      printf("tghost %s (Telegram Bot API %s; %s, %s, libevent %s)\n",
+             TGHOST_VERSION, botapi_version_shown, LUA_RELEASE, curl_version(),
+             event_get_version());
+      return CLI_EXIT_OK;
+    case OPT_TOKEN_FILE: st->token_file = value; break;
+    case OPT_API_ROOT:
+      st->api_root = value;
+      st->api_root_option = true;
+      break;
+    case OPT_NO_WATCH: cfg->watch = false; break;
+    case OPT_CHECK: cfg->check = true; break;
+    case OPT_TRACE: cfg->trace = true; break;
+    case OPT_SANDBOX: cfg->sandbox = true; break;
+    case OPT_JOURNAL:
+      free(cfg->journal);
+      cfg->journal = *value ? xstrdup(value) : NULL;
+      break;
+    case OPT_DEAD_LETTERS: cfg->dead_letters = true; break;
+    case OPT_WEBHOOK: set_string(&cfg->webhook_url, value); break;
+    case OPT_LISTEN: set_string(&cfg->webhook_listen, value); break;
+    case OPT_WEBHOOK_SECRET_FILE:
+      set_string(&cfg->webhook_secret_file, value);
+      break;
+    case OPT_METRICS: set_string(&cfg->metrics_addr, value); break;
+    case OPT_SCRIPT:
+      free(cfg->sandbox_script);
+      cfg->sandbox_script = xstrdup(value);
+      break;
+    case OPT_DRAIN:
+      if (parse_seconds(value, &secs) != 0) {
+        buf_printf(err, "--drain-timeout needs a number of seconds, not '%s'",
+                   value);
+        return CLI_ERROR;
+      }
+      cfg->drain_timeout_s = secs;
+      break;
+    case OPT_CPU:
+      if (parse_seconds(value, &secs) != 0 || secs < 0.001) {
+        buf_printf(err, "--cpu-budget needs a positive number of seconds, "
+                   "not '%s'", value);
+        return CLI_ERROR;
+      }
+      cfg->cpu_budget_ms = (long)(secs * 1000);
+      break;
+    case OPT_MEMORY:
+    case OPT_UPDATE_MEMORY: {
+      long mb;
+      if (parse_megabytes(value, &mb) != 0) {
+        buf_printf(err, "--%s needs a whole number of megabytes (1 or "
+                   "more, 0 for no limit), not '%s'",
+                   id == OPT_MEMORY ? "memory-limit" : "update-memory-limit",
+                   value);
+        return CLI_ERROR;
+      }
+      if (id == OPT_MEMORY) cfg->memory_limit_mb = mb;
+      else cfg->update_memory_limit_mb = mb;
+      break;
+    }
+    case OPT_LOG_LEVEL:
+      if (log_parse_level(value, &cfg->log_level) != 0) {
+        buf_printf(err, "--log-level must be debug, info, warn or error, "
+                   "not '%s'", value);
+        return CLI_ERROR;
+      }
+      break;
+    case OPT_LOG_FORMAT:
+      if (log_parse_format(value, &cfg->log_format) != 0) {
+        buf_printf(err, "--log-format must be text or json, not '%s'", value);
+        return CLI_ERROR;
+      }
+      break;
+    default:
+      buf_printf(err, "option id %d has no handler", id);
+      return CLI_ERROR;
+  }
+  return CLI_RUN;
+}
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err) {
-  enum {
-    OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN,
-    OPT_CPU, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY,
-    OPT_UPDATE_MEMORY, OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL,
-    OPT_DEAD_LETTERS, OPT_WEBHOOK, OPT_LISTEN, OPT_WEBHOOK_SECRET_FILE,
-    OPT_METRICS
-  };
-  static const struct option longopts[] = {
-      {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
-      {"api-root", required_argument, NULL, OPT_API_ROOT},
-      {"no-watch", no_argument, NULL, OPT_NO_WATCH},
-      {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-      {"cpu-budget", required_argument, NULL, OPT_CPU},
-      {"memory-limit", required_argument, NULL, OPT_MEMORY},
-      {"update-memory-limit", required_argument, NULL, OPT_UPDATE_MEMORY},
-      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-      {"check", no_argument, NULL, OPT_CHECK},
-      {"trace", no_argument, NULL, OPT_TRACE},
-      {"sandbox", no_argument, NULL, OPT_SANDBOX},
-      {"script", required_argument, NULL, OPT_SCRIPT},
-      {"journal", required_argument, NULL, OPT_JOURNAL},
-      {"dead-letters", no_argument, NULL, OPT_DEAD_LETTERS},
-      {"webhook", required_argument, NULL, OPT_WEBHOOK},
-      {"listen", required_argument, NULL, OPT_LISTEN},
-      {"webhook-secret-file", required_argument, NULL,
-       OPT_WEBHOOK_SECRET_FILE},
-      {"metrics", required_argument, NULL, OPT_METRICS},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0}};
+  enum { NOPTS = sizeof cli_options / sizeof cli_options[0] };
+  struct option longopts[NOPTS];
+  char shortopts[2 * NOPTS + 1];
+  size_t nshort = 0;
+  for (size_t i = 0; i < NOPTS; i++) {
+    const struct cli_option *o = &cli_options[i];
+    longopts[i] = (struct option){o->name, o->arg ? required_argument
+                                                  : no_argument,
+                                  NULL, o->id};
+    if (o->short_name) {
+      shortopts[nshort++] = (char)o->short_name;
+      if (o->arg) shortopts[nshort++] = ':';
+    }
+  }
+  shortopts[nshort] = '\0';
 
   memset(cfg, 0, sizeof *cfg);
   cfg->watch = true;
-  cfg->drain_timeout_s = 30;
-  /* Everything else waits while a handler runs without yielding: a stuck
-   * one freezes the bot for this long (measured with bench/cpu_budget.c:
-   * at 250 ms the stall is about 0.3 s, and sorting 200,000 numbers or
-   * decoding 2 MB of JSON in one stretch still fits). */
-  cfg->cpu_budget_ms = 250;
-  cfg->memory_limit_mb = 1024;
-  cfg->update_memory_limit_mb = 256;
-  cfg->log_level = LOG_INFO;
-  cfg->log_format = LOG_FORMAT_TEXT;
-  const char *token_file = NULL;
-  const char *api_root = getenv("TGHOST_API_ROOT");
-  bool api_root_option = false;
+  struct parse_state st = {NULL, getenv("TGHOST_API_ROOT"), false};
+  for (const struct cli_option *o = cli_options; o->name; o++)
+    if (o->default_value && apply(o->id, o->default_value, cfg, &st, err) !=
+                                CLI_RUN)
+      return CLI_ERROR;
   /* The environment sets the defaults (a systemd unit's Environment=);
    * options override it. */
   const char *env_level = getenv("TGHOST_LOG_LEVEL");
@@ -243,91 +439,18 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
   optind = 1;
   int c;
   /* Options may come before or after the script ("--" ends them). */
-  while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
-    double secs;
-    switch (c) {
-      case 'h':
-        fputs(usage, stdout);
-        return CLI_EXIT_OK;
-      case 'V':
-        printf("tghost %s (%s, %s, libevent %s)\n", TGHOST_VERSION,
-               LUA_RELEASE, curl_version(), event_get_version());
-        return CLI_EXIT_OK;
-      case OPT_TOKEN_FILE: token_file = optarg; break;
-      case OPT_API_ROOT: api_root = optarg; api_root_option = true; break;
-      case OPT_NO_WATCH: cfg->watch = false; break;
-      case OPT_CHECK: cfg->check = true; break;
-      case OPT_TRACE: cfg->trace = true; break;
-      case OPT_SANDBOX: cfg->sandbox = true; break;
-      case OPT_JOURNAL:
-        free(cfg->journal);
-        cfg->journal = *optarg ? xstrdup(optarg) : NULL;
-        break;
-      case OPT_DEAD_LETTERS: cfg->dead_letters = true; break;
-      case OPT_WEBHOOK: set_string(&cfg->webhook_url, optarg); break;
-      case OPT_LISTEN: set_string(&cfg->webhook_listen, optarg); break;
-      case OPT_WEBHOOK_SECRET_FILE:
-        set_string(&cfg->webhook_secret_file, optarg);
-        break;
-      case OPT_METRICS: set_string(&cfg->metrics_addr, optarg); break;
-      case OPT_SCRIPT:
-        free(cfg->sandbox_script);
-        cfg->sandbox_script = xstrdup(optarg);
-        break;
-      case OPT_DRAIN:
-        if (parse_seconds(optarg, &secs) != 0) {
-          buf_printf(err, "--drain-timeout needs a number of seconds, not '%s'",
-                     optarg);
-          return CLI_ERROR;
-        }
-        cfg->drain_timeout_s = secs;
-        break;
-      case OPT_CPU:
-        if (parse_seconds(optarg, &secs) != 0 || secs < 0.001) {
-          buf_printf(err, "--cpu-budget needs a positive number of seconds, "
-                     "not '%s'", optarg);
-          return CLI_ERROR;
-        }
-        cfg->cpu_budget_ms = (long)(secs * 1000);
-        break;
-      case OPT_MEMORY:
-      case OPT_UPDATE_MEMORY: {
-        long mb;
-        if (parse_megabytes(optarg, &mb) != 0) {
-          buf_printf(err, "--%s needs a whole number of megabytes (1 or "
-                     "more, 0 for no limit), not '%s'",
-                     c == OPT_MEMORY ? "memory-limit" : "update-memory-limit",
-                     optarg);
-          return CLI_ERROR;
-        }
-        if (c == OPT_MEMORY) cfg->memory_limit_mb = mb;
-        else cfg->update_memory_limit_mb = mb;
-        break;
-      }
-      case OPT_LOG_LEVEL:
-        if (log_parse_level(optarg, &cfg->log_level) != 0) {
-          buf_printf(err, "--log-level must be debug, info, warn or error, "
-                     "not '%s'", optarg);
-          return CLI_ERROR;
-        }
-        break;
-      case OPT_LOG_FORMAT:
-        if (log_parse_format(optarg, &cfg->log_format) != 0) {
-          buf_printf(err, "--log-format must be text or json, not '%s'",
-                     optarg);
-          return CLI_ERROR;
-        }
-        break;
-      case '?':
-      default:
-        if (optopt)
-          buf_printf(err, "option -%c is unknown or needs a value", optopt);
-        else
-          buf_printf(err, "unknown option or missing value: %s",
-                     argv[optind - 1]);
-        buf_append_str(err, " (see tghost --help)");
-        return CLI_ERROR;
+  while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+    if (c == '?') {
+      if (optopt)
+        buf_printf(err, "option -%c is unknown or needs a value", optopt);
+      else
+        buf_printf(err, "unknown option or missing value: %s",
+                   argv[optind - 1]);
+      buf_append_str(err, " (see tghost --help)");
+      return CLI_ERROR;
     }
+    enum cli_result r = apply(c, optarg, cfg, &st, err);
+    if (r != CLI_RUN) return r;
   }
   if (cfg->dead_letters) {
     if (!cfg->journal) {
@@ -352,23 +475,30 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
     return CLI_ERROR;
   }
   if (check_production(cfg, err) != 0) return CLI_ERROR;
-  if (cfg->sandbox && (api_root_option || cfg->check)) {
+  if (cfg->sandbox && (st.api_root_option || cfg->check)) {
     buf_printf(err, "--sandbox runs its own Bot API: it cannot be combined "
                "with %s", cfg->check ? "--check" : "--api-root");
     return CLI_ERROR;
   }
   cfg->script = xstrdup(argv[optind]);
-  cfg->api_root = xstrdup(api_root && *api_root ? api_root
-                                                : "https://api.telegram.org");
+  cfg->api_root = xstrdup(st.api_root && *st.api_root
+                              ? st.api_root : "https://api.telegram.org");
   if (check_api_root(cfg->api_root, err) != 0) return CLI_ERROR;
-  if (token_file) {
-    cfg->token = read_token_file(token_file, err);
+  struct buf source = BUF_INIT;
+  if (st.token_file) {
+    cfg->token = read_token_file(st.token_file, err);
     if (!cfg->token) return CLI_ERROR;
+    buf_printf(&source, "the token in %s", st.token_file);
   } else {
     const char *env = getenv("BOT_TOKEN");
     if (env && *env) cfg->token = xstrdup(env);
+    buf_append_str(&source, "BOT_TOKEN");
   }
-  return CLI_RUN;
+  /* The sandbox uses a token of its own. */
+  int bad = cfg->token && !cfg->sandbox &&
+            check_token_shape(cfg->token, source.data, err) != 0;
+  buf_free(&source);
+  return bad ? CLI_ERROR : CLI_RUN;
 }
 
 void cli_free(struct config *cfg) {

@@ -3,6 +3,7 @@
 #define TGHOST_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "base/buf.h"
 #include "base/log.h"
@@ -35,6 +36,26 @@ enum cli_result {
   CLI_EXIT_OK,  /* --help or --version was printed */
   CLI_ERROR,    /* err says why; exit status 2 */
 };
+
+/* One command-line option. cli_options lists them all (ending with a NULL
+ * name): getopt's table, --help and the man page are made from it. */
+struct cli_option {
+  const char *name;           /* the long name, without "--" */
+  int short_name;             /* 'h' for -h, or 0 */
+  const char *arg;            /* the value's name (FILE, SECS); NULL: a flag */
+  int id;
+  const char *default_value;  /* applied before the command line; shown */
+  const char *help;           /* one paragraph for --help and the man page */
+  const char *man;            /* more for the man page only, or NULL */
+};
+extern const struct cli_option cli_options[];
+
+/* The --help text. */
+void cli_print_help(FILE *out);
+
+/* The Bot API version --version names (main gives it: the generated
+ * method table lives above this layer). */
+void cli_set_botapi_version(const char *version);
 
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err);

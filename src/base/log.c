@@ -155,9 +155,26 @@ static void emit(const char *tag, const char *name,
     buf_append(&line, msg->data, msg->len);
     buf_append_char(&line, '\n');
   }
+  log_screen_before(true);
   fwrite(line.data, 1, line.len, stderr);
   fflush(stderr);
+  log_screen_after(true);
   buf_free(&line);
+}
+
+static struct log_screen screen;
+
+void log_set_screen(const struct log_screen *s) {
+  if (s) screen = *s;
+  else memset(&screen, 0, sizeof screen);
+}
+
+void log_screen_before(bool log_line) {
+  if (screen.before) screen.before(screen.ud, log_line);
+}
+
+void log_screen_after(bool log_line) {
+  if (screen.after) screen.after(screen.ud, log_line);
 }
 
 void log_msg(enum log_level level, const struct log_fields *fields,

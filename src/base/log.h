@@ -48,6 +48,19 @@ bool log_trace_enabled(void);
 void log_trace(const struct log_fields *fields, const char *members,
                const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Whoever draws on the terminal between lines (the sandbox's line editor)
+ * is told around each line written there by the log (log_line true) and
+ * by a script's print(): before, to clear its input line (and dim a log
+ * line); after, to draw it again. NULL: nobody (the default). */
+struct log_screen {
+  void (*before)(void *ud, bool log_line);
+  void (*after)(void *ud, bool log_line);
+  void *ud;
+};
+void log_set_screen(const struct log_screen *screen);
+void log_screen_before(bool log_line);
+void log_screen_after(bool log_line);
+
 #define log_debug(...) log_msg(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)

@@ -60,6 +60,13 @@ enum metric_id {
   METRIC_WEBHOOK_REQUESTS,     /* counter {code} */
   METRIC_WEBHOOK_DUPLICATES,   /* counter */
   METRIC_WEBHOOK_HELD,         /* gauge */
+  METRIC_WEBHOOK_PENDING,      /* gauge (getWebhookInfo) */
+  METRIC_WEBHOOK_DELIVERY_FAILING, /* gauge, 0 or 1 */
+  METRIC_WEBHOOK_LAST_ERROR,   /* info {kind, message} */
+  METRIC_WEBHOOK_LAST_ERROR_TIME, /* gauge, Unix time */
+  /* tghost's HTTP servers (httpd.h) */
+  METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
+  METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */
@@ -108,7 +115,12 @@ static inline void metrics_set_conversations_waiting(size_t n) {
   metric_set(METRIC_CONVERSATIONS_WAITING, (double)n, NULL, NULL);
 }
 
-/* Appends every metric in the Prometheus text format. */
+/* A collector runs before the metrics are rendered, so that a module can
+ * keep gauges lazily (set when asked, not on every change): the update
+ * source's health hook is one. One at a time; NULL removes it. */
+void metrics_set_collector(void (*fn)(void *ud), void *ud);
+/* Appends every metric in the Prometheus text format (after running the
+ * collector). */
 void metrics_render(struct buf *out);
 /* The metric's full name ("tghost_updates_received_total"). */
 const char *metric_name(enum metric_id id);

@@ -6,14 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "net/retry.h"
+#include "pipeline/journal.h"
+#include "pipeline/polling.h"
+#include "pipeline/webhook.h"
 #include "store/storages.h"
+
+/* The update sources the host picks from, by the run options: the first
+ * that wants them. Adding a source is one line here (and its module). */
+static const struct update_source_entry *const sources[] = {
+    &webhook_source_entry,
+    &polling_source_entry,   /* the default: always wanted */
+};
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
 
+static void getme_free(struct getme *g);
+
 int host_init(struct host *h, const struct config *cfg,
-              const struct host_update_ops *ops, struct buf *err) {
+              const struct update_ops *ops, struct buf *err) {
   memset(h, 0, sizeof *h);
   h->cfg = cfg;
   h->update_ops = ops;
@@ -49,6 +63,8 @@ int host_init(struct host *h, const struct config *cfg,
 void host_free(struct host *h) {
   /* Close every coroutine first: their waits reference HTTP requests. */
   if (h->base) sched_cancel_all(&h->sched, "cancelled: the process is exiting");
+  getme_free(h->getme);
+  h->getme = NULL;
   runner_free(h->runner);
   h->runner = NULL;
   if (h->current) h->current->unref(h->current);
@@ -74,32 +90,31 @@ void host_free(struct host *h) {
 struct job_owner *host_swap_generation(struct host *h, struct job_owner *g) {
   struct job_owner *old = h->current;
   h->current = g;
+  if (h->runner) runner_set_generation(h->runner, g);
   metric_set(METRIC_GENERATION, g ? g->id : 0, NULL, NULL);
   return old;
 }
 
 void host_set_loading(struct host *h, bool loading) { h->loading = loading; }
 
-/* --- the runner's callbacks --------------------------------------------- */
+/* --- the bot's identity (getMe) ---------------------------------------- */
 
-static struct job *start_update(void *ud, struct update_item *u,
-                                job_end_fn on_end, void *end_ud) {
-  struct host *h = ud;
-  return h->update_ops->start(h->current, u, on_end, end_ud);
+struct getme {
+  struct host *h;
+  struct http_request *req;
+  struct event *retry_timer;
+  struct retry_policy policy;
+  struct retry_burst burst;
+};
+
+static void getme_free(struct getme *g) {
+  if (!g) return;
+  if (g->req) http_request_cancel(g->req);
+  event_free(g->retry_timer);
+  free(g);
 }
 
-static void on_failure(void *ud, struct job *job) {
-  struct host *h = ud;
-  h->update_ops->report_failure(job);
-}
-
-static void on_timeout(void *ud, struct job *job, long timeout_ms) {
-  struct host *h = ud;
-  h->update_ops->report_timeout(job, timeout_ms);
-}
-
-static void on_identity(void *ud, const char *json, size_t len) {
-  struct host *h = ud;
+static void on_identity(struct host *h, const char *json, size_t len) {
   free(h->bot_info_json);
   h->bot_info_json = xstrndup(json, len);
   h->bot_info_len = len;
@@ -115,40 +130,176 @@ static void on_identity(void *ud, const char *json, size_t len) {
   buf_free(&username);
 }
 
+static void send_getme(struct getme *g);
+
+static void getme_failed(struct getme *g, const struct botapi_reply *reply) {
+  struct buf msg = BUF_INIT;
+  long delay = retry_after_failure(&g->burst, &g->policy, "getMe", reply,
+                                   botapi_api_root(g->h->poll_api), &msg);
+  if (delay < 0) {
+    host_fatal(g->h, "%s", msg.data);
+  } else {
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(g->retry_timer, &tv);
+  }
+  buf_free(&msg);
+}
+
+static void on_getme(struct http_request *req, void *ud) {
+  struct getme *g = ud;
+  struct host *h = g->h;
+  g->req = NULL;
+  struct botapi_reply reply;
+  botapi_parse_reply(req, &reply);
+  if (reply.outcome == BOTAPI_OK) {
+    retry_succeeded(&g->burst, &g->policy, "getMe");
+    on_identity(h, reply.result.ptr, reply.result.len);
+    h->getme = NULL;
+    getme_free(g);
+    runner_run(h->runner);
+  } else {
+    getme_failed(g, &reply);
+  }
+  botapi_reply_free(&reply);
+  http_request_free(req);
+}
+
+static void send_getme(struct getme *g) {
+  struct buf err = BUF_INIT;
+  char *body = xstrdup("{}");
+  struct http_request *req =
+      botapi_request_json(g->h->poll_api, "getMe", body, 2, &err);
+  if (!req) {
+    host_fatal(g->h, "%s", err.data);
+    buf_free(&err);
+    return;
+  }
+  http_request_set_timeout(req, 15000);
+  if (http_request_start(req, on_getme, g) != 0) {
+    struct botapi_reply reply = {.outcome = BOTAPI_NETWORK_ERROR};
+    buf_printf(&reply.description, "cannot start the request: %s",
+               http_request_error(req));
+    http_request_free(req);
+    getme_failed(g, &reply);
+    botapi_reply_free(&reply);
+    return;
+  }
+  g->req = req;
+}
+
+static void on_getme_retry(evutil_socket_t fd, short what, void *arg) {
+  send_getme(arg);
+}
+
+/* --- the runner ---------------------------------------------------------- */
+
 static void on_fatal(void *ud, const char *message) {
   host_fatal(ud, "%s", message);
 }
 
-static void on_stopped(void *ud) { host_exit_if_idle(ud); }
+static void on_stopped(void *ud) {
+  struct host *h = ud;
+  /* Stopped before the identity was known. */
+  getme_free(h->getme);
+  h->getme = NULL;
+  host_exit_if_idle(h);
+}
 
-void host_start_runner(struct host *h, const struct run_options *o) {
-  static const struct runner_callbacks cb = {
-      start_update, on_failure, on_timeout, on_identity, on_fatal,
-      on_stopped};
-  /* --journal wins over run{ journal = ... }. */
-  const char *journal = h->cfg->journal ? h->cfg->journal : o->journal;
-  /* --webhook (with --listen) wins over run{ webhook = ... }, as a whole. */
-  bool cli_webhook = h->cfg->webhook_url != NULL;
-  struct runner_env env = {
-      .base = h->base,
-      .poll_api = h->poll_api,
-      .calls_http = h->http,
-      .drain_timeout_s = h->cfg->drain_timeout_s,
-      .journal_path = journal,
-      .bot_id = journal_bot_id_of_token(h->cfg->token),
-      .webhook_url = cli_webhook ? h->cfg->webhook_url : o->webhook_url,
-      .webhook_listen = cli_webhook ? h->cfg->webhook_listen
-                                    : o->webhook_listen,
-      .webhook_secret_file = cli_webhook ? h->cfg->webhook_secret_file
-                                         : o->webhook_secret_file,
-  };
-  if (h->cfg->sandbox && env.webhook_url) {
+/* The run() options with the command line applied: --journal wins over
+ * run{ journal = ... }, --webhook (with --listen) over run{ webhook = ... }
+ * as a whole; --sandbox polls its own Bot API. */
+static void effective_options(const struct host *h, const struct run_options *o,
+                              struct run_options *eff) {
+  run_options_copy(eff, o);
+  const struct config *cfg = h->cfg;
+  if (cfg->journal) {
+    free(eff->journal);
+    eff->journal = xstrdup(cfg->journal);
+  }
+  if (cfg->webhook_url) {
+    free(eff->webhook_url);
+    free(eff->webhook_listen);
+    free(eff->webhook_secret_file);
+    eff->webhook_url = xstrdup(cfg->webhook_url);
+    eff->webhook_listen =
+        cfg->webhook_listen ? xstrdup(cfg->webhook_listen) : NULL;
+    eff->webhook_secret_file =
+        cfg->webhook_secret_file ? xstrdup(cfg->webhook_secret_file) : NULL;
+  }
+  if (cfg->sandbox && eff->webhook_url) {
     log_info("--sandbox: run()'s webhook options are ignored; the sandbox's "
              "Bot API is polled");
-    env.webhook_url = env.webhook_listen = env.webhook_secret_file = NULL;
+    free(eff->webhook_url);
+    free(eff->webhook_listen);
+    free(eff->webhook_secret_file);
+    eff->webhook_url = eff->webhook_listen = eff->webhook_secret_file = NULL;
   }
-  h->runner = runner_new(&env, o, &cb, h);
+}
+
+static struct update_source *make_source(struct host *h,
+                                         const struct run_options *eff,
+                                         struct buf *err) {
+  struct update_source_params p = {
+      .base = h->base,
+      .api = h->poll_api,
+      .opts = eff,
+      .bot_id = journal_bot_id_of_token(h->cfg->token),
+  };
+  const struct update_source_entry *entry = NULL;
+  for (size_t i = 0; !entry && i < sizeof sources / sizeof *sources; i++)
+    if (sources[i]->wanted(&p)) entry = sources[i];
+  struct update_source *src = entry->create(&p, NULL, NULL, err);
+  if (src && eff->journal)
+    src = journal_source_new(eff->journal, p.bot_id, src, h->base, err);
+  return src;
+}
+
+void host_start_runner(struct host *h, const struct run_options *o) {
+  static const struct runner_callbacks cb = {on_fatal, on_stopped};
+  struct run_options eff;
+  effective_options(h, o, &eff);
+  struct buf err = BUF_INIT;
+  struct update_source *src = make_source(h, &eff, &err);
+  run_options_free(&eff);
+  if (!src) {
+    host_fatal(h, "%s", err.data);
+    buf_free(&err);
+    return;
+  }
+  struct runner_env env = {
+      .base = h->base,
+      .calls_http = h->http,
+      .drain_timeout_s = h->cfg->drain_timeout_s,
+      .update_ops = h->update_ops,
+  };
+  h->runner = runner_new(&env, o, src, h->current, &cb, h);
   runner_start(h->runner);
+  metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
+  struct getme *g = xcalloc(1, sizeof *g);
+  g->h = h;
+  g->retry_timer = evtimer_new(h->base, on_getme_retry, g);
+  g->policy = (struct retry_policy){o->retry, o->retry_ms, o->max_retry_ms,
+                                    o->silent};
+  h->getme = g;
+  send_getme(g);
+}
+
+static bool same_string(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+void host_reconfigure(struct host *h, const struct run_options *o, int gen) {
+  const struct run_options *was = runner_options(h->runner);
+  struct log_fields f = {gen, -1};
+  if (!same_string(o->journal, was->journal))
+    log_msg(LOG_WARN, &f, "run(): journal cannot change while running; "
+            "restart tghost to use another");
+  if (!same_string(o->webhook_url, was->webhook_url) ||
+      !same_string(o->webhook_listen, was->webhook_listen) ||
+      !same_string(o->webhook_secret_file, was->webhook_secret_file))
+    log_msg(LOG_WARN, &f, "run(): webhook cannot change while running; "
+            "restart tghost to change it");
+  runner_reconfigure(h->runner, o, gen);
 }
 
 /* --- exits -------------------------------------------------------------- */
@@ -164,6 +315,8 @@ void host_fatal(struct host *h, const char *fmt, ...) {
   if (h->exiting) return;
   h->exit_code = 1;
   h->exiting = true;
+  getme_free(h->getme);
+  h->getme = NULL;
   if (h->runner) runner_abort(h->runner);
   sched_cancel_all(&h->sched, "cancelled: fatal error");
   event_base_loopexit(h->base, NULL);
@@ -206,6 +359,8 @@ void host_stop(struct host *h, int sig) {
     h->exit_code = 128 + sig;
   }
   h->exiting = true;
+  getme_free(h->getme);
+  h->getme = NULL;
   if (h->runner) runner_abort(h->runner);
   sched_cancel_all(&h->sched, "cancelled: the process is exiting");
   event_base_loopbreak(h->base);

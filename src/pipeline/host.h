@@ -5,9 +5,9 @@
  * the functions below. Lua bindings reach it through their generation.
  *
  * The host sits above the runner and below the Lua half: it knows the
- * current generation only as a job owner (task.h), and starts updates in
- * it through host_update_ops, which the layer that owns the Lua states
- * provides. */
+ * current generation only as a job owner (task.h), and hands the runner
+ * update_ops (runner.h), which the layer that owns the Lua states
+ * provides: the runner starts updates in the current generation itself. */
 #ifndef TGHOST_HOST_H
 #define TGHOST_HOST_H
 
@@ -27,16 +27,7 @@ struct luaseq;
 struct luaconv;
 struct finalizer_queue;
 struct storages;
-
-/* How updates run: provided by the Lua half (see generation.h). */
-struct host_update_ops {
-  /* Starts a job in current for the update (see runner_callbacks). */
-  struct job *(*start)(struct job_owner *current, struct update_item *u,
-                       job_end_fn on_end, void *end_ud);
-  /* Report a job's hard failure / its timeout, in the job's own owner. */
-  void (*report_failure)(struct job *job);
-  void (*report_timeout)(struct job *job, long timeout_ms);
-};
+struct getme;
 
 struct host {
   const struct config *cfg;
@@ -57,10 +48,16 @@ struct host {
   struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
   struct luaconv *conv;         /* conversations' keys: outlive reloads */
   struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
+  /* Told of an update that went through all the bot's middleware with no
+   * handler taking it (the sandbox shows a note); NULL: nobody asks, and
+   * the runtime does not watch for it. type: "message", ... */
+  void (*on_unhandled)(void *ud, int64_t update_id, const char *type);
+  void *on_unhandled_ud;
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */
-  const struct host_update_ops *update_ops;
+  const struct update_ops *update_ops;
+  struct getme *getme;          /* getMe in flight or waiting to retry */
   char *bot_info_json;          /* getMe's result, once known */
   size_t bot_info_len;
   int exit_code;
@@ -71,7 +68,7 @@ struct host {
 /* Builds the loop, HTTP clients, Bot API clients and the scheduler from
  * cfg (which must outlive the host). Returns 0, or -1 with err set. */
 int host_init(struct host *h, const struct config *cfg,
-              const struct host_update_ops *ops, struct buf *err);
+              const struct update_ops *ops, struct buf *err);
 /* Cancels whatever is left, releases the current generation and frees
  * everything host_init built. The attached modules must be freed first. */
 void host_free(struct host *h);
@@ -81,9 +78,17 @@ void host_free(struct host *h);
  * caller (NULL the first time). */
 struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
 
-/* Creates the runner with the first generation's run() options and starts
- * it (getMe, then polling). */
+/* Picks the update source the first generation's run() options (and the
+ * command line) ask for from the table of sources, wraps it in the journal
+ * when there is one, creates the runner with it, asks getMe (retried as
+ * getUpdates is) and, once the bot's identity is known, runs the runner.
+ * A source that cannot be used (a journal for another bot, an address in
+ * use) is fatal. */
 void host_start_runner(struct host *h, const struct run_options *o);
+/* Hot reload: a reloaded script's run() options (see runner_reconfigure);
+ * a change of what chose the source (journal, webhook) waits for a
+ * restart, with a warning. */
+void host_reconfigure(struct host *h, const struct run_options *o, int gen);
 
 /* The first generation's top level runs / has finished. */
 void host_set_loading(struct host *h, bool loading);

@@ -16,6 +16,17 @@
 #include "base/metrics.h"
 #include "pipeline/update.h"
 
+enum journal_outcome {
+  JOURNAL_DONE,
+  JOURNAL_FAILED,
+  JOURNAL_TIMED_OUT,
+  JOURNAL_CANCELLED,
+};
+
+/* Called on the loop once every batch appended so far is durable (ok), or
+ * when writing failed (ok false, message says why). */
+typedef void (*journal_durable_fn)(void *ud, bool ok, const char *message);
+
 #define HEADER_FMT "tghost-journal 1 bot %" PRId64 "\n"
 /* A failure's reason is kept this long at most. */
 #define MAX_REASON 300
@@ -446,13 +457,11 @@ static void on_notify(evutil_socket_t fd, short what, void *arg) {
   bool failed = j->error[0] != '\0';
   char message[256];
   snprintf(message, sizeof message, "%s", j->error);
-  unsigned long unsynced = j->batches_sent - j->batches_durable;
   pthread_mutex_unlock(&j->mu);
-  metric_set(METRIC_JOURNAL_UNSYNCED, (double)unsynced, NULL, NULL);
   j->on_durable(j->ud, !failed, failed ? message : NULL);
 }
 
-bool journal_pending(const struct journal *j) {
+static bool journal_pending(const struct journal *j) {
   pthread_mutex_lock((pthread_mutex_t *)&j->mu);
   bool pending = j->batches_durable != j->batches_sent;
   pthread_mutex_unlock((pthread_mutex_t *)&j->mu);
@@ -476,7 +485,8 @@ static void mark(struct journal *j) {
   else event_active(j->flush_ev, 0, 0);
 }
 
-void journal_append_batch(struct journal *j, const struct qlist *batch) {
+static void journal_append_batch(struct journal *j,
+                                 const struct qlist *batch) {
   flush_marks(j);
   struct op *op = xcalloc(1, sizeof *op);
   qlist_foreach(n, batch) {
@@ -487,23 +497,27 @@ void journal_append_batch(struct journal *j, const struct qlist *batch) {
   j->batches_sent++;
   j->unfinished += qlist_size(batch);
   enqueue(j, op);
-  metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
-  pthread_mutex_lock(&j->mu);
-  unsigned long unsynced = j->batches_sent - j->batches_durable;
-  pthread_mutex_unlock(&j->mu);
-  metric_set(METRIC_JOURNAL_UNSYNCED, (double)unsynced, NULL, NULL);
 }
 
-void journal_record_start(struct journal *j, int64_t id) {
+static void journal_record_start(struct journal *j, int64_t id) {
   append_start(&j->marks, id);
   mark(j);
 }
 
-void journal_record_end(struct journal *j, int64_t id,
-                        enum journal_outcome outcome, const char *reason) {
+static void journal_record_end(struct journal *j, int64_t id,
+                               enum journal_outcome outcome,
+                               const char *reason) {
   append_end(&j->marks, id, outcome, reason);
   mark(j);
   if (j->unfinished) j->unfinished--;
+}
+
+/* The journal's gauges (set when the metrics are read). */
+static void journal_publish_metrics(struct journal *j) {
+  pthread_mutex_lock(&j->mu);
+  unsigned long unsynced = j->batches_sent - j->batches_durable;
+  pthread_mutex_unlock(&j->mu);
+  metric_set(METRIC_JOURNAL_UNSYNCED, (double)unsynced, NULL, NULL);
   metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
 }
 
@@ -544,7 +558,7 @@ int64_t journal_bot_id_of_token(const char *token) {
   return errno || end == token || *end != ':' || id <= 0 ? -1 : (int64_t)id;
 }
 
-struct journal *journal_open(const char *path, int64_t bot_id,
+static struct journal *journal_open(const char *path, int64_t bot_id,
                              struct event_base *base,
                              journal_durable_fn on_durable, void *ud,
                              struct qlist *replay, int64_t *max_id,
@@ -642,7 +656,6 @@ struct journal *journal_open(const char *path, int64_t bot_id,
   j->known_ids = known_ids;
   j->nknown = nknown;
   j->unfinished = nreplay;
-  metric_set(METRIC_JOURNAL_BACKLOG, (double)nreplay, NULL, NULL);
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cond, NULL);
   if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) != 0 ||
@@ -660,7 +673,7 @@ struct journal *journal_open(const char *path, int64_t bot_id,
   return j;
 }
 
-void journal_close(struct journal *j) {
+static void journal_close(struct journal *j) {
   if (!j) return;
   flush_marks(j);
   pthread_mutex_lock(&j->mu);
@@ -686,7 +699,7 @@ void journal_close(struct journal *j) {
   free(j);
 }
 
-size_t journal_take_known_ids(struct journal *j, int64_t **ids) {
+static size_t journal_take_known_ids(struct journal *j, int64_t **ids) {
   *ids = j->known_ids;
   size_t n = j->nknown;
   j->known_ids = NULL;
@@ -735,4 +748,194 @@ int journal_list_dead_letters(const char *path, FILE *out, struct buf *err) {
     fprintf(out, "no dead letters in %s\n", dead_path.data);
   buf_free(&dead_path);
   return n;
+}
+
+/* --- the source: the journal around another ----------------------------- */
+
+struct journaled {
+  struct update_source base;
+  struct update_source *inner;
+  struct journal *j;
+  struct qlist replay;           /* handed back at start */
+  bool accept_waits;             /* accepted, not durable yet */
+  bool drained_waits;            /* drained, not durable yet */
+  bool failed;                   /* writing failed: nothing more passes */
+};
+
+static struct journaled *journaled_of(struct update_source *s) {
+  return (struct journaled *)s;
+}
+
+/* Inner's batch: on disk (asked for) before it goes on; its accept waits
+ * for the fsync. */
+static void on_inner_batch(void *ud, struct qlist *batch, const char *via) {
+  struct journaled *js = ud;
+  if (!qlist_empty(batch)) journal_append_batch(js->j, batch);
+  source_deliver(&js->base, batch, via);
+}
+
+static void on_inner_ready(void *ud) {
+  struct journaled *js = ud;
+  if (!journal_pending(js->j)) source_ready(&js->base);
+}
+
+static void on_inner_fatal(void *ud, const char *message) {
+  struct journaled *js = ud;
+  source_fatal(&js->base, message);
+}
+
+static void on_inner_stopped(void *ud) {
+  struct journaled *js = ud;
+  source_stopped(&js->base);
+}
+
+static const struct update_source_events inner_events = {
+    on_inner_batch, on_inner_ready, on_inner_fatal, on_inner_stopped};
+
+static void on_durable(void *ud, bool ok, const char *message) {
+  struct journaled *js = ud;
+  if (js->failed) return;
+  if (!ok) {
+    js->failed = true;
+    struct buf msg = BUF_INIT;
+    buf_printf(&msg, "%s: polling stops, so that no update is confirmed to "
+               "Telegram without a record", message);
+    source_fatal(&js->base, msg.data);
+    buf_free(&msg);
+    return;
+  }
+  if (journal_pending(js->j)) return;   /* a later batch: its own event */
+  if (js->accept_waits) {
+    js->accept_waits = false;
+    source_accept(js->inner);
+  }
+  if (js->drained_waits) {
+    js->drained_waits = false;
+    source_drained(js->inner);
+    return;
+  }
+  source_ready(&js->base);
+}
+
+static void journaled_start(struct update_source *s) {
+  struct journaled *js = journaled_of(s);
+  /* What did not finish runs before anything new. */
+  if (!qlist_empty(&js->replay)) source_deliver(s, &js->replay, "journal");
+  source_start(js->inner);
+}
+
+/* The next fetch confirms (the next 200s acknowledge) what was delivered:
+ * not before it is on disk. */
+static void journaled_fetch(struct update_source *s, int limit) {
+  struct journaled *js = journaled_of(s);
+  if (js->failed || journal_pending(js->j)) return;
+  source_fetch(js->inner, limit);
+}
+
+static void journaled_accept(struct update_source *s) {
+  struct journaled *js = journaled_of(s);
+  if (journal_pending(js->j)) js->accept_waits = true;
+  else source_accept(js->inner);
+}
+
+static void journaled_outcome(struct update_source *s, int64_t id,
+                              enum update_outcome outcome,
+                              const char *reason) {
+  struct journaled *js = journaled_of(s);
+  switch (outcome) {
+    case UPDATE_STARTED: journal_record_start(js->j, id); break;
+    case UPDATE_DONE: journal_record_end(js->j, id, JOURNAL_DONE, reason); break;
+    case UPDATE_FAILED:
+      journal_record_end(js->j, id, JOURNAL_FAILED, reason);
+      break;
+    case UPDATE_TIMED_OUT:
+      journal_record_end(js->j, id, JOURNAL_TIMED_OUT, reason);
+      break;
+    case UPDATE_CUT_SHORT:
+      journal_record_end(js->j, id, JOURNAL_CANCELLED, reason);
+      break;
+    case UPDATE_RELEASED:
+      break;   /* unfinished in the file: it runs at the next start */
+  }
+}
+
+static void journaled_known(struct update_source *s, const int64_t *ids,
+                            size_t n) {
+  source_known(journaled_of(s)->inner, ids, n);
+}
+
+static void journaled_reconfigure(struct update_source *s,
+                                  const struct run_options *o) {
+  source_reconfigure(journaled_of(s)->inner, o);
+}
+
+static void journaled_stop(struct update_source *s) {
+  source_stop(journaled_of(s)->inner);
+}
+
+static void journaled_drained(struct update_source *s) {
+  struct journaled *js = journaled_of(s);
+  if (journal_pending(js->j)) js->drained_waits = true;
+  else source_drained(js->inner);
+}
+
+static void journaled_abort(struct update_source *s) {
+  source_abort(journaled_of(s)->inner);
+}
+
+static void journaled_health(struct update_source *s) {
+  struct journaled *js = journaled_of(s);
+  journal_publish_metrics(js->j);
+  source_health(js->inner);
+}
+
+static void journaled_free(struct update_source *s) {
+  struct journaled *js = journaled_of(s);
+  source_free(js->inner);
+  journal_close(js->j);
+  update_batch_free(&js->replay);
+  free(js);
+}
+
+static const struct update_source_type journaled_type = {
+    .name = "journal",
+    /* The file keeps them: they run at the next start. */
+    .releases_unstarted = true,
+    .start = journaled_start,
+    .fetch = journaled_fetch,
+    .accept = journaled_accept,
+    .outcome = journaled_outcome,
+    .known = journaled_known,
+    .reconfigure = journaled_reconfigure,
+    .stop = journaled_stop,
+    .drained = journaled_drained,
+    .abort = journaled_abort,
+    .health = journaled_health,
+    .free = journaled_free,
+};
+
+struct update_source *journal_source_new(const char *path, int64_t bot_id,
+                                         struct update_source *inner,
+                                         struct event_base *base,
+                                         struct buf *err) {
+  struct journaled *js = xcalloc(1, sizeof *js);
+  qlist_init(&js->replay);
+  int64_t max_id = -1;
+  js->j = journal_open(path, bot_id, base, on_durable, js, &js->replay,
+                       &max_id, err);
+  if (!js->j) {
+    source_free(inner);
+    free(js);
+    return NULL;
+  }
+  update_source_init(&js->base, &journaled_type, NULL, NULL);
+  js->inner = inner;
+  inner->events = &inner_events;
+  inner->events_ud = js;
+  /* Telegram may deliver again what was accepted before a crash. */
+  int64_t *ids;
+  size_t n = journal_take_known_ids(js->j, &ids);
+  source_known(inner, ids, n);
+  free(ids);
+  return &js->base;
 }

@@ -1,10 +1,12 @@
 /* The delivery journal (--journal FILE): updates survive a crash.
  *
+ * An update source that wraps another (source.h): polling or the webhook.
  * Telegram forgets an update once a getUpdates with a higher offset has
- * been sent. With the journal, each fetched batch is appended to FILE and
- * made durable (one fsync per batch) before the runner sends the poll that
- * confirms it; each update's end is recorded (done, failed, timed out,
- * cancelled). At the next start the updates that did not finish are
+ * been sent (or once its webhook POST was answered 200). With the journal,
+ * each batch the inner source delivers is appended to FILE and made
+ * durable (one fsync per batch) before the inner source is told it was
+ * accepted (the poll that confirms it, the 200s); each update's start and
+ * end are recorded (done, failed, timed out, cancelled). At the next start the updates that did not finish are
  * handed back, oldest first, to run before anything new.
  *
  * The policy for updates that keep going wrong, so that one update can
@@ -48,56 +50,26 @@
 #include <event2/event.h>
 
 #include "base/buf.h"
-#include "base/qlist.h"
+#include "pipeline/source.h"
 
 #define JOURNAL_MAX_STARTS 3
 #define JOURNAL_COMPACT_BYTES (4u << 20)
 
-enum journal_outcome {
-  JOURNAL_DONE,
-  JOURNAL_FAILED,
-  JOURNAL_TIMED_OUT,
-  JOURNAL_CANCELLED,
-};
-
-struct journal;
-
-/* Called on the loop once every batch appended so far is durable (ok), or
- * when writing failed (ok false, message says why). */
-typedef void (*journal_durable_fn)(void *ud, bool ok, const char *message);
-
-/* Opens (or creates) the journal at path for the bot bot_id, recovers it
- * and starts its thread. The updates to run again are moved into replay
- * (update_items, oldest first, marked redelivered); *max_id is the highest
- * update id the journal knows (-1 if none), so polling resumes after it.
- * Returns NULL with err set when the file cannot be used (unwritable, for
- * another bot). */
-struct journal *journal_open(const char *path, int64_t bot_id,
-                             struct event_base *base,
-                             journal_durable_fn on_durable, void *ud,
-                             struct qlist *replay, int64_t *max_id,
-                             struct buf *err);
-/* Writes what is queued, stops the thread, compacts the file and closes
- * it. */
-void journal_close(struct journal *j);
-
-/* Appends the batch's update_items (left where they are) and asks for an
- * fsync; on_durable follows. */
-void journal_append_batch(struct journal *j, const struct qlist *batch);
-/* Whether a batch appended is not durable yet. */
-bool journal_pending(const struct journal *j);
-/* Records that update id's handler has started. */
-void journal_record_start(struct journal *j, int64_t id);
-/* Records the end of update id. reason: for failures, what went wrong. */
-void journal_record_end(struct journal *j, int64_t id,
-                        enum journal_outcome outcome, const char *reason);
-
-/* The ids of every update the file held when it was opened, finished or
- * not (what was fetched since its last compaction, and what is unfinished
- * from before), handed over once: the caller frees *ids. A webhook
- * receiver remembers them, so that Telegram delivering one again after a
- * crash does not run it twice. */
-size_t journal_take_known_ids(struct journal *j, int64_t **ids);
+/* Wraps inner (taken over) in the journal at path, for the bot bot_id:
+ * opens (or creates) the file, recovers it and starts its thread. The
+ * updates to run again are handed back at start, before anything new,
+ * marked redelivered; inner is told at once which ids the file knew
+ * (polling resumes after them, the webhook answers a redelivery 200).
+ * Inner's batches are appended to the file and go on to the runner at
+ * once; the runner's accept reaches inner once they are durable, so
+ * nothing is confirmed to Telegram without a record. The outcomes are the
+ * journal's: inner sees none (its part ended when the update was on
+ * disk). Returns NULL with err set when the file cannot be used
+ * (unwritable, for another bot); inner is freed then. */
+struct update_source *journal_source_new(const char *path, int64_t bot_id,
+                                         struct update_source *inner,
+                                         struct event_base *base,
+                                         struct buf *err);
 
 /* Prints the dead letters of the journal at path to out; returns how many,
  * or -1 with err set. */

@@ -1,18 +1,24 @@
-/* The runner: connects the source (getUpdates), or in webhook mode the
- * webhook receiver (webhook.h), to the sink (jobs in flight), as grammY
- * runner does, and owns start, stop and graceful shutdown.
+/* The runner: connects an update source (source.h: getUpdates, the
+ * webhook, either inside the journal) to the sink (jobs in flight), as
+ * grammY runner does, and owns start, stop and graceful shutdown. It never
+ * asks which source it runs.
  *
- * Fetching follows free capacity: a poll asks for min(100, capacity) and
- * none is made while the sink is full. A graceful stop aborts the pending
- * poll, lets in-flight updates finish within the drain timeout (then
- * cancels the rest), and confirms the offset of everything started with a
- * last getUpdates, so a restart neither loses nor repeats an update.
- * Updates whose job waits idle (a conversation waiting for its user: see
- * job_park_idle) are cancelled as soon as nothing else is left to drain,
- * with one line saying how many. 
+ * Fetching follows free capacity: the source is asked for min(100,
+ * capacity) and for none while the sink is full. A graceful stop stops the
+ * source fetching, releases the updates not started when the source says
+ * someone keeps them (or runs them), lets in-flight updates finish within
+ * the drain timeout (then cancels the rest), and lets the source finish
+ * its part (polling confirms the offset with a last getUpdates), so a
+ * restart neither loses nor repeats an update. Updates whose job waits
+ * idle (a conversation waiting for its user: see job_park_idle) are
+ * cancelled as soon as nothing else is left to drain, with one line
+ * saying how many.
  *
- * The runner does not know what an update runs: it asks its owner (the
- * host) through runner_callbacks, the way the source and the sink ask it. */
+ * Every update the source delivers gets its outcome reported back to it
+ * (started, then done / failed / timed out / cut short / released).
+ *
+ * The runner does not know what an update runs: it starts each one in the
+ * current generation through update_ops, which the Lua half provides. */
 #ifndef TGHOST_RUNNER_H
 #define TGHOST_RUNNER_H
 
@@ -21,49 +27,48 @@
 
 #include <event2/event.h>
 
-#include "net/botapi.h"
 #include "net/http.h"
-#include "pipeline/journal.h"
 #include "pipeline/runopts.h"
-#include "sched/task.h"
+#include "pipeline/source.h"
 #include "pipeline/update.h"
+#include "sched/task.h"
 
 struct runner;
 
-struct runner_callbacks {
-  /* Starts a job for the update (u->json may be taken); NULL if it cannot.
+/* How updates run: provided by the Lua half (runtime.c). */
+struct update_ops {
+  /* Starts a job in gen for the update (u->json may be taken); NULL if it
+   * needs none (it cannot be decoded, or a waiting conversation took it).
    * The job must end through on_end(job, end_ud). */
-  struct job *(*start_update)(void *ud, struct update_item *u,
-                              job_end_fn on_end, void *end_ud);
-  /* A job failed hard (CPU budget, a crash in the runtime): report it. */
-  void (*on_failure)(void *ud, struct job *job);
-  /* A job ran longer than timeout_ms; it is cancelled after this. */
-  void (*on_timeout)(void *ud, struct job *job, long timeout_ms);
-  /* getMe answered: the bot's User object, raw JSON. */
-  void (*on_identity)(void *ud, const char *json, size_t len);
+  struct job *(*start)(struct job_owner *gen, struct update_item *u,
+                       job_end_fn on_end, void *end_ud);
+  /* Report a job's hard failure (CPU budget, a crash in the runtime) / its
+   * timeout (it is cancelled after this), in the job's own generation. */
+  void (*report_failure)(struct job *job);
+  void (*report_timeout)(struct job *job, long timeout_ms);
+};
+
+struct runner_callbacks {
   /* An unrecoverable error (bad token, conflict, gave up retrying). */
   void (*on_fatal)(void *ud, const char *message);
-  /* A stop has completed (drained and confirmed). */
+  /* A stop has completed (drained, and the source's part done). */
   void (*on_stopped)(void *ud);
 };
 
 /* What the runner works with; owned by the caller. */
 struct runner_env {
   struct event_base *base;
-  struct botapi *poll_api;       /* getUpdates and getMe */
   struct http_client *calls_http;/* sized to the concurrency */
   double drain_timeout_s;
-  const char *journal_path;      /* --journal (see journal.h), or NULL */
-  int64_t bot_id;                /* whose journal it is (-1: unknown) */
-  /* --webhook (see webhook.h): updates are POSTed instead of polled.
-   * Like journal_path, read by runner_start only. */
-  const char *webhook_url;       /* NULL: getUpdates long polling */
-  const char *webhook_listen;
-  const char *webhook_secret_file;
+  const struct update_ops *update_ops;
 };
 
+/* A runner for source (taken over: freed with the runner); updates start
+ * in current (see runner_set_generation). */
 struct runner *runner_new(const struct runner_env *env,
                           const struct run_options *o,
+                          struct update_source *source,
+                          struct job_owner *current,
                           const struct runner_callbacks *cb, void *ud);
 void runner_free(struct runner *r);
 /* Hot reload: applies a reloaded script's run() options that can change
@@ -73,17 +78,14 @@ void runner_free(struct runner *r);
  * Logs what changed, for generation gen. */
 void runner_reconfigure(struct runner *r, const struct run_options *o,
                         int gen);
-/* Opens the journal if there is one (unfinished updates run first), fetches
- * the bot's identity (getMe) and starts polling, or, with a webhook URL,
- * listens and calls setWebhook. A journal or a webhook address that cannot
- * be used is fatal (on_fatal).
- *
- * In webhook mode, a POSTed update is taken when the sink has room, as a
- * poll would fetch it, and answered 200 once it is in the sink (and
- * durable, with a journal); a graceful stop answers what is still held
- * 503, runs what was answered 200, confirms nothing with getUpdates (it
- * cannot while a webhook is set) and leaves the webhook set. */
+/* New updates start in current from now on (a reload); the caller keeps
+ * its reference. */
+void runner_set_generation(struct runner *r, struct job_owner *current);
+/* The runner counts as running from here on, while its owner learns the
+ * bot's identity (getMe); a stop now ends it at once. */
 void runner_start(struct runner *r);
+/* The identity is known: the source starts and updates flow. */
+void runner_run(struct runner *r);
 /* Graceful stop. If waiter is given (a task inside a job of this runner or
  * elsewhere), it is woken once everything else in flight has finished. */
 void runner_stop(struct runner *r, struct task *waiter);
@@ -96,8 +98,11 @@ void runner_forget_waiter(struct runner *r, struct task *waiter);
 /* Cancels everything at once; nothing is confirmed. */
 void runner_abort(struct runner *r);
 bool runner_is_running(const struct runner *r);
-/* True once a stop has completed (drained and confirmed). */
+/* True once a stop has completed (drained, the source's part done), or
+ * before runner_start. */
 bool runner_finished(const struct runner *r);
+/* The run() options in force. */
+const struct run_options *runner_options(const struct runner *r);
 /* Updates in flight (started or waiting to start). */
 size_t runner_size(const struct runner *r);
 

@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 #include "pipeline/sink.h"
-#include "pipeline/source.h"
+#include "net/retry.h"
 
 struct run_options {
   enum sink_kind sink;

@@ -268,7 +268,7 @@ static void pump(struct sink *k) {
 static void on_job_end(struct job *job, void *ud) {
   struct sink_slot *sl = ud;
   struct sink *k = sl->sink;
-  if (job->kind == JOB_UPDATE)
+  if (job_kind(job) == JOB_UPDATE)
     metric_observe(METRIC_HANDLER_DURATION,
                    (double)(clock_now_us() - sl->started_us) / 1e6, NULL,
                    NULL);
@@ -280,9 +280,8 @@ static void on_job_end(struct job *job, void *ud) {
 }
 
 bool sink_has_job(const struct sink *k, const struct job *job) {
-  if (job->slot_ops != &sink_slot_ops) return false;
-  const struct sink_slot *sl = job->slot;
-  return sl->sink == k &&
+  const struct sink_slot *sl = job_slot_of(job, &sink_slot_ops);
+  return sl && sl->sink == k &&
          (inflight_contains(&sl->entry) || qnode_linked(&sl->wait_node));
 }
 
@@ -326,13 +325,11 @@ size_t sink_size(const struct sink *k) {
          qlist_size(&k->backlog);
 }
 
-int64_t sink_close(struct sink *k) {
+void sink_close(struct sink *k, struct qlist *released) {
   k->accepting = false;
-  struct qnode *n = qlist_front(&k->backlog);
-  int64_t first = n ? qlist_entry(n, struct update_item, node)->id : -1;
-  drop_backlog(k);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&k->backlog))) qlist_push_back(released, n);
   note_sizes(k);
-  return first;
 }
 
 size_t sink_idle(const struct sink *k) { return k->idle; }
@@ -342,7 +339,7 @@ static size_t collect_idle(const struct sink *k, struct job **jobs) {
   size_t n = 0;
   qlist_foreach(q, &k->waiting) {
     struct sink_slot *sl = qlist_entry(q, struct sink_slot, wait_node);
-    if (!sl->idle || sl->job->cancel_deferred) continue;
+    if (!sl->idle || job_cancel_pending(sl->job)) continue;
     if (jobs) jobs[n] = sl->job;
     n++;
   }

@@ -114,9 +114,9 @@ size_t sink_size(const struct sink *k);
 /* Whether job was started by this sink and still counts as in flight
  * (not ended, not timed out). */
 bool sink_has_job(const struct sink *k, const struct job *job);
-/* Stops starting updates and drops the backlog. Returns the id of the
- * first dropped update, or -1 if the backlog was empty. */
-int64_t sink_close(struct sink *k);
+/* Stops starting updates and moves the backlog (update_items never
+ * started, oldest first) to the end of released. */
+void sink_close(struct sink *k, struct qlist *released);
 void sink_cancel_all(struct sink *k, const char *reason);
 /* Idle jobs in flight; of them, those not being cancelled already. */
 size_t sink_idle(const struct sink *k);

@@ -1,13 +1,62 @@
-/* The source: getUpdates long polling.
+/* The update-source interface: where updates come from, behind one set of
+ * operations (Redis's ConnectionType, curl's struct Curl_ssl). The runner
+ * holds one struct update_source and never asks which kind it is.
  *
- * Keeps the offset (last update_id + 1), asks for as many updates as the
- * runner has room for, and splits each response into per-update raw JSON
- * items without decoding them (decoding happens when an update starts, in
- * the generation that runs it). Network errors, 5xx and bad JSON are
- * retried with backoff for at most max_retry_ms, logged once per burst;
- * 401, 409 and other 4xx are fatal; 429 waits retry_after. Optional pacing
- * trades latency for fewer requests (speedTrafficBalance, as in grammY
- * runner). */
+ * Sources today: getUpdates long polling (polling.h), the webhook
+ * receiver (webhook.h), and the delivery journal (journal.h), which wraps
+ * either: it is a source that owns an inner source. The host picks one
+ * from its table of sources (host.c) by the run options, wraps it in the
+ * journal when there is one, and hands it to the runner.
+ *
+ * The life of a source, as the runner drives it:
+ *
+ *   start      the bot's identity is known: go (setWebhook; the journal
+ *              hands back what did not finish first)
+ *   fetch(n)   the sink has room for n updates: deliver up to n, now or
+ *              later, through events->on_batch. A source with a delivery
+ *              pending, or that must wait (a long poll in flight, pacing,
+ *              a batch not yet accepted), ignores the call and says
+ *              events->on_ready when fetching makes sense again. Cheap:
+ *              the runner calls it whenever it may have room.
+ *   accept     every batch delivered so far is in the sink: from now on
+ *              the runner answers for it. The source may let go of it
+ *              (polling confirms it with its next getUpdates, the webhook
+ *              sends its 200s). A wrapper that must make a batch durable
+ *              first passes accept on to its inner source only then.
+ *   outcome    each update delivered gets its outcome reported, in this
+ *              order: UPDATE_STARTED once its handler runs (possibly
+ *              never), then exactly one end: DONE, FAILED, TIMED_OUT,
+ *              CUT_SHORT, or RELEASED (never started, handed back at a
+ *              graceful stop). A source that keeps per-update records
+ *              (the journal, a stream consumer's commit record) writes
+ *              them from these.
+ *   reconfigure  hot reload: the new run() options (allowed_updates,
+ *              concurrency, retry settings, pacing).
+ *   stop       a graceful stop begins: fetch no more, let go of what is
+ *              held and not delivered (the webhook answers it 503). Then
+ *              the runner either releases the updates delivered and not
+ *              started (outcome RELEASED for each: only when the type's
+ *              releases_unstarted says someone keeps them) or runs them,
+ *              and once every update delivered has its end it calls
+ *   drained    the source finishes its own part (polling confirms the
+ *              offset with a last getUpdates) and then calls
+ *              events->on_stopped once.
+ *   abort      a forced stop: drop what is pending, confirm nothing; no
+ *              event follows.
+ *   free       (after stop + drained, after abort, or before start).
+ *
+ * Every event a source sends comes from the loop, never from inside a
+ * libcurl callback; on_batch may come from inside fetch (the webhook hands
+ * over what it holds at once): the runner allows for that.
+ *
+ * Adding a source: one module implementing these operations and one line
+ * in host.c's table of sources. The runner, the sink and the Lua half do
+ * not change: a redelivered update sets update_item.redelivered (Lua sees
+ * ctx.redelivered), and outcomes tell a source when each update has ended
+ * (a stream consumer commits, or drains a partition before handing it
+ * over, from them).
+ *
+ * Layer: pipeline. */
 #ifndef TGHOST_SOURCE_H
 #define TGHOST_SOURCE_H
 
@@ -17,70 +66,156 @@
 
 #include <event2/event.h>
 
-#include "net/botapi.h"
 #include "base/qlist.h"
+#include "net/botapi.h"
+#include "pipeline/runopts.h"
 #include "pipeline/update.h"
 
-/* How long to wait before retrying after a failure: doubling from 100 ms,
- * growing by 100 ms, or a fixed number of ms (grammY's retryInterval). */
-enum retry_kind { RETRY_EXPONENTIAL, RETRY_QUADRATIC, RETRY_FIXED };
-
-struct source_config {
-  int fetch_timeout_s;
-  const char *allowed_updates_json;   /* copied; NULL: not sent */
-  enum retry_kind retry;
-  long retry_ms;
-  long max_retry_ms;
-  bool silent;
-  double speed_traffic_balance;
-  long max_delay_ms;
+enum update_outcome {
+  UPDATE_STARTED,     /* its handler runs (not an end) */
+  UPDATE_DONE,        /* ran to its end, or needed no handler */
+  UPDATE_FAILED,      /* its handler failed */
+  UPDATE_TIMED_OUT,   /* ran past the per-update timeout, was cancelled */
+  UPDATE_CUT_SHORT,   /* cancelled after it started: the drain timeout, a
+                       * forced stop */
+  UPDATE_RELEASED,    /* never started: handed back at a graceful stop */
 };
 
-struct source_callbacks {
-  /* A batch of update_items (possibly empty); the callee takes them. */
-  void (*on_updates)(void *ud, struct qlist *batch);
-  /* Pacing is over: the source may poll again. */
+struct update_source;
+
+/* What a source tells its owner (the runner, or a wrapping source). */
+struct update_source_events {
+  /* A batch of update_items (possibly empty), oldest first; the callee
+   * takes them. via labels them in the metrics ("polling", "webhook",
+   * "journal" for what it hands back). */
+  void (*on_batch)(void *ud, struct qlist *batch, const char *via);
+  /* Fetching makes sense again (a poll ended with no update, pacing is
+   * over, a batch became durable, new requests are held). */
   void (*on_ready)(void *ud);
-  /* getMe answered (the raw result JSON). */
-  void (*on_me)(void *ud, const char *json, size_t len);
   /* An unrecoverable error: a one-line message. */
   void (*on_fatal)(void *ud, const char *message);
+  /* The source has finished its part of a graceful stop (see drained). */
+  void (*on_stopped)(void *ud);
 };
 
-struct source;
+struct update_source_type {
+  const char *name;                /* "polling", "webhook", "journal" */
+  /* Updates delivered and not started may be handed back at a graceful
+   * stop (RELEASED): someone keeps them (Telegram, until polling confirms
+   * its offset; the journal's file). False: they were acknowledged (a
+   * webhook's 200) and the runner runs them before it stops. */
+  bool releases_unstarted;
+  void (*start)(struct update_source *s);
+  void (*fetch)(struct update_source *s, int limit);
+  void (*accept)(struct update_source *s);
+  /* reason: for FAILED / TIMED_OUT / CUT_SHORT, what went wrong (or
+   * NULL); for DONE, "not started" when the update needed no handler. */
+  void (*outcome)(struct update_source *s, int64_t update_id,
+                  enum update_outcome outcome, const char *reason);
+  /* Ids this source delivered before a restart, known from a wrapper's
+   * record: it must not deliver them again (polling resumes after the
+   * highest; the webhook answers a redelivery 200 without handing it
+   * over). May be NULL (a source that cannot be handed the same update
+   * twice). Called before start. */
+  void (*known)(struct update_source *s, const int64_t *ids, size_t n);
+  void (*reconfigure)(struct update_source *s, const struct run_options *o);
+  void (*stop)(struct update_source *s);
+  void (*drained)(struct update_source *s);
+  void (*abort)(struct update_source *s);
+  /* Publishes the source's state into the metric registry (gauges kept
+   * lazily); called before /metrics or /healthz is answered. May be
+   * NULL. */
+  void (*health)(struct update_source *s);
+  void (*free)(struct update_source *s);
+};
 
-struct source *source_new(struct botapi *api, struct event_base *base,
-                          const struct source_config *cfg,
-                          const struct source_callbacks *cb, void *ud);
-void source_free(struct source *s);
-/* Replaces the configuration while running (hot reload); it applies from
- * the next request, retry or pacing decision on. */
-void source_configure(struct source *s, const struct source_config *cfg);
+/* The part every source shares; an implementation embeds it first. */
+struct update_source {
+  const struct update_source_type *type;
+  const struct update_source_events *events;
+  void *events_ud;
+};
 
-void source_get_me(struct source *s);
-/* True when no request, retry wait or pacing wait is pending. */
-bool source_idle(const struct source *s);
-void source_poll(struct source *s, int limit);
-/* Ends a pending long poll, so that the next poll (the caller sends it)
- * goes out with the configuration in force: a reload that changes
- * allowed_updates must not wait up to fetch_timeout_s for it. The offset is
- * untouched, so updates the aborted poll may have been answered with come
- * again with the next one: none is lost or handled twice. Returns false
- * (and does nothing) when no poll was pending. */
-bool source_restart_poll(struct source *s);
-/* Drops a pending request or wait; no callback follows. */
-void source_abort(struct source *s);
-/* The offset the next poll sends. */
-int64_t source_offset(const struct source *s);
-/* Polling resumes at offset (updates below it are known already: the
- * journal has them). */
-void source_set_offset(struct source *s, int64_t offset);
-/* Updates skipped because they had no usable update_id. */
-size_t source_bad_updates(const struct source *s);
-/* Everything below this offset is confirmed to the server. */
-int64_t source_confirmed(const struct source *s);
-/* Confirms offset with a last getUpdates (timeout 0); done(ok) follows. */
-void source_confirm(struct source *s, int64_t offset,
-                    void (*done)(void *ud, bool ok));
+/* What a source is built from. */
+struct update_source_params {
+  struct event_base *base;
+  struct botapi *api;              /* a client of its own: getUpdates,
+                                    * setWebhook (never behind the calls of
+                                    * handlers) */
+  const struct run_options *opts;  /* run() with the command line applied;
+                                    * read at creation only */
+  int64_t bot_id;                  /* from the token; -1 if unknown */
+};
+
+/* A row of the host's table: a source the run options may ask for. */
+struct update_source_entry {
+  const char *name;
+  bool (*wanted)(const struct update_source_params *p);
+  /* NULL with err set when it cannot be used (an address taken, an
+   * unreadable file). */
+  struct update_source *(*create)(const struct update_source_params *p,
+                                  const struct update_source_events *ev,
+                                  void *ud, struct buf *err);
+};
+
+static inline void update_source_init(struct update_source *s,
+                                      const struct update_source_type *type,
+                                      const struct update_source_events *ev,
+                                      void *ud) {
+  s->type = type;
+  s->events = ev;
+  s->events_ud = ud;
+}
+
+/* The calls, for the runner and for wrappers. */
+static inline void source_start(struct update_source *s) {
+  s->type->start(s);
+}
+static inline void source_fetch(struct update_source *s, int limit) {
+  s->type->fetch(s, limit);
+}
+static inline void source_accept(struct update_source *s) {
+  s->type->accept(s);
+}
+static inline void source_outcome(struct update_source *s, int64_t id,
+                                  enum update_outcome o, const char *reason) {
+  s->type->outcome(s, id, o, reason);
+}
+static inline void source_known(struct update_source *s, const int64_t *ids,
+                                size_t n) {
+  if (s->type->known) s->type->known(s, ids, n);
+}
+static inline void source_reconfigure(struct update_source *s,
+                                      const struct run_options *o) {
+  s->type->reconfigure(s, o);
+}
+static inline void source_stop(struct update_source *s) { s->type->stop(s); }
+static inline void source_drained(struct update_source *s) {
+  s->type->drained(s);
+}
+static inline void source_abort(struct update_source *s) {
+  s->type->abort(s);
+}
+static inline void source_health(struct update_source *s) {
+  if (s->type->health) s->type->health(s);
+}
+static inline void source_free(struct update_source *s) {
+  if (s) s->type->free(s);
+}
+
+/* The events a source sends, for implementations. */
+static inline void source_deliver(struct update_source *s, struct qlist *batch,
+                                  const char *via) {
+  s->events->on_batch(s->events_ud, batch, via);
+}
+static inline void source_ready(struct update_source *s) {
+  s->events->on_ready(s->events_ud);
+}
+static inline void source_fatal(struct update_source *s, const char *msg) {
+  s->events->on_fatal(s->events_ud, msg);
+}
+static inline void source_stopped(struct update_source *s) {
+  s->events->on_stopped(s->events_ud);
+}
 
 #endif

@@ -26,4 +26,11 @@ static inline void update_item_free(struct update_item *u) {
   free(u);
 }
 
+/* Frees the update_items of a list, leaving it empty. */
+static inline void update_batch_free(struct qlist *batch) {
+  struct qnode *n;
+  while ((n = qlist_pop_front(batch)))
+    update_item_free(qlist_entry(n, struct update_item, node));
+}
+
 #endif

@@ -11,41 +11,55 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-
 #include "base/clock.h"
 #include "net/httpd.h"
 #include "pipeline/idwindow.h"
+#include "pipeline/runopts.h"
+#include "pipeline/webhookinfo.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
 #define SECRET_HEADER "X-Telegram-Bot-Api-Secret-Token"
-/* Idle keep-alive connections and slow request reads end after this. */
-#define HTTP_TIMEOUT_S 120
 #define SWEEP_MS 1000
 #define MAX_BACKOFF_MS 30000L
 /* A 401 is logged once, then at most once per this many ms with a count. */
 #define REJECT_LOG_MS 10000
 
+/* Telegram sends each update in one small request over connections it
+ * keeps open; a head has no reason to take long, nor a body. */
+static const struct httpd_limits limits = {
+    .max_head_bytes = 16384,
+    .max_body_bytes = WEBHOOK_MAX_BODY,
+    .idle_ms = 120000,
+    .head_ms = 10000,
+    .body_ms = 60000,
+    .write_ms = 60000,
+};
+
+struct webhook_config {
+  const char *url;                    /* given to setWebhook */
+  const char *listen;                 /* ADDR:PORT (netaddr.h) */
+  const char *secret_file;            /* NULL: a random secret */
+  const char *allowed_updates_json;   /* NULL: not sent */
+  int max_connections;                /* clamped to 1..100 */
+  long max_retry_ms;                  /* for setWebhook */
+};
+
 /* A request whose answer waits: held (not taken yet) or handed over (taken,
  * waiting to be accepted). */
 struct held {
   struct qnode node;
-  struct evhttp_request *req;
+  struct httpd_req *req;
   int64_t id;
   char *json;                    /* until taken */
   size_t len;
 };
 
 struct webhook {
+  struct update_source source;
   struct botapi *api;
   struct event_base *base;
-  struct webhook_callbacks cb;
-  void *ud;
   char *url;
   char *allowed_updates_json;
   int max_connections;
@@ -54,7 +68,7 @@ struct webhook {
   size_t secret_len;
   char bound[80];                /* the address listened on */
 
-  struct evhttp *http;
+  struct httpd *http;
   struct qlist held;             /* struct held, oldest first */
   size_t held_bytes;
   struct qlist handed;           /* taken, answers waiting */
@@ -76,6 +90,8 @@ struct webhook {
 
   size_t rejected;               /* 401s since the last log line */
   uint64_t rejected_logged_ms;
+
+  struct webhook_info *info;     /* getWebhookInfo, once set */
 };
 
 /* --- the secret --------------------------------------------------------- */
@@ -149,8 +165,9 @@ static int random_secret(struct webhook *w, struct buf *err) {
 
 /* In constant time for a given secret: how long it takes says nothing
  * about how much of it a guess got right. */
-static bool secret_matches(const struct webhook *w, const char *given) {
-  size_t given_len = given ? strlen(given) : 0;
+static bool secret_matches(const struct webhook *w, const char *given,
+                           size_t given_len) {
+  if (!given) given_len = 0;
   volatile unsigned char diff = given_len != w->secret_len;
   for (size_t i = 0; i < w->secret_len; i++) {
     unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
@@ -161,14 +178,16 @@ static bool secret_matches(const struct webhook *w, const char *given) {
 
 /* --- answers ------------------------------------------------------------ */
 
-static void answer(struct evhttp_request *req, int code, const char *reason,
-                   const char *text) {
+static void count_answer(int code) {
   char codes[8];
   snprintf(codes, sizeof codes, "%d", code);
   metric_inc(METRIC_WEBHOOK_REQUESTS, codes, NULL);
-  if (code == 503)
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
-                      "1");
+}
+
+static void answer(struct httpd_req *req, int code, const char *reason,
+                   const char *text) {
+  count_answer(code);
+  if (code == 503) httpd_add_header(req, "Retry-After", "1");
   httpd_reply(req, code, reason, NULL, text, text ? strlen(text) : 0);
 }
 
@@ -195,16 +214,11 @@ static void answer_all(struct webhook *w, struct qlist *list, int code,
 
 /* --- requests ------------------------------------------------------------ */
 
-static void log_rejected(struct webhook *w, struct evhttp_request *req,
-                         bool missing) {
+static void log_rejected(struct webhook *w, const char *peer, bool missing) {
   uint64_t now = clock_now_ms();
   w->rejected++;
   if (w->rejected_logged_ms && now - w->rejected_logged_ms < REJECT_LOG_MS)
     return;
-  const char *peer = "?";
-  ev_uint16_t port = 0;
-  struct evhttp_connection *c = evhttp_request_get_connection(req);
-  if (c) evhttp_connection_get_peer(c, (char **)&peer, &port);
   log_warn("webhook: %zu request(s) refused with 401 (the last from %s: %s "
            "secret token); only Telegram, with the secret given to "
            "setWebhook, may post updates", w->rejected, peer,
@@ -237,32 +251,69 @@ static int64_t update_id_of(const char *body, size_t len, const char **why) {
     *why = "update_id is not a non-negative integer";
     return -1;
   }
+  /* tghost would go by the first, the script's Lua table holds the last. */
+  if (json_member_repeated(body, len, "update_id")) {
+    *why = "update_id appears twice";
+    return -1;
+  }
   return n.i;
 }
 
-static void on_request(struct evhttp_request *req, void *arg) {
+static bool room_for(const struct webhook *w, size_t len) {
+  return qlist_size(&w->held) < WEBHOOK_MAX_HELD &&
+         w->held_bytes + len <= WEBHOOK_MAX_HELD_BYTES;
+}
+
+/* What can be decided from a request's head is decided before its body is
+ * read (httpd.h): an unauthenticated client never makes tghost buffer a
+ * byte of what it sends. */
+static bool check_head(const struct httpd_head *head, struct httpd_refusal *no,
+                       void *arg) {
   struct webhook *w = arg;
-  httpd_nodelay(req);
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-    answer(req, 405, "Method Not Allowed",
-           "tghost receives Telegram updates here: POST only\n");
-    return;
+  const struct httphead *h = head->head;
+  if (h->method != HTTPHEAD_POST) {
+    *no = (struct httpd_refusal){
+        405, "Method Not Allowed",
+        "tghost receives Telegram updates here: POST only\n", "Allow: POST\r\n"};
+    return false;
   }
-  const char *given = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                         SECRET_HEADER);
-  if (!secret_matches(w, given)) {
-    log_rejected(w, req, given == NULL);
-    answer(req, 401, "Unauthorized", "wrong or missing secret token\n");
-    return;
+  size_t given_len = 0;
+  const char *given = httphead_field(h, SECRET_HEADER, &given_len);
+  if (!secret_matches(w, given, given_len)) {
+    log_rejected(w, head->peer, given == NULL);
+    *no = (struct httpd_refusal){401, "Unauthorized",
+                                 "wrong or missing secret token\n", NULL};
+    return false;
   }
+  if (w->stopping) {
+    *no = (struct httpd_refusal){503, "Service Unavailable", "stopping\n",
+                                 "Retry-After: 1\r\n"};
+    return false;
+  }
+  if (!room_for(w, h->content_length > 0 ? (size_t)h->content_length : 0)) {
+    *no = (struct httpd_refusal){503, "Service Unavailable",
+                                 "too many updates waiting\n",
+                                 "Retry-After: 1\r\n"};
+    return false;
+  }
+  return true;
+}
+
+static void on_refused(int code, void *arg) {
+  (void)arg;
+  count_answer(code);
+}
+
+static void on_request(struct httpd_req *req, void *arg) {
+  struct webhook *w = arg;
+  /* The head passed check_head; while the body came, tghost may have
+   * begun to stop, or others filled the queue. */
   if (w->stopping) {
     answer(req, 503, "Service Unavailable", "stopping\n");
     return;
   }
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t len = evbuffer_get_length(in);
-  const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+  size_t len;
+  const char *body = httpd_req_body(req, &len);
   const char *why = NULL;
   int64_t id = update_id_of(body, len, &why);
   if (id < 0) {
@@ -280,21 +331,17 @@ static void on_request(struct evhttp_request *req, void *arg) {
     answer(req, 200, "OK", NULL);
     return;
   }
-  if (qlist_size(&w->held) >= WEBHOOK_MAX_HELD ||
-      w->held_bytes + len > WEBHOOK_MAX_HELD_BYTES) {
+  if (!room_for(w, len)) {
     answer(req, 503, "Service Unavailable", "too many updates waiting\n");
     return;
   }
+  webhook_info_update_received(w->info);
   struct held *h = xcalloc(1, sizeof *h);
   h->req = req;
   h->id = id;
-  h->json = xmalloc(len + 1);
-  evbuffer_remove(in, h->json, len);   /* the copy is the only one kept */
-  h->json[len] = '\0';
-  h->len = len;
-  w->held_bytes += len;
+  h->json = httpd_req_take_body(req, &h->len);   /* the only copy kept */
+  w->held_bytes += h->len;
   qlist_push_back(&w->held, &h->node);
-  note_held(w);
   if (!evtimer_pending(w->sweep_timer, NULL)) {
     struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
     evtimer_add(w->sweep_timer, &tv);
@@ -304,20 +351,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
 
 static void on_ready_event(evutil_socket_t fd, short what, void *arg) {
   struct webhook *w = arg;
-  if (!qlist_empty(&w->held)) w->cb.on_ready(w->ud);
-}
-
-/* Whether the peer of a held request has closed its connection: a request
- * is complete when it is held, so anything readable now is its end (or a
- * pipelined next request, which means the client is still there). */
-static bool client_gone(struct evhttp_request *req) {
-  struct evhttp_connection *c = evhttp_request_get_connection(req);
-  struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-  if (!bev) return true;
-  char byte;
-  ssize_t n = recv(bufferevent_getfd(bev), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                    errno != EINTR);
+  if (!qlist_empty(&w->held)) source_ready(&w->source);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
@@ -327,17 +361,16 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
        n = next) {
     next = n->next;
     struct held *h = qlist_entry(n, struct held, node);
-    if (client_gone(h->req)) {
+    if (httpd_req_client_gone(h->req)) {
       qlist_remove(&w->held, n);
       w->held_bytes -= h->len;
-      /* Frees the request with its connection; no answer can go out. */
-      evhttp_connection_free(evhttp_request_get_connection(h->req));
+      /* No answer can go out: the request goes with its connection. */
+      httpd_req_drop(h->req);
       held_free(h);
       dropped++;
     }
   }
   if (dropped) {
-    note_held(w);
     log_debug("webhook: %zu held request(s) dropped: their client left "
               "(Telegram delivers them again)", dropped);
   }
@@ -373,7 +406,7 @@ static void set_failed(struct webhook *w, const struct botapi_reply *reply) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "setWebhook failed: %lld %s (check --webhook %s)",
                (long long)reply->error_code, reply->description.data, w->url);
-    w->cb.on_fatal(w->ud, msg.data);
+    source_fatal(&w->source, msg.data);
     buf_free(&msg);
     return;
   }
@@ -391,7 +424,7 @@ static void set_failed(struct webhook *w, const struct botapi_reply *reply) {
     struct buf msg = BUF_INIT;
     buf_printf(&msg, "setWebhook kept failing for %.1f s (maxRetryTime): %s",
                elapsed / 1000.0, reply->description.data);
-    w->cb.on_fatal(w->ud, msg.data);
+    source_fatal(&w->source, msg.data);
     buf_free(&msg);
     return;
   }
@@ -430,7 +463,8 @@ static void on_set_webhook(struct http_request *req, void *ud) {
     w->set_allowed = w->allowed_updates_json ? xstrdup(w->allowed_updates_json)
                                              : NULL;
     w->set_max_connections = w->max_connections;
-    if (first) w->cb.on_set(w->ud);
+    webhook_info_start(w->info);
+    if (first) source_ready(&w->source);
     if (w->resend) {
       w->resend = false;
       send_set_webhook(w);
@@ -461,7 +495,7 @@ static void send_set_webhook(struct webhook *w) {
   struct http_request *req =
       botapi_request_json(w->api, "setWebhook", json, len, &err);
   if (!req) {
-    w->cb.on_fatal(w->ud, err.data);
+    source_fatal(&w->source, err.data);
     buf_free(&err);
     return;
   }
@@ -484,10 +518,10 @@ static int clamp_connections(int n) {
   return n < 1 ? 1 : n > WEBHOOK_MAX_CONNECTIONS ? WEBHOOK_MAX_CONNECTIONS : n;
 }
 
-struct webhook *webhook_new(struct botapi *api, struct event_base *base,
-                            const struct webhook_config *cfg,
-                            const struct webhook_callbacks *cb, void *ud,
-                            struct buf *err) {
+static struct webhook *webhook_new(struct botapi *api,
+                                   struct event_base *base,
+                                   const struct webhook_config *cfg,
+                                   struct buf *err) {
   if (!cfg->url || (strncmp(cfg->url, "https://", 8) != 0 &&
                     strncmp(cfg->url, "http://", 7) != 0)) {
     buf_printf(err, "the webhook URL must start with https:// (Telegram "
@@ -505,8 +539,10 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
     free(w);
     return NULL;
   }
-  w->http = httpd_listen(base, cfg->listen, "--listen", w->bound,
-                         sizeof w->bound, err);
+  static const struct httpd_callbacks http_cb = {check_head, on_request,
+                                                on_refused};
+  w->http = httpd_new(base, cfg->listen, "webhook", "--listen", &limits,
+                      &http_cb, w, w->bound, sizeof w->bound, err);
   if (!w->http) {
     memset(w->secret, 0, sizeof w->secret);
     free(w);
@@ -515,8 +551,6 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   log_add_secret(w->secret);
   w->api = api;
   w->base = base;
-  w->cb = *cb;
-  w->ud = ud;
   w->url = xstrdup(cfg->url);
   w->allowed_updates_json =
       cfg->allowed_updates_json ? xstrdup(cfg->allowed_updates_json) : NULL;
@@ -525,31 +559,23 @@ struct webhook *webhook_new(struct botapi *api, struct event_base *base,
   qlist_init(&w->held);
   qlist_init(&w->handed);
   idwindow_init(&w->window, WEBHOOK_WINDOW);
+  w->info = webhook_info_new(api, base, w->url);
   w->ready_event = event_new(base, -1, 0, on_ready_event, w);
   w->sweep_timer = evtimer_new(base, on_sweep, w);
   w->retry_timer = evtimer_new(base, on_retry, w);
-  evhttp_set_gencb(w->http, on_request, w);
-  evhttp_set_max_body_size(w->http, WEBHOOK_MAX_BODY);
-  /* An oversized body is read to its end (and dropped) before the 413
-   * goes out: closing on a client still sending would reset the
-   * connection, and the client would see no answer at all. */
-  evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
-  evhttp_set_max_headers_size(w->http, 16384);
-  evhttp_set_timeout(w->http, HTTP_TIMEOUT_S);
-  evhttp_set_allowed_methods(w->http, EVHTTP_REQ_POST | EVHTTP_REQ_GET |
-                                          EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
   log_info("webhook: listening on %s for updates posted to %s", w->bound,
            w->url);
   return w;
 }
 
-void webhook_free(struct webhook *w) {
+static void webhook_free(struct webhook *w) {
   if (!w) return;
   answer_all(w, &w->held, 503, "Service Unavailable", "stopping\n");
   answer_all(w, &w->handed, 503, "Service Unavailable", "stopping\n");
   note_held(w);
   if (w->req) http_request_free(w->req);
-  evhttp_free(w->http);
+  webhook_info_free(w->info);
+  httpd_free(w->http);
   event_free(w->ready_event);
   event_free(w->sweep_timer);
   event_free(w->retry_timer);
@@ -561,12 +587,12 @@ void webhook_free(struct webhook *w) {
   free(w);
 }
 
-void webhook_start(struct webhook *w) {
+static void webhook_start(struct webhook *w) {
   metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   send_set_webhook(w);
 }
 
-void webhook_configure(struct webhook *w, const char *allowed_updates_json,
+static void webhook_configure(struct webhook *w, const char *allowed_updates_json,
                        int max_connections) {
   free(w->allowed_updates_json);
   w->allowed_updates_json =
@@ -580,11 +606,11 @@ void webhook_configure(struct webhook *w, const char *allowed_updates_json,
   send_set_webhook(w);
 }
 
-void webhook_remember(struct webhook *w, const int64_t *ids, size_t n) {
+static void webhook_remember(struct webhook *w, const int64_t *ids, size_t n) {
   for (size_t i = 0; i < n; i++) idwindow_add(&w->window, ids[i]);
 }
 
-size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
+static size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
   size_t taken = 0;
   struct qnode *n;
   while (limit > 0 && (n = qlist_pop_front(&w->held))) {
@@ -607,28 +633,134 @@ size_t webhook_take(struct webhook *w, int limit, struct qlist *batch) {
     taken++;
     limit--;
   }
-  note_held(w);
   return taken;
 }
 
-void webhook_accepted(struct webhook *w) {
+static void webhook_accepted(struct webhook *w) {
   answer_all(w, &w->handed, 200, "OK", NULL);
 }
 
-size_t webhook_held(const struct webhook *w) { return qlist_size(&w->held); }
-
-void webhook_stop(struct webhook *w) {
+static void webhook_stop(struct webhook *w) {
   if (w->stopping) return;
   w->stopping = true;
   size_t n = qlist_size(&w->held);
   answer_all(w, &w->held, 503, "Service Unavailable", "stopping\n");
-  note_held(w);
   if (w->req) {
     http_request_free(w->req);
     w->req = NULL;
   }
   evtimer_del(w->retry_timer);
+  webhook_info_stop(w->info);
   if (n)
     log_info("webhook: %zu held update(s) answered 503: Telegram delivers "
              "them again to the next start", n);
 }
+
+/* --- the source operations ---------------------------------------------- */
+
+static struct webhook *webhook_of(struct update_source *s) {
+  return (struct webhook *)s;
+}
+
+/* Telegram opens at most this many connections at once: as many as
+ * updates may run at once (one for the sequential sink). */
+static int connections_for(const struct run_options *o) {
+  return o->sink == SINK_SEQUENTIAL ? 1 : o->concurrency;
+}
+
+static void source_start_webhook(struct update_source *s) {
+  webhook_start(webhook_of(s));
+}
+
+/* What was POSTed enters the sink as a polled batch would; its 200s go out
+ * once it is accepted. */
+static void source_fetch_webhook(struct update_source *s, int limit) {
+  struct webhook *w = webhook_of(s);
+  if (w->stopping) return;
+  struct qlist batch;
+  qlist_init(&batch);
+  if (webhook_take(w, limit, &batch) == 0) return;
+  source_deliver(s, &batch, "webhook");
+}
+
+static void source_accept_webhook(struct update_source *s) {
+  webhook_accepted(webhook_of(s));
+}
+
+static void source_outcome_webhook(struct update_source *s, int64_t id,
+                                   enum update_outcome o, const char *why) {
+  (void)s, (void)id, (void)o, (void)why;
+}
+
+static void source_known_webhook(struct update_source *s, const int64_t *ids,
+                                 size_t n) {
+  webhook_remember(webhook_of(s), ids, n);
+}
+
+static void source_reconfigure_webhook(struct update_source *s,
+                                       const struct run_options *o) {
+  webhook_configure(webhook_of(s), o->allowed_updates_json,
+                    connections_for(o));
+}
+
+static void source_stop_webhook(struct update_source *s) {
+  webhook_stop(webhook_of(s));
+}
+
+/* getUpdates cannot confirm anything while a webhook is set: every update
+ * handed over was answered 200 already. */
+static void source_drained_webhook(struct update_source *s) {
+  log_info("stopped; the webhook stays set, so Telegram keeps new updates "
+           "until tghost is back (deleteWebhook removes it)");
+  source_stopped(s);
+}
+
+static void source_health_webhook(struct update_source *s) {
+  note_held(webhook_of(s));
+}
+
+static void source_free_webhook(struct update_source *s) {
+  webhook_free(webhook_of(s));
+}
+
+static const struct update_source_type webhook_type = {
+    .name = "webhook",
+    /* Answered 200: Telegram will not send them again. */
+    .releases_unstarted = false,
+    .start = source_start_webhook,
+    .fetch = source_fetch_webhook,
+    .accept = source_accept_webhook,
+    .outcome = source_outcome_webhook,
+    .known = source_known_webhook,
+    .reconfigure = source_reconfigure_webhook,
+    .stop = source_stop_webhook,
+    .drained = source_drained_webhook,
+    .abort = source_stop_webhook,
+    .health = source_health_webhook,
+    .free = source_free_webhook,
+};
+
+static bool webhook_wanted(const struct update_source_params *p) {
+  return p->opts->webhook_url != NULL;
+}
+
+static struct update_source *webhook_create(
+    const struct update_source_params *p, const struct update_source_events *ev,
+    void *ud, struct buf *err) {
+  const struct run_options *o = p->opts;
+  struct webhook_config wc = {
+      .url = o->webhook_url,
+      .listen = o->webhook_listen,
+      .secret_file = o->webhook_secret_file,
+      .allowed_updates_json = o->allowed_updates_json,
+      .max_connections = connections_for(o),
+      .max_retry_ms = o->max_retry_ms,
+  };
+  struct webhook *w = webhook_new(p->api, p->base, &wc, err);
+  if (!w) return NULL;
+  update_source_init(&w->source, &webhook_type, ev, ud);
+  return &w->source;
+}
+
+const struct update_source_entry webhook_source_entry = {
+    "webhook", webhook_wanted, webhook_create};

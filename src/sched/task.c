@@ -24,6 +24,35 @@ struct task {
   void *end_ud;
 };
 
+/* A job: opaque outside this module (task.h has its accessors). */
+struct job {
+  struct scheduler *sched;
+  struct job_owner *owner;
+  enum job_kind kind;
+  int64_t update_id;
+  char *update_json;               /* owned; see job_take_update_json */
+  size_t update_len;
+  struct qlist tasks;
+  enum job_end end;
+  char *error;                     /* first hard failure, if any */
+  bool ending;
+  bool cancel_deferred;
+  bool closing_done;               /* job_close: its end counts as done */
+  bool failure_reported;           /* job_mark_failed: reported already */
+  struct qnode cancel_node;
+  struct qnode all_node;           /* in sched->jobs */
+  job_end_fn on_end;
+  void *end_ud;
+  struct job_cleanup *cleanups;
+  long lua_bytes;                  /* Lua heap its tasks grew, net (>= 0) */
+  /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
+   * the slot is back. */
+  const struct job_slot_ops *slot_ops;
+  void *slot;
+  void (*slot_regained)(struct job *job, void *arg);
+  void *slot_regained_arg;
+};
+
 static char yield_sentinel;
 
 void *task_yield_sentinel(void) { return &yield_sentinel; }
@@ -226,6 +255,25 @@ struct log_fields job_log_fields(const struct job *job) {
   return f;
 }
 
+enum job_kind job_kind(const struct job *job) { return job->kind; }
+int64_t job_update_id(const struct job *job) { return job->update_id; }
+const char *job_update_json(const struct job *job, size_t *len) {
+  if (len) *len = job->update_json ? job->update_len : 0;
+  return job->update_json;
+}
+struct job_owner *job_owner_of(const struct job *job) { return job->owner; }
+enum job_end job_how_ended(const struct job *job) { return job->end; }
+const char *job_error(const struct job *job) { return job->error; }
+bool job_failure_reported(const struct job *job) {
+  return job->failure_reported;
+}
+bool job_cancel_pending(const struct job *job) {
+  return job->cancel_deferred;
+}
+long job_lua_bytes(const struct job *job) { return job->lua_bytes; }
+void *job_slot_of(const struct job *job, const struct job_slot_ops *ops) {
+  return job->slot_ops == ops ? job->slot : NULL;
+}
 struct job *task_job(const struct task *t) { return t->job; }
 
 lua_State *job_thread(const struct job *job) {

@@ -135,35 +135,28 @@ struct job_params {
   void *end_ud;
 };
 
-/* A job. Fields are set by job_new and the task layer; others read them
- * (through the accessors where there is one) and never write them. */
-struct job {
-  struct scheduler *sched;
-  struct job_owner *owner;
-  enum job_kind kind;
-  int64_t update_id;
-  char *update_json;               /* owned; see job_take_update_json */
-  size_t update_len;
-  struct qlist tasks;
-  enum job_end end;
-  char *error;                     /* first hard failure, if any */
-  bool ending;
-  bool cancel_deferred;
-  bool closing_done;               /* job_close: its end counts as done */
-  bool failure_reported;           /* job_mark_failed: reported already */
-  struct qnode cancel_node;
-  struct qnode all_node;           /* in sched->jobs */
-  job_end_fn on_end;
-  void *end_ud;
-  struct job_cleanup *cleanups;
-  long lua_bytes;                  /* Lua heap its tasks grew, net (>= 0) */
-  /* The slot owner (see job_slot_ops), and job_unpark()'s callback until
-   * the slot is back. */
-  const struct job_slot_ops *slot_ops;
-  void *slot;
-  void (*slot_regained)(struct job *job, void *arg);
-  void *slot_regained_arg;
-};
+/* What other modules read of a job; struct job is task.c's own. */
+enum job_kind job_kind(const struct job *job);
+/* The update the job handles, or -1 (not a JOB_UPDATE). */
+int64_t job_update_id(const struct job *job);
+/* The raw update while the job still holds it (until
+ * job_take_update_json), or NULL. */
+const char *job_update_json(const struct job *job, size_t *len);
+struct job_owner *job_owner_of(const struct job *job);
+/* How the job ended: meaningful once it has (in its on_end and cleanup
+ * handlers). */
+enum job_end job_how_ended(const struct job *job);
+/* The first hard failure, or why it was cancelled; NULL if none. */
+const char *job_error(const struct job *job);
+/* job_mark_failed was called: the failure has been reported already. */
+bool job_failure_reported(const struct job *job);
+/* A cancel was asked while Lua code ran and waits for the loop. */
+bool job_cancel_pending(const struct job *job);
+/* The Lua heap its tasks grew, net (>= 0). */
+long job_lua_bytes(const struct job *job);
+/* The slot owner's per-job data, if ops is the job's slot owner (see
+ * job_set_slot_owner); NULL otherwise. */
+void *job_slot_of(const struct job *job, const struct job_slot_ops *ops);
 
 void sched_init(struct scheduler *s, struct event_base *base,
                 long cpu_budget_ms);

@@ -19,7 +19,7 @@ struct generation *gen_of_owner(struct job_owner *owner) {
 }
 
 struct generation *gen_of_job(const struct job *job) {
-  return gen_of_owner(job->owner);
+  return gen_of_owner(job_owner_of(job));
 }
 
 static size_t total_bytes, limit_total, limit_per_job;
@@ -44,7 +44,7 @@ static bool over_limit(struct generation *g, size_t grow) {
   }
   struct job *job = sched_charge_memory(s, &g->owner, 0);
   if (limit_per_job && job &&
-      (size_t)job->lua_bytes + grow > limit_per_job) {
+      (size_t)job_lua_bytes(job) + grow > limit_per_job) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
              "(--update-memory-limit)", limit_per_job >> 20);
@@ -144,4 +144,7 @@ bool gen_push_runtime_fn(struct generation *g, const char *name) {
   return false;
 }
 
-void gen_forget_run(struct generation *g) { g->run_called = false; }
+void gen_forget_run(struct generation *g) {
+  g->run_called = false;
+  g->run_stopped = true;
+}

@@ -35,6 +35,7 @@ struct generation {
   int runtime_ref;              /* the runtime table (lua/runtime.lua) */
   size_t lua_bytes;             /* Lua heap in use */
   bool run_called;              /* the script called run() or bot.start() */
+  bool run_stopped;             /* ... and stopped it before it started */
   struct run_options run_opts;  /* ... with these options */
   struct deps files;            /* the script and the modules it required */
   struct job *load_job;         /* the top level, while it runs */

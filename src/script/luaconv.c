@@ -213,7 +213,7 @@ static void let_go(struct conv *c) {
 /* --- waking a waiting conversation -------------------------------------- */
 
 static void drop_ref(struct conv *c, int *ref) {
-  if (*ref != LUA_NOREF) luaL_unref(c->job->owner->L, LUA_REGISTRYINDEX, *ref);
+  if (*ref != LUA_NOREF) luaL_unref(job_owner_of(c->job)->L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }
 
@@ -414,7 +414,7 @@ static int l_wait(lua_State *L) {
   struct luaconv *lc = h->conv;
   struct task *t = task_check_can_wait(L, &h->sched, "ctx:wait");
   struct job *job = task_job(t);
-  if (job->kind != JOB_UPDATE)
+  if (job_kind(job) != JOB_UPDATE)
     return luaL_error(L, "ctx:wait can only be called while handling an "
                          "update");
   struct convmap_key k;
@@ -442,8 +442,10 @@ static int l_wait(lua_State *L) {
   if (front) {
     struct conv_hold *hd = qlist_entry(front, struct conv_hold, node);
     lua_pushliteral(L, "held");
-    if (hd->job->update_json)
-      lua_pushlstring(L, hd->job->update_json, hd->job->update_len);
+    size_t held_len;
+    const char *held_json = job_update_json(hd->job, &held_len);
+    if (held_json)
+      lua_pushlstring(L, held_json, held_len);
     else
       lua_pushliteral(L, "{}");
     lua_pushinteger(L, (lua_Integer)hd->serial);
@@ -532,13 +534,15 @@ static int l_reroute(lua_State *L) {
   check_key(L, 1, &k);
   struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
   struct conv *c = e ? e->owner : NULL;
-  if (job->kind != JOB_UPDATE || !job->update_json || !c || c->job == job) {
+  size_t len;
+  const char *json = job_update_json(job, &len);
+  if (job_kind(job) != JOB_UPDATE || !json || !c || c->job == job) {
     lua_pushboolean(L, 0);
     return 1;
   }
   if (c->state == CONV_WAITING) {
-    struct update_item u = {.id = job->update_id, .json = job->update_json,
-                            .len = job->update_len};
+    struct update_item u = {.id = job_update_id(job), .json = (char *)json,
+                            .len = len};
     lua_pushboolean(L, offer(lc, c, &u));
     return 1;
   }
@@ -636,7 +640,7 @@ static bool push_update_key(struct luaconv *lc, struct generation *g,
 /* Offers the update to c (waiting): true if c took it. */
 static bool offer(struct luaconv *lc, struct conv *c,
                   const struct update_item *u) {
-  lua_State *GL = c->job->owner->L;
+  lua_State *GL = job_owner_of(c->job)->L;
   int top = lua_gettop(GL);
   lua_rawgeti(GL, LUA_REGISTRYINDEX, c->offer_ref);
   if (luajson_decode(GL, u->json, u->len, NULL) != 0) {
@@ -658,9 +662,9 @@ static bool offer(struct luaconv *lc, struct conv *c,
   lua_pop(GL, 1);
   int ref = luaL_ref(GL, LUA_REGISTRYINDEX);
   lua_settop(GL, top);
-  struct log_fields f = {c->job->owner->id, u->id};
+  struct log_fields f = {job_owner_of(c->job)->id, u->id};
   log_msg(LOG_DEBUG, &f, "answers the conversation of update %lld",
-          (long long)c->job->update_id);
+          (long long)job_update_id(c->job));
   deliver(c, OUT_UPDATE, ref, matched);
   return true;
 }

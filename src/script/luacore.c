@@ -95,8 +95,10 @@ static int l_print(lua_State *L) {
   }
   buf_append_char(&line, '\n');
   log_redact(&line);
+  log_screen_before(false);
   fwrite(line.data, 1, line.len, stdout);
   fflush(stdout);
+  log_screen_after(false);
   buf_free(&line);
   return 0;
 }
@@ -161,6 +163,40 @@ static int l_current(lua_State *L) {
   return 2;
 }
 
+/* core.stdin_refusal() -> nil when the running code may read the
+ * terminal (a plain script's top level), or why not. Reading it blocks
+ * the whole loop until a line comes; in the sandbox it is the chat. */
+static int l_stdin_refusal(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *t = sched_running(&h->sched);
+  if (t && job_kind(task_job(t)) != JOB_LOAD)
+    lua_pushliteral(L, "a handler cannot read the terminal: the whole bot "
+                       "would stop while it waits for a line");
+  else if (h->cfg->sandbox)
+    lua_pushliteral(L, "in the sandbox the terminal is the chat, and the bot "
+                       "cannot read it");
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* core.watches_unhandled(): whether someone wants to hear of updates no
+ * handler took (so the runtime watches for them only then). */
+static int l_watches_unhandled(lua_State *L) {
+  lua_pushboolean(L, host_of(L)->on_unhandled != NULL);
+  return 1;
+}
+
+/* core.unhandled(type): the running update went through every middleware
+ * with no handler taking it. */
+static int l_unhandled(lua_State *L) {
+  struct host *h = host_of(L);
+  const char *type = luaL_checkstring(L, 1);
+  struct log_fields f = luabind_fields(L);
+  if (h->on_unhandled) h->on_unhandled(h->on_unhandled_ud, f.update_id, type);
+  return 0;
+}
+
 static int l_check_mode(lua_State *L) {
   lua_pushboolean(L, host_of(L)->cfg->check);
   return 1;
@@ -181,6 +217,9 @@ int luaopen_tghost_core(lua_State *L) {
       {"now", l_now},
       {"current", l_current},
       {"check_mode", l_check_mode},
+      {"stdin_refusal", l_stdin_refusal},
+      {"watches_unhandled", l_watches_unhandled},
+      {"unhandled", l_unhandled},
       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -33,10 +33,10 @@ void finalizer_queue_free(struct finalizer_queue *q) {
 }
 
 static void on_finalizers_end(struct job *job, void *ud) {
-  if (job->end == JOB_DONE) return;
+  if (job_how_ended(job) == JOB_DONE) return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_ERROR, &f, "a __gc finalizer was stopped: %s",
-          job->error ? job->error : "cancelled");
+          job_error(job) ? job_error(job) : "cancelled");
 }
 
 /* Runs one generation's queued finalizers: runtime.run_finalizers(list),

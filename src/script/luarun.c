@@ -115,7 +115,7 @@ static int l_run(lua_State *L) {
   struct host *h = g->host;
   luaL_checktype(L, 1, LUA_TTABLE);
   struct task *t = sched_running(&h->sched);
-  if (!t || task_job(t)->kind != JOB_LOAD)
+  if (!t || job_kind(task_job(t)) != JOB_LOAD)
     return luaL_error(L, "run() and bot.start() belong at the script's top "
                          "level, not inside a handler");
   if (g->run_called)
@@ -169,7 +169,7 @@ static int l_is_running(lua_State *L) {
 static int l_wait_stopped(lua_State *L) {
   struct host *h = host_of(L);
   struct task *running = sched_running(&h->sched);
-  bool top_level = running && task_job(running)->kind == JOB_LOAD;
+  bool top_level = running && job_kind(task_job(running)) == JOB_LOAD;
   if (!h->runner && !gen_of(L)->run_called) return 0;
   if (h->cfg->check) return 0;
   /* The first top level runs before the bot starts, a reloaded one must

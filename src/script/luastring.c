@@ -392,8 +392,8 @@ static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
   struct task *t = sched_running(s);
   struct job *job = t ? task_job(t) : NULL;
   const char *who = !job ? "the task"
-                    : job->kind == JOB_LOAD ? "the script's top level"
-                    : job->kind == JOB_UPDATE ? "the handler"
+                    : job_kind(job) == JOB_LOAD ? "the script's top level"
+                    : job_kind(job) == JOB_UPDATE ? "the handler"
                                               : "the task";
   snprintf(why, size, "%s ran out of its CPU budget (%ld ms)", who,
            cpuguard_budget_ms(&s->guard));

@@ -144,7 +144,7 @@ static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   struct job *job = task_job(parent);
-  if (job->kind == JOB_LOAD || job->kind == JOB_BACKGROUND) {
+  if (job_kind(job) == JOB_LOAD || job_kind(job) == JOB_BACKGROUND) {
     /* From the top level (or a task it started): background work of its
      * own, which the top level does not wait for. */
     struct generation *g = gen_of_job(job);

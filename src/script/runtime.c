@@ -13,6 +13,7 @@
 #include "script/luacoro.h"
 #include "script/luafile.h"
 #include "script/luaguard.h"
+#include "script/luacrypto.h"
 #include "script/luahttp.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
@@ -75,6 +76,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
     {"tghost.conv", luaopen_tghost_conv},
+    {"tghost.crypto", luaopen_tghost_crypto},
     {NULL, NULL},
 };
 
@@ -134,14 +136,31 @@ struct load_state {
   void *ud;
 };
 
+/* Appends error to out, with the pointer to its fix runtime.explain
+ * (lua/hints.lua) adds to Lua messages it knows. */
+static void explain(struct generation *g, const char *error, struct buf *out) {
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  if (gen_push_runtime_fn(g, "explain")) {
+    lua_pushstring(L, error);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      error = lua_tostring(L, -1);
+  }
+  buf_append_str(out, error);
+  lua_settop(L, top);
+}
+
 static void on_load_end(struct job *job, void *ud) {
   struct load_state *ls = ud;
   struct generation *g = gen_of_job(job);
-  const char *error = NULL;
+  struct buf error = BUF_INIT;
   g->load_job = NULL;
-  if (job->end == JOB_CANCELLED) error = job->error ? job->error : "cancelled";
-  else if (job->end == JOB_FAILED) error = job->error ? job->error : "failed";
-  ls->done(g, error, ls->ud);
+  if (job_how_ended(job) == JOB_CANCELLED)
+    buf_append_str(&error, job_error(job) ? job_error(job) : "cancelled");
+  else if (job_how_ended(job) == JOB_FAILED)
+    explain(g, job_error(job) ? job_error(job) : "failed", &error);
+  ls->done(g, error.data, ls->ud);
+  buf_free(&error);
   free(ls);
 }
 
@@ -149,8 +168,10 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
                         void *ud, struct buf *err) {
   lua_State *L = g->owner.L;
   if (luaL_loadfilex(L, g->script_path, "t") != LUA_OK) {
-    buf_append_str(err, lua_tostring(L, -1));
+    char *message = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
+    explain(g, message, err);
+    free(message);
     return -1;
   }
   lua_pushstring(L, g->script_path);
@@ -218,10 +239,10 @@ static struct job *start_update(struct job_owner *current,
 }
 
 static void on_hook_end(struct job *job, void *ud) {
-  if (job->end == JOB_DONE) return;
+  if (job_how_ended(job) == JOB_DONE) return;
   struct log_fields f = job_log_fields(job);
   log_msg(LOG_ERROR, &f, "%s failed: %s", (const char *)ud,
-          job->error ? job->error : "cancelled");
+          job_error(job) ? job_error(job) : "cancelled");
 }
 
 /* Runs runtime.<hook>(update, message) in a callback job. json may be
@@ -250,19 +271,19 @@ static void run_hook(struct generation *g, const char *hook,
 static void report_failure(struct job *job) {
   size_t len;
   char *json = job_take_update_json(job, &len);
-  run_hook(gen_of_job(job), "handle_failure", job->update_id, json, len,
-           job->error ? job->error : "failed");
+  run_hook(gen_of_job(job), "handle_failure", job_update_id(job), json, len,
+           job_error(job) ? job_error(job) : "failed");
 }
 
 static void report_timeout(struct job *job, long timeout_ms) {
   char msg[96];
   snprintf(msg, sizeof msg, "the update timed out after %ld ms", timeout_ms);
-  run_hook(gen_of_job(job), "handle_timeout", job->update_id,
-           job->update_json ? xstrndup(job->update_json, job->update_len)
-                            : NULL,
-           job->update_len, msg);
+  size_t len;
+  const char *json = job_update_json(job, &len);
+  run_hook(gen_of_job(job), "handle_timeout", job_update_id(job),
+           json ? xstrndup(json, len) : NULL, len, msg);
 }
 
-const struct host_update_ops runtime_update_ops = {start_update,
+const struct update_ops runtime_update_ops = {start_update,
                                                    report_failure,
                                                    report_timeout};

@@ -16,7 +16,7 @@
 #include "pipeline/host.h"
 
 /* Runs updates in the host's current generation. */
-extern const struct host_update_ops runtime_update_ops;
+extern const struct update_ops runtime_update_ops;
 
 /* A new generation of the script with the runtime loaded; the script is
  * not run yet. Returns NULL with err set on failure. The caller holds one

@@ -5,8 +5,10 @@
  * handled (done, failed, consumed by a conversation), API calls and their
  * durations, reloads that worked and failed, the source's state and last
  * error; /healthz through a getUpdates failure, its grace period, the
- * recovery and a drain. (The webhook's metrics: webhook.c.) */
+ * recovery and a drain; the journal's gauges. (The webhook's metrics:
+ * webhook.c.) */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
@@ -145,4 +147,34 @@ TEST(metrics_parse) {
   proc_check_clean(p);
   buf_free(&h.body);
   samples_free(&m);
+}
+
+/* The journal's gauges come from the source's health hook, which runs
+ * when /metrics is read: the updates recorded and not finished, and the
+ * batches not yet durable. */
+TEST(metrics_journal) {
+  const char *script = harness_write("journaled.lua",
+      "bot.on('message:text', function(ctx)\n"
+      "  if ctx.msg.text == 'hold' then tghost.sleep(2) end\n"
+      "  ctx:reply('ok ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  char journal[512];
+  snprintf(journal, sizeof journal, "%s/bot.journal", harness_tmpdir());
+  const char *args[] = {"--metrics", "127.0.0.1:0", "--journal", journal,
+                        NULL};
+  struct proc *p = proc_start(script, args);
+  int mport = wait_port(p, METRICS_MARK);
+  for (int i = 0; i < 3; i++)
+    fakeapi_push_text(harness_api(), 10 + i, 10 + i, "hold");
+  struct metric_wait backlog = {mport, "tghost_journal_backlog_updates", 3};
+  CHECK(run_until(metric_is, &backlog, 10000),
+        "the journal's backlog never read 3 while 3 updates ran");
+  wait_calls("sendMessage", 3, 10000);
+  backlog.want = 0;
+  CHECK(run_until(metric_is, &backlog, 10000),
+        "the journal's backlog did not go back to 0");
+  struct metric_wait unsynced = {mport, "tghost_journal_unsynced_batches", 0};
+  CHECK(run_until(metric_is, &unsynced, 5000), "unsynced batches left");
+  proc_stop_cleanly(p);
 }

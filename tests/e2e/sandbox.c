@@ -1,5 +1,5 @@
-/* The first hour: `tghost --sandbox` driven at a terminal (a pty) and by
- * transcripts, the emulated Bot API's chat semantics, --trace lines,
+/* The first hour: `tghost --sandbox` driven at a terminal (a pty: the
+ * prompt, line editing and history) and by transcripts, the emulated Bot API's chat semantics, --trace lines,
  * the outage report, the log environment variables, and the examples'
  * transcripts that need a server of their own. */
 #include <signal.h>
@@ -63,6 +63,57 @@ TEST(interactive) {
   CHECK(strstr(pty_output(p) + mark, "stopped"), "no graceful stop after Ctrl-D");
   check_pty_clean(p);
   CHECK(!strstr(pty_output(p), TEST_TOKEN), "BOT_TOKEN was shown");
+  pty_free(p);
+}
+
+/* The terminal as a chat: a prompt naming who types, line editing and
+ * history (libedit), log lines dimmed apart from the chat, and a note for
+ * an update no handler took. */
+TEST(line_editing) {
+  const char *script = harness_write("editing.lua",
+      "bot.on('message:text', function(ctx, next)\n"
+      "  if ctx.msg.text == 'skip' then return next() end\n"
+      "  ctx:reply('echo: ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct pty *p = start_sandbox(script);
+  WAIT_SHOWN(p, "INFO  running as @sandbox_bot", 0);
+  /* The log line is dimmed (SGR 2 just before it) and reset after. */
+  size_t at = (size_t)(strstr(pty_output(p), "INFO  running as @sandbox_bot") -
+                       pty_output(p));
+  WAIT_SHOWN(p, "\033[0m", at);
+  WAIT_SHOWN(p, "Alice> ", at);
+  const char *out = pty_output(p);
+  const char *dim = strstr(out + (at > 40 ? at - 40 : 0), "\033[2m");
+  CHECK(dim && dim < out + at, "the log line is not dimmed");
+  size_t mark = pty_output_len(p);
+  pty_type(p, "hello there\r");
+  WAIT_SHOWN(p, "bot #2: echo: hello there", mark);
+  /* Arrow up recalls the last line; Enter sends it again. */
+  mark = pty_output_len(p);
+  pty_type(p, "\033[A");
+  WAIT_SHOWN(p, "hello there", mark);
+  pty_type(p, "\r");
+  WAIT_SHOWN(p, "bot #4: echo: hello there", mark);
+  /* Editing inside the line: left arrow, then a character inserted. */
+  mark = pty_output_len(p);
+  pty_type(p, "ac\033[Db\r");
+  WAIT_SHOWN(p, "bot #6: echo: abc", mark);
+  /* An update that went through every handler untaken. */
+  mark = pty_output_len(p);
+  pty_type(p, "skip\r");
+  WAIT_SHOWN(p, "(no handler took this message: update 4 ended unhandled)", mark);
+  /* The prompt follows :user and :group. */
+  mark = pty_output_len(p);
+  pty_type(p, ":user Bob\r");
+  WAIT_SHOWN(p, "Bob> ", mark);
+  mark = pty_output_len(p);
+  pty_type(p, ":group Lua fans\r");
+  WAIT_SHOWN(p, "[Lua fans] Bob> ", mark);
+  pty_type(p, "\x04");
+  CHECK(pty_wait_exit(p, 30000), "tghost did not exit after Ctrl-D");
+  CHECK(pty_status(p) == 0, "exit status %d after Ctrl-D", pty_status(p));
+  check_pty_clean(p);
   pty_free(p);
 }
 
@@ -174,12 +225,172 @@ TEST(script_failure) {
         "no hint about run(bot)");
 }
 
+/* Arguments a transcript (or a person) can get wrong are refused with
+ * their usage, not passed on: NaN and infinities read as numbers by strtod
+ * made the emulator send the bot invalid JSON (:location) or wait for
+ * ever (:timeout). And an empty file is sent and downloaded without a
+ * leak (libevent's file segment of 0 bytes was never freed). */
+TEST(bad_arguments) {
+  struct buf script = BUF_INIT;
+  buf_printf(&script,
+      "bot.on('message:location', function(ctx)\n"
+      "  ctx:reply('at ' .. ctx.msg.location.latitude .. ' ' .. ctx.msg.location.longitude)\n"
+      "end)\n"
+      "bot.on('message:photo', function(ctx)\n"
+      "  local path, size = tghost.download(ctx:getFile(), '%s/got.jpg')\n"
+      "  ctx:reply('downloaded ' .. tostring(size))\n"
+      "end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *bot = harness_write("where.lua", script.data);
+  buf_free(&script);
+  static const char *const bad[][2] = {
+      {":location nan inf\n< at 0 0\n", "usage: :location"},
+      {":location 91 0\n< at 0 0\n", "usage: :location"},
+      {":location 1 -inf\n< at 0 0\n", "usage: :location"},
+      {":timeout nan\n:location 1 2\n< at 1.0 2.0\n", "usage: :timeout"},
+      {":sleep inf\n< at 0 0\n", "usage: :sleep"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *chat = harness_write("bad.chat", bad[i][0]);
+    struct proc *p = play(bot, chat, NULL);
+    CHECK(proc_wait(p, 30000), "tghost did not exit");
+    CHECK(proc_status(p) == 1 && strstr(proc_stderr(p), bad[i][1]),
+          "case %zu: status %d, no '%s'", i, proc_status(p), bad[i][1]);
+    CHECK(!strstr(proc_stderr(p), "invalid JSON"), "case %zu: invalid JSON", i);
+  }
+  harness_write("empty.jpg", "");
+  const char *chat = harness_write("good.chat",
+      ":location -33.8568 151.2153\n"
+      "< at -33.8568 151.2153\n"
+      ":photo empty.jpg\n"
+      "< downloaded 0\n");
+  struct proc *p = play(bot, chat, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the good transcript: status %d", proc_status(p));
+  proc_check_clean(p);
+}
+
+/* A transcript passes only when the bot ran and said what it expects:
+ * one whose bot never starts, one with nothing to check, and one the bot
+ * stops in the middle of all fail, saying why. */
+TEST(script_cannot_pass_by_accident) {
+  static const char *const none[] = {NULL};
+  const char *chat = harness_write("hi.chat", "> hi\n< x\n");
+  static const struct {
+    const char *name, *bot, *says;
+  } never_started[] = {
+      {"norun.lua", "bot.on('message', function(ctx) ctx:reply('x') end)\n",
+       "norun.lua never starts the bot: it does not call run(bot) or "
+       "bot.start(), so the transcript "},
+      {"stopped.lua",
+       "bot.on('message', function(ctx) ctx:reply('x') end)\n"
+       "local handle = run(bot)\nhandle:stop()\n",
+       "stopped.lua never starts the bot: it stops the bot before it starts "
+       "(its run() handle's stop() at the top level)"},
+  };
+  for (size_t i = 0; i < 2; i++) {
+    const char *bot = harness_write(never_started[i].name, never_started[i].bot);
+    struct proc *p = play(bot, chat, none);
+    CHECK(proc_wait(p, 30000), "tghost did not exit");
+    CHECK(proc_status(p) == 1, "%s: exit status %d, not 1", never_started[i].name,
+          proc_status(p));
+    CHECK(strstr(proc_stderr(p), never_started[i].says), "%s: no reason given",
+          never_started[i].name);
+    proc_check_clean(p);
+  }
+
+  const char *bot = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx)\n"
+      "  ctx:reply('echo: ' .. ctx.msg.text)\n"
+      "  if ctx.msg.text == 'bye' then os.exit(0) end\n"
+      "end)\n"
+      "run(bot)\n");
+  const char *nothing = harness_write("nothing.chat",
+      "# says things, checks nothing\n> hello\n:sleep 0.1\n> again\n");
+  struct proc *p = play(bot, nothing, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "a transcript without expectations: status %d",
+        proc_status(p));
+  CHECK(strstr(proc_stderr(p), "nothing.chat has no expectation (a line "
+                               "'< text' the bot must say)"),
+        "no reason for refusing a transcript without expectations");
+  CHECK(!strstr(proc_stdout(p), "Alice: hello"), "it was played anyway");
+
+  /* The bot stops (os.exit) while expectations are still ahead. */
+  const char *cut = harness_write("cut.chat",
+      "> hi\n< echo: hi\n> bye\n< echo: bye\n:sleep 0.3\n> more\n"
+      "< echo: more\n");
+  p = play(bot, cut, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1, "a transcript the bot left: status %d",
+        proc_status(p));
+  CHECK(strstr(proc_stderr(p), "cut.chat:7: the bot stopped before this "
+                               "expectation (\"echo: more\") was reached"),
+        "the unreached expectation is not named");
+  proc_check_clean(p);
+  check_no_sandbox_token(p);
+
+  /* :quit ends a transcript; expectations after it were never checked. */
+  const char *quit = harness_write("quit.chat",
+      "> hi\n< echo: hi\n:quit\n< echo: later\n");
+  p = play(bot, quit, none);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 1 &&
+            strstr(proc_stderr(p), "quit.chat:4: the bot stopped before"),
+        "expectations after :quit passed unchecked (status %d)",
+        proc_status(p));
+}
+
+/* io.read in a handler would stop the whole bot until a line comes (and
+ * in the sandbox, take the next chat line): it raises instead, saying how
+ * to ask the user. A plain script's top level still reads stdin. */
+TEST(io_read_refused) {
+  const char *file = harness_write("data.txt", "from a file\n");
+  struct buf code = BUF_INIT;
+  buf_printf(&code,
+      "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
+      "bot.command('read', function(ctx) ctx:reply('got ' .. tostring(io.read())) end)\n"
+      "bot.command('lines', function(ctx) for l in io.stdin:lines() do end end)\n"
+      "bot.command('file', function(ctx)\n"
+      "  local f = assert(io.open('%s', 'r'))\n"
+      "  ctx:reply('file says ' .. f:read('l'))\n"
+      "  f:close()\n"
+      "end)\n"
+      "run(bot)\n", file);
+  const char *bot = harness_write("reader.lua", code.data);
+  buf_free(&code);
+  const char *chat = harness_write("reader.chat",
+      "> /read\n"
+      "< caught: ${TGHOST_TEST_DIR}/reader.lua:2: io.read: a handler cannot read the terminal: the whole bot would stop "
+      "while it waits for a line; ask the user in the chat with ctx:wait()\n"
+      "> /lines\n"
+      "< io.lines: a handler cannot read the terminal\n"
+      "> /file\n"
+      "< file says from a file\n");
+  struct buf dir = BUF_INIT;
+  buf_printf(&dir, "TGHOST_TEST_DIR=%s", harness_tmpdir());
+  const char *env[] = {dir.data, NULL};
+  struct proc *p = play(bot, chat, env);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the transcript failed (status %d)", proc_status(p));
+  proc_check_clean(p);
+  buf_free(&dir);
+
+  /* A plain script's top level reads stdin as Lua does. */
+  const char *plain = harness_write("plain.lua", "print('read:', io.read())\n");
+  static const char *const none[] = {NULL};
+  p = proc_start_env(plain, NULL, none, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "read:\tnil"),
+        "the top level could not read stdin (status %d)", proc_status(p));
+}
+
 /* The emulator keeps a real chat's state and Telegram's rules: message ids
  * per chat, entities, edits ("not modified"), deletions, callback answers
  * (and their expiry), limits, unknown methods, groups and several users. */
 TEST(chat_semantics) {
   const char *bot = harness_write("semantics.lua",
-      "local function try(f, ...) local ok, e = pcall(f, ...) return ok and 'ok' or e.description end\n"
+      "local function try(f, ...) local ok, e = pcall(f, ...) return ok and 'ok' or type(e) == 'table' and e.description or tostring(e) end\n"
       "bot.command('ent', function(ctx)\n"
       "  local e = ctx.msg.entities[1]\n"
       "  ctx:reply(string.format('%s %d %d', e.type, e.offset, e.length))\n"
@@ -201,7 +412,8 @@ TEST(chat_semantics) {
       "  ctx:reply('empty: ' .. try(ctx.reply, ctx, ''))\n"
       "  ctx:reply('data: ' .. try(ctx.reply, ctx, 'k', { reply_markup = { inline_keyboard = { { { text = 'b', callback_data = string.rep('d', 65) } } } } }))\n"
       "  ctx:reply('chat: ' .. try(ctx.api.sendMessage, { chat_id = 12345, text = 'x' }))\n"
-      "  ctx:reply('method: ' .. try(ctx.api.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
+      "  ctx:reply('typo: ' .. try(ctx.api.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
+      "  ctx:reply('method: ' .. try(ctx.api.raw.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
       "  ctx:sendChatAction('upload_photo')\n"
       "end)\n"
       "bot.command('buttons', function(ctx)\n"
@@ -234,6 +446,7 @@ TEST(chat_semantics) {
       "< empty: Bad Request: message text is empty\n"
       "< data: Bad Request: BUTTON_DATA_INVALID\n"
       "< chat: Bad Request: chat not found\n"
+      "< no method sendMesage (did you mean sendMessage?)\n"
       "< bot called sendMesage: Telegram has no such method (404 Not Found)\n"
       "< method: Not Found\n"
       "< bot is sending a photo...\n"

@@ -5,7 +5,9 @@
  * run(bot)); errors that point at the script's line; --check, also of a
  * script that calls the Bot API at its top level; the token read from a
  * file and kept out of everything the script prints; bot.start's options
- * (drop_pending_updates, onStart, not again on a reload). */
+ * (drop_pending_updates, onStart, not again on a reload); a token of the
+ * wrong shape, a module require cannot find, and habits from grammY,
+ * Telegraf and JavaScript, each named with its fix in one line. */
 #include <signal.h>
 #include <string.h>
 
@@ -247,6 +249,37 @@ TEST(check_mode) {
   proc_check_clean(p);
 }
 
+/* --check runs the script's top level without opening a database or
+ * connecting anywhere: SQLite and Redis stores read as empty there and
+ * writes go nowhere (a top-level read failed the check before, blaming
+ * tghost's own storage.lua). */
+TEST(check_top_level_storage) {
+  struct buf script = BUF_INIT;
+  buf_printf(&script,
+      "local db = tghost.storage.sqlite('%s/check.db')\n"
+      "local shared = tghost.storage.redis('redis://:pw@127.0.0.1:1/0', 'bot:')\n"
+      "local count = (db:get('count') or 0) + (shared:get('count') or 0)\n"
+      "db:set('count', count + 1)\n"
+      "shared:set('count', count + 1, 60)\n"
+      "db:delete('old')\n"
+      "print('count at load: ' .. count)\n"
+      "bot.on('message', function(ctx) ctx:reply(tostring(db:get('count'))) end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *path = harness_write("storage_check.lua", script.data);
+  buf_free(&script);
+  harness_api();
+  struct proc *p = proc_start(path, (const char *[]){"--check", NULL});
+  CHECK(proc_wait(p, 10000), "no exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "count at load: 0") &&
+            strstr(proc_stdout(p), "loads without errors"),
+        "status %d: %s", proc_status(p), proc_stderr(p));
+  char db[256];
+  snprintf(db, sizeof db, "%s/check.db", harness_tmpdir());
+  CHECK(access(db, F_OK) != 0, "--check created %s", db);
+  CHECK(fakeapi_connections_accepted(harness_api()) == 0, "--check used the network");
+  proc_check_clean(p);
+}
+
 TEST(check_top_level_calls) {
   harness_api();
   const char *script = harness_write("bot.lua",
@@ -322,6 +355,10 @@ TEST(secrets) {
       "local f = io.popen('env')\n"
       "local all = f:read('a'); f:close()\n"
       "print('child sees it: ' .. tostring(all:find(t:match(':(.*)'), 1, true) ~= nil))\n"
+      "local g = io.popen('cat /proc/$PPID/environ')\n"
+      "local parent = g:read('a'); g:close()\n"
+      "print('parent environ: ' .. #parent .. ' bytes, holds it: ' ..\n"
+      "      tostring(parent:find(t:match(':(.*)'), 1, true) ~= nil))\n"
       "bot.on('message', function(ctx) ctx:reply('ok') end)\n"
       "run(bot)\n");
   fakeapi_push_text(api, 1, 1, "x");
@@ -330,6 +367,23 @@ TEST(secrets) {
   const char *out = proc_stdout(p), *err = proc_stderr(p);
   CHECK(strstr(out, "env nil"), "os.getenv still sees BOT_TOKEN: %s", out);
   CHECK(strstr(out, "child sees it: false"), "a child process saw the token");
+  CHECK(strstr(out, "parent environ: ") && strstr(out, "holds it: false") &&
+            !strstr(out, "environ: 0 bytes"),
+        "a child read the token in /proc/$PPID/environ: %s", out);
+  /* /proc/PID/environ shows the first environment block, whatever
+   * unsetenv did. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/environ", proc_pid(p));
+  FILE *f = fopen(path, "r");
+  CHECK(f, "cannot read %s", path);
+  char environ_block[65536];
+  size_t n = fread(environ_block, 1, sizeof environ_block, f);
+  fclose(f);
+  CHECK(n > 0 && memmem(environ_block, n, "BOT_TOKEN=", 10) &&
+            !memmem(environ_block, n, TEST_TOKEN, strlen(TEST_TOKEN)) &&
+            !memmem(environ_block, n, strchr(TEST_TOKEN, ':') + 1,
+                    strlen(strchr(TEST_TOKEN, ':') + 1)),
+        "/proc/%d/environ still holds the token", proc_pid(p));
   CHECK(strstr(out, "half <token>") && strstr(out, "lower <token>") &&
             strstr(out, "upper <token>") && strstr(out, "write <token>") &&
             strstr(out, "stdout <token>"),
@@ -424,4 +478,161 @@ TEST(start_options) {
                                "drop_pending_updates?)"),
         "no suggestion at the script's line");
   proc_check_clean(r);
+}
+
+/* --- messages that point at the fix ------------------------------------ */
+
+/* Runs tghost on script with env and args, expects it to exit with status
+ * and to say each of the NULL-terminated lines on stderr; no network. */
+static struct proc *expect_exit(const char *script, const char *const *args,
+                                const char *const *env, int status,
+                                const char *const *says) {
+  struct proc *p = proc_start_env(script, args, env, true);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  CHECK(proc_status(p) == status, "exit status %d, not %d", proc_status(p),
+        status);
+  for (const char *const *s = says; *s; s++)
+    CHECK(strstr(proc_stderr(p), *s), "stderr lacks '%s'", *s);
+  proc_check_clean(p);
+  return p;
+}
+
+/* A token of another shape is refused before any network call, with what
+ * is wrong and the shape expected, and without being shown. */
+TEST(malformed_token) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("bot.lua", echo_script);
+  static const struct {
+    const char *env, *secret, *problem;
+  } cases[] = {
+      {"BOT_TOKEN=AAHfakeSecretWithoutId", "AAHfakeSecret", "it has no ':'"},
+      {"BOT_TOKEN=bot4242:AAHfakeSecret", "AAHfakeSecret",
+       "it starts with 'bot'"},
+      {"BOT_TOKEN=\"4242:AAHfakeSecret\"", "AAHfakeSecret", "it is in quotes"},
+      {"BOT_TOKEN=4242:AAHfake Secret", "AAHfake", "other than letters"},
+      {"BOT_TOKEN=42x:AAHfakeSecret", "AAHfakeSecret",
+       "the part before ':' is not a number"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *env[] = {cases[i].env, NULL};
+    const char *says[] = {"tghost: BOT_TOKEN is not a bot token: ",
+                          cases[i].problem, "123456:ABC-DEF", NULL};
+    struct proc *p = expect_exit(script, NULL, env, 2, says);
+    CHECK(!strstr(proc_stderr(p), cases[i].secret) &&
+              !strstr(proc_stdout(p), cases[i].secret),
+          "the malformed token was shown");
+  }
+  /* From --token-file, the message names the file. */
+  const char *file = harness_write("token.txt", "AAHfakeSecretWithoutId\n");
+  const char *args[] = {"--token-file", file, NULL};
+  static const char *const no_env[] = {NULL};
+  const char *says[] = {"token.txt is not a bot token: it has no ':'", NULL};
+  struct proc *p = expect_exit(script, args, no_env, 2, says);
+  CHECK(!strstr(proc_stderr(p), "AAHfakeSecret"), "the token was shown");
+  CHECK(fakeapi_connections_accepted(api) == 0,
+        "tghost went to the network with a malformed token");
+  /* The sandbox needs no token: a malformed one is ignored there. */
+  const char *chat = harness_write("echo.chat", "> hi\n< hi\n");
+  const char *sandbox_args[] = {"--sandbox", "--script", chat, NULL};
+  static const char *const bad_env[] = {"BOT_TOKEN=AAHfakeSecret", NULL};
+  p = proc_start_env(script, sandbox_args, bad_env, false);
+  CHECK(proc_wait(p, 30000), "the sandbox did not exit");
+  CHECK(proc_status(p) == 0, "the sandbox refused a token it does not use "
+        "(status %d)", proc_status(p));
+}
+
+/* --check on a script: its status and what it said. */
+static struct proc *check_script(const char *name, const char *code) {
+  const char *script = harness_write(name, code);
+  static const char *const args[] = {"--check", NULL};
+  static const char *const env[] = {NULL};
+  struct proc *p = proc_start_env(script, args, env, false);
+  CHECK(proc_wait(p, 20000), "tghost did not exit");
+  proc_check_clean(p);
+  return p;
+}
+
+/* A module require cannot find: the message lists where tghost looked,
+ * the script's folder first, on the one line a load error gets (Lua's own
+ * message ends on a colon there); habits get a pointer. */
+TEST(require_not_found) {
+  struct proc *p = check_script("needs.lua", "local h = require('helpers')\n");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  struct buf want = BUF_INIT;
+  buf_printf(&want, "needs.lua:1: module 'helpers' not found (looked for "
+             "%s/helpers.lua, %s/helpers/init.lua, ", harness_tmpdir(),
+             harness_tmpdir());
+  CHECK(strstr(proc_stderr(p), want.data), "the places are not listed: %s",
+        proc_stderr(p));
+  CHECK(strstr(proc_stderr(p), "/helpers.so"), "C module places are missing");
+  buf_free(&want);
+
+  p = check_script("dotted.lua", "require('lib.util')\n");
+  CHECK(strstr(proc_stderr(p), "/lib/util.lua, "), "a dotted name is not "
+        "looked for as a path");
+  p = check_script("ext.lua", "require('helpers.lua')\n");
+  CHECK(strstr(proc_stderr(p), "require takes a module name without .lua: "
+                               "require(\"helpers\")"), "no hint about .lua");
+  p = check_script("path.lua", "require('./helpers')\n");
+  CHECK(strstr(proc_stderr(p), "require takes a module name, not a path"),
+        "no hint about a path");
+  p = check_script("framework.lua", "local grammy = require('grammy')\n");
+  CHECK(strstr(proc_stderr(p), "tghost needs no require for the bot: `bot`, "
+                               "`run` and `tghost` are globals"),
+        "no hint about requiring grammy");
+  /* pcall(require, ...) gets the same message; a module that exists loads. */
+  harness_write("present.lua", "return { answer = 42 }\n");
+  p = check_script("optional.lua",
+      "local ok, e = pcall(require, 'absent')\n"
+      "print(ok, e:match('looked for [^,]*absent.lua') ~= nil)\n"
+      "print(require('present').answer)\n");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "false\ttrue\n42\n"),
+        "pcall(require) or a present module misbehaved (status %d): %s",
+        proc_status(p), proc_stdout(p));
+}
+
+/* Habits from grammY, Telegraf and JavaScript: Lua's message, then one
+ * pointer to what tghost does instead. */
+TEST(grammy_habits) {
+  static const struct {
+    const char *code, *lua_says, *hint;
+  } cases[] = {
+      {"local bot = new Bot(os.getenv('BOT_TOKEN'))\n",
+       "attempt to call a nil value (global 'Bot')",
+       "(tghost makes the bot for you: use the global `bot`"},
+      {"const bot = new Bot(process.env.BOT_TOKEN)\n", "syntax error near",
+       "(this line looks like JavaScript; in Lua: `local x = ...`"},
+      {"bot.on('message', (ctx) => ctx.reply('hi'))\n", "expected near",
+       "this line looks like JavaScript"},
+      {"bot.command('start', function(ctx) end)\nbot.launch()\n",
+       "attempt to call a nil value (field 'launch')",
+       "(bot.launch() is Telegraf's: tghost starts the bot with run(bot)"},
+      {"bot.telegram.sendMessage(1, 'x')\n",
+       "attempt to index a nil value (field 'telegram')",
+       "are bot.api and ctx.api in tghost"},
+      {"console.log('started')\n",
+       "attempt to index a nil value (global 'console')",
+       "(Lua prints with print(...)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct proc *p = check_script("habit.lua", cases[i].code);
+    CHECK(proc_status(p) == 1, "case %zu: exit status %d", i, proc_status(p));
+    const char *said = strstr(proc_stderr(p), cases[i].lua_says);
+    CHECK(said && strstr(said, cases[i].hint), "case %zu: said %s", i,
+          proc_stderr(p));
+  }
+  /* In a handler: the error line carries the pointer too; what bot.catch
+   * would receive is Lua's message as it is. */
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("handler.lua",
+      "bot.on('message:text', function(ctx) ctx:replyWithHTML('<b>hi</b>') end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, 42, 42, "hello");
+  wait_stderr(p, "unhandled error in a handler", 20000);
+  CHECK(strstr(proc_stderr(p), "attempt to call a nil value (method "
+                               "'replyWithHTML') (tghost has ctx:reply(text, "
+                               "{ parse_mode = \"HTML\" }))"),
+        "the handler's error has no pointer");
+  proc_stop_cleanly(p);
 }
