@@ -34,6 +34,7 @@ local M = {}
 M.public = {}
 
 local backend_of = setmetatable({}, { __mode = "k" })   -- store -> backend
+local kind_of = setmetatable({}, { __mode = "k" })      -- store -> "redis", ...
 
 local Store = { __name = "tghost.Storage" }
 Store.__index = Store
@@ -277,7 +278,9 @@ for _, d in ipairs(core.backends()) do
     local ok, handle, label = pcall(core.open, d.kind, target,
                                     d.ns_arg and ns or nil)
     if not ok then errors.raise("%s", handle) end
-    return new(handle, label)
+    local s = new(handle, label)
+    kind_of[s] = d.kind
+    return s
   end
 end
 
@@ -342,8 +345,17 @@ end
 -- happens whatever the value.
 M.UNKNOWN = setmetatable({}, { __name = "unknown stored form" })
 
+-- The stores sessions use ({ store = ..., kind = "redis" | "memory" |
+-- "sqlite" | "custom" }), for run() to check against a cluster.
+M.session_stores = {}
+
 function M.adapter(x, who)
-  local b = backend_of[M.of(x, who)]
+  local store = M.of(x, who)
+  if who == "session" then
+    M.session_stores[#M.session_stores + 1] =
+      { store = store, kind = kind_of[store] or "custom" }
+  end
+  local b = backend_of[store]
   return {
     read = function(key)
       local bytes = b:get(key)

@@ -67,6 +67,18 @@ enum metric_id {
   /* tghost's HTTP servers (httpd.h) */
   METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
   METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
+  /* the cluster (--cluster) */
+  METRIC_CLUSTER_MEMBERS,      /* gauge */
+  METRIC_CLUSTER_PARTITIONS_OWNED, /* gauge */
+  METRIC_CLUSTER_PARTITION_LAG,/* gauge {partition} */
+  METRIC_CLUSTER_LEASE_RENEWALS,   /* counter */
+  METRIC_CLUSTER_LEASE_LOSSES, /* counter {reason} */
+  METRIC_CLUSTER_PARTITION_MOVES,  /* counter {direction} */
+  METRIC_CLUSTER_INGRESS_HOLDER,   /* gauge: 1 while this instance holds it */
+  METRIC_CLUSTER_INGESTED,     /* counter {result} */
+  METRIC_CLUSTER_FENCED_REFUSED,   /* counter {what} */
+  METRIC_CLUSTER_REDELIVERED,  /* counter */
+  METRIC_CLUSTER_DEAD_LETTERS, /* counter */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */

@@ -24,7 +24,9 @@ Keys, for one bot (K = "tgc:<bot id>:", the caller passes every key):
                          stream id read into it; "<stream id>" -> how many
                          times an owner admitted it to run (0: read, not
                          admitted yet), for each entry up to hwm that has
-                         not finished
+                         not finished; "i:<stream id>" -> how many of those
+                         admissions were isolated runs (the entry alone in
+                         its process, see src/cluster/consumer.h)
   K dead          stream dead letters: u, p, attempts, reason, j
   K stats         hash   refused (fenced writes refused), dead
 
@@ -143,8 +145,10 @@ end
 -- tgc_commit KEYS: lease, commit, stats  ARGV: epoch, hwm, (op, id)...
 -- The owner's commit record, fenced. hwm ('' unchanged) only moves
 -- forward. Ops: R id (read into the record, not admitted), A id
--- (admitted to run once more), U id (handed back unstarted: one admission
--- undone), D id (finished: out of the record).
+-- (admitted to run once more), I id (admitted to run alone: an isolated
+-- run, counted apart too), U id / V id (handed back unstarted: an
+-- admission / an isolated admission undone), D id (finished: out of the
+-- record).
 local function commit(keys, args)
   local lease, rec, stats = keys[1], keys[2], keys[3]
   if not holds(lease, args[1]) then return stale(stats, lease, args[1]) end
@@ -159,12 +163,18 @@ local function commit(keys, args)
       redis.call('HSETNX', rec, id, 0)
     elseif op == 'A' then
       redis.call('HINCRBY', rec, id, 1)
-    elseif op == 'U' then
+    elseif op == 'I' then
+      redis.call('HINCRBY', rec, id, 1)
+      redis.call('HINCRBY', rec, 'i:' .. id, 1)
+    elseif op == 'U' or op == 'V' then
       if tonumber(redis.call('HGET', rec, id) or '0') > 0 then
         redis.call('HINCRBY', rec, id, -1)
       end
+      if op == 'V' and tonumber(redis.call('HGET', rec, 'i:' .. id) or '0') > 0 then
+        redis.call('HINCRBY', rec, 'i:' .. id, -1)
+      end
     elseif op == 'D' then
-      redis.call('HDEL', rec, id)
+      redis.call('HDEL', rec, id, 'i:' .. id)
     end
   end
   return 1
@@ -182,39 +192,43 @@ local function bury(rec, stream, dead, stats, partition, id, attempts, reason)
   end
   redis.call('XADD', dead, '*', 'u', u, 'p', partition, 'attempts', attempts,
              'reason', reason, 'at', now_ms(), 'j', j)
-  redis.call('HDEL', rec, id)
+  redis.call('HDEL', rec, id, 'i:' .. id)
   redis.call('HINCRBY', stats, 'dead', 1)
   return u
 end
 
 -- tgc_takeover KEYS: lease, commit, stream, dead, stats
 --              ARGV: epoch, partition, max_attempts
--- What a new owner of the partition resumes from, fenced: entries that
--- were admitted max_attempts times without finishing become dead letters;
--- answers {hwm or '', dead update ids, {id, attempts, u, k, j}...} with the
--- rest of the record in stream order.
+-- What a new owner of the partition resumes from, fenced: entries whose
+-- isolated runs ended their owners max_attempts times become dead
+-- letters; answers {hwm or '', dead update ids, {id, admissions, isolated
+-- runs, u, k, j}...} with the rest of the record in stream order.
 local function takeover(keys, args)
   local lease, rec, stream, dead, stats = keys[1], keys[2], keys[3], keys[4],
                                           keys[5]
   if not holds(lease, args[1]) then return stale(stats, lease, args[1]) end
   local maxa = tonumber(args[3])
   local all = redis.call('HGETALL', rec)
-  local hwm, ids, att = '', {}, {}
+  local hwm, ids, att, iso = '', {}, {}, {}
   for i = 1, #all - 1, 2 do
-    if all[i] == 'hwm' then
+    local f = all[i]
+    if f == 'hwm' then
       hwm = all[i + 1]
+    elseif string.sub(f, 1, 2) == 'i:' then
+      iso[string.sub(f, 3)] = tonumber(all[i + 1])
     else
-      ids[#ids + 1] = all[i]
-      att[all[i]] = tonumber(all[i + 1])
+      ids[#ids + 1] = f
+      att[f] = tonumber(all[i + 1])
     end
   end
   table.sort(ids, id_less)
   local buried, out = {}, {}
   for _, id in ipairs(ids) do
-    local a = att[id]
-    if a >= maxa then
+    local a, n = att[id], iso[id] or 0
+    if n >= maxa then
       buried[#buried + 1] = bury(rec, stream, dead, stats, args[2], id, a,
-        'admitted ' .. a .. ' times without finishing (its owners crashed or lost the partition while it ran)')
+        'its owner died or lost the partition during each of its last ' ..
+        n .. ' run(s), every one of them alone in its process')
     else
       local e = redis.call('XRANGE', stream, id, id)[1]
       if e then
@@ -224,11 +238,11 @@ local function takeover(keys, args)
           elseif f[i] == 'k' then k = f[i + 1]
           elseif f[i] == 'j' then j = f[i + 1] end
         end
-        out[#out + 1] = {id, a, u, k, j}
+        out[#out + 1] = {id, a, n, u, k, j}
       else
         -- Trimming never passes an entry of the record; one missing was
         -- deleted by hand: forget it.
-        redis.call('HDEL', rec, id)
+        redis.call('HDEL', rec, id, 'i:' .. id)
       end
     end
   end
@@ -245,10 +259,11 @@ local function trim(keys, args)
   local all = redis.call('HGETALL', rec)
   local hwm, oldest
   for i = 1, #all - 1, 2 do
-    if all[i] == 'hwm' then
+    local f = all[i]
+    if f == 'hwm' then
       hwm = all[i + 1]
-    elseif not oldest or id_less(all[i], oldest) then
-      oldest = all[i]
+    elseif string.sub(f, 1, 2) ~= 'i:' and (not oldest or id_less(f, oldest)) then
+      oldest = f
     end
   end
   local minid = oldest or (hwm and id_next(hwm))

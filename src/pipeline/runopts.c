@@ -37,6 +37,16 @@ const struct run_option_spec run_option_specs[] = {
      FIELD(webhook_listen)},
     {"webhook.secretFile", "webhook_secret_file", RUNOPT_STRING, 0, 0,
      FIELD(webhook_secret_file)},
+    {"cluster.url", "cluster_url", RUNOPT_STRING, 0, 0, FIELD(cluster_url)},
+    {"cluster.partitions", "cluster_partitions", RUNOPT_INTEGER, 1, 4096,
+     FIELD(cluster_partitions)},
+    {"cluster.lease", "cluster_lease", RUNOPT_NUMBER, 0.3, 3600,
+     FIELD(cluster_lease_s)},
+    {"cluster.maxAttempts", "cluster_max_attempts", RUNOPT_INTEGER, 1, 1000,
+     FIELD(cluster_max_attempts)},
+    {"cluster.moveDelay", "cluster_move_delay", RUNOPT_NUMBER, 0, 86400,
+     FIELD(cluster_move_delay_s)},
+    {"cluster.key", "cluster_key", RUNOPT_FUNCTION, 0, 0, 0, 0},
     /* deleteWebhook before the first poll: done by lua/tghost.lua. */
     {"drop_pending_updates", "drop_pending_updates", RUNOPT_BOOLEAN, 0, 0, 0,
      0},
@@ -53,6 +63,10 @@ void run_options_init(struct run_options *o) {
   o->max_retry_ms = 15L * 60 * 60 * 1000;
   o->max_delay_ms = 500;
   o->max_waiting = -1;
+  o->cluster_partitions = 64;
+  o->cluster_lease_s = 10;
+  o->cluster_max_attempts = 5;
+  o->cluster_move_delay_s = 60;
 }
 
 void run_options_free(struct run_options *o) {
@@ -64,6 +78,8 @@ void run_options_free(struct run_options *o) {
   free(o->webhook_listen);
   free(o->webhook_secret_file);
   o->webhook_url = o->webhook_listen = o->webhook_secret_file = NULL;
+  free(o->cluster_url);
+  o->cluster_url = NULL;
 }
 
 void run_options_copy(struct run_options *dst, const struct run_options *src) {
@@ -76,6 +92,7 @@ void run_options_copy(struct run_options *dst, const struct run_options *src) {
       src->webhook_listen ? xstrdup(src->webhook_listen) : NULL;
   dst->webhook_secret_file =
       src->webhook_secret_file ? xstrdup(src->webhook_secret_file) : NULL;
+  dst->cluster_url = src->cluster_url ? xstrdup(src->cluster_url) : NULL;
 }
 
 static const char *const sink_kind_names[] = {"concurrent", "sequential",

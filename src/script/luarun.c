@@ -126,9 +126,10 @@ static int l_run(lua_State *L) {
   read_options(L, 1, &g->run_opts);
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
-   * calls it again. */
+   * calls it again; and whether the bot runs in a cluster. */
   lua_pushboolean(L, h->runner == NULL);
-  return 1;
+  lua_pushboolean(L, g->run_opts.cluster_url || h->cfg->cluster_url);
+  return 2;
 }
 
 static void stop_wait_cancel(void *data) {

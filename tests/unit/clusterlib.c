@@ -319,8 +319,8 @@ TEST(takeover_replays_in_order) {
   long long e = acquire(0, "m1", 5000);
   char epoch[16];
   snprintf(epoch, sizeof epoch, "%lld", e);
-  /* Read all 40 into the record; admit 0..19 (twice for 0..4: an earlier
-   * owner ran them too); finish the even ones of 0..19. */
+  /* Read all 40 into the record; admit 0..19 (0..4 once more, as isolated
+   * runs: twice); finish the even ones of 0..19. */
   const char *a[3 + 2 + 2 * 90];
   int argc = 0;
   a[argc++] = key(CK_LEASE, 0);
@@ -337,14 +337,23 @@ TEST(takeover_replays_in_order) {
   freeReplyObject(r);
   argc = 5;
   for (size_t i = 0; i < 20; i++) {
-    a[argc++] = i < 5 ? "A" : (i % 2 == 0 ? "D" : "R");
+    a[argc++] = i < 5 ? "I" : (i % 2 == 0 ? "D" : "R");
     a[argc++] = ids[i];
   }
+  for (size_t i = 0; i < 5; i++) {
+    a[argc++] = "I";
+    a[argc++] = ids[i];
+  }
+  /* 5 once more, and that admission undone (released unstarted). */
+  a[argc++] = "I";
+  a[argc++] = ids[5];
+  a[argc++] = "V";
+  a[argc++] = ids[5];
   r = fcall("tgc_commit", 3, argc, a);
   freeReplyObject(r);
 
-  /* m1 dies; m2 takes over with max_attempts 2: 0..4 (admitted twice)
-   * become dead letters, the rest comes back in stream order. */
+  /* m1 dies; m2 takes over with max_attempts 2: 0..4 (isolated runs
+   * twice) become dead letters, the rest comes back in stream order. */
   redisproc_cmd(rc, "DEL %s", key(CK_LEASE, 0));
   long long e2 = acquire(0, "m2", 5000);
   char epoch2[16];
@@ -374,14 +383,16 @@ TEST(takeover_replays_in_order) {
           en->element[0]->str, ids[i]);
     CHECK(en->element[1]->integer == (i < 20 ? 1 : 0), "attempts %lld",
           en->element[1]->integer);
-    CHECK(atoll(en->element[2]->str) == 1000 + (long long)i, "update %s",
-          en->element[2]->str);
+    CHECK(en->element[2]->integer == 0, "isolated runs %lld (entry %zu)",
+          en->element[2]->integer, i);
+    CHECK(atoll(en->element[3]->str) == 1000 + (long long)i, "update %s",
+          en->element[3]->str);
     char k[16], j[64];
     snprintf(k, sizeof k, "k%zu", (1000 + i) % 7);
     snprintf(j, sizeof j, "{\"update_id\":%zu}", 1000 + i);
-    CHECK(strcmp(en->element[3]->str, k) == 0 &&
-              strcmp(en->element[4]->str, j) == 0,
-          "key %s json %s", en->element[3]->str, en->element[4]->str);
+    CHECK(strcmp(en->element[4]->str, k) == 0 &&
+              strcmp(en->element[5]->str, j) == 0,
+          "key %s json %s", en->element[4]->str, en->element[5]->str);
   }
   freeReplyObject(r);
   r = redisproc_cmd(rc, "XLEN %s", key(CK_DEAD, 0));
@@ -426,7 +437,8 @@ TEST(trim_keeps_unfinished) {
     a[argc++] = epoch;
     a[argc++] = read_to > 0 ? ids[read_to - 1] : "";
     for (size_t i = first_unread; i < read_to; i++) {
-      a[argc++] = rnd() % 2 ? "A" : "R";
+      static const char *const ops[] = {"A", "R", "I"};
+      a[argc++] = ops[rnd() % 3];
       a[argc++] = ids[i];
     }
     redisReply *r = fcall("tgc_commit", 3, argc, a);
@@ -457,7 +469,9 @@ TEST(trim_keeps_unfinished) {
     char after[2048][32];
     size_t m = stream_ids(1, after, 2048);
     for (size_t i = 0; i + 1 < rec->elements; i += 2) {
-      if (strcmp(rec->element[i]->str, "hwm") == 0) continue;
+      if (strcmp(rec->element[i]->str, "hwm") == 0 ||
+          strncmp(rec->element[i]->str, "i:", 2) == 0)
+        continue;
       bool found = false;
       for (size_t j = 0; j < m && !found; j++)
         found = strcmp(after[j], rec->element[i]->str) == 0;
