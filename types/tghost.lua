@@ -258,7 +258,7 @@ function ApiConfig.use(fn) end
 ---@field api tghost.Api `bot.api`.
 ---@field me tg.UserFromGetMe The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
----@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field redelivered boolean? True when the update runs again and may have run partly before: after a restart (--journal), or in a cluster when an earlier owner of its partition admitted it and lost the partition before it ended.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
 ---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat tg.Chat? The chat the update is about.
@@ -497,6 +497,15 @@ function Keyboard:add(...) end
 ---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
 ---@field journal? string A file that makes delivery survive a crash (`--journal FILE` wins).
 ---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
+---@field cluster? tghost.ClusterOptions Run one bot on several processes through Redis 7 (`--cluster URL` gives the URL and wins).
+
+---@class tghost.ClusterOptions
+---@field url? string The Redis: "redis://[[user]:password@]host[:port][/db]" or "unix:///path/redis.sock[?db=N]" (`--cluster` wins).
+---@field partitions? integer Partition streams, fixed for a bot once its cluster exists (64).
+---@field lease? number Seconds a lease lasts: a dead or paused process's partitions move after about this long (10).
+---@field maxAttempts? integer Runs of a suspect update, alone in its process, that may end the process before it becomes a dead letter (2).
+---@field moveDelay? number Seconds a partition with conversations waiting for their user stays where it is when it should move (60).
+---@field key? fun(ctx: tghost.Context): string|integer|nil The cluster key: updates sharing it keep their order across processes (default: the chat, else the user, else the update). Sees the update alone (no middleware ran); may not yield.
 
 ---@class tghost.RunHandle
 local RunHandle = {}
