@@ -150,19 +150,24 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
     buf_printf(&lost, "%s%d", n++ ? ", " : "", p);
     lose_partition(c, p, "its lease was not renewed in time", "expired");
   }
-  if (n)
-    log_warn("cluster: the lease of partition(s) %s ran out before Redis "
-             "renewed it (Redis unreachable or slow, or this process was "
-             "paused): their updates are cancelled here and run again at "
-             "their next owner", lost.data);
-  buf_free(&lost);
   struct lease *in = &c->leases[INGRESS(c)];
-  if (in->epoch && in->deadline_ms <= now) {
-    log_warn("cluster: the ingress lease ran out before Redis renewed it: "
-             "this instance stops polling, unconfirmed updates stay with "
-             "Telegram");
-    lose_ingress(c, "expired");
-  }
+  bool ingress = in->epoch && in->deadline_ms <= now;
+  if (ingress) lose_ingress(c, "expired");
+  /* One line for what this turn gave up. */
+  if (n || ingress)
+    log_warn("cluster: the lease of %s%s%s ran out before Redis renewed it "
+             "(Redis unreachable or slow, or this process was paused)%s%s",
+             n ? "partition(s) " : "", n ? lost.data : "",
+             ingress ? (n ? " and the ingress" : "the ingress") : "",
+             n ? ": their updates are cancelled here and run again at their "
+                 "next owner"
+               : "",
+             ingress ? (n ? "; polling stops, unconfirmed updates stay with "
+                            "Telegram"
+                          : ": polling stops, unconfirmed updates stay with "
+                            "Telegram")
+                     : "");
+  buf_free(&lost);
   metric_set(METRIC_CLUSTER_PARTITIONS_OWNED, owned_count(c), NULL, NULL);
   arm_watchdog(c);
 }
@@ -972,6 +977,8 @@ static struct update_source *cluster_create(
     cluster_free(&c->base);
     return NULL;
   }
+  /* One outage, one line: the command connection says it. */
+  redisconn_set_quiet(c->reader, true);
   long block = c->lease_ms / 4 < 1000 ? c->lease_ms / 4 : 1000;
   struct consumer_config cc = {c->bot_id, c->partitions, c->max_attempts,
                                block};
