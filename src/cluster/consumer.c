@@ -944,8 +944,11 @@ void consumer_outcome(struct consumer *c, int64_t id,
   bool mine = p->gen == e->gen && writes_allowed(p);
   switch (outcome) {
     case UPDATE_STARTED:
-      return;
     case UPDATE_WAITING:
+      /* Running, or waiting behind other updates (sequentialize): its key
+       * stays held. */
+      return;
+    case UPDATE_IDLE:
       /* A conversation steps aside: the updates of its key may run (one
        * of them is the answer it waits for). */
       if (!e->waiting) {

@@ -14,7 +14,7 @@
  *   gated     it queues behind every earlier update of its cluster key that
  *             has not ended (one FIFO per key, seqmap.h): an update never
  *             starts while an earlier one of its key runs. An earlier one
- *             that waits for its user (a conversation: UPDATE_WAITING)
+ *             that waits for its user (a conversation: UPDATE_IDLE)
  *             steps aside, as sequentialize does, so the answer it waits
  *             for can reach it.
  *   admitted  once at the head of its key and wanted by the runner (fetch),

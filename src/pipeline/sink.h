@@ -66,8 +66,12 @@ struct sink_callbacks {
   void (*on_timeout)(void *ud, struct job *job);
   /* A parked job freed a slot: there may be room to fetch (may be NULL). */
   void (*on_room)(void *ud);
-  /* A job parks idle (job_park_idle: it waits for a later update); called
-   * while its Lua code runs, so it must not cancel jobs (may be NULL). */
+  /* A started job stops running to wait (behind others, or idle), or runs
+   * on after such a wait (may be NULL). */
+  void (*on_waiting)(void *ud, struct job *job, bool waiting);
+  /* A job parks idle (job_park_idle: a conversation waits for a later
+   * update), whether or not it was waiting already; called while its Lua
+   * code runs, so it must not cancel jobs (may be NULL). */
   void (*on_idle)(void *ud, struct job *job);
 };
 

@@ -23,12 +23,15 @@
  *              (polling confirms it with its next getUpdates, the webhook
  *              sends its 200s). A wrapper that must make a batch durable
  *              first passes accept on to its inner source only then.
- *   outcome    each update delivered gets its outcome reported, in this
- *              order: UPDATE_STARTED once its handler runs (possibly
- *              never), UPDATE_WAITING whenever it then waits for a later
- *              update (a conversation), then exactly one end: DONE,
- *              FAILED, TIMED_OUT, CUT_SHORT, or RELEASED (never started,
- *              handed back at a graceful stop). A source that keeps per-update records
+ *   outcome    each update delivered gets its outcome reported: STARTED
+ *              when it runs (its job starts, possibly never), WAITING
+ *              when it stops running to wait (behind other updates, or
+ *              for its user) and STARTED again when it runs on, then
+ *              exactly one end: DONE, FAILED, TIMED_OUT, CUT_SHORT, or
+ *              RELEASED (never started, handed back at a graceful stop).
+ *              A wait for a later update (a conversation's ctx:wait: the
+ *              job parks idle) is also said as IDLE, next to its WAITING
+ *              (or after it, for a job that waited behind others first). A source that keeps per-update records
  *              (the journal, a stream consumer's commit record) writes
  *              them from these.
  *   reconfigure  hot reload: the new run() options (allowed_updates,
@@ -73,17 +76,18 @@
 #include "pipeline/update.h"
 
 enum update_outcome {
-  UPDATE_STARTED,     /* its handler runs (not an end) */
+  UPDATE_STARTED,     /* it runs (not an end) */
+  UPDATE_WAITING,     /* it waits without running (not an end) */
   UPDATE_DONE,        /* ran to its end, or needed no handler */
   UPDATE_FAILED,      /* its handler failed */
   UPDATE_TIMED_OUT,   /* ran past the per-update timeout, was cancelled */
   UPDATE_CUT_SHORT,   /* cancelled after it started: the drain timeout, a
                        * forced stop */
   UPDATE_RELEASED,    /* never started: handed back at a graceful stop */
-  UPDATE_WAITING,     /* its handler waits for a later update (a
-                       * conversation's ctx:wait): not an end, and it holds
-                       * nothing back meanwhile (sequentialize lets the
-                       * updates of its keys run); may come more than once */
+  UPDATE_IDLE,        /* after WAITING: what it waits for is a later
+                       * update (a conversation's ctx:wait), not other
+                       * updates ending; it holds nothing back meanwhile
+                       * (sequentialize lets the updates of its keys run) */
 };
 
 struct update_source;
