@@ -43,6 +43,7 @@ static const char *const move_directions[] = {"in", "out", NULL};
 static const char *const ingest_results[] = {"added", "duplicate", NULL};
 static const char *const source_states[] = {
     SOURCE_STATE_STARTING, SOURCE_STATE_POLLING,  SOURCE_STATE_WEBHOOK,
+    SOURCE_STATE_CLUSTER,
     SOURCE_STATE_FAILING,  SOURCE_STATE_STOPPING, SOURCE_STATE_STOPPED,
     NULL};
 

@@ -93,6 +93,8 @@ enum metric_id {
 #define SOURCE_STATE_STARTING "starting"  /* getMe, setWebhook */
 #define SOURCE_STATE_POLLING "polling"    /* getUpdates works */
 #define SOURCE_STATE_WEBHOOK "webhook"    /* the webhook is set; serving */
+#define SOURCE_STATE_CLUSTER "cluster"    /* a cluster member taking its share
+                                             (another one polls) */
 #define SOURCE_STATE_FAILING "failing"    /* retrying after errors */
 #define SOURCE_STATE_STOPPING "stopping"  /* draining after a stop */
 #define SOURCE_STATE_STOPPED "stopped"

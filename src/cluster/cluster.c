@@ -133,6 +133,8 @@ static void lose_ingress(struct cluster *c, const char *kind) {
   l->epoch = 0;
   metric_inc(METRIC_CLUSTER_LEASE_LOSSES, kind, NULL);
   ingress_drop(c->ingress);
+  if (c->state == CS_RUNNING && redisconn_is_up(c->cmd))
+    metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_CLUSTER);
 }
 
 /* The watchdog: leases past their deadline by this instance's clock are
@@ -582,6 +584,10 @@ static void check_library(struct cluster *c);
 static void start_running(struct cluster *c) {
   if (c->state != CS_READY || !c->start_asked) return;
   c->state = CS_RUNNING;
+  /* Healthy as a member; the ingress holder's polling or webhook states
+   * replace this while it holds the lease. */
+  if (!c->leases[INGRESS(c)].epoch)
+    metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_CLUSTER);
   tick(c);
   struct timeval tv = {(time_t)(c->lease_ms / 3 / 1000),
                        (suseconds_t)(c->lease_ms / 3 % 1000) * 1000};
@@ -723,9 +729,26 @@ static void check_library(struct cluster *c) {
   redisconn_command(c->cmd, 3, argv, NULL, on_version, c);
 }
 
+/* Redis unreachable: the process takes no share meanwhile (failing, with
+ * /healthz's grace period); back up, a member again. */
+static void on_down(struct redisconn *conn, const char *reason, void *ud) {
+  (void)conn;
+  struct cluster *c = ud;
+  if (c->state != CS_RUNNING) return;
+  metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_FAILING);
+  metric_set(METRIC_SOURCE_FAILING_SINCE, (double)time(NULL), NULL, NULL);
+  metric_set_info(METRIC_SOURCE_LAST_ERROR, "redis", reason);
+}
+
 static void on_up(struct redisconn *conn, void *ud) {
   (void)conn;
   struct cluster *c = ud;
+  if (c->state == CS_RUNNING &&
+      strcmp(metric_state(METRIC_SOURCE_STATE) ? metric_state(
+                 METRIC_SOURCE_STATE) : "", SOURCE_STATE_FAILING) == 0) {
+    metric_set(METRIC_SOURCE_FAILING_SINCE, 0, NULL, NULL);
+    metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_CLUSTER);
+  }
   /* A Redis that restarted without its data has no library. */
   check_library(c);
   consumer_retry(c->consumer);
@@ -995,7 +1018,7 @@ static struct update_source *cluster_create(
   event_priority_set(c->watchdog, 0);
   c->finish_timer = event_new(p->base, -1, EV_PERSIST, on_finish_timer, c);
   c->log_event = event_new(p->base, -1, 0, on_log_event, c);
-  redisconn_watch(c->cmd, on_up, NULL, c);
+  redisconn_watch(c->cmd, on_up, on_down, c);
   return &c->base;
 }
 

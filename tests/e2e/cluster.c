@@ -544,6 +544,8 @@ TEST(key_trace_metrics) {
   CHECK(get_url(port, "/metrics", &m) == 200, "/metrics failed");
   CHECK(metric_line(&m, "tghost_cluster_partitions_owned") == 16,
         "owned partitions %g", metric_line(&m, "tghost_cluster_partitions_owned"));
+  CHECK(metric_line(&m, "tghost_source_state{state=\"polling\"}") == 1,
+        "the holder's source state is not polling");
   CHECK(metric_line(&m, "tghost_cluster_ingress_holder") == 1, "not the holder");
   CHECK(metric_line(&m, "tghost_cluster_members") == 1, "members %g",
         metric_line(&m, "tghost_cluster_members"));
@@ -554,11 +556,29 @@ TEST(key_trace_metrics) {
             3,
         "received %g",
         metric_line(&m, "tghost_updates_received_total{source=\"cluster\"}"));
+  struct buf health = BUF_INIT;
+  CHECK(get_url(port, "/healthz", &health) == 200 &&
+            strstr(health.data, "ok: polling"),
+        "the ingress holder's /healthz: %s", health.data);
+  /* A second member, which does not poll, is healthy too. */
+  struct proc *q = clusterrun_start(&r, 1);
+  int qport = wait_port(q, METRICS_MARK);
+  wait_stderr(q, "took over partition", 20000);
+  CHECK(get_url(qport, "/healthz", &health) == 200 &&
+            strstr(health.data, "ok: cluster"),
+        "a member's /healthz: %s", health.data);
+  buf_free(&health);
   /* Renewals and per-partition lag come with the next ticks. */
   run_for(1200);
   CHECK(get_url(port, "/metrics", &m) == 200, "/metrics failed");
   CHECK(metric_line(&m, "tghost_cluster_lease_renewals_total") > 0,
         "no lease renewal counted");
+  /* The second member took its share: the first drained some away. */
+  CHECK(metric_line(&m, "tghost_cluster_partitions_owned") < 16 &&
+            metric_line(&m, "tghost_cluster_members") == 2,
+        "owned %g of 16 with %g members",
+        metric_line(&m, "tghost_cluster_partitions_owned"),
+        metric_line(&m, "tghost_cluster_members"));
   char lag[96];
   snprintf(lag, sizeof lag, "tghost_cluster_partition_lag{partition=\"%d\"}",
            pa);
