@@ -355,19 +355,12 @@ bool clusterrun_wait_all(struct cluster_run *r, int timeout_ms) {
   return done;
 }
 
-struct cluster_tally clusterrun_tally(struct cluster_run *r) {
-  struct cluster_tally t = {0};
-  int *replies = xcalloc((size_t)r->n, sizeof *replies);
-  int *fresh = xcalloc((size_t)r->n, sizeof *fresh);
-  count_replies(r, replies, fresh, &t.order_violations, true);
-  for (int i = 0; i < r->n; i++) {
-    if (!replies[i]) t.lost++;
-    if (replies[i] > 1) t.duplicates += replies[i] - 1;
-    if (fresh[i] > 1) t.unmarked++;
-  }
-  /* The sessions: per chat, its updates in order, each once. */
-  redisContext *c = redisproc_connect(&r->redis);
-  char *seen = xcalloc((size_t)r->n, 1);
+/* Marks in seen the updates each chat's session lists, and counts the
+ * sessions whose list is out of order. */
+static void read_sessions(struct cluster_run *r, redisContext *c, char *seen,
+                          int *disorder) {
+  memset(seen, 0, (size_t)r->n);
+  *disorder = 0;
   int64_t max_chat = 0;
   for (int i = 0; i < r->n; i++)
     if (r->chat_of[i] > max_chat) max_chat = r->chat_of[i];
@@ -385,7 +378,7 @@ struct cluster_tally clusterrun_tally(struct cluster_run *r) {
         char *end;
         long long id = strtoll(p, &end, 10);
         if (end != p) {
-          if (id <= prev) t.session_disorder++;
+          if (id <= prev) (*disorder)++;
           prev = id;
           if (id >= r->first && id < r->first + r->n &&
               r->chat_of[id - r->first] == chat)
@@ -397,8 +390,55 @@ struct cluster_tally clusterrun_tally(struct cluster_run *r) {
     }
     freeReplyObject(rep);
   }
-  for (int i = 0; i < r->n; i++)
-    if (!seen[i]) t.session_missing++;
+}
+
+struct cluster_tally clusterrun_tally(struct cluster_run *r) {
+  struct cluster_tally t = {0};
+  int *replies = xcalloc((size_t)r->n, sizeof *replies);
+  int *fresh = xcalloc((size_t)r->n, sizeof *fresh);
+  count_replies(r, replies, fresh, &t.order_violations, true);
+  for (int i = 0; i < r->n; i++) {
+    if (!replies[i]) t.lost++;
+    if (replies[i] > 1) t.duplicates += replies[i] - 1;
+    if (fresh[i] > 1) t.unmarked++;
+  }
+  /* The sessions: per chat, its updates in order, each once. A session
+   * is written after its handler replied, so the last writes may still be
+   * on their way when the last reply arrives: they get 5 s to land (a
+   * write that was lost never does). */
+  redisContext *c = redisproc_connect(&r->redis);
+  char *seen = xcalloc((size_t)r->n, 1);
+  for (uint64_t until = harness_now_ms() + 5000;;) {
+    read_sessions(r, c, seen, &t.session_disorder);
+    int missing = 0;
+    for (int i = 0; i < r->n; i++) missing += !seen[i];
+    if (missing == 0 || harness_now_ms() >= until) break;
+    run_for(100);
+  }
+  for (int i = 0; i < r->n; i++) {
+    if (seen[i]) continue;
+    if (t.session_missing++ < 5) {
+      /* What the fake server got for it, for the log of a failed run. */
+      int64_t id = r->first + i;
+      redisReply *s = redisproc_cmd(c, "GET sess:%lld",
+                                    (long long)r->chat_of[i]);
+      fprintf(stderr, "update %lld is not in chat %lld's session (%s); its "
+              "replies:\n", (long long)id, (long long)r->chat_of[i],
+              s->type == REDIS_REPLY_STRING ? s->str : "none");
+      freeReplyObject(s);
+      struct fakeapi *api = harness_api();
+      char prefix[32];
+      snprintf(prefix, sizeof prefix, "u%lld ", (long long)id);
+      for (size_t k = 0; k < fakeapi_call_count(api); k++) {
+        const struct fake_call *call = fakeapi_call(api, k);
+        if (strcmp(call->method, "sendMessage") != 0) continue;
+        char *text = fake_call_string(call, "text");
+        if (text && strncmp(text, prefix, strlen(prefix)) == 0)
+          fprintf(stderr, "  #%zu %s\n", k, text);
+        free(text);
+      }
+    }
+  }
   redisReply *rep =
       redisproc_cmd(c, "HGET tgc:" TEST_BOT_ID ":stats refused");
   t.refused = rep->type == REDIS_REPLY_STRING ? atoi(rep->str) : 0;
