@@ -21,7 +21,8 @@ errors.internal()
 local UNKNOWN = storage.UNKNOWN
 local encode = storage.encode
 
-local OPTIONS = { "initial", "getSessionKey", "storage", "ttl", "prefix" }
+local OPTIONS = { "initial", "getSessionKey", "storage", "ttl", "prefix",
+                  "migrations", "type" }
 
 local function default_key(ctx)
   local id = ctx.chatId
@@ -29,32 +30,60 @@ local function default_key(ctx)
   return nil
 end
 
-local function check_options(opts)
+local function check_keys(opts, what, known)
+  for k in pairs(opts) do
+    local ok = false
+    for _, name in ipairs(known) do
+      if k == name then ok = true end
+    end
+    if not ok then
+      local hint = type(k) == "string" and errors.suggest(k, known)
+      errors.raise("%s: unknown option %s%s (known: %s)", what, tostring(k),
+                   hint and (" (did you mean " .. hint .. "?)") or "",
+                   table.concat(known, ", "))
+    end
+  end
+end
+
+-- The migrations as a sorted list of { version, fn }, and the newest
+-- version (0 without migrations).
+local function check_migrations(m, what)
+  if m == nil then return nil, 0 end
+  if type(m) ~= "table" then
+    errors.raise("%s: migrations must be a table { [version] = function(old) "
+                 .. "-> new }, not %s", what, type(m))
+  end
+  local list = {}
+  for v, fn in pairs(m) do
+    if math.tointeger(v) == nil or v < 1 then
+      errors.raise("%s: migrations are keyed by versions 1, 2, ... (whole "
+                   .. "numbers), not %s", what, tostring(v))
+    end
+    if type(fn) ~= "function" then
+      errors.raise("%s: migration %d must be a function(old) -> new, not %s",
+                   what, v, type(fn))
+    end
+    list[#list + 1] = { math.tointeger(v), fn }
+  end
+  table.sort(list, function(a, b) return a[1] < b[1] end)
+  if #list == 0 then return nil, 0 end
+  return list, list[#list][1]
+end
+
+local function check_fragment(opts, what)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    errors.raise("session(options): expected a table of options, got %s",
-                 type(opts))
+    errors.raise("%s: expected a table of options, got %s", what, type(opts))
   end
-  for k in pairs(opts) do
-    local known = false
-    for _, name in ipairs(OPTIONS) do
-      if k == name then known = true end
-    end
-    if not known then
-      local hint = type(k) == "string" and errors.suggest(k, OPTIONS)
-      errors.raise("session: unknown option %s%s (known: %s)", tostring(k),
-                   hint and (" (did you mean " .. hint .. "?)") or "",
-                   table.concat(OPTIONS, ", "))
-    end
-  end
+  check_keys(opts, what, OPTIONS)
   for _, name in ipairs({ "initial", "getSessionKey" }) do
     if opts[name] ~= nil and type(opts[name]) ~= "function" then
-      errors.raise("session: %s must be a function, got %s", name,
+      errors.raise("%s: %s must be a function, got %s", what, name,
                    type(opts[name]))
     end
   end
   if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
-    errors.raise("session: prefix must be a string, got %s", type(opts.prefix))
+    errors.raise("%s: prefix must be a string, got %s", what, type(opts.prefix))
   end
   return opts
 end
@@ -69,72 +98,194 @@ local function key_of(key)
                       .. "a string, an integer or nil", type(key)), 0)
 end
 
-local function no_key()
-  errors.raise("ctx.session: this update has no session key (getSessionKey "
-               .. "returned nil, e.g. an update without a chat), so it has "
-               .. "no session")
+local function no_key(what)
+  errors.raise("%s: this update has no session key (getSessionKey returned "
+               .. "nil, e.g. an update without a chat), so it has no session",
+               what)
 end
 
-local function session(opts)
-  opts = check_options(opts)
+-- One session (of a plain session{}, or one name of a multi session):
+-- open(ctx) gives this update's state, get/set read and assign the value,
+-- flush writes it back if it changed.
+local function fragment(opts, what, access)
   local initial = opts.initial
   local get_key = opts.getSessionKey or default_key
   local prefix = opts.prefix or ""
   local store = storage.adapter(opts.storage or storage.public.memory("session"),
-                                "session")
-  local ttl = storage.ttl_ms("session", opts.ttl)
+                                what)
+  local ttl = storage.ttl_ms(what, opts.ttl)
+  local migrations, version = check_migrations(opts.migrations, what)
+  local f = {}
+
+  -- The stored form of a value: itself, or with migrations its version
+  -- around it.
+  local function stored(value)
+    if not migrations then return value end
+    return { __v = version, __d = value }
+  end
+
+  function f.open(ctx)
+    local key = key_of(get_key(ctx))
+    if key ~= nil then key = prefix .. key end
+    return { key = key, loaded = false, ctx = ctx }
+  end
+
+  -- A value read with an older version, brought up to date.
+  local function migrate(st, raw)
+    local from, value = 0, raw
+    if type(raw) == "table" and math.tointeger(raw.__v) ~= nil then
+      from, value = math.tointeger(raw.__v), raw.__d
+    end
+    if from > version then
+      error(string.format("%s %q was stored with version %d, newer than this "
+                          .. "code's migrations (up to %d): left as it is",
+                          what, st.key, from, version), 0)
+    end
+    for _, m in ipairs(migrations) do
+      if m[1] > from then value = m[2](value, st.ctx) end
+    end
+    return value
+  end
+
+  function f.get(st)
+    if st.loaded then return st.value end
+    if st.key == nil then no_key(access) end
+    local value, bytes = store.read(st.key)
+    -- Another task of this update may have loaded or set it meanwhile.
+    if st.loaded then return st.value end
+    if value ~= nil and migrations then value = migrate(st, value) end
+    if value == nil and initial then value = initial(st.ctx) end
+    st.value, st.bytes, st.loaded = value, bytes, true
+    return value
+  end
+
+  function f.set(st, value)
+    if st.key == nil then no_key(access) end
+    if not st.loaded then st.bytes, st.loaded = UNKNOWN, true end
+    st.value = value
+  end
 
   -- Writes the session back if it changed; st.bytes is its stored form
   -- when it was read (nil: nothing stored; UNKNOWN: never read).
-  local function flush(st)
+  function f.flush(st)
     if not st.loaded then return end
     local value = st.value
     if value == nil then
       if st.bytes ~= nil then store.delete(st.key) end
       return
     end
-    local bytes, err = encode(value)
-    if not bytes then error(string.format("session %q: %s", st.key, err), 0) end
-    if bytes ~= st.bytes then store.write(st.key, value, bytes, ttl) end
+    local whole = stored(value)
+    local bytes, err = encode(whole)
+    if not bytes then error(string.format("%s %q: %s", what, st.key, err), 0) end
+    if bytes ~= st.bytes then store.write(st.key, whole, bytes, ttl) end
   end
+  return f
+end
 
-  -- Closed when the rest of the stack is left: by an error, it still
-  -- writes (grammY does); by a cancel (Lua closes the coroutine with no
-  -- error), it writes nothing. A normal return wrote already.
-  local on_exit = {
-    __close = function(st, err)
-      if st.finished or err == nil then return end
-      local ok, e = pcall(flush, st)
+-- Closed when the rest of the stack is left: by an error, it still
+-- writes (grammY does); by a cancel (Lua closes the coroutine with no
+-- error), it writes nothing. A normal return wrote already.
+local on_exit = {
+  __close = function(g, err)
+    if g.finished or err == nil then return end
+    for _, w in ipairs(g) do
+      local ok, e = pcall(w.f.flush, w.st)
       if not ok then
-        core.log("warn", "session " .. string.format("%q", st.key)
+        core.log("warn", "session " .. string.format("%q", tostring(w.st.key))
                  .. " not written after an error: " .. tostring(e))
       end
-    end,
-  }
+    end
+  end,
+}
 
+local function single(opts)
+  local f = fragment(opts, "session", "ctx.session")
   return function(ctx, next)
-    local key = key_of(get_key(ctx))
-    if key ~= nil then key = prefix .. key end
-    local st = setmetatable({ key = key, loaded = false }, on_exit)
-    Context.defineProperty(ctx, "session", function()
-      if st.loaded then return st.value end
-      if key == nil then no_key() end
-      local value, bytes = store.read(key)
-      -- Another task of this update may have loaded or set it meanwhile.
-      if st.loaded then return st.value end
-      if value == nil and initial then value = initial(ctx) end
-      st.value, st.bytes, st.loaded = value, bytes, true
-      return value
-    end, function(_, value)
-      if key == nil then no_key() end
-      if not st.loaded then st.bytes, st.loaded = UNKNOWN, true end
-      st.value = value
-    end)
-    local guard <close> = st
+    local st = f.open(ctx)
+    Context.defineProperty(ctx, "session", function() return f.get(st) end,
+                           function(_, value) f.set(st, value) end)
+    local guard <close> = setmetatable({ { f = f, st = st } }, on_exit)
     next()
-    st.finished = true
-    flush(st)
+    guard.finished = true
+    f.flush(st)
   end
+end
+
+-- session{ type = "multi", name = options, ... }
+local function multi(opts)
+  local names, fragments = {}, {}
+  for name, o in pairs(opts) do
+    if name ~= "type" then
+      if type(name) ~= "string" then
+        errors.raise("session{ type = \"multi\" }: each session has a name (a "
+                     .. "string key), not %s", tostring(name))
+      end
+      if type(o) ~= "table" then
+        errors.raise("session{ type = \"multi\" }: %s must be a table of "
+                     .. "options, not %s", name, type(o))
+      end
+      local what = "session " .. name
+      check_fragment(o, what)
+      if o.type ~= nil then errors.raise("%s: type is not an option of one session", what) end
+      names[#names + 1] = name
+      fragments[name] = fragment(o, what, "ctx.session." .. name)
+    end
+  end
+  table.sort(names)
+  if #names == 0 then
+    errors.raise("session{ type = \"multi\" }: name at least one session "
+                 .. "(session{ type = \"multi\", settings = { ... } })")
+  end
+  return function(ctx, next)
+    local guard <close> = setmetatable({}, on_exit)
+    local states = {}
+    for _, name in ipairs(names) do
+      local f = fragments[name]
+      local st = f.open(ctx)
+      states[name] = st
+      guard[#guard + 1] = { f = f, st = st }
+    end
+    local proxy = setmetatable({}, {
+      __index = function(_, name)
+        local f = fragments[name]
+        if not f then
+          errors.raise("ctx.session.%s: no session of this name (there are: %s)",
+                       tostring(name), table.concat(names, ", "))
+        end
+        return f.get(states[name])
+      end,
+      __newindex = function(_, name, value)
+        local f = fragments[name]
+        if not f then
+          errors.raise("ctx.session.%s: no session of this name (there are: %s)",
+                       tostring(name), table.concat(names, ", "))
+        end
+        f.set(states[name], value)
+      end,
+      __name = "tghost.MultiSession",
+    })
+    Context.defineProperty(ctx, "session", function() return proxy end,
+                           function()
+                             errors.raise("ctx.session: a multi session is "
+                                          .. "assigned by name (ctx.session.%s = "
+                                          .. "...), not as a whole", names[1])
+                           end)
+    next()
+    guard.finished = true
+    for _, w in ipairs(guard) do w.f.flush(w.st) end
+  end
+end
+
+local function session(opts)
+  if opts ~= nil and type(opts) == "table" and opts.type ~= nil then
+    if opts.type == "multi" then return multi(opts) end
+    if opts.type ~= "single" then
+      errors.raise("session: type must be \"single\" or \"multi\", not %s",
+                   tostring(opts.type))
+    end
+  end
+  opts = check_fragment(opts, "session")
+  return single(opts)
 end
 
 return session

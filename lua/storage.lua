@@ -34,7 +34,6 @@ local M = {}
 M.public = {}
 
 local backend_of = setmetatable({}, { __mode = "k" })   -- store -> backend
-local kind_of = setmetatable({}, { __mode = "k" })      -- store -> "redis", ...
 
 local Store = { __name = "tghost.Storage" }
 Store.__index = Store
@@ -262,6 +261,18 @@ local function value_backend(impl, label)
   }
 end
 
+-- Where each store of the registry's backends is: { kind, target, ns }
+-- (for what keeps its own data beside a storage's: the job store).
+local where_of = setmetatable({}, { __mode = "k" })
+
+-- M.where(store) -> kind, target, ns of a registry backend's store; nil
+-- for a Lua-written one.
+function M.where(store)
+  local w = where_of[store]
+  if w then return w.kind, w.target, w.ns end
+  return nil
+end
+
 -- tghost.storage.<kind>(target [, ns]) for each backend of the registry.
 for _, d in ipairs(core.backends()) do
   local usage = string.format("tghost.storage.%s(%s%s)", d.kind, d.target_arg,
@@ -278,9 +289,10 @@ for _, d in ipairs(core.backends()) do
     local ok, handle, label = pcall(core.open, d.kind, target,
                                     d.ns_arg and ns or nil)
     if not ok then errors.raise("%s", handle) end
-    local s = new(handle, label)
-    kind_of[s] = d.kind
-    return s
+    local store = new(handle, label)
+    where_of[store] = { kind = d.kind, target = target,
+                        ns = d.ns_arg and (ns or d.ns_default) or "" }
+    return store
   end
 end
 
@@ -353,7 +365,8 @@ function M.adapter(x, who)
   local store = M.of(x, who)
   if who == "session" then
     M.session_stores[#M.session_stores + 1] =
-      { store = store, kind = kind_of[store] or "custom" }
+      { store = store, kind = where_of[store] and where_of[store].kind
+                                or "custom" }
   end
   local b = backend_of[store]
   return {

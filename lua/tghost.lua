@@ -11,6 +11,8 @@ local session = require("tghost.session")
 local conversation = require("tghost.conversation")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
+local commands = require("tghost.commands")
+require("tghost.form")          -- ctx.form and ctx:skip()
 errors.internal()
 
 -- Tghost calls work inside the script's own coroutines (see
@@ -29,6 +31,10 @@ local tghost = {
   Composer = Composer.new,
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
+  Menu = require("tghost.menu").new,
+  i18n = require("tghost.i18n").new,
+  commands = commands.public,
+  ratelimit = require("tghost.ratelimit").new,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,
@@ -43,6 +49,8 @@ local tghost = {
   conversation = conversation.configure,
   ConversationTimeout = conversation.ConversationTimeout,
   ConversationCancelled = conversation.ConversationCancelled,
+  -- What a failed Bot API call raises (err.method, err.error_code, ...).
+  ApiError = runtime.ApiError,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
@@ -82,6 +90,24 @@ do
   }
 end
 
+-- Scheduled jobs (lua/jobs.lua; it adds bot.job). In the sandbox the
+-- jobs' clock moves (:wait 3h), and os.time and os.date follow it.
+tghost.jobs = require("tghost.jobs")
+do
+  local jobscore = require("tghost.jobscore")
+  if jobscore.clock_moves() then
+    local raw_time, raw_date, floor = os.time, os.date, math.floor
+    os.time = function(t)
+      if t == nil then return floor(jobscore.now()) end
+      return raw_time(t)
+    end
+    os.date = function(fmt, t)
+      if t == nil then t = floor(jobscore.now()) end
+      return raw_date(fmt, t)
+    end
+  end
+end
+
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
 do
@@ -114,6 +140,43 @@ local handle = {}
 handle.stop = function() return runner.stop() end
 handle.isRunning = function() return runner.is_running() end
 handle.size = function() return runner.size() end
+-- handle:start(): the bot again after a stop has completed (true), else
+-- false (it runs, or is still stopping).
+handle.start = function() return runner.start() end
+
+-- tghost.feed: updates pushed by the script, for run(bot, { feed = true })
+-- (src/pipeline/feed.h). push(update) suspends until the runner has
+-- accepted it and returns true, or false and why it was not taken.
+do
+  local feed_next_id = 0
+  tghost.feed = {
+    push = function(update)
+      if type(update) ~= "table" then
+        errors.raise("tghost.feed.push(update): expected an update table, got %s",
+                     type(update))
+      end
+      local id = update.update_id
+      if id == nil then
+        feed_next_id = feed_next_id + 1
+        id = feed_next_id
+        local copy = {}
+        for k, v in pairs(update) do copy[k] = v end
+        copy.update_id = id
+        update = copy
+      elseif math.tointeger(id) == nil then
+        errors.raise("tghost.feed.push: update_id must be an integer, got %s",
+                     tostring(id))
+      end
+      local ok, text = pcall(json.encode, update)
+      if not ok then
+        errors.raise("tghost.feed.push: the update cannot be encoded: %s",
+                     (tostring(text):gsub("^.-:%d+: ", "")))
+      end
+      return errors.call(runner.feed_push, text, math.tointeger(id))
+    end,
+    queued = function() return runner.feed_queued() end,
+  }
+end
 -- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
 -- stopped; waited for inside an update, once everything else in flight is
 -- done (the update itself cannot finish before it wakes).
@@ -142,6 +205,16 @@ local function start(opts)
   local ok, flat, timeout_handler, cluster_key =
     pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
+  if flat.jobs_storage ~= nil then
+    local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
+    if not kind then
+      errors.raise("run(): jobs.storage must be a storage from "
+                   .. "tghost.storage.memory, .sqlite or .redis (a custom "
+                   .. "storage cannot claim jobs atomically)")
+    end
+    flat.jobs_store_kind, flat.jobs_store_target, flat.jobs_store_ns =
+      kind, target, ns
+  end
   local first, cluster = errors.call(runner.run, flat)
   if cluster then check_cluster_sessions() end
   runtime.timeout_handler = timeout_handler
@@ -151,6 +224,9 @@ local function start(opts)
   if first and flat.drop_pending_updates then
     bot.api.deleteWebhook{ drop_pending_updates = true }
   end
+  -- The command list Telegram shows, from the descriptions (once the top
+  -- level has finished; on a reload, what changed).
+  commands.after_run()
   return handle, first
 end
 
@@ -200,6 +276,13 @@ bot.start = function(first, opts)
     opts.onStart(me)
   end
   return h
+end
+
+-- bot.handleUpdate(update [, opts]): one update through the bot, for
+-- tests (lua/handleupdate.lua).
+bot.handleUpdate = function(first, update, opts)
+  if first ~= bot then update, opts = first, update end
+  return require("tghost.handleupdate")(update, opts)
 end
 
 -- bot.stop(): as grammY's, stops fetching updates and lets the ones in

@@ -19,6 +19,7 @@
 #include "net/looplag.h"
 #include "script/luaconv.h"
 #include "script/luaguard.h"
+#include "script/luajobs.h"
 #include "script/luaseq.h"
 #include "base/metrics.h"
 #include "net/metrics_http.h"
@@ -123,6 +124,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
     return;
   }
   host_start_runner(h, &g->run_opts);
+  if (h->exiting) return;
+  luajobs_go_live(g);
   if (h->reloader) reload_start(h->reloader);
 }
 
@@ -133,6 +136,27 @@ static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
+}
+
+/* The sandbox's :wait moves the jobs' clock (one move at a time: a
+ * transcript waits for each, and a typed :wait during one restarts it). */
+static struct clock_move {
+  struct host *h;
+  void (*done)(void *arg, int64_t now_ms);
+  void *arg;
+} clock_move;
+
+static void on_clock_moved(void *ud) {
+  struct clock_move *m = ud;
+  m->done(m->arg, jobsched_now_ms(m->h->jobs));
+}
+
+static void on_sandbox_wait(void *ud, int64_t ms,
+                            void (*done)(void *arg, int64_t now_ms),
+                            void *arg) {
+  struct host *h = ud;
+  clock_move = (struct clock_move){h, done, arg};
+  jobsched_advance(h->jobs, ms, on_clock_moved, &clock_move);
 }
 
 static void on_update_unhandled(void *ud, int64_t update_id,
@@ -225,13 +249,15 @@ int main(int argc, char **argv) {
   }
   /* As early as there is a loop: a signal during start-up is heard once
    * the loop runs, instead of killing the process. */
+  host_init_jobs(&h, &runtime_job_ops);
   struct signals *sig = signals_new(h.base, on_signal, &h);
   h.seq = luaseq_new(&h);
   h.conv = luaconv_new(&h);
   h.finalizers = finalizer_queue_new(&h);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
-  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit,
+                                                     on_sandbox_wait};
   if (sandbox) {
     h.on_unhandled = on_update_unhandled;
     h.on_unhandled_ud = sandbox;

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pipeline/runner.h"
+#include "script/luajobs.h"
 #include "script/runtime.h"
 
 #define QUIET_MS 100          /* a save is over when nothing moved this long */
@@ -352,6 +353,7 @@ static void go_live(struct reloader *r, struct generation *g) {
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
             "generation %d has nothing in flight", id, old_id);
   host_reconfigure(h, &g->run_opts, id);
+  luajobs_go_live(g);
   /* The new top level started its own background tasks. */
   sched_cancel_kind(&h->sched, &old->owner, JOB_BACKGROUND,
                     "cancelled: a reload replaced its generation");

@@ -31,6 +31,11 @@ static const double handler_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1,
 static const double api_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                      0.05,  0.1,    0.25,  0.5,  1,
                                      2.5,   5,      10,    30,   60};
+/* How late a scheduled job starts: milliseconds on time, seconds under a
+ * burst, minutes or hours after downtime (a misfire). */
+static const double lateness_buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
+                                          0.25,  0.5,   1,    2.5,  5,
+                                          10,    60,    300,  3600};
 #define NB(a) (sizeof a / sizeof a[0])
 
 static const char *const received_sources[] = {"polling", "webhook",
@@ -41,6 +46,8 @@ static const char *const reload_results[] = {"ok", "failed", NULL};
 static const char *const lease_loss_reasons[] = {"expired", "refused", NULL};
 static const char *const move_directions[] = {"in", "out", NULL};
 static const char *const ingest_results[] = {"added", "duplicate", NULL};
+static const char *const job_outcomes[] = {"done", "failed", "timed_out",
+                                           "skipped", "released", NULL};
 static const char *const source_states[] = {
     SOURCE_STATE_STARTING, SOURCE_STATE_POLLING,  SOURCE_STATE_WEBHOOK,
     SOURCE_STATE_CLUSTER,
@@ -226,6 +233,35 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_cluster_dead_letters_total", COUNTER,
         "Updates this instance moved to the dead letters (their owners died "
         "or lost them during each of their runs alone in a process)."},
+    [METRIC_JOBS_SCHEDULED] = {
+        "tghost_jobs_scheduled", GAUGE,
+        "Scheduled jobs in the job store (tghost.jobs), running ones "
+        "included; with a shared store, as of the last look."},
+    [METRIC_JOBS_DUE] = {
+        "tghost_jobs_due", GAUGE,
+        "Jobs due and not started, as of the last look (they wait for a "
+        "free run slot: jobs.concurrency)."},
+    [METRIC_JOBS_RUNNING] = {
+        "tghost_jobs_running", GAUGE,
+        "Runs of scheduled jobs in flight in this process."},
+    [METRIC_JOBS_LATE_SECONDS] = {
+        "tghost_jobs_late_seconds", GAUGE,
+        "How far behind schedule the oldest due job not started yet was, as "
+        "of the last look (0: none waits)."},
+    [METRIC_JOB_LATENESS] = {
+        "tghost_job_lateness_seconds", HISTOGRAM,
+        "Time from a job's due time to the start of its run.",
+        .buckets = lateness_buckets, .nbuckets = NB(lateness_buckets)},
+    [METRIC_JOB_RUNS] = {
+        "tghost_job_runs_total", COUNTER,
+        "Runs of scheduled jobs, by outcome (done; failed: an error or the "
+        "CPU budget; timed_out: jobs.timeout; skipped: misfired under "
+        "misfire \"skip\"; released: cut short by a stop, runs again).",
+        {"outcome"}, .initial = job_outcomes},
+    [METRIC_JOB_CLAIMS_LOST] = {
+        "tghost_job_claims_lost_total", COUNTER,
+        "Runs that lost their claim while running (their lease ran out and "
+        "another instance may have run the job too)."},
     [METRIC_START_TIME] = {
         "tghost_start_time_seconds", GAUGE,
         "Unix time at which tghost started."},

@@ -79,6 +79,14 @@ enum metric_id {
   METRIC_CLUSTER_FENCED_REFUSED,   /* counter {what} */
   METRIC_CLUSTER_REDELIVERED,  /* counter */
   METRIC_CLUSTER_DEAD_LETTERS, /* counter */
+  /* scheduled jobs */
+  METRIC_JOBS_SCHEDULED,       /* gauge */
+  METRIC_JOBS_DUE,             /* gauge */
+  METRIC_JOBS_RUNNING,         /* gauge */
+  METRIC_JOBS_LATE_SECONDS,    /* gauge */
+  METRIC_JOB_LATENESS,         /* histogram */
+  METRIC_JOB_RUNS,             /* counter {outcome} */
+  METRIC_JOB_CLAIMS_LOST,      /* counter */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */

@@ -12,6 +12,7 @@
 #include "net/child.h"
 #include "net/retry.h"
 #include "cluster/cluster.h"
+#include "pipeline/feed.h"
 #include "pipeline/journal.h"
 #include "pipeline/polling.h"
 #include "pipeline/webhook.h"
@@ -21,11 +22,22 @@
  * that wants them. Adding a source is one line here (and its module). */
 static const struct update_source_entry *const sources[] = {
     &cluster_source_entry,   /* wraps polling or the webhook itself */
+    &feed_source_entry,
     &webhook_source_entry,
     &polling_source_entry,   /* the default: always wanted */
 };
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
+
+static bool jobs_accepting(void *ud) {
+  struct host *h = ud;
+  return h->runner && runner_is_running(h->runner) && !h->exiting;
+}
+
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops) {
+  struct jobsched_env env = {h->base, ops, jobs_accepting, on_idle, h};
+  h->jobs = jobsched_new(&env);
+}
 
 static void getme_free(struct getme *g);
 
@@ -74,6 +86,10 @@ void host_free(struct host *h) {
   h->getme = NULL;
   runner_free(h->runner);
   h->runner = NULL;
+  feed_shutdown();
+  /* Its runs were cancelled above; their last writes go with the store. */
+  jobsched_free(h->jobs);
+  h->jobs = NULL;
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
@@ -102,6 +118,7 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g) {
   struct job_owner *old = h->current;
   h->current = g;
   if (h->runner) runner_set_generation(h->runner, g);
+  if (h->jobs) jobsched_set_generation(h->jobs, g);
   metric_set(METRIC_GENERATION, g ? g->id : 0, NULL, NULL);
   return old;
 }
@@ -208,11 +225,29 @@ static void on_fatal(void *ud, const char *message) {
   host_fatal(ud, "%s", message);
 }
 
+static void restart_now(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct host *h = arg;
+  if (h->exiting || !h->runner || !runner_finished(h->runner)) return;
+  host_restart_runner(h);
+}
+
 static void on_stopped(void *ud) {
   struct host *h = ud;
   /* Stopped before the identity was known. */
   getme_free(h->getme);
   h->getme = NULL;
+  if (h->restart_wanted && !h->exiting) {
+    /* handle:start() during the stop: once out of the runner's callback.
+     * Scheduled jobs go on meanwhile (no drain). */
+    h->restart_wanted = false;
+    struct timeval now = {0, 0};
+    event_base_once(h->base, -1, EV_TIMEOUT, restart_now, h, &now);
+    return;
+  }
+  /* Job runs get their drain too; host_exit_if_idle follows theirs. */
+  if (h->jobs) jobsched_drain(h->jobs, h->cfg->drain_timeout_s);
   host_exit_if_idle(h);
 }
 
@@ -304,7 +339,17 @@ void host_start_runner(struct host *h, const struct run_options *o) {
       .update_ops = h->update_ops,
   };
   h->runner = runner_new(&env, o, src, h->current, &cb, h);
+  if (h->jobs) {
+    jobsched_configure(h->jobs, o);
+    if (jobsched_open(h->jobs, o->jobs_store_kind, o->jobs_store_target,
+                      o->jobs_store_ns, &err) != 0) {
+      host_fatal(h, "%s", err.data);
+      buf_free(&err);
+      return;
+    }
+  }
   runner_start(h->runner);
+  if (h->jobs) jobsched_start(h->jobs);
   metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   struct getme *g = xcalloc(1, sizeof *g);
   g->h = h;
@@ -313,6 +358,16 @@ void host_start_runner(struct host *h, const struct run_options *o) {
                                     o->silent};
   h->getme = g;
   send_getme(g);
+}
+
+void host_restart_runner(struct host *h) {
+  struct run_options o;
+  run_options_copy(&o, runner_options(h->runner));
+  runner_free(h->runner);
+  h->runner = NULL;
+  log_info("starting the bot again (handle:start())");
+  host_start_runner(h, &o);
+  run_options_free(&o);
 }
 
 static bool same_string(const char *a, const char *b) {
@@ -338,7 +393,13 @@ void host_reconfigure(struct host *h, const struct run_options *o, int gen) {
       !same_string(o->webhook_secret_file, was->webhook_secret_file))
     log_msg(LOG_WARN, &f, "run(): webhook cannot change while running; "
             "restart tghost to change it");
+  if (!same_string(o->jobs_store_kind, was->jobs_store_kind) ||
+      !same_string(o->jobs_store_target, was->jobs_store_target) ||
+      !same_string(o->jobs_store_ns, was->jobs_store_ns))
+    log_msg(LOG_WARN, &f, "run(): jobs.storage cannot change while running; "
+            "restart tghost to use another");
   runner_reconfigure(h->runner, o, gen);
+  if (h->jobs) jobsched_configure(h->jobs, o);
 }
 
 /* --- exits -------------------------------------------------------------- */
@@ -370,9 +431,11 @@ void host_exit(struct host *h, int code) {
 }
 
 void host_exit_if_idle(struct host *h) {
-  if (h->exiting || h->loading) return;
+  if (h->exiting || h->loading || h->restart_wanted) return;
   if (h->runner && !runner_finished(h->runner)) return;
   if (h->sched.live_jobs > h->sched.background_jobs) return;
+  /* Job runs are live jobs; their last store writes must land too. */
+  if (h->jobs && !jobsched_idle(h->jobs)) return;
   /* Background tasks of a script that never started the bot are its
    * work: they run until a signal. Once the bot has stopped, they go. */
   if (h->sched.background_jobs > 0 && !h->runner) return;

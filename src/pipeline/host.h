@@ -19,6 +19,7 @@
 #include "net/botapi.h"
 #include "base/cli.h"
 #include "net/http.h"
+#include "pipeline/jobsched.h"
 #include "pipeline/runner.h"
 #include "sched/task.h"
 
@@ -47,6 +48,7 @@ struct host {
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct jobsched *jobs;        /* tghost.jobs: outlive reloads */
   struct child_table *children; /* tghost.exec's processes (made on first use) */
   /* Owned by the modules above that create them (main.c attaches them);
    * the host only carries them. */
@@ -68,6 +70,7 @@ struct host {
   size_t bot_info_len;
   int exit_code;
   bool loading;                 /* the first generation's top level runs */
+  bool restart_wanted;          /* handle:start() while stopping */
   bool exiting;
 };
 
@@ -79,6 +82,10 @@ int host_init(struct host *h, const struct config *cfg,
  * everything host_init built. The attached modules must be freed first. */
 void host_free(struct host *h);
 
+/* Creates the job scheduler, whose runs start through ops (the Lua
+ * half's); right after host_init. */
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops);
+
 /* Makes g (whose reference the host takes over) the generation new
  * updates run in; returns the previous one, whose reference passes to the
  * caller (NULL the first time). */
@@ -88,9 +95,15 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
  * command line) ask for from the table of sources, wraps it in the journal
  * when there is one, creates the runner with it, asks getMe (retried as
  * getUpdates is) and, once the bot's identity is known, runs the runner.
- * A source that cannot be used (a journal for another bot, an address in
- * use) is fatal. */
+ * Opens the job store the options name and starts the job scheduler. A
+ * source or job store that cannot be used (a journal for another bot, an
+ * address in use) is fatal. */
 void host_start_runner(struct host *h, const struct run_options *o);
+/* handle:start() after a stop has completed (runner_finished): a new
+ * runner with the same options, its source made afresh, getMe asked
+ * again. While a stop is under way, set restart_wanted instead: the
+ * restart follows its end (and the process does not exit meanwhile). */
+void host_restart_runner(struct host *h);
 /* Hot reload: a reloaded script's run() options (see runner_reconfigure);
  * a change of what chose the source (journal, webhook) waits for a
  * restart, with a warning. */

@@ -481,6 +481,7 @@ static void stop_message(const struct scheduler *s, const struct task *t,
                          char *msg, size_t size) {
   const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
                     : t->job->kind == JOB_UPDATE ? "handler"
+                    : t->job->kind == JOB_SCHEDULED ? "job"
                                                  : "task";
   cpuguard_describe_stop(&s->guard, who, msg, size);
 }

@@ -83,8 +83,11 @@ struct scheduler {
 
 /* JOB_BACKGROUND: tasks the script's top level spawned (periodic work);
  * they live on after the top level returns, until their generation is
- * replaced or the bot stops, and never keep the process alive alone. */
-enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND };
+ * replaced or the bot stops, and never keep the process alive alone.
+ * JOB_SCHEDULED: a run of a scheduled job (tghost.jobs), detached from
+ * any update. */
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND,
+                JOB_SCHEDULED };
 
 /* Who a job runs for: the Lua state its tasks are threads of, kept alive
  * by ref/unref while the job lives (one load of the script: a

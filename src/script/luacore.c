@@ -1,5 +1,7 @@
 #include "script/luacore.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 
 #include "base/log.h"
 #include "script/luabind.h"
+#include "script/deps.h"
 #include "script/luajson.h"
 #include "sched/task.h"
 
@@ -154,6 +157,15 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.time() -> seconds since the epoch (the wall clock, sub-second):
+ * for what processes must agree on (rate-limit windows), unlike now(). */
+static int l_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.current() -> update_id or nil, generation id */
 static int l_current(lua_State *L) {
   struct log_fields f = luabind_fields(L);
@@ -197,6 +209,135 @@ static int l_unhandled(lua_State *L) {
   return 0;
 }
 
+/* --- bot.handleUpdate ---------------------------------------------------
+ *
+ * core.handle_update(json, id) runs one update through the bot as the
+ * runner would (update_ops->start: the conversations first, then the whole
+ * middleware in a job of its own, with its CPU and memory limits) and
+ * suspends the caller until that job has ended. Returns "done", "failed"
+ * (and the job's error), "cancelled" (and why), or "consumed" when a
+ * waiting conversation took the update (no job of its own). */
+
+struct handled_wait {
+  struct task *waiter;   /* NULL once the waiter was cancelled */
+  enum job_end end;
+  char *error;
+};
+
+static int push_handled(lua_State *co, void *data) {
+  struct handled_wait *w = data;
+  int n = 0;
+  if (co) {
+    lua_pushboolean(co, 1);
+    lua_pushstring(co, w->end == JOB_DONE     ? "done"
+                       : w->end == JOB_FAILED ? "failed"
+                                              : "cancelled");
+    if (w->error) lua_pushstring(co, w->error);
+    else lua_pushnil(co);
+    n = 3;
+  }
+  free(w->error);
+  free(w);
+  return n;
+}
+
+static void handled_end(struct job *job, void *ud) {
+  struct handled_wait *w = ud;
+  if (!w->waiter) {
+    free(w);
+    return;
+  }
+  w->end = job_how_ended(job);
+  w->error = job_error(job) ? xstrdup(job_error(job)) : NULL;
+  task_wake(w->waiter, push_handled, w);
+}
+
+/* The caller went away (its job was cancelled): the update runs on. */
+static void handled_cancel(void *data) {
+  struct handled_wait *w = data;
+  w->waiter = NULL;
+}
+static const struct task_wait_ops handled_wait_ops = {"bot.handleUpdate",
+                                                      handled_cancel};
+
+static int l_handle_update(lua_State *L) {
+  struct host *h = host_of(L);
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  struct task *t = task_check_can_wait(L, &h->sched, "bot.handleUpdate");
+  struct update_item *u = xcalloc(1, sizeof *u);
+  u->id = (int64_t)id;
+  u->json = xstrndup(json, len);
+  u->len = len;
+  struct handled_wait *w = xcalloc(1, sizeof *w);
+  w->waiter = t;
+  struct job *job =
+      h->update_ops->start(&gen_of(L)->owner, u, handled_end, w);
+  update_item_free(u);
+  if (!job) {
+    free(w);
+    lua_pushliteral(L, "consumed");
+    return 1;
+  }
+  lua_settop(L, 0);
+  return task_wait(L, t, &handled_wait_ops, w);
+}
+
+/* --- files the script reads besides its modules ----------------------- */
+
+/* core.script_dir() -> the folder of the script (relative paths in the
+ * script's files are read from there). */
+static int l_script_dir(lua_State *L) {
+  lua_pushstring(L, gen_of(L)->script_dir);
+  return 1;
+}
+
+/* core.watch(path): hot reload watches path as it watches the script's
+ * modules (i18n's locale files). */
+static int l_watch(lua_State *L) {
+  deps_add(&gen_of(L)->files, luaL_checkstring(L, 1));
+  return 0;
+}
+
+/* core.list_dir(path) -> the names in a folder (sorted, without "." and
+ * ".."), or nil and why. For loading at the script's top level only: it
+ * reads the disk on the loop, as require does. */
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int l_list_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      names = xrealloc(names, cap * sizeof *names);
+    }
+    names[n++] = xstrdup(e->d_name);
+  }
+  closedir(d);
+  if (n > 0) qsort(names, n, sizeof *names, name_cmp);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    free(names[i]);
+  }
+  free(names);
+  return 1;
+}
+
 static int l_check_mode(lua_State *L) {
   lua_pushboolean(L, host_of(L)->cfg->check);
   return 1;
@@ -215,8 +356,13 @@ int luaopen_tghost_core(lua_State *L) {
       {"bot_info", l_bot_info},
       {"sentinel", l_sentinel},
       {"now", l_now},
+      {"time", l_time},
       {"current", l_current},
       {"check_mode", l_check_mode},
+      {"handle_update", l_handle_update},
+      {"script_dir", l_script_dir},
+      {"watch", l_watch},
+      {"list_dir", l_list_dir},
       {"stdin_refusal", l_stdin_refusal},
       {"watches_unhandled", l_watches_unhandled},
       {"unhandled", l_unhandled},

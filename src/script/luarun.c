@@ -2,10 +2,13 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "script/luabind.h"
 #include "script/luajson.h"
+#include "pipeline/feed.h"
 #include "pipeline/runner.h"
 
 static const char *const type_names[] = {
@@ -13,6 +16,7 @@ static const char *const type_names[] = {
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
     [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
+    [RUNOPT_STORAGE] = "storage",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -103,6 +107,7 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         break;
       }
       case RUNOPT_FUNCTION:
+      case RUNOPT_STORAGE:
         break;
     }
     lua_pop(L, 1);
@@ -124,6 +129,24 @@ static int l_run(lua_State *L) {
   run_options_free(&g->run_opts);
   run_options_init(&g->run_opts);
   read_options(L, 1, &g->run_opts);
+  /* jobs.storage, described by the Lua half (lua/tghost.lua). */
+  static const struct {
+    const char *flat;
+    size_t offset;
+  } store_fields[] = {
+      {"jobs_store_kind", offsetof(struct run_options, jobs_store_kind)},
+      {"jobs_store_target", offsetof(struct run_options, jobs_store_target)},
+      {"jobs_store_ns", offsetof(struct run_options, jobs_store_ns)},
+  };
+  for (size_t i = 0; i < 3; i++) {
+    if (lua_getfield(L, 1, store_fields[i].flat) == LUA_TSTRING) {
+      char **field = (char **)(void *)((char *)&g->run_opts +
+                                       store_fields[i].offset);
+      free(*field);
+      *field = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
    * calls it again; and whether the bot runs in a cluster. */
@@ -186,6 +209,48 @@ static int l_wait_stopped(lua_State *L) {
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
+/* runner.start(): handle:start(). Starts the bot again after a stop (at
+ * once if it has completed, else when it does); false if it runs or a
+ * start is already asked for. */
+static int l_start(lua_State *L) {
+  struct host *h = host_of(L);
+  if (h->cfg->check || !h->runner) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (h->exiting || runner_is_running(h->runner) || h->restart_wanted) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (runner_finished(h->runner)) host_restart_runner(h);
+  else h->restart_wanted = true;   /* once the stop has completed */
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* runner.feed_push(json, id): queues an update in the feed (pipeline/
+ * feed.h) and returns once the runner has accepted it (true), or false
+ * and why it was not taken. */
+static void feed_wait_cancel(void *data) { feed_forget(data); }
+static const struct task_wait_ops feed_wait_ops = {"tghost.feed.push",
+                                                   feed_wait_cancel};
+
+static int l_feed_push(lua_State *L) {
+  struct host *h = host_of(L);
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  struct task *t = task_check_can_wait(L, &h->sched, "tghost.feed.push");
+  feed_push(h->base, (int64_t)id, xstrndup(json, len), len, t);
+  lua_settop(L, 0);
+  return task_wait(L, t, &feed_wait_ops, t);
+}
+
+static int l_feed_queued(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)feed_queued());
+  return 1;
+}
+
 static int l_size(lua_State *L) {
   struct host *h = host_of(L);
   lua_pushinteger(L, h->runner ? (lua_Integer)runner_size(h->runner) : 0);
@@ -225,6 +290,9 @@ int luaopen_tghost_runner(lua_State *L) {
                                  {"is_running", l_is_running},
                                  {"wait_stopped", l_wait_stopped},
                                  {"size", l_size},
+                                 {"start", l_start},
+                                 {"feed_push", l_feed_push},
+                                 {"feed_queued", l_feed_queued},
                                  {"exit", l_exit},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);

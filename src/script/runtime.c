@@ -16,6 +16,7 @@
 #include "script/luaexec.h"
 #include "script/luacrypto.h"
 #include "script/luahttp.h"
+#include "script/luajobs.h"
 #include "script/luastream.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
@@ -82,6 +83,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.storagecore", luaopen_tghost_storagecore},
     {"tghost.conv", luaopen_tghost_conv},
     {"tghost.crypto", luaopen_tghost_crypto},
+    {"tghost.jobscore", luaopen_tghost_jobscore},
     {NULL, NULL},
 };
 
@@ -325,3 +327,51 @@ static int cluster_key(struct job_owner *gen, const char *json, size_t len,
 
 const struct update_ops runtime_update_ops = {start_update, report_failure,
                                               report_timeout, cluster_key};
+
+/* --- scheduled jobs -------------------------------------------------------- */
+
+static struct job *start_job_run(struct job_owner *current,
+                                 const struct job_run_info *run,
+                                 job_end_fn on_end, void *end_ud) {
+  struct generation *g = gen_of_owner(current);
+  lua_State *L = g->owner.L;
+  if (!gen_push_runtime_fn(g, "handle_job")) {
+    struct log_fields f = {g->owner.id, -1};
+    log_msg(LOG_ERROR, &f, "job %s (id %s): the runtime has no handle_job",
+            run->name, run->id);
+    return NULL;
+  }
+  luajobs_push_run(L, run);
+  struct job_params p = {JOB_SCHEDULED, -1, NULL, 0, on_end, end_ud};
+  struct job *job = job_new(g->sched, &g->owner, &p);
+  job_spawn(job, L, 1);
+  return job;
+}
+
+static void on_job_report_end(struct job *job, void *ud) {
+  if (job_how_ended(job) == JOB_DONE) return;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_ERROR, &f, "reporting a job's failure failed: %s",
+          job_error(job) ? job_error(job) : "cancelled");
+}
+
+/* runtime.handle_job_failure(run, message) in a callback job of the run's
+ * generation: bot.catch, or the log. */
+static void report_job_failure(struct job *job, const struct job_run_info *run,
+                               const char *message) {
+  struct generation *g = gen_of_job(job);
+  lua_State *L = g->owner.L;
+  if (!gen_push_runtime_fn(g, "handle_job_failure")) {
+    struct log_fields f = {g->owner.id, -1};
+    log_msg(LOG_ERROR, &f, "job %s (id %s): %s", run->name, run->id, message);
+    return;
+  }
+  luajobs_push_run(L, run);
+  lua_pushstring(L, message);
+  struct job_params p = {JOB_CALLBACK, -1, NULL, 0, on_job_report_end, NULL};
+  struct job *report = job_new(g->sched, &g->owner, &p);
+  job_spawn(report, L, 2);
+}
+
+const struct jobsched_ops runtime_job_ops = {start_job_run,
+                                             report_job_failure};

@@ -17,6 +17,8 @@
 
 /* Runs updates in the host's current generation. */
 extern const struct update_ops runtime_update_ops;
+/* Runs scheduled jobs (bot.job handlers) in a generation. */
+extern const struct jobsched_ops runtime_job_ops;
 
 /* A new generation of the script with the runtime loaded; the script is
  * not run yet. Returns NULL with err set on failure. The caller holds one
