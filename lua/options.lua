@@ -162,7 +162,9 @@ function M.flatten(opts, bot)
   flat.sink = flat.sink or "concurrent"
   local handler = flat.timeout_handler
   flat.timeout_handler = nil
-  return flat, handler
+  local cluster_key = flat.cluster_key
+  flat.cluster_key = nil
+  return flat, handler, cluster_key
 end
 
 return M

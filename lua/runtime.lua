@@ -68,6 +68,7 @@ runtime.ConversationCancelled = ConversationCancelled
 runtime.bot = nil
 runtime.needs_of = nil
 runtime.timeout_handler = nil
+runtime.cluster_key = nil      -- run{ cluster = { key = fn } }
 
 -- What the message handler of every xpcall here returns. Lua does not
 -- call the handler for a memory error: then the raw error comes back.
@@ -197,6 +198,25 @@ function runtime.handle_update(update, redelivered, route)
     report(e.error, e.traceback, ctx)
     core.failed(describe(e.error))
   end
+end
+
+-- The cluster key the script gives an update (run{ cluster = { key = fn }
+-- }): fn(ctx) on a context of the update alone (no middleware has run),
+-- called when the update is stored in its partition stream; it may not
+-- yield. Text, or nil for the default key (chat, user or update).
+function runtime.cluster_key_of(update)
+  local fn = runtime.cluster_key
+  if not fn then return nil end
+  local k = fn(Context.new(update, runtime.bot))
+  if k == nil then return nil end
+  if math.type(k) == "float" and k == math.floor(k) and k >= -2^53
+      and k <= 2^53 then
+    k = math.tointeger(k)
+  end
+  if math.type(k) == "integer" then return tostring(k) end
+  if type(k) == "string" then return k end
+  error("cluster.key must return a string, an integer or nil, not "
+        .. (math.type(k) or type(k)), 0)
 end
 
 -- A failure the host detected after the handler's coroutine was gone.

@@ -357,8 +357,18 @@ end
 -- happens whatever the value.
 M.UNKNOWN = setmetatable({}, { __name = "unknown stored form" })
 
+-- The stores sessions use ({ store = ..., kind = "redis" | "memory" |
+-- "sqlite" | "custom" }), for run() to check against a cluster.
+M.session_stores = {}
+
 function M.adapter(x, who)
-  local b = backend_of[M.of(x, who)]
+  local store = M.of(x, who)
+  if who == "session" then
+    M.session_stores[#M.session_stores + 1] =
+      { store = store, kind = where_of[store] and where_of[store].kind
+                                or "custom" }
+  end
+  local b = backend_of[store]
   return {
     read = function(key)
       local bytes = b:get(key)

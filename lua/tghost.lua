@@ -191,8 +191,25 @@ handle.task = function() return stopped end
 
 -- run() without the error handling: returns the handle, and whether this
 -- call starts the bot (false in a reloaded script, whose runner runs).
+-- In a cluster, a chat's updates run in whichever process owns its
+-- partition now: sessions must live where every process sees them.
+local function check_cluster_sessions()
+  for _, s in ipairs(require("tghost.storage").session_stores) do
+    if s.kind == "memory" or s.kind == "sqlite" then
+      errors.raise("run(): with --cluster, sessions need a storage every "
+                   .. "process shares, and %s is this process's own (a "
+                   .. "chat's next update may run in another process, which "
+                   .. "would not see its session): use session{ storage = "
+                   .. "tghost.storage.redis(url) } on the cluster's Redis%s",
+                   tostring(s.store), s.kind == "memory"
+                     and " (session{} without storage uses memory)" or "")
+    end
+  end
+end
+
 local function start(opts)
-  local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
+  local ok, flat, timeout_handler, cluster_key =
+    pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
   if flat.jobs_storage ~= nil then
     local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
@@ -204,8 +221,10 @@ local function start(opts)
     flat.jobs_store_kind, flat.jobs_store_target, flat.jobs_store_ns =
       kind, target, ns
   end
-  local first = errors.call(runner.run, flat)
+  local first, cluster = errors.call(runner.run, flat)
+  if cluster then check_cluster_sessions() end
   runtime.timeout_handler = timeout_handler
+  runtime.cluster_key = cluster_key
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a
   -- reload must not drop what is pending).
   if first and flat.drop_pending_updates then

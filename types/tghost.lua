@@ -382,7 +382,7 @@ function ApiConfig.use(fn) end
 ---@field api tghost.Api `bot.api`.
 ---@field me tg.UserFromGetMe The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
----@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field redelivered boolean? True when the update runs again and may have run partly before: after a restart (--journal), or in a cluster when an earlier owner of its partition admitted it and lost the partition before it ended.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
 ---@field form tghost.Form Forms in a conversation: ask, wait for a fitting answer, ask again otherwise.
 ---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.
@@ -672,6 +672,15 @@ function Keyboard:add(...) end
 ---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
 ---@field feed? boolean Updates come from `tghost.feed.push` instead of Telegram.
 ---@field jobs? { storage?: tghost.Storage, concurrency?: integer, timeout?: integer, lease?: integer, poll?: integer, misfire?: "once"|"skip"|"all", misfireLimit?: integer, grace?: integer } Scheduled jobs: where they are kept (memory, sqlite, redis; default memory), runs at once (100), per-run timeout in ms (default sink.timeout's), a claim's lease in ms (30000), how often a shared store is looked at in ms (1000), the default misfire policy and its limit, and how late a run may start in ms before it counts as misfired (60000).
+---@field cluster? tghost.ClusterOptions Run one bot on several processes through Redis 7 (`--cluster URL` gives the URL and wins).
+
+---@class tghost.ClusterOptions
+---@field url? string The Redis: "redis://[[user]:password@]host[:port][/db]" or "unix:///path/redis.sock[?db=N]" (`--cluster` wins).
+---@field partitions? integer Partition streams, fixed for a bot once its cluster exists (64).
+---@field lease? number Seconds a lease lasts: a dead or paused process's partitions move after about this long (10).
+---@field maxAttempts? integer Runs of a suspect update, alone in its process, that may end the process before it becomes a dead letter (2).
+---@field moveDelay? number Seconds a partition with conversations waiting for their user stays where it is when it should move (60).
+---@field key? fun(ctx: tghost.Context): string|integer|nil The cluster key: updates sharing it keep their order across processes (default: the chat, else the user, else the update). Sees the update alone (no middleware ran); may not yield.
 
 ---@class tghost.RunHandle
 local RunHandle = {}

@@ -91,6 +91,7 @@ void bindenv_init(struct script_env *env, struct host *h,
   env->token = h->cfg->token;
   env->check = h->cfg->check;
   env->sandbox = h->cfg->sandbox;
+  env->cluster = h->cfg->cluster_url != NULL;
   env->host = &host_ops;
   env->host_ud = h;
   env->on_unhandled = on_unhandled;

@@ -12,6 +12,7 @@
 #include "base/cli.h"
 #include "script/generation.h"
 #include "pipeline/host.h"
+#include "cluster/cluster.h"
 #include "pipeline/journal.h"
 #include "base/log.h"
 #include "net/botapi_methods.h"
@@ -197,7 +198,20 @@ int main(int argc, char **argv) {
       break;
   }
   if (cfg.dead_letters) {
-    int n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    int n;
+    if (cfg.cluster_url) {
+      int64_t bot_id = journal_bot_id_of_token(cfg.token);
+      if (bot_id < 0) {
+        buf_append_str(&err, "--cluster --dead-letters needs the bot's token "
+                             "(BOT_TOKEN or --token-file): its id names the "
+                             "cluster's keys");
+        n = -1;
+      } else {
+        n = cluster_list_dead_letters(cfg.cluster_url, bot_id, stdout, &err);
+      }
+    } else {
+      n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    }
     if (n < 0) fprintf(stderr, "tghost: %s\n", err.data);
     buf_free(&err);
     cli_free(&cfg);

@@ -16,6 +16,8 @@ struct metric_def {
   size_t nbuckets;
   const char *const *initial;    /* first-label values shown from the start
                                     (NULL-terminated), or the states */
+  size_t max_values;             /* distinct first-label values; 0:
+                                    METRIC_MAX_VALUES */
 };
 
 /* Handlers: from a few milliseconds (an echo) to minutes (a conversation
@@ -41,10 +43,14 @@ static const char *const received_sources[] = {"polling", "webhook",
 static const char *const handled_outcomes[] = {
     "done", "failed", "timed_out", "cancelled", "consumed", NULL};
 static const char *const reload_results[] = {"ok", "failed", NULL};
+static const char *const lease_loss_reasons[] = {"expired", "refused", NULL};
+static const char *const move_directions[] = {"in", "out", NULL};
+static const char *const ingest_results[] = {"added", "duplicate", NULL};
 static const char *const job_outcomes[] = {"done", "failed", "timed_out",
                                            "skipped", "released", NULL};
 static const char *const source_states[] = {
     SOURCE_STATE_STARTING, SOURCE_STATE_POLLING,  SOURCE_STATE_WEBHOOK,
+    SOURCE_STATE_CLUSTER,
     SOURCE_STATE_FAILING,  SOURCE_STATE_STOPPING, SOURCE_STATE_STOPPED,
     NULL};
 
@@ -182,6 +188,51 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "busy; idle_timeout, head_timeout, body_timeout, write_timeout; "
         "accept_error: descriptors freed after accept() failed).",
         {"listener", "reason"}},
+    [METRIC_CLUSTER_MEMBERS] = {
+        "tghost_cluster_members", GAUGE,
+        "Live members of the cluster, as this instance last saw them."},
+    [METRIC_CLUSTER_PARTITIONS_OWNED] = {
+        "tghost_cluster_partitions_owned", GAUGE,
+        "Partitions whose lease this instance holds."},
+    [METRIC_CLUSTER_PARTITION_LAG] = {
+        "tghost_cluster_partition_lag", GAUGE,
+        "Updates in a partition's stream not finished yet (read or not), "
+        "as its owner last measured; 0 on instances that do not own it.",
+        {"partition"}, NULL, 0, NULL, 4096},
+    [METRIC_CLUSTER_LEASE_RENEWALS] = {
+        "tghost_cluster_lease_renewals_total", COUNTER,
+        "Partition and ingress leases renewed."},
+    [METRIC_CLUSTER_LEASE_LOSSES] = {
+        "tghost_cluster_lease_losses_total", COUNTER,
+        "Leases lost, by why (expired: not renewed in time by this "
+        "instance's clock; refused: Redis said another epoch holds it).",
+        {"reason"}, NULL, 0, lease_loss_reasons},
+    [METRIC_CLUSTER_PARTITION_MOVES] = {
+        "tghost_cluster_partition_moves_total", COUNTER,
+        "Partitions taken over (in) and handed over after draining (out).",
+        {"direction"}, NULL, 0, move_directions},
+    [METRIC_CLUSTER_INGRESS_HOLDER] = {
+        "tghost_cluster_ingress_holder", GAUGE,
+        "1 while this instance holds the ingress lease (polls getUpdates, "
+        "or set the webhook)."},
+    [METRIC_CLUSTER_INGESTED] = {
+        "tghost_cluster_ingested_total", COUNTER,
+        "Updates this instance appended to the partition streams (added), "
+        "or found there already (duplicate).",
+        {"result"}, NULL, 0, ingest_results},
+    [METRIC_CLUSTER_FENCED_REFUSED] = {
+        "tghost_cluster_fenced_writes_refused_total", COUNTER,
+        "Writes of this instance that Redis refused because the lease they "
+        "were made under had moved on (commit, trim, ingest, storage).",
+        {"what"}},
+    [METRIC_CLUSTER_REDELIVERED] = {
+        "tghost_cluster_redelivered_total", COUNTER,
+        "Updates run again because an earlier owner of their partition may "
+        "have started them (ctx.redelivered)."},
+    [METRIC_CLUSTER_DEAD_LETTERS] = {
+        "tghost_cluster_dead_letters_total", COUNTER,
+        "Updates this instance moved to the dead letters (their owners died "
+        "or lost them during each of their runs alone in a process)."},
     [METRIC_JOBS_SCHEDULED] = {
         "tghost_jobs_scheduled", GAUGE,
         "Scheduled jobs in the job store (tghost.jobs), running ones "
@@ -326,7 +377,7 @@ static struct series *series_of(enum metric_id id, const char *l1,
   struct series *s = find(f, l1, l2);
   if (s) return s;
   if (!has_first_value(f, l1)) {
-    if (f->values >= METRIC_MAX_VALUES) {
+    if (f->values >= (d->max_values ? d->max_values : METRIC_MAX_VALUES)) {
       l1 = "other";
       if ((s = find(f, l1, l2))) return s;
       if (!has_first_value(f, l1)) f->values++;

@@ -11,6 +11,7 @@
 #include "base/metrics.h"
 #include "net/child.h"
 #include "net/retry.h"
+#include "cluster/cluster.h"
 #include "pipeline/feed.h"
 #include "pipeline/journal.h"
 #include "pipeline/polling.h"
@@ -20,6 +21,7 @@
 /* The update sources the host picks from, by the run options: the first
  * that wants them. Adding a source is one line here (and its module). */
 static const struct update_source_entry *const sources[] = {
+    &cluster_source_entry,   /* wraps polling or the webhook itself */
     &feed_source_entry,
     &webhook_source_entry,
     &polling_source_entry,   /* the default: always wanted */
@@ -55,6 +57,10 @@ int host_init(struct host *h, const struct config *cfg,
     buf_append_str(err, "cannot create the event loop");
     return -1;
   }
+  /* Two priorities, before any event exists: everything runs at 1; 0 is
+   * for what must run before any other event of a loop turn (a cluster's
+   * lease deadline, src/cluster/cluster.h). */
+  event_base_priority_init(h->base, 2);
   sched_init(&h->sched, h->base, cfg->cpu_budget_ms);
   h->sched.on_idle = on_idle;
   h->sched.idle_ud = h;
@@ -277,6 +283,10 @@ static void effective_options(const struct host *h, const struct run_options *o,
     eff->webhook_secret_file =
         cfg->webhook_secret_file ? xstrdup(cfg->webhook_secret_file) : NULL;
   }
+  if (cfg->cluster_url) {
+    free(eff->cluster_url);
+    eff->cluster_url = xstrdup(cfg->cluster_url);
+  }
   if (cfg->sandbox && eff->webhook_url) {
     log_info("--sandbox: run()'s webhook options are ignored; the sandbox's "
              "Bot API is polled");
@@ -287,6 +297,14 @@ static void effective_options(const struct host *h, const struct run_options *o,
   }
 }
 
+/* The script's cluster.key, in the generation new updates start in. */
+static int script_key(void *ud, const char *json, size_t len, struct buf *key,
+                      struct buf *err) {
+  struct host *h = ud;
+  if (!h->current || !h->update_ops->cluster_key) return 0;
+  return h->update_ops->cluster_key(h->current, json, len, key, err);
+}
+
 static struct update_source *make_source(struct host *h,
                                          const struct run_options *eff,
                                          struct buf *err) {
@@ -295,7 +313,15 @@ static struct update_source *make_source(struct host *h,
       .api = h->poll_api,
       .opts = eff,
       .bot_id = journal_bot_id_of_token(h->cfg->token),
+      .script_key = script_key,
+      .script_key_ud = h,
   };
+  if (eff->cluster_url && eff->journal) {
+    buf_append_str(err, "run(): journal and cluster do not go together: a "
+                        "cluster keeps every update in Redis until it is "
+                        "handled (drop the journal)");
+    return NULL;
+  }
   const struct update_source_entry *entry = NULL;
   for (size_t i = 0; !entry && i < sizeof sources / sizeof *sources; i++)
     if (sources[i]->wanted(&p)) entry = sources[i];
@@ -374,6 +400,14 @@ void host_reconfigure(struct host *h, const struct run_options *o, int gen) {
   if (!same_string(o->journal, was->journal))
     log_msg(LOG_WARN, &f, "run(): journal cannot change while running; "
             "restart tghost to use another");
+  if (!same_string(o->cluster_url, was->cluster_url) ||
+      o->cluster_partitions != was->cluster_partitions ||
+      o->cluster_lease_s != was->cluster_lease_s ||
+      o->cluster_max_attempts != was->cluster_max_attempts ||
+      o->cluster_move_delay_s != was->cluster_move_delay_s)
+    log_msg(LOG_WARN, &f, "run(): cluster options cannot change while "
+            "running (cluster.key can: it applies at once); restart tghost "
+            "to change them");
   if (!same_string(o->webhook_url, was->webhook_url) ||
       !same_string(o->webhook_listen, was->webhook_listen) ||
       !same_string(o->webhook_secret_file, was->webhook_secret_file))

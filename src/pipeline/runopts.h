@@ -35,6 +35,11 @@ struct run_options {
   char *webhook_url;             /* run{ webhook = { url, listen, */
   char *webhook_listen;          /*   secretFile } } (see webhook.h), */
   char *webhook_secret_file;     /*   or NULL */
+  char *cluster_url;             /* run{ cluster = { url, partitions, */
+  int cluster_partitions;        /*   lease, maxAttempts, moveDelay, */
+  double cluster_lease_s;        /*   key } } (src/cluster/cluster.h) */
+  int cluster_max_attempts;
+  double cluster_move_delay_s;
   bool feed;                     /* updates from tghost.feed (feed.h) */
   /* run{ jobs = { ... } }: scheduled jobs (pipeline/jobsched.h). */
   int jobs_concurrency;          /* runs at once */

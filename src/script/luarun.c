@@ -149,9 +149,10 @@ static int l_run(lua_State *L) {
   }
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
-   * calls it again. */
+   * calls it again; and whether the bot runs in a cluster. */
   lua_pushboolean(L, !env->host->started(env->host_ud));
-  return 1;
+  lua_pushboolean(L, g->run_opts->cluster_url || env->cluster);
+  return 2;
 }
 
 static void stop_wait_cancel(void *data) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/fence.h"
 #include "sched/task.h"
 #include "script/luabind.h"
 #include "script/storecodec.h"
@@ -158,6 +159,14 @@ static struct kvreq spec(enum kv_op op, struct store_handle *sh,
   return r;
 }
 
+/* A write made while an update of a cluster partition runs carries the
+ * partition's fence (pipeline/fence.h). */
+static void fence_write(lua_State *L, struct kvreq *q) {
+  struct task *t = sched_running(env_of(L)->sched);
+  const struct kv_fence *f = t ? update_fence_of(task_job(t)) : NULL;
+  if (f) q->fence = *f;
+}
+
 /* Runs the request q describes on the handle's store: at once (t NULL;
  * q itself, no copy), or suspending t until the store answers a copy. The
  * Lua strings q borrows stay on the stack until then. */
@@ -217,6 +226,7 @@ static int l_set(lua_State *L) {
   long long ttl_ms = check_ttl(L, 4);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_SET, sh, key, key_len);
+  fence_write(L, &q);
   q.value = (char *)bytes;
   q.value_len = len;
   q.ttl_ms = ttl_ms;
@@ -229,6 +239,7 @@ static int l_delete(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &key_len);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_DELETE, sh, key, key_len);
+  fence_write(L, &q);
   return call(L, sh, t, &q);
 }
 
@@ -257,6 +268,7 @@ static int l_cas(lua_State *L) {
   long long ttl_ms = check_ttl(L, 5);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_CAS, sh, key, key_len);
+  fence_write(L, &q);
   q.expected = (char *)expected;
   q.expected_len = expected_len;
   q.value = (char *)bytes;

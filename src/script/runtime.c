@@ -28,6 +28,7 @@
 #include "script/luatask.h"
 #include "base/metrics.h"
 #include "net/trace.h"
+#include "pipeline/fence.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
  * loads lua/ from disk instead, so the Lua half can be edited without a
@@ -219,7 +220,8 @@ static struct job *start_update(struct job_owner *current,
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
   struct log_fields f = {g->owner.id, u->id};
-  trace_update(g->owner.id, u->id, u->json, u->len);
+  trace_update(g->owner.id, u->id, u->fence ? u->partition : -1,
+               u->redelivered, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
     metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
@@ -249,6 +251,9 @@ static struct job *start_update(struct job_owner *current,
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->env->sched, &g->owner, &p);
+  /* Its storage writes carry its cluster partition's fence. */
+  if (u->fence) update_fence_attach(job, u->fence);
+  u->fence = NULL;
   if (hold) luaconv_hold(g->env->conv, hold, job);
   job_spawn(job, L, 3);
   return job;
@@ -300,9 +305,38 @@ static void report_timeout(struct job *job, long timeout_ms) {
            json ? xstrndup(json, len) : NULL, len, msg);
 }
 
-const struct update_ops runtime_update_ops = {start_update,
-                                                   report_failure,
-                                                   report_timeout};
+/* runtime.cluster_key_of(update) under the CPU guard: the script's own
+ * cluster key, computed when an update is stored, outside any task. */
+static int cluster_key(struct job_owner *gen, const char *json, size_t len,
+                       struct buf *key, struct buf *err) {
+  struct generation *g = gen_of_owner(gen);
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  /* Without a cluster.key the update is not decoded at all. */
+  bool has_fn = gen_push_runtime_fn(g, "cluster_key");
+  lua_settop(L, top);
+  if (!has_fn || !gen_push_runtime_fn(g, "cluster_key_of")) return 0;
+  if (luajson_decode(L, json, len, err) != 0) {
+    lua_settop(L, top);
+    return -1;
+  }
+  int result = 0;
+  if (cpuguard_pcall(&g->env->sched->guard, L, 1, 1) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    buf_append_str(err, msg ? msg : "(an error object)");
+    result = -1;
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    buf_append(key, s, n);
+    result = 1;
+  }
+  lua_settop(L, top);
+  return result;
+}
+
+const struct update_ops runtime_update_ops = {start_update, report_failure,
+                                              report_timeout, cluster_key};
 
 /* --- scheduled jobs -------------------------------------------------------- */
 

@@ -83,6 +83,7 @@ struct script_env {
   const char *token;                /* tghost.token() */
   bool check;                       /* --check: no network, no runner */
   bool sandbox;                     /* --sandbox: the terminal is a chat */
+  bool cluster;                     /* --cluster: several processes */
   const struct script_host_ops *host;
   void *host_ud;
   /* Told of an update that went through all the bot's middleware with no
