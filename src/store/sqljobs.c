@@ -1,21 +1,14 @@
 #include "store/sqljobs.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "base/buf.h"
 #include "store/sqlstore.h"
-
-#define BATCH_MAX 512
-#define BUSY_TIMEOUT_MS 5000
+#include "store/sqlworker.h"
 
 enum stmt {
   ST_GET, ST_SCHEDULE_OF, ST_UPSERT, ST_SET_BODY, ST_DELETE, ST_LIST,
@@ -65,16 +58,7 @@ static const char *const statements[ST_COUNT_OF] = {
 
 struct sqljobs {
   char *path, *table, *seq_table;
-  /* Loop side. */
-  struct event *results_event;
-  int efd;
-  /* Shared, under mu. */
-  pthread_mutex_t mu;
-  pthread_cond_t wake;
-  struct jobreq *queue, *queue_tail;   /* loop -> worker */
-  struct jobreq *done, *done_tail;     /* worker -> loop */
-  bool stopping, worker_waits;
-  pthread_t thread;
+  struct sqlworker *worker;
   /* Worker only. */
   sqlite3 *db;
   sqlite3_stmt *st[ST_COUNT_OF];
@@ -84,13 +68,6 @@ struct sqljobs {
 /* The counts for the gauges cost a scan of the table: a claim takes them
  * at most this often. */
 #define COUNT_EVERY_MS 1000
-
-static void append(struct jobreq **head, struct jobreq **tail,
-                   struct jobreq *first, struct jobreq *last) {
-  if (*tail) (*tail)->next = first;
-  else *head = first;
-  *tail = last;
-}
 
 /* --- the worker ------------------------------------------------------------ */
 
@@ -122,15 +99,9 @@ static void expand(struct sqljobs *s, const char *fmt, struct buf *sql) {
 }
 
 static bool open_db(struct sqljobs *s, char **why) {
-  int rc = sqlite3_open_v2(s->path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
-  if (rc != SQLITE_OK) goto bad;
-  sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+  if (!sqlworker_open_db(s->path, &s->db, why)) return false;
   struct buf sql = BUF_INIT;
   buf_printf(&sql,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
              "CREATE TABLE IF NOT EXISTS \"%s\" (id TEXT PRIMARY KEY NOT "
              "NULL, schedule TEXT NOT NULL, due INTEGER NOT NULL, body BLOB "
              "NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, token TEXT, "
@@ -142,7 +113,7 @@ static bool open_db(struct sqljobs *s, char **why) {
              "CREATE TABLE IF NOT EXISTS \"%s\" (k TEXT PRIMARY KEY NOT NULL, "
              "v INTEGER NOT NULL)",
              s->table, s->table, s->table, s->table, s->table, s->seq_table);
-  rc = sqlite3_exec(s->db, sql.data, NULL, NULL, NULL);
+  int rc = sqlite3_exec(s->db, sql.data, NULL, NULL, NULL);
   buf_free(&sql);
   if (rc != SQLITE_OK) goto bad;
   for (int i = 0; i < ST_COUNT_OF; i++) {
@@ -155,7 +126,7 @@ static bool open_db(struct sqljobs *s, char **why) {
   }
   return true;
 bad:
-  *why = xstrdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+  *why = xstrdup(sqlite3_errmsg(s->db));
   close_db(s);
   return false;
 }
@@ -476,55 +447,31 @@ static void run_batch(struct sqljobs *s, struct jobreq *batch) {
   }
 }
 
-static void *worker_main(void *arg) {
-  struct sqljobs *s = arg;
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (!s->queue && !s->stopping) {
-      s->worker_waits = true;
-      pthread_cond_wait(&s->wake, &s->mu);
-      s->worker_waits = false;
-    }
-    if (!s->queue) break;   /* stopping, and nothing is left */
-    struct jobreq *batch = s->queue, *last = batch;
-    for (int n = 1; n < BATCH_MAX && last->next; n++) last = last->next;
-    s->queue = last->next;
-    if (!s->queue) s->queue_tail = NULL;
-    last->next = NULL;
-    pthread_mutex_unlock(&s->mu);
+static void worker_batch(void *owner, void *batch) { run_batch(owner, batch); }
 
-    run_batch(s, batch);
+static void worker_stopped(void *owner) { close_db(owner); }
 
-    pthread_mutex_lock(&s->mu);
-    bool notify = !s->done;
-    append(&s->done, &s->done_tail, batch, last);
-    uint64_t one = 1;
-    if (notify && write(s->efd, &one, sizeof one) < 0 && errno != EAGAIN) {
-      /* The counter cannot overflow in practice. */
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
-  close_db(s);
-  return NULL;
+static void *req_next(void *req) { return ((struct jobreq *)req)->next; }
+
+static void req_set_next(void *req, void *next) {
+  ((struct jobreq *)req)->next = next;
 }
+
+static void req_complete(void *req) { jobreq_complete(req); }
+
+static void req_discard(void *req) { jobreq_free(req); }
+
+static const struct sqlworker_ops worker_ops = {
+    .next = req_next,
+    .set_next = req_set_next,
+    .started = NULL,   /* the database opens with the first batch */
+    .run_batch = worker_batch,
+    .stopped = worker_stopped,
+    .complete = req_complete,
+    .discard = req_discard,
+};
 
 /* --- the loop side ------------------------------------------------------- */
-
-static void on_results(evutil_socket_t fd, short what, void *arg) {
-  struct sqljobs *s = arg;
-  uint64_t n;
-  if (read(s->efd, &n, sizeof n) < 0 && errno != EAGAIN) return;
-  pthread_mutex_lock(&s->mu);
-  struct jobreq *r = s->done;
-  s->done = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (r) {
-    struct jobreq *next = r->next;
-    r->next = NULL;
-    jobreq_complete(r);
-    r = next;
-  }
-}
 
 static void *open_store(struct event_base *base, const char *path,
                         const char *ns, struct buf *err) {
@@ -543,29 +490,13 @@ static void *open_store(struct event_base *base, const char *path,
   struct buf seq = BUF_INIT;
   buf_printf(&seq, "%s_seq", s->table);
   s->seq_table = buf_steal(&seq, NULL);
-  s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->efd < 0) {
-    buf_printf(err, "sqlite job store: %s", strerror(errno));
+  char *why = NULL;
+  s->worker = sqlworker_start(base, &worker_ops, s, &why);
+  if (!s->worker) {
+    buf_printf(err, "sqlite job store: cannot start its worker: %s", why);
+    free(why);
     goto bad;
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->wake, NULL);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&s->thread, NULL, worker_main, s);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    buf_printf(err, "sqlite job store: cannot start its worker: %s",
-               strerror(rc));
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->wake);
-    close(s->efd);
-    goto bad;
-  }
-  s->results_event = event_new(base, s->efd, EV_READ | EV_PERSIST, on_results,
-                               s);
-  event_add(s->results_event, NULL);
   return s;
 bad:
   free(s->path);
@@ -582,31 +513,13 @@ static void describe(void *impl, struct buf *out) {
 
 static void submit(void *impl, struct jobreq *r) {
   struct sqljobs *s = impl;
-  r->next = NULL;
-  pthread_mutex_lock(&s->mu);
-  append(&s->queue, &s->queue_tail, r, r);
-  if (s->worker_waits) pthread_cond_signal(&s->wake);
-  pthread_mutex_unlock(&s->mu);
+  sqlworker_submit(s->worker, r);
 }
 
 static void close_store(void *impl) {
   struct sqljobs *s = impl;
   /* The worker runs what is queued (committing it) before it stops. */
-  pthread_mutex_lock(&s->mu);
-  s->stopping = true;
-  pthread_cond_signal(&s->wake);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-  event_free(s->results_event);
-  close(s->efd);
-  struct jobreq *r = s->done;
-  while (r) {
-    struct jobreq *next = r->next;
-    jobreq_free(r);
-    r = next;
-  }
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->wake);
+  sqlworker_stop(s->worker);
   free(s->path);
   free(s->table);
   free(s->seq_table);

@@ -1,22 +1,16 @@
 #include "store/sqlstore.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
+#include "store/sqlworker.h"
 
-#define BATCH_MAX 512
-#define BUSY_TIMEOUT_MS 5000
 #define PURGE_EVERY_WRITES 1000
 #define PURGE_EVERY_MS 60000
 
@@ -32,17 +26,7 @@ struct table {
 
 struct sqlstore {
   char *path;
-  /* Loop side. */
-  struct event *results_event;
-  int efd;
-  /* Shared, under mu. */
-  pthread_mutex_t mu;
-  pthread_cond_t wake;
-  struct kvreq *queue, *queue_tail;    /* loop -> worker */
-  struct kvreq *done, *done_tail;      /* worker -> loop */
-  bool stopping;
-  bool worker_waits;                   /* in its cond wait: signal it */
-  pthread_t thread;
+  struct sqlworker *worker;
   /* Worker only. */
   sqlite3 *db;
   struct table *tables;
@@ -62,13 +46,6 @@ bool sqlstore_valid_table(const char *name) {
   for (size_t i = 1; i < len; i++)
     if (!isalnum((unsigned char)name[i]) && name[i] != '_') return false;
   return true;
-}
-
-static void append(struct kvreq **head, struct kvreq **tail,
-                   struct kvreq *first, struct kvreq *last) {
-  if (*tail) (*tail)->next = first;
-  else *head = first;
-  *tail = last;
 }
 
 /* --- the worker ---------------------------------------------------------- */
@@ -111,32 +88,7 @@ static void close_db(struct sqlstore *s) {
 
 /* Opens the database; on failure *why is SQLite's reason (malloc'd). */
 static bool open_db(struct sqlstore *s, char **why) {
-  int rc = sqlite3_open_v2(s->path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
-  if (rc != SQLITE_OK) {
-    *why = xstrdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    close_db(s);
-    return false;
-  }
-  sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-  /* WAL: readers and the writer do not block each other, and a commit is
-   * an append to the log. NORMAL: the log is synced at checkpoints, not at
-   * every commit; the database stays consistent through any crash, and a
-   * committed write survives the process dying (the last commits can be
-   * lost only if the machine loses power). FULL would add an fsync per
-   * batch, whose kernel work measurably delays the loop's thread on a
-   * small machine. */
-  char *msg = NULL;
-  if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
-                   NULL, NULL, &msg) != SQLITE_OK) {
-    *why = xstrdup(msg ? msg : sqlite3_errmsg(s->db));
-    sqlite3_free(msg);
-    close_db(s);
-    return false;
-  }
-  return true;
+  return sqlworker_open_db(s->path, &s->db, why);
 }
 
 /* The SQL with every {T} replaced by the table's name (an identifier
@@ -406,118 +358,55 @@ static void run_batch(struct sqlstore *s, struct kvreq *batch) {
   if (writes) purge_expired(s, now);
 }
 
-static void *worker_main(void *arg) {
-  struct sqlstore *s = arg;
+/* The database opens at the worker's start; a failure is reported by
+ * the first request (run_batch tries again). */
+static void worker_started(void *owner) {
   char *why = NULL;
-  if (!open_db(s, &why)) free(why);   /* reported by the first request */
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (!s->queue && !s->stopping) {
-      s->worker_waits = true;
-      pthread_cond_wait(&s->wake, &s->mu);
-      s->worker_waits = false;
-    }
-    if (!s->queue) break;   /* stopping, and nothing is left */
-    struct kvreq *batch = s->queue, *last = batch;
-    for (int n = 1; n < BATCH_MAX && last->next; n++) last = last->next;
-    s->queue = last->next;
-    if (!s->queue) s->queue_tail = NULL;
-    last->next = NULL;
-    pthread_mutex_unlock(&s->mu);
-
-    run_batch(s, batch);
-
-    pthread_mutex_lock(&s->mu);
-    /* A list that is not empty has a wake-up pending already. */
-    bool notify = !s->done;
-    append(&s->done, &s->done_tail, batch, last);
-    uint64_t one = 1;
-    if (notify && write(s->efd, &one, sizeof one) < 0 && errno != EAGAIN) {
-      /* The counter cannot overflow in practice; nothing else can fail. */
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
-  close_db(s);
-  return NULL;
+  if (!open_db(owner, &why)) free(why);
 }
+
+static void worker_batch(void *owner, void *batch) { run_batch(owner, batch); }
+
+static void worker_stopped(void *owner) { close_db(owner); }
+
+static void *req_next(void *req) { return ((struct kvreq *)req)->next; }
+
+static void req_set_next(void *req, void *next) {
+  ((struct kvreq *)req)->next = next;
+}
+
+static void req_complete(void *req) { kvreq_complete(req); }
+
+static void req_discard(void *req) { kvreq_free(req); }
+
+static const struct sqlworker_ops worker_ops = {
+    .next = req_next,
+    .set_next = req_set_next,
+    .started = worker_started,
+    .run_batch = worker_batch,
+    .stopped = worker_stopped,
+    .complete = req_complete,
+    .discard = req_discard,
+};
 
 /* --- the loop side ------------------------------------------------------- */
-
-static void on_results(evutil_socket_t fd, short what, void *arg) {
-  struct sqlstore *s = arg;
-  uint64_t n;
-  if (read(s->efd, &n, sizeof n) < 0 && errno != EAGAIN) return;
-  pthread_mutex_lock(&s->mu);
-  struct kvreq *r = s->done;
-  s->done = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (r) {
-    struct kvreq *next = r->next;
-    r->next = NULL;
-    kvreq_complete(r);
-    r = next;
-  }
-}
 
 static struct sqlstore *sqlstore_new(struct event_base *base,
                                      const char *path, char **err) {
   struct sqlstore *s = xcalloc(1, sizeof *s);
   s->path = xstrdup(path);
-  s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->efd < 0) {
-    *err = xstrdup(strerror(errno));
+  s->worker = sqlworker_start(base, &worker_ops, s, err);
+  if (!s->worker) {
     free(s->path);
     free(s);
     return NULL;
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->wake, NULL);
-  /* Signals belong to the loop's thread: the worker blocks them all. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&s->thread, NULL, worker_main, s);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    *err = xstrdup(strerror(rc));
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->wake);
-    close(s->efd);
-    free(s->path);
-    free(s);
-    return NULL;
-  }
-  s->results_event = event_new(base, s->efd, EV_READ | EV_PERSIST,
-                               on_results, s);
-  event_add(s->results_event, NULL);
   return s;
-}
-
-static void sqlstore_submit(struct sqlstore *s, struct kvreq *req) {
-  req->next = NULL;
-  pthread_mutex_lock(&s->mu);
-  append(&s->queue, &s->queue_tail, req, req);
-  if (s->worker_waits) pthread_cond_signal(&s->wake);
-  pthread_mutex_unlock(&s->mu);
 }
 
 static void sqlstore_free(struct sqlstore *s) {
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = true;
-  pthread_cond_signal(&s->wake);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-  event_free(s->results_event);
-  close(s->efd);
-  struct kvreq *r = s->done;
-  while (r) {
-    struct kvreq *next = r->next;
-    kvreq_free(r);
-    r = next;
-  }
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->wake);
+  sqlworker_stop(s->worker);
   free(s->path);
   free(s);
 }
@@ -553,7 +442,10 @@ static void describe(const char *path, const char *table, struct buf *out) {
   if (strcmp(table, "kv") != 0) buf_printf(out, " (table %s)", table);
 }
 
-static void submit(void *impl, struct kvreq *req) { sqlstore_submit(impl, req); }
+static void submit(void *impl, struct kvreq *req) {
+  struct sqlstore *s = impl;
+  sqlworker_submit(s->worker, req);
+}
 
 static void close_store(void *impl) { sqlstore_free(impl); }
 
