@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store/redisconn.h"
+#include "store/redisscript.h"
 
 /* ARGV: P, id ("" for a new one), the new id's prefix, schedule, due,
  * body, keep_if_same (1/0). Answers {id, existed}. */
@@ -146,11 +147,12 @@ enum script { S_PUT, S_DELETE, S_GET, S_LIST, S_CLAIM, S_FINISH, S_RENEW,
 static const char *const script_text[SCRIPTS] = {
     PUT_SCRIPT,   DELETE_SCRIPT, GET_SCRIPT,  LIST_SCRIPT,
     CLAIM_SCRIPT, FINISH_SCRIPT, RENEW_SCRIPT};
+_Static_assert(SCRIPTS <= REDIS_SCRIPTS_MAX, "more scripts than SHA slots");
 
 struct redisjobs {
   struct redisconn *conn;
   char *prefix;                  /* the storage's prefix and "jobs:" */
-  char sha[SCRIPTS][41];         /* "" until SCRIPT LOAD answered */
+  struct redis_scripts scripts;
 };
 
 /* A request on its way: its arguments, kept to send again after
@@ -308,8 +310,7 @@ static void on_reply(struct redisconn *c, const redisReply *rep,
   }
   if (error) {
     jobreq_set_error(r, "%s", error);
-  } else if (rep->type == REDIS_REPLY_ERROR &&
-             strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+  } else if (redis_reply_noscript(rep)) {
     send_pending(p, false);   /* Redis forgot the script: send it whole */
     return;
   } else if (rep->type == REDIS_REPLY_ERROR) {
@@ -327,22 +328,8 @@ static void on_reply(struct redisconn *c, const redisReply *rep,
 /* --- requests ------------------------------------------------------------- */
 
 static void send_pending(struct pending *p, bool use_sha) {
-  struct redisjobs *s = p->s;
-  int argc = p->argc + 3;
-  const char **argv = xcalloc((size_t)argc, sizeof *argv);
-  size_t *lens = xcalloc((size_t)argc, sizeof *lens);
-  bool sha = use_sha && s->sha[p->which][0];
-  argv[0] = sha ? "EVALSHA" : "EVAL";
-  argv[1] = sha ? s->sha[p->which] : script_text[p->which];
-  argv[2] = "0";
-  for (int i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-  for (int i = 0; i < p->argc; i++) {
-    argv[3 + i] = p->argv[i];
-    lens[3 + i] = p->lens[i];
-  }
-  redisconn_command(s->conn, argc, argv, lens, on_reply, p);
-  free(argv);
-  free(lens);
+  redis_scripts_eval(&p->s->scripts, p->which, use_sha, 0, p->argc,
+                     (const char *const *)p->argv, p->lens, on_reply, p);
 }
 
 /* "[prefix" and "(upper" for ZRANGEBYLEX; "-" and "+" for all. */
@@ -433,31 +420,7 @@ static void submit(void *impl, struct jobreq *r) {
   send_pending(p, true);
 }
 
-/* --- scripts and the connection ---------------------------------------------- */
-
-struct script_load {
-  struct redisjobs *s;
-  enum script which;
-};
-
-static void on_script_loaded(struct redisconn *c, const redisReply *rep,
-                             const char *error, void *ud) {
-  struct script_load *l = ud;
-  if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40)
-    memcpy(l->s->sha[l->which], rep->str, 41);
-  free(l);
-}
-
-static void on_up(struct redisconn *c, void *ud) {
-  struct redisjobs *s = ud;
-  for (int i = 0; i < SCRIPTS; i++) {
-    struct script_load *l = xcalloc(1, sizeof *l);
-    l->s = s;
-    l->which = (enum script)i;
-    const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
-    redisconn_command(c, 3, argv, NULL, on_script_loaded, l);
-  }
-}
+/* --- the backend ------------------------------------------------------------ */
 
 static void *open_store(struct event_base *base, const char *url,
                         const char *ns, struct buf *err) {
@@ -468,7 +431,7 @@ static void *open_store(struct event_base *base, const char *url,
   struct buf prefix = BUF_INIT;
   buf_printf(&prefix, "%sjobs:", ns ? ns : "tghost:");
   s->prefix = buf_steal(&prefix, NULL);
-  redisconn_watch(c, on_up, NULL, s);
+  redis_scripts_init(&s->scripts, c, SCRIPTS, script_text);
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "store/redisconn.h"
+#include "store/redisscript.h"
 
 /* Compare-and-set. KEYS[1] the key; ARGV: expected given (1/0), expected,
  * new given (1/0), new, ttl in ms (0: none). Answers {1} once swapped,
@@ -44,12 +45,12 @@ static const char LIST_SCRIPT[] =
 
 enum script { SCRIPT_CAS, SCRIPT_LIST, SCRIPTS };
 static const char *const script_text[SCRIPTS] = {CAS_SCRIPT, LIST_SCRIPT};
+_Static_assert(SCRIPTS <= REDIS_SCRIPTS_MAX, "more scripts than SHA slots");
 
 struct redisstore {
   struct redisconn *conn;
   struct kv_deferred deferred;
-  /* What Redis answered to SCRIPT LOAD ("" until then: EVAL instead). */
-  char sha[SCRIPTS][41];
+  struct redis_scripts scripts;
 };
 
 /* What a command needs to know when its answer comes. */
@@ -185,8 +186,7 @@ static void on_reply(struct redisconn *c, const redisReply *rep,
   }
   if (error) {
     kvreq_set_error(r, "%s", error);
-  } else if (rep->type == REDIS_REPLY_ERROR &&
-             strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+  } else if (redis_reply_noscript(rep)) {
     send_req(s, p, false);   /* Redis forgot the script (restarted, flushed) */
     return;
   } else if (rep->type == REDIS_REPLY_ERROR && r->fence.epoch &&
@@ -225,20 +225,8 @@ static void on_reply(struct redisconn *c, const redisReply *rep,
 static void send_script(struct redisstore *s, struct pending *p,
                         enum script which, bool use_sha, int nkeys, int argc,
                         const char **argv, const size_t *lens) {
-  const char *full[12];
-  size_t full_lens[12];
-  char nk[8];
-  snprintf(nk, sizeof nk, "%d", nkeys);
-  bool sha = use_sha && s->sha[which][0];
-  full[0] = sha ? "EVALSHA" : "EVAL";
-  full[1] = sha ? s->sha[which] : script_text[which];
-  full[2] = nk;
-  for (int i = 0; i < 3; i++) full_lens[i] = strlen(full[i]);
-  for (int i = 0; i < argc; i++) {
-    full[3 + i] = argv[i];
-    full_lens[3 + i] = lens[i];
-  }
-  redisconn_command(s->conn, 3 + argc, full, full_lens, on_reply, p);
+  redis_scripts_eval(&s->scripts, which, use_sha, nkeys, argc, argv, lens,
+                     on_reply, p);
 }
 
 /* A write made for a cluster partition's update: one FCALL of the
@@ -392,34 +380,6 @@ static void submit(void *impl, struct kvreq *r) {
   else send_req(s, p, true);
 }
 
-/* --- scripts ---------------------------------------------------------------- */
-
-struct script_load {
-  struct redisstore *s;
-  enum script which;
-};
-
-static void on_script_loaded(struct redisconn *c, const redisReply *rep,
-                             const char *error, void *ud) {
-  struct script_load *l = ud;
-  if (rep && rep->type == REDIS_REPLY_STRING && rep->len == 40)
-    memcpy(l->s->sha[l->which], rep->str, 41);
-  free(l);
-}
-
-/* Each new connection learns the scripts' SHAs; until the answer, and if
- * SCRIPT is not allowed to this user, EVAL sends the script itself. */
-static void on_up(struct redisconn *c, void *ud) {
-  struct redisstore *s = ud;
-  for (int i = 0; i < SCRIPTS; i++) {
-    struct script_load *l = xcalloc(1, sizeof *l);
-    l->s = s;
-    l->which = (enum script)i;
-    const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
-    redisconn_command(c, 3, argv, NULL, on_script_loaded, l);
-  }
-}
-
 /* --- the backend ------------------------------------------------------------ */
 
 static int check(const char *url, const char *prefix, struct buf *err) {
@@ -436,7 +396,7 @@ static void *open_store(struct event_base *base, const char *url,
   struct redisstore *s = xcalloc(1, sizeof *s);
   s->conn = c;
   kv_deferred_init(&s->deferred, base);
-  redisconn_watch(c, on_up, NULL, s);
+  redis_scripts_init(&s->scripts, c, SCRIPTS, script_text);
   return s;
 }
 
