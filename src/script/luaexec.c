@@ -3,35 +3,26 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "net/child.h"
 #include "script/luabind.h"
+#include "script/luahandle.h"
 #include "sched/task.h"
 
 #define PROC_MT "tghost.Process"
 #define MAX_ARGS 4096
 
-struct proc_jobs;
-
 struct lproc {
+  struct lua_handle handle;        /* its job, its waiting task */
   struct child *c;                 /* NULL once released */
-  struct task *waiter;
-  struct proc_jobs *jobs;          /* the job that started it, while it lives */
-  struct qnode job_node;
   struct event *timer;             /* the timeout */
   double timeout;
   bool timed_out;
 };
-
-struct proc_jobs {
-  struct job_cleanup cleanup;
-  struct qlist procs;
-};
-
-static void proc_wake(struct lproc *p);
 
 /* Lets the child go: killed if it still runs, reaped by the table. */
 static void proc_release(struct lproc *p) {
@@ -43,57 +34,21 @@ static void proc_release(struct lproc *p) {
     event_free(p->timer);
     p->timer = NULL;
   }
-  if (p->jobs) {
-    qlist_remove(&p->jobs->procs, &p->job_node);
-    p->jobs = NULL;
-  }
-  proc_wake(p);
+  luahandle_detach(&p->handle);
+  luahandle_wake(&p->handle);
 }
 
-static void on_job_end(struct job *job, struct job_cleanup *cl) {
-  struct proc_jobs *pj = (struct proc_jobs *)cl;
-  struct qnode *n;
-  while ((n = qlist_front(&pj->procs)))
-    proc_release(qlist_entry(n, struct lproc, job_node));
-  free(pj);
+static void release_at_job_end(struct lua_handle *h) {
+  proc_release((struct lproc *)((char *)h - offsetof(struct lproc, handle)));
 }
 
-static void attach_to_job(struct lproc *p, struct job *job) {
-  struct proc_jobs *pj = (struct proc_jobs *)job_find_cleanup(job, on_job_end);
-  if (!pj) {
-    pj = xcalloc(1, sizeof *pj);
-    pj->cleanup.fn = on_job_end;
-    qlist_init(&pj->procs);
-    job_add_cleanup(job, &pj->cleanup);
-  }
-  qlist_push_back(&pj->procs, &p->job_node);
-  p->jobs = pj;
+static const struct task_wait_ops proc_wait_ops = {"tghost.exec",
+                                                   luahandle_wait_cancel};
+
+static void on_child(struct child *c, void *ud) {
+  struct lproc *p = ud;
+  luahandle_wake(&p->handle);
 }
-
-/* --- waking ------------------------------------------------------------- */
-
-static int push_again(lua_State *co, void *data) {
-  if (!co) return 0;
-  lua_pushboolean(co, 1);
-  lua_pushliteral(co, "again");
-  return 2;
-}
-
-static void wait_cancel(void *data) {
-  struct lproc *p = data;
-  p->waiter = NULL;
-}
-
-static const struct task_wait_ops proc_wait_ops = {"tghost.exec", wait_cancel};
-
-static void proc_wake(struct lproc *p) {
-  struct task *t = p->waiter;
-  if (!t) return;
-  p->waiter = NULL;
-  task_wake(t, push_again, p);
-}
-
-static void on_child(struct child *c, void *ud) { proc_wake(ud); }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg) {
   struct lproc *p = arg;
@@ -240,7 +195,7 @@ static int l_spawn(lua_State *L) {
   buf_free(&err);
   p->c = c;
   luaL_setmetatable(L, PROC_MT);
-  attach_to_job(p, task_job(t));
+  luahandle_attach(&p->handle, task_job(t), release_at_job_end);
   if (timeout > 0) {
     p->timeout = timeout;
     p->timer = evtimer_new(senv->base, on_timeout, p);
@@ -319,15 +274,9 @@ static int l_await(lua_State *L) {
     lua_pushliteral(L, "stdin");
     return 1;
   }
-wait:;
-  struct script_env *env = env_of(L);
-  struct task *t = task_check_can_wait(L, env->sched, "tghost.exec");
-  if (p->waiter && p->waiter != t)
-    return luaL_error(L, "tghost.exec: another task is already reading this "
-                         "process");
-  p->waiter = t;
-  lua_settop(L, 1);
-  return task_wait(L, t, &proc_wait_ops, p);
+wait:
+  return luahandle_wait(L, &p->handle, &proc_wait_ops, "tghost.exec",
+                        "process");
 }
 
 static int l_write(lua_State *L) {
@@ -391,7 +340,7 @@ static int l_close(lua_State *L) {
 
 static int l_gc(lua_State *L) {
   struct lproc *p = check_proc(L);
-  p->waiter = NULL;
+  p->handle.waiter = NULL;
   proc_release(p);
   return 0;
 }
@@ -405,16 +354,7 @@ int luaopen_tghost_execcore(lua_State *L) {
                                      {"pid", l_pid},
                                      {"close", l_close},
                                      {NULL, NULL}};
-  if (luaL_newmetatable(L, PROC_MT)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
+  luahandle_register(L, PROC_MT, methods, l_gc, l_close);
   static const luaL_Reg fns[] = {{"spawn", l_spawn}, {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "base/sse.h"
 #include "script/luabind.h"
+#include "script/luahandle.h"
 #include "script/luahttp.h"
 #include "sched/task.h"
 
@@ -20,13 +22,9 @@
 #define SSE_RECV_BUFFER 4096L
 #define RAW_RECV_BUFFER 16384L
 
-struct stream_jobs;
-
 struct lstream {
+  struct lua_handle handle;        /* its job, its waiting task */
   struct http_request *req;        /* NULL once closed */
-  struct task *waiter;             /* a task suspended in await */
-  struct stream_jobs *jobs;        /* the job that opened it, while it lives */
-  struct qnode job_node;
   char *error;                     /* why it ended, once it failed */
   FILE *body_file;                 /* an InputFile body from disk */
   bool done;                       /* the done callback ran */
@@ -34,14 +32,6 @@ struct lstream {
   bool sse;
   struct sse_parser parser;
 };
-
-/* The streams a job opened: closed when it ends, however it ends. */
-struct stream_jobs {
-  struct job_cleanup cleanup;
-  struct qlist streams;
-};
-
-static void stream_wake(struct lstream *s);
 
 static void set_error(struct lstream *s, const char *msg) {
   if (s->error) return;
@@ -60,65 +50,28 @@ static void stream_close(struct lstream *s, const char *why) {
     fclose(s->body_file);
     s->body_file = NULL;
   }
-  if (s->jobs) {
-    qlist_remove(&s->jobs->streams, &s->job_node);
-    s->jobs = NULL;
-  }
+  luahandle_detach(&s->handle);
   if (s->sse) {
     sse_free(&s->parser);
     s->sse = false;
   }
-  stream_wake(s);
+  luahandle_wake(&s->handle);
 }
 
-static void on_job_end(struct job *job, struct job_cleanup *c) {
-  struct stream_jobs *sj = (struct stream_jobs *)c;
-  struct qnode *n;
-  while ((n = qlist_front(&sj->streams))) {
-    struct lstream *s = qlist_entry(n, struct lstream, job_node);
-    stream_close(s, "closed: the handler that opened it has ended");
-  }
-  free(sj);
-}
-
-static void attach_to_job(struct lstream *s, struct job *job) {
-  struct job_cleanup *c = job_find_cleanup(job, on_job_end);
-  struct stream_jobs *sj = (struct stream_jobs *)c;
-  if (!sj) {
-    sj = xcalloc(1, sizeof *sj);
-    sj->cleanup.fn = on_job_end;
-    qlist_init(&sj->streams);
-    job_add_cleanup(job, &sj->cleanup);
-  }
-  qlist_push_back(&sj->streams, &s->job_node);
-  s->jobs = sj;
+static void close_at_job_end(struct lua_handle *h) {
+  stream_close((struct lstream *)((char *)h - offsetof(struct lstream, handle)),
+               "closed: the handler that opened it has ended");
 }
 
 /* --- waking ------------------------------------------------------------- */
 
-static int push_again(lua_State *co, void *data) {
-  if (!co) return 0;
-  lua_pushboolean(co, 1);
-  lua_pushliteral(co, "again");
-  return 2;
-}
-
-static void wait_cancel(void *data) {
-  struct lstream *s = data;
-  s->waiter = NULL;
-}
-
 static const struct task_wait_ops stream_wait_ops = {"tghost.http stream",
-                                                     wait_cancel};
+                                                     luahandle_wait_cancel};
 
-static void stream_wake(struct lstream *s) {
-  struct task *t = s->waiter;
-  if (!t) return;
-  s->waiter = NULL;
-  task_wake(t, push_again, s);
+static void on_notify(struct http_request *req, void *ud) {
+  struct lstream *s = ud;
+  luahandle_wake(&s->handle);
 }
-
-static void on_notify(struct http_request *req, void *ud) { stream_wake(ud); }
 
 static void on_done(struct http_request *req, void *ud) {
   struct lstream *s = ud;
@@ -127,7 +80,7 @@ static void on_done(struct http_request *req, void *ud) {
     fclose(s->body_file);
     s->body_file = NULL;
   }
-  stream_wake(s);
+  luahandle_wake(&s->handle);
 }
 
 /* --- open --------------------------------------------------------------- */
@@ -249,7 +202,7 @@ static int l_open(lua_State *L) {
     stream_close(s, "could not start");
     return 2;
   }
-  attach_to_job(s, task_job(t));
+  luahandle_attach(&s->handle, task_job(t), close_at_job_end);
   return 1;
 }
 
@@ -264,18 +217,6 @@ static void push_failure(lua_State *L, struct lstream *s) {
     return;
   }
   lua_pushstring(L, http_request_error(s->req));
-}
-
-/* Suspends the caller until the stream changes; returns "again". */
-static int wait_change(lua_State *L, struct lstream *s) {
-  struct script_env *env = env_of(L);
-  struct task *t = task_check_can_wait(L, env->sched, "tghost.http");
-  if (s->waiter && s->waiter != t)
-    return luaL_error(L, "tghost.http: another task is already reading this "
-                         "stream");
-  s->waiter = t;
-  lua_settop(L, 1);   /* the handle stays on this frame while it waits */
-  return task_wait(L, t, &stream_wait_ops, s);
 }
 
 struct event_out {
@@ -371,7 +312,9 @@ static int l_await(lua_State *L) {
     lua_pushliteral(L, "body");
     return 1;
   }
-  return wait_change(L, s);
+  /* Suspends the caller until the stream changes; returns "again". */
+  return luahandle_wait(L, &s->handle, &stream_wait_ops, "tghost.http",
+                        "stream");
 }
 
 /* stream:write(piece) / stream:write(nil): the next piece of the body, or
@@ -411,7 +354,7 @@ static int l_close(lua_State *L) {
 
 static int l_gc(lua_State *L) {
   struct lstream *s = check_stream(L);
-  s->waiter = NULL;   /* a collected handle has no task waiting on it */
+  s->handle.waiter = NULL;   /* a collected handle has no task waiting on it */
   stream_close(s, "closed");
   free(s->error);
   s->error = NULL;
@@ -424,16 +367,7 @@ int luaopen_tghost_httpstream(lua_State *L) {
                                      {"fail", l_fail},
                                      {"close", l_close},
                                      {NULL, NULL}};
-  if (luaL_newmetatable(L, STREAM_MT)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
+  luahandle_register(L, STREAM_MT, methods, l_gc, l_close);
   static const luaL_Reg fns[] = {{"open", l_open}, {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
