@@ -10,22 +10,18 @@
  *
  * Redis tests start their own redis-server on a free loopback port (and
  * are skipped, 77, where it is not installed). */
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "calls.h"
 #include "harness.h"
 #include "probe.h"
+#include "redisproc.h"
 
 /* --- what the fake server was sent ---------------------------------------- */
 
@@ -102,80 +98,22 @@ static double wall_now(void) {
 
 /* --- a Redis server of the test's own -------------------------------------- */
 
-static pid_t redis_pid;
-static int redis_port;
+static struct redisproc redis;
 
-static bool redis_installed(void) {
-  const char *path = getenv("PATH");
-  char *copy = xstrdup(path ? path : "/usr/bin:/bin");
-  bool found = false;
-  for (char *dir = strtok(copy, ":"); dir && !found; dir = strtok(NULL, ":")) {
-    char full[512];
-    snprintf(full, sizeof full, "%s/redis-server", dir);
-    found = access(full, X_OK) == 0;
-  }
-  free(copy);
-  return found;
-}
+static bool redis_ready(void *ud) { return redisproc_ready(ud); }
 
-static bool redis_accepts(void *ud) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons((uint16_t)redis_port);
-  bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  close(fd);
-  return ok;
-}
+static void redis_stop(void) { redisproc_signal(&redis, SIGKILL); }
 
-static void redis_stop(void) {
-  if (redis_pid <= 0) return;
-  kill(redis_pid, SIGKILL);
-  waitpid(redis_pid, NULL, 0);
-  redis_pid = 0;
-}
-
-/* Starts redis-server on redis_port (a free loopback port the first
- * time; skips the test when it is not installed). persistent: every write
- * in its append-only file, synced, so a restart keeps the data. */
+/* Starts redis-server (on the same free loopback port each time; skips
+ * the test when it is not installed). persistent: every write in its
+ * append-only file, synced, so a restart keeps the data. */
 static const char *redis_run(bool persistent) {
-  if (!redis_installed()) {
-    fprintf(stderr, "SKIP: needs redis-server\n");
-    exit(77);
-  }
-  if (!redis_port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-          "no free port: %s", strerror(errno));
-    close(fd);
-    redis_port = ntohs(a.sin_port);
-    atexit(redis_stop);
-  }
-  char port[16];
-  snprintf(port, sizeof port, "%d", redis_port);
-  const char *dir = harness_tmpdir();
-  redis_pid = fork();
-  CHECK(redis_pid >= 0, "fork: %s", strerror(errno));
-  if (redis_pid == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly",
-           persistent ? "yes" : "no", "--appendfsync", "always", "--dir", dir,
-           "--protected-mode", "no", "--daemonize", "no", (char *)NULL);
-    _exit(127);
-  }
-  CHECK(run_until(redis_accepts, NULL, 10000), "redis-server did not start");
-  static char url[64];
-  snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
-  return url;
+  redisproc_need();
+  const char *const extra[] = {"--appendonly", persistent ? "yes" : "no",
+                               "--appendfsync", "always", NULL};
+  redisproc_start(&redis, harness_tmpdir(), extra);
+  CHECK(run_until(redis_ready, &redis, 10000), "redis-server did not start");
+  return redis.url;
 }
 
 static const char *redis_start(void) { return redis_run(false); }

@@ -2,74 +2,22 @@
  * API of its own) count one user's updates in one Redis, and together
  * let exactly `limit` of them through per window, the excess answered
  * once. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "harness.h"
+#include "redisproc.h"
 
-/* --- a Redis server of the test's own (as tests/e2e/storage.c starts
- * one: no persistence, a free loopback port) ----------------------------- */
+/* --- a Redis server of the test's own (no persistence, a free loopback
+ * port) ------------------------------------------------------------------- */
 
-static pid_t redis_pid;
-static int redis_port;
+static struct redisproc redis;
 
-static void redis_kill(void) {
-  if (redis_pid > 0) {
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-  }
-}
-
-static bool redis_accepts(void *ud) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons((uint16_t)redis_port);
-  bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  close(fd);
-  return ok;
-}
+static bool redis_ready(void *ud) { return redisproc_ready(ud); }
 
 static void redis_start(void) {
-  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-    fprintf(stderr, "SKIP: needs redis-server (installed by scripts/dev.sh)\n");
-    exit(77);
-  }
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-        "no free port: %s", strerror(errno));
-  close(fd);
-  redis_port = ntohs(a.sin_port);
-  char port[16];
-  snprintf(port, sizeof port, "%d", redis_port);
-  const char *dir = harness_tmpdir();
-  redis_pid = fork();
-  CHECK(redis_pid >= 0, "fork: %s", strerror(errno));
-  if (redis_pid == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
-           "--protected-mode", "no", (char *)NULL);
-    _exit(127);
-  }
-  atexit(redis_kill);
-  CHECK(run_until(redis_accepts, NULL, 10000), "redis-server did not start");
+  redisproc_need();
+  redisproc_start(&redis, harness_tmpdir(), NULL);
+  CHECK(run_until(redis_ready, &redis, 10000), "redis-server did not start");
 }
 
 /* --- the test ------------------------------------------------------------ */
@@ -111,7 +59,7 @@ static bool all_answered(void *ud) {
 TEST(two_processes_one_redis) {
   redis_start();
   char script_text[1024];
-  snprintf(script_text, sizeof script_text, script_fmt, redis_port);
+  snprintf(script_text, sizeof script_text, script_fmt, redis.port);
   const char *script = harness_write("bot.lua", script_text);
   struct fakeapi_config cfg = {TEST_TOKEN, "other_bot", 4343};
   struct fakeapi *other = fakeapi_new(harness_base(), &cfg);

@@ -2,15 +2,9 @@
  * state in memory, in SQLite files and in a Redis server the test starts
  * itself (Debian's redis-server on a free loopback port; a Redis test
  * exits 77, skipped, only when redis-server is not installed). */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "redisproc.h"
 #include "store/redisconn.h"
 
 /* --- helpers ------------------------------------------------------------ */
@@ -128,56 +123,7 @@ static void expect(int64_t chat, const char *text, const char *want) {
 
 /* --- a Redis server of the test's own ------------------------------------ */
 
-struct redis_server {
-  pid_t pid;
-  int port;
-  const char *const *extra;   /* more redis-server arguments, or NULL */
-};
-
-static bool redis_installed(void) {
-  const char *path = getenv("PATH");
-  char *copy = xstrdup(path ? path : "/usr/bin:/bin");
-  bool found = false;
-  for (char *dir = strtok(copy, ":"); dir && !found; dir = strtok(NULL, ":")) {
-    char full[512];
-    snprintf(full, sizeof full, "%s/redis-server", dir);
-    found = access(full, X_OK) == 0;
-  }
-  free(copy);
-  return found;
-}
-
-static void need_redis(void) {
-  if (redis_installed()) return;
-  fprintf(stderr, "SKIP: needs redis-server (Debian's redis-server, installed "
-                  "by scripts/dev.sh)\n");
-  exit(77);
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-        "no free port: %s", strerror(errno));
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static bool redis_accepts(void *ud) {
-  struct redis_server *r = ud;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons((uint16_t)r->port);
-  bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  close(fd);
-  return ok;
-}
+static bool redis_ready(void *ud) { return redisproc_ready(ud); }
 
 /* Redis's unix socket (redis_start opens one beside its TCP port). */
 static const char *redis_socket_path(void) {
@@ -186,54 +132,22 @@ static const char *redis_socket_path(void) {
   return path;
 }
 
-/* Starts redis-server on r->port (a free one if 0) and on a unix socket,
- * without persistence, and waits until it accepts connections. */
-static void redis_start(struct redis_server *r) {
-  if (!r->port) r->port = free_port();
-  char port[16];
-  snprintf(port, sizeof port, "%d", r->port);
-  /* Before the fork: the folder is made on first use. */
-  const char *dir = harness_tmpdir(), *socket_path = redis_socket_path();
-  r->pid = fork();
-  CHECK(r->pid >= 0, "fork: %s", strerror(errno));
-  if (r->pid == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    const char *argv[40] = {
-        "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", dir, "--protected-mode", "no",
-        "--daemonize", "no", "--unixsocket", socket_path, "--unixsocketperm",
-        "700"};
-    int argc = 19;
-    for (int i = 0; r->extra && r->extra[i] && argc < 39; i++)
-      argv[argc++] = r->extra[i];
-    argv[argc] = NULL;
-    execvp("redis-server", (char *const *)argv);
-    _exit(127);
-  }
-  CHECK(run_until(redis_accepts, r, 10000), "redis-server did not start on "
+/* Starts redis-server on r's port (a free one the first time) and on a
+ * unix socket, without persistence, with the extra arguments (NULL-
+ * terminated, or NULL), and waits until it accepts connections. */
+static void redis_start(struct redisproc *r, const char *const *extra) {
+  redisproc_need();
+  const char *argv[40] = {"--unixsocket", redis_socket_path(),
+                          "--unixsocketperm", "700"};
+  int argc = 4;
+  for (int i = 0; extra && extra[i] && argc < 39; i++) argv[argc++] = extra[i];
+  argv[argc] = NULL;
+  redisproc_start(r, harness_tmpdir(), argv);
+  CHECK(run_until(redis_ready, r, 10000), "redis-server did not start on "
         "port %d", r->port);
 }
 
-static void redis_stop(struct redis_server *r) {
-  if (r->pid <= 0) return;
-  kill(r->pid, SIGKILL);
-  waitpid(r->pid, NULL, 0);
-  r->pid = 0;
-}
-
-static struct redis_server *running_redis;
-
-static void stop_running_redis(void) {
-  if (running_redis) redis_stop(running_redis);
-}
-
-static void redis_start_once(struct redis_server *r) {
-  if (!running_redis) atexit(stop_running_redis);
-  running_redis = r;
-  redis_start(r);
-}
+static void redis_stop(struct redisproc *r) { redisproc_signal(r, SIGKILL); }
 
 /* --- the write-after-read hazard ----------------------------------------- */
 
@@ -334,9 +248,8 @@ TEST(hazard_sqlite) {
 }
 
 TEST(hazard_redis) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d', 'hazard:')",
                       r.port);
   run_hazard(expr);
@@ -542,17 +455,16 @@ TEST(sqlite_survives_restart) {
 }
 
 static void redis_pause(void *ud) {
-  kill(((struct redis_server *)ud)->pid, SIGSTOP);
+  redisproc_signal(ud, SIGSTOP);
 }
 
 static void redis_resume(void *ud) {
-  kill(((struct redis_server *)ud)->pid, SIGCONT);
+  redisproc_signal(ud, SIGCONT);
 }
 
 TEST(redis_survives_restart) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d')", r.port);
   survive_restart(expr, redis_pause, redis_resume, &r);
   free(expr);
@@ -561,9 +473,8 @@ TEST(redis_survives_restart) {
 /* Two tghost processes (each with its own fake Bot API) share one Redis
  * store: each sees the other's writes. */
 TEST(redis_two_processes) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d', 'shared:')",
                       r.port);
   const char *script = harness_write("counter.lua", counter_script(expr));
@@ -588,9 +499,8 @@ TEST(redis_two_processes) {
  * that use no session are served; once Redis is back, sessions work again
  * without a restart. */
 TEST(redis_outage) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d')", r.port);
   const char *script = harness_write("counter.lua", counter_script(expr));
   free(expr);
@@ -609,7 +519,7 @@ TEST(redis_outage) {
     free(err);
     expect(8, "ping", "pong");
   }
-  redis_start(&r);   /* the same port */
+  redis_start(&r, NULL);   /* the same port */
   wait_stderr(p, "connected again", 10000);
   bump_expect(harness_api(), 7, 1);   /* Redis came back empty */
   bump_expect(harness_api(), 7, 2);
@@ -621,9 +531,8 @@ TEST(redis_outage) {
  * of holding its update forever, other updates are served, and once Redis
  * answers again sessions go on with their data. */
 TEST(redis_stall) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *expr = format("tghost.storage.redis('redis://127.0.0.1:%d', 'stall:')",
                       r.port);
   const char *script = harness_write("counter.lua",
@@ -662,9 +571,8 @@ TEST(redis_stall) {
 /* unix:// URLs reach Redis through its socket, ?db=N selects the
  * database, and a URL that is not usable is refused with what is wrong. */
 TEST(redis_unix_socket) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *source = format(
       "local viaunix = tghost.storage.redis('unix://%s?db=2', 'u:')\n"
       "local viatcp = tghost.storage.redis('redis://127.0.0.1:%d/2', 'u:')\n"
@@ -694,12 +602,11 @@ TEST(redis_unix_socket) {
  * store authenticates and selects as told; a wrong password fails calls
  * with Redis's reason, and no password appears anywhere. */
 TEST(redis_auth_and_db) {
-  need_redis();
   static const char *const extra[] = {"--requirepass", "p@ss:w/rd", "--user",
                                       "alice", "on", ">s3cr%t", "~*", "&*",
                                       "+@all", NULL};
-  static struct redis_server r = {.extra = extra};
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, extra);
   char *source = format(
       "local a = tghost.storage.redis('redis://:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d?db=3', 'x:')\n"
       "local b = tghost.storage.redis('redis://alice:s3cr%%25t@127.0.0.1:%d/3', 'x:')\n"
@@ -720,8 +627,7 @@ TEST(redis_auth_and_db) {
   fprintf(stderr, "wrong password: %s\n", err);
   free(err);
   /* In database 3, under the prefix; not in database 0. */
-  redisContext *c = redisConnect("127.0.0.1", r.port);
-  CHECK(c && !c->err, "cannot connect");
+  redisContext *c = redisproc_connect(&r);
   redisReply *rep = redisCommand(c, "AUTH %s", "p@ss:w/rd");
   freeReplyObject(rep);
   rep = redisCommand(c, "GET x:k");
@@ -804,9 +710,8 @@ static bool ups_reach(void *ud) {
 }
 
 TEST(redis_connection) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *url = format("redis://127.0.0.1:%d/2", r.port);
   struct buf err = BUF_INIT;
   struct redisconn *c = redisconn_new(harness_base(), url, "test connection",
@@ -858,7 +763,7 @@ TEST(redis_connection) {
   command(c, &w, 0, 1, ping);
   CHECK(strstr(w.log.last, "is unreachable"), "with Redis stopped: %s",
         w.log.last);
-  redis_start(&r);
+  redis_start(&r, NULL);
   w.want = 3;
   CHECK(run_until(ups_reach, &w, 10000), "no reconnection");
   command(c, &w, 0, 1, ping);
@@ -1013,20 +918,14 @@ TEST(conformance_sqlite) {
   sqlite_raw_check(path);
 }
 
-static redisContext *redis_connect(const struct redis_server *r) {
-  redisContext *c = redisConnect("127.0.0.1", r->port);
-  CHECK(c && !c->err, "cannot connect to redis-server on port %d", r->port);
-  return c;
-}
-
 static void redis_act(const char *what, void *ud) {
-  struct redis_server *r = ud;
+  struct redisproc *r = ud;
   if (strcmp(what, "stop-backend") == 0) {
     redis_stop(r);
   } else if (strcmp(what, "start-backend") == 0) {
-    redis_start(r);   /* the same port, empty */
+    redis_start(r, NULL);   /* the same port, empty */
   } else if (strcmp(what, "flush-scripts") == 0) {
-    redisContext *c = redis_connect(r);
+    redisContext *c = redisproc_connect(r);
     redisReply *rep = redisCommand(c, "SCRIPT FLUSH");
     CHECK(rep && rep->type == REDIS_REPLY_STATUS, "SCRIPT FLUSH failed");
     freeReplyObject(rep);
@@ -1037,8 +936,8 @@ static void redis_act(const char *what, void *ud) {
 }
 
 /* Every key in Redis, with redis-server's own commands. */
-static void redis_raw_check(const struct redis_server *r) {
-  redisContext *c = redis_connect(r);
+static void redis_raw_check(const struct redisproc *r) {
+  redisContext *c = redisproc_connect(r);
   redisReply *keys = redisCommand(c, "KEYS *");
   CHECK(keys && keys->type == REDIS_REPLY_ARRAY, "KEYS failed");
   CHECK(keys->elements == RAW_ROWS, "Redis holds %zu keys, expected %d",
@@ -1070,9 +969,8 @@ static void redis_raw_check(const struct redis_server *r) {
 /* Redis stops and starts again mid-run (the suite's outage test), and
  * forgets its scripts. */
 TEST(conformance_redis) {
-  need_redis();
-  static struct redis_server r;
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, NULL);
   char *url = format("redis://127.0.0.1:%d", r.port);
   run_suite("redis", url, redis_act, &r);
   redis_raw_check(&r);
@@ -1117,12 +1015,11 @@ static char *last_markup(void) {
  * then enforces. Without the password, or with a wrong one, calls fail;
  * no password appears in tghost's output. */
 TEST(redis_auth) {
-  need_redis();
   static const char *const args[] = {"--requirepass", "def-PW-1",
                                      "--user", "bot", "on", ">bot-PW-2",
                                      "~b:*", "+@all", NULL};
-  static struct redis_server r = {.extra = args};
-  redis_start_once(&r);
+  static struct redisproc r;
+  redis_start(&r, args);
   char *source = format(
       "local default = tghost.storage.redis('redis://:def-PW-1@127.0.0.1:%d/0', 'd:')\n"
       "local acl = tghost.storage.redis('redis://bot:bot-PW-2@127.0.0.1:%d/0', 'b:')\n"

@@ -107,8 +107,11 @@ bool redisproc_ready(struct redisproc *r) {
   bool ok = false;
   if (!c->err) {
     redisReply *reply = redisCommand(c, "PING");
-    /* -LOADING while it reads its append-only file back. */
-    ok = reply && reply->type == REDIS_REPLY_STATUS;
+    /* -LOADING while it reads its append-only file back; -NOAUTH from
+     * a server with a password (which answers it before -LOADING). */
+    ok = reply && (reply->type == REDIS_REPLY_STATUS ||
+                   (reply->type == REDIS_REPLY_ERROR &&
+                    strncmp(reply->str, "NOAUTH", 6) == 0));
     if (reply) freeReplyObject(reply);
   }
   redisFree(c);

@@ -30,7 +30,8 @@ void redisproc_need(void);
  * an append-only file is read back). */
 void redisproc_start(struct redisproc *r, const char *dir,
                      const char *const *extra);
-/* True once it accepts connections and has loaded its data. */
+/* True once it accepts connections and has loaded its data (with
+ * --requirepass: once it accepts connections). */
 bool redisproc_ready(struct redisproc *r);
 /* Sleeps until ready, failing the test after timeout_ms. */
 void redisproc_wait(struct redisproc *r, int timeout_ms);
