@@ -1,6 +1,5 @@
 #include "fakeapi.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "fakehttp.h"
 
 #define MAX_HEAD 65536
 
@@ -758,15 +758,6 @@ static void handle_file_download(struct fake_conn *c, const char *path) {
   write_response(c, 200, file->data, file->len, FAULT_NONE);
 }
 
-static long query_long(const char *query, const char *name, long def) {
-  if (!query) return def;
-  size_t n = strlen(name);
-  for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-    if (strncmp(p, name, n) == 0 && p[n] == '=') return strtol(p + n + 1, NULL, 10);
-  }
-  return def;
-}
-
 /* /http/echo?ms=&status=&bytes=: answers after ms milliseconds with status
  * and either bytes filler bytes or a JSON echo of the request (method,
  * path, query, headers as received, body). */
@@ -774,9 +765,9 @@ static void handle_plain_http(struct fake_conn *c, const char *path,
                               const char *query) {
   struct fakeapi *f = c->f;
   f->http_requests++;
-  long ms = query_long(query, "ms", 0);
-  long status = query_long(query, "status", 200);
-  long bytes = query_long(query, "bytes", -1);
+  long ms = fakehttp_query_long(query, "ms", 0);
+  long status = fakehttp_query_long(query, "status", 200);
+  long bytes = fakehttp_query_long(query, "bytes", -1);
   struct buf out = BUF_INIT;
   if (bytes >= 0) {
     buf_reserve(&out, (size_t)bytes);
@@ -1064,21 +1055,12 @@ struct fakeapi *fakeapi_new(struct event_base *base,
   f->bot_id = cfg->bot_id ? cfg->bot_id : 7000000001;
   f->next_id = 1000;
   f->retry_after = 1;
-  struct sockaddr_in sin = {0};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = 0;
-  f->listener = evconnlistener_new_bind(
-      base, on_accept, f, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
-      (struct sockaddr *)&sin, sizeof sin);
+  f->listener = fakehttp_listen(base, 0, 1024, on_accept, f, &f->port, f->url,
+                                sizeof f->url);
   if (!f->listener) {
     perror("fakeapi: listen");
     abort();
   }
-  socklen_t slen = sizeof sin;
-  getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&sin, &slen);
-  f->port = ntohs(sin.sin_port);
-  snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", f->port);
   return f;
 }
 

@@ -1,6 +1,5 @@
 #include "fakemodel.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "fakehttp.h"
 
 #define MAX_HEAD 65536
 /* Backpressure: a new piece goes out only while the socket's output is
@@ -82,29 +82,6 @@ static uint64_t now_us(void) {
 static uint64_t fnv_add(uint64_t h, const unsigned char *p, size_t n) {
   for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
   return h;
-}
-
-static long query_long(const char *query, const char *name, long def) {
-  size_t n = strlen(name);
-  for (const char *p = query; p && *p;) {
-    if (strncmp(p, name, n) == 0 && p[n] == '=') return strtol(p + n + 1, NULL, 10);
-    p = strchr(p, '&');
-    if (p) p++;
-  }
-  return def;
-}
-
-static char *query_string(const char *query, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = query; p && *p;) {
-    if (strncmp(p, name, n) == 0 && p[n] == '=') {
-      const char *v = p + n + 1;
-      return xstrndup(v, strcspn(v, "&"));
-    }
-    p = strchr(p, '&');
-    if (p) p++;
-  }
-  return NULL;
 }
 
 /* --- records ------------------------------------------------------------ */
@@ -398,17 +375,17 @@ static void handle_request(struct conn *c) {
   if (strcmp(path, "/stream") == 0 || strcmp(path, "/echo") == 0) {
     bool echo = path[1] == 'e';
     struct answer *a = answer_new(c, A_BYTES, path);
-    a->chunk = (size_t)query_long(query, "chunk", 16384);
+    a->chunk = (size_t)fakehttp_query_long(query, "chunk", 16384);
     if (!a->chunk) a->chunk = 1;
-    a->every_us = query_long(query, "every_ms", 0) * 1000;
+    a->every_us = fakehttp_query_long(query, "every_ms", 0) * 1000;
     if (echo) {
       a->total = c->body.len;
       a->data = xmalloc(a->total + 1);
       memcpy(a->data, c->body.data ? c->body.data : "", a->total);
     } else {
-      a->total = (size_t)query_long(query, "bytes", 0);
+      a->total = (size_t)fakehttp_query_long(query, "bytes", 0);
     }
-    char *type = query_string(query, "type");
+    char *type = fakehttp_query_string(query, "type");
     for (char *p = type; p && *p; p++)
       if (*p == '+') *p = ' ';
     if (type && strncmp(type, "text%2Fevent-stream", 19) == 0) {
@@ -432,7 +409,7 @@ static void handle_request(struct conn *c) {
     return;
   }
   if (strcmp(path, "/status") == 0) {
-    int code = (int)query_long(query, "code", 200);
+    int code = (int)fakehttp_query_long(query, "code", 200);
     char body[64];
     int n = snprintf(body, sizeof body, "{\"error\":\"status %d\"}", code);
     answer_new(c, A_SILENT, path);
@@ -442,7 +419,7 @@ static void handle_request(struct conn *c) {
   }
   if (strcmp(path, "/silent") == 0) {
     answer_new(c, A_SILENT, path);
-    if (query_long(query, "head", 0)) start_chunked(c, "text/event-stream");
+    if (fakehttp_query_long(query, "head", 0)) start_chunked(c, "text/event-stream");
     return;
   }
   static const char nf[] = "not found";
@@ -614,22 +591,13 @@ struct fakemodel *fakemodel_new(struct event_base *base, int port) {
   f->base = base;
   f->tokens = 12;
   f->seconds = 0.6;
-  struct sockaddr_in sin = {0};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = htons((uint16_t)port);
-  f->listener = evconnlistener_new_bind(
-      base, on_accept, f, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 4096,
-      (struct sockaddr *)&sin, sizeof sin);
+  f->listener = fakehttp_listen(base, port, 4096, on_accept, f, &f->port,
+                                f->url, sizeof f->url);
   if (!f->listener) {
     perror("fakemodel: listen");
     free(f);
     return NULL;
   }
-  socklen_t slen = sizeof sin;
-  getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&sin, &slen);
-  f->port = ntohs(sin.sin_port);
-  snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", f->port);
   return f;
 }
 
