@@ -2,20 +2,8 @@
  * handle:start() after a stop. */
 #include <string.h>
 
+#include "calls.h"
 #include "harness.h"
-
-static size_t count_text_prefix(const char *prefix) {
-  struct fakeapi *api = harness_api();
-  size_t n = 0;
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
-    const struct fake_call *c = fakeapi_call(api, i);
-    if (strcmp(c->method, "sendMessage") != 0) continue;
-    char *t = fake_call_string(c, "text");
-    if (t && strncmp(t, prefix, strlen(prefix)) == 0) n++;
-    free(t);
-  }
-  return n;
-}
 
 /* A background task pushes 30 updates; concurrency 2 and handlers that
  * sleep hold the pusher back (each push returns once the update is in the
@@ -48,8 +36,8 @@ TEST(pushed_updates_are_handled) {
   struct proc *p = proc_start(script, NULL);
   wait_calls("sendMessage", 31, 20000);
   run_for(200);
-  CHECK(count_text_prefix("echo ") == 30, "%zu echoes", count_text_prefix("echo "));
-  CHECK(count_text_prefix("pushed all, queued at most 0") == 1,
+  CHECK(sent_starting("echo ") == 30, "%zu echoes", sent_starting("echo "));
+  CHECK(sent_starting("pushed all, queued at most 0") == 1,
         "the pusher was not held back until each update was taken");
   /* In order per chat. */
   struct fakeapi *api = harness_api();

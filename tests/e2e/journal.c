@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calls.h"
 #include "harness.h"
 #include "pipeline/journalfile.h"
 
@@ -461,19 +462,6 @@ TEST(parked_not_dead) {
         "dead letters of updates that waited: %s", proc_stderr(p));
 }
 
-static size_t count_sent(const char *text) {
-  struct fakeapi *api = harness_api();
-  size_t n = 0;
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
-    const struct fake_call *c = fakeapi_call(api, i);
-    if (strcmp(c->method, "sendMessage") != 0) continue;
-    char *t = fake_call_string(c, "text");
-    n += t && strcmp(t, text) == 0;
-    free(t);
-  }
-  return n;
-}
-
 struct run_watch {
   size_t kill_calls;             /* "kill me" seen before this run */
   int64_t first;
@@ -483,7 +471,7 @@ struct run_watch {
 /* This run's update asked to be killed, or every other update is in. */
 static bool killer_or_done(void *ud) {
   struct run_watch *w = ud;
-  if (count_sent("kill me") > w->kill_calls) return true;
+  if (sent_with("kill me") > w->kill_calls) return true;
   int *seen = answers(w->first, w->n);
   int missing = 0;
   for (int i = 0; i < w->n; i++) missing += seen[i] == 0;
@@ -518,11 +506,11 @@ TEST(crash_loop_blames_the_runner) {
   int kills = 0;
   struct proc *last = NULL;
   for (int run = 0; run < 8; run++) {
-    struct run_watch w = {count_sent("kill me"), first, N};
+    struct run_watch w = {sent_with("kill me"), first, N};
     struct proc *p = proc_start(script, args);
     CHECK(run_until(killer_or_done, &w, 30000), "run %d made no progress",
           run);
-    if (count_sent("kill me") > w.kill_calls) {
+    if (sent_with("kill me") > w.kill_calls) {
       proc_kill(p, SIGKILL);
       CHECK(proc_wait(p, 10000), "no exit after SIGKILL");
       kills++;

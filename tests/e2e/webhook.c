@@ -23,6 +23,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "calls.h"
 #include "harness.h"
 #include "probe.h"
 #include "net/http.h"
@@ -713,17 +714,6 @@ static void post_ok(int port, int64_t id, const char *text) {
   buf_free(&body);
 }
 
-static size_t count_text(const char *text) {
-  struct fakeapi *f = harness_api();
-  size_t n = 0;
-  for (size_t i = 0; i < fakeapi_call_count(f); i++) {
-    char *t = fake_call_string(fakeapi_call(f, i), "text");
-    if (t && strcmp(t, text) == 0) n++;
-    free(t);
-  }
-  return n;
-}
-
 /* True once the journal at path holds the end record "E <id> d". The end
  * is written by the journal's thread just after the reply, so a test that
  * kills right after a reply must wait for it, or the update rightly runs
@@ -787,13 +777,13 @@ TEST(webhook_journal_restart) {
   CHECK(run_until(has_text, "block again", 10000), "the journal's update");
   CHECK(run_until(has_text, "new", 10000), "the new update");
   run_for(500);
-  CHECK(count_text("hello") == 1 && count_text("block again") == 1 &&
-            count_text("block") == 0 && count_text("new") == 1 &&
-            count_text("hello again") == 0,
+  CHECK(replies_with("hello") == 1 && replies_with("block again") == 1 &&
+            replies_with("block") == 0 && replies_with("new") == 1 &&
+            replies_with("hello again") == 0,
         "each update handled once: hello %zu, hello again %zu, block %zu, "
-        "block again %zu, new %zu", count_text("hello"),
-        count_text("hello again"), count_text("block"),
-        count_text("block again"), count_text("new"));
+        "block again %zu, new %zu", replies_with("hello"),
+        replies_with("hello again"), replies_with("block"),
+        replies_with("block again"), replies_with("new"));
   CHECK(fakeapi_count_method(harness_api(), "setWebhook") == 2,
         "setWebhook at each start");
   proc_stop_cleanly(q);
@@ -975,7 +965,7 @@ TEST(webhook_client_gone) {
   post_ok(port, 2, "two");
   CHECK(run_until(has_text, "two", 10000), "the redelivery");
   run_for(200);
-  CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
+  CHECK(replies_with("two") == 1, "handled %zu times", replies_with("two"));
   proc_stop_cleanly(p);
 }
 

@@ -20,6 +20,35 @@ char *reply_starting(const char *prefix) {
   return NULL;
 }
 
+/* How many sendMessage calls had a text that text_ok accepts. */
+static size_t count_sent(bool (*text_ok)(const char *t, const char *arg),
+                         const char *arg) {
+  struct fakeapi *api = harness_api();
+  size_t n = 0;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    char *t = fake_call_string(c, "text");
+    if (t && text_ok(t, arg)) n++;
+    free(t);
+  }
+  return n;
+}
+
+static bool same(const char *t, const char *text) {
+  return strcmp(t, text) == 0;
+}
+
+static bool starts(const char *t, const char *prefix) {
+  return strncmp(t, prefix, strlen(prefix)) == 0;
+}
+
+size_t sent_with(const char *text) { return count_sent(same, text); }
+
+size_t sent_starting(const char *prefix) {
+  return count_sent(starts, prefix);
+}
+
 size_t replies_with(const char *text) {
   struct fakeapi *api = harness_api();
   size_t n = 0;

@@ -16,6 +16,10 @@
 char *reply_starting(const char *prefix);
 /* How many calls had params.text == text. */
 size_t replies_with(const char *text);
+/* How many sendMessage calls had text == text, or starting with
+ * prefix. */
+size_t sent_with(const char *text);
+size_t sent_starting(const char *prefix);
 /* The nth call (from 0) of method, or NULL. */
 const struct fake_call *nth_call(const char *method, size_t nth);
 /* Each reply "<prefix><n>" answers update "<n>" (scripts.h's
