@@ -35,16 +35,9 @@ static struct buf current_case = BUF_INIT;
           " replays it)\n%s\n", current_seed, current_seed,                 \
           current_case.data ? current_case.data : "")
 #include "check.h"
+#include "rng.h"
 #include "testreg.h"
 
-/* xorshift64*: reproducible from the seed alone. */
-static uint64_t rng_state;
-static uint64_t rnd(void) {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1dULL;
-}
 static unsigned below(unsigned n) { return (unsigned)(rnd() % n); }
 static bool chance(unsigned percent) { return below(100) < percent; }
 static char pick(const char *from) {

@@ -15,6 +15,7 @@ static uint64_t current_seed;
 #define CHECK_ON_FAILURE() \
   fprintf(stderr, "  (seed %" PRIu64 ")\n", current_seed)
 #include "check.h"
+#include "rng.h"
 #include "testreg.h"
 
 static bool same(const char *a, const char *b) {
@@ -118,14 +119,6 @@ TEST(urls_refused) {
             strstr(err.data, "longer than"),
         "a socket path past sun_path: %s", err.data);
   buf_free(&err);
-}
-
-static uint64_t rng_state;
-static uint64_t rnd(void) {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1dULL;
 }
 
 /* Any password of printable bytes, percent-encoded (every byte, or only

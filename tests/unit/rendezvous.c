@@ -21,15 +21,8 @@ static uint64_t current_seed;
 #define CHECK_ON_FAILURE() \
   fprintf(stderr, "  (seed %" PRIu64 ")\n", current_seed)
 #include "check.h"
+#include "rng.h"
 #include "testreg.h"
-
-static uint64_t rng_state;
-static uint64_t rnd(void) {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1dULL;
-}
 
 enum { P = 64, MAXM = 12 };
 
