@@ -184,6 +184,10 @@ def samples(tghost, root):
                 bad = [l for l in out.splitlines()
                        if l.strip() and not CHECK_FINE.search(l)
                        and re.search(r"\b(WARN|ERROR|error)\b|^tghost: ", l)]
+                if RUN_CALL.search(b["body"]) and "calls run()" not in out:
+                    # It calls run(), yet tghost says the bot would not start
+                    # (a handle stopped at the top level, say).
+                    bad.append("the sample calls run() but tghost says it does not start the bot")
                 if rc != 0 or bad:
                     failures.append("%s: tghost --check %s:\n%s" % (where, "failed (status %d)" % rc
                                     if rc else "warned", out))
