@@ -16,7 +16,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "script/generation.h"
-#include "pipeline/host.h"
+#include "app/host.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pipeline/runner.h"

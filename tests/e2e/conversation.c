@@ -1002,7 +1002,7 @@ TEST_SERIAL(ten_thousand_waiting) {
   proc_stop_cleanly(p);
 }
 
-/* The README's restart story: a dialog that keeps its progress in a
+/* The restart story of docs/guide/conversations.md: a dialog that keeps its progress in a
  * session stored in SQLite goes on at the open question after tghost was
  * killed (no journal: the user's next message resumes it). */
 TEST(session_restart) {
