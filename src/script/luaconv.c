@@ -76,9 +76,15 @@ struct conv_hold {
   bool keys_aside;
 };
 
+/* Key namespaces (a key's first byte; see lua/conversation.lua), in the
+ * order an update's keys are tried. */
+static const char namespaces[] = "bkuc";
+#define NAMESPACES 4
+
 struct luaconv {
   struct host *h;
   struct convmap map;
+  size_t in_namespace[NAMESPACES];  /* entries of each namespace */
   uint64_t serial;
   size_t waiting;               /* conversations in CONV_WAITING */
   size_t held;                  /* holds pending */
@@ -92,6 +98,20 @@ static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
 }
 
 /* --- keys --------------------------------------------------------------- */
+
+/* The namespace of a key (its first byte), or -1 (an integer key, or one
+ * of no namespace: never produced by an update). */
+static int namespace_of(const struct convmap_key *k) {
+  if (k->type != CONVMAP_STRING || k->len == 0) return -1;
+  const char *p = memchr(namespaces, k->str[0], NAMESPACES);
+  return p ? (int)(p - namespaces) : -1;
+}
+
+static void count_key(struct luaconv *lc, const struct convmap_key *k,
+                      int delta) {
+  int ns = namespace_of(k);
+  if (ns >= 0) lc->in_namespace[ns] += (size_t)delta;
+}
 
 /* Reads a key value at idx; false (with why) if it cannot be one. */
 static bool to_key(lua_State *L, int idx, struct convmap_key *k,
@@ -206,6 +226,8 @@ static void let_go(struct conv *c) {
   struct qnode *n;
   while ((n = qlist_front(&e->held)))
     decide(qlist_entry(n, struct conv_hold, node), HOLD_PASS);
+  struct convmap_key k = convmap_node_key(&e->node);
+  count_key(c->lc, &k, -1);
   convmap_remove(&c->lc->map, &e->node);
   free(e);
 }
@@ -375,6 +397,7 @@ static struct conv_entry *take_key(struct conv *c,
     e = xcalloc(1, sizeof *e);
     qlist_init(&e->held);
     convmap_insert(&lc->map, &e->node, k);
+    count_key(lc, k, +1);
   } else if (e->owner) {
     struct conv *other = e->owner;
     other->entry = NULL;
@@ -522,28 +545,40 @@ static int l_hold_wait(lua_State *L) {
   return task_wait(L, t, &hold_wait_ops, hd);
 }
 
-/* conv.reroute(key) -> consumed: routes the running update again, as if
- * it came now (sequentialize calls it after the update waited for its
- * keys: a conversation of its key may have started waiting meanwhile). */
+/* conv.reroute(key, ...) -> consumed: routes the running update again, as
+ * if it came now (sequentialize calls it after the update waited for its
+ * keys: a conversation of one of its keys, most specific first, may have
+ * started waiting meanwhile). */
 static int l_reroute(lua_State *L) {
   struct host *h = host_of(L);
   struct luaconv *lc = h->conv;
   struct task *t = task_check_can_wait(L, &h->sched, "conversation");
   struct job *job = task_job(t);
-  struct convmap_key k;
-  check_key(L, 1, &k);
-  struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
-  struct conv *c = e ? e->owner : NULL;
   size_t len;
   const char *json = job_update_json(job, &len);
-  if (job_kind(job) != JOB_UPDATE || !json || !c || c->job == job) {
+  if (job_kind(job) != JOB_UPDATE || !json) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (c->state == CONV_WAITING) {
-    struct update_item u = {.id = job_update_id(job), .json = (char *)json,
-                            .len = len};
-    lua_pushboolean(L, offer(lc, c, &u));
+  struct update_item u = {.id = job_update_id(job), .json = (char *)json,
+                          .len = len};
+  struct conv_entry *e = NULL;
+  for (int i = 1, top = lua_gettop(L); i <= top && !e; i++) {
+    if (lua_isnil(L, i)) continue;
+    struct convmap_key k;
+    check_key(L, i, &k);
+    struct conv_entry *found = entry_of(convmap_find(&lc->map, &k));
+    struct conv *c = found ? found->owner : NULL;
+    if (!c || c->job == job) continue;
+    if (c->state != CONV_WAITING) {
+      e = found;              /* running: the update is held for it */
+    } else if (offer(lc, c, &u)) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  if (!e) {
+    lua_pushboolean(L, 0);
     return 1;
   }
   struct conv_hold *hd = hold_of(job);
@@ -576,13 +611,18 @@ static int l_active(lua_State *L) {
   return 1;
 }
 
-/* conv.cancel(key) -> bool */
+/* conv.cancel(key, ...) -> bool: ends the conversation of the first key
+ * that has one. */
 static int l_cancel(lua_State *L) {
   struct luaconv *lc = lc_of(L);
-  struct convmap_key k;
-  check_key(L, 1, &k);
-  struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
-  struct conv *c = e ? e->owner : NULL;
+  struct conv *c = NULL;
+  for (int i = 1, top = lua_gettop(L); i <= top && !c; i++) {
+    if (lua_isnil(L, i)) continue;
+    struct convmap_key k;
+    check_key(L, i, &k);
+    struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
+    c = e ? e->owner : NULL;
+  }
   if (!c) {
     lua_pushboolean(L, 0);
     return 1;
@@ -618,23 +658,33 @@ int luaopen_tghost_conv(lua_State *L) {
 
 /* --- routing ------------------------------------------------------------ */
 
-/* The update's key by the current generation's key function (on L's top:
- * the decoded update), pushed; false if it has none. */
-static bool push_update_key(struct luaconv *lc, struct generation *g,
+/* The update's keys (on L's top: the decoded update) for the namespaces
+ * that have conversations, most specific first, by the current
+ * generation's lua/conversation.lua: pushed, and their number returned (0
+ * if none, or the key function failed). */
+static int push_update_keys(struct luaconv *lc, struct generation *g,
                             const struct update_item *u) {
   lua_State *L = g->owner.L;
   struct log_fields f = {g->owner.id, u->id};
-  if (!gen_push_runtime_fn(g, "conversation_key")) return false;
+  char active[NAMESPACES + 1];
+  size_t n = 0;
+  for (int i = 0; i < NAMESPACES; i++)
+    if (lc->in_namespace[i]) active[n++] = namespaces[i];
+  active[n] = '\0';
+  if (n == 0) return 0;
+  int base = lua_gettop(L);
+  if (!gen_push_runtime_fn(g, "conversation_keys")) return 0;
   lua_pushvalue(L, -2);
-  if (guarded_pcall(lc, L, 1, 1) != LUA_OK) {
+  lua_pushstring(L, active);
+  if (guarded_pcall(lc, L, 2, LUA_MULTRET) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     log_msg(LOG_ERROR, &f, "the conversation key function failed (the "
             "update runs through the middleware): %s",
             msg ? msg : "(an error object)");
-    lua_pop(L, 1);
-    return false;
+    lua_settop(L, base);
+    return 0;
   }
-  return true;
+  return lua_gettop(L) - base;
 }
 
 /* Offers the update to c (waiting): true if c took it. */
@@ -676,27 +726,30 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
   if (convmap_count(&lc->map) == 0) return LUACONV_START;
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
-  if (!push_update_key(lc, g, u)) return LUACONV_START;
-  struct convmap_key k;
-  const char *why;
-  struct conv_entry *e = NULL;
-  if (!lua_isnil(L, -1)) {
-    if (to_key(L, -1, &k, &why)) {
-      e = entry_of(convmap_find(&lc->map, &k));
-    } else {
-      struct log_fields f = {g->owner.id, u->id};
-      log_msg(LOG_ERROR, &f, "the conversation key function returned %s "
-              "(a key is a string or an integer); the update runs through "
-              "the middleware", why);
+  int n = push_update_keys(lc, g, u);
+  enum luaconv_route route = LUACONV_START;
+  /* Its keys, most specific first: a waiting conversation that does not
+   * want it passes it on to the next; a running one holds it. */
+  for (int i = top + 1; i <= top + n; i++) {
+    struct convmap_key k;
+    const char *why = "not a string";
+    if (lua_type(L, i) != LUA_TSTRING || !to_key(L, i, &k, &why)) continue;
+    struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
+    struct conv *c = e ? e->owner : NULL;
+    if (!c) continue;
+    if (c->state != CONV_WAITING) {
+      *hold = hold_new(lc, e);
+      route = LUACONV_HOLD;
+      break;
     }
+    if (offer(lc, c, u)) {
+      route = LUACONV_CONSUMED;
+      break;
+    }
+    route = LUACONV_OFFERED;
   }
   lua_settop(L, top);
-  if (!e || !e->owner) return LUACONV_START;
-  struct conv *c = e->owner;
-  if (c->state == CONV_WAITING)
-    return offer(lc, c, u) ? LUACONV_CONSUMED : LUACONV_OFFERED;
-  *hold = hold_new(lc, e);
-  return LUACONV_HOLD;
+  return route;
 }
 
 void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {

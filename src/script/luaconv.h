@@ -7,9 +7,16 @@
  * updates started in a new one meet in it across a hot reload.
  *
  * A conversation is a job (one update's handler) that called ctx:wait: it
- * owns one conversation key (by default "chat id:user id") from its first
- * wait until it ends, waits for another key, or is cancelled. Each update
- * whose key (the current generation's key function) has a conversation:
+ * owns one conversation key from its first wait until it ends, waits for
+ * another key, or is cancelled. A key is a string whose first byte names
+ * its namespace (lua/conversation.lua builds them): 'k' a key of the bot's
+ * key function (by default "chat id:user id"), 'c' a chat, 'u' a user, 'b'
+ * a user in a chat. An update has a key in each namespace it can (the
+ * current generation's runtime.conversation_keys gives them, asked only
+ * for the namespaces some conversation uses), tried most specific first
+ * (b, k, u, c): a waiting conversation that does not want it passes it on
+ * to the next key's; a running one holds it. So for the first key of an
+ * update that has a conversation:
  *
  *   - the conversation waits: its offer function decides, in its own Lua
  *     state, whether the update is for it; if so the update is consumed
@@ -54,15 +61,16 @@
  *       conversation's (its job ends); else it runs through the middleware
  *   conv.hold_wait() -> consumed    in a held update's job: waits until
  *       the conversation decided
- *   conv.reroute(key) -> consumed   routes the running update again, as
- *       if it came now; may hold it (sequentialize calls it for an update
- *       that waited for its keys: its conversation may have started
- *       waiting meanwhile, so an answer that came before its question's
- *       ctx:wait still reaches the dialog)
+ *   conv.reroute(key, ...) -> consumed   routes the running update (its
+ *       keys, most specific first) again, as if it came now; may hold it
+ *       (sequentialize calls it for an update that waited for its keys:
+ *       its conversation may have started waiting meanwhile, so an answer
+ *       that came before its question's ctx:wait still reaches the dialog)
  *   conv.active() -> bool           some conversation exists
- *   conv.cancel(key) -> bool        ends the key's conversation: a waiting
- *       one resumes with "cancelled", a running one gets it at its next
- *       wait; updates held for it run through the middleware
+ *   conv.cancel(key, ...) -> bool   ends the conversation of the first key
+ *       that has one: a waiting one resumes with "cancelled", a running one
+ *       gets it at its next wait; updates held for it run through the
+ *       middleware
  *   conv.stats() -> keys, waiting, held
  *
  * A second conversation on a key replaces the first (see "replaced"): the

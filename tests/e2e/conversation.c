@@ -110,6 +110,18 @@ static void wait_tally(struct tally *t, int index, size_t want,
 }
 
 
+/* True if some call so far had a text that contains needle. */
+static bool sent_text_containing(void *needle) {
+  struct fakeapi *api = harness_api();
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    char *t = fake_call_string(fakeapi_call(api, i), "text");
+    bool hit = t && strstr(t, needle);
+    free(t);
+    if (hit) return true;
+  }
+  return false;
+}
+
 static bool stdout_has(void *ud) {
   void **a = ud;
   return strstr(proc_stdout(a[0]), a[1]) != NULL;
@@ -325,6 +337,90 @@ TEST(answers_in_one_batch) {
   CHECK(fakeapi_poll(api, 0)->returned == N * STEPS,
         "the first batch had %d updates, not %d",
         fakeapi_poll(api, 0)->returned, N * STEPS);
+  proc_stop_cleanly(p);
+}
+
+/* --- waits by any key ---------------------------------------------------- */
+
+/* Under the default key function (this user in this chat), a dialog can
+ * still wait for anyone in its chat (a group quiz), for its user in any
+ * chat, or on a key of its own: the waits of each kind meet the updates
+ * that have their key, most specific first, and a key no update can have
+ * is an error at the call. */
+TEST(waits_by_any_key) {
+  struct fakeapi *api = harness_api();
+  const int64_t GROUP = -700;
+  const char *script = harness_write("keys.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.command('quiz', function(ctx)\n"
+      "  ctx:reply('quiz 2+2?')\n"
+      "  local a = ctx:wait(function(c) return c.msg.text == '4' end,\n"
+      "                     { chat = true })\n"
+      "  ctx:reply('quiz won by ' .. a.from.id)\n"
+      "end)\n"
+      "bot.command('name', function(ctx)\n"
+      "  ctx:reply('name? ' .. ctx.from.id)\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  ctx:reply('name ' .. ctx.from.id .. ' ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.command('dm', function(ctx)\n"
+      "  ctx:reply('dm me')\n"
+      "  local a = ctx:wait('message:text', { user = ctx.from.id })\n"
+      "  ctx:reply('dm got ' .. a.chat.id .. ' ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.command('wrongkey', function(ctx)\n"
+      "  local ok, err = pcall(ctx.wait, ctx, 'message:text', { key = ctx.chat.id })\n"
+      "  ctx:reply('wrongkey ' .. tostring(err))\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx)\n"
+      "  ctx:reply('other ' .. ctx.from.id .. ' ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, GROUP, 1, "/quiz");
+  expect_text(10000, "quiz 2+2?");
+  fakeapi_push_text(api, GROUP, 3, "/name");
+  expect_text(10000, "name? 3");
+  /* Bob's wrong answer is not the quiz's: the middleware has it. */
+  fakeapi_push_text(api, GROUP, 2, "5");
+  expect_text(10000, "other 2 5");
+  /* Carol's dialog of her own goes on beside the chat-wide one. */
+  fakeapi_push_text(api, GROUP, 3, "Cee");
+  expect_text(10000, "name 3 Cee");
+  fakeapi_push_text(api, GROUP, 2, "4");
+  expect_text(10000, "quiz won by 2");
+  /* Started in the group, answered in private. */
+  fakeapi_push_text(api, GROUP, 1, "/dm");
+  expect_text(10000, "dm me");
+  fakeapi_push_text(api, 1, 1, "psst");
+  expect_text(10000, "dm got 1 psst");
+  fakeapi_push_text(api, GROUP, 1, "/wrongkey");
+  CHECK(run_until(sent_text_containing, "keys.lua:19: ctx:wait: key \"-700\" "
+                  "can never match: the bot's key function (the default) "
+                  "gives every update the key \"chat id:user id\"; to wait "
+                  "for anyone in chat -700 pass { chat = -700 }", 10000),
+        "a wait on a key no update can have was no error at its line");
+  CHECK(!api_sent_text("other 2 4") && !api_sent_text("other 3 Cee") &&
+        !api_sent_text("other 1 psst"), "an answer ran the middleware");
+  proc_stop_cleanly(p);
+
+  /* A key function that gives integers, a wait that names the key as a
+   * string: one key. */
+  const char *script2 = harness_write("intkeys.lua",
+      "conversation{ key = function(ctx) return ctx.chat and ctx.chat.id end }\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx:reply('ask?')\n"
+      "  local a = ctx:wait('message:text', { key = tostring(ctx.chat.id) })\n"
+      "  ctx:reply('ask got ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('other ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  p = proc_start(script2, NULL);
+  fakeapi_push_text(api, 5, 5, "/ask");
+  expect_text(10000, "ask?");
+  fakeapi_push_text(api, 5, 6, "five");
+  expect_text(10000, "ask got five");
+  CHECK(!api_sent_text("other five"), "the answer ran the middleware");
   proc_stop_cleanly(p);
 }
 
