@@ -336,9 +336,10 @@ function methods.wait(ctx, query, opts)
     return nil
   end
   local deadline = timeout and core.now() + timeout
+  local site = errors.where()
   while true do
     local remaining = deadline and math.max(deadline - core.now(), 0)
-    local kind, a, b = conv.wait(key, offer, remaining)
+    local kind, a, b = conv.wait(key, offer, remaining, site)
     local c, matched
     if kind == "held" then
       local ok, c1, m1 = pcall(offer, json.decode(a))

@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "script/generation.h"
+#include "script/luaconv.h"
 #include "pipeline/host.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -357,6 +358,8 @@ static void go_live(struct reloader *r, struct generation *g) {
                     "cancelled: a reload replaced its generation");
   old->retiring = true;
   gen_unref(old);
+  /* Dialogs that wait keep their generation (their code) alive. */
+  luaconv_log_pinned(h->conv, &g->owner);
 }
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {

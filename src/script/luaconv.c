@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/keyhash.h"
 #include "pipeline/conversation.h"
 #include "script/luabind.h"
@@ -49,6 +50,9 @@ struct conv {
   enum conv_state state;
   struct task *waiter;          /* its task in conv.wait, until resumed */
   int offer_ref;                /* while waiting, in the job's Lua state */
+  char *site;                   /* the script's file:line of the wait */
+  uint64_t waiting_since_ms;    /* while waiting (clock_now_ms) */
+  uint64_t deadline_ms;         /* while waiting; 0: no timeout */
   struct event *timer;
   bool keys_aside;              /* its sequentialize keys are set aside */
   enum conv_outcome outcome;
@@ -363,6 +367,7 @@ static void on_conv_job_end(struct job *job, struct job_cleanup *cl) {
   if (c->timer) event_free(c->timer);
   drop_ref(c, &c->offer_ref);
   drop_ref(c, &c->outcome_ref);
+  free(c->site);
   free(c);
 }
 
@@ -431,7 +436,7 @@ static struct conv_hold *hold_new(struct luaconv *lc, struct conv_entry *e) {
 
 static struct luaconv *lc_of(lua_State *L) { return host_of(L)->conv; }
 
-/* conv.wait(key, offer [, timeout]) */
+/* conv.wait(key, offer [, timeout [, site]]) */
 static int l_wait(lua_State *L) {
   struct host *h = host_of(L);
   struct luaconv *lc = h->conv;
@@ -449,6 +454,7 @@ static int l_wait(lua_State *L) {
     luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3,
                   "the timeout must be a non-negative number of seconds");
   }
+  const char *site = luaL_optstring(L, 4, NULL);
   struct conv *c = conv_get(lc, job);
   if (c->state != CONV_RUNNING)
     return luaL_error(L, "ctx:wait: another task of this update is waiting "
@@ -476,6 +482,11 @@ static int l_wait(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  free(c->site);
+  c->site = site ? xstrdup(site) : NULL;
+  c->waiting_since_ms = clock_now_ms();
+  c->deadline_ms = timeout >= 0 ? c->waiting_since_ms +
+                                      (uint64_t)(timeout * 1000) : 0;
   if (timeout >= 0) {
     if (!c->timer) c->timer = evtimer_new(h->base, on_timer, c);
     long usec = (long)(timeout * 1e6);
@@ -755,6 +766,92 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
 void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {
   hd->job = job;
   job_add_cleanup(job, &hd->cleanup);
+}
+
+/* --- what keeps old generations alive ---------------------------------- */
+
+/* A key as lua/conversation.lua shows it. */
+static void append_key(struct buf *out, const struct convmap_key *k) {
+  if (k->type == CONVMAP_INTEGER) {
+    buf_printf(out, "%lld", (long long)k->num);
+    return;
+  }
+  const char *rest = k->str + 1;
+  int n = (int)(k->len ? k->len - 1 : 0);
+  switch (k->len ? k->str[0] : 0) {
+    case 'k': buf_printf(out, "%.*s", n, rest); break;
+    case 'c': buf_printf(out, "chat %.*s", n, rest); break;
+    case 'u': buf_printf(out, "user %.*s", n, rest); break;
+    case 'b': {
+      const char *colon = memchr(rest, ':', (size_t)n);
+      int cn = colon ? (int)(colon - rest) : n;
+      buf_printf(out, "chat %.*s user %.*s", cn, rest,
+                 colon ? n - cn - 1 : 0, colon ? colon + 1 : "");
+      break;
+    }
+    default: buf_printf(out, "%.*s", (int)k->len, k->str);
+  }
+}
+
+static void append_duration(struct buf *out, uint64_t ms) {
+  uint64_t s = ms / 1000;
+  if (s < 60) buf_printf(out, "%llu s", (unsigned long long)s);
+  else if (s < 3600) buf_printf(out, "%llu min", (unsigned long long)(s / 60));
+  else buf_printf(out, "%llu h %llu min", (unsigned long long)(s / 3600),
+                  (unsigned long long)(s % 3600 / 60));
+}
+
+#define PINNED_LISTED 5
+
+struct pinned {
+  const struct job_owner *owner;
+  size_t count;
+  struct buf names;
+};
+
+void luaconv_log_pinned(struct luaconv *lc, const struct job_owner *current) {
+  struct pinned gens[8];
+  size_t ngens = 0;
+  uint64_t now = clock_now_ms();
+  size_t bucket;
+  for (struct hashmap_node *n = hashmap_first(&lc->map.map, &bucket); n;
+       n = hashmap_next(&lc->map.map, n, &bucket)) {
+    struct conv_entry *e = entry_of(
+        (struct convmap_node *)((char *)n - offsetof(struct convmap_node, node)));
+    struct conv *c = e->owner;
+    if (!c || c->state != CONV_WAITING) continue;
+    const struct job_owner *o = job_owner_of(c->job);
+    if (o == current) continue;
+    size_t i = 0;
+    while (i < ngens && gens[i].owner != o) i++;
+    if (i == ngens) {
+      if (ngens == sizeof gens / sizeof gens[0]) continue;
+      gens[ngens++] = (struct pinned){o, 0, BUF_INIT};
+    }
+    struct pinned *p = &gens[i];
+    if (p->count++ >= PINNED_LISTED) continue;
+    if (p->count > 1) buf_append_str(&p->names, ", ");
+    struct convmap_key k = convmap_node_key(&e->node);
+    append_key(&p->names, &k);
+    buf_printf(&p->names, " (at %s, waiting ", c->site ? c->site : "?");
+    append_duration(&p->names, now - c->waiting_since_ms);
+    if (c->deadline_ms) {
+      buf_append_str(&p->names, ", times out in ");
+      append_duration(&p->names, c->deadline_ms > now ? c->deadline_ms - now
+                                                      : 0);
+    } else {
+      buf_append_str(&p->names, ", no timeout");
+    }
+    buf_append_char(&p->names, ')');
+  }
+  for (size_t i = 0; i < ngens; i++) {
+    struct pinned *p = &gens[i];
+    struct log_fields f = {p->owner->id, -1};
+    log_msg(LOG_INFO, &f, "generation %d stays alive for %zu waiting "
+            "conversation(s): %s%s", p->owner->id, p->count, p->names.data,
+            p->count > PINNED_LISTED ? ", ..." : "");
+    buf_free(&p->names);
+  }
 }
 
 struct luaconv *luaconv_new(struct host *h) {

@@ -111,6 +111,12 @@ enum luaconv_route luaconv_route(struct luaconv *c, struct generation *g,
 /* The job started for a held update (right after luaconv_route). */
 void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
 
+/* Logs, for each generation other than current that waiting
+ * conversations keep alive, one line naming them (key, the script's line
+ * of the wait, how long it has waited, when it times out). */
+struct job_owner;
+void luaconv_log_pinned(struct luaconv *c, const struct job_owner *current);
+
 int luaopen_tghost_conv(lua_State *L);
 
 #endif

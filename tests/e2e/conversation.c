@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "probe.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -829,6 +830,73 @@ TEST(reload_mid_dialog) {
   wait_stderr(p, "generation 1 retired", 10000);
   CHECK(!api_sent_text("v2 other Ada") && !api_sent_text("v1 other Ada"),
         "the old dialog's answer ran the middleware");
+  proc_stop_cleanly(p);
+}
+
+/* No dialog pins a generation forever: every wait has a timeout (24 h
+ * unless the script says otherwise), a reload names the waiting dialogs
+ * that keep an old generation alive, and /metrics counts the generations
+ * alive. */
+static const char pinned_fmt[] =
+    "%s\n"
+    "bot.command('reg', function(ctx)\n"
+    "  ctx:reply('%s name?')\n"
+    "  ctx:wait('message:text')\n"
+    "  ctx:reply('%s hi')\n"
+    "end)\n"
+    "bot.catch(function(err) print('caught ' .. tostring(err.error)) end)\n"
+    "run(bot)\n";
+
+TEST(no_pinned_generations) {
+  struct fakeapi *api = harness_api();
+  char text[1024];
+  snprintf(text, sizeof text, pinned_fmt, "", "v1", "v1");
+  const char *script = harness_write("bot.lua", text);
+  const char *args[] = {"--metrics", "127.0.0.1:0", NULL};
+  struct proc *p = proc_start(script, args);
+  int mport = wait_port(p, METRICS_MARK);
+  struct metric_wait alive = {mport, "tghost_generations_alive", 1};
+  CHECK(run_until(metric_is, &alive, 10000), "not 1 generation alive");
+  /* A dialog on the default timeout pins generation 1. */
+  fakeapi_push_text(api, 1, 1, "/reg");
+  expect_text(10000, "v1 name?");
+  snprintf(text, sizeof text, pinned_fmt, "conversation{ timeout = 1 }", "v2",
+           "v2");
+  write_by_rename("bot.lua", text);
+  wait_stderr(p, "generation 1 stays alive for 1 waiting conversation(s): "
+              "1:1 (at ", 10000);
+  CHECK(strstr(proc_stderr(p), "bot.lua:4, waiting 0 s, times out in 23 h "
+               "59 min)"), "the log line does not name the dialog, its line "
+        "and its 24 h timeout");
+  alive.want = 2;
+  CHECK(run_until(metric_is, &alive, 10000), "not 2 generations alive");
+  /* On generation 2 waits time out after 1 s: its dialog pins generation 2
+   * for that long only. */
+  fakeapi_push_text(api, 2, 2, "/reg");
+  expect_text(10000, "v2 name?");
+  uint64_t t0 = harness_now_ms();
+  snprintf(text, sizeof text, pinned_fmt, "", "v3", "v3");
+  write_by_rename("bot.lua", text);
+  wait_stderr(p, "generation 2 stays alive for 1 waiting conversation(s): "
+              "2:2 (at ", 10000);
+  alive.want = 3;
+  CHECK(run_until(metric_is, &alive, 10000), "not 3 generations alive");
+  wait_stderr(p, "generation 2 retired", 10000);
+  uint64_t took = harness_now_ms() - t0;
+  CHECK(strstr(proc_stdout(p), "caught ConversationTimeout: no answer within "
+               "1 s (conversation 2:2)"), "the timeout did not reach bot.catch");
+  CHECK(took < 5000, "generation 2 retired %llu ms after the reload",
+        (unsigned long long)took);
+  alive.want = 2;
+  CHECK(run_until(metric_is, &alive, 10000), "not 2 generations alive");
+  /* Generation 1's dialog still waits, and ends when answered. */
+  CHECK(!strstr(proc_stderr(p), "generation 1 retired"), "generation 1 "
+        "retired with its dialog waiting");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "v1 hi");
+  wait_stderr(p, "generation 1 retired", 10000);
+  alive.want = 1;
+  CHECK(run_until(metric_is, &alive, 10000), "not 1 generation alive");
   proc_stop_cleanly(p);
 }
 
