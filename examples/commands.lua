@@ -20,14 +20,20 @@ local function poll_keyboard()
     :url("What is Lua?", "https://www.lua.org/about.html")
 end
 
+-- tghost.fmt builds formatted text with its entities: no parse_mode, and
+-- nothing in a user's name can break the markup.
+local fmt = tghost.fmt
+
 bot.command("start", function(ctx)
-  ctx:reply("Hi " .. ctx.from.first_name .. "! Try /poll, /menu, /echo some text, "
-            .. "or tell me \"remind me in 5 minutes\".")
+  ctx:reply(fmt("Hi ", fmt.bold(ctx.from.first_name), "! Try /poll, /menu, "
+                .. "/echo some text, or tell me ", fmt.italic("remind me in 5 minutes"),
+                "."))
 end)
 
 bot.command("help", function(ctx)
-  ctx:reply("/poll – vote with buttons\n/menu – a reply keyboard\n"
-            .. "/echo TEXT – I repeat TEXT\n/hide – remove the keyboard")
+  ctx:reply(fmt(fmt.code("/poll"), " – vote with buttons\n", fmt.code("/menu"),
+                " – a reply keyboard\n", fmt.code("/echo TEXT"), " – I repeat TEXT\n",
+                fmt.code("/hide"), " – remove the keyboard"))
 end)
 
 -- ctx.match is the text after the command ("" when there is none).

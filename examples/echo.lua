@@ -6,8 +6,11 @@
 
 -- /start: bot.command matches the message's bot_command entity, so it
 -- works as "/start" and "/start@yourbot" alike.
+-- tghost.fmt: formatted text without a parse mode (the name stays text
+-- whatever it holds).
 bot.command("start", function(ctx)
-  ctx:reply("Hi " .. ctx.from.first_name .. "! Send me anything and I will echo it.")
+  local fmt = tghost.fmt
+  ctx:reply(fmt("Hi ", fmt.bold(ctx.from.first_name), "! Send me anything and I will echo it."))
 end)
 
 -- Every other text message (a filter query: messages that have a text).

@@ -4,34 +4,246 @@ local core = require("tghost.core")
 local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
+local format = require("tghost.format")
 errors.internal()
 
 local bot = Composer.new()
 local check_mode = core.check_mode()
 local checkstub = check_mode and require("tghost.checkstub")
 
--- bot.api.<method>(params): any Bot API method, by its exact name. Errors
--- about the parameters name the script's line. Under --check nothing is
--- sent: the call returns a stand-in result (lua/checkstub.lua).
+-- bot.api.<method>: every method of the Bot API version tghost was
+-- generated for (net/botapi_methods.c), in grammY's two call shapes: a table of
+-- parameters, bot.api.sendMessage{ chat_id = id, text = "hi" }, or the
+-- required parameters in the Bot API's order and then a table of the rest,
+-- bot.api.sendMessage(id, "hi", { parse_mode = "HTML" }). A name Telegram
+-- does not have raises ("did you mean sendMessage?") before anything is
+-- sent; bot.api.raw.<method>(params) sends any name as given (a newer or a
+-- local Bot API server). Errors about the parameters name the script's
+-- line. Under --check nothing is sent: the call returns a stand-in result
+-- (lua/checkstub.lua). Every call goes through the transformers of
+-- bot.api.config.use(fn), the last installed first, as in grammY.
 local api = {}
+local raw = {}
+local methods = {}          -- name -> { required = {...}, known = set, has_parse_mode }
+local transformers = {}
+local default_parse_mode
+
+local function method_info(name)
+  local info = methods[name]
+  if info ~= nil then return info end
+  local canonical, _, params = apicore.method(name)
+  if not canonical then
+    methods[name] = false
+    return false
+  end
+  info = { name = canonical, required = {}, known = {} }
+  for p in params:gmatch("%S+") do
+    local bare = p:gsub("!$", "")
+    info.known[bare] = true
+    if bare ~= p then info.required[#info.required + 1] = bare end
+  end
+  info.has_parse_mode = info.known.parse_mode or false
+  methods[name] = info
+  return info
+end
+
+local function unknown_method(name)
+  local s = errors.suggest(name, apicore.methods())
+  errors.raise("bot.api.%s: the Bot API (version %s) has no method %s%s; "
+               .. "bot.api.raw.%s(params) sends it anyway", name,
+               apicore.version, name, s and (" (did you mean " .. s .. "?)") or "",
+               name)
+end
+
+local function is_file(v)
+  local mt = type(v) == "userdata" and getmetatable(v)
+  return type(mt) == "table" and mt.__name == "tghost.InputFile"
+end
+
+-- Whether a single table argument is the table shape (its keys are
+-- parameter names) rather than a first positional argument that is itself
+-- a table (setMyCommands({ ... }), editMessageMedia(media)).
+local function is_params_table(info, t)
+  if #info.required == 0 or next(t) == nil then return true end
+  for k in pairs(t) do
+    if type(k) == "string" and info.known[k] then return true end
+  end
+  return false
+end
+
+local warned = {}
+-- A parameter the spec does not have is sent as given (Telegram ignores
+-- it; a newer Bot API may know it), with a warning once per name.
+local function check_names(info, params)
+  for k in pairs(params) do
+    if type(k) == "string" and not info.known[k] then
+      local key = info.name .. "." .. k
+      if not warned[key] then
+        warned[key] = true
+        local known = {}
+        for n in pairs(info.known) do known[#known + 1] = n end
+        table.sort(known)
+        local s = errors.suggest(k, known)
+        errors.warn("bot.api.%s: Bot API %s has no parameter %s%s; sent as given",
+                    info.name, apicore.version, k,
+                    s and (" (did you mean " .. s .. "?)") or "")
+      end
+    end
+  end
+end
+
+-- The parameters of a call in either shape, as one table.
+local function params_of(info, name, n, ...)
+  local first = ...
+  if n == 0 then return nil end
+  if n == 1 and (first == nil or (type(first) == "table" and not is_file(first)
+                                  and is_params_table(info, first))) then
+    return first
+  end
+  local req = info.required
+  if n > #req + 1 then
+    errors.raise("bot.api.%s: %d arguments, but it takes at most %d (%s)", name,
+                 n, #req + 1, table.concat(req, ", ")
+                   .. (#req > 0 and ", " or "") .. "other")
+  end
+  local p = {}
+  for i, pname in ipairs(req) do
+    local v = (select(i, ...))
+    if v == nil and i <= n then
+      errors.raise("bot.api.%s(%s, other): %s is nil", name,
+                   table.concat(req, ", "), pname)
+    end
+    p[pname] = v
+  end
+  if n < #req then
+    errors.raise("bot.api.%s(%s, other): %s is missing", name,
+                 table.concat(req, ", "), req[n + 1])
+  end
+  local other = select(#req + 1, ...)
+  if other ~= nil then
+    if type(other) ~= "table" then
+      errors.raise("bot.api.%s: other (after %s) must be a table of parameters, "
+                   .. "not %s", name, table.concat(req, ", "), type(other))
+    end
+    for k, v in pairs(other) do
+      if p[k] == nil then p[k] = v end
+    end
+  end
+  return p
+end
+
+local function send(method, params)
+  if check_mode then return checkstub.call(method, params) end
+  return errors.call(apicore.call, method, params)
+end
+
+-- The call through the transformers, the last installed outermost.
+local function call_through(method, params)
+  local fn = send
+  for i = 1, #transformers do
+    local prev, t = fn, transformers[i]
+    fn = function(m, p) return t(prev, m, p) end
+  end
+  return fn(method, params)
+end
+
+local function make_call(name, info)
+  return function(...)
+    local n = select("#", ...)
+    local params
+    if n > 0 and (...) == api then
+      params = params_of(info, name, n - 1, select(2, ...))  -- bot.api:method(...)
+    else
+      params = params_of(info, name, n, ...)
+    end
+    if params ~= nil and type(params) ~= "table" then
+      errors.raise("bot.api.%s: expected a table of parameters, got %s", name,
+                   type(params))
+    end
+    if params then
+      format.apply(params, info.known)
+      check_names(info, params)
+    end
+    if default_parse_mode and info.has_parse_mode
+       and (params == nil or (params.parse_mode == nil and params.entities == nil
+                              and params.caption_entities == nil)) then
+      params = params or {}
+      params.parse_mode = default_parse_mode
+    end
+    return call_through(info.name, params)
+  end
+end
+
 setmetatable(api, {
   __index = function(t, method)
     if type(method) ~= "string" then return nil end
+    local info = method_info(method)
+    if not info then
+      return function() unknown_method(method) end
+    end
+    local call = make_call(method, info)
+    rawset(t, method, call)
+    return call
+  end,
+})
+
+-- bot.api.raw.<method>(params): any name, the table shape only.
+setmetatable(raw, {
+  __index = function(t, method)
+    if type(method) ~= "string" then return nil end
     local function call(params, extra)
-      if params == t then params = extra end   -- bot.api:method{...}
-      if check_mode then return checkstub.call(method, params) end
-      return errors.call(apicore.call, method, params)
+      if params == t then params = extra end
+      if params ~= nil and type(params) ~= "table" then
+        errors.raise("bot.api.raw.%s: expected a table of parameters, got %s",
+                     method, type(params))
+      end
+      return call_through(method, params)
     end
     rawset(t, method, call)
     return call
   end,
 })
--- bot.api.config{ autoRetry = ..., throttle = ... }: flood control (see
--- README). Returns the configuration in force.
-rawset(api, "config", function(first, opts)
-  if first == api then first = opts end
-  return apicore.config(first)
+rawset(api, "raw", raw)
+
+-- bot.api.config{ autoRetry = ..., throttle = ..., parseMode = ... }: flood
+-- control (see README) and the parse_mode of every call that sets neither
+-- parse_mode nor entities (false: none). Returns the configuration in
+-- force. bot.api.config.use(fn): fn(prev, method, params) sees every call
+-- and returns its result (usually prev(method, params)).
+local PARSE_MODES = { HTML = true, MarkdownV2 = true, Markdown = true }
+local config = setmetatable({}, {
+  __call = function(self, first, opts)
+    if first == api or first == self then first = opts end
+    local c
+    if type(first) == "table" and first.parseMode ~= nil then
+      local pm = first.parseMode
+      if pm ~= false and not PARSE_MODES[pm] then
+        errors.raise("bot.api.config: parseMode must be \"HTML\", \"MarkdownV2\", "
+                     .. "\"Markdown\" or false, not %s", tostring(pm))
+      end
+      local rest = {}
+      for k, v in pairs(first) do
+        if k ~= "parseMode" then rest[k] = v end
+      end
+      default_parse_mode = pm or nil
+      c = errors.call(apicore.config, rest)
+    else
+      c = errors.call(apicore.config, first)
+    end
+    c.parseMode = default_parse_mode or false
+    return c
+  end,
+})
+rawset(config, "use", function(first, fn)
+  if first == config then first = fn end
+  if type(first) ~= "function" then
+    errors.raise("bot.api.config.use: expected a function(prev, method, params), "
+                 .. "got %s", type(first))
+  end
+  transformers[#transformers + 1] = first
+  return api
 end)
+rawset(api, "config", config)
 bot.api = api
 
 -- bot.catch(fn): fn(err) receives errors of every handler (err.error,

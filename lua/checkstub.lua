@@ -2,17 +2,24 @@
 -- call: a stand-in result of the shape the method's real result has, so
 -- that a script calling the API at its top level (bot.api.setMyCommands
 -- before run(bot), say) loads and is validated like any other. Each call
--- logs a one-line note at the script's line saying it was not sent.
+-- logs a one-line note at the script's line saying it was not sent. The
+-- result's shape comes from the Bot API's description (lua/apispec.lua):
+-- every required field of the result type, with stand-in values.
 local errors = require("tghost.errors")
 local json = require("tghost.json")
 errors.internal()
 
 local M = {}
 
+-- The Bot API's description (generated, loaded on first use: only --check
+-- needs it).
+local spec
+
 local function user()
   return { id = 1, is_bot = true, first_name = "tghost --check",
            username = "check_bot", can_join_groups = true,
-           can_read_all_group_messages = false, supports_inline_queries = false }
+           can_read_all_group_messages = false, supports_inline_queries = false,
+           can_connect_to_business = false, has_main_web_app = false }
 end
 
 local function chat(params)
@@ -26,52 +33,35 @@ local function message(params)
            from = user(), text = params.text }
 end
 
--- Results by method, for the methods whose result is not simply true.
-local RESULTS = {
-  getMe = user,
-  getUpdates = function() return {} end,
-  getWebhookInfo = function()
-    return { url = "", has_custom_certificate = false, pending_update_count = 0 }
-  end,
-  getChat = function(p)
-    local c = chat(p)
-    c.accent_color_id = 0
-    c.max_reaction_count = 0
-    return c
-  end,
-  getChatMember = function(p)
-    return { status = "member", user = { id = p.user_id or 1, is_bot = false,
-                                          first_name = "tghost --check" } }
-  end,
-  getChatAdministrators = function() return {} end,
-  getChatMemberCount = function() return 0 end,
-  getFile = function(p)
-    return { file_id = p.file_id or "check", file_unique_id = "check",
-             file_path = "check/file" }
-  end,
-  getUserProfilePhotos = function() return { total_count = 0, photos = {} } end,
-  getMyCommands = function() return {} end,
-  getMyName = function() return { name = "" } end,
-  getMyDescription = function() return { description = "" } end,
-  getMyShortDescription = function() return { short_description = "" } end,
-  getMyDefaultAdministratorRights = function() return {} end,
-  getChatMenuButton = function() return { type = "default" } end,
-  getForumTopicIconStickers = function() return {} end,
-  getStickerSet = function(p)
-    return { name = p.name or "check", title = "check", sticker_type = "regular",
-             stickers = {} }
-  end,
-  copyMessage = function() return { message_id = 1 } end,
-  copyMessages = function() return {} end,
-  forwardMessages = function() return {} end,
-  sendMediaGroup = function(p) return { message(p) } end,
-  exportChatInviteLink = function() return "https://t.me/+check" end,
-  createChatInviteLink = function()
-    return { invite_link = "https://t.me/+check", creator = user(),
-             creates_join_request = false, is_primary = false, is_revoked = false }
-  end,
-  createInvoiceLink = function() return "https://t.me/$check" end,
-}
+-- Objects whose stand-in says more than their required fields.
+local OBJECTS = { Message = message, User = user, UserFromGetMe = user,
+                  Chat = chat }
+
+-- A value of type t (lua/apispec.lua's type syntax) with every required
+-- field, depth-limited.
+local function stand_in(t, params, depth)
+  t = t:match("^([^|]+)") or t                 -- a union: its first member
+  if t:sub(-2) == "[]" then return json.array({}) end
+  if t == "boolean" then return true end
+  if t == "integer" or t == "number" then return 0 end
+  if t == "string" then return "check" end
+  local literal = t:match('^"(.*)"$')
+  if literal then return literal end
+  if OBJECTS[t] then return OBJECTS[t](params) end
+  local alias = spec.aliases[t]
+  if alias then return stand_in(alias, params, depth) end
+  local fields = spec.objects[t]
+  if not fields or depth > 4 then return {} end
+  local out = {}
+  for name, ftype in fields:gmatch("([%w_]+)!:(%S+)") do
+    out[name] = stand_in(ftype, params, depth + 1)
+  end
+  if out.id ~= nil and out.type ~= nil and t:match("^Chat") then
+    local c = chat(params)      -- getChat: the chat asked about
+    out.id, out.type = c.id, c.type
+  end
+  return out
+end
 
 -- A copy of params with every InputFile replaced by a string, so that the
 -- JSON encoder can check the rest as a real call would.
@@ -107,13 +97,10 @@ function M.call(method, params)
   errors.note("--check: bot.api.%s was not sent (tghost --check makes no "
               .. "network call); it returns a stand-in result", method)
   params = params or {}
-  local make = RESULTS[method]
-  if make then return make(params) end
-  if method:match("^send") or method == "forwardMessage"
-     or method:match("^editMessage") or method == "stopMessageLiveLocation" then
-    return message(params)
-  end
-  return true
+  spec = spec or require("tghost.apispec")
+  local m = spec.methods[method]
+  if not m then return true end
+  return stand_in(m[1], params, 0)
 end
 
 -- For tghost.http and tghost.download: the documented failure form.

@@ -7,6 +7,7 @@
 -- middleware (ctx.match is one such field, set by command/hears/...).
 local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local triggers = require("tghost.triggers")
 errors.internal()
 
 local Context = {}
@@ -160,6 +161,8 @@ local fill = {}
 function fill.chat(ctx, name, p)
   p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
   p.business_connection_id = getters.businessConnectionId(ctx)
+  local m = getters.msg(ctx)
+  if m and m.is_topic_message then p.message_thread_id = m.message_thread_id end
 end
 function fill.chat_only(ctx, name, p)
   p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
@@ -167,6 +170,7 @@ end
 function fill.message(ctx, name, p)
   p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
   p.message_id = need(ctx, name, getters.msgId(ctx), "message")
+  p.business_connection_id = getters.businessConnectionId(ctx)
 end
 -- A message to edit: the inline message of a callback query or chosen
 -- inline result, or else the update's message.
@@ -201,72 +205,159 @@ function fill.join_request(ctx, name, p)
   p.chat_id = need(ctx, name, r and r.chat and r.chat.id, "chat join request")
   p.user_id = r.from and r.from.id
 end
+function fill.join_query(ctx, name, p)
+  local r = ctx.update.chat_join_request
+  p.chat_join_request_query_id = need(ctx, name, r and r.query_id,
+                                      "chat join request query")
+end
+-- This update's message to another chat: from here.
+function fill.source(ctx, name, p)
+  p.from_chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.message_id = need(ctx, name, getters.msgId(ctx), "message")
+end
+function fill.sources(ctx, name, p)
+  p.from_chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+end
+local function sender_id(ctx, name)
+  local from = getters.from(ctx)
+  return need(ctx, name, from and from.id, "sender")
+end
+function fill.author(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.user_id = sender_id(ctx, name)
+end
+function fill.user(ctx, name, p) p.user_id = sender_id(ctx, name) end
+function fill.topic(ctx, name, p)
+  local m = getters.msg(ctx)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.message_thread_id = need(ctx, name, m and m.message_thread_id,
+                             "forum topic (message_thread_id)")
+end
+function fill.business(ctx, name, p)
+  p.business_connection_id = need(ctx, name, getters.businessConnectionId(ctx),
+                                  "business connection")
+end
+function fill.business_message(ctx, name, p)
+  fill.business(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.message_id = need(ctx, name, getters.msgId(ctx), "message")
+end
+function fill.payment(ctx, name, p)
+  local m = getters.msg(ctx)
+  local sp = m and m.successful_payment
+  p.user_id = sender_id(ctx, name)
+  p.telegram_payment_charge_id = need(ctx, name, sp and sp.telegram_payment_charge_id,
+                                      "successful payment")
+end
+function fill.managed_bot(ctx, name, p)
+  local mb = ctx.update.managed_bot
+  p.user_id = need(ctx, name, mb and mb.bot and mb.bot.id, "managed bot")
+end
+function fill.ephemeral(ctx, name, p)
+  local m = getters.msg(ctx)
+  p.chat_id = need(ctx, name, m and m.chat and m.chat.id, "message")
+  p.receiver_user_id = need(ctx, name, m.receiver_user and m.receiver_user.id,
+                            "ephemeral message")
+  p.ephemeral_message_id = need(ctx, name, m.ephemeral_message_id,
+                                "ephemeral message")
+end
+function fill.guest(ctx, name, p)
+  local g = ctx.update.guest_message
+  p.guest_query_id = need(ctx, name, g and g.guest_query_id, "guest message")
+end
+-- A draft of the message being answered: its id is the update's (grammY).
+function fill.draft(ctx, name, p)
+  p.chat_id = need(ctx, name, getters.chatId(ctx), "chat")
+  p.draft_id = ctx.update.update_id
+  local m = getters.msg(ctx)
+  if m and m.is_topic_message then p.message_thread_id = m.message_thread_id end
+end
+function fill.none() end
 
 -- define(name, method, target, args): ctx:name(arg1, ..., other) calls
 -- bot.api[method] with the target filled in, the positional arguments
--- under the names in args (a name ending in "?" is optional), and the
--- fields of other (a table of further parameters).
-local function define(name, method, target, args, convert)
-  local filler = fill[target]
+-- under the names in args (a name ending in "?" is optional; by default
+-- the method's required parameters the target leaves, in the Bot API's
+-- order), and the fields of other (a table of further parameters). What
+-- the target fills that the method does not have is left out.
+local apicore = require("tghost.api")
+local shortcuts = require("tghost.shortcuts")
+
+local function method_params(method)
+  local _, _, params = apicore.method(method)
+  if not params then
+    error("lua/shortcuts.lua: the Bot API has no method " .. method, 0)
+  end
+  local known, required = {}, {}
+  for p in params:gmatch("%S+") do
+    local bare = p:gsub("!$", "")
+    known[bare] = true
+    if bare ~= p then required[#required + 1] = bare end
+  end
+  return known, required
+end
+
+-- Resolved on a shortcut's first call (most are never called): its
+-- positional parameter names, which are required, and the parameters its
+-- method has.
+local function resolve(sc)
+  local known, req = method_params(sc.method)
+  local filled = {}
+  for _, f in ipairs(shortcuts.targets[sc.target] or {}) do filled[f] = true end
+  local args = sc.args
+  if not args then
+    args = {}
+    for _, r in ipairs(req) do
+      if not filled[r] then args[#args + 1] = r end
+    end
+  end
   local names, required = {}, {}
   for i, a in ipairs(args) do
     names[i] = a:gsub("%?$", "")
     required[i] = a:sub(-1) ~= "?"
   end
+  sc.known, sc.names, sc.required = known, names, required
+end
+
+local function run_shortcut(sc, ctx, ...)
+  local name = sc.name
+  check_self(ctx, name)
+  if not sc.names then resolve(sc) end
+  local p = {}
+  sc.filler(ctx, name, p)
+  local known = sc.known
+  for k in pairs(p) do
+    if not known[k] then p[k] = nil end
+  end
+  local names, required = sc.names, sc.required
   local n = #names
-  methods[name] = function(ctx, ...)
-    check_self(ctx, name)
-    local p = {}
-    filler(ctx, name, p)
-    for i = 1, n do
-      local v = (select(i, ...))
-      if v == nil and required[i] then
-        errors.raise("ctx:%s(): %s is missing", name, names[i])
-      end
-      p[names[i]] = v
+  for i = 1, n do
+    local v = (select(i, ...))
+    if v == nil and required[i] then
+      errors.raise("ctx:%s(): %s is missing", name, names[i])
     end
-    local other = (select(n + 1, ...))
-    if convert then other = convert(ctx, name, p, other) end
-    return call(ctx, method, merge(name, p, other))
+    p[names[i]] = v
   end
+  local other = (select(n + 1, ...))
+  if sc.convert then other = sc.convert(ctx, name, p, other) end
+  return call(ctx, sc.method, merge(name, p, other))
 end
 
-define("reply", "sendMessage", "chat", { "text" })
-define("replyWithPhoto", "sendPhoto", "chat", { "photo" })
-define("replyWithDocument", "sendDocument", "chat", { "document" })
-define("replyWithAudio", "sendAudio", "chat", { "audio" })
-define("replyWithVideo", "sendVideo", "chat", { "video" })
-define("replyWithAnimation", "sendAnimation", "chat", { "animation" })
-define("replyWithVoice", "sendVoice", "chat", { "voice" })
-define("replyWithVideoNote", "sendVideoNote", "chat", { "video_note" })
-define("replyWithSticker", "sendSticker", "chat", { "sticker" })
-define("replyWithMediaGroup", "sendMediaGroup", "chat", { "media" })
-define("replyWithLocation", "sendLocation", "chat", { "latitude", "longitude" })
-define("replyWithVenue", "sendVenue", "chat",
-       { "latitude", "longitude", "title", "address" })
-define("replyWithContact", "sendContact", "chat", { "phone_number", "first_name" })
-define("replyWithPoll", "sendPoll", "chat", { "question", "options" })
-define("replyWithDice", "sendDice", "chat", { "emoji?" })
-define("sendChatAction", "sendChatAction", "chat", { "action" })
-
--- ctx:forwardMessage(chat_id, other) / ctx:copyMessage(chat_id, other):
--- this update's message to another chat.
-for _, name in ipairs({ "forwardMessage", "copyMessage" }) do
-  methods[name] = function(ctx, chat_id, other)
-    check_self(ctx, name)
-    if chat_id == nil then errors.raise("ctx:%s(): chat_id is missing", name) end
-    local p = { chat_id = chat_id }
-    p.from_chat_id = need(ctx, name, getters.chatId(ctx), "chat")
-    p.message_id = need(ctx, name, getters.msgId(ctx), "message")
-    return call(ctx, name, merge(name, p, other))
-  end
+-- One small closure per shortcut; its entry (lua/shortcuts.lua's, or a
+-- new one) holds the rest.
+local function define_entry(sc)
+  sc.filler = fill[sc.target]
+  if not sc.filler then error("ctx:" .. sc.name .. ": no target " .. sc.target, 0) end
+  methods[sc.name] = function(ctx, ...) return run_shortcut(sc, ctx, ...) end
 end
 
-define("deleteMessage", "deleteMessage", "message", {})
-define("pinChatMessage", "pinChatMessage", "message", {})
-define("getChat", "getChat", "chat_only", {})
-define("leaveChat", "leaveChat", "chat_only", {})
-define("getChatMember", "getChatMember", "chat_only", { "user_id" })
+local function define(name, method, target, args, convert)
+  define_entry({ name = name, method = method, target = target, args = args,
+                 convert = convert })
+end
+
+for _, sc in ipairs(shortcuts.list) do define_entry(sc) end
+
 
 -- ctx:react("👍"), ctx:react({"👍", "🎉"}), ctx:react{type = ...}, or
 -- ctx:react({}) to remove the bot's reactions.
@@ -299,18 +390,7 @@ do
     return f(ctx, other)
   end
 end
-define("answerInlineQuery", "answerInlineQuery", "inline", { "results" })
-define("answerShippingQuery", "answerShippingQuery", "shipping", { "ok" })
-define("answerPreCheckoutQuery", "answerPreCheckoutQuery", "pre_checkout", { "ok" })
-define("approveChatJoinRequest", "approveChatJoinRequest", "join_request", {})
-define("declineChatJoinRequest", "declineChatJoinRequest", "join_request", {})
 
-define("editMessageText", "editMessageText", "edit", { "text" })
-define("editMessageCaption", "editMessageCaption", "edit", {})
-define("editMessageMedia", "editMessageMedia", "edit", { "media" })
-define("editMessageLiveLocation", "editMessageLiveLocation", "edit",
-       { "latitude", "longitude" })
-define("stopMessageLiveLocation", "stopMessageLiveLocation", "edit", {})
 -- ctx:editMessageReplyMarkup{ reply_markup = kb }, or the markup itself:
 -- ctx:editMessageReplyMarkup(kb); no argument removes the inline keyboard.
 define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
@@ -320,6 +400,129 @@ define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
          end
          return other
        end)
+
+-- ctx:answerPreCheckoutQuery(false, "error text") as in grammY.
+do
+  local f = methods.answerPreCheckoutQuery
+  methods.answerPreCheckoutQuery = function(ctx, ok, other)
+    if type(other) == "string" then other = { error_message = other } end
+    return f(ctx, ok, other)
+  end
+end
+
+-- The text of msg between UTF-16 offsets [offset, offset + length).
+local function utf16_sub(text, offset, length)
+  local units, first, last = 0, nil, #text
+  for pos, cp in utf8.codes(text, true) do
+    if units == offset then first = pos end
+    if units == offset + length then
+      last = pos - 1
+      break
+    end
+    units = units + (cp >= 0x10000 and 2 or 1)
+  end
+  if first == nil then return "" end
+  return text:sub(first, last)
+end
+Context.utf16_sub = utf16_sub
+
+-- ctx:entities([types]): the entities of the message's text or caption,
+-- each with its text (grammY's ctx.entities()); types: a type or a list.
+function methods.entities(ctx, types)
+  check_self(ctx, "entities")
+  local m = getters.msg(ctx)
+  if not m then return {} end
+  local text = m.text or m.caption
+  local list = m.entities or m.caption_entities
+  if not text or not list then return {} end
+  local want
+  if type(types) == "string" then want = { [types] = true }
+  elseif type(types) == "table" then
+    want = {}
+    for _, t in ipairs(types) do want[t] = true end
+  end
+  local out = {}
+  for _, e in ipairs(list) do
+    if not want or want[e.type] then
+      local copy = {}
+      for k, v in pairs(e) do copy[k] = v end
+      copy.text = utf16_sub(text, e.offset, e.length)
+      out[#out + 1] = copy
+    end
+  end
+  return out
+end
+
+-- ctx:reactions(): what changed in a message_reaction update (grammY's):
+-- emoji, emojiAdded, emojiKept, emojiRemoved, customEmoji..., paid,
+-- paidAdded.
+function methods.reactions(ctx)
+  check_self(ctx, "reactions")
+  local r = ctx.update.message_reaction
+  local out = { emoji = {}, emojiAdded = {}, emojiKept = {}, emojiRemoved = {},
+                customEmoji = {}, customEmojiAdded = {}, customEmojiKept = {},
+                customEmojiRemoved = {}, paid = false, paidAdded = false }
+  if not r then return out end
+  local function keyed(list)
+    local set = {}
+    for _, x in ipairs(list or {}) do
+      if x.type == "emoji" then set["e" .. x.emoji] = x
+      elseif x.type == "custom_emoji" then set["c" .. x.custom_emoji_id] = x
+      elseif x.type == "paid" then set.paid = x end
+    end
+    return set
+  end
+  local old, new = keyed(r.old_reaction), keyed(r.new_reaction)
+  local function put(kind, x)
+    if x.type == "emoji" then table.insert(out["emoji" .. kind], x.emoji)
+    elseif x.type == "custom_emoji" then
+      table.insert(out["customEmoji" .. kind], x.custom_emoji_id)
+    end
+  end
+  for k, x in pairs(new) do
+    if x.type == "paid" then
+      out.paid = true
+      out.paidAdded = old.paid == nil
+    else
+      if x.type == "emoji" then table.insert(out.emoji, x.emoji)
+      else table.insert(out.customEmoji, x.custom_emoji_id) end
+      put(old[k] and "Kept" or "Added", x)
+    end
+  end
+  for k, x in pairs(old) do
+    if new[k] == nil and x.type ~= "paid" then put("Removed", x) end
+  end
+  return out
+end
+
+-- ctx:getCustomEmojiStickers(): the stickers of the custom emoji in the
+-- message.
+function methods.getCustomEmojiStickers(ctx)
+  check_self(ctx, "getCustomEmojiStickers")
+  local ids = {}
+  for _, e in ipairs(methods.entities(ctx, "custom_emoji")) do
+    ids[#ids + 1] = e.custom_emoji_id
+  end
+  return ctx.bot.api.getCustomEmojiStickers{ custom_emoji_ids = ids }
+end
+
+-- ctx:hasText(trigger), ctx:hasCommand(name), ctx:hasCallbackQuery(data),
+-- ...: grammY's checks, the predicates of bot.hears, bot.command, ... (they
+-- set ctx.match as those do).
+local HAS = {
+  hasText = "hears", hasCommand = "command", hasCallbackQuery = "callback_query",
+  hasGameQuery = "game_query", hasInlineQuery = "inline_query",
+  hasChosenInlineResult = "chosen_inline_result",
+  hasPreCheckoutQuery = "pre_checkout_query",
+  hasShippingQuery = "shipping_query", hasReaction = "reaction",
+  hasChatType = "chat_type",
+}
+for name, trigger in pairs(HAS) do
+  methods[name] = function(ctx, value)
+    check_self(ctx, name)
+    return triggers[trigger](value)(ctx) and true or false
+  end
+end
 
 -- ctx:has(query): whether this update matches a filter query (compiled
 -- once per query string).

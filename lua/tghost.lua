@@ -51,6 +51,40 @@ local tghost = {
   token = core.token,
 }
 
+-- The Bot API tghost was generated for (net/botapi_methods.c): its version,
+-- its methods, each method's parameters in order.
+do
+  local apicore = require("tghost.api")
+  tghost.botapi = {
+    version = apicore.version,
+    methods = apicore.methods,
+    method = function(name)
+      local canonical, result, params = apicore.method(name)
+      if not canonical then return nil end
+      local list = {}
+      for p in params:gmatch("%S+") do
+        list[#list + 1] = { name = (p:gsub("!$", "")), required = p:sub(-1) == "!" }
+      end
+      return { name = canonical, result = result, params = list }
+    end,
+  }
+end
+
+-- Formatting (lua/format.lua) and what Telegram signs (lua/webapp.lua).
+do
+  local format = require("tghost.format")
+  tghost.fmt = format.fmt
+  tghost.html = format.html
+  tghost.markdown = format.markdown
+  -- Loaded on first use: most bots never check a signature.
+  tghost.webapp = {
+    validate = function(...) return require("tghost.webapp").webapp_validate(...) end,
+  }
+  tghost.login = {
+    validate = function(...) return require("tghost.webapp").login_validate(...) end,
+  }
+end
+
 -- Script I/O: HTTP client, files, child tasks.
 local tasks = require("tghost.tasks")
 do
@@ -149,6 +183,21 @@ bot.start = function(first, opts)
     opts.onStart(me)
   end
   return h
+end
+
+-- bot.stop(): as grammY's, stops fetching updates and lets the ones in
+-- flight finish (the same as run()'s handle:stop()).
+bot.stop = function() return runner.stop() end
+
+-- bot.init(): as grammY's, fetches the bot's User object (getMe) into
+-- bot.botInfo unless it is there already, and returns it.
+bot.init = function()
+  local me = bot.botInfo
+  if me == nil then
+    me = bot.api.getMe()
+    rawset(bot, "botInfo", me)
+  end
+  return me
 end
 
 runtime.bot = bot

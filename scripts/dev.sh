@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 RUN_PACKAGES=(build-essential cmake pkg-config liblua5.4-dev libevent-dev
               libcurl4-openssl-dev ca-certificates
               libsqlite3-dev libhiredis-dev
+              libssl-dev            # libcrypto: Web App and login checks
               libmimalloc-dev       # tghost's allocator (bench/README.md)
               libedit-dev)          # line editing in the sandbox
 # What the tests need on top (the Redis storage tests start a

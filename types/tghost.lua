@@ -161,7 +161,7 @@ function Composer.middleware() end
 
 ---@class tghost.Bot: tghost.Composer
 ---@field api tghost.Api The Bot API client.
----@field botInfo table? The bot's User object from getMe (nil until the runner has it).
+---@field botInfo tg.UserFromGetMe? The bot's User object from getMe (nil until the runner has it).
 ---@field errorHandler fun(err: tghost.BotError)? Set by `bot.catch`.
 local Bot = {}
 
@@ -176,6 +176,14 @@ function Bot.catch(fn) end
 ---@param opts? { allowed_updates?: string[], timeout?: integer, drop_pending_updates?: boolean, onStart?: fun(botInfo: table) }
 ---@return tghost.RunHandle
 function Bot.start(opts) end
+
+---Stops fetching updates and lets the ones in flight finish (grammY's `bot.stop()`).
+function Bot.stop() end
+
+---Fetches the bot's User object (getMe) into `bot.botInfo` unless it is
+---there already, and returns it (grammY's `bot.init()`).
+---@return tg.UserFromGetMe
+function Bot.init() end
 
 ---The bot. Register handlers on it, then call `run(bot)`.
 ---@type tghost.Bot
@@ -212,38 +220,31 @@ bot = {}
 -- The Bot API
 ---------------------------------------------------------------------------
 
----Every Bot API method by its exact name, with Telegram's parameter names:
----`bot.api.sendMessage{ chat_id = id, text = "hi" }`. A call suspends the
----handler until the answer is in and returns the decoded result, or raises
----a `tghost.ApiError`.
+---Every method of the Bot API (types/botapi.lua annotates each one), in
+---grammY's two call shapes: `bot.api.sendMessage{ chat_id = id, text = "hi" }`
+---or `bot.api.sendMessage(id, "hi", { parse_mode = "HTML" })` (the required
+---parameters in the Bot API's order, then a table of the rest). A call
+---suspends the handler until the answer is in and returns the decoded
+---result, or raises a `tghost.ApiError`. A name the Bot API does not have
+---raises ("did you mean ...?") before anything is sent.
 ---@class tghost.Api
----@field [string] fun(params?: table): any
+---@field raw table<string, fun(params?: table): any> Any method name, sent as given (a newer or a local Bot API server).
+---@field config tghost.ApiConfig
 local Api = {}
 
----Flood control settings (see the README); returns the settings in force.
----@param opts? { autoRetry?: false|{ maxRetryAttempts?: integer, maxDelaySeconds?: number }, throttle?: boolean|{ globalPerSecond?: integer, chatPerSecond?: number, groupPerMinute?: integer } }
----@return table
-function Api.config(opts) end
+---`bot.api.config{ ... }`: flood control (see the README) and a default
+---parse_mode; returns the settings in force. `bot.api.config.use(fn)`
+---installs a transformer.
+---@class tghost.ApiConfig
+---@overload fun(opts?: { autoRetry?: false|{ maxRetryAttempts?: integer, maxDelaySeconds?: number }, throttle?: boolean|{ globalPerSecond?: integer, chatPerSecond?: number, groupPerMinute?: integer }, parseMode?: "HTML"|"MarkdownV2"|"Markdown"|false }): table
+local ApiConfig = {}
 
----@param params { chat_id: integer|string, text: string, parse_mode?: string, reply_markup?: table, reply_parameters?: table, [string]: any }
----@return table message
-function Api.sendMessage(params) end
-
----@param params { callback_query_id: string, text?: string, show_alert?: boolean, url?: string }
----@return boolean
-function Api.answerCallbackQuery(params) end
-
----@param params { chat_id?: integer|string, message_id?: integer, inline_message_id?: string, text: string, reply_markup?: table, [string]: any }
----@return table|boolean
-function Api.editMessageText(params) end
-
----@param params { chat_id: integer|string, message_id: integer }
----@return boolean
-function Api.deleteMessage(params) end
-
----@param params { file_id: string }
----@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
-function Api.getFile(params) end
+---A transformer sees every outgoing call (the last installed first) and
+---returns its result, usually `prev(method, params)`: logging, defaults,
+---retries, as grammY's `bot.api.config.use`.
+---@param fn fun(prev: fun(method: string, params?: table): any, method: string, params?: table): any
+---@return tghost.Api
+function ApiConfig.use(fn) end
 
 ---------------------------------------------------------------------------
 -- The context
@@ -252,144 +253,46 @@ function Api.getFile(params) end
 ---What a handler receives: the update, getters into it and shortcuts that
 ---fill in chat_id, message_id and the like. Scripts may add fields of their own.
 ---@class tghost.Context
----@field update table The update, decoded (ids are integers).
+---@field update tg.Update The update, decoded (ids are integers).
 ---@field bot tghost.Bot
 ---@field api tghost.Api `bot.api`.
----@field me table The bot's User object (from getMe).
+---@field me tg.UserFromGetMe The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
 ---@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
----@field msg table? The message, edited message, channel post, business message, or the callback query's message.
----@field chat table? The chat the update is about.
----@field from table? The user the update is from.
----@field senderChat table?
+---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.
+---@field chat tg.Chat? The chat the update is about.
+---@field from tg.User? The user the update is from.
+---@field senderChat tg.Chat?
 ---@field msgId integer?
 ---@field chatId integer?
 ---@field inlineMessageId string?
 ---@field businessConnectionId string?
----@field message table?
----@field editedMessage table?
----@field channelPost table?
----@field editedChannelPost table?
----@field businessConnection table?
----@field businessMessage table?
----@field editedBusinessMessage table?
----@field deletedBusinessMessages table?
----@field messageReaction table?
----@field messageReactionCount table?
----@field inlineQuery table?
----@field chosenInlineResult table?
----@field callbackQuery table?
----@field shippingQuery table?
----@field preCheckoutQuery table?
----@field purchasedPaidMedia table?
----@field poll table?
----@field pollAnswer table?
----@field myChatMember table?
----@field chatMember table?
----@field chatJoinRequest table?
----@field chatBoost table?
----@field removedChatBoost table?
----@field [string] any
+---@field message tg.Message?
+---@field editedMessage tg.Message?
+---@field channelPost tg.Message?
+---@field editedChannelPost tg.Message?
+---@field businessConnection tg.BusinessConnection?
+---@field businessMessage tg.Message?
+---@field editedBusinessMessage tg.Message?
+---@field deletedBusinessMessages tg.BusinessMessagesDeleted?
+---@field messageReaction tg.MessageReactionUpdated?
+---@field messageReactionCount tg.MessageReactionCountUpdated?
+---@field inlineQuery tg.InlineQuery?
+---@field chosenInlineResult tg.ChosenInlineResult?
+---@field callbackQuery tg.CallbackQuery?
+---@field shippingQuery tg.ShippingQuery?
+---@field preCheckoutQuery tg.PreCheckoutQuery?
+---@field purchasedPaidMedia tg.PaidMediaPurchased?
+---@field poll tg.Poll?
+---@field pollAnswer tg.PollAnswer?
+---@field myChatMember tg.ChatMemberUpdated?
+---@field chatMember tg.ChatMemberUpdated?
+---@field chatJoinRequest tg.ChatJoinRequest?
+---@field chatBoost tg.ChatBoostUpdated?
+---@field removedChatBoost tg.ChatBoostRemoved?
 local Context = {}
 
----sendMessage to this chat.
----@param text string
----@param extra? table Further sendMessage parameters.
----@return table message
-function Context:reply(text, extra) end
-
----@param photo string|tghost.InputFile A file_id, a URL or a tghost.InputFile.
----@param extra? table
----@return table message
-function Context:replyWithPhoto(photo, extra) end
----@param document string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithDocument(document, extra) end
----@param audio string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithAudio(audio, extra) end
----@param video string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithVideo(video, extra) end
----@param animation string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithAnimation(animation, extra) end
----@param voice string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithVoice(voice, extra) end
----@param video_note string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithVideoNote(video_note, extra) end
----@param sticker string|tghost.InputFile
----@param extra? table
----@return table message
-function Context:replyWithSticker(sticker, extra) end
----@param media table[] InputMedia objects.
----@param extra? table
----@return table[] messages
-function Context:replyWithMediaGroup(media, extra) end
----@param latitude number
----@param longitude number
----@param extra? table
----@return table message
-function Context:replyWithLocation(latitude, longitude, extra) end
----@param latitude number
----@param longitude number
----@param title string
----@param address string
----@param extra? table
----@return table message
-function Context:replyWithVenue(latitude, longitude, title, address, extra) end
----@param phone_number string
----@param first_name string
----@param extra? table
----@return table message
-function Context:replyWithContact(phone_number, first_name, extra) end
----@param question string
----@param options (string|table)[]
----@param extra? table
----@return table message
-function Context:replyWithPoll(question, options, extra) end
----@param emoji? string
----@param extra? table
----@return table message
-function Context:replyWithDice(emoji, extra) end
----@param action "typing"|"upload_photo"|"record_video"|"upload_video"|"record_voice"|"upload_voice"|"upload_document"|"choose_sticker"|"find_location"|"record_video_note"|"upload_video_note"
----@param extra? table
----@return boolean
-function Context:sendChatAction(action, extra) end
----This update's message to another chat.
----@param chat_id integer|string
----@param extra? table
----@return table message
-function Context:forwardMessage(chat_id, extra) end
----@param chat_id integer|string
----@param extra? table
----@return { message_id: integer }
-function Context:copyMessage(chat_id, extra) end
----@param extra? table
----@return boolean
-function Context:deleteMessage(extra) end
----@param extra? table
----@return boolean
-function Context:pinChatMessage(extra) end
----@param extra? table
----@return table chat
-function Context:getChat(extra) end
----@param extra? table
----@return boolean
-function Context:leaveChat(extra) end
----@param user_id integer
----@param extra? table
----@return table member
-function Context:getChatMember(user_id, extra) end
 ---`ctx:react("👍")`, a list of emoji or reaction objects, or `{}` to remove.
 ---@param reaction string|table
 ---@param extra? table
@@ -398,44 +301,6 @@ function Context:react(reaction, extra) end
 ---@param extra? string|{ text?: string, show_alert?: boolean, url?: string, cache_time?: integer }
 ---@return boolean
 function Context:answerCallbackQuery(extra) end
----@param results table[]
----@param extra? table
----@return boolean
-function Context:answerInlineQuery(results, extra) end
----@param ok boolean
----@param extra? table
----@return boolean
-function Context:answerShippingQuery(ok, extra) end
----@param ok boolean
----@param extra? table
----@return boolean
-function Context:answerPreCheckoutQuery(ok, extra) end
----@param extra? table
----@return boolean
-function Context:approveChatJoinRequest(extra) end
----@param extra? table
----@return boolean
-function Context:declineChatJoinRequest(extra) end
----Edits the callback query's (or this update's) message. Without reply_markup the inline keyboard goes, as in Telegram.
----@param text string
----@param extra? table
----@return table|boolean
-function Context:editMessageText(text, extra) end
----@param extra? table
----@return table|boolean
-function Context:editMessageCaption(extra) end
----@param media table
----@param extra? table
----@return table|boolean
-function Context:editMessageMedia(media, extra) end
----@param latitude number
----@param longitude number
----@param extra? table
----@return table|boolean
-function Context:editMessageLiveLocation(latitude, longitude, extra) end
----@param extra? table
----@return table|boolean
-function Context:stopMessageLiveLocation(extra) end
 ---The markup itself (`ctx:editMessageReplyMarkup(kb)`) or `{ reply_markup = kb }`; nothing removes the buttons.
 ---@param markup? table
 ---@return table|boolean
@@ -445,8 +310,55 @@ function Context:editMessageReplyMarkup(markup) end
 ---@return boolean
 function Context:has(query) end
 ---getFile for the file in this update's message (the largest photo size, or the document, video, ...).
----@return { file_id: string, file_unique_id: string, file_size?: integer, file_path?: string }
+---@return tg.File
 function Context:getFile() end
+---The entities of the message's text or caption, each with its `text`.
+---@param types? string|string[] Only these types ("url", "bold", ...).
+---@return (tg.MessageEntity|{ text: string })[]
+function Context:entities(types) end
+---What changed in a message_reaction update, as grammY's `ctx.reactions()`.
+---@return { emoji: string[], emojiAdded: string[], emojiKept: string[], emojiRemoved: string[], customEmoji: string[], customEmojiAdded: string[], customEmojiKept: string[], customEmojiRemoved: string[], paid: boolean, paidAdded: boolean }
+function Context:reactions() end
+---getCustomEmojiStickers for the custom emoji in this update's message.
+---@return tg.Sticker[]
+function Context:getCustomEmojiStickers() end
+---`ctx:answerPreCheckoutQuery(false, "Sold out")` also works (the error message).
+---@param ok boolean
+---@param other? string|tg.AnswerPreCheckoutQueryOther
+---@return boolean
+function Context:answerPreCheckoutQuery(ok, other) end
+---Whether the text or caption matches (as `bot.hears`; sets ctx.match).
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasText(trigger) end
+---Whether this is the command (as `bot.command`; sets ctx.match).
+---@param names string|string[]
+---@return boolean
+function Context:hasCommand(names) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasCallbackQuery(trigger) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasGameQuery(trigger) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasInlineQuery(trigger) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasChosenInlineResult(trigger) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasPreCheckoutQuery(trigger) end
+---@param trigger tghost.Trigger
+---@return boolean
+function Context:hasShippingQuery(trigger) end
+---@param reaction string|table|(string|table)[]
+---@return boolean
+function Context:hasReaction(reaction) end
+---@param types "private"|"group"|"supergroup"|"channel"|string[]
+---@return boolean
+function Context:hasChatType(types) end
 
 ---@class tghost.WaitOptions
 ---@field timeout? number Seconds; then `ctx:wait` raises a `tghost.ConversationTimeout`.
@@ -765,8 +677,117 @@ function log.warn(...) end
 ---@param ... any
 function log.error(...) end
 
+---The Bot API version tghost was generated for, and its methods.
+---@class tghost.botapi
+---@field version string "10.2"
+local botapi = {}
+---Every method name, in case-insensitive order.
+---@return string[]
+function botapi.methods() end
+---A method's name as the Bot API spells it, its result type and its
+---parameters in order (nil: the Bot API has no such method).
+---@param name string
+---@return { name: string, result: string, params: { name: string, required: boolean }[] }?
+function botapi.method(name) end
+
+---Formatted text: `fmt(...)` joins strings and formatted strings; the
+---entity builders wrap their parts. Offsets count UTF-16 code units.
+---@class tghost.FormattedString
+---@field text string
+---@field entities tg.MessageEntity[]
+---@operator concat(string|tghost.FormattedString): tghost.FormattedString
+
+---@class tghost.fmt
+---@overload fun(...: string|tghost.FormattedString|number): tghost.FormattedString
+local fmt = {}
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.bold(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.italic(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.underline(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.strikethrough(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.spoiler(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.code(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.blockquote(...) end
+---@param ... string|tghost.FormattedString
+---@return tghost.FormattedString
+function fmt.expandableBlockquote(...) end
+---@param text string
+---@param language? string
+---@return tghost.FormattedString
+function fmt.pre(text, language) end
+---@param text string|tghost.FormattedString
+---@param url string
+---@return tghost.FormattedString
+function fmt.link(text, url) end
+---A mention of a user by id (for users without a username).
+---@param text string|tghost.FormattedString
+---@param user tg.User|integer
+---@return tghost.FormattedString
+function fmt.mention(text, user) end
+---@param placeholder string An emoji shown where custom emoji are not.
+---@param custom_emoji_id string|integer
+---@return tghost.FormattedString
+function fmt.customEmoji(placeholder, custom_emoji_id) end
+
+---@class tghost.html
+local html = {}
+---`& < > "` as HTML entities: text safe inside parse_mode "HTML".
+---@param s string
+---@return string
+function html.escape(s) end
+
+---@class tghost.markdown
+local markdown = {}
+---Every MarkdownV2 reserved character escaped; where "code" (inside code
+---or pre: only ` and \) or "url" (inside a link's (...): only ) and \).
+---@param s string
+---@param where? "code"|"url"
+---@return string
+function markdown.escape(s, where) end
+
+---@class tghost.webapp
+local webapp = {}
+---Checks a Web App's `initData` (Telegram.WebApp.initData) against the bot
+---token: its fields (user decoded) or nil and "no hash", "bad hash" or
+---"expired" (auth_date older than max_age seconds, 86400 by default; false:
+---no age check).
+---@param init_data string
+---@param opts? number|false|{ maxAge?: number|false, token?: string }
+---@return table? fields
+---@return string? why_not
+function webapp.validate(init_data, opts) end
+
+---@class tghost.login
+local login = {}
+---Checks the Telegram Login Widget's fields (a table or a query string):
+---the fields (id an integer) or nil and why not, as `tghost.webapp.validate`.
+---@param fields table|string
+---@param opts? number|false|{ maxAge?: number|false, token?: string }
+---@return table? fields
+---@return string? why_not
+function login.validate(fields, opts) end
+
 ---@class tghost
 ---@field _VERSION string
+---@field botapi tghost.botapi The Bot API version and its methods.
+---@field fmt tghost.fmt Formatted text without a parse mode.
+---@field html tghost.html
+---@field markdown tghost.markdown
+---@field webapp tghost.webapp
+---@field login tghost.login
 ---@field json tghost.json
 ---@field http tghost.http
 ---@field log tghost.log

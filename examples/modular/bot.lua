@@ -5,7 +5,11 @@
 --   scripts/dev.sh run --sandbox examples/modular/bot.lua
 --   tghost --sandbox examples/modular/bot.lua --script examples/modular/bot.chat
 
--- Middleware for every update: timing, and a field later handlers can use.
+-- Middleware for every update: timing, and a field later handlers can use
+-- (declared for editors: tghost.Context has only what tghost puts there).
+---@class tghost.Context
+---@field started number? When the handling of this update began.
+
 bot.use(function(ctx, next)
   local started = tghost.now()
   ctx.started = started

@@ -14,6 +14,7 @@
 #include "pipeline/host.h"
 #include "pipeline/journal.h"
 #include "base/log.h"
+#include "net/botapi_methods.h"
 #include "net/looplag.h"
 #include "script/luaconv.h"
 #include "script/luaguard.h"
@@ -132,6 +133,7 @@ static unsigned long guard_stops(void *ud) {
 int main(int argc, char **argv) {
   struct config cfg;
   struct buf err = BUF_INIT;
+  cli_set_botapi_version(botapi_version);
   switch (cli_parse(argc, argv, &cfg, &err)) {
     case CLI_EXIT_OK:
       cli_free(&cfg);

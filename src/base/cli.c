@@ -299,6 +299,12 @@ struct parse_state {
   bool api_root_option;
 };
 
+static const char *botapi_version_shown = "?";
+
+void cli_set_botapi_version(const char *version) {
+  botapi_version_shown = version;
+}
+
 /* Applies one option (from the command line, or its default). Returns
  * CLI_RUN to go on, CLI_EXIT_OK after --help/--version, or CLI_ERROR. */
 static enum cli_result apply(int id, const char *value, struct config *cfg,
@@ -309,8 +315,9 @@ static enum cli_result apply(int id, const char *value, struct config *cfg,
       cli_print_help(stdout);
       return CLI_EXIT_OK;
     case OPT_VERSION:
-      printf("tghost %s (%s, %s, libevent %s)\n", TGHOST_VERSION,
-             LUA_RELEASE, curl_version(), event_get_version());
+      printf("tghost %s (Telegram Bot API %s; %s, %s, libevent %s)\n",
+             TGHOST_VERSION, botapi_version_shown, LUA_RELEASE, curl_version(),
+             event_get_version());
       return CLI_EXIT_OK;
     case OPT_TOKEN_FILE: st->token_file = value; break;
     case OPT_API_ROOT:

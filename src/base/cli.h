@@ -53,6 +53,10 @@ extern const struct cli_option cli_options[];
 /* The --help text. */
 void cli_print_help(FILE *out);
 
+/* The Bot API version --version names (main gives it: the generated
+ * method table lives above this layer). */
+void cli_set_botapi_version(const char *version);
+
 enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
                           struct buf *err);
 void cli_free(struct config *cfg);

@@ -4,9 +4,12 @@
  * long polling and offsets, messages with ids, edits (including "message
  * is not modified"), deletions, callback queries, reply and inline
  * keyboards, files (uploads by name and size, getFile and downloads),
- * chat actions, reactions, commands; Telegram's limits and error texts
- * where a bot is likely to meet them; 404 for a method Telegram does not
- * have. Methods it does not emulate answer true.
+ * chat actions, reactions, commands, inline query answers, invoices and
+ * pre-checkout answers; text and captions parsed as Telegram parses them
+ * (entities.h: HTML, MarkdownV2, Markdown, explicit entities); Telegram's
+ * limits and error texts where a bot is likely to meet them; 404 for a
+ * method the Bot API does not have (net/botapi_methods.h). Methods it does
+ * not emulate answer true.
  *
  * Layer: loop/HTTP (libevent's evhttp); includes sandbox_world and below.
  * It reports what the bot did through the callbacks it is given; it never
@@ -38,6 +41,12 @@ struct sandbox_api_events {
   /* Anything else worth a line (chat may be NULL): reactions, pins, the
    * command list, a method Telegram does not have. */
   void (*note)(void *ud, const struct sbx_chat *c, const char *text);
+  /* answerInlineQuery: results is the raw JSON array of InlineQueryResult. */
+  void (*inline_answered)(void *ud, const struct sbx_query *q,
+                          const char *results, size_t len);
+  /* answerPreCheckoutQuery; error may be NULL. */
+  void (*pre_checkout_answered)(void *ud, const struct sbx_query *q, bool ok,
+                                const char *error);
 };
 
 /* Binds a listening socket on 127.0.0.1 (no loop needed yet). NULL with

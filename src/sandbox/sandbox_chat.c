@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "sandbox/entities.h"
 #include "sandbox/sandbox_api.h"
 #include "sandbox/sandbox_script.h"
 #include "sandbox/sandbox_term.h"
@@ -51,6 +53,11 @@ struct sandbox {
   int quit_status;
   struct event *drain_timer;
   uint64_t drain_started_ms;
+
+  char *inline_results;           /* the last answer to an inline query */
+  char *inline_query;             /* ... and the query it answered */
+  bool business_connected;        /* :business has announced the connection */
+  unsigned charges;               /* payments made */
 
   struct pending_query *queries;  /* button presses not answered yet */
   size_t nqueries;
@@ -150,6 +157,53 @@ static void emit_keyboard(struct sandbox *sb, const char *markup) {
   world_keyboard_free(&kb);
 }
 
+/* The formatting of a bot's message, one line: entities: bold "Hi",
+ * text_link "here" (https://example.com/). */
+static void emit_entities(struct sandbox *sb, const struct sbx_message *m) {
+  if (!m->entities || !m->text) return;
+  struct json_reader r;
+  json_reader_init(&r, m->entities, strlen(m->entities));
+  if (!json_array_begin(&r)) return;
+  struct buf line = BUF_INIT;
+  size_t tlen = strlen(m->text);
+  while (json_array_next(&r)) {
+    struct json_slice obj, s;
+    struct json_reader at;
+    struct json_number off, len;
+    if (!json_skip(&r, &obj)) break;
+    struct buf type = BUF_INIT, extra = BUF_INIT;
+    if (json_find_member(obj.ptr, obj.len, "type", &at) && json_read_string(&at, &s))
+      json_unescape(&s, &type);
+    if ((json_find_member(obj.ptr, obj.len, "url", &at) ||
+         json_find_member(obj.ptr, obj.len, "language", &at) ||
+         json_find_member(obj.ptr, obj.len, "custom_emoji_id", &at)) &&
+        json_read_string(&at, &s))
+      json_unescape(&s, &extra);
+    struct json_reader uat;
+    struct json_number uid;
+    if (json_find_member(obj.ptr, obj.len, "user", &at)) {
+      struct json_slice u;
+      if (json_skip(&at, &u) && json_find_member(u.ptr, u.len, "id", &uat) &&
+          json_read_number(&uat, &uid) && uid.is_integer)
+        buf_printf(&extra, "user %lld", (long long)uid.i);
+    }
+    if (json_find_member(obj.ptr, obj.len, "offset", &at) &&
+        json_read_number(&at, &off) &&
+        json_find_member(obj.ptr, obj.len, "length", &at) &&
+        json_read_number(&at, &len)) {
+      size_t b, e;
+      entities_byte_range(m->text, tlen, (int32_t)off.i, (int32_t)len.i, &b, &e);
+      buf_printf(&line, "%s%s \"%.*s\"", line.len ? ", " : "",
+                 type.data ? type.data : "?", (int)(e > b ? e - b : 0), m->text + b);
+      if (extra.len) buf_printf(&line, " (%s)", extra.data);
+    }
+    buf_free(&type);
+    buf_free(&extra);
+  }
+  if (line.len) emit(sb, true, "    entities: %s", line.data);
+  buf_free(&line);
+}
+
 static void show_message(struct sandbox *sb, const struct sbx_message *m,
                          const char *verb) {
   char label[160], head[256], reply[48] = "";
@@ -169,6 +223,7 @@ static void show_message(struct sandbox *sb, const struct sbx_message *m,
   }
   emit_text(sb, true, head, body.data);
   buf_free(&body);
+  emit_entities(sb, m);
   emit_keyboard(sb, m->markup);
 }
 
@@ -251,6 +306,110 @@ static void on_note(void *ud, const struct sbx_chat *c, const char *text) {
   char label[160];
   chat_label(sb, c, label, sizeof label);
   emit(sb, true, "%s(%s)", label, text);
+}
+
+/* A field of a JSON object as text ("" when absent). */
+static void json_text(const char *obj, size_t len, const char *name,
+                      struct buf *out) {
+  struct json_reader at;
+  struct json_slice s;
+  struct json_number num;
+  if (!json_find_member(obj, len, name, &at)) return;
+  if (json_peek(&at) == JSON_STRING && json_read_string(&at, &s))
+    json_unescape(&s, out);
+  else if (json_read_number(&at, &num) && num.is_integer)
+    buf_printf(out, "%lld", (long long)num.i);
+}
+
+/* The id and a label of result n (1-based) of an answer to an inline
+ * query; false when there is none. */
+static bool inline_result(const char *results, size_t n, struct buf *id,
+                          struct buf *label) {
+  struct json_reader r;
+  json_reader_init(&r, results, strlen(results));
+  if (!json_array_begin(&r)) return false;
+  for (size_t i = 1; json_array_next(&r); i++) {
+    struct json_slice obj;
+    if (!json_skip(&r, &obj)) return false;
+    if (i != n) continue;
+    json_text(obj.ptr, obj.len, "id", id);
+    json_text(obj.ptr, obj.len, "title", label);
+    if (!label->len) {
+      buf_append_char(label, '(');
+      json_text(obj.ptr, obj.len, "type", label);
+      buf_append_char(label, ')');
+    }
+    return true;
+  }
+  return false;
+}
+
+static void on_inline_answered(void *ud, const struct sbx_query *q,
+                               const char *results, size_t len) {
+  struct sandbox *sb = ud;
+  free(sb->inline_results);
+  free(sb->inline_query);
+  sb->inline_results = xstrndup(results, len);
+  sb->inline_query = xstrdup(q->data);
+  struct buf line = BUF_INIT, id = BUF_INIT, label = BUF_INIT;
+  size_t n = 0;
+  while (inline_result(sb->inline_results, n + 1, &id, &label)) {
+    n++;
+    buf_printf(&line, "%s[%zu] %s", n > 1 ? "   " : "", n, label.data);
+    buf_reset(&id);
+    buf_reset(&label);
+  }
+  emit(sb, true, "bot answered the inline query \"%s\" with %zu result(s)%s%s",
+       q->data, n, n ? ": " : "", n ? line.data : "");
+  buf_free(&line);
+  buf_free(&id);
+  buf_free(&label);
+}
+
+static void push_message(struct sandbox *sb, const struct sbx_message *m,
+                         const char *type);
+
+static void on_pre_checkout_answered(void *ud, const struct sbx_query *q,
+                                     bool ok, const char *error) {
+  struct sandbox *sb = ud;
+  struct sbx_chat *chat = world_chat(sb->w, q->chat_id);
+  struct sbx_message *invoice = chat ? world_message(chat, q->message_id) : NULL;
+  if (!ok) {
+    emit(sb, true, "bot declined the payment: %s", error ? error : "");
+    return;
+  }
+  if (!invoice || !invoice->media) return;
+  struct buf obj = BUF_INIT, currency = BUF_INIT, total = BUF_INIT;
+  buf_printf(&obj, "{%s}", invoice->media);
+  struct json_reader at;
+  struct json_slice inv;
+  if (json_find_member(obj.data, obj.len, "invoice", &at) && json_skip(&at, &inv)) {
+    json_text(inv.ptr, inv.len, "currency", &currency);
+    json_text(inv.ptr, inv.len, "total_amount", &total);
+  }
+  struct sbx_message *m = world_add_message(sb->w, chat, q->from);
+  struct buf service = BUF_INIT;
+  unsigned n = ++sb->charges;
+  buf_append_str(&service, "\"successful_payment\":{\"currency\":");
+  json_write_string(&service, currency.data ? currency.data : "", currency.len);
+  buf_printf(&service, ",\"total_amount\":%s,\"invoice_payload\":",
+             total.len ? total.data : "0");
+  json_write_string(&service, q->data, strlen(q->data));
+  buf_printf(&service, ",\"telegram_payment_charge_id\":\"sandbox-charge-%u\","
+             "\"provider_payment_charge_id\":\"sandbox-provider-%u\"}", n, n);
+  m->service = buf_steal(&service, NULL);
+  long long minor = total.len ? strtoll(total.data, NULL, 10) : 0;
+  if (currency.data && strcmp(currency.data, "XTR") == 0)
+    emit(sb, false, "%s paid %lld XTR (the bot accepted the payment)",
+         q->from->first_name, minor);
+  else
+    emit(sb, false, "%s paid %lld.%02lld %s (the bot accepted the payment)",
+         q->from->first_name, minor / 100, minor % 100,
+         currency.data ? currency.data : "");
+  push_message(sb, m, "message");
+  buf_free(&obj);
+  buf_free(&currency);
+  buf_free(&total);
 }
 
 /* Button presses the bot leaves unanswered: Telegram gives up after a
@@ -578,6 +737,356 @@ static void switch_to_group(struct sandbox *sb, const char *title) {
   push_message(sb, m, "message");
 }
 
+/* --- update types beyond messages ----------------------------------------- */
+
+/* The newest message of the bot in this chat whose media has field (NULL:
+ * any), or message #id. */
+static struct sbx_message *bot_message(struct sandbox *sb, long long id,
+                                       const char *field) {
+  if (id) return world_message(sb->chat, id);
+  for (size_t i = sb->chat->nmessages; i > 0; i--) {
+    struct sbx_message *m = sb->chat->messages[i - 1];
+    if (m->deleted || m->from) continue;
+    if (!field || (m->media && strstr(m->media, field))) return m;
+  }
+  return NULL;
+}
+
+/* :inline TEXT: the user types "@bot TEXT" in some chat. */
+static int inline_query(struct sandbox *sb, const char *text) {
+  struct sbx_query *q = world_add_other_query(sb->w, SBX_QUERY_INLINE, NULL,
+                                              sb->user, text);
+  struct buf json = BUF_INIT;
+  buf_append_str(&json, "{\"id\":");
+  json_write_string(&json, q->id, strlen(q->id));
+  buf_append_str(&json, ",\"from\":");
+  world_user_json(sb->w, sb->user, &json);
+  buf_append_str(&json, ",\"query\":");
+  json_write_string(&json, text, strlen(text));
+  buf_append_str(&json, ",\"offset\":\"\",\"chat_type\":\"sender\"}");
+  emit(sb, false, "%s types @%s %s", sb->user->first_name,
+       world_bot(sb->w)->username, text);
+  push(sb, "inline_query", json.data);
+  buf_free(&json);
+  return 0;
+}
+
+/* :choose N: the user picks result N of the last answer to an inline query. */
+static int choose(struct sandbox *sb, const char *arg, struct buf *err) {
+  char *end;
+  long n = strtol(arg, &end, 10);
+  struct buf id = BUF_INIT, label = BUF_INIT;
+  if (end == arg || *end || n < 1) {
+    buf_append_str(err, "usage: :choose N (a result of the last inline answer)");
+    return -1;
+  }
+  if (!sb->inline_results || !inline_result(sb->inline_results, (size_t)n, &id, &label)) {
+    buf_printf(err, "there is no inline result %ld to choose", n);
+    buf_free(&id);
+    buf_free(&label);
+    return -1;
+  }
+  struct buf json = BUF_INIT;
+  buf_append_str(&json, "{\"result_id\":");
+  json_write_string(&json, id.data ? id.data : "", id.len);
+  buf_append_str(&json, ",\"from\":");
+  world_user_json(sb->w, sb->user, &json);
+  buf_append_str(&json, ",\"query\":");
+  json_write_string(&json, sb->inline_query, strlen(sb->inline_query));
+  buf_append_char(&json, '}');
+  emit(sb, false, "%s chose [%ld] %s", sb->user->first_name, n, label.data);
+  push(sb, "chosen_inline_result", json.data);
+  buf_free(&json);
+  buf_free(&id);
+  buf_free(&label);
+  return 0;
+}
+
+/* :react EMOJI [MSG]: a reaction to the bot's newest message (or #MSG). */
+static int react(struct sandbox *sb, const char *arg, struct buf *err) {
+  size_t n = strcspn(arg, " \t");
+  long long id = 0;
+  if (n == 0 || (arg[n] && sscanf(arg + n, "%lld", &id) != 1)) {
+    buf_append_str(err, "usage: :react EMOJI [MSG]");
+    return -1;
+  }
+  struct sbx_message *m = bot_message(sb, id, NULL);
+  if (!m) {
+    buf_append_str(err, id ? "there is no such message in this chat"
+                           : "the bot has sent no message in this chat");
+    return -1;
+  }
+  struct buf json = BUF_INIT;
+  buf_append_str(&json, "{\"chat\":");
+  world_chat_json(sb->chat, &json);
+  buf_printf(&json, ",\"message_id\":%lld,\"user\":", (long long)m->id);
+  world_user_json(sb->w, sb->user, &json);
+  buf_printf(&json, ",\"date\":%lld,\"old_reaction\":[],\"new_reaction\":"
+             "[{\"type\":\"emoji\",\"emoji\":", (long long)time(NULL));
+  json_write_string(&json, arg, n);
+  buf_append_str(&json, "}]}");
+  emit(sb, false, "%s reacted %.*s to #%lld", sb->user->first_name, (int)n, arg,
+       (long long)m->id);
+  push(sb, "message_reaction", json.data);
+  buf_free(&json);
+  return 0;
+}
+
+/* :vote N: the user votes for option N of the bot's newest poll here. */
+static int vote(struct sandbox *sb, const char *arg, struct buf *err) {
+  char *end;
+  long n = strtol(arg, &end, 10);
+  if (end == arg || *end || n < 1) {
+    buf_append_str(err, "usage: :vote N (an option of the bot's newest poll)");
+    return -1;
+  }
+  struct sbx_message *m = bot_message(sb, 0, "\"poll\"");
+  if (!m) {
+    buf_append_str(err, "the bot has sent no poll in this chat");
+    return -1;
+  }
+  struct buf obj = BUF_INIT, poll = BUF_INIT, id = BUF_INIT, options = BUF_INIT;
+  buf_printf(&obj, "{%s}", m->media);
+  struct json_reader at, opts;
+  struct json_slice p, list;
+  int rc = -1;
+  if (json_find_member(obj.data, obj.len, "poll", &at) && json_skip(&at, &p) &&
+      json_find_member(p.ptr, p.len, "options", &opts) && json_skip(&opts, &list)) {
+    json_text(p.ptr, p.len, "id", &id);
+    /* The options again, option n with one more vote. */
+    struct json_reader r;
+    json_reader_init(&r, list.ptr, list.len);
+    long count = 0, total = 0;
+    if (json_array_begin(&r)) {
+      while (json_array_next(&r)) {
+        struct json_slice o;
+        struct buf text = BUF_INIT, votes = BUF_INIT;
+        if (!json_skip(&r, &o)) break;
+        json_text(o.ptr, o.len, "text", &text);
+        json_text(o.ptr, o.len, "voter_count", &votes);
+        long v = votes.len ? strtol(votes.data, NULL, 10) : 0;
+        if (++count == n) v++;
+        total += v;
+        buf_printf(&options, "%s{\"text\":", count > 1 ? "," : "");
+        json_write_string(&options, text.data ? text.data : "", text.len);
+        buf_printf(&options, ",\"voter_count\":%ld}", v);
+        buf_free(&text);
+        buf_free(&votes);
+      }
+    }
+    if (n > count) {
+      buf_printf(err, "the poll has %ld options", count);
+    } else {
+      bool anonymous = strstr(m->media, "\"is_anonymous\":false") == NULL;
+      struct buf media = BUF_INIT, question = BUF_INIT;
+      json_text(p.ptr, p.len, "question", &question);
+      buf_append_str(&media, "\"poll\":{\"id\":");
+      json_write_string(&media, id.data ? id.data : "", id.len);
+      buf_append_str(&media, ",\"question\":");
+      json_write_string(&media, question.data ? question.data : "", question.len);
+      buf_printf(&media, ",\"options\":[%s],\"total_voter_count\":%ld,"
+                 "\"is_closed\":false,\"is_anonymous\":%s,\"type\":\"regular\","
+                 "\"allows_multiple_answers\":false}", options.data, total,
+                 anonymous ? "true" : "false");
+      free(m->media);
+      m->media = buf_steal(&media, NULL);
+      emit(sb, false, "%s voted for option %ld of #%lld", sb->user->first_name, n,
+           (long long)m->id);
+      /* The bot's own poll changed: a poll update; a vote in a poll that
+       * is not anonymous: a poll_answer. */
+      struct buf json = BUF_INIT;
+      buf_printf(&json, "{%s}", m->media);
+      struct json_reader pat;
+      struct json_slice pobj;
+      if (json_find_member(json.data, json.len, "poll", &pat) && json_skip(&pat, &pobj)) {
+        char *only = xstrndup(pobj.ptr, pobj.len);
+        push(sb, "poll", only);
+        free(only);
+      }
+      if (!anonymous) {
+        buf_reset(&json);
+        buf_append_str(&json, "{\"poll_id\":");
+        json_write_string(&json, id.data ? id.data : "", id.len);
+        buf_append_str(&json, ",\"user\":");
+        world_user_json(sb->w, sb->user, &json);
+        buf_printf(&json, ",\"option_ids\":[%ld]}", n - 1);
+        push(sb, "poll_answer", json.data);
+      }
+      buf_free(&json);
+      buf_free(&question);
+      rc = 0;
+    }
+  } else {
+    buf_append_str(err, "the bot's poll cannot be read");
+  }
+  buf_free(&obj);
+  buf_free(&poll);
+  buf_free(&id);
+  buf_free(&options);
+  return rc;
+}
+
+/* :pay: the user pays the bot's newest invoice here (a pre_checkout_query
+ * the bot answers with answerPreCheckoutQuery). */
+static int pay(struct sandbox *sb, struct buf *err) {
+  struct sbx_message *m = bot_message(sb, 0, "\"invoice\"");
+  if (!m || !m->payload) {
+    buf_append_str(err, "the bot has sent no invoice in this chat");
+    return -1;
+  }
+  struct buf obj = BUF_INIT, currency = BUF_INIT, total = BUF_INIT,
+             title = BUF_INIT, json = BUF_INIT;
+  buf_printf(&obj, "{%s}", m->media);
+  struct json_reader at;
+  struct json_slice inv;
+  if (json_find_member(obj.data, obj.len, "invoice", &at) && json_skip(&at, &inv)) {
+    json_text(inv.ptr, inv.len, "currency", &currency);
+    json_text(inv.ptr, inv.len, "total_amount", &total);
+    json_text(inv.ptr, inv.len, "title", &title);
+  }
+  struct sbx_query *q = world_add_other_query(sb->w, SBX_QUERY_PRE_CHECKOUT, m,
+                                              sb->user, m->payload);
+  buf_append_str(&json, "{\"id\":");
+  json_write_string(&json, q->id, strlen(q->id));
+  buf_append_str(&json, ",\"from\":");
+  world_user_json(sb->w, sb->user, &json);
+  buf_append_str(&json, ",\"currency\":");
+  json_write_string(&json, currency.data ? currency.data : "", currency.len);
+  buf_printf(&json, ",\"total_amount\":%s,\"invoice_payload\":",
+             total.len ? total.data : "0");
+  json_write_string(&json, m->payload, strlen(m->payload));
+  buf_append_char(&json, '}');
+  emit(sb, false, "%s pays the invoice \"%s\" (#%lld)", sb->user->first_name,
+       title.data ? title.data : "", (long long)m->id);
+  push(sb, "pre_checkout_query", json.data);
+  buf_free(&obj);
+  buf_free(&currency);
+  buf_free(&total);
+  buf_free(&title);
+  buf_free(&json);
+  return 0;
+}
+
+/* A chat_member update: the user's status in this group went from old to
+ * new. */
+static void member_update(struct sandbox *sb, const char *old, const char *new) {
+  struct buf json = BUF_INIT;
+  buf_append_str(&json, "{\"chat\":");
+  world_chat_json(sb->chat, &json);
+  buf_append_str(&json, ",\"from\":");
+  world_user_json(sb->w, sb->user, &json);
+  buf_printf(&json, ",\"date\":%lld,\"old_chat_member\":{\"status\":\"%s\","
+             "\"user\":", (long long)time(NULL), old);
+  world_user_json(sb->w, sb->user, &json);
+  buf_printf(&json, "},\"new_chat_member\":{\"status\":\"%s\",\"user\":", new);
+  world_user_json(sb->w, sb->user, &json);
+  buf_append_str(&json, "}}");
+  push(sb, "chat_member", json.data);
+  buf_free(&json);
+}
+
+static bool is_member(const struct sbx_chat *c, const struct sbx_user *u) {
+  for (size_t i = 0; i < c->nmembers; i++)
+    if (c->members[i] == u->id) return true;
+  return false;
+}
+
+/* :join, :leave, :request: the user enters, leaves or asks to join this
+ * group. */
+static int membership(struct sandbox *sb, const char *what, struct buf *err) {
+  if (sb->chat->type != SBX_GROUP) {
+    buf_printf(err, ":%s works in a group (:group NAME first)", what);
+    return -1;
+  }
+  bool member = is_member(sb->chat, sb->user);
+  if (strcmp(what, "join") == 0) {
+    if (member) {
+      buf_printf(err, "%s is in %s already", sb->user->first_name, sb->chat->title);
+      return -1;
+    }
+    member_update(sb, "left", "member");
+    ensure_member(sb);
+  } else if (strcmp(what, "leave") == 0) {
+    if (!member) {
+      buf_printf(err, "%s is not in %s", sb->user->first_name, sb->chat->title);
+      return -1;
+    }
+    for (size_t i = 0; i < sb->chat->nmembers; i++) {
+      if (sb->chat->members[i] == sb->user->id) {
+        sb->chat->members[i] = sb->chat->members[--sb->chat->nmembers];
+        break;
+      }
+    }
+    member_update(sb, "member", "left");
+    struct sbx_message *m = world_add_message(sb->w, sb->chat, sb->user);
+    struct buf left = BUF_INIT;
+    buf_append_str(&left, "\"left_chat_member\":");
+    world_user_json(sb->w, sb->user, &left);
+    m->service = buf_steal(&left, NULL);
+    emit(sb, false, "%s left %s", sb->user->first_name, sb->chat->title);
+    push_message(sb, m, "message");
+  } else {
+    struct buf json = BUF_INIT;
+    buf_append_str(&json, "{\"chat\":");
+    world_chat_json(sb->chat, &json);
+    buf_append_str(&json, ",\"from\":");
+    world_user_json(sb->w, sb->user, &json);
+    buf_printf(&json, ",\"user_chat_id\":%lld,\"date\":%lld}",
+               (long long)sb->user->id, (long long)time(NULL));
+    emit(sb, false, "%s asks to join %s", sb->user->first_name, sb->chat->title);
+    push(sb, "chat_join_request", json.data);
+    buf_free(&json);
+  }
+  return 0;
+}
+
+/* :webapp DATA: what a Web App opened from a keyboard button sends. */
+static int webapp(struct sandbox *sb, const char *data) {
+  ensure_member(sb);
+  struct sbx_message *m = world_add_message(sb->w, sb->chat, sb->user);
+  struct buf service = BUF_INIT;
+  buf_append_str(&service, "\"web_app_data\":{\"data\":");
+  json_write_string(&service, data, strlen(data));
+  buf_append_str(&service, ",\"button_text\":\"Web App\"}");
+  m->service = buf_steal(&service, NULL);
+  emit(sb, false, "%s's Web App sent: %s", sb->user->first_name, data);
+  push_message(sb, m, "message");
+  return 0;
+}
+
+#define BUSINESS_CONNECTION "sandbox-business-1"
+
+/* :business TEXT: a message to the business account that connected the
+ * bot (the user's own), announced once by a business_connection update. */
+static int business(struct sandbox *sb, const char *text) {
+  struct sbx_chat *chat = world_private_chat(sb->w, sb->user);
+  if (!sb->business_connected) {
+    sb->business_connected = true;
+    struct buf json = BUF_INIT;
+    buf_append_str(&json, "{\"id\":\"" BUSINESS_CONNECTION "\",\"user\":");
+    world_user_json(sb->w, sb->user, &json);
+    buf_printf(&json, ",\"user_chat_id\":%lld,\"date\":%lld,\"is_enabled\":true,"
+               "\"rights\":{\"can_reply\":true}}", (long long)sb->user->id,
+               (long long)time(NULL));
+    emit(sb, false, "-- %s connected the bot to their business account",
+         sb->user->first_name);
+    push(sb, "business_connection", json.data);
+    buf_free(&json);
+  }
+  struct sbx_message *m = world_add_message(sb->w, chat, sb->user);
+  m->text = xstrdup(text);
+  m->service = xstrdup("\"business_connection_id\":\"" BUSINESS_CONNECTION "\"");
+  struct buf ents = BUF_INIT;
+  if (world_text_entities(text, &ents)) m->entities = buf_steal(&ents, NULL);
+  buf_free(&ents);
+  struct buf head = BUF_INIT;
+  buf_printf(&head, "%s (business): ", sb->user->first_name);
+  emit_text(sb, false, head.data, text);
+  buf_free(&head);
+  push_message(sb, m, "business_message");
+  return 0;
+}
+
 static void print_help(struct sandbox *sb) {
   static const char *const lines[] = {
       "Type a message and press Enter: the bot gets it from the current user.",
@@ -591,6 +1100,13 @@ static void print_help(struct sandbox *sb) {
       "  :location LAT LON      send a location",
       "  :edit TEXT             edit your last message",
       "  :reply MSG TEXT        reply to message #MSG",
+      "  :inline TEXT           an inline query (@bot TEXT); :choose N picks result N",
+      "  :react EMOJI [MSG]     react to the bot's newest message (or #MSG)",
+      "  :vote N                vote for option N of the bot's newest poll",
+      "  :pay                   pay the bot's newest invoice",
+      "  :join, :leave, :request  enter, leave or ask to join the group",
+      "  :webapp DATA           data from a Web App",
+      "  :business TEXT         a message to your business account, which the bot serves",
       "  :sleep SECS            wait (for scripts)",
       "  :help                  this list",
       "  :quit or Ctrl-D        stop the bot and leave (Ctrl-C works too)",
@@ -686,6 +1202,32 @@ static int run_command(struct sandbox *sb, const char *line, struct buf *err,
     snprintf(head, sizeof head, "%s (reply to #%lld): ", sb->user->first_name, id);
     emit_text(sb, false, head, arg + used);
     say(sb, arg + used, id);
+  } else if (IS("inline")) {
+    return inline_query(sb, arg);
+  } else if (IS("choose")) {
+    return choose(sb, arg, err);
+  } else if (IS("react")) {
+    return react(sb, arg, err);
+  } else if (IS("vote")) {
+    return vote(sb, arg, err);
+  } else if (IS("pay")) {
+    return pay(sb, err);
+  } else if (IS("join") || IS("leave") || IS("request")) {
+    char what[8];
+    snprintf(what, sizeof what, "%.*s", (int)n, name);
+    return membership(sb, what, err);
+  } else if (IS("webapp")) {
+    if (!*arg) {
+      buf_append_str(err, "usage: :webapp DATA");
+      return -1;
+    }
+    return webapp(sb, arg);
+  } else if (IS("business")) {
+    if (!*arg) {
+      buf_append_str(err, "usage: :business TEXT");
+      return -1;
+    }
+    return business(sb, arg);
   } else if (IS("sleep") || IS("timeout")) {
     char *end;
     double secs = strtod(arg, &end);
@@ -1008,7 +1550,8 @@ int sandbox_start(struct sandbox *sb, struct event_base *base,
   sb->hooks = *hooks;
   sb->ud = ud;
   static const struct sandbox_api_events events = {
-      on_sent, on_edited, on_deleted, on_action, on_answered, on_note};
+      on_sent, on_edited, on_deleted, on_action, on_answered, on_note,
+      on_inline_answered, on_pre_checkout_answered};
   if (sandbox_api_start(sb->api, base, &events, sb, err) != 0) return -1;
   sb->drain_timer = evtimer_new(base, on_drain, sb);
   sb->query_timer = event_new(base, -1, EV_PERSIST, on_query_timer, sb);
@@ -1073,6 +1616,8 @@ void sandbox_free(struct sandbox *sb) {
   for (size_t i = 0; i < sb->nseen; i++) free(sb->seen[i]);
   free(sb->seen);
   free(sb->queries);
+  free(sb->inline_results);
+  free(sb->inline_query);
   free(sb->bot_script);
   buf_free(&sb->input);
   free(sb);

@@ -10,7 +10,9 @@
 
 const char *const script_commands[] = {
     "click", "user", "group", "private", "photo", "document", "location",
-    "edit", "reply", "sleep", "timeout", "help", "quit", NULL};
+    "edit", "reply", "sleep", "timeout", "help", "quit", "inline", "choose",
+    "react", "vote", "pay", "join", "leave", "request", "webapp", "business",
+    NULL};
 
 static bool known_command(const char *line) {
   size_t n = strcspn(line + 1, " \t");

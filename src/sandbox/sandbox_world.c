@@ -74,6 +74,7 @@ static void message_free(struct sbx_message *m) {
   free(m->media_summary);
   free(m->markup);
   free(m->service);
+  free(m->payload);
   free(m);
 }
 
@@ -386,6 +387,26 @@ struct sbx_query *world_add_query(struct sbx_world *w,
   return q;
 }
 
+struct sbx_query *world_add_other_query(struct sbx_world *w,
+                                        enum sbx_query_kind kind,
+                                        const struct sbx_message *m,
+                                        const struct sbx_user *from,
+                                        const char *data) {
+  struct sbx_query *q = xcalloc(1, sizeof *q);
+  q->kind = kind;
+  snprintf(q->id, sizeof q->id, "%zu%lld", w->nqueries + 1, (long long)from->id);
+  if (m) {
+    q->chat_id = m->chat->id;
+    q->message_id = m->id;
+  }
+  q->from = from;
+  q->data = xstrdup(data);
+  q->button = xstrdup("");
+  w->queries = grow(w->queries, w->nqueries, sizeof *w->queries);
+  w->queries[w->nqueries++] = q;
+  return q;
+}
+
 struct sbx_query *world_query(struct sbx_world *w, const char *id) {
   for (size_t i = 0; i < w->nqueries; i++)
     if (strcmp(w->queries[i]->id, id) == 0) return w->queries[i];
@@ -600,7 +621,14 @@ static int parse_rows(struct json_reader *r, bool is_inline,
     kb->row_len = grow(kb->row_len, kb->nrows, sizeof *kb->row_len);
     kb->row_len[kb->nrows++] = len;
   }
-  return json_error(r) ? -1 : 0;
+  if (json_error(r)) return -1;
+  /* Telegram's limits: 100 buttons in an inline keyboard, 300 in a reply
+   * keyboard. */
+  if (kb->nbuttons > (is_inline ? SBX_MAX_INLINE_BUTTONS : SBX_MAX_REPLY_BUTTONS)) {
+    buf_append_str(err, "Bad Request: reply markup is too long");
+    return -1;
+  }
+  return 0;
 }
 
 int world_parse_keyboard(const char *json, size_t len, struct sbx_keyboard *kb,

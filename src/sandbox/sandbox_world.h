@@ -24,6 +24,8 @@
 #define SBX_MAX_TEXT 4096          /* characters of a message text */
 #define SBX_MAX_CAPTION 1024
 #define SBX_MAX_CALLBACK_DATA 64   /* bytes */
+#define SBX_MAX_INLINE_BUTTONS 100
+#define SBX_MAX_REPLY_BUTTONS 300
 #define SBX_MAX_KEPT_FILE (20u << 20) /* getFile serves files up to 20 MB */
 
 struct sbx_world;
@@ -48,6 +50,7 @@ struct sbx_message {
   char *markup;                 /* reply_markup as sent (raw JSON), or NULL */
   char *service;                /* JSON members of a service message */
   int64_t reply_to;             /* a message id in the same chat, or 0 */
+  char *payload;                /* an invoice's payload (not shown to users) */
   bool deleted;
 };
 
@@ -74,11 +77,17 @@ struct sbx_file {
   bool has_data;
 };
 
+/* What a query answers: a button press, an inline query, a payment about
+ * to be made. */
+enum sbx_query_kind { SBX_QUERY_CALLBACK, SBX_QUERY_INLINE, SBX_QUERY_PRE_CHECKOUT };
+
 struct sbx_query {
+  enum sbx_query_kind kind;
   char id[24];
   int64_t chat_id, message_id;
   const struct sbx_user *from;
-  char *data;
+  char *data;                   /* callback data, the inline query's text,
+                                   the invoice's payload */
   char *button;                 /* the button's label */
   bool answered;
 };
@@ -157,6 +166,12 @@ struct sbx_query *world_add_query(struct sbx_world *w,
                                   const struct sbx_message *m,
                                   const struct sbx_user *from,
                                   const char *data, const char *button);
+/* An inline query (m NULL) or a pre-checkout query about invoice m. */
+struct sbx_query *world_add_other_query(struct sbx_world *w,
+                                        enum sbx_query_kind kind,
+                                        const struct sbx_message *m,
+                                        const struct sbx_user *from,
+                                        const char *data);
 struct sbx_query *world_query(struct sbx_world *w, const char *id);
 
 /* allowed_updates from a getUpdates (raw JSON array; NULL leaves the

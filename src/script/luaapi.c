@@ -10,6 +10,7 @@
 
 #include "net/apicall.h"
 #include "net/botapi.h"
+#include "net/botapi_methods.h"
 #include "base/log.h"
 #include "script/luabind.h"
 #include "script/luafile.h"
@@ -420,12 +421,41 @@ static int l_download(lua_State *L) {
   return task_wait(L, t, &download_wait, d);
 }
 
+/* --- the Bot API's methods (net/botapi_methods.h) ------------------------ */
+
+/* api.method(name) -> name as the Bot API spells it, result type, the
+ * parameters ("chat_id! text! ..."), or nothing: Telegram has no such
+ * method. */
+static int l_method(lua_State *L) {
+  const struct botapi_method *m = botapi_method_find(luaL_checkstring(L, 1));
+  if (!m) return 0;
+  lua_pushstring(L, m->name);
+  lua_pushstring(L, m->result);
+  lua_pushstring(L, m->params);
+  return 3;
+}
+
+/* api.methods() -> every method name, in case-insensitive order. */
+static int l_methods(lua_State *L) {
+  size_t n = botapi_method_count();
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, botapi_method_at(i)->name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
 int luaopen_tghost_api(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"call", l_call},
       {"config", l_config},
       {"download", l_download},
+      {"method", l_method},
+      {"methods", l_methods},
       {NULL, NULL}};
   luaL_newlib(L, fns);
+  lua_pushstring(L, botapi_version);
+  lua_setfield(L, -2, "version");
   return 1;
 }

@@ -13,6 +13,7 @@
 #include "script/luacoro.h"
 #include "script/luafile.h"
 #include "script/luaguard.h"
+#include "script/luacrypto.h"
 #include "script/luahttp.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
@@ -75,6 +76,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},
     {"tghost.conv", luaopen_tghost_conv},
+    {"tghost.crypto", luaopen_tghost_crypto},
     {NULL, NULL},
 };
 

@@ -345,7 +345,7 @@ TEST(io_read_refused) {
  * (and their expiry), limits, unknown methods, groups and several users. */
 TEST(chat_semantics) {
   const char *bot = harness_write("semantics.lua",
-      "local function try(f, ...) local ok, e = pcall(f, ...) return ok and 'ok' or e.description end\n"
+      "local function try(f, ...) local ok, e = pcall(f, ...) return ok and 'ok' or type(e) == 'table' and e.description or tostring(e) end\n"
       "bot.command('ent', function(ctx)\n"
       "  local e = ctx.msg.entities[1]\n"
       "  ctx:reply(string.format('%s %d %d', e.type, e.offset, e.length))\n"
@@ -367,7 +367,8 @@ TEST(chat_semantics) {
       "  ctx:reply('empty: ' .. try(ctx.reply, ctx, ''))\n"
       "  ctx:reply('data: ' .. try(ctx.reply, ctx, 'k', { reply_markup = { inline_keyboard = { { { text = 'b', callback_data = string.rep('d', 65) } } } } }))\n"
       "  ctx:reply('chat: ' .. try(ctx.api.sendMessage, { chat_id = 12345, text = 'x' }))\n"
-      "  ctx:reply('method: ' .. try(ctx.api.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
+      "  ctx:reply('typo: ' .. try(ctx.api.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
+      "  ctx:reply('method: ' .. try(ctx.api.raw.sendMesage, { chat_id = ctx.chat.id, text = 'x' }))\n"
       "  ctx:sendChatAction('upload_photo')\n"
       "end)\n"
       "bot.command('buttons', function(ctx)\n"
@@ -400,6 +401,7 @@ TEST(chat_semantics) {
       "< empty: Bad Request: message text is empty\n"
       "< data: Bad Request: BUTTON_DATA_INVALID\n"
       "< chat: Bad Request: chat not found\n"
+      "< no method sendMesage (did you mean sendMessage?)\n"
       "< bot called sendMesage: Telegram has no such method (404 Not Found)\n"
       "< method: Not Found\n"
       "< bot is sending a photo...\n"

@@ -5,10 +5,16 @@
 local t = require("lib.apitest")
 
 local here = (...):match("^(.*)/[^/]*$") or "."
-local path = here .. "/../../types/tghost.lua"
-local f = assert(io.open(path, "r"))
-local text = f:read("a")
-f:close()
+local function read(name)
+  local f = assert(io.open(here .. "/../../types/" .. name, "r"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+-- types/botapi.lua (generated from the Bot API) annotates bot.api's
+-- methods, the Telegram objects and the ctx shortcuts.
+local own, generated = read("tghost.lua"), read("botapi.lua")
+local text = own .. "\n" .. generated
 
 -- Names declared as "function Class.name", "function Class:name" or
 -- "---@field name".
@@ -30,6 +36,8 @@ local alias = {
   Keyboard = "tghost.Keyboard", RunHandle = "tghost.RunHandle",
   Task = "tghost.Task", http = "tghost.http", json = "tghost.json",
   log = "tghost.log", storage = "tghost.storage", Storage = "tghost.Storage",
+  fmt = "tghost.fmt", html = "tghost.html", markdown = "tghost.markdown",
+  webapp = "tghost.webapp", login = "tghost.login", botapi = "tghost.botapi",
 }
 local aliased = {}
 for key in pairs(declared) do
@@ -56,7 +64,9 @@ local function keys(tbl, filter)
 end
 
 t.test("the annotations compile", function()
-  local chunk, err = load(text, "@types/tghost.lua", "t", {})
+  local chunk, err = load(own, "@types/tghost.lua", "t", {})
+  t.truthy(chunk, err)
+  chunk, err = load(generated, "@types/botapi.lua", "t", {})
   t.truthy(chunk, err)
 end)
 
@@ -93,6 +103,12 @@ t.test("every keyboard method is annotated", function()
        "inline keyboard methods")
   t.eq(missing("tghost.Keyboard", methods(tghost.Keyboard())), {},
        "reply keyboard methods")
+end)
+
+t.test("tghost.fmt, html, markdown, webapp, login and botapi are annotated", function()
+  for _, name in ipairs({ "fmt", "html", "markdown", "webapp", "login", "botapi" }) do
+    t.eq(missing("tghost." .. name, keys(tghost[name])), {}, "tghost." .. name)
+  end
 end)
 
 t.test("tghost.http, tghost.json, tghost.log and tghost.storage are annotated", function()
