@@ -409,6 +409,7 @@ TEST(waits_by_any_key) {
    * string: one key. */
   const char *script2 = harness_write("intkeys.lua",
       "conversation{ key = function(ctx) return ctx.chat and ctx.chat.id end }\n"
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
       "bot.command('ask', function(ctx)\n"
       "  ctx:reply('ask?')\n"
       "  local a = ctx:wait('message:text', { key = tostring(ctx.chat.id) })\n"
