@@ -15,6 +15,7 @@
 -- allowed_updates (see Composer.needs).
 local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local Context = require("tghost.context")
 local triggers = require("tghost.triggers")
 local runtime = require("tghost.runtime")
 local tasks = require("tghost.tasks")
@@ -53,18 +54,132 @@ local function middleware_count(...)
   return n
 end
 
--- Runs list[i..], then next. Each next() may be called once.
+-- The functions this module makes to route updates (a composer's run, a
+-- filter in front of handlers, ...), as opposed to the script's own
+-- middleware.
+local internal = setmetatable({}, { __mode = "k" })
+local function own(fn)
+  internal[fn] = true
+  return fn
+end
+
+-- Middleware a conversation's answers do not run again (see
+-- Composer.trail): sequentialize's, since the conversation takes its keys
+-- back itself.
+local not_for_answers = setmetatable({}, { __mode = "k" })
+
+-- The path an update took to the code running now, for a conversation's
+-- answers (lua/conversation.lua), which run the middleware the
+-- conversation's own update went through on its way to the handler, as
+-- far as they pass the same filters. Per context, an array of (kind,
+-- value) pairs, path.n slots in use: MW fn, the script's middleware fn
+-- called next() and has not returned; PRED fn, the code from here on sits
+-- behind the filter fn; UNPRED fn, ... no longer behind it (the rest of
+-- the outer stack runs). An entry goes when its call returns. Recording
+-- allocates nothing but the array (once per update): allocations are what
+-- an update's middleware costs most, in the collector's work. A call that
+-- raises leaves its entries behind: whoever catches the error and goes on
+-- (errorBoundary) puts the path back as it was.
+local PATH = Context.PATH
+local MW, PRED, UNPRED = 1, 2, 3
+
+local function push(ctx, kind, value)
+  local path = ctx[PATH]
+  if not path then
+    path = { false, false, false, false, false, false, false, false,
+             false, false, false, false, n = 0 }
+    ctx[PATH] = path
+  end
+  local n = path.n
+  path[n + 1], path[n + 2] = kind, value
+  path.n = n + 2
+  return n
+end
+
+local function pop(ctx, n, ...)
+  local path = ctx[PATH]
+  if path.n > n then path.n = n end
+  return ...
+end
+
+-- Runs run(ctx, next) behind pred (which matched), for filters whose
+-- middleware is not a list of this module's (branch, route): the rest of
+-- the outer stack, which next() runs, is not behind it.
+local function behind_filter(pred, run, ctx, next)
+  local n = push(ctx, PRED, pred)
+  return pop(ctx, n, run(ctx, function()
+    local m = push(ctx, UNPRED, pred)
+    return pop(ctx, m, next())
+  end))
+end
+
+-- Runs list[i..], then next. Each next() may be called once. A list behind
+-- a filter (list.guard) records when the code leaves it.
 local function run_list(list, ctx, next, i)
   local mw = list[i]
-  if mw == nil then return next() end
+  if mw == nil then
+    local guard = list.guard
+    if guard then
+      local n = push(ctx, UNPRED, guard)
+      return pop(ctx, n, next())
+    end
+    return next()
+  end
   local called = false
   return mw(ctx, function()
     if called then
       error("next() was called twice by the same middleware", 2)
     end
     called = true
-    return run_list(list, ctx, next, i + 1)
+    if internal[mw] then return run_list(list, ctx, next, i + 1) end
+    local n = push(ctx, MW, mw)
+    return pop(ctx, n, run_list(list, ctx, next, i + 1))
   end)
+end
+
+-- The script's middleware ctx is inside of now, outermost first, each with
+-- the filters it sits behind ({ mw =, guards = {pred...} }), without those
+-- marked not for answers: what an update that answers a conversation
+-- started by ctx runs (Composer.run_trail) before the conversation gets
+-- it.
+function Composer.trail(ctx)
+  local out, active = {}, {}
+  local path = ctx[PATH]
+  for k = 1, path and path.n or 0, 2 do
+    local kind, value = path[k], path[k + 1]
+    if kind == PRED then
+      active[#active + 1] = value
+    elseif kind == UNPRED then
+      for j = #active, 1, -1 do
+        if active[j] == value then table.remove(active, j) break end
+      end
+    elseif not not_for_answers[value] then
+      out[#out + 1] = { mw = value, guards = table.move(active, 1, #active, 1, {}) }
+    end
+  end
+  return out
+end
+
+-- Runs a trail (Composer.trail) with ctx, then last(): each middleware
+-- whose filters ctx passes (asked when its turn comes, after the earlier
+-- ones ran); their next() calls enter ctx's path as the bot's stack's do.
+function Composer.run_trail(trail, ctx, last)
+  local function step(i)
+    local entry = trail[i]
+    if entry == nil then return last() end
+    for _, pred in ipairs(entry.guards) do
+      if not pred(ctx) then return step(i + 1) end
+    end
+    return run_list({ entry.mw }, ctx, function() return step(i + 1) end, 1)
+  end
+  return step(1)
+end
+
+-- Marks a middleware function as not run again for a conversation's
+-- answers.
+function Composer.not_for_answers(fn)
+  not_for_answers[fn] = true
+  return fn
 end
 
 local function noop() end
@@ -82,7 +197,7 @@ local function run_built(built, ctx, next, what)
     for i, mw in ipairs(built) do list[i] = as_middleware(mw, what) end
     return run_list(list, ctx, next, 1)
   end
-  return as_middleware(built, what)(ctx, next)
+  return run_list({ as_middleware(built, what) }, ctx, next, 1)
 end
 
 -- === Update types a composer's handlers need (for allowed_updates) ======
@@ -146,7 +261,7 @@ function Composer.new(...)
   local s = {
     list = list,
     needs = needs,
-    run = function(ctx, next) return run_list(list, ctx, next, 1) end,
+    run = own(function(ctx, next) return run_list(list, ctx, next, 1) end),
   }
   state[self] = s
 
@@ -169,10 +284,14 @@ function Composer.new(...)
     if pred == nil then
       add(run, need)
     else
-      add(function(ctx, next)
-        if pred(ctx) then return run(ctx, next) end
+      cs.list.guard = pred
+      add(own(function(ctx, next)
+        if pred(ctx) then
+          local n = push(ctx, PRED, pred)
+          return pop(ctx, n, run(ctx, next))
+        end
         return next()
-      end, need)
+      end), need)
     end
     return child
   end
@@ -250,10 +369,11 @@ function Composer.new(...)
   self.branch = method(self, function(pred, a, b)
     check_pred(pred, "branch")
     local ma, mb = as_middleware(a, "branch"), as_middleware(b, "branch")
-    add(function(ctx, next)
-      if pred(ctx) then return ma(ctx, next) end
-      return mb(ctx, next)
-    end, function()
+    local function not_pred(c) return not pred(c) end
+    add(own(function(ctx, next)
+      if pred(ctx) then return behind_filter(pred, ma, ctx, next) end
+      return behind_filter(not_pred, mb, ctx, next)
+    end), function()
       local all_a, ta = needs_of(a)
       local all_b, tb = needs_of(b)
       local types = {}
@@ -271,11 +391,11 @@ function Composer.new(...)
   self.fork = method(self, function(...)
     local child = Composer.new(...)
     local run = state[child].run
-    add(function(ctx, next)
+    add(own(function(ctx, next)
       local forked = tasks.spawn(run, ctx, noop)
       next()
       tasks.wait(forked)
-    end, function() return needs_of(child) end)
+    end), function() return needs_of(child) end)
     return child
   end)
 
@@ -284,9 +404,9 @@ function Composer.new(...)
   -- with the rest of the stack as its next.
   self.lazy = method(self, function(factory)
     check_pred(factory, "lazy")
-    return behind(nil, nil, "lazy", function(ctx, next)
+    return behind(nil, nil, "lazy", own(function(ctx, next)
       return run_built(factory(ctx), ctx, next, "lazy")
-    end)
+    end))
   end)
 
   -- route(router, handlers [, fallback]): router(ctx) returns a key of
@@ -305,12 +425,15 @@ function Composer.new(...)
     -- sees what the handlers need rather than "everything".
     local routed = Composer.new()
     local rs = state[routed]
-    rs.list[1] = function(ctx, next)
+    rs.list[1] = own(function(ctx, next)
       local key = router(ctx)
       local mw = key ~= nil and compiled[key] or fb
       if mw == nil then return next() end
-      return mw(ctx, next)
-    end
+      local function same_route(c) return router(c) == key end
+      return behind_filter(same_route, function(c, n)
+        return run_list({ mw }, c, n, 1)
+      end, ctx, next)
+    end)
     rs.needs[1] = function()
       local all, types = false, {}
       for _, mw in pairs(handlers) do
@@ -337,20 +460,23 @@ function Composer.new(...)
     check_pred(handler, "errorBoundary")
     local child = Composer.new(...)
     local run = state[child].run
-    add(function(ctx, next)
+    add(own(function(ctx, next)
+      local path = ctx[PATH]
+      local depth = path and path.n
       local go_on = false
       local function cont() go_on = true end
       local ok, e = xpcall(run, function(err)
         return { error = err, traceback = debug.traceback(nil, 2) }
       end, ctx, cont)
       if not ok then
+        if depth then path.n = depth end
         go_on = false
         handler(setmetatable({ error = e.error, ctx = ctx,
                                traceback = e.traceback }, runtime.BotError),
                 cont)
       end
       if go_on then return next() end
-    end, function() return needs_of(child) end)
+    end), function() return needs_of(child) end)
     return child
   end)
 

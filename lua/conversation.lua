@@ -50,6 +50,7 @@ local json = require("tghost.json")
 local Context = require("tghost.context")
 local filter = require("tghost.filter")
 local runtime = require("tghost.runtime")
+local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
 errors.internal()
 
@@ -117,34 +118,30 @@ local function bot_key(ctx)
 end
 
 -- The keys of an update for the namespaces in active (a string of their
--- letters), most specific first, as separate values. Called by the C side
--- for every update while some conversation waits.
+-- letters), most specific first, as four values (nil where it has none):
+-- user in chat, key function's, user, chat. Called by the C side for every
+-- update while some conversation waits, so it allocates nothing more than
+-- the context and the keys.
+local find = string.find
 function runtime.conversation_keys(update, active)
   local ctx = Context.new(update, runtime.bot)
-  local both, key, user, chat
-  if active:find(NS_KEY, 1, true) then
+  local key
+  if find(active, NS_KEY, 1, true) then
     key = bot_key(ctx)
-    key = key and NS_KEY .. key
+    if key then key = NS_KEY .. key end
+    if active == NS_KEY then return nil, key end
   end
-  if active:find("[bcu]") then
-    local c, from = ctx.chatId, ctx.from
-    local u = from and from.id
-    c, u = c and id_of(c), u and id_of(u)
-    if c and u and active:find(NS_BOTH, 1, true) then
-      both = NS_BOTH .. c .. ":" .. u
-    end
-    if u and active:find(NS_USER, 1, true) then user = NS_USER .. u end
-    if c and active:find(NS_CHAT, 1, true) then chat = NS_CHAT .. c end
+  local c, u = ctx.chatId, nil
+  local from = ctx.from
+  if from then u = from.id end
+  c, u = c and id_of(c), u and id_of(u)
+  local both, user, chat
+  if c and u and find(active, NS_BOTH, 1, true) then
+    both = NS_BOTH .. c .. ":" .. u
   end
-  local out, n = {}, 0
-  for _, k in ipairs({ both or false, key or false, user or false,
-                       chat or false }) do
-    if k then
-      n = n + 1
-      out[n] = k
-    end
-  end
-  return table.unpack(out, 1, n)
+  if u and find(active, NS_USER, 1, true) then user = NS_USER .. u end
+  if c and find(active, NS_CHAT, 1, true) then chat = NS_CHAT .. c end
+  return both, key, user, chat
 end
 
 -- All the keys of ctx's update, as runtime.conversation_keys gives them.
@@ -313,6 +310,78 @@ end
 
 local methods = Context.methods
 
+-- === What a wait does around its suspension =============================
+--
+-- Middleware that keeps per-update state across a wait registers hooks in
+-- the job (core.job_local().wait_hooks, a list of fn(phase, ctx)): each
+-- runs with "suspend" before the wait suspends (it may write; an error
+-- fails the wait) and "resume" when it is over, before the answer's
+-- middleware runs. session{} is one (lua/session.lua).
+local function run_hooks(phase, ctx)
+  local jl = core.job_local()
+  local hooks = jl and jl.wait_hooks
+  if not hooks then return end
+  for _, hook in ipairs({ table.unpack(hooks) }) do hook(phase, ctx) end
+end
+
+-- The update a conversation receives runs the middleware its own update
+-- went through on the way to the handler (Composer.trail: the script's
+-- middleware that had called next() when ctx:wait was called, outermost
+-- first, each if the answer passes the filters it sits behind; not the
+-- handlers or anything after the handler; not sequentialize, since the
+-- conversation takes its keys back itself), in a coroutine of the
+-- handler's task. The answer reaches the conversation at
+-- the bottom of that stack, which stays open (so session{} writes the
+-- answer's changes, as grammY does) until the conversation waits again or
+-- ends: then the middleware returns from its next().
+local REACHED = setmetatable({}, { __name = "the conversation" })
+
+-- Closes the open answer of this job, if any: err is the handler's error
+-- (its middleware sees it raised from next()), or nil.
+local function close_answer(err)
+  local jl = core.job_local()
+  local co = jl and jl.answer
+  if not co then return end
+  jl.answer = nil
+  local ok, e = coroutine.resume(co, err ~= nil and { error = err } or nil)
+  if not ok and err == nil then error(e, 0) end
+end
+
+-- Runs c through trail up to the conversation: true if it got there (the
+-- stack stays open until close_answer), false if some middleware did not
+-- pass it on. A middleware's error is raised.
+local function open_answer(trail, c)
+  if #trail == 0 then return true end
+  local co = coroutine.create(function()
+    Composer.run_trail(trail, c, function()
+      local how = coroutine.yield(REACHED)
+      if how ~= nil then error(how.error, 0) end
+    end)
+  end)
+  local ok, r = coroutine.resume(co)
+  if not ok then error(r, 0) end
+  if r ~= REACHED then return false end
+  core.job_local(true).answer = co
+  return true
+end
+
+-- Runs c through trail and fn(c) at its bottom, then lets it return.
+local function run_answered(trail, c, fn)
+  if #trail == 0 then return fn(c) end
+  Composer.run_trail(trail, c, function() fn(c) end)
+end
+
+-- Called by runtime.handle_update when the handler's stack has returned
+-- (err: its error, if it raised): the last answer's middleware returns.
+function runtime.conversation_finish(err)
+  local ok, e = pcall(close_answer, err)
+  if not ok then
+    core.log("warn", "a conversation's last answer: its middleware failed "
+             .. "after the conversation ended: " .. tostring(e))
+  end
+end
+
+
 function methods.wait(ctx, query, opts)
   if type(ctx) ~= "table" or type(rawget(ctx, "update")) ~= "table" then
     errors.raise("ctx:wait(...) needs the context: call it with a colon, "
@@ -325,9 +394,11 @@ function methods.wait(ctx, query, opts)
   if timeout == nil then timeout = default_timeout end
   local commands, otherwise = opts.commands == true, opts.otherwise
   local bot = ctx.bot
+  local trail = Composer.trail(ctx)
   -- Decides for one update, in this generation (the C side calls it for
   -- incoming updates, outside this coroutine): its context if it is this
-  -- conversation's, and whether it matched.
+  -- conversation's, and whether it matched. The filter sees the update
+  -- itself, before any middleware.
   local function offer(update)
     local c = Context.new(update, bot)
     if not commands and is_command(c) then return nil end
@@ -337,6 +408,9 @@ function methods.wait(ctx, query, opts)
   end
   local deadline = timeout and core.now() + timeout
   local site = errors.where()
+  -- The previous answer is done with; what this update changed is written.
+  close_answer()
+  run_hooks("suspend", ctx)
   while true do
     local remaining = deadline and math.max(deadline - core.now(), 0)
     local kind, a, b = conv.wait(key, offer, remaining, site)
@@ -344,22 +418,32 @@ function methods.wait(ctx, query, opts)
     if kind == "held" then
       local ok, c1, m1 = pcall(offer, json.decode(a))
       conv.settle(b, ok and c1 ~= nil)
-      if not ok then error(c1, 0) end
+      if not ok then
+        run_hooks("resume", ctx)
+        error(c1, 0)
+      end
       c, matched = c1, m1
     elseif kind == "update" then
       c, matched = a, b
-    elseif kind == "timeout" then
-      error(setmetatable({ key = display(key), timeout = timeout, ctx = ctx },
-                         ConversationTimeout))
-    elseif kind == "cancelled" then
-      error(setmetatable({ key = display(key), reason = a, ctx = ctx },
-                         ConversationCancelled))
-    else   -- "error": the filter failed on an incoming update
-      error(a, 0)
+    else
+      run_hooks("resume", ctx)
+      if kind == "timeout" then
+        error(setmetatable({ key = display(key), timeout = timeout,
+                             ctx = ctx }, ConversationTimeout))
+      elseif kind == "cancelled" then
+        error(setmetatable({ key = display(key), reason = a, ctx = ctx },
+                           ConversationCancelled))
+      end
+      error(a, 0)   -- "error": the filter failed on an incoming update
     end
     if c ~= nil then
-      if matched then return c end
-      otherwise(c)
+      run_hooks("resume", ctx)
+      if matched then
+        if open_answer(trail, c) then return c end
+      else
+        run_answered(trail, c, otherwise)
+      end
+      run_hooks("suspend", ctx)
     end
   end
 end

@@ -128,8 +128,10 @@ function runtime.has_handlers()
 end
 
 -- Set by lua/conversation.lua: offers a running update to the
--- conversations (true: one took it).
+-- conversations (true: one took it); lets a conversation's last answer
+-- finish its middleware.
 runtime.conversation_reroute = nil
+runtime.conversation_finish = nil
 
 -- redelivered: the journal runs it again after a restart.
 -- route (src/luaconv.h): "held" when the update came while a conversation
@@ -150,6 +152,11 @@ function runtime.handle_update(update, redelivered, route)
   if redelivered then ctx.redelivered = true end
   local last = watches_unhandled and unhandled_reporter(update) or noop
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
+  -- The last answer of a conversation this update had: its middleware
+  -- returns now.
+  if runtime.conversation_finish then
+    runtime.conversation_finish(not ok and untraced(e).error or nil)
+  end
   if not ok then
     e = untraced(e)
     -- A cancelled conversation that does not catch it just ends.

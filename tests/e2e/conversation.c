@@ -426,6 +426,238 @@ TEST(waits_by_any_key) {
   proc_stop_cleanly(p);
 }
 
+/* --- sessions and middleware around a wait -------------------------------- */
+
+/* The issue's repro: a dialog that changed its session before its wait
+ * loses nothing the updates that ran while it waited wrote, and they lose
+ * nothing of its (count ends at 3: /ask, /inc, /inc). The same with the
+ * session table kept in a local across the wait. */
+TEST(session_across_wait) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("count.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(session{ initial = function() return { count = 0 } end })\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx.session.count = ctx.session.count + 1\n"
+      "  ctx:reply('name?')\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  ctx.session.name = a.msg.text\n"
+      "  ctx:reply('ok')\n"
+      "end)\n"
+      "bot.command('ask2', function(ctx)\n"
+      "  local s = ctx.session\n"
+      "  s.count = s.count + 1\n"
+      "  ctx:reply('name?')\n"
+      "  s.name = ctx:wait('message:text').msg.text\n"
+      "  ctx:reply('ok')\n"
+      "end)\n"
+      "bot.command('inc', function(ctx)\n"
+      "  ctx.session.count = ctx.session.count + 1\n"
+      "  ctx:reply('inc')\n"
+      "end)\n"
+      "bot.command('show', function(ctx)\n"
+      "  ctx:reply(('show %d %s'):format(ctx.session.count, tostring(ctx.session.name)))\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  const char *ask[] = {"/ask", "/ask2"};
+  for (int chat = 1; chat <= 2; chat++) {
+    fakeapi_push_text(api, chat, chat, ask[chat - 1]);
+    wait_text_count("name?", (size_t)chat, 10000);
+    fakeapi_push_text(api, chat, chat, "/inc");
+    fakeapi_push_text(api, chat, chat, "/inc");
+    wait_text_count("inc", (size_t)chat * 2, 10000);
+    fakeapi_push_text(api, chat, chat, "Ada");
+    wait_text_count("ok", (size_t)chat, 10000);
+    fakeapi_push_text(api, chat, chat, "/show");
+    wait_text_count("show 3 Ada", (size_t)chat, 10000);
+  }
+  proc_stop_cleanly(p);
+}
+
+/* A random schedule per chat of /inc, dialogs (/ask N asks N questions)
+ * and answers, the chats' messages interleaved at random and pushed in
+ * bursts of random size; every handler and every dialog step yields for a
+ * random time between reading its session and writing it back. Each
+ * message adds one to its chat's count, whoever takes it (an /inc, the
+ * dialog it starts, the dialog it answers, or the plain text handler when
+ * no dialog wants it), so at the end every chat's count is its number of
+ * messages: no write was lost. Once with memory sessions, once with
+ * SQLite (whose calls suspend the handler too). */
+static const char interleave_fmt[] =
+    "local store = %s\n"
+    "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+    "bot.use(session{ storage = store, initial = function() return { count = 0 } end })\n"
+    "local function bump(ctx, ms)\n"
+    "  local c = ctx.session.count\n"
+    "  if ms > 0 then tghost.sleep(ms / 1000) end\n"
+    "  ctx.session.count = c + 1\n"
+    "end\n"
+    "local function ms_of(text) return tonumber(text:match('(%%d+)$')) or 0 end\n"
+    "bot.command('inc', function(ctx) bump(ctx, ms_of(ctx.msg.text)) end)\n"
+    "bot.command('ask', function(ctx)\n"
+    "  local n = tonumber(ctx.match:match('^(%%d+)'))\n"
+    "  bump(ctx, ms_of(ctx.msg.text))\n"
+    "  for _ = 1, n do\n"
+    "    local a = ctx:wait('message:text')\n"
+    "    bump(ctx, ms_of(a.msg.text))\n"
+    "  end\n"
+    "end)\n"
+    "bot.command('show', function(ctx)\n"
+    "  ctx:reply(('show %%d %%d'):format(ctx.chat.id, ctx.session.count))\n"
+    "end)\n"
+    "bot.on('message:text', function(ctx) bump(ctx, ms_of(ctx.msg.text)) end)\n"
+    "run(bot)\n";
+
+static void interleavings_with(const char *store, uint64_t seed) {
+  struct fakeapi *api = harness_api();
+  enum { CHATS = 24, MESSAGES = 14 };
+  char text[2048];
+  snprintf(text, sizeof text, interleave_fmt, store);
+  const char *script = harness_write("interleave.lua", text);
+  struct proc *p = proc_start(script, NULL);
+  rng = seed;
+  int sent[CHATS];
+  memset(sent, 0, sizeof sent);
+  int left = CHATS * MESSAGES;
+  while (left > 0) {
+    int burst = 1 + (int)(rnd() % 40);
+    for (; burst > 0 && left > 0; burst--) {
+      int c = (int)(rnd() % CHATS);
+      if (sent[c] == MESSAGES) continue;
+      int64_t chat = 5000 + c;
+      int ms = (int)(rnd() % 4) == 0 ? 0 : (int)(rnd() % 8);
+      switch (rnd() % 4) {
+        case 0: snprintf(text, sizeof text, "/inc %d", ms); break;
+        case 1: snprintf(text, sizeof text, "/ask %d %d", 1 + (int)(rnd() % 3),
+                         ms); break;
+        default: snprintf(text, sizeof text, "a %d", ms);
+      }
+      fakeapi_push_text(api, chat, chat, text);
+      sent[c]++;
+      left--;
+    }
+    run_for((int)(rnd() % 15));
+  }
+  for (int c = 0; c < CHATS; c++) fakeapi_push_text(api, 5000 + c, 5000 + c, "/show");
+  struct tally t = {{"show "}, {0}, 0};
+  wait_tally(&t, 0, CHATS, 60000);
+  for (int c = 0; c < CHATS; c++) {
+    snprintf(text, sizeof text, "show %d %d", 5000 + c, MESSAGES);
+    CHECK(text_count(text) == 1, "chat %d: %s; its count is not the %d "
+          "messages it got: a write was lost", 5000 + c,
+          "(see the replies)", MESSAGES);
+  }
+  fprintf(stderr, "%s: %d chats x %d messages, every count right\n", store,
+          CHATS, MESSAGES);
+  proc_stop_cleanly(p);
+}
+
+TEST(session_interleavings) {
+  interleavings_with("tghost.storage.memory('s')", 0x9E3779B97F4A7C15ULL);
+  char sqlite[600];
+  snprintf(sqlite, sizeof sqlite, "tghost.storage.sqlite('%s/s.db')",
+           harness_tmpdir());
+  interleavings_with(sqlite, 0xD1B54A32D192ED03ULL);
+}
+
+/* The update a conversation receives runs the middleware its own update
+ * went through to reach the handler, outermost first: the bot's use()
+ * middleware and a composer's (fields set, the session: the answer's
+ * ctx.session is the conversation's), and middleware behind a filter if
+ * the answer passes that filter too; not the handlers on the way, nor
+ * middleware registered after the handler, nor sequentialize. The
+ * stack stays open while the conversation handles the answer (its
+ * middleware returns at the next wait, or when the handler ends, and the
+ * session is written then). A middleware that does not call next() stops
+ * the answer: the wait goes on. */
+TEST(answers_run_middleware) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("mw.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(function(ctx, next)\n"
+      "  ctx.seen = 'A'\n"
+      "  print('A in ' .. ctx.update.update_id)\n"
+      "  next()\n"
+      "  print('A out ' .. ctx.update.update_id)\n"
+      "end)\n"
+      "bot.use(function(ctx, next)\n"
+      "  if ctx.msg and ctx.msg.text == 'blocked' then return end\n"
+      "  return next()\n"
+      "end)\n"
+      "bot.use(session{ initial = function() return { answers = 0 } end })\n"
+      "local admin = tghost.Composer()\n"
+      "admin.use(function(ctx, next) ctx.lang = 'en'; return next() end)\n"
+      "admin.on('::bot_command', function(ctx, next)\n"
+      "  print('command mw ' .. ctx.msg.text)\n"
+      "  return next()\n"
+      "end)\n"
+      "admin.on('message:text', function(ctx, next) ctx.texty = true; return next() end)\n"
+      "admin.command('ask', function(ctx)\n"
+      "  ctx:reply('q1')\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  a.session.answers = a.session.answers + 1\n"
+      "  ctx:reply(('got %s seen=%s lang=%s texty=%s same=%s'):format(a.msg.text,\n"
+      "    tostring(a.seen), tostring(a.lang), tostring(a.texty),\n"
+      "    tostring(a.session == ctx.session)))\n"
+      "  local b = ctx:wait('message:text')\n"
+      "  b.session.answers = b.session.answers + 1\n"
+      "  ctx:reply('got2 ' .. b.msg.text)\n"
+      "end)\n"
+      "bot.use(admin)\n"
+      "bot.use(function(ctx, next)\n"
+      "  print('after ' .. ctx.update.update_id)\n"
+      "  return next()\n"
+      "end)\n"
+      "bot.command('show', function(ctx) ctx:reply('answers ' .. ctx.session.answers) end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  int64_t u0 = fakeapi_push_text(api, 1, 1, "/ask");
+  expect_text(10000, "q1");
+  fakeapi_push_text(api, 1, 1, "blocked");
+  int64_t u1 = fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "got Ada seen=A lang=en texty=true same=true");
+  char line[64];
+  snprintf(line, sizeof line, "A in %lld\n", (long long)u1);
+  CHECK(strstr(proc_stdout(p), line), "the bot's middleware did not run for "
+        "the answer:\n%s", proc_stdout(p));
+  snprintf(line, sizeof line, "A out %lld\n", (long long)u1);
+  CHECK(!strstr(proc_stdout(p), line), "the answer's middleware returned "
+        "before the conversation was done with it");
+  int64_t u2 = fakeapi_push_text(api, 1, 1, "Bob");
+  expect_text(10000, "got2 Bob");
+  fakeapi_push_text(api, 1, 1, "/show");
+  expect_text(10000, "answers 2");
+  void *out1[2] = {p, line};
+  CHECK(run_until(stdout_has, out1, 10000), "the first answer's middleware "
+        "never returned");
+  char out2[64];
+  snprintf(out2, sizeof out2, "A out %lld\n", (long long)u2);
+  void *o2[2] = {p, out2};
+  CHECK(run_until(stdout_has, o2, 10000), "the last answer's middleware "
+        "never returned");
+  const char *out = proc_stdout(p);
+  /* The answer's middleware returned once the conversation waited again,
+   * which is after it handled the answer. */
+  char u0_out[64];
+  snprintf(u0_out, sizeof u0_out, "A out %lld\n", (long long)u0);
+  CHECK(strstr(out, u0_out), "the dialog's own update never left its "
+        "middleware");
+  CHECK(!strstr(out, "command mw Ada") && !strstr(out, "command mw Bob"),
+        "middleware behind a filter the answer does not pass ran for it:\n%s",
+        out);
+  CHECK(strstr(out, "command mw /ask"), "the middleware behind a filter did "
+        "not run for the dialog's own update");
+  for (int64_t u = u1; u <= u2; u++) {
+    snprintf(line, sizeof line, "after %lld\n", (long long)u);
+    CHECK(!strstr(out, line), "middleware after the handler ran for an "
+          "answer");
+  }
+  CHECK(!api_sent_text("got blocked"), "a middleware that stopped an answer "
+        "did not stop it");
+  proc_stop_cleanly(p);
+}
+
 /* --- timeouts ----------------------------------------------------------- */
 
 /* opts.timeout raises a catchable ConversationTimeout; uncaught it goes to
