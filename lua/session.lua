@@ -101,7 +101,7 @@ local function session(opts)
   local initial = opts.initial
   local get_key = opts.getSessionKey or default_key
   local prefix = opts.prefix or ""
-  local store = storage.adapter(opts.storage or storage.memory("session"),
+  local store = storage.adapter(opts.storage or storage.public.memory("session"),
                                 "session")
   local ttl = storage.ttl_ms("session", opts.ttl)
 

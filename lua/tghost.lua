@@ -36,11 +36,8 @@ local tghost = {
   generation = function() return (select(2, core.current())) end,
   sequentialize = sequentialize,
   session = session,
-  storage = {
-    memory = require("tghost.storage").memory,
-    sqlite = require("tghost.storage").sqlite,
-    redis = require("tghost.storage").redis,
-  },
+  -- One constructor per storage backend, and custom() (lua/storage.lua).
+  storage = require("tghost.storage").public,
   -- conversation{ key = fn } and what ctx:wait raises (see
   -- lua/conversation.lua).
   conversation = conversation.configure,

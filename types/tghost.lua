@@ -538,11 +538,12 @@ function conversation(opts) end
 ---------------------------------------------------------------------------
 
 ---A key-value store for plain Lua data (tables, strings, booleans, numbers).
----Memory calls are immediate; SQLite and Redis calls suspend the handler.
+---Memory calls are immediate; SQLite, Redis and custom calls suspend the
+---handler. Keys are strings; an integer key means its decimal string.
 ---@class tghost.Storage
 ---@field label string What messages call it: `memory storage "votes"`.
 local Storage = {}
----The value stored under key, or nil. An integer key means its decimal string.
+---The value stored under key (a fresh copy), or nil.
 ---@param key string|integer
 ---@return any
 function Storage:get(key) end
@@ -554,8 +555,48 @@ function Storage:get(key) end
 function Storage:set(key, value, ttl_seconds) end
 ---@param key string|integer
 function Storage:delete(key) end
+---Compare-and-set, atomic in every storage: stores new (nil deletes) only
+---if key still holds expected (nil: nothing), compared as stored data.
+---Returns true, or false and what key holds instead.
+---@param key string|integer
+---@param expected any
+---@param new any
+---@param ttl_seconds? number
+---@return boolean swapped
+---@return any current
+function Storage:cas(key, expected, new, ttl_seconds) end
+---Read, fn(value) -> new value (nil deletes), compare-and-set; fn runs again
+---on what is there now if another writer came first. Returns what was stored.
+---@param key string|integer
+---@param fn fun(value: any): any
+---@param ttl_seconds? number
+---@return any
+function Storage:update(key, fn, ttl_seconds) end
+---One page of the keys that start with prefix, and the cursor of the next
+---page (nil: none). Memory, SQLite and custom list in byte order; Redis in
+---its own order and may repeat a key.
+---@param prefix? string
+---@param opts? { limit?: integer, cursor?: string } limit 1..10000 (100)
+---@return string[] keys
+---@return string? cursor
+function Storage:list(prefix, opts) end
+---Every key that starts with prefix, once each: `for key in store:keys("chat:") do`.
+---@param prefix? string
+---@return fun(): string?
+function Storage:keys(prefix) end
 
----Your own storage for sessions: methods that may suspend.
+---A storage backend written in Lua, for tghost.storage.custom (or given
+---directly as session{ storage = ... }): methods called with a colon that
+---keep strings and may suspend. ttl_seconds is nil for no expiry. list and
+---cas are needed only by what uses them (store:list, store:cas, update).
+---@class tghost.StorageBackend
+---@field get fun(self: tghost.StorageBackend, key: string): string?
+---@field set fun(self: tghost.StorageBackend, key: string, value: string, ttl_seconds?: number)
+---@field delete fun(self: tghost.StorageBackend, key: string)
+---@field list? fun(self: tghost.StorageBackend, prefix: string, limit: integer, cursor?: string): string[], string?
+---@field cas? fun(self: tghost.StorageBackend, key: string, expected?: string, new?: string, ttl_seconds?: number): boolean, string?
+
+---The older custom storage for sessions: values in and out (copies).
 ---@class tghost.CustomStorage
 ---@field read fun(self: tghost.CustomStorage, key: string): any
 ---@field write fun(self: tghost.CustomStorage, key: string, value: any, ttl_seconds?: number)
@@ -573,18 +614,24 @@ function storage.memory(name) end
 ---@param table_name? string
 ---@return tghost.Storage
 function storage.sqlite(path, table_name) end
----A Redis server ("redis://[:password@]host[:port][/db]", or its socket:
----"unix://[:password@]/path/to/redis.sock[?db=N]"); keys get prefix
----(default "tghost:"). Reconnects by itself; calls raise while it is down.
+---A Redis server ("redis://[[user]:password@]host[:port][/db]", or its
+---socket: "unix://[[user]:password@]/path/to/redis.sock[?db=N]"; a password
+---with @ : / is percent-encoded); keys get prefix (default "tghost:").
+---Reconnects by itself; calls raise while it is down.
 ---@param url string
 ---@param prefix? string
 ---@return tghost.Storage
 function storage.redis(url, prefix) end
+---A store over a backend written in Lua.
+---@param backend tghost.StorageBackend
+---@param name? string For messages: custom storage "name".
+---@return tghost.Storage
+function storage.custom(backend, name) end
 
 ---@class tghost.SessionOptions
 ---@field initial? fun(ctx: tghost.Context): any The value of a session storage has nothing for.
 ---@field getSessionKey? fun(ctx: tghost.Context): (string|integer|nil) Default: the chat id as a string.
----@field storage? tghost.Storage|tghost.CustomStorage Default: tghost.storage.memory("session").
+---@field storage? tghost.Storage|tghost.StorageBackend|tghost.CustomStorage Default: tghost.storage.memory("session").
 ---@field ttl? number Seconds each write lives.
 ---@field prefix? string Put before every key.
 
@@ -792,7 +839,7 @@ function login.validate(fields, opts) end
 ---@field http tghost.http
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
----@field storage tghost.storage Key-value storages: memory, sqlite, redis.
+---@field storage tghost.storage Key-value storages: memory, sqlite, redis, custom.
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 tghost = {}

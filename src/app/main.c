@@ -36,6 +36,21 @@ static void raise_file_limit(void) {
     log_debug("could not raise the open-files limit");
 }
 
+/* unsetenv only drops environ's pointer: the text stays in the process's
+ * first environment block, which /proc/PID/environ shows (to anyone
+ * running as the same user, a child reading its parent's included), so
+ * the token's bytes are overwritten there first. */
+static void forget_token_environment(void) {
+  extern char **environ;
+  static const char name[] = "BOT_TOKEN=";
+  for (char **e = environ; e && *e; e++)
+    if (strncmp(*e, name, sizeof name - 1) == 0) {
+      char *value = *e + sizeof name - 1;
+      memset(value, 0, strlen(value));
+    }
+  unsetenv("BOT_TOKEN");
+}
+
 /* Prints a failure as one line (the first of a traceback); the rest only
  * at debug level. */
 static void report_load_error(const struct config *cfg, const char *error) {
@@ -173,7 +188,7 @@ int main(int argc, char **argv) {
   }
   /* Children of os.execute and io.popen, and os.getenv, never see it;
    * a script that needs it asks tghost.token(). */
-  unsetenv("BOT_TOKEN");
+  forget_token_environment();
   signal(SIGPIPE, SIG_IGN);
   /* A file size limit makes a write fail (EFBIG): reported, not fatal. */
   signal(SIGXFSZ, SIG_IGN);

@@ -365,6 +365,22 @@ bool json_find_member(const char *json, size_t len, const char *name,
   return false;
 }
 
+bool json_member_repeated(const char *json, size_t len, const char *name) {
+  struct json_reader r;
+  json_reader_init(&r, json, len);
+  if (!json_object_begin(&r)) return false;
+  struct json_slice key;
+  bool seen = false;
+  while (json_object_next(&r, &key)) {
+    if (json_slice_is(&key, name)) {
+      if (seen) return true;
+      seen = true;
+    }
+    if (!json_skip(&r, NULL)) return false;
+  }
+  return false;
+}
+
 void json_write_string(struct buf *out, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   buf_reserve(out, len + 2);

@@ -82,8 +82,12 @@ void json_write_string(struct buf *out, const char *s, size_t len);
 /* Shortest text that reads back as the same double; false for NaN/inf. */
 bool json_write_double(struct buf *out, double d);
 
-/* Convenience for C callers: finds a top-level member of an object. */
+/* Convenience for C callers: finds a top-level member of an object (the
+ * first, when the name repeats). */
 bool json_find_member(const char *json, size_t len, const char *name,
                       struct json_reader *at);
+/* Whether the object has two or more top-level members named name (Lua's
+ * decoder keeps the last, json_find_member finds the first). */
+bool json_member_repeated(const char *json, size_t len, const char *name);
 
 #endif

@@ -138,8 +138,8 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_webhook_requests_total", COUNTER,
         "Webhook requests answered, by HTTP status (200 accepted or a "
         "duplicate, 400 malformed, 401 wrong secret, 405 not a POST, 503 "
-        "too many held or stopping; 413 is answered by the HTTP server "
-        "before tghost sees the request).",
+        "too many held or stopping; 413 body too large, and the statuses "
+        "of malformed requests: 411, 417, 431, 501, 505).",
         {"code"}},
     [METRIC_WEBHOOK_DUPLICATES] = {
         "tghost_webhook_duplicates_total", COUNTER,
@@ -149,6 +149,37 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "tghost_webhook_held_requests", GAUGE,
         "Webhook requests whose answer is held until the update is "
         "accepted (backpressure while the sink is full)."},
+    [METRIC_WEBHOOK_PENDING] = {
+        "tghost_webhook_pending_updates", GAUGE,
+        "Updates waiting at Telegram to be posted to the webhook "
+        "(getWebhookInfo's pending_update_count)."},
+    [METRIC_WEBHOOK_DELIVERY_FAILING] = {
+        "tghost_webhook_delivery_failing", GAUGE,
+        "1 while Telegram reports that it cannot deliver to the webhook (an "
+        "error newer than the last update received) or posts to another "
+        "URL; 0 otherwise."},
+    [METRIC_WEBHOOK_LAST_ERROR] = {
+        "tghost_webhook_last_error_info", INFO,
+        "The last webhook error Telegram reported (kind delivery: "
+        "getWebhookInfo's last_error_message; url_changed: the URL set "
+        "there).",
+        {"kind", "message"}},
+    [METRIC_WEBHOOK_LAST_ERROR_TIME] = {
+        "tghost_webhook_last_error_time_seconds", GAUGE,
+        "Unix time of the last delivery error Telegram reported "
+        "(getWebhookInfo's last_error_date); 0 if none."},
+    [METRIC_HTTP_CONNECTIONS] = {
+        "tghost_http_connections", GAUGE,
+        "Connections open to tghost's HTTP servers, by listener (webhook, "
+        "metrics).",
+        {"listener"}},
+    [METRIC_HTTP_CLOSED] = {
+        "tghost_http_connections_closed_total", COUNTER,
+        "Connections tghost closed before their client did, by listener and "
+        "reason (evicted: room for a new one; over_limit: every connection "
+        "busy; idle_timeout, head_timeout, body_timeout, write_timeout; "
+        "accept_error: descriptors freed after accept() failed).",
+        {"listener", "reason"}},
     [METRIC_START_TIME] = {
         "tghost_start_time_seconds", GAUGE,
         "Unix time at which tghost started."},

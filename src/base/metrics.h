@@ -61,6 +61,13 @@ enum metric_id {
   METRIC_WEBHOOK_REQUESTS,     /* counter {code} */
   METRIC_WEBHOOK_DUPLICATES,   /* counter */
   METRIC_WEBHOOK_HELD,         /* gauge */
+  METRIC_WEBHOOK_PENDING,      /* gauge (getWebhookInfo) */
+  METRIC_WEBHOOK_DELIVERY_FAILING, /* gauge, 0 or 1 */
+  METRIC_WEBHOOK_LAST_ERROR,   /* info {kind, message} */
+  METRIC_WEBHOOK_LAST_ERROR_TIME, /* gauge, Unix time */
+  /* tghost's HTTP servers (httpd.h) */
+  METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
+  METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */

@@ -11,8 +11,18 @@
 #include "base/metrics.h"
 
 struct metrics_server {
-  struct evhttp *http;
+  struct httpd *http;
   double grace_s;
+};
+
+/* A scraper sends a small GET and reads a few kilobytes back. */
+static const struct httpd_limits limits = {
+    .max_head_bytes = 8192,
+    .max_body_bytes = 4096,
+    .idle_ms = 30000,
+    .head_ms = 10000,
+    .body_ms = 10000,
+    .write_ms = 30000,
 };
 
 bool metrics_health(double now, double grace_s, struct buf *reason) {
@@ -20,6 +30,13 @@ bool metrics_health(double now, double grace_s, struct buf *reason) {
   if (!state || strcmp(state, SOURCE_STATE_STARTING) == 0) {
     buf_append_str(reason, "starting: the bot is not receiving updates yet");
     return false;
+  }
+  if (strcmp(state, SOURCE_STATE_WEBHOOK) == 0 &&
+      metric_value(METRIC_WEBHOOK_DELIVERY_FAILING, NULL, NULL) > 0) {
+    const char *error = metric_info_text(METRIC_WEBHOOK_LAST_ERROR);
+    buf_printf(reason, "degraded: webhook: Telegram cannot deliver: %s",
+               error && *error ? error : "?");
+    return true;
   }
   if (strcmp(state, SOURCE_STATE_POLLING) == 0 ||
       strcmp(state, SOURCE_STATE_WEBHOOK) == 0) {
@@ -41,11 +58,23 @@ bool metrics_health(double now, double grace_s, struct buf *reason) {
   return false;
 }
 
-static void on_request(struct evhttp_request *req, void *arg) {
+static bool check(const struct httpd_head *head, struct httpd_refusal *no,
+                  void *arg) {
+  (void)arg;
+  if (head->head->method == HTTPHEAD_GET ||
+      head->head->method == HTTPHEAD_HEAD)
+    return true;
+  *no = (struct httpd_refusal){405, NULL, "GET /metrics or /healthz\n",
+                               "Allow: GET, HEAD\r\n"};
+  return false;
+}
+
+static void on_request(struct httpd_req *req, void *arg) {
   struct metrics_server *m = arg;
-  httpd_nodelay(req);
-  const char *uri = evhttp_request_get_uri(req);
-  size_t plen = uri ? strcspn(uri, "?") : 0;
+  size_t len;
+  const char *uri = httpd_req_target(req, &len);
+  size_t plen = 0;
+  while (plen < len && uri[plen] != '?') plen++;
   struct buf body = BUF_INIT;
   if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
     metrics_render(&body);
@@ -82,22 +111,21 @@ static double grace_from_env(void) {
 struct metrics_server *metrics_server_new(struct event_base *base,
                                           const char *addr, struct buf *err) {
   char bound[80];
-  struct evhttp *http =
-      httpd_listen(base, addr, "--metrics", bound, sizeof bound, err);
-  if (!http) return NULL;
   struct metrics_server *m = xcalloc(1, sizeof *m);
-  m->http = http;
+  static const struct httpd_callbacks cb = {check, on_request, NULL};
+  m->http = httpd_new(base, addr, "metrics", "--metrics", &limits, &cb, m,
+                      bound, sizeof bound, err);
+  if (!m->http) {
+    free(m);
+    return NULL;
+  }
   m->grace_s = grace_from_env();
-  evhttp_set_gencb(http, on_request, m);
-  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-  evhttp_set_max_body_size(http, 4096);
-  evhttp_set_timeout(http, 30);
   log_info("metrics: serving /metrics and /healthz on http://%s", bound);
   return m;
 }
 
 void metrics_server_free(struct metrics_server *m) {
   if (!m) return;
-  evhttp_free(m->http);
+  httpd_free(m->http);
   free(m);
 }

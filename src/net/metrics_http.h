@@ -8,7 +8,9 @@
  * is, while getUpdates works (state "polling") or the webhook is set
  * ("webhook"), and also while they have been failing for less than the
  * grace period (TGHOST_HEALTH_GRACE seconds, default 60), so that one
- * network blip does not take the bot out of a load balancer. Unhealthy
+ * network blip does not take the bot out of a load balancer; "degraded"
+ * (still 200) while Telegram reports that it cannot deliver to the webhook
+ * (webhookinfo.h). Unhealthy
  * while starting (getMe, setWebhook), once the failures have lasted the
  * grace period, and while stopping or stopped.
  *

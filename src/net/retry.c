@@ -55,9 +55,15 @@ static void describe_fatal(const struct botapi_reply *reply, const char *method,
   }
 }
 
-/* A wall-clock time ms milliseconds from now, as "2026-11-30 14:03:05 UTC". */
+/* A wall-clock time ms milliseconds from now, as "2026-11-30 14:03:05 UTC",
+ * to the millisecond before it is cut to the second: down for a time past,
+ * up for a deadline (one said early is a promise broken; whole seconds
+ * added to a truncated now said it up to 2 s early). */
 static void format_wall(long long ms, char *out, size_t n) {
-  time_t t = time(NULL) + (time_t)(ms / 1000);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  long long at = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 + ms;
+  time_t t = (time_t)(ms > 0 ? (at + 999) / 1000 : at / 1000);
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);

@@ -130,8 +130,8 @@ static bool seen_in_batch(const struct qlist *batch, int64_t id,
   return false;
 }
 
-/* An update without a usable update_id is skipped, with its text in the
- * log. Ids are sequential (the Bot API says so), so it stands at the id
+/* An update without a usable update_id (or with two: which would Lua
+ * see?) is skipped, with its text in the log. Ids are sequential (the Bot API says so), so it stands at the id
  * after the one before it, or at an integral value it gave: the offset
  * moves past it, and a server sending it again cannot stall the bot. */
 static void skip_bad_update(struct polling *s, const struct json_slice *span,
@@ -142,6 +142,8 @@ static void skip_bad_update(struct polling *s, const struct json_slice *span,
   if (have_number && !n->is_integer && n->d == floor(n->d) && n->d >= 0 &&
       n->d < 9007199254740992.0 && (int64_t)n->d > before)
     at = (int64_t)n->d;
+  else if (have_number && n->is_integer && n->i > before && n->i < INT64_MAX)
+    at = n->i;   /* a usable first id (it repeats) */
   if (at + 1 > *skip_to) *skip_to = at + 1;
   s->bad_updates++;
   struct buf text = BUF_INIT;
@@ -181,7 +183,9 @@ static bool split_updates(struct polling *s, const struct json_slice *result,
                       : !n.is_integer ? "update_id is not an integer"
                       : n.i < 0       ? "update_id is negative"
                       : n.i == INT64_MAX ? "update_id is too large"
-                                         : NULL;
+                      : json_member_repeated(span.ptr, span.len, "update_id")
+                          ? "update_id appears twice"
+                          : NULL;
     if (why) {
       skip_bad_update(s, &span, why, &n, have_number, before, skip_to);
       before++;

@@ -11,26 +11,31 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-
 #include "base/clock.h"
 #include "net/httpd.h"
 #include "pipeline/idwindow.h"
 #include "pipeline/runopts.h"
+#include "pipeline/webhookinfo.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
 #define SECRET_HEADER "X-Telegram-Bot-Api-Secret-Token"
-/* Idle keep-alive connections and slow request reads end after this. */
-#define HTTP_TIMEOUT_S 120
 #define SWEEP_MS 1000
 #define MAX_BACKOFF_MS 30000L
 /* A 401 is logged once, then at most once per this many ms with a count. */
 #define REJECT_LOG_MS 10000
+
+/* Telegram sends each update in one small request over connections it
+ * keeps open; a head has no reason to take long, nor a body. */
+static const struct httpd_limits limits = {
+    .max_head_bytes = 16384,
+    .max_body_bytes = WEBHOOK_MAX_BODY,
+    .idle_ms = 120000,
+    .head_ms = 10000,
+    .body_ms = 60000,
+    .write_ms = 60000,
+};
 
 struct webhook_config {
   const char *url;                    /* given to setWebhook */
@@ -45,7 +50,7 @@ struct webhook_config {
  * waiting to be accepted). */
 struct held {
   struct qnode node;
-  struct evhttp_request *req;
+  struct httpd_req *req;
   int64_t id;
   char *json;                    /* until taken */
   size_t len;
@@ -63,7 +68,7 @@ struct webhook {
   size_t secret_len;
   char bound[80];                /* the address listened on */
 
-  struct evhttp *http;
+  struct httpd *http;
   struct qlist held;             /* struct held, oldest first */
   size_t held_bytes;
   struct qlist handed;           /* taken, answers waiting */
@@ -85,6 +90,8 @@ struct webhook {
 
   size_t rejected;               /* 401s since the last log line */
   uint64_t rejected_logged_ms;
+
+  struct webhook_info *info;     /* getWebhookInfo, once set */
 };
 
 /* --- the secret --------------------------------------------------------- */
@@ -158,8 +165,9 @@ static int random_secret(struct webhook *w, struct buf *err) {
 
 /* In constant time for a given secret: how long it takes says nothing
  * about how much of it a guess got right. */
-static bool secret_matches(const struct webhook *w, const char *given) {
-  size_t given_len = given ? strlen(given) : 0;
+static bool secret_matches(const struct webhook *w, const char *given,
+                           size_t given_len) {
+  if (!given) given_len = 0;
   volatile unsigned char diff = given_len != w->secret_len;
   for (size_t i = 0; i < w->secret_len; i++) {
     unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
@@ -170,14 +178,16 @@ static bool secret_matches(const struct webhook *w, const char *given) {
 
 /* --- answers ------------------------------------------------------------ */
 
-static void answer(struct evhttp_request *req, int code, const char *reason,
-                   const char *text) {
+static void count_answer(int code) {
   char codes[8];
   snprintf(codes, sizeof codes, "%d", code);
   metric_inc(METRIC_WEBHOOK_REQUESTS, codes, NULL);
-  if (code == 503)
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
-                      "1");
+}
+
+static void answer(struct httpd_req *req, int code, const char *reason,
+                   const char *text) {
+  count_answer(code);
+  if (code == 503) httpd_add_header(req, "Retry-After", "1");
   httpd_reply(req, code, reason, NULL, text, text ? strlen(text) : 0);
 }
 
@@ -204,16 +214,11 @@ static void answer_all(struct webhook *w, struct qlist *list, int code,
 
 /* --- requests ------------------------------------------------------------ */
 
-static void log_rejected(struct webhook *w, struct evhttp_request *req,
-                         bool missing) {
+static void log_rejected(struct webhook *w, const char *peer, bool missing) {
   uint64_t now = clock_now_ms();
   w->rejected++;
   if (w->rejected_logged_ms && now - w->rejected_logged_ms < REJECT_LOG_MS)
     return;
-  const char *peer = "?";
-  ev_uint16_t port = 0;
-  struct evhttp_connection *c = evhttp_request_get_connection(req);
-  if (c) evhttp_connection_get_peer(c, (char **)&peer, &port);
   log_warn("webhook: %zu request(s) refused with 401 (the last from %s: %s "
            "secret token); only Telegram, with the secret given to "
            "setWebhook, may post updates", w->rejected, peer,
@@ -246,32 +251,69 @@ static int64_t update_id_of(const char *body, size_t len, const char **why) {
     *why = "update_id is not a non-negative integer";
     return -1;
   }
+  /* tghost would go by the first, the script's Lua table holds the last. */
+  if (json_member_repeated(body, len, "update_id")) {
+    *why = "update_id appears twice";
+    return -1;
+  }
   return n.i;
 }
 
-static void on_request(struct evhttp_request *req, void *arg) {
+static bool room_for(const struct webhook *w, size_t len) {
+  return qlist_size(&w->held) < WEBHOOK_MAX_HELD &&
+         w->held_bytes + len <= WEBHOOK_MAX_HELD_BYTES;
+}
+
+/* What can be decided from a request's head is decided before its body is
+ * read (httpd.h): an unauthenticated client never makes tghost buffer a
+ * byte of what it sends. */
+static bool check_head(const struct httpd_head *head, struct httpd_refusal *no,
+                       void *arg) {
   struct webhook *w = arg;
-  httpd_nodelay(req);
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-    answer(req, 405, "Method Not Allowed",
-           "tghost receives Telegram updates here: POST only\n");
-    return;
+  const struct httphead *h = head->head;
+  if (h->method != HTTPHEAD_POST) {
+    *no = (struct httpd_refusal){
+        405, "Method Not Allowed",
+        "tghost receives Telegram updates here: POST only\n", "Allow: POST\r\n"};
+    return false;
   }
-  const char *given = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                         SECRET_HEADER);
-  if (!secret_matches(w, given)) {
-    log_rejected(w, req, given == NULL);
-    answer(req, 401, "Unauthorized", "wrong or missing secret token\n");
-    return;
+  size_t given_len = 0;
+  const char *given = httphead_field(h, SECRET_HEADER, &given_len);
+  if (!secret_matches(w, given, given_len)) {
+    log_rejected(w, head->peer, given == NULL);
+    *no = (struct httpd_refusal){401, "Unauthorized",
+                                 "wrong or missing secret token\n", NULL};
+    return false;
   }
+  if (w->stopping) {
+    *no = (struct httpd_refusal){503, "Service Unavailable", "stopping\n",
+                                 "Retry-After: 1\r\n"};
+    return false;
+  }
+  if (!room_for(w, h->content_length > 0 ? (size_t)h->content_length : 0)) {
+    *no = (struct httpd_refusal){503, "Service Unavailable",
+                                 "too many updates waiting\n",
+                                 "Retry-After: 1\r\n"};
+    return false;
+  }
+  return true;
+}
+
+static void on_refused(int code, void *arg) {
+  (void)arg;
+  count_answer(code);
+}
+
+static void on_request(struct httpd_req *req, void *arg) {
+  struct webhook *w = arg;
+  /* The head passed check_head; while the body came, tghost may have
+   * begun to stop, or others filled the queue. */
   if (w->stopping) {
     answer(req, 503, "Service Unavailable", "stopping\n");
     return;
   }
-  struct evbuffer *in = evhttp_request_get_input_buffer(req);
-  size_t len = evbuffer_get_length(in);
-  const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+  size_t len;
+  const char *body = httpd_req_body(req, &len);
   const char *why = NULL;
   int64_t id = update_id_of(body, len, &why);
   if (id < 0) {
@@ -289,19 +331,16 @@ static void on_request(struct evhttp_request *req, void *arg) {
     answer(req, 200, "OK", NULL);
     return;
   }
-  if (qlist_size(&w->held) >= WEBHOOK_MAX_HELD ||
-      w->held_bytes + len > WEBHOOK_MAX_HELD_BYTES) {
+  if (!room_for(w, len)) {
     answer(req, 503, "Service Unavailable", "too many updates waiting\n");
     return;
   }
+  webhook_info_update_received(w->info);
   struct held *h = xcalloc(1, sizeof *h);
   h->req = req;
   h->id = id;
-  h->json = xmalloc(len + 1);
-  evbuffer_remove(in, h->json, len);   /* the copy is the only one kept */
-  h->json[len] = '\0';
-  h->len = len;
-  w->held_bytes += len;
+  h->json = httpd_req_take_body(req, &h->len);   /* the only copy kept */
+  w->held_bytes += h->len;
   qlist_push_back(&w->held, &h->node);
   if (!evtimer_pending(w->sweep_timer, NULL)) {
     struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
@@ -315,19 +354,6 @@ static void on_ready_event(evutil_socket_t fd, short what, void *arg) {
   if (!qlist_empty(&w->held)) source_ready(&w->source);
 }
 
-/* Whether the peer of a held request has closed its connection: a request
- * is complete when it is held, so anything readable now is its end (or a
- * pipelined next request, which means the client is still there). */
-static bool client_gone(struct evhttp_request *req) {
-  struct evhttp_connection *c = evhttp_request_get_connection(req);
-  struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-  if (!bev) return true;
-  char byte;
-  ssize_t n = recv(bufferevent_getfd(bev), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                    errno != EINTR);
-}
-
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
   struct webhook *w = arg;
   size_t dropped = 0;
@@ -335,11 +361,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
        n = next) {
     next = n->next;
     struct held *h = qlist_entry(n, struct held, node);
-    if (client_gone(h->req)) {
+    if (httpd_req_client_gone(h->req)) {
       qlist_remove(&w->held, n);
       w->held_bytes -= h->len;
-      /* Frees the request with its connection; no answer can go out. */
-      evhttp_connection_free(evhttp_request_get_connection(h->req));
+      /* No answer can go out: the request goes with its connection. */
+      httpd_req_drop(h->req);
       held_free(h);
       dropped++;
     }
@@ -437,6 +463,7 @@ static void on_set_webhook(struct http_request *req, void *ud) {
     w->set_allowed = w->allowed_updates_json ? xstrdup(w->allowed_updates_json)
                                              : NULL;
     w->set_max_connections = w->max_connections;
+    webhook_info_start(w->info);
     if (first) source_ready(&w->source);
     if (w->resend) {
       w->resend = false;
@@ -512,8 +539,10 @@ static struct webhook *webhook_new(struct botapi *api,
     free(w);
     return NULL;
   }
-  w->http = httpd_listen(base, cfg->listen, "--listen", w->bound,
-                         sizeof w->bound, err);
+  static const struct httpd_callbacks http_cb = {check_head, on_request,
+                                                on_refused};
+  w->http = httpd_new(base, cfg->listen, "webhook", "--listen", &limits,
+                      &http_cb, w, w->bound, sizeof w->bound, err);
   if (!w->http) {
     memset(w->secret, 0, sizeof w->secret);
     free(w);
@@ -530,19 +559,10 @@ static struct webhook *webhook_new(struct botapi *api,
   qlist_init(&w->held);
   qlist_init(&w->handed);
   idwindow_init(&w->window, WEBHOOK_WINDOW);
+  w->info = webhook_info_new(api, base, w->url);
   w->ready_event = event_new(base, -1, 0, on_ready_event, w);
   w->sweep_timer = evtimer_new(base, on_sweep, w);
   w->retry_timer = evtimer_new(base, on_retry, w);
-  evhttp_set_gencb(w->http, on_request, w);
-  evhttp_set_max_body_size(w->http, WEBHOOK_MAX_BODY);
-  /* An oversized body is read to its end (and dropped) before the 413
-   * goes out: closing on a client still sending would reset the
-   * connection, and the client would see no answer at all. */
-  evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
-  evhttp_set_max_headers_size(w->http, 16384);
-  evhttp_set_timeout(w->http, HTTP_TIMEOUT_S);
-  evhttp_set_allowed_methods(w->http, EVHTTP_REQ_POST | EVHTTP_REQ_GET |
-                                          EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
   log_info("webhook: listening on %s for updates posted to %s", w->bound,
            w->url);
   return w;
@@ -554,7 +574,8 @@ static void webhook_free(struct webhook *w) {
   answer_all(w, &w->handed, 503, "Service Unavailable", "stopping\n");
   note_held(w);
   if (w->req) http_request_free(w->req);
-  evhttp_free(w->http);
+  webhook_info_free(w->info);
+  httpd_free(w->http);
   event_free(w->ready_event);
   event_free(w->sweep_timer);
   event_free(w->retry_timer);
@@ -629,6 +650,7 @@ static void webhook_stop(struct webhook *w) {
     w->req = NULL;
   }
   evtimer_del(w->retry_timer);
+  webhook_info_stop(w->info);
   if (n)
     log_info("webhook: %zu held update(s) answered 503: Telegram delivers "
              "them again to the next start", n);

@@ -7,13 +7,14 @@
  * Telegram speaks only HTTPS) and calls setWebhook with the URL, the
  * secret token, allowed_updates and max_connections (network errors and
  * 5xx are retried with backoff for at most max_retry_ms; a 4xx is fatal).
- * Each request is checked, in this order:
+ * Each request is checked, in this order, the first four on its head
+ * alone, before a byte of its body is read (httpd.h, which also bounds
+ * connections, heads and time):
  *   - it is a POST (405 otherwise);
  *   - its X-Telegram-Bot-Api-Secret-Token header equals the secret,
  *     compared in constant time (401 otherwise; logged, never the secret);
- *   - its body is at most WEBHOOK_MAX_BODY bytes (413, answered by evhttp
- *     before tghost sees the request, once it has read and dropped the
- *     rest of the body, so that the client gets the answer, not a reset);
+ *   - tghost is not stopping and has room to hold it (503);
+ *   - its Content-Length is at most WEBHOOK_MAX_BODY (413);
  *   - its body is one JSON object with an integer update_id >= 0 (400).
  * Then the request is held: its answer waits until the update has been
  * accepted. fetch hands held updates to the runner (oldest first) when the
@@ -41,7 +42,7 @@
  * accepted, and run before the stop ends (releases_unstarted is false). The webhook stays set with Telegram: updates wait there
  * (up to 24 hours) until tghost is back. deleteWebhook removes it.
  *
- * Layer: pipeline (evhttp through httpd.h, the Bot API client). */
+ * Layer: pipeline (the HTTP server of httpd.h, the Bot API client). */
 #ifndef TGHOST_WEBHOOK_H
 #define TGHOST_WEBHOOK_H
 

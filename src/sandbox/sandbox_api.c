@@ -1429,8 +1429,10 @@ static void download(struct sandbox_api *a, struct evhttp_request *req,
     evbuffer_add(out, f->data, f->size);
   } else if (f && f->path && (fd = open(f->path, O_RDONLY | O_CLOEXEC)) >= 0 &&
              fstat(fd, &st) == 0) {
-    /* libevent sends it with sendfile(2) and closes fd. */
-    evbuffer_add_file(out, fd, 0, st.st_size);
+    /* libevent sends it with sendfile(2) and closes fd; an empty file it
+     * would try to mmap, fail and leak its segment, so it sends nothing. */
+    if (st.st_size > 0) evbuffer_add_file(out, fd, 0, st.st_size);
+    else close(fd);
     fd = -1;
   } else {
     if (fd >= 0) close(fd);

@@ -1159,8 +1159,11 @@ static int run_command(struct sandbox *sb, const char *line, struct buf *err,
   } else if (IS("location")) {
     double lat, lon;
     char tail;
-    if (sscanf(arg, "%lf %lf %c", &lat, &lon, &tail) != 2) {
-      buf_append_str(err, "usage: :location LAT LON");
+    /* strtod reads "nan" and "inf", which JSON cannot carry. */
+    if (sscanf(arg, "%lf %lf %c", &lat, &lon, &tail) != 2 ||
+        !(lat >= -90 && lat <= 90) || !(lon >= -180 && lon <= 180)) {
+      buf_append_str(err, "usage: :location LAT LON (latitude -90 to 90, "
+                          "longitude -180 to 180)");
       return -1;
     }
     char shown[96];
@@ -1231,7 +1234,7 @@ static int run_command(struct sandbox *sb, const char *line, struct buf *err,
   } else if (IS("sleep") || IS("timeout")) {
     char *end;
     double secs = strtod(arg, &end);
-    if (end == arg || *end || secs < 0 || secs > 3600) {
+    if (end == arg || *end || !(secs >= 0 && secs <= 3600)) {   /* NaN */
       buf_printf(err, "usage: :%.*s SECONDS", (int)n, name);
       return -1;
     }

@@ -4,94 +4,112 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/clock.h"
-#include "store/kvreq.h"
-#include "script/luabind.h"
-#include "store/storages.h"
-#include "script/storecodec.h"
 #include "sched/task.h"
+#include "script/luabind.h"
+#include "script/storecodec.h"
+#include "store/kvreq.h"
+#include "store/storages.h"
 
 static const char HANDLE_MT[] = "tghost.storage.handle";
 
-enum handle_kind { HANDLE_MEMORY, HANDLE_SQLITE, HANDLE_REDIS };
-
 /* What a script's storage object holds: the host's store (NULL under
- * --check) and, for SQLite, the table or, for Redis, the key prefix. */
+ * --check for backends that open something outside the process: it reads
+ * as empty and writes go nowhere) and the namespace its requests use. */
 struct store_handle {
-  enum handle_kind kind;
-  void *store;
+  const struct kv_backend *backend;
+  struct kvstore *store;
   char ns[];
 };
-
-static struct store_handle *push_handle(lua_State *L, enum handle_kind kind,
-                                        void *store, const char *ns) {
-  size_t len = ns ? strlen(ns) : 0;
-  struct store_handle *h = lua_newuserdatauv(L, sizeof *h + len + 1, 0);
-  h->kind = kind;
-  h->store = store;
-  memcpy(h->ns, ns ? ns : "", len + 1);
-  luaL_setmetatable(L, HANDLE_MT);
-  return h;
-}
 
 static struct store_handle *check_handle(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, HANDLE_MT);
 }
 
-/* --- constructors -------------------------------------------------------- */
+/* --- backends and opening ---------------------------------------------------- */
 
-static int l_memory(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  struct memstore *m = storages_memory(host_of(L)->storages, name);
-  push_handle(L, HANDLE_MEMORY, m, NULL);
-  return 1;
+static void set_string(lua_State *L, const char *field, const char *value) {
+  if (!value) return;
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, field);
 }
 
-static int l_sqlite(lua_State *L) {
-  struct host *h = host_of(L);
-  const char *path = luaL_checkstring(L, 1);
-  const char *table = luaL_checkstring(L, 2);
-  if (!sqlstore_valid_table(table))
-    return luaL_error(L, "tghost.storage.sqlite: table name \"%s\" must be "
-                         "letters, digits and _ (at most 64, not starting "
-                         "with a digit or sqlite_)", table);
-  if (!path[0])
-    return luaL_error(L, "tghost.storage.sqlite: the path is empty");
-  struct sqlstore *q = NULL;
-  if (!h->cfg->check) {
-    struct buf err = BUF_INIT;
-    q = storages_sqlite(h->storages, path, &err);
-    if (!q) {
-      lua_pushfstring(L, "tghost.storage.sqlite(\"%s\"): %s", path, err.data);
-      buf_free(&err);
-      return lua_error(L);
-    }
+static int l_backends(lua_State *L) {
+  lua_newtable(L);
+  const struct kv_backend *b;
+  for (size_t i = 0; (b = storages_backend_at(i)); i++) {
+    lua_createtable(L, 0, 5);
+    set_string(L, "kind", b->kind);
+    set_string(L, "target_arg", b->target_arg);
+    set_string(L, "target_what", b->target_what);
+    set_string(L, "ns_arg", b->ns_arg);
+    set_string(L, "ns_default", b->ns_default);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  push_handle(L, HANDLE_SQLITE, q, table);
   return 1;
 }
 
-static int l_redis(lua_State *L) {
+static int l_open(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *target = luaL_checkstring(L, 2);
+  const struct kv_backend *b = storages_backend(kind);
+  if (!b) return luaL_error(L, "tghost.storage: no storage backend \"%s\"", kind);
+  const char *ns = b->ns_arg ? luaL_optstring(L, 3, b->ns_default) : "";
   struct host *h = host_of(L);
-  const char *url = luaL_checkstring(L, 1);
-  const char *prefix = luaL_optstring(L, 2, "");
   struct buf err = BUF_INIT;
-  struct redisstore *r = NULL;
-  int rc = h->cfg->check ? redisstore_check_url(url, &err) : 0;
-  if (rc == 0 && !h->cfg->check) r = storages_redis(h->storages, url, &err);
-  if (rc != 0 || (!h->cfg->check && !r)) {
-    /* The URL may hold a password: name the problem, not the URL. */
-    lua_pushfstring(L, "tghost.storage.redis: %s", err.data);
+  struct kvstore *store = NULL;
+  /* Messages name the problem, never the target: a URL may hold a
+   * password. */
+  if (b->check(target, ns, &err) != 0 ||
+      ((b->opens_under_check || !h->cfg->check) &&
+       !(store = storages_open(h->storages, b, target, &err)))) {
+    lua_pushfstring(L, "tghost.storage.%s: %s", kind, err.data);
     buf_free(&err);
     return lua_error(L);
   }
-  push_handle(L, HANDLE_REDIS, r, prefix);
-  if (r) lua_pushstring(L, redisstore_name(r));
-  else lua_pushliteral(L, "redis");
+  size_t len = strlen(ns);
+  struct store_handle *sh = lua_newuserdatauv(L, sizeof *sh + len + 1, 0);
+  sh->backend = b;
+  sh->store = store;
+  memcpy(sh->ns, ns, len + 1);
+  luaL_setmetatable(L, HANDLE_MT);
+  struct buf label = BUF_INIT;
+  b->describe(target, ns, &label);
+  lua_pushlstring(L, label.data, label.len);
+  buf_free(&label);
   return 2;
 }
 
-/* --- calls --------------------------------------------------------------- */
+/* --- calls --------------------------------------------------------------------- */
+
+/* The results of a finished request, without the leading true. */
+static int push_results(lua_State *L, const struct kvreq *r) {
+  luaL_checkstack(L, 3, "storage result");
+  switch (r->op) {
+    case KV_GET:
+      if (r->value) lua_pushlstring(L, r->value, r->value_len);
+      else lua_pushnil(L);
+      return 1;
+    case KV_SET:
+    case KV_DELETE:
+      return 0;
+    case KV_LIST:
+      lua_createtable(L, (int)r->nkeys, 0);
+      for (size_t i = 0; i < r->nkeys; i++) {
+        lua_pushlstring(L, r->keys[i].data, r->keys[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      if (r->cursor) lua_pushlstring(L, r->cursor, r->cursor_len);
+      else lua_pushnil(L);
+      return 2;
+    case KV_CAS:
+      lua_pushboolean(L, r->swapped);
+      if (r->swapped) return 1;
+      if (r->value) lua_pushlstring(L, r->value, r->value_len);
+      else lua_pushnil(L);
+      return 2;
+  }
+  return 0;
+}
 
 static int kv_push(lua_State *co, void *data) {
   struct kvreq *r = data;
@@ -104,12 +122,7 @@ static int kv_push(lua_State *co, void *data) {
       n = 2;
     } else {
       lua_pushboolean(co, 1);
-      n = 1;
-      if (r->op == KV_GET) {
-        if (r->value) lua_pushlstring(co, r->value, r->value_len);
-        else lua_pushnil(co);
-        n = 2;
-      }
+      n = 1 + push_results(co, r);
     }
   }
   kvreq_free(r);
@@ -122,37 +135,56 @@ static void kv_cancel(void *data) { kvreq_detach(data); }
 
 static const struct task_wait_ops kv_wait_ops = {"storage", kv_cancel};
 
-static const char *kind_name(enum handle_kind kind) {
-  switch (kind) {
-    case HANDLE_MEMORY: return "memory";
-    case HANDLE_SQLITE: return "sqlite";
-    case HANDLE_REDIS: return "redis";
-  }
-  return "?";
+/* Raises unless the handle's store can take a call here; returns the task
+ * the call suspends, or NULL when it is answered at once (the backend can,
+ * or --check opened nothing). */
+static struct task *before_call(lua_State *L, struct store_handle *sh) {
+  if (!sh->store || sh->backend->run_now) return NULL;
+  char what[48];
+  snprintf(what, sizeof what, "a %s storage call", sh->backend->kind);
+  return task_check_can_wait(L, &host_of(L)->sched, what);
 }
 
-/* Sends a request to an SQLite or Redis store and suspends the task until
- * it is answered. */
-static int call_async(lua_State *L, struct store_handle *sh, enum kv_op op,
-                      const char *key, size_t key_len, const char *value,
-                      size_t value_len, long long ttl_ms) {
-  struct host *h = host_of(L);
-  if (!sh->store)
-    return luaL_error(L, "%s storage calls are disabled by --check",
-                      kind_name(sh->kind));
-  char what[48];
-  snprintf(what, sizeof what, "a %s storage call", kind_name(sh->kind));
-  struct task *t = task_check_can_wait(L, &h->sched, what);
-  struct kvreq *r = kvreq_new(op, sh->ns, key, key_len, value, value_len,
-                              ttl_ms, kv_done, t);
-  if (sh->kind == HANDLE_SQLITE) {
-    sqlstore_submit(sh->store, r);
-  } else if (redisstore_submit(sh->store, r) != 0) {
-    lua_pushstring(L, r->error);
-    kvreq_free(r);
-    return lua_error(L);
+/* A request on the stack borrowing the handle's namespace and the key. */
+static struct kvreq spec(enum kv_op op, struct store_handle *sh,
+                         const char *key, size_t key_len) {
+  struct kvreq r;
+  memset(&r, 0, sizeof r);
+  r.op = op;
+  r.ns = sh->ns;
+  r.key = (char *)key;
+  r.key_len = key_len;
+  r.borrowed = true;
+  return r;
+}
+
+/* Runs the request q describes on the handle's store: at once (t NULL;
+ * q itself, no copy), or suspending t until the store answers a copy. The
+ * Lua strings q borrows stay on the stack until then. */
+static int call(lua_State *L, struct store_handle *sh, struct task *t,
+                struct kvreq *q) {
+  if (!sh->store) {
+    /* --check opens no file and connects nowhere: the store reads as
+     * empty and writes go nowhere, so that a script's top level runs. */
+    q->swapped = q->expected == NULL;
+    q->value = NULL;
+    q->cursor = NULL;
+    return push_results(L, q);
   }
+  if (!t) {
+    sh->backend->run_now(sh->store->impl, q);
+    if (q->error) {
+      lua_pushstring(L, q->error);
+      kvreq_release(q);
+      return lua_error(L);
+    }
+    int n = push_results(L, q);
+    kvreq_release(q);
+    return n;
+  }
+  struct kvreq *r = kvreq_copy(q, kv_done, t);
   lua_settop(L, 0);
+  kvstore_submit(sh->store, r);
   return task_wait(L, t, &kv_wait_ops, r);
 }
 
@@ -162,18 +194,19 @@ static long long check_ttl(lua_State *L, int idx) {
   return (long long)ttl;
 }
 
+/* An optional byte string argument: NULL for nil. */
+static const char *opt_bytes(lua_State *L, int idx, size_t *len) {
+  *len = 0;
+  return lua_isnoneornil(L, idx) ? NULL : luaL_checklstring(L, idx, len);
+}
+
 static int l_get(lua_State *L) {
   struct store_handle *sh = check_handle(L, 1);
   size_t key_len;
   const char *key = luaL_checklstring(L, 2, &key_len);
-  if (sh->kind != HANDLE_MEMORY)
-    return call_async(L, sh, KV_GET, key, key_len, NULL, 0, 0);
-  size_t len;
-  const char *v = memstore_get(sh->store, key, key_len,
-                               (int64_t)clock_now_ms(), &len);
-  if (v) lua_pushlstring(L, v, len);
-  else lua_pushnil(L);
-  return 1;
+  struct task *t = before_call(L, sh);
+  struct kvreq q = spec(KV_GET, sh, key, key_len);
+  return call(L, sh, t, &q);
 }
 
 static int l_set(lua_State *L) {
@@ -182,25 +215,57 @@ static int l_set(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &key_len);
   const char *bytes = luaL_checklstring(L, 3, &len);
   long long ttl_ms = check_ttl(L, 4);
-  if (sh->kind != HANDLE_MEMORY)
-    return call_async(L, sh, KV_SET, key, key_len, bytes, len, ttl_ms);
-  int64_t now = (int64_t)clock_now_ms();
-  memstore_set(sh->store, key, key_len, bytes, len, ttl_ms ? now + ttl_ms : 0,
-               now);
-  return 0;
+  struct task *t = before_call(L, sh);
+  struct kvreq q = spec(KV_SET, sh, key, key_len);
+  q.value = (char *)bytes;
+  q.value_len = len;
+  q.ttl_ms = ttl_ms;
+  return call(L, sh, t, &q);
 }
 
 static int l_delete(lua_State *L) {
   struct store_handle *sh = check_handle(L, 1);
   size_t key_len;
   const char *key = luaL_checklstring(L, 2, &key_len);
-  if (sh->kind != HANDLE_MEMORY)
-    return call_async(L, sh, KV_DELETE, key, key_len, NULL, 0, 0);
-  memstore_delete(sh->store, key, key_len);
-  return 0;
+  struct task *t = before_call(L, sh);
+  struct kvreq q = spec(KV_DELETE, sh, key, key_len);
+  return call(L, sh, t, &q);
 }
 
-/* --- values -------------------------------------------------------------- */
+static int l_list(lua_State *L) {
+  struct store_handle *sh = check_handle(L, 1);
+  size_t prefix_len, cursor_len;
+  const char *prefix = luaL_checklstring(L, 2, &prefix_len);
+  lua_Integer limit = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, limit >= 1 && limit <= KV_LIST_MAX, 3,
+                "limit must be 1 to 10000");
+  const char *cursor = opt_bytes(L, 4, &cursor_len);
+  struct task *t = before_call(L, sh);
+  struct kvreq q = spec(KV_LIST, sh, prefix, prefix_len);
+  q.limit = (size_t)limit;
+  q.cursor = (char *)cursor;
+  q.cursor_len = cursor_len;
+  return call(L, sh, t, &q);
+}
+
+static int l_cas(lua_State *L) {
+  struct store_handle *sh = check_handle(L, 1);
+  size_t key_len, expected_len, len;
+  const char *key = luaL_checklstring(L, 2, &key_len);
+  const char *expected = opt_bytes(L, 3, &expected_len);
+  const char *bytes = opt_bytes(L, 4, &len);
+  long long ttl_ms = check_ttl(L, 5);
+  struct task *t = before_call(L, sh);
+  struct kvreq q = spec(KV_CAS, sh, key, key_len);
+  q.expected = (char *)expected;
+  q.expected_len = expected_len;
+  q.value = (char *)bytes;
+  q.value_len = len;
+  q.ttl_ms = ttl_ms;
+  return call(L, sh, t, &q);
+}
+
+/* --- values -------------------------------------------------------------------- */
 
 static int l_encode(lua_State *L) {
   luaL_checkany(L, 1);
@@ -230,12 +295,19 @@ static int l_decode(lua_State *L) {
 
 int luaopen_tghost_storagecore(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"memory", l_memory}, {"sqlite", l_sqlite}, {"redis", l_redis},
-      {"get", l_get},       {"set", l_set},       {"delete", l_delete},
-      {"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
+      {"backends", l_backends}, {"open", l_open},     {"get", l_get},
+      {"set", l_set},           {"delete", l_delete}, {"list", l_list},
+      {"cas", l_cas},           {"encode", l_encode}, {"decode", l_decode},
+      {NULL, NULL}};
+  /* A handle is a backend object (lua/storage.lua): handle:get(key), ... */
+  static const luaL_Reg methods[] = {{"get", l_get},       {"set", l_set},
+                                     {"delete", l_delete}, {"list", l_list},
+                                     {"cas", l_cas},       {NULL, NULL}};
   if (luaL_newmetatable(L, HANDLE_MT)) {
     lua_pushliteral(L, "tghost.storage.handle");
     lua_setfield(L, -2, "__name");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   luaL_newlib(L, fns);

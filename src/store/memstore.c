@@ -134,3 +134,15 @@ bool memstore_delete(struct memstore *m, const char *key, size_t key_len) {
   remove_entry(m, e);
   return true;
 }
+
+void memstore_each(const struct memstore *m, int64_t now_ms,
+                   void (*fn)(const char *key, size_t key_len,
+                              const char *value, size_t len, void *ud),
+                   void *ud) {
+  size_t i;
+  for (struct hashmap_node *n = hashmap_first(&m->map, &i); n;
+       n = hashmap_next(&m->map, n, &i)) {
+    const struct entry *e = entry_of(n);
+    if (!expired(e, now_ms)) fn(n->key, n->len, e->value, e->value_len, ud);
+  }
+}

@@ -42,6 +42,13 @@ void memstore_set(struct memstore *m, const char *key, size_t key_len,
 /* Removes key; false if no entry (live or expired) was there. */
 bool memstore_delete(struct memstore *m, const char *key, size_t key_len);
 
+/* Calls fn for every live entry (not expired at now_ms), in no particular
+ * order. fn must not change the store. */
+void memstore_each(const struct memstore *m, int64_t now_ms,
+                   void (*fn)(const char *key, size_t key_len,
+                              const char *value, size_t len, void *ud),
+                   void *ud);
+
 /* Entries held, including expired ones not reclaimed yet. */
 size_t memstore_count(const struct memstore *m);
 

@@ -1,59 +1,29 @@
-/* A key-value store in Redis, on the event loop: what
- * tghost.storage.redis(url [, prefix]) talks to.
+/* The Redis backend: tghost.storage.redis(url [, prefix]), a key-value
+ * store in Redis strings, on a src/store/redisconn.h connection (one per
+ * URL and process, whatever prefixes are used on it).
  *
- * Layer: loop and HTTP (beside src/http.h). Requests are src/kvreq.h's;
- * ns is a prefix put before every key. Uses hiredis's asynchronous API with its
- * libevent adapter, so nothing waits on a socket; a host name in the URL
- * is resolved with libevent's asynchronous resolver (evdns), never with a
- * blocking getaddrinfo.
+ * Layer: stores. Implements src/store/kvstore.h; the namespace is a
+ * prefix put before every key ("tghost:" by default), so the session of
+ * chat 42 is the Redis string tghost:42, readable with redis-cli.
  *
- * Commands: GET, SET (PX for a time to live), DEL, pipelined on one
- * connection, answered in order. The connection is opened at once and
- * kept; requests made before the first attempt ends wait for it. When the
- * connection is lost, or an attempt fails, the store is down: requests
- * in flight fail ("connection lost"), new ones are refused at once with
- * the reason (redisstore_submit returns -1), and it reconnects in the
- * background with backoff (100 ms doubling to 2 s), logging the outage
- * once and the recovery once. A connection on which Redis has not
- * answered for REDIS_REPLY_TIMEOUT_MS while commands wait (a stopped or
- * unreachable server, a connect that never completes) is dropped and
- * handled the same way; it counts as up again once Redis answers a PING. The URL's password never appears in a
- * message. */
+ * Commands, pipelined on the connection and answered in order: GET, SET
+ * (PX for a time to live), DEL; compare-and-set is one Lua script run by
+ * EVALSHA (EVAL until Redis has told the script's SHA, or when it forgot
+ * the script), atomic on the server: GET, compare, SET or DEL. Listing
+ * runs SCAN ... MATCH <prefix>* from a script, a bounded number of times
+ * per page; keys SCAN returns beyond the page's limit ride in the cursor
+ * to the next page, so no key is skipped and a page never exceeds its
+ * limit. SCAN may list a key twice.
+ *
+ * Failures come from the connection: "redis storage redis://host:port:
+ * connection lost (...)", "... is unreachable: ...; reconnecting in the
+ * background", "...: no answer within 5 s (connection dropped)", or what
+ * Redis answered. */
 #ifndef TGHOST_REDISSTORE_H
 #define TGHOST_REDISSTORE_H
 
-#include <event2/event.h>
+#include "store/kvstore.h"
 
-#include "base/buf.h"
-#include "store/kvreq.h"
-
-#define REDIS_REPLY_TIMEOUT_MS 5000
-
-struct redisstore;
-
-/* redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by
- * default; host may be a name, an IPv4 address or [IPv6]), or
- * unix://[[user]:password@]/path/to/redis.sock[?db=N]. Returns NULL
- * with a message in err for a URL it cannot use; otherwise starts
- * connecting. */
-struct redisstore *redisstore_new(struct event_base *base, const char *url,
-                                  struct buf *err);
-
-/* Whether url is one redisstore_new can use: 0, or -1 with a message in
- * err. Connects to nothing. */
-int redisstore_check_url(const char *url, struct buf *err);
-
-/* Sends req (the store owns it until it completes) and returns 0; or
- * returns -1, req->error set and req still the caller's, when the store
- * is down. */
-int redisstore_submit(struct redisstore *s, struct kvreq *req);
-
-/* The URL without its password, for messages. */
-const char *redisstore_name(const struct redisstore *s);
-
-/* Closes the connection; requests in flight are freed without being
- * completed. For teardown, after the loop has stopped for good (their
- * waiters are gone by then). */
-void redisstore_free(struct redisstore *s);
+extern const struct kv_backend redisstore_backend;
 
 #endif

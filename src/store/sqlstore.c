@@ -25,6 +25,7 @@ struct table {
   struct table *next;
   char *name;
   sqlite3_stmt *get, *set, *del, *purge;
+  sqlite3_stmt *cas_update, *cas_delete, *cas_insert;
   long writes_since_purge;
   int64_t last_purge_ms;
 };
@@ -80,16 +81,23 @@ static void fail_request(struct sqlstore *s, struct kvreq *r, const char *why) {
     kvreq_set_error(r, "sqlite storage \"%s\": %s", s->path, why);
 }
 
+static void table_free(struct table *t) {
+  sqlite3_finalize(t->get);
+  sqlite3_finalize(t->set);
+  sqlite3_finalize(t->del);
+  sqlite3_finalize(t->purge);
+  sqlite3_finalize(t->cas_update);
+  sqlite3_finalize(t->cas_delete);
+  sqlite3_finalize(t->cas_insert);
+  free(t->name);
+  free(t);
+}
+
 static void close_tables(struct sqlstore *s) {
   struct table *t = s->tables;
   while (t) {
     struct table *next = t->next;
-    sqlite3_finalize(t->get);
-    sqlite3_finalize(t->set);
-    sqlite3_finalize(t->del);
-    sqlite3_finalize(t->purge);
-    free(t->name);
-    free(t);
+    table_free(t);
     t = next;
   }
   s->tables = NULL;
@@ -131,13 +139,28 @@ static bool open_db(struct sqlstore *s, char **why) {
   return true;
 }
 
+/* The SQL with every {T} replaced by the table's name (an identifier
+ * sqlstore_valid_table accepted, so quoting it is enough). */
+static void table_sql(struct buf *sql, const char *fmt, const char *table) {
+  for (const char *p = fmt; *p;) {
+    const char *t = strstr(p, "{T}");
+    if (!t) {
+      buf_append_str(sql, p);
+      break;
+    }
+    buf_append(sql, p, (size_t)(t - p));
+    buf_printf(sql, "\"%s\"", table);
+    p = t + 3;
+  }
+}
+
 static sqlite3_stmt *prepare(struct sqlstore *s, const char *fmt,
-                             const char *table) {
+                             const char *table, unsigned flags) {
   struct buf sql = BUF_INIT;
-  buf_printf(&sql, fmt, table);
+  table_sql(&sql, fmt, table);
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v3(s->db, sql.data, (int)sql.len,
-                         SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v3(s->db, sql.data, (int)sql.len, flags, &st, NULL) !=
+      SQLITE_OK)
     st = NULL;
   buf_free(&sql);
   return st;
@@ -164,26 +187,135 @@ static struct table *table_for(struct sqlstore *s, const char *name,
   }
   struct table *t = xcalloc(1, sizeof *t);
   t->name = xstrdup(name);
-  t->get = prepare(s, "SELECT value, expires FROM \"%s\" WHERE key = ?1", name);
-  t->set = prepare(s, "INSERT OR REPLACE INTO \"%s\"(key, value, expires) "
-                      "VALUES (?1, ?2, ?3)", name);
-  t->del = prepare(s, "DELETE FROM \"%s\" WHERE key = ?1", name);
-  t->purge = prepare(s, "DELETE FROM \"%s\" WHERE expires IS NOT NULL AND "
-                        "expires <= ?1", name);
+  const unsigned keep = SQLITE_PREPARE_PERSISTENT;
+  t->get = prepare(s, "SELECT value, expires FROM {T} WHERE key = ?1", name,
+                   keep);
+  t->set = prepare(s, "INSERT OR REPLACE INTO {T}(key, value, expires) "
+                      "VALUES (?1, ?2, ?3)", name, keep);
+  t->del = prepare(s, "DELETE FROM {T} WHERE key = ?1", name, keep);
+  t->purge = prepare(s, "DELETE FROM {T} WHERE expires IS NOT NULL AND "
+                        "expires <= ?1", name, keep);
+  /* Compare-and-set, one statement each: ?1 key, ?2 expected, ?3 new,
+   * ?4 new expiry, ?5 now. A row whose expiry has passed counts as
+   * absent. */
+  t->cas_update = prepare(s, "UPDATE {T} SET value = ?3, expires = ?4 "
+                             "WHERE key = ?1 AND value = ?2 AND "
+                             "(expires IS NULL OR expires > ?5)", name, keep);
+  t->cas_delete = prepare(s, "DELETE FROM {T} WHERE key = ?1 AND value = ?2 "
+                             "AND (expires IS NULL OR expires > ?5)", name,
+                          keep);
+  t->cas_insert = prepare(s, "INSERT INTO {T}(key, value, expires) "
+                             "VALUES (?1, ?3, ?4) ON CONFLICT(key) DO UPDATE "
+                             "SET value = excluded.value, expires = "
+                             "excluded.expires WHERE {T}.expires IS NOT NULL "
+                             "AND {T}.expires <= ?5", name, keep);
   t->last_purge_ms = wall_ms();
-  if (!t->get || !t->set || !t->del || !t->purge) {
+  if (!t->get || !t->set || !t->del || !t->purge || !t->cas_update ||
+      !t->cas_delete || !t->cas_insert) {
     *why = sqlite3_errmsg(s->db);
-    sqlite3_finalize(t->get);
-    sqlite3_finalize(t->set);
-    sqlite3_finalize(t->del);
-    sqlite3_finalize(t->purge);
-    free(t->name);
-    free(t);
+    table_free(t);
     return NULL;
   }
   t->next = s->tables;
   s->tables = t;
   return t;
+}
+
+/* The live value of the key into r->value (NULL when absent or
+ * expired); false, r failed, on an error. */
+static bool read_value(struct sqlstore *s, struct table *t, struct kvreq *r,
+                       int64_t now) {
+  sqlite3_bind_text(t->get, 1, r->key, (int)r->key_len, SQLITE_STATIC);
+  int rc = sqlite3_step(t->get);
+  bool ok = true;
+  kvreq_set_value(r, NULL, 0);
+  if (rc == SQLITE_ROW) {
+    bool expired = sqlite3_column_type(t->get, 1) != SQLITE_NULL &&
+                   sqlite3_column_int64(t->get, 1) <= now;
+    if (!expired) {
+      const char *v = (const char *)sqlite3_column_text(t->get, 0);
+      int n = sqlite3_column_bytes(t->get, 0);
+      kvreq_set_value(r, v ? v : "", (size_t)n);
+    }
+  } else if (rc != SQLITE_DONE) {
+    fail_request(s, r, sqlite3_errmsg(s->db));
+    ok = false;
+  }
+  sqlite3_reset(t->get);
+  sqlite3_clear_bindings(t->get);
+  return ok;
+}
+
+/* The keys of a page: from the prefix or after the cursor, below the end
+ * of the prefix (the prefix with its last byte that is not 0xff raised
+ * by one; none if every byte is 0xff), in the index's byte order. */
+static void list_keys(struct sqlstore *s, struct table *t, struct kvreq *r,
+                      int64_t now) {
+  size_t end_len = r->key_len;
+  while (end_len > 0 && (unsigned char)r->key[end_len - 1] == 0xff) end_len--;
+  char *end = end_len ? xstrndup(r->key, end_len) : NULL;
+  if (end) end[end_len - 1] = (char)((unsigned char)end[end_len - 1] + 1);
+  struct buf sql = BUF_INIT;
+  buf_append_str(&sql, "SELECT key FROM {T} WHERE key >= ?1");
+  if (r->cursor) buf_append_str(&sql, " AND key > ?2");
+  if (end) buf_append_str(&sql, " AND key < ?3");
+  buf_append_str(&sql, " AND (expires IS NULL OR expires > ?4) ORDER BY key "
+                       "LIMIT ?5");
+  sqlite3_stmt *st = prepare(s, sql.data, t->name, 0);
+  buf_free(&sql);
+  if (!st) {
+    fail_request(s, r, sqlite3_errmsg(s->db));
+    free(end);
+    return;
+  }
+  sqlite3_bind_text(st, 1, r->key, (int)r->key_len, SQLITE_STATIC);
+  if (r->cursor)
+    sqlite3_bind_text(st, 2, r->cursor, (int)r->cursor_len, SQLITE_STATIC);
+  if (end) sqlite3_bind_text(st, 3, end, (int)end_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, now);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)r->limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *k = (const char *)sqlite3_column_text(st, 0);
+    kvreq_add_key(r, k ? k : "", (size_t)sqlite3_column_bytes(st, 0));
+  }
+  if (rc != SQLITE_DONE) fail_request(s, r, sqlite3_errmsg(s->db));
+  sqlite3_finalize(st);
+  free(end);
+  /* A full page may have a next one; its last key is where it starts. */
+  if (!r->error && r->nkeys == r->limit)
+    kvreq_set_cursor(r, r->keys[r->nkeys - 1].data, r->keys[r->nkeys - 1].len);
+  else
+    kvreq_set_cursor(r, NULL, 0);
+}
+
+static void compare_and_set(struct sqlstore *s, struct table *t,
+                            struct kvreq *r, int64_t now) {
+  if (!r->expected && !r->value) {   /* "absent stays absent" */
+    if (read_value(s, t, r, now)) r->swapped = r->value == NULL;
+    return;
+  }
+  sqlite3_stmt *st = !r->expected ? t->cas_insert
+                     : r->value   ? t->cas_update
+                                  : t->cas_delete;
+  sqlite3_bind_text(st, 1, r->key, (int)r->key_len, SQLITE_STATIC);
+  if (r->expected)
+    sqlite3_bind_text(st, 2, r->expected, (int)r->expected_len, SQLITE_STATIC);
+  if (r->value) {
+    sqlite3_bind_text(st, 3, r->value, (int)r->value_len, SQLITE_STATIC);
+    if (r->ttl_ms > 0) sqlite3_bind_int64(st, 4, now + r->ttl_ms);
+    else sqlite3_bind_null(st, 4);
+  }
+  sqlite3_bind_int64(st, 5, now);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) r->swapped = sqlite3_changes(s->db) == 1;
+  else fail_request(s, r, sqlite3_errmsg(s->db));
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  t->writes_since_purge++;
+  /* Not swapped: what is there instead, for the caller's next try. */
+  if (rc == SQLITE_DONE && !r->swapped) read_value(s, t, r, now);
+  else if (rc == SQLITE_DONE) kvreq_set_value(r, NULL, 0);
 }
 
 static void run_request(struct sqlstore *s, struct kvreq *r, int64_t now) {
@@ -195,27 +327,15 @@ static void run_request(struct sqlstore *s, struct kvreq *r, int64_t now) {
   }
   int rc;
   switch (r->op) {
-    case KV_GET: {
-      sqlite3_bind_text(t->get, 1, r->key, (int)r->key_len, SQLITE_STATIC);
-      rc = sqlite3_step(t->get);
-      if (rc == SQLITE_ROW) {
-        bool expired = sqlite3_column_type(t->get, 1) != SQLITE_NULL &&
-                       sqlite3_column_int64(t->get, 1) <= now;
-        if (!expired) {
-          const void *v = sqlite3_column_text(t->get, 0);
-          int n = sqlite3_column_bytes(t->get, 0);
-          r->value = xmalloc((size_t)n + 1);
-          memcpy(r->value, v ? v : "", (size_t)n);
-          r->value[n] = '\0';
-          r->value_len = (size_t)n;
-        }
-      } else if (rc != SQLITE_DONE) {
-        fail_request(s, r, sqlite3_errmsg(s->db));
-      }
-      sqlite3_reset(t->get);
-      sqlite3_clear_bindings(t->get);
+    case KV_GET:
+      read_value(s, t, r, now);
       return;
-    }
+    case KV_LIST:
+      list_keys(s, t, r, now);
+      return;
+    case KV_CAS:
+      compare_and_set(s, t, r, now);
+      return;
     case KV_SET:
       sqlite3_bind_text(t->set, 1, r->key, (int)r->key_len, SQLITE_STATIC);
       sqlite3_bind_text(t->set, 2, r->value, (int)r->value_len, SQLITE_STATIC);
@@ -267,7 +387,7 @@ static void run_batch(struct sqlstore *s, struct kvreq *batch) {
   }
   int writes = 0;
   for (struct kvreq *r = batch; r; r = r->next)
-    if (r->op != KV_GET) writes++;
+    if (r->op != KV_GET && r->op != KV_LIST) writes++;
   int64_t now = wall_ms();
   /* If BEGIN fails, the requests run in autocommit: slower, still right. */
   bool txn = writes > 1 &&
@@ -277,7 +397,10 @@ static void run_batch(struct sqlstore *s, struct kvreq *batch) {
     char *why = xstrdup(sqlite3_errmsg(s->db));
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     for (struct kvreq *r = batch; r; r = r->next)
-      if (r->op != KV_GET && !r->error) fail_request(s, r, why);
+      if (r->op != KV_GET && r->op != KV_LIST && !r->error) {
+        r->swapped = false;
+        fail_request(s, r, why);
+      }
     free(why);
   }
   if (writes) purge_expired(s, now);
@@ -336,8 +459,8 @@ static void on_results(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-struct sqlstore *sqlstore_new(struct event_base *base, const char *path,
-                              char **err) {
+static struct sqlstore *sqlstore_new(struct event_base *base,
+                                     const char *path, char **err) {
   struct sqlstore *s = xcalloc(1, sizeof *s);
   s->path = xstrdup(path);
   s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -370,7 +493,7 @@ struct sqlstore *sqlstore_new(struct event_base *base, const char *path,
   return s;
 }
 
-void sqlstore_submit(struct sqlstore *s, struct kvreq *req) {
+static void sqlstore_submit(struct sqlstore *s, struct kvreq *req) {
   req->next = NULL;
   pthread_mutex_lock(&s->mu);
   append(&s->queue, &s->queue_tail, req, req);
@@ -378,7 +501,7 @@ void sqlstore_submit(struct sqlstore *s, struct kvreq *req) {
   pthread_mutex_unlock(&s->mu);
 }
 
-void sqlstore_free(struct sqlstore *s) {
+static void sqlstore_free(struct sqlstore *s) {
   if (!s) return;
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
@@ -398,3 +521,53 @@ void sqlstore_free(struct sqlstore *s) {
   free(s->path);
   free(s);
 }
+
+/* --- the backend ------------------------------------------------------------ */
+
+static int check(const char *path, const char *table, struct buf *err) {
+  if (!path[0]) {
+    buf_printf(err, "the path is empty");
+    return -1;
+  }
+  if (!sqlstore_valid_table(table)) {
+    buf_printf(err, "table name \"%s\" must be letters, digits and _ (at "
+                    "most 64, not starting with a digit or sqlite_)", table);
+    return -1;
+  }
+  return 0;
+}
+
+static void *open_store(struct event_base *base, const char *path,
+                        struct buf *err) {
+  char *why = NULL;
+  struct sqlstore *s = sqlstore_new(base, path, &why);
+  if (!s) {
+    buf_printf(err, "cannot start the SQLite worker: %s", why);
+    free(why);
+  }
+  return s;
+}
+
+static void describe(const char *path, const char *table, struct buf *out) {
+  buf_printf(out, "sqlite storage \"%s\"", path);
+  if (strcmp(table, "kv") != 0) buf_printf(out, " (table %s)", table);
+}
+
+static void submit(void *impl, struct kvreq *req) { sqlstore_submit(impl, req); }
+
+static void close_store(void *impl) { sqlstore_free(impl); }
+
+const struct kv_backend sqlstore_backend = {
+    .kind = "sqlite",
+    .target_arg = "path",
+    .target_what = "a file path",
+    .ns_arg = "table",
+    .ns_default = "kv",
+    .opens_under_check = false,
+    .check = check,
+    .open = open_store,
+    .describe = describe,
+    .submit = submit,
+    .run_now = NULL,
+    .close = close_store,
+};

@@ -3,18 +3,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum store_kind { STORE_MEMORY, STORE_SQLITE, STORE_REDIS };
+#include "store/memkv.h"
+#include "store/redisstore.h"
+#include "store/sqlstore.h"
 
-struct named_store {
-  struct named_store *next;
-  enum store_kind kind;
-  char *name;
-  void *store;
+/* The registry: one line per backend. */
+static const struct kv_backend *const backends[] = {
+    &memkv_backend,
+    &sqlstore_backend,
+    &redisstore_backend,
+};
+
+const struct kv_backend *storages_backend_at(size_t i) {
+  return i < sizeof backends / sizeof *backends ? backends[i] : NULL;
+}
+
+const struct kv_backend *storages_backend(const char *kind) {
+  for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+    if (strcmp(backends[i]->kind, kind) == 0) return backends[i];
+  return NULL;
+}
+
+struct open_store {
+  struct open_store *next;
+  char *target;
+  struct kvstore store;
 };
 
 struct storages {
   struct event_base *base;
-  struct named_store *list;
+  struct open_store *list;
 };
 
 struct storages *storages_new(struct event_base *base) {
@@ -25,61 +43,29 @@ struct storages *storages_new(struct event_base *base) {
 
 void storages_free(struct storages *s) {
   if (!s) return;
-  struct named_store *n = s->list;
-  while (n) {
-    struct named_store *next = n->next;
-    switch (n->kind) {
-      case STORE_MEMORY: memstore_free(n->store); break;
-      case STORE_SQLITE: sqlstore_free(n->store); break;
-      case STORE_REDIS: redisstore_free(n->store); break;
-    }
-    free(n->name);
-    free(n);
-    n = next;
+  struct open_store *o = s->list;
+  while (o) {
+    struct open_store *next = o->next;
+    o->store.backend->close(o->store.impl);
+    free(o->target);
+    free(o);
+    o = next;
   }
   free(s);
 }
 
-static void *find(struct storages *s, enum store_kind kind, const char *name) {
-  for (struct named_store *n = s->list; n; n = n->next)
-    if (n->kind == kind && strcmp(n->name, name) == 0) return n->store;
-  return NULL;
-}
-
-static void *add(struct storages *s, enum store_kind kind, const char *name,
-                 void *store) {
-  struct named_store *n = xcalloc(1, sizeof *n);
-  n->kind = kind;
-  n->name = xstrdup(name);
-  n->store = store;
-  n->next = s->list;
-  s->list = n;
-  return store;
-}
-
-struct memstore *storages_memory(struct storages *s, const char *name) {
-  struct memstore *m = find(s, STORE_MEMORY, name);
-  return m ? m : add(s, STORE_MEMORY, name, memstore_new());
-}
-
-struct sqlstore *storages_sqlite(struct storages *s, const char *path,
-                                 struct buf *err) {
-  struct sqlstore *q = find(s, STORE_SQLITE, path);
-  if (q) return q;
-  char *why = NULL;
-  q = sqlstore_new(s->base, path, &why);
-  if (!q) {
-    buf_printf(err, "cannot start the SQLite worker: %s", why);
-    free(why);
-    return NULL;
-  }
-  return add(s, STORE_SQLITE, path, q);
-}
-
-struct redisstore *storages_redis(struct storages *s, const char *url,
-                                  struct buf *err) {
-  struct redisstore *r = find(s, STORE_REDIS, url);
-  if (r) return r;
-  r = redisstore_new(s->base, url, err);
-  return r ? add(s, STORE_REDIS, url, r) : NULL;
+struct kvstore *storages_open(struct storages *s, const struct kv_backend *b,
+                              const char *target, struct buf *err) {
+  for (struct open_store *o = s->list; o; o = o->next)
+    if (o->store.backend == b && strcmp(o->target, target) == 0)
+      return &o->store;
+  void *impl = b->open(s->base, target, err);
+  if (!impl) return NULL;
+  struct open_store *o = xcalloc(1, sizeof *o);
+  o->target = xstrdup(target);
+  o->store.backend = b;
+  o->store.impl = impl;
+  o->next = s->list;
+  s->list = o;
+  return &o->store;
 }

@@ -6,6 +6,7 @@
  * that do not fit or are not integers, {"ok":false} with HTTP 200); and
  * allowed_updates, derived from the handlers or given by the script. */
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "calls.h"
@@ -187,6 +188,39 @@ TEST(max_retry_unreachable) {
   proc_check_clean(p);
 }
 
+/* The outage report's "giving up at" is the deadline itself, to the
+ * second: tghost exits then, not up to 2 s after the time it gave (now
+ * and the delay were both cut to whole seconds before they were added). */
+TEST(outage_deadline_said) {
+  harness_api();
+  const char *script = harness_write("down.lua",
+      "bot.on('message', function() end)\n"
+      "run(bot, { runner = { maxRetryTime = 5500, retryInterval = 300 } })\n");
+  const char *env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                       "TGHOST_API_ROOT=http://127.0.0.1:1", NULL};
+  struct proc *p = proc_start_env(script, NULL, env, false);
+  CHECK(proc_wait(p, 30000), "tghost kept retrying");
+  const char *err = proc_stderr(p);
+  const char *at = strstr(err, "giving up at ");
+  CHECK(at, "no outage report");
+  struct tm tm = {0};
+  CHECK(strptime(at + strlen("giving up at "), "%Y-%m-%d %H:%M:%S UTC", &tm),
+        "no time in the report");
+  double said = (double)timegm(&tm);
+  /* When it gave up: the time stamp of its last line. */
+  const char *last = strstr(err, "kept failing for ");
+  CHECK(last, "no maxRetryTime message");
+  while (last > err && last[-1] != '\n') last--;
+  memset(&tm, 0, sizeof tm);
+  const char *ms = strptime(last, "%Y-%m-%dT%H:%M:%S", &tm);
+  CHECK(ms && *ms == '.', "no time stamp on the last line");
+  double gave_up = (double)timegm(&tm) + atof(ms);
+  CHECK(gave_up - said < 0.2 && said - gave_up < 1.2,
+        "the report said %.0f, tghost gave up at %.3f (%+.3f s)", said,
+        gave_up, gave_up - said);
+  proc_check_clean(p);
+}
+
 /* --- hostile server answers --------------------------------------------- */
 
 static const char echo_script[] =
@@ -239,6 +273,36 @@ TEST(huge_update_id) {
   CHECK(api_sent_text("r6"), "the update after the huge id was not handled");
   CHECK(offsets_sane(), "a negative offset was sent");
   CHECK(strstr(proc_stderr(p), "update_id is too large"), "the skip was not logged");
+  proc_stop_within(p, 4000);
+}
+
+/* An update with update_id twice: tghost would go by the first, the
+ * script's ctx.update by the last, and the same update could run under two
+ * ids. It is skipped as malformed, and the offset passes its first id. */
+TEST(duplicate_update_id_key) {
+  struct fakeapi *api = harness_api();
+  fakeapi_push_raw_update(api, 10,
+      "{\"update_id\":10,\"message\":{\"message_id\":1,\"chat\":{\"id\":3,"
+      "\"type\":\"private\"},\"date\":1,\"text\":\"x\"},\"update_id\":12}");
+  fakeapi_push_raw_update(api, 11,
+      "{\"update_id\":11,\"message\":{\"message_id\":2,\"chat\":{\"id\":3,"
+      "\"type\":\"private\"},\"date\":1,\"text\":\"y\"},\"upd\\u0061te_id\":13}");
+  char u[512];
+  text_update(u, sizeof u, "14", 4);
+  fakeapi_push_raw_update(api, 14, u);
+  struct proc *p = proc_start(harness_write("dupkey.lua", echo_script), NULL);
+  wait_calls("sendMessage", 1, 10000);
+  run_for(500);
+  CHECK(api_sent_text("r14") && replies_with("r14") == 1,
+        "the good update after them");
+  CHECK(!api_sent_text("r10") && !api_sent_text("r12") &&
+            !api_sent_text("r11") && !api_sent_text("r13"),
+        "an update with two ids was handled");
+  CHECK(count_in(proc_stderr(p), "update_id appears twice") == 2,
+        "the skips were not reported (an escaped key counts too)");
+  CHECK(fakeapi_times_delivered(api, 10) == 1 &&
+            fakeapi_times_delivered(api, 11) == 1,
+        "the offset did not pass them");
   proc_stop_within(p, 4000);
 }
 

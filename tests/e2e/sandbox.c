@@ -225,6 +225,51 @@ TEST(script_failure) {
         "no hint about run(bot)");
 }
 
+/* Arguments a transcript (or a person) can get wrong are refused with
+ * their usage, not passed on: NaN and infinities read as numbers by strtod
+ * made the emulator send the bot invalid JSON (:location) or wait for
+ * ever (:timeout). And an empty file is sent and downloaded without a
+ * leak (libevent's file segment of 0 bytes was never freed). */
+TEST(bad_arguments) {
+  struct buf script = BUF_INIT;
+  buf_printf(&script,
+      "bot.on('message:location', function(ctx)\n"
+      "  ctx:reply('at ' .. ctx.msg.location.latitude .. ' ' .. ctx.msg.location.longitude)\n"
+      "end)\n"
+      "bot.on('message:photo', function(ctx)\n"
+      "  local path, size = tghost.download(ctx:getFile(), '%s/got.jpg')\n"
+      "  ctx:reply('downloaded ' .. tostring(size))\n"
+      "end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *bot = harness_write("where.lua", script.data);
+  buf_free(&script);
+  static const char *const bad[][2] = {
+      {":location nan inf\n< at 0 0\n", "usage: :location"},
+      {":location 91 0\n< at 0 0\n", "usage: :location"},
+      {":location 1 -inf\n< at 0 0\n", "usage: :location"},
+      {":timeout nan\n:location 1 2\n< at 1.0 2.0\n", "usage: :timeout"},
+      {":sleep inf\n< at 0 0\n", "usage: :sleep"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *chat = harness_write("bad.chat", bad[i][0]);
+    struct proc *p = play(bot, chat, NULL);
+    CHECK(proc_wait(p, 30000), "tghost did not exit");
+    CHECK(proc_status(p) == 1 && strstr(proc_stderr(p), bad[i][1]),
+          "case %zu: status %d, no '%s'", i, proc_status(p), bad[i][1]);
+    CHECK(!strstr(proc_stderr(p), "invalid JSON"), "case %zu: invalid JSON", i);
+  }
+  harness_write("empty.jpg", "");
+  const char *chat = harness_write("good.chat",
+      ":location -33.8568 151.2153\n"
+      "< at -33.8568 151.2153\n"
+      ":photo empty.jpg\n"
+      "< downloaded 0\n");
+  struct proc *p = play(bot, chat, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "the good transcript: status %d", proc_status(p));
+  proc_check_clean(p);
+}
+
 /* A transcript passes only when the bot ran and said what it expects:
  * one whose bot never starts, one with nothing to check, and one the bot
  * stops in the middle of all fail, saying why. */

@@ -249,6 +249,37 @@ TEST(check_mode) {
   proc_check_clean(p);
 }
 
+/* --check runs the script's top level without opening a database or
+ * connecting anywhere: SQLite and Redis stores read as empty there and
+ * writes go nowhere (a top-level read failed the check before, blaming
+ * tghost's own storage.lua). */
+TEST(check_top_level_storage) {
+  struct buf script = BUF_INIT;
+  buf_printf(&script,
+      "local db = tghost.storage.sqlite('%s/check.db')\n"
+      "local shared = tghost.storage.redis('redis://:pw@127.0.0.1:1/0', 'bot:')\n"
+      "local count = (db:get('count') or 0) + (shared:get('count') or 0)\n"
+      "db:set('count', count + 1)\n"
+      "shared:set('count', count + 1, 60)\n"
+      "db:delete('old')\n"
+      "print('count at load: ' .. count)\n"
+      "bot.on('message', function(ctx) ctx:reply(tostring(db:get('count'))) end)\n"
+      "run(bot)\n", harness_tmpdir());
+  const char *path = harness_write("storage_check.lua", script.data);
+  buf_free(&script);
+  harness_api();
+  struct proc *p = proc_start(path, (const char *[]){"--check", NULL});
+  CHECK(proc_wait(p, 10000), "no exit");
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), "count at load: 0") &&
+            strstr(proc_stdout(p), "loads without errors"),
+        "status %d: %s", proc_status(p), proc_stderr(p));
+  char db[256];
+  snprintf(db, sizeof db, "%s/check.db", harness_tmpdir());
+  CHECK(access(db, F_OK) != 0, "--check created %s", db);
+  CHECK(fakeapi_connections_accepted(harness_api()) == 0, "--check used the network");
+  proc_check_clean(p);
+}
+
 TEST(check_top_level_calls) {
   harness_api();
   const char *script = harness_write("bot.lua",
@@ -324,6 +355,10 @@ TEST(secrets) {
       "local f = io.popen('env')\n"
       "local all = f:read('a'); f:close()\n"
       "print('child sees it: ' .. tostring(all:find(t:match(':(.*)'), 1, true) ~= nil))\n"
+      "local g = io.popen('cat /proc/$PPID/environ')\n"
+      "local parent = g:read('a'); g:close()\n"
+      "print('parent environ: ' .. #parent .. ' bytes, holds it: ' ..\n"
+      "      tostring(parent:find(t:match(':(.*)'), 1, true) ~= nil))\n"
       "bot.on('message', function(ctx) ctx:reply('ok') end)\n"
       "run(bot)\n");
   fakeapi_push_text(api, 1, 1, "x");
@@ -332,6 +367,23 @@ TEST(secrets) {
   const char *out = proc_stdout(p), *err = proc_stderr(p);
   CHECK(strstr(out, "env nil"), "os.getenv still sees BOT_TOKEN: %s", out);
   CHECK(strstr(out, "child sees it: false"), "a child process saw the token");
+  CHECK(strstr(out, "parent environ: ") && strstr(out, "holds it: false") &&
+            !strstr(out, "environ: 0 bytes"),
+        "a child read the token in /proc/$PPID/environ: %s", out);
+  /* /proc/PID/environ shows the first environment block, whatever
+   * unsetenv did. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/environ", proc_pid(p));
+  FILE *f = fopen(path, "r");
+  CHECK(f, "cannot read %s", path);
+  char environ_block[65536];
+  size_t n = fread(environ_block, 1, sizeof environ_block, f);
+  fclose(f);
+  CHECK(n > 0 && memmem(environ_block, n, "BOT_TOKEN=", 10) &&
+            !memmem(environ_block, n, TEST_TOKEN, strlen(TEST_TOKEN)) &&
+            !memmem(environ_block, n, strchr(TEST_TOKEN, ':') + 1,
+                    strlen(strchr(TEST_TOKEN, ':') + 1)),
+        "/proc/%d/environ still holds the token", proc_pid(p));
   CHECK(strstr(out, "half <token>") && strstr(out, "lower <token>") &&
             strstr(out, "upper <token>") && strstr(out, "write <token>") &&
             strstr(out, "stdout <token>"),

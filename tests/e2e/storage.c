@@ -14,9 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "store/redisconn.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -129,6 +131,7 @@ static void expect(int64_t chat, const char *text, const char *want) {
 struct redis_server {
   pid_t pid;
   int port;
+  const char *const *extra;   /* more redis-server arguments, or NULL */
 };
 
 static bool redis_installed(void) {
@@ -197,11 +200,16 @@ static void redis_start(struct redis_server *r) {
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-           dir, "--protected-mode", "no", "--daemonize", "no",
-           "--unixsocket", socket_path, "--unixsocketperm", "700",
-           (char *)NULL);
+    const char *argv[40] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", dir, "--protected-mode", "no",
+        "--daemonize", "no", "--unixsocket", socket_path, "--unixsocketperm",
+        "700"};
+    int argc = 19;
+    for (int i = 0; r->extra && r->extra[i] && argc < 39; i++)
+      argv[argc++] = r->extra[i];
+    argv[argc] = NULL;
+    execvp("redis-server", (char *const *)argv);
     _exit(127);
   }
   CHECK(run_until(redis_accepts, r, 10000), "redis-server did not start on "
@@ -682,11 +690,396 @@ TEST(redis_unix_socket) {
   proc_stop_cleanly(p);
 }
 
-/* --- the example ------------------------------------------------------------ */
+/* Passwords percent-encoded in the URL, an ACL user, ?db=N over TCP: the
+ * store authenticates and selects as told; a wrong password fails calls
+ * with Redis's reason, and no password appears anywhere. */
+TEST(redis_auth_and_db) {
+  need_redis();
+  static const char *const extra[] = {"--requirepass", "p@ss:w/rd", "--user",
+                                      "alice", "on", ">s3cr%t", "~*", "&*",
+                                      "+@all", NULL};
+  static struct redis_server r = {.extra = extra};
+  redis_start_once(&r);
+  char *source = format(
+      "local a = tghost.storage.redis('redis://:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d?db=3', 'x:')\n"
+      "local b = tghost.storage.redis('redis://alice:s3cr%%25t@127.0.0.1:%d/3', 'x:')\n"
+      "local bad = tghost.storage.redis('redis://alice:wr%%40ng@127.0.0.1:%d', 'x:')\n"
+      "bot.hears('go', function(ctx) a:set('k', 'v') ctx:reply(tostring(b:get('k'))) end)\n"
+      "bot.hears('bad', function(ctx)\n"
+      "  local ok, err = pcall(bad.get, 'k')\n"
+      "  ctx:reply(tostring(err))\n"
+      "end)\n"
+      "run(bot)\n", r.port, r.port, r.port);
+  const char *script = harness_write("auth.lua", source);
+  free(source);
+  struct proc *p = proc_start(script, NULL);
+  expect(7, "go", "v");
+  char *err = ask(7, "bad", "");
+  CHECK(strstr(err, "AUTH failed (WRONGPASS"), "a wrong password got '%s'",
+        err);
+  fprintf(stderr, "wrong password: %s\n", err);
+  free(err);
+  /* In database 3, under the prefix; not in database 0. */
+  redisContext *c = redisConnect("127.0.0.1", r.port);
+  CHECK(c && !c->err, "cannot connect");
+  redisReply *rep = redisCommand(c, "AUTH %s", "p@ss:w/rd");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "GET x:k");
+  CHECK(rep && rep->type == REDIS_REPLY_NIL, "x:k is in database 0");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "SELECT 3");
+  freeReplyObject(rep);
+  rep = redisCommand(c, "GET x:k");
+  CHECK(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "\"v\"") == 0,
+        "x:k in database 3: %s", rep && rep->str ? rep->str : "(none)");
+  freeReplyObject(rep);
+  redisFree(c);
+  proc_stop_cleanly(p);
+  const char *secrets[] = {"p@ss", "s3cr", "wr@ng", "%40", "%25", NULL};
+  for (int i = 0; secrets[i]; i++)
+    CHECK(!strstr(proc_stderr(p), secrets[i]) &&
+              !strstr(proc_stdout(p), secrets[i]),
+          "the output holds %s:\n%s", secrets[i], proc_stderr(p));
+}
+
+/* The connection on its own, as a stream source or a job store would use
+ * it: setup commands run on every new connection before anything else,
+ * watchers hear it come up and go down, a blocking command may take
+ * longer than the stall timeout while a plain one may not, and commands
+ * given while it is down fail from the loop. */
+struct conn_log {
+  int ups, downs;
+  int replies;
+  char last[256];
+  bool called_inside;
+  bool in_call;
+};
+
+static void conn_up(struct redisconn *c, void *ud) {
+  ((struct conn_log *)ud)->ups++;
+}
+
+static void conn_down(struct redisconn *c, const char *reason, void *ud) {
+  ((struct conn_log *)ud)->downs++;
+}
+
+static void conn_reply(struct redisconn *c, const redisReply *rep,
+                       const char *error, void *ud) {
+  struct conn_log *l = ud;
+  if (l->in_call) l->called_inside = true;
+  l->replies++;
+  if (error) snprintf(l->last, sizeof l->last, "error: %s", error);
+  else if (!rep) snprintf(l->last, sizeof l->last, "closed");
+  else if (rep->type == REDIS_REPLY_NIL) snprintf(l->last, sizeof l->last, "nil");
+  else if (rep->type == REDIS_REPLY_INTEGER)
+    snprintf(l->last, sizeof l->last, "%lld", rep->integer);
+  else snprintf(l->last, sizeof l->last, "%s", rep->str ? rep->str : "?");
+}
+
+struct conn_wait {
+  struct conn_log log;
+  int want;
+};
+
+static bool replies_reach(void *ud) {
+  struct conn_wait *w = ud;
+  return w->log.replies >= w->want;
+}
+
+static void command(struct redisconn *c, struct conn_wait *w, int block_ms,
+                    int argc, const char **argv) {
+  w->log.in_call = true;
+  if (block_ms) redisconn_blocking_command(c, block_ms, argc, argv, NULL,
+                                           conn_reply, &w->log);
+  else redisconn_command(c, argc, argv, NULL, conn_reply, &w->log);
+  w->log.in_call = false;
+  CHECK(!w->log.called_inside, "a reply came inside the call");
+  w->want = w->log.replies + 1;
+  CHECK(run_until(replies_reach, w, 10000), "no reply to %s", argv[0]);
+}
+
+static bool ups_reach(void *ud) {
+  struct conn_wait *w = ud;
+  return w->log.ups >= w->want;
+}
+
+TEST(redis_connection) {
+  need_redis();
+  static struct redis_server r;
+  redis_start_once(&r);
+  char *url = format("redis://127.0.0.1:%d/2", r.port);
+  struct buf err = BUF_INIT;
+  struct redisconn *c = redisconn_new(harness_base(), url, "test connection",
+                                      &err);
+  CHECK(c, "%s", err.data);
+  static struct conn_wait w;
+  redisconn_set_reply_timeout(c, 300);
+  const char *setname[] = {"CLIENT", "SETNAME", "tghost-test"};
+  redisconn_add_setup(c, 3, setname, NULL, NULL);
+  redisconn_watch(c, conn_up, conn_down, &w.log);
+  w.want = 1;
+  CHECK(run_until(ups_reach, &w, 5000), "the connection did not come up");
+  const char *getname[] = {"CLIENT", "GETNAME"};
+  command(c, &w, 0, 2, getname);
+  CHECK(strcmp(w.log.last, "tghost-test") == 0, "CLIENT GETNAME: %s",
+        w.log.last);
+  const char *db[] = {"CLIENT", "INFO"};
+  command(c, &w, 0, 2, db);
+  CHECK(strstr(w.log.last, " db=2 "), "not in database 2: %s", w.log.last);
+  /* BLPOP for 1 s on a connection that counts 300 ms as a stall. */
+  const char *blpop[] = {"BLPOP", "nothing", "1"};
+  uint64_t t0 = harness_now_ms();
+  command(c, &w, 1000, 3, blpop);
+  CHECK(strcmp(w.log.last, "nil") == 0 && harness_now_ms() - t0 >= 900,
+        "a blocking BLPOP got '%s' after %llu ms", w.log.last,
+        (unsigned long long)(harness_now_ms() - t0));
+  CHECK(w.log.downs == 0, "the blocking command counted as a stall");
+  /* The same as a plain command: a stall. */
+  command(c, &w, 0, 3, blpop);
+  CHECK(strstr(w.log.last, "test connection redis://127.0.0.1:") &&
+            strstr(w.log.last, "no answer within 300 ms (connection dropped)"),
+        "a plain BLPOP got '%s'", w.log.last);
+  CHECK(w.log.downs == 1, "%d downs", w.log.downs);
+  /* Down until the new connection's PING: refused from the loop. */
+  const char *ping[] = {"PING"};
+  command(c, &w, 0, 1, ping);
+  if (strstr(w.log.last, "error"))
+    CHECK(strstr(w.log.last, "is unreachable"), "while down: %s", w.log.last);
+  w.want = 2;
+  CHECK(run_until(ups_reach, &w, 5000), "the connection did not come back");
+  command(c, &w, 0, 2, getname);
+  CHECK(strcmp(w.log.last, "tghost-test") == 0,
+        "the setup command did not run on the new connection: %s", w.log.last);
+  /* Redis stopped: a watcher hears it, commands fail with the reason. */
+  redis_stop(&r);
+  command(c, &w, 0, 1, ping);
+  CHECK(strstr(w.log.last, "error: "), "with Redis stopped: %s", w.log.last);
+  CHECK(w.log.downs == 2, "%d downs", w.log.downs);
+  command(c, &w, 0, 1, ping);
+  CHECK(strstr(w.log.last, "is unreachable"), "with Redis stopped: %s",
+        w.log.last);
+  redis_start(&r);
+  w.want = 3;
+  CHECK(run_until(ups_reach, &w, 10000), "no reconnection");
+  command(c, &w, 0, 1, ping);
+  CHECK(strcmp(w.log.last, "PONG") == 0, "after the restart: %s", w.log.last);
+  redisconn_free(c);
+  buf_free(&err);
+  free(url);
+}
+
+/* --- the conformance suite, once per backend ---------------------------------- */
 
 #ifndef TGHOST_SOURCE_DIR
 #error "TGHOST_SOURCE_DIR must name the source tree"
 #endif
+
+/* tests/lua/suites/storage_backend.lua: every backend must pass it. It
+ * asks for what only the test can do ("SUITE-ASK stop-backend" on its
+ * stderr) and waits for <tmpdir>/<what>.done; act(what, ud) does it. */
+struct ask_wait {
+  struct proc *p;
+  size_t handled;
+};
+
+/* The line of the n-th (from 0) complete "SUITE-ASK what" line, or
+ * NULL. */
+static char *nth_ask(const char *text, size_t n) {
+  const char *q = text;
+  for (size_t i = 0;; i++) {
+    q = strstr(q, "SUITE-ASK ");
+    if (!q) return NULL;
+    q += strlen("SUITE-ASK ");
+    const char *end = strchr(q, '\n');
+    if (!end) return NULL;
+    if (i == n) return xstrndup(q, (size_t)(end - q));
+  }
+}
+
+static bool asked_or_exited(void *ud) {
+  struct ask_wait *w = ud;
+  char *what = nth_ask(proc_stderr(w->p), w->handled);
+  free(what);
+  return what != NULL || proc_exited(w->p);
+}
+
+static void run_suite(const char *kind, const char *target,
+                      void (*act)(const char *what, void *ud), void *ud) {
+  char *kind_env = format("TGHOST_STORE_KIND=%s", kind);
+  char *target_env = format("TGHOST_STORE_TARGET=%s", target ? target : "");
+  char *acks_env = format("TGHOST_SUITE_ACKS=%s", harness_tmpdir());
+  const char *env[] = {kind_env, target_env, acks_env, NULL};
+  const char *args[] = {"--cpu-budget", "5", NULL};
+  uint64_t start = harness_now_ms();
+  struct proc *p = proc_start_env(
+      TGHOST_SOURCE_DIR "/tests/lua/suites/storage_backend.lua", args, env,
+      false);
+  struct ask_wait w = {p, 0};
+  for (;;) {
+    CHECK(run_until(asked_or_exited, &w, 90000), "the %s suite hangs", kind);
+    char *what = nth_ask(proc_stderr(p), w.handled);
+    if (!what) break;
+    CHECK(act, "the suite asked for %s, which this backend cannot do", what);
+    act(what, ud);
+    char *done = format("%s.done", what);
+    harness_write(done, "");
+    free(done);
+    free(what);
+    w.handled++;
+  }
+  CHECK(proc_wait(p, 30000), "the %s suite did not exit", kind);
+  CHECK(proc_status(p) == 0 && strstr(proc_stdout(p), " tests passed"),
+        "the %s backend failed the conformance suite (status %d)", kind,
+        proc_status(p));
+  proc_check_clean(p);
+  fprintf(stderr, "%s suite in %.1f s:\n%s", kind,
+          (harness_now_ms() - start) / 1000.0, proc_stdout(p));
+  free(kind_env);
+  free(target_env);
+  free(acks_env);
+}
+
+TEST(conformance_memory) { run_suite("memory", NULL, NULL, NULL); }
+
+/* The Lua-written backend lives in the suite itself, which checks its
+ * table directly. */
+TEST(conformance_lua) { run_suite("lua", NULL, NULL, NULL); }
+
+/* What the suite leaves, read from the backend itself: each namespace
+ * holds its own keys and nothing else, and the ttl reached the backend. */
+struct raw_row {
+  const char *ns, *key, *value;
+};
+static const struct raw_row raw_rows[] = {
+    {"a", "shared", "\"from a\""}, {"a", "only_a", "1"},
+    {"a", "ttl_kept", "\"long\""}, {"b", "shared", "\"from b\""},
+    {"b", "only_b", "2"},
+};
+enum { RAW_ROWS = sizeof raw_rows / sizeof *raw_rows };
+
+static const char *raw_expected(const char *ns, const char *key) {
+  for (int i = 0; i < RAW_ROWS; i++)
+    if (strcmp(raw_rows[i].ns, ns) == 0 && strcmp(raw_rows[i].key, key) == 0)
+      return raw_rows[i].value;
+  return NULL;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Tables conf_a and conf_b of the file, read with SQLite itself. */
+static void sqlite_raw_check(const char *path) {
+  sqlite3 *db = NULL;
+  CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK,
+        "cannot open %s", path);
+  int seen = 0;
+  for (int t = 0; t < 2; t++) {
+    const char *ns = t ? "b" : "a";
+    char *sql = format("SELECT key, value, expires FROM conf_%s", ns);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s",
+          sql, sqlite3_errmsg(db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      const char *key = (const char *)sqlite3_column_text(st, 0);
+      const char *value = (const char *)sqlite3_column_text(st, 1);
+      const char *want = raw_expected(ns, key);
+      CHECK(want, "table conf_%s holds a key it should not: %s", ns, key);
+      CHECK(strcmp(value, want) == 0, "conf_%s.%s = %s, expected %s", ns, key,
+            value, want);
+      bool has_expiry = sqlite3_column_type(st, 2) != SQLITE_NULL;
+      if (strcmp(key, "ttl_kept") == 0) {
+        int64_t left = sqlite3_column_int64(st, 2) - wall_ms();
+        CHECK(has_expiry && left > 3500000 && left <= 3600000,
+              "ttl_kept expires in %lld ms", (long long)left);
+      } else {
+        CHECK(!has_expiry, "conf_%s.%s has an expiry", ns, key);
+      }
+      seen++;
+    }
+    sqlite3_finalize(st);
+    free(sql);
+  }
+  sqlite3_close(db);
+  CHECK(seen == RAW_ROWS, "the tables hold %d rows, expected %d", seen,
+        RAW_ROWS);
+}
+
+TEST(conformance_sqlite) {
+  const char *path = db_path("conformance.db");
+  run_suite("sqlite", path, NULL, NULL);
+  sqlite_raw_check(path);
+}
+
+static redisContext *redis_connect(const struct redis_server *r) {
+  redisContext *c = redisConnect("127.0.0.1", r->port);
+  CHECK(c && !c->err, "cannot connect to redis-server on port %d", r->port);
+  return c;
+}
+
+static void redis_act(const char *what, void *ud) {
+  struct redis_server *r = ud;
+  if (strcmp(what, "stop-backend") == 0) {
+    redis_stop(r);
+  } else if (strcmp(what, "start-backend") == 0) {
+    redis_start(r);   /* the same port, empty */
+  } else if (strcmp(what, "flush-scripts") == 0) {
+    redisContext *c = redis_connect(r);
+    redisReply *rep = redisCommand(c, "SCRIPT FLUSH");
+    CHECK(rep && rep->type == REDIS_REPLY_STATUS, "SCRIPT FLUSH failed");
+    freeReplyObject(rep);
+    redisFree(c);
+  } else {
+    CHECK(false, "the suite asked for %s", what);
+  }
+}
+
+/* Every key in Redis, with redis-server's own commands. */
+static void redis_raw_check(const struct redis_server *r) {
+  redisContext *c = redis_connect(r);
+  redisReply *keys = redisCommand(c, "KEYS *");
+  CHECK(keys && keys->type == REDIS_REPLY_ARRAY, "KEYS failed");
+  CHECK(keys->elements == RAW_ROWS, "Redis holds %zu keys, expected %d",
+        keys->elements, RAW_ROWS);
+  for (size_t i = 0; i < keys->elements; i++) {
+    const char *key = keys->element[i]->str;
+    const char *want = NULL, *name = NULL;
+    if (strncmp(key, "conf:a:", 7) == 0) want = raw_expected("a", name = key + 7);
+    else if (strncmp(key, "conf:b:", 7) == 0) want = raw_expected("b", name = key + 7);
+    CHECK(want, "Redis holds a key the suite did not write there: %s", key);
+    redisReply *v = redisCommand(c, "GET %s", key);
+    CHECK(v && v->type == REDIS_REPLY_STRING && strcmp(v->str, want) == 0,
+          "GET %s = %s, expected %s", key, v && v->str ? v->str : "(none)",
+          want);
+    freeReplyObject(v);
+    redisReply *ttl = redisCommand(c, "PTTL %s", key);
+    CHECK(ttl && ttl->type == REDIS_REPLY_INTEGER, "PTTL %s failed", key);
+    if (strcmp(name, "ttl_kept") == 0)
+      CHECK(ttl->integer > 3500000 && ttl->integer <= 3600000,
+            "PTTL %s = %lld", key, ttl->integer);
+    else
+      CHECK(ttl->integer == -1, "%s has a ttl (%lld ms)", key, ttl->integer);
+    freeReplyObject(ttl);
+  }
+  freeReplyObject(keys);
+  redisFree(c);
+}
+
+/* Redis stops and starts again mid-run (the suite's outage test), and
+ * forgets its scripts. */
+TEST(conformance_redis) {
+  need_redis();
+  static struct redis_server r;
+  redis_start_once(&r);
+  char *url = format("redis://127.0.0.1:%d", r.port);
+  run_suite("redis", url, redis_act, &r);
+  redis_raw_check(&r);
+  free(url);
+}
+
+/* --- the example ------------------------------------------------------------ */
 
 static void push_vote(int n) {
   char body[1024];
@@ -717,6 +1110,66 @@ static char *last_markup(void) {
 
 /* examples/commands.lua keeps its votes in tghost.storage.memory: a hot
  * reload (SIGHUP) keeps the count. */
+/* Redis on another machine (README, "Redis across machines"): the
+ * password comes in the URL and tghost sends AUTH before anything else,
+ * for the default user (redis://:password@host:port/0) or an ACL user
+ * (redis://user:password@host:port/0, Redis 6+), whose key patterns Redis
+ * then enforces. Without the password, or with a wrong one, calls fail;
+ * no password appears in tghost's output. */
+TEST(redis_auth) {
+  need_redis();
+  static const char *const args[] = {"--requirepass", "def-PW-1",
+                                     "--user", "bot", "on", ">bot-PW-2",
+                                     "~b:*", "+@all", NULL};
+  static struct redis_server r = {.extra = args};
+  redis_start_once(&r);
+  char *source = format(
+      "local default = tghost.storage.redis('redis://:def-PW-1@127.0.0.1:%d/0', 'd:')\n"
+      "local acl = tghost.storage.redis('redis://bot:bot-PW-2@127.0.0.1:%d/0', 'b:')\n"
+      "local wrong = tghost.storage.redis('redis://:nope-PW-3@127.0.0.1:%d/1', 'd:')\n"
+      "local outside = tghost.storage.redis('redis://bot:bot-PW-2@127.0.0.1:%d/0', 'x:')\n"
+      "local none = tghost.storage.redis('redis://127.0.0.1:%d/2', 'd:')\n"
+      "bot.hears('write', function(ctx)\n"
+      "  default:set('k', 'v1') acl:set('k', 'v2') ctx:reply('written')\n"
+      "end)\n"
+      "bot.hears('read', function(ctx)\n"
+      "  ctx:reply(tostring(default:get('k')) .. ' ' .. tostring(acl:get('k')))\n"
+      "end)\n"
+      "for _, case in ipairs({ { 'wrong', wrong }, { 'outside', outside },\n"
+      "                        { 'none', none } }) do\n"
+      "  bot.hears(case[1], function(ctx)\n"
+      "    local ok, err = pcall(case[2].set, case[2], 'k', 'v')\n"
+      "    ctx:reply(case[1] .. ': ' .. tostring(ok) .. ' ' .. tostring(err))\n"
+      "  end)\n"
+      "end\n"
+      "run(bot)\n", r.port, r.port, r.port, r.port, r.port);
+  const char *script = harness_write("auth.lua", source);
+  free(source);
+  struct proc *p = proc_start(script, NULL);
+  expect(7, "write", "written");
+  expect(7, "read", "v1 v2");
+  /* Redis refuses the AUTH, then the call (WRONGPASS, or NOAUTH). */
+  char *wrong = ask(7, "wrong", "wrong: ");
+  CHECK(strstr(wrong, "wrong: false") &&
+            (strstr(wrong, "WRONGPASS") || strstr(wrong, "NOAUTH")),
+        "a wrong password: '%s'", wrong);
+  free(wrong);
+  char *outside = ask(7, "outside", "outside: ");
+  CHECK(strstr(outside, "outside: false") && strstr(outside, "NOPERM"),
+        "a key outside the ACL user's pattern: '%s'", outside);
+  free(outside);
+  char *none = ask(7, "none", "none: ");
+  CHECK(strstr(none, "none: false") && strstr(none, "NOAUTH"),
+        "no password: '%s'", none);
+  free(none);
+  proc_stop_cleanly(p);
+  static const char *const secrets[] = {"def-PW-1", "bot-PW-2", "nope-PW-3"};
+  for (int i = 0; i < 3; i++)
+    CHECK(!strstr(proc_stdout(p), secrets[i]) &&
+              !strstr(proc_stderr(p), secrets[i]),
+          "the password %s appears in tghost's output", secrets[i]);
+}
+
 TEST(example_votes_survive_reload) {
   struct proc *p = proc_start(TGHOST_SOURCE_DIR "/examples/commands.lua", NULL);
   size_t want = 1;

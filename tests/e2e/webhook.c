@@ -17,6 +17,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -217,23 +218,6 @@ static long post_raw(int port, const char *secret, const char *data,
   return curl_request("POST", url, headers, data, len, NULL);
 }
 
-/* CPU time (user + system) of p so far, in seconds. */
-static double cpu_seconds(struct proc *p) {
-  char path[64], line[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", proc_pid(p));
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(line, 1, sizeof line - 1, f);
-  fclose(f);
-  line[n] = '\0';
-  const char *at = strrchr(line, ')');
-  unsigned long utime = 0, stime = 0;
-  /* After the name: state and 10 more fields, then utime and stime. */
-  if (at) sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                 &utime, &stime);
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* --- the replies the fake server got ------------------------------------ */
 
 /* Every sendMessage's chat and the update id in its text ("u<id>"), in
@@ -411,7 +395,7 @@ TEST_SERIAL(webhook_20k) {
   /* 20,000 updates over 40 connections. */
   struct feed20k feed = {.first_id = 100000};
   uint64_t t0 = harness_now_ms();
-  double cpu0 = cpu_seconds(p);
+  double cpu0 = proc_cpu_seconds(p);
   struct wclient *cl = wclient_new(port, CONNS, SECRET, next20k, done20k,
                                    &feed);
   CHECK(wait_answers(cl, N20K, 120000) && cl->sent == N20K,
@@ -420,7 +404,7 @@ TEST_SERIAL(webhook_20k) {
   CHECK(feed.ok == N20K && cl->failed == 0, "%zu answered 200, %zu otherwise, "
         "%zu failed", feed.ok, feed.other, cl->failed);
   wait_calls("sendMessage", N20K, 60000);
-  double cpu = cpu_seconds(p) - cpu0;
+  double cpu = proc_cpu_seconds(p) - cpu0;
   run_for(300);   /* nothing more may come */
   fprintf(stderr, "20,000 updates posted over %d connections in %.2f s "
           "(%.0f/s, answered and handled; mean answer latency %.2f ms; "
@@ -657,7 +641,7 @@ TEST_SERIAL(webhook_backpressure) {
   struct bp_feed f = {.next_id = 1, .last_id = 1 + BP_OFFERED};
   f.latencies = xcalloc(BP_OFFERED, sizeof *f.latencies);
   uint64_t t0 = harness_now_ms();
-  double cpu0 = cpu_seconds(p);
+  double cpu0 = proc_cpu_seconds(p);
   struct wclient *cl = wclient_new(port, BP_CONNS, SECRET, bp_next, bp_done, &f);
   watch_start(&w);
   CHECK(wait_answers(cl, BP_OFFERED / 10, 120000), "stuck before 10%%");
@@ -669,7 +653,7 @@ TEST_SERIAL(webhook_backpressure) {
         "%zu of %d answered 200 (%zu otherwise, %zu failed)", f.ok,
         BP_OFFERED, f.other, cl->failed);
   double secs = (harness_now_ms() - t0) / 1000.0;
-  double cpu_ms = (cpu_seconds(p) - cpu0) * 1000 / BP_OFFERED;
+  double cpu_ms = (proc_cpu_seconds(p) - cpu0) * 1000 / BP_OFFERED;
   long peak = proc_peak_rss_kib(p);
   watch_stop(&w);
 
@@ -981,5 +965,118 @@ TEST(webhook_client_gone) {
   CHECK(run_until(has_text, "two", 10000), "the redelivery");
   run_for(200);
   CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
+  proc_stop_cleanly(p);
+}
+
+/* getWebhookInfo, polled once the webhook is set: a delivery error
+ * Telegram reports shows in the log (one line per error), in /healthz
+ * ("degraded", still 200) and in /metrics, with the updates waiting there;
+ * an update arriving ends it. So does a URL another process set. */
+TEST(webhook_info) {
+  const char *script = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx) ctx:reply(ctx.msg.text) end)\n"
+      "run(bot)\n");
+  const char *secret_file = harness_write("secret.txt", SECRET "\n");
+  const char *args[] = {"--webhook", "https://bot.example.com/hook",
+                        "--listen", "127.0.0.1:0", "--webhook-secret-file",
+                        secret_file, "--metrics", "127.0.0.1:0", NULL};
+  const char *const env[] = {"BOT_TOKEN=" TEST_TOKEN,
+                             "TGHOST_WEBHOOK_INFO_INTERVAL=0.2", NULL};
+  struct proc *p = proc_start_env(script, args, env, true);
+  int port = wait_port(p, WEBHOOK_MARK);
+  int mport = wait_port(p, METRICS_MARK);
+  wait_calls("setWebhook", 1, 10000);
+  wait_calls("getWebhookInfo", 2, 5000);
+  struct health_wait health = {mport, 200, BUF_INIT};
+  CHECK(run_until(health_is, &health, 5000) &&
+            strstr(health.body.data, "ok: webhook"),
+        "healthy while Telegram reports nothing: %s", health.body.data);
+
+  /* Telegram cannot reach the URL. */
+  fakeapi_set_webhook_info(harness_api(), NULL, (int64_t)time(NULL),
+                           "Connection timed out", 42);
+  wait_stderr(p, "Telegram could not deliver an update", 5000);
+  CHECK(output_has(p, "Connection timed out") &&
+            output_has(p, "42 update(s) waiting"),
+        "the log line says what Telegram said");
+  struct buf body = BUF_INIT;
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "degraded: webhook") &&
+            strstr(body.data, "Connection timed out"),
+        "/healthz while Telegram fails: %s", body.data);
+  struct metric_wait failing = {mport, "tghost_webhook_delivery_failing", 1};
+  CHECK(run_until(metric_is, &failing, 5000), "the failing gauge");
+  struct metric_wait pending = {mport, "tghost_webhook_pending_updates", 42};
+  CHECK(run_until(metric_is, &pending, 5000), "the pending gauge");
+  CHECK(get_url(mport, "/metrics", &body) == 200 &&
+            strstr(body.data, "tghost_webhook_last_error_info{kind=\"delivery\","
+                              "message=\"Connection timed out\"} 1"),
+        "the error's info metric");
+  run_for(1000);   /* more polls report the same error: one line */
+  CHECK(count_in(proc_stderr(p), "Telegram could not deliver") == 1,
+        "the same error logged again");
+
+  /* An update arrives: deliveries work again. */
+  fakeapi_set_webhook_info(harness_api(), NULL, (int64_t)time(NULL) - 5,
+                           "Connection timed out", 0);
+  buf_reset(&body);
+  text_update(&body, 77, 3, "back");
+  CHECK(post_raw(port, SECRET, body.data, body.len) == 200, "a delivery");
+  wait_stderr(p, "updates arrive again", 5000);
+  failing.want = 0;
+  CHECK(run_until(metric_is, &failing, 5000), "the failing gauge back to 0");
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "ok: webhook"),
+        "/healthz after the recovery: %s", body.data);
+
+  /* Another process points the webhook elsewhere. */
+  fakeapi_set_webhook_info(harness_api(), "https://elsewhere.example/x", 0,
+                           NULL, 0);
+  wait_stderr(p, "another process changed the webhook", 5000);
+  CHECK(get_url(mport, "/healthz", &body) == 200 &&
+            strstr(body.data, "degraded") && strstr(body.data, "elsewhere"),
+        "/healthz with the URL changed: %s", body.data);
+  fakeapi_set_webhook_info(harness_api(), NULL, 0, NULL, 0);
+  wait_stderr(p, "posts updates to https://bot.example.com/hook again", 5000);
+  buf_free(&body);
+  buf_free(&health.body);
+  proc_stop_cleanly(p);
+  CHECK(run_until(has_text, "back", 1000), "the update was handled");
+}
+
+/* A posted update with update_id twice is refused (400), whichever way the
+ * second is written: tghost and the script would each see another id. */
+TEST(webhook_duplicate_update_id) {
+  const char *script = harness_write("echo.lua",
+      "bot.on('message:text', function(ctx) ctx:reply('r' .. ctx.update.update_id) end)\n"
+      "run(bot)\n");
+  const char *secret_file = harness_write("secret.txt", SECRET "\n");
+  const char *args[] = {"--webhook", "https://bot.example.com/hook",
+                        "--listen", "127.0.0.1:0", "--webhook-secret-file",
+                        secret_file, NULL};
+  struct proc *p = proc_start(script, args);
+  int port = wait_port(p, WEBHOOK_MARK);
+  wait_calls("setWebhook", 1, 10000);
+  static const char *const twice[] = {
+      "{\"update_id\":20,\"message\":{\"message_id\":1,\"date\":1,"
+      "\"chat\":{\"id\":3,\"type\":\"private\"},\"text\":\"a\"},"
+      "\"update_id\":21}",
+      "{\"update_id\":22,\"upd\\u0061te_id\":23,\"message\":{\"message_id\":1,"
+      "\"date\":1,\"chat\":{\"id\":3,\"type\":\"private\"},\"text\":\"b\"}}",
+      NULL};
+  for (int i = 0; twice[i]; i++)
+    CHECK(post_raw(port, SECRET, twice[i], strlen(twice[i])) == 400,
+          "update %d with two ids was not refused", i);
+  struct buf body = BUF_INIT;
+  text_update(&body, 24, 3, "ok");
+  CHECK(post_raw(port, SECRET, body.data, body.len) == 200, "a good one");
+  buf_free(&body);
+  CHECK(run_until(has_text, "r24", 10000), "the good one was handled");
+  run_for(300);
+  CHECK(!api_sent_text("r20") && !api_sent_text("r21") &&
+            !api_sent_text("r22") && !api_sent_text("r23"),
+        "an update with two ids was handled");
+  CHECK(count_in(proc_stderr(p), "update_id appears twice") == 2,
+        "the refusals were not logged");
   proc_stop_cleanly(p);
 }

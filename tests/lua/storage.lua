@@ -274,7 +274,9 @@ t.test("session: key functions, prefix, no key", function()
            "getSessionKey returned a table")
   t.raises(function() session{ intial = function() end } end,
            "unknown option intial (did you mean initial?)")
-  t.raises(function() session{ storage = {} } end, "a custom storage needs a read method")
+  t.raises(function() session{ storage = {} } end, "a custom storage needs a get method")
+  t.raises(function() session{ storage = { read = function() end } } end,
+           "a custom storage needs a write method")
 end)
 
 t.test("session: a custom storage whose read yields", function()
@@ -311,6 +313,61 @@ t.test("session: SQLite sessions", function()
     mw(ctx, function() ctx.session.n = ctx.session.n + 1 end)
   end
   t.eq(q:get("77"), { n = 5 })
+end)
+
+t.test("custom storage: a Lua-written backend keeps strings; sessions use it", function()
+  local data = {}
+  local kv = {}
+  function kv:get(key) return data[key] end
+  function kv:set(key, value, ttl) data[key] = value end
+  function kv:delete(key) data[key] = nil end
+  local mw = session{ storage = kv, initial = function() return { n = 0 } end }
+  local ctx = ctx_for(12)
+  mw(ctx, function() ctx.session.n = 5 end)
+  t.eq(data["12"], '{"n":5}', "the backend got the encoded value")
+  local store = tghost.storage.custom(kv, "mine")
+  t.eq(store:get("12"), { n = 5 })
+  t.eq(tostring(store), 'custom storage "mine"')
+  t.raises(function() store:cas("12", { n = 5 }, { n = 6 }) end,
+           'custom storage "mine" has no cas method')
+  t.raises(function() store:list("") end, 'custom storage "mine" has no list method')
+  function kv:get() return { "not a string" } end
+  t.raises(function() store:get("12") end,
+           'custom storage "mine": get("12") returned a table')
+  function kv:get() error("disk on fire") end
+  t.raises(function() store:get("12") end,
+           'custom storage "mine": get("12") failed: ', "disk on fire")
+  t.raises(function() tghost.storage.custom({ get = print }) end,
+           "the backend needs a set method")
+  t.raises(function() tghost.storage.custom(42) end, "expected a table")
+end)
+
+t.test("custom storage: the older read/write/delete form gets and gives copies", function()
+  local s = recording()
+  local mw = session{ storage = s, initial = function() return { items = {} } end }
+  local ctx = ctx_for(3)
+  mw(ctx, function() ctx.session.items[1] = "a" end)
+  local stored = s.data["3"]
+  t.eq(stored, { items = { "a" } })
+  -- A refused write leaves what the storage holds as it was.
+  ctx = ctx_for(3)
+  t.raises(function()
+    mw(ctx, function() ctx.session.items[2] = print end)
+  end, "value.items[2] is a function")
+  t.eq(s.data["3"], { items = { "a" } }, "the stored value was changed in place")
+  t.truthy(s.data["3"] == stored, "the stored table was replaced")
+  local store = require("tghost.storage").of(s, "test")
+  t.raises(function() store:cas("3", nil, 1) end, "has no cas")
+end)
+
+t.test("cas and update: argument checks", function()
+  local m = tghost.storage.memory("cas-args")
+  t.raises(function() m:update("k", 5) end, "fn must be a function")
+  t.raises(function() m:cas({}, nil, 1) end, "the key must be a string or an integer")
+  t.raises(function() m:list("", { limit = 10001 }) end, "limit must be an integer from 1 to 10000")
+  t.raises(function() m:list("", { cursor = 5 }) end, "cursor must be what the previous page returned")
+  t.eq(m:cas("k", nil, { 1 }), true)
+  t.eq(m:update("k", function(v) v[#v + 1] = 2 return v end), { 1, 2 })
 end)
 
 os.remove(dbpath)

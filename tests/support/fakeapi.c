@@ -113,6 +113,11 @@ struct fakeapi {
   size_t accepted;
   int64_t next_message_id;
   char *webhook_url;          /* setWebhook's url while one is set */
+  /* What getWebhookInfo reports besides (fakeapi_set_webhook_info). */
+  char *info_url;             /* NULL: webhook_url */
+  int64_t info_error_date;
+  char *info_error_message;
+  int64_t info_pending;
 };
 
 static uint64_t now_us(void) {
@@ -520,10 +525,18 @@ static void build_result(struct fakeapi *f, struct fake_call *call,
   }
   if (strcmp(call->method, "getWebhookInfo") == 0) {
     buf_append_str(out, "{\"ok\":true,\"result\":{\"url\":");
-    const char *url = f->webhook_url ? f->webhook_url : "";
+    const char *url = f->info_url        ? f->info_url
+                      : f->webhook_url ? f->webhook_url : "";
     json_write_string(out, url, strlen(url));
-    buf_append_str(out, ",\"has_custom_certificate\":false,"
-                        "\"pending_update_count\":0}}");
+    buf_printf(out, ",\"has_custom_certificate\":false,"
+               "\"pending_update_count\":%lld", (long long)f->info_pending);
+    if (f->info_error_date) {
+      buf_printf(out, ",\"last_error_date\":%lld,\"last_error_message\":",
+                 (long long)f->info_error_date);
+      const char *m = f->info_error_message ? f->info_error_message : "";
+      json_write_string(out, m, strlen(m));
+    }
+    buf_append_str(out, "}}");
     return;
   }
   buf_append_str(out, "{\"ok\":true,\"result\":true}");
@@ -1072,7 +1085,20 @@ void fakeapi_free(struct fakeapi *f) {
   free(f->token);
   free(f->username);
   free(f->webhook_url);
+  free(f->info_url);
+  free(f->info_error_message);
   free(f);
+}
+
+void fakeapi_set_webhook_info(struct fakeapi *f, const char *url,
+                              int64_t error_date, const char *error_message,
+                              int64_t pending) {
+  free(f->info_url);
+  free(f->info_error_message);
+  f->info_url = url ? xstrdup(url) : NULL;
+  f->info_error_date = error_date;
+  f->info_error_message = error_message ? xstrdup(error_message) : NULL;
+  f->info_pending = pending;
 }
 
 const char *fakeapi_webhook_url(const struct fakeapi *f) {

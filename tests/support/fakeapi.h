@@ -122,6 +122,11 @@ size_t fakeapi_connections_accepted(const struct fakeapi *f);
 
 /* The url of the webhook set (setWebhook), or NULL. */
 const char *fakeapi_webhook_url(const struct fakeapi *f);
+/* What getWebhookInfo reports from now on: url (NULL: the one set), a
+ * delivery error (error_date 0: none) and the updates waiting. */
+void fakeapi_set_webhook_info(struct fakeapi *f, const char *url,
+                              int64_t error_date, const char *error_message,
+                              int64_t pending);
 
 /* Reads params members of a call. */
 bool fake_call_int(const struct fake_call *c, const char *name, int64_t *out);

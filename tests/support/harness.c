@@ -279,6 +279,22 @@ long proc_peak_rss_kib(const struct proc *p) {
 
 long proc_rss_kib(const struct proc *p) { return proc_status_kib(p, "VmRSS"); }
 
+double proc_cpu_seconds(const struct proc *p) {
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)p->pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = '\0';
+  const char *at = strrchr(line, ')');
+  unsigned long utime = 0, stime = 0;
+  /* After the name: state and 10 more fields, then utime and stime. */
+  if (at) sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                 &utime, &stime);
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 struct count_wait {
   const char *method;
   size_t want;

@@ -68,6 +68,8 @@ void proc_check_clean(const struct proc *p);
 long proc_peak_rss_kib(const struct proc *p);
 /* Its resident memory now (VmRSS), in KiB, or -1. */
 long proc_rss_kib(const struct proc *p);
+/* Its CPU time (user + system) so far, in seconds. */
+double proc_cpu_seconds(const struct proc *p);
 
 /* Runs the loop until the fake server has received n calls of method;
  * fails the test after timeout_ms. */
