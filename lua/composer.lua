@@ -71,57 +71,100 @@ local not_for_answers = setmetatable({}, { __mode = "k" })
 -- The path an update took to the code running now, for a conversation's
 -- answers (lua/conversation.lua), which run the middleware the
 -- conversation's own update went through on its way to the handler, as
--- far as they pass the same filters. Per context, an array of (kind,
--- value) pairs, path.n slots in use: MW fn, the script's middleware fn
--- called next() and has not returned; PRED fn, the code from here on sits
--- behind the filter fn; UNPRED fn, ... no longer behind it (the rest of
--- the outer stack runs). An entry goes when its call returns. Recording
--- allocates nothing but the array (once per update): allocations are what
--- an update's middleware costs most, in the collector's work. A call that
--- raises leaves its entries behind: whoever catches the error and goes on
--- (errorBoundary) puts the path back as it was.
+-- far as they pass the same filters. Per context, an array (path.n
+-- entries in use): a function is the script's middleware that called
+-- next() and has not returned; a filter's tag ({ pred = fn }, one per
+-- filter, made with it) says the code from here on sits behind it; the
+-- tag's { unpred = tag } says the rest of the outer stack runs, no longer
+-- behind it. An entry goes when its call returns. The path is read only
+-- when a conversation waits, and recording allocates nothing: an array
+-- emptied by its last return goes back to a pool for the next update
+-- (allocations are what routing an update costs most, in the collector's
+-- work: about 10 instructions per byte). A call that raises leaves its
+-- entries behind: whoever catches the error and goes on (errorBoundary)
+-- puts the path back as it was.
 local PATH = Context.PATH
-local MW, PRED, UNPRED = 1, 2, 3
+local pool, pooled = {}, 0
+local POOL_MAX = 64
 
-local function push(ctx, kind, value)
-  local path = ctx[PATH]
-  if not path then
-    path = { false, false, false, false, false, false, false, false,
-             false, false, false, false, n = 0 }
-    ctx[PATH] = path
+local function new_path(ctx)
+  local path
+  if pooled > 0 then
+    path = pool[pooled]
+    pool[pooled] = nil
+    pooled = pooled - 1
+  else
+    path = { false, false, false, false, false, false, false, false, n = 0 }
   end
+  ctx[PATH] = path
+  return path
+end
+
+-- The last entry left: the array goes back to the pool.
+local function release(ctx, path)
+  path.n = 0
+  if ctx[PATH] == path then
+    ctx[PATH] = false
+    if pooled < POOL_MAX then
+      pooled = pooled + 1
+      pool[pooled] = path
+    end
+  end
+end
+
+-- The code below records with as few calls as it can: in Lua a call costs
+-- more than the rest of a step. (So next() returns one value, not all of
+-- the rest of the stack's.)
+
+-- Runs run(ctx, next) behind the filter tagged tag (whose predicate
+-- matched); leaving marks where the rest of the outer stack runs (nil: the
+-- code behind the filter is a list of this module's, which marks it).
+local function behind_filter(tag, run, ctx, next)
+  local path = ctx[PATH] or new_path(ctx)
   local n = path.n
-  path[n + 1], path[n + 2] = kind, value
-  path.n = n + 2
-  return n
+  path[n + 1] = tag
+  path.n = n + 1
+  local leaving = tag.leaving
+  local r
+  if leaving then
+    r = run(ctx, function()
+      local m = path.n
+      path[m + 1] = leaving
+      path.n = m + 1
+      local r2 = next()
+      path.n = m
+      return r2
+    end)
+  else
+    r = run(ctx, next)
+  end
+  if n == 0 then release(ctx, path) else path.n = n end
+  return r
 end
 
-local function pop(ctx, n, ...)
-  local path = ctx[PATH]
-  if path.n > n then path.n = n end
-  return ...
-end
-
--- Runs run(ctx, next) behind pred (which matched), for filters whose
--- middleware is not a list of this module's (branch, route): the rest of
--- the outer stack, which next() runs, is not behind it.
-local function behind_filter(pred, run, ctx, next)
-  local n = push(ctx, PRED, pred)
-  return pop(ctx, n, run(ctx, function()
-    local m = push(ctx, UNPRED, pred)
-    return pop(ctx, m, next())
-  end))
+-- A filter's tag: { pred = fn } and, for a filter in front of middleware
+-- that is not a list of this module's, { leaving = { unpred = tag } }.
+local function filter_tag(pred, foreign)
+  local tag = { pred = pred }
+  if foreign then tag.leaving = { unpred = tag } end
+  return tag
 end
 
 -- Runs list[i..], then next. Each next() may be called once. A list behind
--- a filter (list.guard) records when the code leaves it.
+-- a filter (list.leaving, its filter's { unpred = tag }) records where the
+-- code leaves it.
 local function run_list(list, ctx, next, i)
   local mw = list[i]
   if mw == nil then
-    local guard = list.guard
-    if guard then
-      local n = push(ctx, UNPRED, guard)
-      return pop(ctx, n, next())
+    local leaving = list.leaving
+    if leaving then
+      local path = ctx[PATH]
+      local n = path.n
+      path[n + 1] = leaving
+      path.n = n + 1
+      local r = next()
+      path.n = n
+      return r
     end
     return next()
   end
@@ -132,8 +175,13 @@ local function run_list(list, ctx, next, i)
     end
     called = true
     if internal[mw] then return run_list(list, ctx, next, i + 1) end
-    local n = push(ctx, MW, mw)
-    return pop(ctx, n, run_list(list, ctx, next, i + 1))
+    local path = ctx[PATH] or new_path(ctx)
+    local n = path.n
+    path[n + 1] = mw
+    path.n = n + 1
+    local r = run_list(list, ctx, next, i + 1)
+    if n == 0 then release(ctx, path) else path.n = n end
+    return r
   end)
 end
 
@@ -145,16 +193,18 @@ end
 function Composer.trail(ctx)
   local out, active = {}, {}
   local path = ctx[PATH]
-  for k = 1, path and path.n or 0, 2 do
-    local kind, value = path[k], path[k + 1]
-    if kind == PRED then
-      active[#active + 1] = value
-    elseif kind == UNPRED then
-      for j = #active, 1, -1 do
-        if active[j] == value then table.remove(active, j) break end
+  for k = 1, path and path.n or 0 do
+    local e = path[k]
+    if type(e) == "function" then
+      if not not_for_answers[e] then
+        out[#out + 1] = { mw = e, guards = table.move(active, 1, #active, 1, {}) }
       end
-    elseif not not_for_answers[value] then
-      out[#out + 1] = { mw = value, guards = table.move(active, 1, #active, 1, {}) }
+    elseif e.pred then
+      active[#active + 1] = e.pred
+    else
+      for j = #active, 1, -1 do
+        if active[j] == e.unpred.pred then table.remove(active, j) break end
+      end
     end
   end
   return out
@@ -284,12 +334,10 @@ function Composer.new(...)
     if pred == nil then
       add(run, need)
     else
-      cs.list.guard = pred
+      local tag = filter_tag(pred)
+      cs.list.leaving = { unpred = tag }
       add(own(function(ctx, next)
-        if pred(ctx) then
-          local n = push(ctx, PRED, pred)
-          return pop(ctx, n, run(ctx, next))
-        end
+        if pred(ctx) then return behind_filter(tag, run, ctx, next) end
         return next()
       end), need)
     end
@@ -369,10 +417,11 @@ function Composer.new(...)
   self.branch = method(self, function(pred, a, b)
     check_pred(pred, "branch")
     local ma, mb = as_middleware(a, "branch"), as_middleware(b, "branch")
-    local function not_pred(c) return not pred(c) end
+    local tag_a = filter_tag(pred, true)
+    local tag_b = filter_tag(function(c) return not pred(c) end, true)
     add(own(function(ctx, next)
-      if pred(ctx) then return behind_filter(pred, ma, ctx, next) end
-      return behind_filter(not_pred, mb, ctx, next)
+      if pred(ctx) then return behind_filter(tag_a, ma, ctx, next) end
+      return behind_filter(tag_b, mb, ctx, next)
     end), function()
       local all_a, ta = needs_of(a)
       local all_b, tb = needs_of(b)
@@ -429,8 +478,8 @@ function Composer.new(...)
       local key = router(ctx)
       local mw = key ~= nil and compiled[key] or fb
       if mw == nil then return next() end
-      local function same_route(c) return router(c) == key end
-      return behind_filter(same_route, function(c, n)
+      local tag = filter_tag(function(c) return router(c) == key end, true)
+      return behind_filter(tag, function(c, n)
         return run_list({ mw }, c, n, 1)
       end, ctx, next)
     end)
