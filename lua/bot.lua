@@ -4,6 +4,7 @@ local core = require("tghost.core")
 local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
+local dialog = require("tghost.dialog")
 local format = require("tghost.format")
 errors.internal()
 
@@ -132,9 +133,11 @@ local function params_of(info, name, n, ...)
   return p
 end
 
+-- A durable conversation records the result (lua/dialog.lua) and a
+-- replay takes it from there, without calling.
 local function send(method, params)
   if check_mode then return checkstub.call(method, params) end
-  return errors.call(apicore.call, method, params)
+  return dialog.effect("api", method, errors.call, apicore.call, method, params)
 end
 
 -- The call through the transformers, the last installed outermost.

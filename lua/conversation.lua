@@ -51,6 +51,8 @@ local Context = require("tghost.context")
 local filter = require("tghost.filter")
 local runtime = require("tghost.runtime")
 local Composer = require("tghost.composer")
+local storage = require("tghost.storage")
+local dialog = require("tghost.dialog")
 local errors = require("tghost.errors")
 errors.internal()
 
@@ -169,15 +171,25 @@ local function check_timeout(what, t)
 end
 
 -- conversation{ key = fn, timeout = seconds | false }
+local CONFIG_OPTIONS = { "key", "timeout", "storage", "prefix", "version" }
+
+-- conversation{ key = fn, timeout = s | false, storage = store, prefix =
+-- "dialog:", version = v }: storage makes every dialog durable (lua/
+-- dialog.lua keeps its record there, under prefix .. its key); a record
+-- of another version is not replayed.
 function M.configure(opts)
   if type(opts) ~= "table" then
     errors.raise("conversation: expected a table of options "
                  .. "(conversation{ key = fn }), got %s", type(opts))
   end
   for k in pairs(opts) do
-    if k ~= "key" and k ~= "timeout" then
-      errors.raise("conversation: unknown option %s (known: key, timeout)",
-                   tostring(k))
+    local known = false
+    for _, name in ipairs(CONFIG_OPTIONS) do known = known or k == name end
+    if not known then
+      local hint = type(k) == "string" and errors.suggest(k, CONFIG_OPTIONS)
+      errors.raise("conversation: unknown option %s%s (known: %s)",
+                   tostring(k), hint and (" (did you mean " .. hint .. "?)")
+                   or "", table.concat(CONFIG_OPTIONS, ", "))
     end
   end
   if opts.key ~= nil and type(opts.key) ~= "function" then
@@ -185,9 +197,30 @@ function M.configure(opts)
                  type(opts.key))
   end
   check_timeout("conversation", opts.timeout)
+  if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
+    errors.raise("conversation: prefix must be a string, got %s",
+                 type(opts.prefix))
+  end
+  local v = opts.version
+  if v ~= nil and type(v) ~= "string" and math.tointeger(v) == nil then
+    errors.raise("conversation: version must be a string or an integer, "
+                 .. "got %s", type(v))
+  end
+  if (opts.prefix ~= nil or v ~= nil) and opts.storage == nil then
+    errors.raise("conversation: prefix and version are for the records of "
+                 .. "durable dialogs: give a storage too")
+  end
+  local backend, label
+  if opts.storage ~= nil then
+    backend, label = storage.own_backend(opts.storage, "conversation")
+  end
   key_fn = opts.key or default_key
   if opts.timeout == nil then default_timeout = DEFAULT_TIMEOUT
   else default_timeout = opts.timeout end
+  if backend then
+    dialog.configure({ backend = backend, label = label,
+                       prefix = opts.prefix or "dialog:", version = v })
+  end
 end
 
 -- A message that starts with a /command.
@@ -408,24 +441,46 @@ function methods.wait(ctx, query, opts)
   end
   local deadline = timeout and core.now() + timeout
   local site = errors.where()
+  local durable = dialog.enabled()
   -- The previous answer is done with; what this update changed is written.
   close_answer()
   run_hooks("suspend", ctx)
   while true do
-    local remaining = deadline and math.max(deadline - core.now(), 0)
-    local kind, a, b = conv.wait(key, offer, remaining, site)
-    local c, matched
-    if kind == "held" then
-      local ok, c1, m1 = pcall(offer, json.decode(a))
-      conv.settle(b, ok and c1 ~= nil)
-      if not ok then
-        run_hooks("resume", ctx)
-        error(c1, 0)
-      end
-      c, matched = c1, m1
-    elseif kind == "update" then
-      c, matched = a, b
+    -- A durable dialog's record answers (while it replays), or is stored
+    -- before the wait suspends (lua/dialog.lua).
+    local recorded, event, resumed_deadline
+    if durable then
+      recorded, event, resumed_deadline = dialog.wait(key, display(key),
+                                                      timeout, ctx)
+      if resumed_deadline then deadline = resumed_deadline end
+    end
+    local kind, a, b
+    if recorded == "replayed" then
+      kind, a, b = dialog.outcome(event, bot)
     else
+      -- A reload replaced this code: the dialog goes on in the new one.
+      if recorded == "live" and dialog.stale() then conv.move() end
+      local remaining = deadline and math.max(deadline - core.now(), 0)
+      kind, a, b = conv.wait(key, offer, remaining, site, recorded == "live")
+      if kind == "held" then
+        local ok, c1, m1 = pcall(offer, json.decode(a))
+        conv.settle(b, ok and c1 ~= nil)
+        if not ok then kind, a = "error", c1
+        elseif c1 ~= nil then kind, a, b = "update", c1, m1
+        else kind = nil end   -- not this conversation's: it waits on
+      end
+      if recorded == "live" and kind then dialog.settle(event, kind, a, b) end
+    end
+    if kind == "update" then
+      local c, matched = a, b
+      run_hooks("resume", ctx)
+      if matched then
+        if open_answer(trail, c) then return c end
+      else
+        run_answered(trail, c, otherwise)
+      end
+      run_hooks("suspend", ctx)
+    elseif kind then
       run_hooks("resume", ctx)
       if kind == "timeout" then
         error(setmetatable({ key = display(key), timeout = timeout,
@@ -435,15 +490,6 @@ function methods.wait(ctx, query, opts)
                            ConversationCancelled))
       end
       error(a, 0)   -- "error": the filter failed on an incoming update
-    end
-    if c ~= nil then
-      run_hooks("resume", ctx)
-      if matched then
-        if open_answer(trail, c) then return c end
-      else
-        run_answered(trail, c, otherwise)
-      end
-      run_hooks("suspend", ctx)
     end
   end
 end

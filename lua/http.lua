@@ -12,8 +12,20 @@ if require("tghost.core").check_mode() then
   return { request = not_sent, get = not_sent, post = not_sent }
 end
 
+-- A durable conversation records each response (lua/dialog.lua); a
+-- replay takes it from there, without sending.
+local effect = require("tghost.dialog").effect
+local function target(opts)
+  if type(opts) ~= "table" then return nil end
+  return tostring(opts.method or "GET") .. " " .. tostring(opts.url)
+end
+
 return {
-  request = core.request,
-  get = core.get,
-  post = core.post,
+  request = function(opts) return effect("http", target(opts), core.request, opts) end,
+  get = function(url, opts)
+    return effect("http", "GET " .. tostring(url), core.get, url, opts)
+  end,
+  post = function(url, body, opts)
+    return effect("http", "POST " .. tostring(url), core.post, url, body, opts)
+  end,
 }

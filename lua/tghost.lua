@@ -9,6 +9,7 @@ local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
 local session = require("tghost.session")
 local conversation = require("tghost.conversation")
+local dialog = require("tghost.dialog")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
 errors.internal()
@@ -24,8 +25,10 @@ end
 local tghost = {
   _VERSION = "tghost 0.1",
   json = json,
-  sleep = core.sleep,
-  now = core.now,
+  -- Recorded by a durable conversation, and answered from its record when
+  -- it replays (lua/dialog.lua).
+  sleep = function(s) return dialog.effect("sleep", nil, core.sleep, s) end,
+  now = function() return dialog.effect("now", nil, core.now) end,
   Composer = Composer.new,
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
@@ -43,6 +46,7 @@ local tghost = {
   conversation = conversation.configure,
   ConversationTimeout = conversation.ConversationTimeout,
   ConversationCancelled = conversation.ConversationCancelled,
+  ConversationChanged = runtime.ConversationChanged,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
@@ -124,6 +128,18 @@ handle.task = function() return stopped end
 local function start(opts)
   local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
+  -- The first start: the dialogs a storage keeps resume before any update
+  -- is fetched, so that their keys are theirs (lua/dialog.lua).
+  if not runner.is_running() and not core.check_mode() then
+    local ok, n = pcall(dialog.resume_all)
+    if not ok then
+      core.log("error", "conversations: the stored dialogs could not be "
+               .. "resumed: " .. tostring(n))
+    elseif n > 0 then
+      core.log("info", string.format("conversations: %d dialog(s) resumed "
+                                     .. "from their records", n))
+    end
+  end
   local first = errors.call(runner.run, flat)
   runtime.timeout_handler = timeout_handler
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a

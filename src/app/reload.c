@@ -358,7 +358,9 @@ static void go_live(struct reloader *r, struct generation *g) {
                     "cancelled: a reload replaced its generation");
   old->retiring = true;
   gen_unref(old);
-  /* Dialogs that wait keep their generation (their code) alive. */
+  /* Durable dialogs go on in the new code; the others that wait keep
+   * their generation (their code) alive. */
+  luaconv_move_durable(h->conv, g);
   luaconv_log_pinned(h->conv, &g->owner);
 }
 

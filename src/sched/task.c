@@ -38,6 +38,7 @@ struct job {
   bool ending;
   bool cancel_deferred;
   bool closing_done;               /* job_close: its end counts as done */
+  bool dropping;                   /* job_drop: coroutines are not closed */
   bool failure_reported;           /* job_mark_failed: reported already */
   struct qnode cancel_node;
   struct qnode all_node;           /* in sched->jobs */
@@ -370,7 +371,7 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
     t->push(NULL, t->push_data);
     t->push = NULL;
   }
-  if (!returned) {
+  if (!returned && !job->dropping) {
     /* Runs the coroutine's pending to-be-closed variables, under the
      * guard (and with the task as the one running, for log lines). */
     struct task *was_running = s->running;
@@ -409,6 +410,11 @@ void job_mark_failed(struct job *job, const char *error) {
 void job_close(struct job *job) {
   job->closing_done = true;
   job_cancel(job, NULL);
+}
+
+void job_drop(struct job *job) {
+  job->dropping = true;
+  job_close(job);
 }
 
 void job_cancel(struct job *job, const char *reason) {

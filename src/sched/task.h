@@ -192,6 +192,11 @@ void job_cancel(struct job *job, const char *reason);
 /* Closes every task of the job as job_cancel does, but the job ends as
  * done: it decided to end itself (os.exit in a handler). */
 void job_close(struct job *job);
+/* Ends the job as done without closing its coroutines: their pending
+ * to-be-closed variables never run, as if the code had stopped where it
+ * waits. For work that goes on elsewhere (a durable conversation that
+ * resumes in another generation by replaying its record). */
+void job_drop(struct job *job);
 /* The job's handler failed and the failure has been reported (bot.catch,
  * or the log): the job will end as JOB_FAILED, without a second report. */
 void job_mark_failed(struct job *job, const char *error);

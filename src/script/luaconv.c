@@ -60,6 +60,9 @@ struct conv {
   bool matched;
   /* Cancelled or replaced while running: its next wait says so. */
   enum conv_outcome pending;
+  /* Its record is in a storage (lua/dialog.lua): a reload moves it to the
+   * new generation instead of keeping the old one alive. */
+  bool durable;
 };
 
 enum hold_state { HOLD_PENDING, HOLD_PASS, HOLD_CONSUMED };
@@ -436,7 +439,7 @@ static struct conv_hold *hold_new(struct luaconv *lc, struct conv_entry *e) {
 
 static struct luaconv *lc_of(lua_State *L) { return host_of(L)->conv; }
 
-/* conv.wait(key, offer [, timeout [, site]]) */
+/* conv.wait(key, offer [, timeout [, site [, durable]]]) */
 static int l_wait(lua_State *L) {
   struct host *h = host_of(L);
   struct luaconv *lc = h->conv;
@@ -455,6 +458,7 @@ static int l_wait(lua_State *L) {
                   "the timeout must be a non-negative number of seconds");
   }
   const char *site = luaL_optstring(L, 4, NULL);
+  bool durable = lua_toboolean(L, 5);
   struct conv *c = conv_get(lc, job);
   if (c->state != CONV_RUNNING)
     return luaL_error(L, "ctx:wait: another task of this update is waiting "
@@ -484,6 +488,7 @@ static int l_wait(lua_State *L) {
   c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   free(c->site);
   c->site = site ? xstrdup(site) : NULL;
+  c->durable = durable;
   c->waiting_since_ms = clock_now_ms();
   c->deadline_ms = timeout >= 0 ? c->waiting_since_ms +
                                       (uint64_t)(timeout * 1000) : 0;
@@ -616,6 +621,156 @@ static int l_reroute(lua_State *L) {
   return task_wait(L, t, &hold_wait_ops, hd);
 }
 
+/* --- durable conversations --------------------------------------------- */
+
+static void on_resumed_end(struct job *job, void *ud) {
+  if (job_how_ended(job) != JOB_FAILED || job_failure_reported(job)) return;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_ERROR, &f, "a resumed conversation failed: %s",
+          job_error(job) ? job_error(job) : "(no message)");
+}
+
+/* A job of g for a conversation that resumes: handling update id (json
+ * copied, may be NULL), with its conversation made durable. */
+static struct conv *resumed_conv(struct luaconv *lc, struct generation *g,
+                                 int64_t id, const char *json, size_t len) {
+  struct job_params p = {JOB_UPDATE, id, json ? xstrndup(json, len) : NULL,
+                         json ? len : 0, on_resumed_end, NULL};
+  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct conv *c = conv_get(lc, job);
+  c->durable = true;
+  return c;
+}
+
+/* conv.resume(key, update_id, update_json, fn, ...) -> bool: starts
+ * fn(...) as a job of this generation handling update_id, which owns key
+ * from now on (updates of key are held for it until it waits); false,
+ * starting nothing, if key has a conversation already. */
+static int l_resume(lua_State *L) {
+  struct luaconv *lc = lc_of(L);
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  size_t len;
+  const char *json = luaL_checklstring(L, 3, &len);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
+  if (e && e->owner) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  struct conv *c = resumed_conv(lc, gen_of(L), id, json, len);
+  take_key(c, &k);
+  /* The key string is on the stack below what job_spawn moves. */
+  job_spawn(c->job, L, lua_gettop(L) - 4);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Starts old's conversation again in g (runtime.resume_dialog_key(key)
+ * replays its record), handing its key over at once so that nothing of
+ * the key slips past it meanwhile. false if g cannot (no storage for
+ * conversations there). */
+static bool move_to(struct luaconv *lc, struct conv *old,
+                    struct generation *g) {
+  lua_State *GL = g->owner.L;
+  int top = lua_gettop(GL);
+  if (!old->entry || !gen_push_runtime_fn(g, "dialogs_durable")) return false;
+  bool durable = lua_pcall(GL, 0, 1, 0) == LUA_OK && lua_toboolean(GL, -1);
+  lua_settop(GL, top);
+  if (!durable || !gen_push_runtime_fn(g, "resume_dialog_key")) return false;
+  struct convmap_key k = convmap_node_key(&old->entry->node);
+  if (k.type == CONVMAP_STRING) lua_pushlstring(GL, k.str, k.len);
+  else lua_pushinteger(GL, (lua_Integer)k.num);
+  size_t len;
+  const char *json = job_update_json(old->job, &len);
+  struct conv *c = resumed_conv(lc, g, job_update_id(old->job), json, len);
+  struct conv_entry *e = old->entry;
+  old->entry = NULL;
+  e->owner = c;
+  c->entry = e;
+  job_spawn(c->job, GL, 1);
+  return true;
+}
+
+/* conv.update_json() -> the running job's update as it came (JSON), or
+ * nil. */
+static int l_update_json(lua_State *L) {
+  struct task *t = sched_running(&host_of(L)->sched);
+  size_t len;
+  const char *json = t ? job_update_json(task_job(t), &len) : NULL;
+  if (json) lua_pushlstring(L, json, len);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* conv.stale() -> whether the running code's generation is no longer the
+ * one new updates start in (a reload replaced it). */
+static int l_stale(lua_State *L) {
+  struct host *h = host_of(L);
+  lua_pushboolean(L, &gen_of(L)->owner != h->current);
+  return 1;
+}
+
+static void moved_cancel(void *data) {}
+static const struct task_wait_ops moved_wait_ops = {"moved", moved_cancel};
+
+/* conv.move() -> false | (does not return): the running durable
+ * conversation, whose record is stored, goes on in the current generation
+ * (replaying it); this job ends where it stands, its coroutines not
+ * closed. false if the current generation cannot take it. */
+static int l_move(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct conv *c = conv_of(task_job(t));
+  struct generation *current = gen_of_owner(h->current);
+  if (!c || !move_to(h->conv, c, current)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  struct log_fields f = job_log_fields(task_job(t));
+  log_msg(LOG_INFO, &f, "1 durable conversation moves to generation %d at "
+          "its wait (replayed from its record)", current->owner.id);
+  job_drop(task_job(t));
+  lua_settop(L, 0);
+  return task_wait(L, t, &moved_wait_ops, NULL);
+}
+
+void luaconv_move_durable(struct luaconv *lc, struct generation *current) {
+  size_t n = 0, cap = 0;
+  struct conv **list = NULL;
+  size_t bucket;
+  for (struct hashmap_node *hn = hashmap_first(&lc->map.map, &bucket); hn;
+       hn = hashmap_next(&lc->map.map, hn, &bucket)) {
+    struct conv_entry *e = entry_of(
+        (struct convmap_node *)((char *)hn - offsetof(struct convmap_node, node)));
+    struct conv *c = e->owner;
+    if (!c || !c->durable || c->state != CONV_WAITING ||
+        job_owner_of(c->job) == &current->owner)
+      continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      list = xrealloc(list, cap * sizeof *list);
+    }
+    list[n++] = c;
+  }
+  /* Ending a job may start others (which route updates): the table is
+   * not walked while that happens. */
+  size_t moved = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!move_to(lc, list[i], current)) continue;
+    job_drop(list[i]->job);
+    moved++;
+  }
+  free(list);
+  if (moved) {
+    struct log_fields f = {current->owner.id, -1};
+    log_msg(LOG_INFO, &f, "%zu waiting durable conversation(s) move to "
+            "generation %d (replayed from their records)", moved,
+            current->owner.id);
+  }
+}
+
 /* conv.active() -> whether any conversation exists */
 static int l_active(lua_State *L) {
   lua_pushboolean(L, convmap_count(&lc_of(L)->map) > 0);
@@ -662,6 +817,10 @@ int luaopen_tghost_conv(lua_State *L) {
       {"reroute", l_reroute},
       {"active", l_active},
       {"stats", l_stats},
+      {"resume", l_resume},
+      {"stale", l_stale},
+      {"update_json", l_update_json},
+      {"move", l_move},
       {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -73,6 +73,19 @@
  *       middleware
  *   conv.stats() -> keys, waiting, held
  *
+ * Durable conversations (lua/dialog.lua keeps their records):
+ *
+ *   conv.resume(key, update_id, update_json, fn, ...) -> bool   starts
+ *       fn(...) as a job of this generation handling that update, owning
+ *       key at once (updates of key are held for it); false if key has a
+ *       conversation
+ *   conv.stale() -> bool            a reload replaced this code's
+ *       generation
+ *   conv.move()                     the running conversation goes on in
+ *       the current generation (runtime.resume_dialog_key replays it);
+ *       this job ends where it stands, its coroutines not closed; returns
+ *       false if the current generation keeps no records
+ *
  * A second conversation on a key replaces the first (see "replaced"): the
  * user moved on (typed /register again, or another command that asks). */
 #ifndef TGHOST_LUACONV_H
@@ -110,6 +123,12 @@ enum luaconv_route luaconv_route(struct luaconv *c, struct generation *g,
                                  struct conv_hold **hold);
 /* The job started for a held update (right after luaconv_route). */
 void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
+
+/* After a reload: each waiting durable conversation of an older
+ * generation goes on in current, replayed from its record
+ * (runtime.resume_dialog_key), if current keeps conversations in a
+ * storage; the old job ends without closing its coroutines. */
+void luaconv_move_durable(struct luaconv *c, struct generation *current);
 
 /* Logs, for each generation other than current that waiting
  * conversations keep alive, one line naming them (key, the script's line

@@ -155,6 +155,16 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* core.wallclock() -> seconds since the epoch, with a fraction: for times
+ * that must mean the same in another process (a durable conversation's
+ * deadline). */
+static int l_wallclock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* --- per-job Lua data -------------------------------------------------- */
 
 /* A table that lives as long as its job: what Lua modules keep for one
@@ -263,6 +273,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"now", l_now},
       {"current", l_current},
       {"job_local", l_job_local},
+      {"wallclock", l_wallclock},
       {"check_mode", l_check_mode},
       {"stdin_refusal", l_stdin_refusal},
       {"watches_unhandled", l_watches_unhandled},

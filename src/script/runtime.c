@@ -217,6 +217,21 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  /* Handed back by the journal after a restart, but a durable
+   * conversation's record has it already (its first update, or an answer
+   * it took): it resumed from the record and must not get it twice. */
+  if (u->redelivered && gen_push_runtime_fn(g, "dialog_has")) {
+    lua_pushinteger(L, (lua_Integer)u->id);
+    bool has = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_settop(L, top + 2);   /* handle_update and the update */
+    if (has) {
+      log_msg(LOG_DEBUG, &f, "a resumed conversation's record has it "
+              "already: not run again");
+      metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
+      lua_settop(L, top);
+      return NULL;
+    }
+  }
   /* A conversation waiting for this update takes it before any middleware
    * runs: then it needs no job of its own. */
   struct conv_hold *hold;
