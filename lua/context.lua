@@ -7,6 +7,7 @@
 -- middleware (ctx.match is one such field, set by command/hears/...).
 local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local replystream = require("tghost.replystream")
 local triggers = require("tghost.triggers")
 errors.internal()
 
@@ -522,6 +523,16 @@ for name, trigger in pairs(HAS) do
     check_self(ctx, name)
     return triggers[trigger](value)(ctx) and true or false
   end
+end
+
+-- ctx:replyStream(source, opts): an answer shown while it grows (a draft
+-- in private chats, else a message edited at a bounded rate), then sent
+-- for good, cut into several messages past 4096 characters; see
+-- lua/replystream.lua.
+function methods.replyStream(ctx, source, opts)
+  check_self(ctx, "replyStream")
+  local chat = need(ctx, "replyStream", getters.chat(ctx), "chat")
+  return replystream.reply(chat, getters.businessConnectionId(ctx), source, opts)
 end
 
 -- ctx:has(query): whether this update matches a filter query (compiled

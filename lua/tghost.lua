@@ -91,6 +91,7 @@ local tasks = require("tghost.tasks")
 do
   local files = require("tghost.files")
   tghost.http = require("tghost.http")
+  tghost.exec = require("tghost.exec")
   tghost.InputFile = files.InputFile
   tghost.download = files.download
   tghost.spawn = tasks.spawn

@@ -304,6 +304,11 @@ function ApiConfig.use(fn) end
 ---@field removedChatBoost tg.ChatBoostRemoved?
 local Context = {}
 
+---An answer shown while it grows (a draft in private chats, else a message edited at most every `interval` s), then sent for good, cut into several messages past 4096 characters. Pieces are strings or formatted text ({ text, entities }). Failed previews never fail it.
+---@param source (fun(): (string|table)?)|(string|table)[] The pieces: an iterator, or a list.
+---@param opts? { draft?: boolean, interval?: number, reply_markup?: table, reply_parameters?: table, link_preview_options?: table, message_thread_id?: integer } Further sendMessage parameters go to the final message(s).
+---@return table[] messages The final messages.
+function Context:replyStream(source, opts) end
 ---`ctx:react("👍")`, a list of emoji or reaction objects, or `{}` to remove.
 ---@param reaction string|table
 ---@param extra? table
@@ -688,10 +693,35 @@ function Task:status() end
 ---@field method? string
 ---@field url string
 ---@field headers? table<string, string>
----@field body? string
+---@field body? string|table|tghost.InputFile|fun(): string? A string, a table (sent as JSON), an InputFile (streamed from disk) or a function called for each piece until it returns nil (sent chunked).
 ---@field query? table<string, string|number>
----@field timeout? number Seconds.
+---@field timeout? number Seconds (streams: none by default).
 ---@field max_body? integer Bytes.
+---@field first_byte_timeout? number Streams: seconds until the answer's head (default 30; 0: none).
+---@field idle_timeout? number Streams: seconds of silence allowed between pieces of the body (default 60; 0: none).
+---@field max_event? integer `sse`: bytes of one event or line (default 1 MiB).
+
+---A response whose body is read as it arrives (`tghost.http.stream`); `<close>` ends the transfer.
+---@class tghost.HttpStream
+---@field status integer
+---@field headers table<string, string> Keyed by lower-case name.
+local HttpStream = {}
+---The next piece of the body; nil at the end; nil, message when the transfer failed.
+---@return string? chunk
+---@return string? error
+function HttpStream:read() end
+---`for chunk in res:chunks() do ... end`; a failure raises; leaving the loop closes the transfer.
+---@return fun(): string?
+function HttpStream:chunks() end
+---Ends the transfer now (the connection is closed).
+function HttpStream:close() end
+
+---A server-sent event.
+---@class tghost.SseEvent
+---@field event string The event type ("message" by default).
+---@field data string Its data lines, joined with "\n".
+---@field id? string The last event ID, if the stream set one.
+---@field retry? integer The reconnection time the stream asked for (ms).
 
 ---@class tghost.http
 local http = {}
@@ -705,11 +735,71 @@ function http.request(req) end
 ---@return string? error
 function http.get(url, opts) end
 ---@param url string
----@param body string
+---@param body string|table|tghost.InputFile|fun(): string?
 ---@param opts? tghost.HttpRequest
 ---@return tghost.HttpResponse? response
 ---@return string? error
 function http.post(url, body, opts) end
+---A request whose answer is read as it arrives, with backpressure: returns once the head is in.
+---@param req tghost.HttpRequest
+---@return tghost.HttpStream? response
+---@return string? error
+function http.stream(req) end
+---Server-sent events: `for ev in tghost.http.sse{...} do ... end`. Raises on a failure, a status other than 2xx or an answer that is not an event stream.
+---@param req tghost.HttpRequest
+---@return fun(): tghost.SseEvent? events
+---@return tghost.HttpStream response
+function http.sse(req) end
+
+---What `tghost.exec` returns.
+---@class tghost.ExecResult
+---@field status? integer The exit code (nil when a signal ended it).
+---@field signal? string "SIGKILL", ... when a signal ended it.
+---@field stdout? string Unless a stdout function took it.
+---@field stderr? string Unless a stderr function took it.
+
+---A command and its options: `{ "program", "arg", ..., timeout = 10 }`.
+---@class tghost.ExecSpec
+---@field [integer] string|number The program (looked up in PATH) and its arguments; no shell.
+---@field stdin? string|true|fun(): string? What the program reads: a string, a function called for each piece (nil at the end), or true (`p:write`, start only).
+---@field stdout? fun(chunk: string) Called with each piece of output instead of collecting it.
+---@field stderr? fun(chunk: string)
+---@field env? table<string, string|false> Added to the environment (false removes a name); the bot token is never passed on.
+---@field cwd? string
+---@field timeout? number Seconds; then the program is killed.
+---@field max_output? integer Bytes collected at most (default 16 MiB).
+
+---A running program (`tghost.exec.start`); `<close>` kills it.
+---@class tghost.Process
+---@field pid integer
+local Process = {}
+---The next piece of output as the program writes it, and which stream; nil once it has exited.
+---@return string? chunk
+---@return "stdout"|"stderr"|nil stream
+function Process:read() end
+---`for chunk, stream in p:chunks() do ... end`
+---@return fun(): string?, string?
+function Process:chunks() end
+---Writes to the program's stdin (waits while more than 64 KiB are queued).
+---@param data string
+---@return true? ok
+---@return string? error
+function Process:write(data) end
+function Process:closeStdin() end
+---Waits for the end (output not read is discarded).
+---@return tghost.ExecResult result
+function Process:wait() end
+---@param signal? string|integer "SIGTERM" by default; sent to the program's process group.
+function Process:kill(signal) end
+
+---Runs a program without a shell, suspending only the calling handler; nil, message when it cannot start, times out or writes more than max_output. `tghost.exec.start{...}` returns a `tghost.Process` instead.
+---@class tghost.exec
+---@overload fun(spec: tghost.ExecSpec): tghost.ExecResult?, string?
+local exec = {}
+---@param spec tghost.ExecSpec
+---@return tghost.Process? process
+---@return string? error
+function exec.start(spec) end
 
 ---JSON with exact 64-bit integers (Telegram ids stay integers).
 ---@class tghost.json
@@ -857,6 +947,7 @@ function login.validate(fields, opts) end
 ---@field login tghost.login
 ---@field json tghost.json
 ---@field http tghost.http
+---@field exec tghost.exec Child processes: `tghost.exec{ "prog", "arg" }`, `tghost.exec.start{...}`.
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
 ---@field storage tghost.storage Key-value storages: memory, sqlite, redis, custom.

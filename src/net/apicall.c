@@ -21,6 +21,7 @@ struct apicall {
   char *chat_key;
   bool is_group;
   bool throttled;
+  bool no_retry;
   struct log_fields fields;
   char trace_chat[40];           /* for --trace */
   uint64_t started_us;
@@ -68,7 +69,8 @@ const struct apicall_config *apicalls_config(const struct apicalls *a) {
 
 
 bool apicall_is_message_method(const char *m) {
-  if (strncmp(m, "send", 4) == 0) return strcmp(m, "sendChatAction") != 0;
+  if (strncmp(m, "send", 4) == 0)
+    return strcmp(m, "sendChatAction") != 0 && strcmp(m, "sendMessageDraft") != 0;
   return strncmp(m, "forwardMessage", 14) == 0 ||
          strncmp(m, "copyMessage", 11) == 0;
 }
@@ -161,7 +163,7 @@ static void on_http_done(struct http_request *req, void *ud) {
   struct apicall *c = ud;
   struct apicalls *a = c->a;
   if (http_request_ok(req) && http_request_status(req) == 429 &&
-      c->retries < a->cfg.max_retry_attempts) {
+      !c->no_retry && c->retries < a->cfg.max_retry_attempts) {
     double secs = retry_after_of(req);
     if (secs >= 0 && secs <= a->cfg.max_delay_s) {
       if (secs < 1) secs = 1;   /* no retry_after: a second, as Telegram's */
@@ -196,6 +198,7 @@ struct apicall *apicall_start(struct apicalls *a,
   c->req = req;
   snprintf(c->method, sizeof c->method, "%s", p->method);
   c->fields = p->fields;
+  c->no_retry = p->no_retry;
   if (p->chat_key) snprintf(c->trace_chat, sizeof c->trace_chat, "%s", p->chat_key);
   c->started_us = clock_now_us();
   c->done = done;

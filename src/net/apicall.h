@@ -40,8 +40,8 @@ void apicalls_configure(struct apicalls *a, const struct apicall_config *cfg);
 const struct apicall_config *apicalls_config(const struct apicalls *a);
 
 /* Whether calls of this method send a message to a chat (and so go through
- * the throttle when it is on): send* except sendChatAction, forward*,
- * copy*. */
+ * the throttle when it is on): send* except sendChatAction and
+ * sendMessageDraft (a preview, not a message), forward*, copy*. */
 bool apicall_is_message_method(const char *method);
 
 /* req: done(req, error, ud) gets the request back; error is NULL when
@@ -55,6 +55,7 @@ struct apicall_params {
   const char *chat_key;        /* the chat for the throttle, or NULL */
   bool is_group;               /* a group, supergroup or channel */
   struct log_fields fields;    /* for log lines about retries */
+  bool no_retry;               /* a 429 is the answer (no auto-retry) */
 };
 
 /* Takes over req (not started). Returns NULL with err set if the request

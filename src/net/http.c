@@ -46,6 +46,8 @@ struct http_request {
   http_done_fn done;
   void *ud;
 
+  struct http_stream *stream;          /* NULL unless streamed */
+
   CURLcode result;
   long status;
   bool too_large;
@@ -92,7 +94,13 @@ struct http_client {
   struct event *trim_timer;
   bool no_proxy;                       /* no proxy variable in the environment */
   char *ca_file;                       /* SSL_CERT_FILE, if set */
+  struct qlist notified;               /* streams with news for their owner */
+  struct event *notify_event;          /* delivers them; made with the first */
 };
+
+static void stream_transfer_over(struct http_request *r);
+static void stream_free(struct http_request *r);
+static void stream_setopt(struct http_request *r);
 
 /* --- curl <-> libevent glue -------------------------------------------- */
 
@@ -146,6 +154,7 @@ static void collect_finished(struct shard *sh) {
       continue;
     }
     remove_handle(r);
+    if (r->stream) stream_transfer_over(r);
     r->result = result;
     if (result != CURLE_OK) redact_error(r);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
@@ -312,6 +321,7 @@ struct http_client *http_client_new(struct event_base *base,
   qlist_init(&c->active);
   qlist_init(&c->completed);
   qlist_init(&c->watches);
+  qlist_init(&c->notified);
   /* Trust a private CA (a local Bot API server behind TLS) the way
    * OpenSSL-based programs do; verification itself stays on. */
   const char *ca = getenv("SSL_CERT_FILE");
@@ -359,6 +369,7 @@ void http_client_free(struct http_client *c) {
     event_free(w->ev);
     free(w);
   }
+  if (c->notify_event) event_free(c->notify_event);
   free(c->ca_file);
   free(c);
 }
@@ -529,6 +540,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   else if (r->method)
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->stream) stream_setopt(r);
 
   struct shard *sh = strncmp(r->url, "https://", 8) == 0 ? c->shards[0]
                                                         : shard_with_room(c);
@@ -581,6 +593,7 @@ void http_request_free(struct http_request *r) {
     http_request_cancel(r);
     return;
   }
+  if (r->stream) stream_free(r);
   release_easy(r);
   if (r->mime) curl_mime_free(r->mime);
   curl_slist_free_all(r->headers);
@@ -613,4 +626,320 @@ const char *http_request_error(const struct http_request *r) {
   if (r->too_large) return "response too large";
   if (r->errbuf[0]) return r->errbuf;
   return curl_easy_strerror(r->result);
+}
+
+/* --- streaming --------------------------------------------------------- */
+
+/* Kept apart from the buffered path above: a request that is not streamed
+ * never touches any of this. */
+struct http_stream {
+  struct http_request *req;
+  size_t window;                       /* pause receiving past this */
+  http_notify_fn notify;
+  void *notify_ud;
+  struct qnode notify_node;            /* in the client's notified */
+  bool notify_queued;
+
+  struct buf in;                       /* received, from in_off on unread */
+  size_t in_off;
+  bool recv_paused, send_paused;
+  long status_line;                    /* of the last status line seen */
+  bool head;                           /* the final response head is in */
+  bool finished;
+
+  FILE *body_file;                     /* the body, read by curl */
+  long long body_size;                 /* -1: unknown (chunked) */
+  bool body_streamed;                  /* the body comes from out */
+  struct buf out;                      /* to send, from out_off on */
+  size_t out_off;
+  bool out_end;                        /* nothing will be added to out */
+  bool wants_body;
+
+  struct event *timer;                 /* first byte, then silence */
+  long head_ms, idle_ms;
+};
+
+static void on_notify(evutil_socket_t fd, short what, void *arg) {
+  struct http_client *c = arg;
+  struct qnode *n;
+  while ((n = qlist_pop_front(&c->notified))) {
+    struct http_stream *s = qlist_entry(n, struct http_stream, notify_node);
+    s->notify_queued = false;
+    s->notify(s->req, s->notify_ud);   /* may free requests */
+  }
+}
+
+/* Tells the owner from the loop: inside a curl callback (or inside
+ * curl_easy_pause) only a flag is set and the event made active. */
+static void queue_notify(struct http_request *r) {
+  struct http_stream *s = r->stream;
+  struct http_client *c = r->client;
+  if (!s->notify || s->notify_queued) return;
+  if (!c->notify_event) c->notify_event = event_new(c->base, -1, 0, on_notify, c);
+  s->notify_queued = true;
+  qlist_push_back(&c->notified, &s->notify_node);
+  event_active(c->notify_event, EV_TIMEOUT, 0);
+}
+
+static void arm_timer(struct http_stream *s, long ms) {
+  if (!s->timer) return;
+  if (ms <= 0) {
+    evtimer_del(s->timer);
+    return;
+  }
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  evtimer_add(s->timer, &tv);
+}
+
+/* The transfer fails as timed out: the server sent no head, or went
+ * silent. From the loop (a timer), so curl may be called. */
+static void on_stream_timer(evutil_socket_t fd, short what, void *arg) {
+  struct http_request *r = arg;
+  struct http_stream *s = r->stream;
+  struct http_client *c = r->client;
+  if (r->state != REQ_ACTIVE) return;
+  remove_handle(r);
+  qlist_remove(&c->active, &r->node);
+  stream_transfer_over(r);
+  r->result = CURLE_OPERATION_TIMEDOUT;
+  if (s->head)
+    snprintf(r->errbuf, sizeof r->errbuf, "no data for %.3g s (idle timeout)",
+             s->idle_ms / 1000.0);
+  else
+    snprintf(r->errbuf, sizeof r->errbuf, "no response within %.3g s "
+             "(first byte timeout)", s->head_ms / 1000.0);
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  r->state = REQ_COMPLETED;
+  qlist_push_back(&c->completed, &r->node);
+  deliver_completed(c);
+}
+
+static size_t on_stream_header(char *data, size_t size, size_t n, void *ud) {
+  struct http_request *r = ud;
+  struct http_stream *s = r->stream;
+  size_t len = size * n;
+  if (len > 5 && memcmp(data, "HTTP/", 5) == 0) {
+    const char *sp = memchr(data, ' ', len);
+    s->status_line = sp ? strtol(sp + 1, NULL, 10) : 0;
+  } else if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
+    /* The end of a head: interim (1xx) heads are not the answer. */
+    if (s->status_line >= 200 && !s->head) {
+      s->head = true;
+      r->status = s->status_line;
+      arm_timer(s, s->idle_ms);
+      queue_notify(r);
+    }
+  }
+  if (!r->keep_headers) return len;
+  return on_header(data, size, n, ud);
+}
+
+static size_t buffered(const struct http_stream *s) {
+  return s->in.len - s->in_off;
+}
+
+static size_t on_stream_body(char *data, size_t size, size_t n, void *ud) {
+  struct http_request *r = ud;
+  struct http_stream *s = r->stream;
+  size_t len = size * n;
+  if (buffered(s) >= s->window) {
+    /* curl keeps this piece and hands it over again once resumed. */
+    s->recv_paused = true;
+    arm_timer(s, 0);   /* the reader is slow, not the server */
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  if (!s->head) {      /* a body implies the head (HTTP/0.9-like peers) */
+    s->head = true;
+    r->status = s->status_line;
+  }
+  if (s->in_off == s->in.len) {
+    buf_reset(&s->in);
+    s->in_off = 0;
+  }
+  buf_append(&s->in, data, len);
+  arm_timer(s, s->idle_ms);
+  queue_notify(r);
+  return len;
+}
+
+static size_t on_stream_read(char *dst, size_t size, size_t n, void *ud) {
+  struct http_request *r = ud;
+  struct http_stream *s = r->stream;
+  size_t max = size * n;
+  if (s->body_file) {
+    size_t got = fread(dst, 1, max, s->body_file);
+    if (got == 0 && ferror(s->body_file)) return CURL_READFUNC_ABORT;
+    return got;
+  }
+  size_t avail = s->out.len - s->out_off;
+  if (avail) {
+    size_t take = avail < max ? avail : max;
+    memcpy(dst, s->out.data + s->out_off, take);
+    s->out_off += take;
+    if (s->out_off == s->out.len) {
+      buf_reset(&s->out);
+      s->out_off = 0;
+    }
+    return take;
+  }
+  if (s->out_end) return 0;
+  s->send_paused = true;
+  s->wants_body = true;
+  queue_notify(r);
+  return CURL_READFUNC_PAUSE;
+}
+
+static struct http_stream *stream_of(struct http_request *r) {
+  if (!r->stream) {
+    r->stream = xcalloc(1, sizeof *r->stream);
+    r->stream->req = r;
+    r->stream->window = 65536;
+    r->stream->body_size = -1;
+  }
+  return r->stream;
+}
+
+void http_request_set_stream(struct http_request *r, size_t window,
+                             http_notify_fn notify, void *ud) {
+  struct http_stream *s = stream_of(r);
+  s->window = window ? window : 65536;
+  s->notify = notify;
+  s->notify_ud = ud;
+}
+
+void http_request_set_stream_timeouts(struct http_request *r, long head_ms,
+                                      long idle_ms) {
+  struct http_stream *s = stream_of(r);
+  s->head_ms = head_ms;
+  s->idle_ms = idle_ms;
+}
+
+static void body_headers(struct http_request *r, bool chunked) {
+  if (!r->expect_header_added) {
+    http_request_add_header(r, "Expect:");
+    r->expect_header_added = true;
+  }
+  /* curl sends a body of unknown size chunked over HTTP/1.1 only when
+   * asked (over HTTP/2 it drops the header and uses DATA frames). */
+  if (chunked) http_request_add_header(r, "Transfer-Encoding: chunked");
+}
+
+void http_request_set_body_file(struct http_request *r, FILE *f,
+                                long long size) {
+  struct http_stream *s = stream_of(r);
+  s->body_file = f;
+  s->body_size = size;
+  body_headers(r, size < 0);
+}
+
+void http_request_set_body_stream(struct http_request *r) {
+  struct http_stream *s = stream_of(r);
+  s->body_streamed = true;
+  s->body_size = -1;
+  body_headers(r, true);
+}
+
+static void stream_setopt(struct http_request *r) {
+  struct http_stream *s = r->stream;
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream_body);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_stream_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  if (s->body_file || s->body_streamed) {
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_stream_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, r);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_size);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, HTTP_UPLOAD_BUFFER);
+  }
+  if (!s->timer && (s->head_ms > 0 || s->idle_ms > 0))
+    s->timer = evtimer_new(r->client->base, on_stream_timer, r);
+  arm_timer(s, s->head_ms);
+}
+
+static void stream_transfer_over(struct http_request *r) {
+  struct http_stream *s = r->stream;
+  s->finished = true;
+  s->wants_body = false;
+  arm_timer(s, 0);
+}
+
+static void stream_free(struct http_request *r) {
+  struct http_stream *s = r->stream;
+  if (s->notify_queued) qlist_remove(&r->client->notified, &s->notify_node);
+  if (s->timer) event_free(s->timer);
+  buf_free(&s->in);
+  buf_free(&s->out);
+  free(s);
+  r->stream = NULL;
+}
+
+/* Resumes what is paused and may go on; curl may call the stream's
+ * callbacks before this returns (never from inside one of them: callers
+ * are the stream's reader and writer, from the loop). */
+static void stream_unpause(struct http_request *r) {
+  struct http_stream *s = r->stream;
+  if (r->state != REQ_ACTIVE) return;
+  int mask = (s->recv_paused ? CURLPAUSE_RECV : 0) |
+             (s->send_paused ? CURLPAUSE_SEND : 0);
+  CURLcode rc = curl_easy_pause(r->easy, mask);
+  if (rc != CURLE_OK)
+    log_error("curl_easy_pause failed: %s", curl_easy_strerror(rc));
+}
+
+bool http_stream_has_head(const struct http_request *r) {
+  return r->stream && r->stream->head;
+}
+
+long http_stream_status(const struct http_request *r) {
+  return r->stream ? r->stream->status_line : 0;
+}
+
+size_t http_stream_peek(const struct http_request *r, const char **data) {
+  const struct http_stream *s = r->stream;
+  *data = s->in.data ? s->in.data + s->in_off : "";
+  return buffered(s);
+}
+
+void http_stream_consume(struct http_request *r, size_t n) {
+  struct http_stream *s = r->stream;
+  if (n > buffered(s)) n = buffered(s);
+  s->in_off += n;
+  if (s->in_off == s->in.len) {
+    buf_reset(&s->in);
+    s->in_off = 0;
+    /* A burst's buffer is not kept by a stream that may idle for long. */
+    if (s->in.cap > 4 * s->window) buf_free(&s->in);
+  } else if (s->in_off > s->in.len / 2) {
+    memmove(s->in.data, s->in.data + s->in_off, s->in.len - s->in_off);
+    s->in.len -= s->in_off;
+    s->in.data[s->in.len] = '\0';
+    s->in_off = 0;
+  }
+  if (s->recv_paused && buffered(s) < s->window / 2) {
+    s->recv_paused = false;
+    arm_timer(s, s->idle_ms);
+    stream_unpause(r);
+  }
+}
+
+bool http_stream_finished(const struct http_request *r) {
+  return r->stream && r->stream->finished;
+}
+
+bool http_stream_wants_body(const struct http_request *r) {
+  return r->stream && r->stream->wants_body;
+}
+
+void http_stream_write_body(struct http_request *r, const char *data,
+                            size_t len, bool end) {
+  struct http_stream *s = r->stream;
+  if (s->out_end) return;
+  buf_append(&s->out, data, len);
+  if (end) s->out_end = true;
+  s->wants_body = false;
+  if (s->send_paused) {
+    s->send_paused = false;
+    stream_unpause(r);
+  }
 }

@@ -89,4 +89,58 @@ const char *http_request_error(const struct http_request *req);
 bool http_request_too_large(const struct http_request *req);
 bool http_request_timed_out(const struct http_request *req);
 
+/* --- Streaming ------------------------------------------------------------
+ *
+ * A streamed request hands its response body over as it arrives instead of
+ * collecting it, and may send a body it does not have yet. Set it up
+ * before http_request_start; the done callback still reports the end (or
+ * the failure) once, and data received before the end stays readable after
+ * it.
+ *
+ * Backpressure: at most `window` bytes (plus one write of curl's) are held
+ * for the reader; past that the transfer is paused (CURL_WRITEFUNC_PAUSE),
+ * so the server is slowed by TCP (or the HTTP/2 stream window) rather than
+ * buffered without bound, and taking data resumes it. Uploads work the same
+ * way the other direction: the body is pulled from a buffer the caller
+ * fills when told the transfer wants more.
+ *
+ * Notifications (the head is in, data came, the upload wants more) go to
+ * `notify`, always from the loop (never from inside a curl callback nor
+ * from inside http_stream_consume / http_stream_write_body, which may run
+ * curl's callbacks): several events may be folded into one call. */
+typedef void (*http_notify_fn)(struct http_request *req, void *ud);
+
+void http_request_set_stream(struct http_request *req, size_t window,
+                             http_notify_fn notify, void *ud);
+/* First byte: the response head must arrive within head_ms; idle: once it
+ * has, the server may stay silent at most idle_ms between two pieces of
+ * data (time the transfer is paused because the reader is slow does not
+ * count). 0 turns either off. Past one the transfer fails as timed out. */
+void http_request_set_stream_timeouts(struct http_request *req, long head_ms,
+                                      long idle_ms);
+/* The body is read from f (not closed by us; size bytes, or -1 when not
+ * known: then it goes chunked over HTTP/1.1). */
+void http_request_set_body_file(struct http_request *req, FILE *f,
+                                long long size);
+/* The body is given piece by piece with http_stream_write_body (size
+ * unknown: chunked over HTTP/1.1). */
+void http_request_set_body_stream(struct http_request *req);
+
+/* The response head (status and headers) is in. */
+bool http_stream_has_head(const struct http_request *req);
+long http_stream_status(const struct http_request *req);
+/* Data received and not yet consumed: *data points at len bytes. */
+size_t http_stream_peek(const struct http_request *req, const char **data);
+/* The first n bytes of what peek showed are used: may resume a paused
+ * transfer (curl may deliver more data before this returns). */
+void http_stream_consume(struct http_request *req, size_t n);
+/* The transfer is over (the done callback ran or is due). */
+bool http_stream_finished(const struct http_request *req);
+/* The upload ran dry and waits for http_stream_write_body. */
+bool http_stream_wants_body(const struct http_request *req);
+/* Appends to the body being sent (len 0 with end: the body is complete);
+ * resumes the upload if it waited. */
+void http_stream_write_body(struct http_request *req, const char *data,
+                            size_t len, bool end);
+
 #endif

@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "net/child.h"
 #include "net/retry.h"
 #include "pipeline/journal.h"
 #include "pipeline/polling.h"
@@ -70,6 +71,9 @@ void host_free(struct host *h) {
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
+  /* Every job has released its processes by now: kill and reap the rest. */
+  child_table_free(h->children);
+  h->children = NULL;
   /* After the generations, whose Lua code may use a store to the end. */
   storages_free(h->storages);
   h->storages = NULL;
@@ -78,11 +82,12 @@ void host_free(struct host *h) {
   botapi_free(h->poll_api);
   http_client_free(h->http);
   http_client_free(h->poll_http);
+  http_client_free(h->stream_http);
   if (h->base) event_base_free(h->base);
   free(h->bot_info_json);
   h->calls = NULL;
   h->api = h->poll_api = NULL;
-  h->http = h->poll_http = NULL;
+  h->http = h->poll_http = h->stream_http = NULL;
   h->base = NULL;
   h->bot_info_json = NULL;
 }

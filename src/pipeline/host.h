@@ -27,6 +27,7 @@ struct luaseq;
 struct luaconv;
 struct finalizer_queue;
 struct storages;
+struct child_table;
 struct getme;
 
 struct host {
@@ -38,10 +39,15 @@ struct host {
    * connection (or an HTTP/2 stream slot) that method calls need. */
   struct http_client *poll_http;
   struct botapi *poll_api;
+  /* Streams (tghost.http.stream, sse) have a pool of their own too: each
+   * holds its connection for as long as it lasts, and thousands of them
+   * must not crowd the method calls' pool (made on first use). */
+  struct http_client *stream_http;
   struct apicalls *calls;       /* Bot API calls from Lua (src/apicall.h) */
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct child_table *children; /* tghost.exec's processes (made on first use) */
   /* Owned by the modules above that create them (main.c attaches them);
    * the host only carries them. */
   struct reloader *reloader;    /* hot reload; NULL with --check */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,236 +15,25 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "pipeline/journalfile.h"
 #include "pipeline/update.h"
 
-enum journal_outcome {
-  JOURNAL_DONE,
-  JOURNAL_FAILED,
-  JOURNAL_TIMED_OUT,
-  JOURNAL_CANCELLED,
-};
+/* The names the journal keeps beside FILE. */
+#define LOCK_SUFFIX ".lock"
+#define DEAD_SUFFIX ".dead"
+#define TMP_SUFFIX ".tmp"
+#define CORRUPT_SUFFIX ".corrupt"
 
 /* Called on the loop once every batch appended so far is durable (ok), or
  * when writing failed (ok false, message says why). */
 typedef void (*journal_durable_fn)(void *ud, bool ok, const char *message);
 
-#define HEADER_FMT "tghost-journal 1 bot %" PRId64 "\n"
-/* A failure's reason is kept this long at most. */
-#define MAX_REASON 300
+/* --- files -------------------------------------------------------------- */
 
-/* --- CRC-32 (IEEE), for damaged records -------------------------------- */
-
-static uint32_t crc_table[256];
-
-static void crc_init(void) {
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    crc_table[i] = c;
-  }
-}
-
-static uint32_t crc32_of(const char *p, size_t n, uint32_t crc) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, crc_init);
-  crc = ~crc;
-  for (size_t i = 0; i < n; i++)
-    crc = crc_table[(crc ^ (unsigned char)p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
-
-/* The CRC of a record covers its fields and its payload. */
-static uint32_t record_crc(char kind, int64_t id, long a, long b,
-                           const char *payload, size_t len) {
-  char head[96];
-  int n = snprintf(head, sizeof head, "%c %" PRId64 " %ld %ld", kind, id, a, b);
-  return crc32_of(payload, len, crc32_of(head, (size_t)n, 0));
-}
-
-static void append_update(struct buf *out, int64_t id, long starts,
-                          long failures, const char *json, size_t len) {
-  uint32_t crc = record_crc('U', id, starts, failures, json, len);
-  buf_printf(out, "U %" PRId64 " %ld %ld %zu %08" PRIx32 "\n", id, starts,
-             failures, len, crc);
-  buf_append(out, json, len);
-  buf_append_char(out, '\n');
-}
-
-static void append_start(struct buf *out, int64_t id) {
-  uint32_t crc = record_crc('S', id, 0, 0, "", 0);
-  buf_printf(out, "S %" PRId64 " %08" PRIx32 "\n", id, crc);
-}
-
-static const char outcome_letter[] = {'d', 'f', 't', 'c'};
-
-static void append_end(struct buf *out, int64_t id,
-                       enum journal_outcome outcome, const char *reason) {
-  size_t len = reason ? strcspn(reason, "\n") : 0;
-  if (len > MAX_REASON) len = MAX_REASON;
-  uint32_t crc = record_crc('E', id, outcome, 0, reason ? reason : "", len);
-  buf_printf(out, "E %" PRId64 " %c %zu %08" PRIx32 "\n", id,
-             outcome_letter[outcome], len, crc);
-  if (len) buf_append(out, reason, len);
-  buf_append_char(out, '\n');
-}
-
-/* --- reading: records folded into the state of each update -------------- */
-
-struct entry {
-  int64_t id;
-  long starts, failures;
-  char *json;
-  size_t len;
-  bool ended;
-  enum journal_outcome outcome;
-  char *reason;
-};
-
-struct fold {
-  struct entry *e;
-  size_t n, cap;
-  size_t *slots;                 /* open addressing: index + 1, 0 = empty */
-  size_t nslots;
-  int64_t bot_id;                /* from the header, -1 if none */
-  int64_t max_id;
-  size_t good_bytes;             /* the readable part of the file */
-  bool damaged;
-};
-
-static size_t hash_id(int64_t id) {
-  uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-  return (size_t)(x ^ (x >> 29));
-}
-
-static void fold_grow(struct fold *f) {
-  size_t nslots = f->nslots ? f->nslots * 2 : 64;
-  size_t *slots = xcalloc(nslots, sizeof *slots);
-  for (size_t i = 0; i < f->n; i++) {
-    size_t h = hash_id(f->e[i].id) & (nslots - 1);
-    while (slots[h]) h = (h + 1) & (nslots - 1);
-    slots[h] = i + 1;
-  }
-  free(f->slots);
-  f->slots = slots;
-  f->nslots = nslots;
-}
-
-static struct entry *fold_find(struct fold *f, int64_t id, bool create) {
-  if (f->nslots) {
-    size_t h = hash_id(id) & (f->nslots - 1);
-    while (f->slots[h]) {
-      if (f->e[f->slots[h] - 1].id == id) return &f->e[f->slots[h] - 1];
-      h = (h + 1) & (f->nslots - 1);
-    }
-  }
-  if (!create) return NULL;
-  if ((f->n + 1) * 2 > f->nslots) fold_grow(f);
-  if (f->n == f->cap) {
-    f->cap = f->cap ? f->cap * 2 : 64;
-    f->e = xrealloc(f->e, f->cap * sizeof *f->e);
-  }
-  struct entry *e = &f->e[f->n];
-  memset(e, 0, sizeof *e);
-  e->id = id;
-  size_t h = hash_id(id) & (f->nslots - 1);
-  while (f->slots[h]) h = (h + 1) & (f->nslots - 1);
-  f->slots[h] = ++f->n;
-  return e;
-}
-
-static void fold_free(struct fold *f) {
-  for (size_t i = 0; i < f->n; i++) {
-    free(f->e[i].json);
-    free(f->e[i].reason);
-  }
-  free(f->e);
-  free(f->slots);
-  memset(f, 0, sizeof *f);
-}
-
-/* Reads one record at p (end: the end of the data); returns its length, or
- * 0 if it is damaged or incomplete. */
-static size_t read_record(struct fold *f, const char *p, const char *end) {
-  const char *nl = memchr(p, '\n', (size_t)(end - p));
-  if (!nl || nl - p > 120) return 0;
-  char line[128];
-  memcpy(line, p, (size_t)(nl - p));
-  line[nl - p] = '\0';
-  char kind, letter = 0;
-  int64_t id;
-  long a = 0, b = 0;
-  size_t len;
-  unsigned crc;
-  int used = 0;
-  if (line[0] == 'S') {
-    if (sscanf(line, "S %" SCNd64 " %8x%n", &id, &crc, &used) != 2 ||
-        line[used] != '\0' || id < 0 ||
-        record_crc('S', id, 0, 0, "", 0) != crc)
-      return 0;
-    fold_find(f, id, true)->starts++;
-    if (id > f->max_id) f->max_id = id;
-    return (size_t)(nl + 1 - p);
-  }
-  if (line[0] == 'U') {
-    if (sscanf(line, "U %" SCNd64 " %ld %ld %zu %8x%n", &id, &a, &b, &len,
-               &crc, &used) != 5)
-      return 0;
-    kind = 'U';
-  } else if (line[0] == 'E') {
-    if (sscanf(line, "E %" SCNd64 " %c %zu %8x%n", &id, &letter, &len, &crc,
-               &used) != 4)
-      return 0;
-    kind = 'E';
-    const char *l = memchr(outcome_letter, letter, sizeof outcome_letter);
-    if (!l) return 0;
-    a = l - outcome_letter;
-  } else {
-    return 0;
-  }
-  if (line[used] != '\0' || id < 0) return 0;
-  const char *payload = nl + 1;
-  if ((size_t)(end - payload) < len + 1 || payload[len] != '\n') return 0;
-  if (record_crc(kind, id, a, kind == 'U' ? b : 0, payload, len) != crc)
-    return 0;
-  struct entry *e = fold_find(f, id, true);
-  if (kind == 'U') {
-    free(e->json);
-    e->json = xstrndup(payload, len);
-    e->len = len;
-    e->starts = a;
-    e->failures = b;
-    e->ended = false;
-  } else {
-    e->ended = true;
-    e->outcome = (enum journal_outcome)a;
-    free(e->reason);
-    e->reason = xstrndup(payload, len);
-  }
-  if (id > f->max_id) f->max_id = id;
-  return (size_t)(payload + len + 1 - p);
-}
-
-/* Folds data; a damaged record ends the readable part. */
-static void fold_data(struct fold *f, const char *data, size_t size) {
-  f->bot_id = -1;
-  f->max_id = -1;
-  if (!data || size == 0) return;   /* a new journal */
-  const char *p = data, *end = data + size;
-  const char *nl = memchr(p, '\n', size);
-  if (!nl || sscanf(p, "tghost-journal 1 bot %" SCNd64, &f->bot_id) != 1) {
-    f->damaged = size > 0;
-    return;
-  }
-  p = nl + 1;
-  while (p < end) {
-    size_t n = read_record(f, p, end);
-    if (!n) {
-      f->damaged = true;
-      break;
-    }
-    p += n;
-  }
-  f->good_bytes = (size_t)(p - data);
+static char *path_with(const char *path, const char *suffix) {
+  struct buf b = BUF_INIT;
+  buf_printf(&b, "%s%s", path, suffix);
+  return buf_steal(&b, NULL);
 }
 
 static int read_file(const char *path, char **data, size_t *size) {
@@ -265,46 +55,19 @@ static int read_file(const char *path, char **data, size_t *size) {
   return 0;
 }
 
-/* The entries that must still run (not done): their U record, and an end
- * that failed or timed out with its reason (a cancel means no end). */
-static void write_unfinished(const struct fold *f, struct buf *out) {
-  for (size_t i = 0; i < f->n; i++) {
-    const struct entry *e = &f->e[i];
-    if (!e->json || (e->ended && e->outcome == JOURNAL_DONE)) continue;
-    append_update(out, e->id, e->starts, e->failures, e->json, e->len);
-    if (e->ended &&
-        (e->outcome == JOURNAL_FAILED || e->outcome == JOURNAL_TIMED_OUT))
-      append_end(out, e->id, e->outcome, e->reason);
+static bool write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= (size_t)w;
   }
+  return true;
 }
 
-/* Writes path's new content through a temporary file and a rename, so a
- * crash leaves the old or the new file, never half of one. Returns the new
- * file opened for appending, or -1. */
-static int replace_file(const char *path, const struct buf *content,
-                        struct buf *err) {
-  struct buf tmp = BUF_INIT;
-  buf_printf(&tmp, "%s.tmp", path);
-  int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0;
-  size_t done = 0;
-  while (ok && done < content->len) {
-    ssize_t w = write(fd, content->data + done, content->len - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) ok = false;
-    else done += (size_t)w;
-  }
-  if (ok && fsync(fd) != 0) ok = false;
-  if (fd >= 0) close(fd);
-  if (ok && rename(tmp.data, path) != 0) ok = false;
-  if (!ok) {
-    buf_printf(err, "cannot write the journal %s: %s", path, strerror(errno));
-    unlink(tmp.data);
-    buf_free(&tmp);
-    return -1;
-  }
-  buf_free(&tmp);
-  /* The rename itself is durable once the folder is. */
+/* Makes a rename or a new file in path's folder durable. */
+static void sync_folder(const char *path) {
   char *dir = xstrdup(path);
   char *slash = strrchr(dir, '/');
   if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
@@ -314,24 +77,152 @@ static int replace_file(const char *path, const struct buf *content,
     close(dfd);
   }
   free(dir);
-  fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+}
+
+/* Creates path anew (never through a symlink, never over a file someone
+ * else put there meanwhile), 0600, with content, on disk. */
+static bool create_file(const char *path, const char *data, size_t len) {
+  if (unlink(path) != 0 && errno != ENOENT) return false;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+  if (fd < 0) return false;
+  bool ok = write_all(fd, data, len) && fsync(fd) == 0;
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return ok;
+}
+
+/* Writes path's new content through FILE.tmp and a rename, so a crash
+ * leaves the old or the new file, never half of one. Returns the new file
+ * opened for appending, or -1 with err set. */
+static int replace_file(const char *path, const struct buf *content,
+                        struct buf *err) {
+  char *tmp = path_with(path, TMP_SUFFIX);
+  bool ok = create_file(tmp, content->data ? content->data : "",
+                        content->len) &&
+            rename(tmp, path) == 0;
+  if (!ok) {
+    buf_printf(err, "cannot write the journal %s: %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  free(tmp);
+  sync_folder(path);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
   if (fd < 0)
     buf_printf(err, "cannot open the journal %s: %s", path, strerror(errno));
   return fd;
 }
 
-/* --- the journal -------------------------------------------------------- */
+/* Keeps a damaged journal as FILE.corrupt (or .corrupt.1, .2, ... when
+ * one is there already); returns the name used, or NULL. */
+static char *keep_corrupt(const char *path, const char *data, size_t size) {
+  for (int i = 0; i < 100; i++) {
+    struct buf name = BUF_INIT;
+    if (i == 0) buf_printf(&name, "%s%s", path, CORRUPT_SUFFIX);
+    else buf_printf(&name, "%s%s.%d", path, CORRUPT_SUFFIX, i);
+    int fd = open(name.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                 O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+      buf_free(&name);
+      continue;
+    }
+    bool ok = fd >= 0 && write_all(fd, data, size) && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (ok) return buf_steal(&name, NULL);
+    buf_free(&name);
+    return NULL;
+  }
+  return NULL;
+}
+
+/* Appends lines to FILE.dead: created 0600 (it holds users' messages),
+ * made 0600 if it was not, never through a symlink. */
+static bool append_dead(const char *dead_path, const struct buf *lines) {
+  int fd = open(dead_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+                               O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (st.st_mode & 077)) fchmod(fd, 0600);
+  bool ok = write_all(fd, lines->data, lines->len) && fdatasync(fd) == 0;
+  close(fd);
+  return ok;
+}
+
+/* One dead letter as a JSON line: {"update_id", "reason", "at",
+ * "update"}; the reason with the token taken out. */
+static void put_dead_letter(struct buf *out, int64_t id, const char *json,
+                            size_t len, const char *reason) {
+  char at[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char *clean = log_redacted_copy(reason, strlen(reason));
+  buf_printf(out, "{\"update_id\":%" PRId64 ",\"reason\":", id);
+  json_write_string(out, clean, strlen(clean));
+  buf_printf(out, ",\"at\":\"%s\",\"update\":", at);
+  buf_append(out, json, len);
+  buf_append_str(out, "}\n");
+  free(clean);
+}
+
+/* --- the lock: one process per journal ---------------------------------- */
+
+/* Takes FILE.lock (flock: released by the kernel when the process ends,
+ * however it ends) and writes the pid into it. Returns its descriptor, or
+ * -1 with err set. */
+static int take_lock(const char *path, struct buf *err) {
+  char *lock_path = path_with(path, LOCK_SUFFIX);
+  int fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    buf_printf(err, "cannot write the journal's lock file %s: %s", lock_path,
+               strerror(errno));
+    free(lock_path);
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    if (errno == EWOULDBLOCK || errno == EAGAIN || errno == EINTR)
+      buf_printf(err, "the journal %s is in use by another tghost (pid %s, "
+                 "holding %s): two processes on one journal would lose and "
+                 "repeat updates; give each bot one process and one journal",
+                 path, pid[0] ? pid : "?", lock_path);
+    else
+      buf_printf(err, "cannot lock the journal %s: %s", path, strerror(errno));
+    close(fd);
+    free(lock_path);
+    return -1;
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+    /* The lock holds without the pid: only the message is poorer. */
+  }
+  free(lock_path);
+  return fd;
+}
+
+/* --- the journal: the file and its thread ------------------------------- */
 
 struct op {
   struct buf data;
-  bool sync;                     /* a batch: fsync, then tell the loop */
+  bool sync;                     /* fsync, then tell the loop */
+  bool dead;                     /* lines for FILE.dead, not the journal */
   struct op *next;
 };
 
 struct journal {
   char *path;
+  char *dead_path;
   int64_t bot_id;
   int fd;
+  int lock_fd;
   struct event *ev;
   int notify[2];
   journal_durable_fn on_durable;
@@ -363,30 +254,22 @@ static void enqueue(struct journal *j, struct op *op) {
   pthread_mutex_unlock(&j->mu);
 }
 
-static bool write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= (size_t)w;
-  }
-  return true;
-}
-
-/* On the thread: rewrites the file with what has not finished. */
-static void compact(struct journal *j) {
+/* On the thread: rewrites the file with what has not finished, the state
+ * of each kept; closing adds the clean end. */
+static void compact(struct journal *j, bool closing) {
   char *data;
   size_t size;
   if (read_file(j->path, &data, &size) != 0) return;
-  struct fold f;
-  memset(&f, 0, sizeof f);
-  fold_data(&f, data, size);
+  struct jfold f;
+  jfold_read(&f, data, size);
   free(data);
   struct buf out = BUF_INIT, err = BUF_INIT;
-  buf_printf(&out, HEADER_FMT, j->bot_id);
-  write_unfinished(&f, &out);
-  fold_free(&f);
+  journal_put_header(&out, j->bot_id);
+  jfold_put_unfinished(&f, &out);
+  /* After the updates: an end read after it is this run's progress. */
+  journal_put_mark(&out, 'O', f.progress ? 0 : f.streak);
+  if (closing) journal_put_mark(&out, 'C', 0);
+  jfold_free(&f);
   int fd = replace_file(j->path, &out, &err);
   if (fd >= 0) {
     close(j->fd);
@@ -411,6 +294,12 @@ static void *journal_thread(void *arg) {
     unsigned long batches = 0;
     int saved = 0;
     for (struct op *op = ops; op; op = op->next) {
+      if (op->dead) {
+        if (!append_dead(j->dead_path, &op->data))
+          log_error("cannot write the dead letters to %s: %s", j->dead_path,
+                    strerror(errno));
+        continue;
+      }
       if (ok && !write_all(j->fd, op->data.data, op->data.len)) {
         ok = false;
         saved = errno;
@@ -431,7 +320,7 @@ static void *journal_thread(void *arg) {
       free(ops);
       ops = next;
     }
-    if (ok && j->since_compact > JOURNAL_COMPACT_BYTES) compact(j);
+    if (ok && j->since_compact > JOURNAL_COMPACT_BYTES) compact(j, false);
     pthread_mutex_lock(&j->mu);
     if (!ok && !j->error[0])
       snprintf(j->error, sizeof j->error, "cannot write the journal %s: %s",
@@ -485,31 +374,61 @@ static void mark(struct journal *j) {
   else event_active(j->flush_ev, 0, 0);
 }
 
-static void journal_append_batch(struct journal *j,
-                                 const struct qlist *batch) {
+/* Appends data (taken) with the marks before it, and an fsync;
+ * on_durable follows. */
+static void append_durable(struct journal *j, struct buf *data) {
   flush_marks(j);
   struct op *op = xcalloc(1, sizeof *op);
-  qlist_foreach(n, batch) {
-    const struct update_item *u = qlist_entry(n, struct update_item, node);
-    append_update(&op->data, u->id, 0, 0, u->json, u->len);
-  }
+  op->data = *data;
+  memset(data, 0, sizeof *data);
   op->sync = true;
   j->batches_sent++;
-  j->unfinished += qlist_size(batch);
   enqueue(j, op);
 }
 
-static void journal_record_start(struct journal *j, int64_t id) {
-  append_start(&j->marks, id);
+static void journal_append_batch(struct journal *j,
+                                 const struct qlist *batch) {
+  struct buf data = BUF_INIT;
+  qlist_foreach(n, batch) {
+    const struct update_item *u = qlist_entry(n, struct update_item, node);
+    journal_put_update(&data, u->id, 0, 0, u->json, u->len);
+  }
+  j->unfinished += qlist_size(batch);
+  append_durable(j, &data);
+}
+
+/* kind: 'S' (runs), 'W' (waits); 'A' goes through journal_record_alone. */
+static void journal_record_mark(struct journal *j, char kind, int64_t id) {
+  journal_put_mark(&j->marks, kind, id);
   mark(j);
 }
 
-static void journal_record_end(struct journal *j, int64_t id,
-                               enum journal_outcome outcome,
+/* Update id is about to run alone: its start on disk first (on_durable). */
+static void journal_record_alone(struct journal *j, int64_t id) {
+  struct buf data = BUF_INIT;
+  journal_put_mark(&data, 'A', id);
+  append_durable(j, &data);
+}
+
+/* Records the end of update id; reason (for failures) with the token
+ * taken out. */
+static void journal_record_end(struct journal *j, int64_t id, enum jend end,
                                const char *reason) {
-  append_end(&j->marks, id, outcome, reason);
+  char *clean = reason ? log_redacted_copy(reason, strlen(reason)) : NULL;
+  journal_put_end(&j->marks, id, end, clean);
+  free(clean);
   mark(j);
   if (j->unfinished) j->unfinished--;
+}
+
+/* Dead letters go to FILE.dead from the thread, in order with the rest. */
+static void journal_write_dead(struct journal *j, struct buf *lines) {
+  flush_marks(j);
+  struct op *op = xcalloc(1, sizeof *op);
+  op->data = *lines;
+  memset(lines, 0, sizeof *lines);
+  op->dead = true;
+  enqueue(j, op);
 }
 
 /* The journal's gauges (set when the metrics are read). */
@@ -521,34 +440,7 @@ static void journal_publish_metrics(struct journal *j) {
   metric_set(METRIC_JOURNAL_BACKLOG, (double)j->unfinished, NULL, NULL);
 }
 
-/* --- opening: recovery, dead letters ------------------------------------ */
-
-static void json_string(struct buf *out, const char *s) {
-  json_write_string(out, s ? s : "", s ? strlen(s) : 0);
-}
-
-static void write_dead_letter(FILE *fp, const struct entry *e,
-                              const char *reason) {
-  struct buf line = BUF_INIT;
-  char at[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  buf_printf(&line, "{\"update_id\":%" PRId64 ",\"reason\":", e->id);
-  json_string(&line, reason);
-  buf_printf(&line, ",\"at\":\"%s\",\"update\":", at);
-  buf_append(&line, e->json, e->len);
-  buf_append_str(&line, "}\n");
-  fwrite(line.data, 1, line.len, fp);
-  buf_free(&line);
-}
-
-static int cmp_items(const void *a, const void *b) {
-  int64_t x = (*(struct update_item *const *)a)->id;
-  int64_t y = (*(struct update_item *const *)b)->id;
-  return x < y ? -1 : x > y;
-}
+/* --- opening: damage, blame, dead letters ------------------------------- */
 
 int64_t journal_bot_id_of_token(const char *token) {
   if (!token) return -1;
@@ -558,111 +450,237 @@ int64_t journal_bot_id_of_token(const char *token) {
   return errno || end == token || *end != ':' || id <= 0 ? -1 : (int64_t)id;
 }
 
+/* What a restart makes of an unfinished entry (see journal.h). */
+struct verdict {
+  long crashes, failures;
+  char dead[JOURNAL_MAX_REASON + 160];   /* "" unless a dead letter */
+};
+
+static void judge(const struct jentry *e, struct verdict *v) {
+  v->crashes = e->crashes;
+  v->failures = e->failures;
+  v->dead[0] = '\0';
+  bool stopped_running = false, alone = e->state == JSTATE_ALONE;
+  if (e->ended) {
+    if (e->end == JEND_FAILED || e->end == JEND_TIMED_OUT) v->failures++;
+    else if (e->end == JEND_CUT_SHORT) stopped_running = true;
+  } else {
+    stopped_running = e->state == JSTATE_RUNNING || alone;
+  }
+  if (stopped_running) v->crashes++;
+  const char *why = e->reason && *e->reason ? e->reason : "(no message)";
+  if (v->failures >= JOURNAL_MAX_FAILURES)
+    snprintf(v->dead, sizeof v->dead, "%s twice: %s",
+             e->ended && e->end == JEND_TIMED_OUT ? "timed out" : "failed",
+             why);
+  else if (stopped_running && alone &&
+           v->crashes >= JOURNAL_ISOLATE_AFTER + JOURNAL_ALONE_STOPS)
+    snprintf(v->dead, sizeof v->dead, "tghost stopped while it ran alone, "
+             "%ld times in all (crashes, kills or cut-short runs)",
+             v->crashes);
+  else if (v->crashes >= JOURNAL_MAX_CRASHES)
+    snprintf(v->dead, sizeof v->dead, "tghost stopped %ld times while it ran",
+             v->crashes);
+}
+
+static void report_damage(const char *path, const struct jfold *f,
+                          const char *data, size_t size) {
+  if (f->truncated)
+    log_warn("journal %s: a truncated record at the end (a crash while "
+             "writing?): its %zu byte(s) are dropped", path,
+             f->truncated_bytes);
+  if (!f->damaged_regions) return;
+  /* Updates whose own record is gone but whose later records survived
+   * (a block of zeros leaves nothing else to count by). */
+  size_t orphans = 0;
+  struct buf ids = BUF_INIT;
+  for (size_t i = 0; i < f->n; i++) {
+    const struct jentry *e = &f->e[i];
+    if (e->json || (e->ended && (e->end == JEND_DONE || e->end == JEND_DEAD)))
+      continue;
+    if (orphans++ < 10)
+      buf_printf(&ids, "%s%" PRId64, orphans > 1 ? ", " : "", e->id);
+  }
+  char *kept = keep_corrupt(path, data, size);
+  log_error("journal %s: %zu damaged region(s), %zu byte(s), skipped%s: "
+            "%zu update record(s) lost with them%s%s%s (%zu good "
+            "record(s) read); the damaged file is %s%s", path,
+            f->damaged_regions, f->damaged_bytes,
+            f->header_ok ? "" : " (the header among them)",
+            f->damaged_updates + orphans,
+            orphans ? "; unfinished updates lost by id: " : "",
+            orphans ? ids.data : "", orphans > 10 ? ", ..." : "",
+            f->records, kept ? "kept as " : "NOT kept (cannot write a copy)",
+            kept ? kept : "");
+  buf_free(&ids);
+  free(kept);
+}
+
+/* The unfinished updates, decided: dead letters as lines for FILE.dead,
+ * the others rewritten (with their counters) into content and handed back,
+ * oldest first: to run alone those that were running at more than one
+ * crash (or all of them, after a crash loop), the others to replay. */
+struct recovery {
+  struct buf dead_lines;
+  size_t ndead, nreplay, nalone;
+  struct jfold risky;            /* handed back after a failure: json kept */
+};
+
+struct pending_item {
+  struct update_item *u;
+  bool alone;
+};
+
+static int cmp_pending(const void *a, const void *b) {
+  int64_t x = ((const struct pending_item *)a)->u->id;
+  int64_t y = ((const struct pending_item *)b)->u->id;
+  return x < y ? -1 : x > y;
+}
+
+static void recover(const char *path, const struct jfold *f, long streak,
+                    struct buf *content, struct recovery *rc,
+                    struct qlist *alone, struct qlist *replay) {
+  struct pending_item *items = xcalloc(f->n ? f->n : 1, sizeof *items);
+  size_t n = 0;
+  jfold_read(&rc->risky, NULL, 0);
+  for (size_t i = 0; i < f->n; i++) {
+    const struct jentry *e = &f->e[i];
+    if (!jentry_unfinished(e)) continue;
+    struct verdict v;
+    judge(e, &v);
+    if (v.dead[0]) {
+      put_dead_letter(&rc->dead_lines, e->id, e->json, e->len, v.dead);
+      char *clean = log_redacted_copy(v.dead, strlen(v.dead));
+      log_error("journal: update %" PRId64 " is a dead letter: %s (kept in "
+                "%s%s)", e->id, clean, path, DEAD_SUFFIX);
+      free(clean);
+      rc->ndead++;
+      continue;
+    }
+    journal_put_update(content, e->id, v.crashes, v.failures, e->json,
+                       e->len);
+    struct update_item *u = xcalloc(1, sizeof *u);
+    u->id = e->id;
+    u->json = xstrndup(e->json, e->len);
+    u->len = e->len;
+    u->redelivered = true;
+    items[n].u = u;
+    items[n].alone = v.crashes >= JOURNAL_ISOLATE_AFTER ||
+                     streak >= JOURNAL_CRASH_LOOP_RUNS;
+    n++;
+    if (v.failures > 0) {
+      struct jentry *r = jfold_add(&rc->risky, e->id);
+      r->json = xstrndup(e->json, e->len);
+      r->len = e->len;
+      r->failures = v.failures;
+    }
+  }
+  qsort(items, n, sizeof *items, cmp_pending);
+  for (size_t i = 0; i < n; i++) {
+    qlist_push_back(items[i].alone ? alone : replay, &items[i].u->node);
+    if (items[i].alone) rc->nalone++;
+    else rc->nreplay++;
+  }
+  free(items);
+}
+
+/* Opens the journal at path for the bot bot_id: takes its lock, reads and
+ * recovers it, writes the dead letters, rewrites it with what must run
+ * again (moved into alone and replay, oldest first) and starts its
+ * thread. Returns NULL with err set when it cannot be used. */
 static struct journal *journal_open(const char *path, int64_t bot_id,
-                             struct event_base *base,
-                             journal_durable_fn on_durable, void *ud,
-                             struct qlist *replay, int64_t *max_id,
-                             struct buf *err) {
+                                    struct event_base *base,
+                                    journal_durable_fn on_durable, void *ud,
+                                    struct qlist *alone, struct qlist *replay,
+                                    struct jfold *risky, struct buf *err) {
+  int lock_fd = take_lock(path, err);
+  if (lock_fd < 0) return NULL;
   char *data;
   size_t size;
   if (read_file(path, &data, &size) != 0) {
     buf_printf(err, "cannot read the journal %s: %s", path, strerror(errno));
+    close(lock_fd);
     return NULL;
   }
-  struct fold f;
-  memset(&f, 0, sizeof f);
-  fold_data(&f, data, size);
-  free(data);
+  struct jfold f;
+  jfold_read(&f, data, size);
   if (f.bot_id >= 0 && bot_id >= 0 && f.bot_id != bot_id) {
     buf_printf(err, "the journal %s belongs to bot %" PRId64 ", not to this "
                "bot (%" PRId64 "): give each bot a journal of its own", path,
                f.bot_id, bot_id);
-    fold_free(&f);
+    jfold_free(&f);
+    free(data);
+    close(lock_fd);
     return NULL;
   }
-  if (f.damaged)
-    log_warn("journal %s: a damaged or truncated record at byte %zu (a crash "
-             "while writing?): it and what follows are skipped", path,
-             f.good_bytes);
+  report_damage(path, &f, data, size);
+  free(data);
+  /* Runs in a row that crashed before any update ended. */
+  long streak = f.clean || f.records == 0 || f.progress ? 0 : f.streak + 1;
+  if (streak >= JOURNAL_CRASH_LOOP_RUNS)
+    log_warn("journal %s: tghost stopped %ld times in a row before any "
+             "update ended: the updates it had run alone, one at a time, "
+             "until the one that stops it is found", path, streak);
 
-  /* Decide each unfinished update: run it again, or a dead letter. */
-  struct buf dead_path = BUF_INIT, content = BUF_INIT;
-  buf_printf(&dead_path, "%s.dead", path);
-  buf_printf(&content, HEADER_FMT, bot_id >= 0 ? bot_id : f.bot_id);
-  FILE *dead = NULL;
-  size_t nreplay = 0, ndead = 0;
-  struct update_item **items = xcalloc(f.n ? f.n : 1, sizeof *items);
-  for (size_t i = 0; i < f.n; i++) {
-    struct entry *e = &f.e[i];
-    if (!e->json || (e->ended && e->outcome == JOURNAL_DONE)) continue;
-    bool failed = e->ended && (e->outcome == JOURNAL_FAILED ||
-                               e->outcome == JOURNAL_TIMED_OUT);
-    long failures = e->failures + (failed ? 1 : 0);
-    char reason[MAX_REASON + 96] = "";
-    if (failures >= 2)
-      snprintf(reason, sizeof reason, "%s twice: %s",
-               e->outcome == JOURNAL_TIMED_OUT ? "timed out" : "failed",
-               e->reason && *e->reason ? e->reason : "(no message)");
-    else if (e->starts >= JOURNAL_MAX_STARTS)
-      snprintf(reason, sizeof reason, "cut short %ld times (crashes, kills "
-               "or drain timeouts) without finishing", e->starts);
-    if (reason[0]) {
-      if (!dead) dead = fopen(dead_path.data, "a");
-      if (dead) write_dead_letter(dead, e, reason);
-      log_error("journal: update %" PRId64 " is a dead letter: %s (kept in "
-                "%s)", e->id, reason, dead_path.data);
-      ndead++;
-      continue;
-    }
-    append_update(&content, e->id, e->starts, failures, e->json, e->len);
-    struct update_item *u = xcalloc(1, sizeof *u);
-    u->id = e->id;
-    u->json = e->json;
-    u->len = e->len;
-    u->redelivered = true;
-    e->json = NULL;
-    items[nreplay++] = u;
-  }
-  if (dead && fclose(dead) != 0)
-    log_error("cannot write %s: %s", dead_path.data, strerror(errno));
-  buf_free(&dead_path);
-  *max_id = f.max_id;
+  int64_t own_id = bot_id >= 0 ? bot_id : f.bot_id;
+  struct buf content = BUF_INIT;
+  journal_put_header(&content, own_id);
+  struct recovery rc;
+  memset(&rc, 0, sizeof rc);
+  recover(path, &f, streak, &content, &rc, alone, replay);
+  journal_put_mark(&content, 'O', streak);
+  char *dead_path = path_with(path, DEAD_SUFFIX);
+  if (rc.ndead && !append_dead(dead_path, &rc.dead_lines))
+    log_error("cannot write the dead letters to %s: %s", dead_path,
+              strerror(errno));
+  buf_free(&rc.dead_lines);
   int64_t *known_ids = xcalloc(f.n ? f.n : 1, sizeof *known_ids);
   size_t nknown = f.n;
   for (size_t i = 0; i < f.n; i++) known_ids[i] = f.e[i].id;
-  fold_free(&f);
+  jfold_free(&f);
+  *risky = rc.risky;
 
   int fd = replace_file(path, &content, err);
   buf_free(&content);
   if (fd < 0) {
-    for (size_t i = 0; i < nreplay; i++) update_item_free(items[i]);
-    free(items);
+    update_batch_free(alone);
+    update_batch_free(replay);
+    jfold_free(risky);
     free(known_ids);
+    free(dead_path);
+    close(lock_fd);
     return NULL;
   }
-  qsort(items, nreplay, sizeof *items, cmp_items);
-  for (size_t i = 0; i < nreplay; i++) qlist_push_back(replay, &items[i]->node);
-  free(items);
-  if (nreplay || ndead)
-    log_info("journal %s: %zu unfinished update(s) run again first%s", path,
-             nreplay, ndead ? "; see the dead letters above" : "");
+  if (rc.nreplay || rc.nalone || rc.ndead)
+    log_info("journal %s: %zu unfinished update(s) run again first%s%s", path,
+             rc.nreplay + rc.nalone,
+             rc.nalone ? " (some alone, one at a time: they were running "
+                         "when tghost stopped more than once)" : "",
+             rc.ndead ? "; see the dead letters above" : "");
 
   struct journal *j = xcalloc(1, sizeof *j);
   j->path = xstrdup(path);
-  j->bot_id = bot_id >= 0 ? bot_id : f.bot_id;
+  j->dead_path = dead_path;
+  j->bot_id = own_id;
   j->fd = fd;
+  j->lock_fd = lock_fd;
   j->on_durable = on_durable;
   j->ud = ud;
   j->known_ids = known_ids;
   j->nknown = nknown;
-  j->unfinished = nreplay;
+  j->unfinished = rc.nreplay + rc.nalone;
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cond, NULL);
   if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) != 0 ||
       pthread_create(&j->thread, NULL, journal_thread, j) != 0) {
     buf_printf(err, "cannot start the journal: %s", strerror(errno));
     close(fd);
+    close(lock_fd);
+    update_batch_free(alone);
+    update_batch_free(replay);
+    jfold_free(risky);
     free(j->known_ids);
+    free(j->dead_path);
     free(j->path);
     free(j);
     return NULL;
@@ -673,6 +691,8 @@ static struct journal *journal_open(const char *path, int64_t bot_id,
   return j;
 }
 
+/* Writes what is queued, stops the thread, compacts the file (marking a
+ * clean end), closes it and lets go of the lock. */
 static void journal_close(struct journal *j) {
   if (!j) return;
   flush_marks(j);
@@ -685,16 +705,18 @@ static void journal_close(struct journal *j) {
   pthread_mutex_lock(&j->mu);
   bool failed = j->error[0] != '\0';
   pthread_mutex_unlock(&j->mu);
-  if (!failed) compact(j);
+  if (!failed) compact(j, true);
   event_free(j->ev);
   event_free(j->flush_ev);
   buf_free(&j->marks);
   close(j->notify[0]);
   close(j->notify[1]);
   close(j->fd);
+  close(j->lock_fd);
   pthread_mutex_destroy(&j->mu);
   pthread_cond_destroy(&j->cond);
   free(j->known_ids);
+  free(j->dead_path);
   free(j->path);
   free(j);
 }
@@ -752,18 +774,45 @@ int journal_list_dead_letters(const char *path, FILE *out, struct buf *err) {
 
 /* --- the source: the journal around another ----------------------------- */
 
+enum isolation {
+  ALONE_NONE,         /* nobody runs alone now */
+  ALONE_WRITING,      /* its A record goes to disk */
+  ALONE_RUNNING,      /* delivered; until it ends or waits */
+};
+
 struct journaled {
   struct update_source base;
   struct update_source *inner;
   struct journal *j;
-  struct qlist replay;           /* handed back at start */
+  struct qlist alone;            /* to run alone, one at a time */
+  struct qlist replay;           /* handed back once those have run */
+  struct jfold risky;            /* handed back after a failure */
+  enum isolation isolation;
+  struct update_item *alone_item;/* while its A record is written */
+  int64_t alone_id;              /* running alone; -1 */
+  bool alone_started;            /* its first start (A stands for it) */
   bool accept_waits;             /* accepted, not durable yet */
   bool drained_waits;            /* drained, not durable yet */
+  bool stopping;
   bool failed;                   /* writing failed: nothing more passes */
 };
 
 static struct journaled *journaled_of(struct update_source *s) {
   return (struct journaled *)s;
+}
+
+/* Runs the next update that must run alone: its A record first. */
+static void next_alone(struct journaled *js) {
+  if (js->stopping || js->isolation != ALONE_NONE) return;
+  struct qnode *n = qlist_pop_front(&js->alone);
+  if (!n) return;
+  js->alone_item = qlist_entry(n, struct update_item, node);
+  js->isolation = ALONE_WRITING;
+  journal_record_alone(js->j, js->alone_item->id);
+}
+
+static bool isolating(const struct journaled *js) {
+  return js->isolation != ALONE_NONE || !qlist_empty(&js->alone);
 }
 
 /* Inner's batch: on disk (asked for) before it goes on; its accept waits
@@ -776,7 +825,7 @@ static void on_inner_batch(void *ud, struct qlist *batch, const char *via) {
 
 static void on_inner_ready(void *ud) {
   struct journaled *js = ud;
-  if (!journal_pending(js->j)) source_ready(&js->base);
+  if (!journal_pending(js->j) && !isolating(js)) source_ready(&js->base);
 }
 
 static void on_inner_fatal(void *ud, const char *message) {
@@ -814,21 +863,39 @@ static void on_durable(void *ud, bool ok, const char *message) {
     source_drained(js->inner);
     return;
   }
-  source_ready(&js->base);
+  if (js->isolation == ALONE_WRITING) {
+    /* Its start is on disk: it runs, with nothing beside it. */
+    js->isolation = ALONE_RUNNING;
+    js->alone_id = js->alone_item->id;
+    js->alone_started = false;
+    struct qlist one;
+    qlist_init(&one);
+    qlist_push_back(&one, &js->alone_item->node);
+    js->alone_item = NULL;
+    source_deliver(&js->base, &one, "journal");
+    return;
+  }
+  if (!isolating(js)) source_ready(&js->base);
 }
 
 static void journaled_start(struct update_source *s) {
   struct journaled *js = journaled_of(s);
-  /* What did not finish runs before anything new. */
-  if (!qlist_empty(&js->replay)) source_deliver(s, &js->replay, "journal");
+  next_alone(js);
   source_start(js->inner);
 }
 
-/* The next fetch confirms (the next 200s acknowledge) what was delivered:
- * not before it is on disk. */
+/* What did not finish runs first: alone, one at a time, what was running
+ * at more than one crash, then the rest at once. Then the inner source,
+ * whose next fetch confirms (whose next 200s acknowledge) what it
+ * delivered: not before that is on disk. */
 static void journaled_fetch(struct update_source *s, int limit) {
   struct journaled *js = journaled_of(s);
-  if (js->failed || journal_pending(js->j)) return;
+  if (js->failed || isolating(js)) return;
+  if (!qlist_empty(&js->replay)) {
+    source_deliver(s, &js->replay, "journal");
+    return;
+  }
+  if (journal_pending(js->j)) return;
   source_fetch(js->inner, limit);
 }
 
@@ -838,25 +905,72 @@ static void journaled_accept(struct update_source *s) {
   else source_accept(js->inner);
 }
 
+/* An update handed back after a failure failed again: a dead letter now
+ * (listed at once by --dead-letters), not at the next start. */
+static bool dies_now(struct journaled *js, int64_t id, enum jend end,
+                     const char *reason) {
+  struct jentry *e = jfold_find(&js->risky, id);
+  if (!e || !e->json || e->failures + 1 < JOURNAL_MAX_FAILURES) return false;
+  char why[JOURNAL_MAX_REASON + 32];
+  snprintf(why, sizeof why, "%s twice: %.*s",
+           end == JEND_TIMED_OUT ? "timed out" : "failed", JOURNAL_MAX_REASON,
+           reason && *reason ? reason : "(no message)");
+  struct buf line = BUF_INIT;
+  put_dead_letter(&line, id, e->json, e->len, why);
+  journal_write_dead(js->j, &line);
+  journal_record_end(js->j, id, JEND_DEAD, why);
+  char *clean = log_redacted_copy(why, strlen(why));
+  log_error("journal: update %" PRId64 " is a dead letter: %s (kept in %s)",
+            id, clean, js->j->dead_path);
+  free(clean);
+  free(e->json);
+  e->json = NULL;
+  return true;
+}
+
+static void alone_over(struct journaled *js, int64_t id) {
+  if (js->isolation != ALONE_RUNNING || id != js->alone_id) return;
+  js->isolation = ALONE_NONE;
+  js->alone_id = -1;
+  next_alone(js);
+  /* The last one: what else was handed back, then the inner source. */
+  if (!isolating(js) && !js->stopping) source_ready(&js->base);
+}
+
 static void journaled_outcome(struct update_source *s, int64_t id,
                               enum update_outcome outcome,
                               const char *reason) {
   struct journaled *js = journaled_of(s);
+  bool alone = js->isolation == ALONE_RUNNING && id == js->alone_id;
   switch (outcome) {
-    case UPDATE_STARTED: journal_record_start(js->j, id); break;
-    case UPDATE_DONE: journal_record_end(js->j, id, JOURNAL_DONE, reason); break;
+    case UPDATE_STARTED:
+      /* Its A record says it runs (alone). */
+      if (alone && !js->alone_started) js->alone_started = true;
+      else journal_record_mark(js->j, 'S', id);
+      return;
+    case UPDATE_WAITING:
+      journal_record_mark(js->j, 'W', id);
+      /* Not running: the next may run alone. */
+      if (alone) alone_over(js, id);
+      return;
+    case UPDATE_DONE:
+      journal_record_end(js->j, id, JEND_DONE, reason);
+      break;
     case UPDATE_FAILED:
-      journal_record_end(js->j, id, JOURNAL_FAILED, reason);
+    case UPDATE_TIMED_OUT: {
+      enum jend end =
+          outcome == UPDATE_FAILED ? JEND_FAILED : JEND_TIMED_OUT;
+      if (!dies_now(js, id, end, reason))
+        journal_record_end(js->j, id, end, reason);
       break;
-    case UPDATE_TIMED_OUT:
-      journal_record_end(js->j, id, JOURNAL_TIMED_OUT, reason);
-      break;
+    }
     case UPDATE_CUT_SHORT:
-      journal_record_end(js->j, id, JOURNAL_CANCELLED, reason);
+      journal_record_end(js->j, id, JEND_CUT_SHORT, reason);
       break;
     case UPDATE_RELEASED:
-      break;   /* unfinished in the file: it runs at the next start */
+      return;   /* unfinished in the file: it runs at the next start */
   }
+  if (alone) alone_over(js, id);
 }
 
 static void journaled_known(struct update_source *s, const int64_t *ids,
@@ -870,7 +984,9 @@ static void journaled_reconfigure(struct update_source *s,
 }
 
 static void journaled_stop(struct update_source *s) {
-  source_stop(journaled_of(s)->inner);
+  struct journaled *js = journaled_of(s);
+  js->stopping = true;
+  source_stop(js->inner);
 }
 
 static void journaled_drained(struct update_source *s) {
@@ -880,7 +996,9 @@ static void journaled_drained(struct update_source *s) {
 }
 
 static void journaled_abort(struct update_source *s) {
-  source_abort(journaled_of(s)->inner);
+  struct journaled *js = journaled_of(s);
+  js->stopping = true;
+  source_abort(js->inner);
 }
 
 static void journaled_health(struct update_source *s) {
@@ -893,7 +1011,10 @@ static void journaled_free(struct update_source *s) {
   struct journaled *js = journaled_of(s);
   source_free(js->inner);
   journal_close(js->j);
+  update_batch_free(&js->alone);
   update_batch_free(&js->replay);
+  update_item_free(js->alone_item);
+  jfold_free(&js->risky);
   free(js);
 }
 
@@ -919,10 +1040,11 @@ struct update_source *journal_source_new(const char *path, int64_t bot_id,
                                          struct event_base *base,
                                          struct buf *err) {
   struct journaled *js = xcalloc(1, sizeof *js);
+  qlist_init(&js->alone);
   qlist_init(&js->replay);
-  int64_t max_id = -1;
-  js->j = journal_open(path, bot_id, base, on_durable, js, &js->replay,
-                       &max_id, err);
+  js->alone_id = -1;
+  js->j = journal_open(path, bot_id, base, on_durable, js, &js->alone,
+                       &js->replay, &js->risky, err);
   if (!js->j) {
     source_free(inner);
     free(js);

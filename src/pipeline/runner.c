@@ -48,12 +48,14 @@ static struct job *start_update(void *ud, struct update_item *u,
                                 job_end_fn on_end, void *end_ud) {
   struct runner *r = ud;
   int64_t id = u->id;
+  /* Said before it starts: a source that records starts (the journal)
+   * hands the record on before the handler's first instruction runs. */
+  source_outcome(r->source, id, UPDATE_STARTED, NULL);
   struct job *job = r->env.update_ops->start(r->current, u, on_end, end_ud);
-  /* Not started: it cannot be decoded (and never will be), or a waiting
-   * conversation took it (that conversation's own update reports how the
-   * dialog ends). */
-  if (job) source_outcome(r->source, id, UPDATE_STARTED, NULL);
-  else source_outcome(r->source, id, UPDATE_DONE, "not started");
+  /* Not started after all: it cannot be decoded (and never will be), or a
+   * waiting conversation took it (that conversation's own update reports
+   * how the dialog ends). */
+  if (!job) source_outcome(r->source, id, UPDATE_DONE, "not started");
   return job;
 }
 
@@ -103,6 +105,12 @@ static void on_job_end(void *ud, struct job *job) {
     r->env.update_ops->report_failure(job);
   if (r->state == RUNNER_RUNNING) kick(r);
   else if (r->state == RUNNER_DRAINING) check_drained(r);
+}
+
+static void on_waiting(void *ud, struct job *job, bool waiting) {
+  struct runner *r = ud;
+  source_outcome(r->source, job_update_id(job),
+                 waiting ? UPDATE_WAITING : UPDATE_STARTED, NULL);
 }
 
 static void on_room(void *ud) {
@@ -195,8 +203,8 @@ struct runner *runner_new(const struct runner_env *env,
   r->source = source;
   source->events = &source_events;
   source->events_ud = r;
-  static const struct sink_callbacks sink_cb = {start_update, on_job_end,
-                                                on_timeout, on_room};
+  static const struct sink_callbacks sink_cb = {
+      start_update, on_job_end, on_timeout, on_room, on_waiting};
   sink_init(&r->sink, env->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
   sink_set_max_waiting(&r->sink, o->max_waiting);

@@ -63,9 +63,12 @@ static void slot_free(struct sink *k, struct sink_slot *sl) {
 
 /* Its timer runs (again) from now: the time it waited does not count. */
 static void run_timer(struct sink *k, struct sink_slot *sl) {
-  if (qnode_linked(&sl->wait_node)) qlist_remove(&k->waiting, &sl->wait_node);
+  bool waited = qnode_linked(&sl->wait_node);
+  if (waited) qlist_remove(&k->waiting, &sl->wait_node);
   if (!sl->expired && !inflight_contains(&sl->entry))
     inflight_add(&k->inflight, &sl->entry, clock_now_ms());
+  if (waited && !sl->expired && k->cb.on_waiting)
+    k->cb.on_waiting(k->ud, sl->job, false);
 }
 
 /* The job leaves the sink's accounts: no slot, not parked, no timer. */
@@ -135,6 +138,7 @@ static void slot_park(struct job *job, void *slot, enum job_park_kind kind) {
    * others. */
   inflight_remove(&k->inflight, &sl->entry);
   qlist_push_back(&k->waiting, &sl->wait_node);
+  if (k->cb.on_waiting) k->cb.on_waiting(k->ud, job, true);
   /* An idle job gives its slot up in every kind of sink: a sequential bot
    * with a conversation waiting must still take the update it waits for. */
   if ((k->kind != SINK_CONCURRENT && !idle) || !sl->holds_slot) return;

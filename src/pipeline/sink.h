@@ -66,6 +66,9 @@ struct sink_callbacks {
   void (*on_timeout)(void *ud, struct job *job);
   /* A parked job freed a slot: there may be room to fetch (may be NULL). */
   void (*on_room)(void *ud);
+  /* A started job stops running to wait (behind others, or idle), or runs
+   * on after such a wait (may be NULL). */
+  void (*on_waiting)(void *ud, struct job *job, bool waiting);
 };
 
 struct sink {

@@ -23,11 +23,12 @@
  *              (polling confirms it with its next getUpdates, the webhook
  *              sends its 200s). A wrapper that must make a batch durable
  *              first passes accept on to its inner source only then.
- *   outcome    each update delivered gets its outcome reported, in this
- *              order: UPDATE_STARTED once its handler runs (possibly
- *              never), then exactly one end: DONE, FAILED, TIMED_OUT,
- *              CUT_SHORT, or RELEASED (never started, handed back at a
- *              graceful stop). A source that keeps per-update records
+ *   outcome    each update delivered gets its outcome reported: STARTED
+ *              when it runs (its job starts, possibly never), WAITING
+ *              when it stops running to wait (behind other updates, or
+ *              for its user) and STARTED again when it runs on, then
+ *              exactly one end: DONE, FAILED, TIMED_OUT, CUT_SHORT, or
+ *              RELEASED (never started, handed back at a graceful stop). A source that keeps per-update records
  *              (the journal, a stream consumer's commit record) writes
  *              them from these.
  *   reconfigure  hot reload: the new run() options (allowed_updates,
@@ -72,7 +73,8 @@
 #include "pipeline/update.h"
 
 enum update_outcome {
-  UPDATE_STARTED,     /* its handler runs (not an end) */
+  UPDATE_STARTED,     /* it runs (not an end) */
+  UPDATE_WAITING,     /* it waits without running (not an end) */
   UPDATE_DONE,        /* ran to its end, or needed no handler */
   UPDATE_FAILED,      /* its handler failed */
   UPDATE_TIMED_OUT,   /* ran past the per-update timeout, was cancelled */

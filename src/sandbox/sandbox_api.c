@@ -785,6 +785,29 @@ static void m_sendChatAction(struct call *c) {
   buf_free(&action);
 }
 
+/* sendMessageDraft: a preview of a message while it is generated, private
+ * chats only. Checked as a message's text is and answered true; the
+ * sandbox shows only the final message (drafts come at a rate of their
+ * own and would make transcripts depend on timing). */
+static void m_sendMessageDraft(struct call *c) {
+  struct sbx_chat *chat = need_chat(c);
+  if (!chat) return;
+  int64_t id = 0;
+  struct buf text = BUF_INIT;
+  if (chat->type != SBX_PRIVATE)
+    fail(c, 400, "Bad Request: message drafts can be sent only to private "
+                 "chats");
+  else if (!pint(&c->ps, "draft_id", &id) || id == 0)
+    fail(c, 400, "Bad Request: draft_id must be non-zero");
+  else if (!ptext(&c->ps, "text", &text) || !text.len)
+    fail(c, 400, "Bad Request: message text is empty");
+  else if (world_utf16_length(text.data) > SBX_MAX_TEXT)
+    fail(c, 400, "Bad Request: message is too long");
+  else
+    buf_append_str(&c->result, "true");
+  buf_free(&text);
+}
+
 static bool same(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
@@ -1293,6 +1316,7 @@ static const struct {
     {"sendDice", m_sendDice},
     {"sendPoll", m_sendPoll},
     {"sendChatAction", m_sendChatAction},
+    {"sendMessageDraft", m_sendMessageDraft},
     {"editMessageText", m_editMessageText},
     {"editMessageCaption", m_editMessageCaption},
     {"editMessageReplyMarkup", m_editMessageReplyMarkup},

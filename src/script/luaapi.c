@@ -143,7 +143,9 @@ static int raise_msg(lua_State *L, const char *what, const char *fmt,
   return lua_error(L);
 }
 
-/* api.call(method, params) -> result, or raises an ApiError. */
+/* api.call(method, params [, opts]) -> result, or raises an ApiError.
+ * opts.retry = false: a 429 is raised at once (ctx:replyStream's previews
+ * back off themselves rather than wait in a retry). */
 static int l_call(lua_State *L) {
   struct host *h = host_of(L);
   const char *method = luaL_checkstring(L, 1);
@@ -186,7 +188,9 @@ static int l_call(lua_State *L) {
   }
 
   char chat[80];
-  struct apicall_params p = {method, NULL, false, luabind_fields(L)};
+  struct apicall_params p = {method, NULL, false, luabind_fields(L), false};
+  if (lua_istable(L, 3) && lua_getfield(L, 3, "retry") == LUA_TBOOLEAN)
+    p.no_retry = !lua_toboolean(L, -1);
   chat_of(L, 2, chat, sizeof chat, &p.is_group);
   if (chat[0]) p.chat_key = chat;
   struct api_call *c = xcalloc(1, sizeof *c);

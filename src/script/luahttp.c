@@ -106,7 +106,7 @@ static void build_url(lua_State *L, const char *url, int idx, struct buf *out) {
 }
 
 /* Raw header lines -> {lowercase-name = value}; repeats joined by ", ". */
-static void push_headers(lua_State *L, const struct buf *raw) {
+void luahttp_push_headers(lua_State *L, const struct buf *raw) {
   lua_newtable(L);
   const char *p = raw->data ? raw->data : "";
   const char *end = p + raw->len;
@@ -165,7 +165,7 @@ static int http_push(lua_State *co, void *data) {
       lua_createtable(co, 0, 3);
       lua_pushinteger(co, (lua_Integer)http_request_status(req));
       lua_setfield(co, -2, "status");
-      push_headers(co, http_request_headers(req));
+      luahttp_push_headers(co, http_request_headers(req));
       lua_setfield(co, -2, "headers");
       const struct buf *body = http_request_body(req);
       lua_pushlstring(co, body->data ? body->data : "", body->len);
@@ -213,79 +213,76 @@ static bool has_header(lua_State *L, int headers, const char *name) {
   return found;
 }
 
-/* httpcore.request{method, url, headers, body, query, timeout, max_body}
- * -> {status, headers, body} | nil, err */
-static int l_request(lua_State *L) {
-  struct host *h = host_of(L);
+/* Reads url, method, headers, query and body from the options table at
+ * index 1 and returns the request they describe (not started); raises on
+ * misuse, naming `what`. Options other than these and those in `extra`
+ * raise too. A body that is a function or an InputFile is left to the
+ * caller when stream_body is set (luastream.c sends those). */
+struct http_request *luahttp_new_request(lua_State *L,
+                                         struct http_client *client,
+                                         const char *what,
+                                         const char *const *extra,
+                                         bool stream_body) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  static const char *const known[] = {"method", "url", "headers", "body",
-                                      "query", "timeout", "max_body", NULL};
-  luabind_check_keys(L, 1, "tghost.http.request", "", known);
-  lua_getfield(L, 1, "url");            /* 2 */
-  lua_getfield(L, 1, "method");         /* 3 */
-  lua_getfield(L, 1, "headers");        /* 4 */
-  lua_getfield(L, 1, "body");           /* 5 */
-  lua_getfield(L, 1, "query");          /* 6 */
-  lua_getfield(L, 1, "timeout");        /* 7 */
-  lua_getfield(L, 1, "max_body");       /* 8 */
-  const char *url = lua_tostring(L, 2);
-  if (lua_type(L, 2) != LUA_TSTRING)
-    return luaL_error(L, "tghost.http.request: url must be a string");
+  static const char *const base_keys[] = {"method", "url", "headers", "body",
+                                          "query", NULL};
+  const char *known[24];
+  size_t nk = 0;
+  for (size_t i = 0; base_keys[i]; i++) known[nk++] = base_keys[i];
+  for (size_t i = 0; extra && extra[i] && nk < 23; i++) known[nk++] = extra[i];
+  known[nk] = NULL;
+  luabind_check_keys(L, 1, what, "", known);
+  int top = lua_gettop(L);
+  lua_getfield(L, 1, "url");            /* top + 1 */
+  lua_getfield(L, 1, "method");         /* top + 2 */
+  lua_getfield(L, 1, "headers");        /* top + 3 */
+  lua_getfield(L, 1, "body");           /* top + 4 */
+  lua_getfield(L, 1, "query");          /* top + 5 */
+  int iurl = top + 1, imethod = top + 2, iheaders = top + 3, ibody = top + 4,
+      iquery = top + 5;
+  const char *url = lua_tostring(L, iurl);
+  if (lua_type(L, iurl) != LUA_TSTRING)
+    luaL_error(L, "%s: url must be a string", what);
   if (strncasecmp(url, "http://", 7) != 0 &&
       strncasecmp(url, "https://", 8) != 0)
-    return luaL_error(L, "tghost.http.request: url must start with http:// "
-                         "or https://");
+    luaL_error(L, "%s: url must start with http:// or https://", what);
   const char *method = "GET";
-  if (!lua_isnil(L, 3)) {
-    if (lua_type(L, 3) != LUA_TSTRING || !valid_token(lua_tostring(L, 3)))
-      return luaL_error(L, "tghost.http.request: method must be an HTTP "
-                           "method name");
-    method = lua_tostring(L, 3);
+  if (!lua_isnil(L, imethod)) {
+    if (lua_type(L, imethod) != LUA_TSTRING ||
+        !valid_token(lua_tostring(L, imethod)))
+      luaL_error(L, "%s: method must be an HTTP method name", what);
+    method = lua_tostring(L, imethod);
   }
-  if (!lua_isnil(L, 4) && !lua_istable(L, 4))
-    return luaL_error(L, "tghost.http.request: headers must be a table");
-  if (!lua_isnil(L, 5) && lua_type(L, 5) != LUA_TSTRING && !lua_istable(L, 5))
-    return luaL_error(L, "tghost.http.request: body must be a string or a "
-                         "table (sent as JSON)");
-  double timeout = DEFAULT_TIMEOUT_S;
-  if (!lua_isnil(L, 7)) {
-    if (!lua_isnumber(L, 7) || !(lua_tonumber(L, 7) > 0) ||
-        lua_tonumber(L, 7) > 86400)
-      return luaL_error(L, "tghost.http.request: timeout must be a number of "
-                           "seconds (0 < timeout <= 86400)");
-    timeout = lua_tonumber(L, 7);
-  }
-  size_t max_body = DEFAULT_MAX_BODY;
-  if (!lua_isnil(L, 8)) {
-    if (!lua_isinteger(L, 8) || lua_tointeger(L, 8) < 0)
-      return luaL_error(L, "tghost.http.request: max_body must be a "
-                           "non-negative integer (bytes)");
-    max_body = (size_t)lua_tointeger(L, 8);
-  }
-  luabind_check_network(L, "tghost.http.request");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
+  if (!lua_isnil(L, iheaders) && !lua_istable(L, iheaders))
+    luaL_error(L, "%s: headers must be a table", what);
+  int btype = lua_type(L, ibody);
+  bool streamed = stream_body && (btype == LUA_TFUNCTION ||
+                                  btype == LUA_TUSERDATA);
+  if (btype != LUA_TNIL && btype != LUA_TSTRING && btype != LUA_TTABLE &&
+      !streamed)
+    luaL_error(L, "%s: body must be a string or a table (sent as JSON)%s",
+               what, stream_body ? ", a function (called for each piece) or "
+                                   "an InputFile" : "");
 
   struct buf full = BUF_INIT;
-  build_url(L, url, 6, &full);
-  struct http_request *req = http_request_new(h->http, full.data);
+  build_url(L, url, iquery, &full);
+  struct http_request *req = http_request_new(client, full.data);
   buf_free(&full);
   http_request_set_method(req, method);
-  if (lua_istable(L, 4)) {
+  if (lua_istable(L, iheaders)) {
     lua_pushnil(L);
-    while (lua_next(L, 4)) {
+    while (lua_next(L, iheaders)) {
       if (lua_type(L, -2) != LUA_TSTRING || !valid_token(lua_tostring(L, -2)) ||
           (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
         http_request_free(req);
-        return luaL_error(L, "tghost.http.request: headers must map names to "
-                             "strings");
+        luaL_error(L, "%s: headers must map names to strings", what);
       }
       size_t vlen;
       const char *v = lua_tolstring(L, -1, &vlen);
       if (memchr(v, '\r', vlen) || memchr(v, '\n', vlen)) {
         http_request_free(req);
-        return luaL_error(L, "tghost.http.request: header %s contains a line "
-                             "break", lua_tostring(L, -2));
+        luaL_error(L, "%s: header %s contains a line break", what,
+                   lua_tostring(L, -2));
       }
       struct buf line = BUF_INIT;
       buf_printf(&line, "%s: %s", lua_tostring(L, -2), v);
@@ -294,30 +291,63 @@ static int l_request(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  if (lua_type(L, 5) == LUA_TSTRING) {
+  if (btype == LUA_TSTRING) {
     size_t len;
-    const char *b = lua_tolstring(L, 5, &len);
+    const char *b = lua_tolstring(L, ibody, &len);
     char *copy = xmalloc(len + 1);
     memcpy(copy, b, len);
     copy[len] = '\0';
     http_request_set_body(req, copy, len);
-  } else if (lua_istable(L, 5)) {
+  } else if (btype == LUA_TTABLE) {
     struct buf json = BUF_INIT, err = BUF_INIT;
-    if (luajson_encode(L, 5, &json, &err) != 0) {
+    if (luajson_encode(L, ibody, &json, &err) != 0) {
       http_request_free(req);
-      lua_pushfstring(L, "tghost.http.request: cannot encode the body: %s",
-                      err.data);
+      lua_pushfstring(L, "%s: cannot encode the body: %s", what, err.data);
       buf_free(&json);
       buf_free(&err);
-      return lua_error(L);
+      lua_error(L);
     }
     buf_free(&err);
-    if (!has_header(L, 4, "Content-Type"))
+    if (!has_header(L, iheaders, "Content-Type"))
       http_request_add_header(req, "Content-Type: application/json");
     size_t len;
     char *b = buf_steal(&json, &len);
     http_request_set_body(req, b, len);
   }
+  lua_settop(L, top);
+  return req;
+}
+
+/* httpcore.request{method, url, headers, body, query, timeout, max_body}
+ * -> {status, headers, body} | nil, err */
+static int l_request(lua_State *L) {
+  struct host *h = host_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  static const char *const extra[] = {"timeout", "max_body", NULL};
+  lua_getfield(L, 1, "timeout");        /* 2 */
+  lua_getfield(L, 1, "max_body");       /* 3 */
+  double timeout = DEFAULT_TIMEOUT_S;
+  if (!lua_isnil(L, 2)) {
+    if (!lua_isnumber(L, 2) || !(lua_tonumber(L, 2) > 0) ||
+        lua_tonumber(L, 2) > 86400)
+      return luaL_error(L, "tghost.http.request: timeout must be a number of "
+                           "seconds (0 < timeout <= 86400)");
+    timeout = lua_tonumber(L, 2);
+  }
+  size_t max_body = DEFAULT_MAX_BODY;
+  if (!lua_isnil(L, 3)) {
+    if (!lua_isinteger(L, 3) || lua_tointeger(L, 3) < 0)
+      return luaL_error(L, "tghost.http.request: max_body must be a "
+                           "non-negative integer (bytes)");
+    max_body = (size_t)lua_tointeger(L, 3);
+  }
+  lua_settop(L, 1);
+  luabind_check_network(L, "tghost.http.request");
+  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
+  struct http_request *req = luahttp_new_request(L, h->http,
+                                                 "tghost.http.request", extra,
+                                                 false);
   long timeout_ms = (long)ceil(timeout * 1000);
   http_request_set_timeout(req, timeout_ms);
   http_request_set_max_response(req, max_body);

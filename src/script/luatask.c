@@ -9,6 +9,7 @@
 #include "sched/task.h"
 
 #define TASK_HANDLE_MT "tghost.Task"
+#define SIGNAL_MT "tghost.TaskSignal"
 
 enum child_state { CHILD_RUNNING, CHILD_DONE, CHILD_FAILED, CHILD_CANCELLED };
 
@@ -212,12 +213,117 @@ static int l_is_handle(lua_State *L) {
   return 1;
 }
 
+/* --- signals ------------------------------------------------------------
+ *
+ * A wake-up one task gives another: sig:wait([seconds]) suspends until
+ * sig:notify() (true) or the timeout (false); a notify with nobody waiting
+ * is kept for the next wait. One waiter at a time. (ctx:replyStream's
+ * sender waits on one for new text or its next turn.) */
+
+struct task_signal {
+  struct task *waiter;
+  struct event *timer;
+  bool pending;
+};
+
+static int push_true(lua_State *co, void *data) {
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  lua_pushboolean(co, 1);
+  return 2;
+}
+
+static int push_false(lua_State *co, void *data) {
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  lua_pushboolean(co, 0);
+  return 2;
+}
+
+static void signal_cancel(void *data) {
+  struct task_signal *sig = data;
+  sig->waiter = NULL;
+  if (sig->timer) evtimer_del(sig->timer);
+}
+
+static const struct task_wait_ops signal_wait_ops = {"signal:wait",
+                                                     signal_cancel};
+
+static void signal_timeout(evutil_socket_t fd, short what, void *arg) {
+  struct task_signal *sig = arg;
+  struct task *t = sig->waiter;
+  sig->waiter = NULL;
+  if (t) task_wake(t, push_false, sig);
+}
+
+static int l_signal(lua_State *L) {
+  struct task_signal *sig = lua_newuserdatauv(L, sizeof *sig, 0);
+  memset(sig, 0, sizeof *sig);
+  luaL_setmetatable(L, SIGNAL_MT);
+  return 1;
+}
+
+static int signal_wait(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task_signal *sig = luaL_checkudata(L, 1, SIGNAL_MT);
+  double secs = luaL_optnumber(L, 2, -1);
+  if (sig->pending) {
+    sig->pending = false;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  struct task *t = task_check_can_wait(L, &h->sched, "signal:wait");
+  if (sig->waiter) return luaL_error(L, "signal:wait: another task waits");
+  if (secs >= 0) {
+    if (!sig->timer) sig->timer = evtimer_new(h->base, signal_timeout, sig);
+    long usec = (long)(secs * 1e6);
+    struct timeval tv = {usec / 1000000, usec % 1000000};
+    event_base_update_cache_time(h->base);
+    evtimer_add(sig->timer, &tv);
+  }
+  sig->waiter = t;
+  lua_settop(L, 1);   /* the signal stays alive while it is waited on */
+  return task_wait(L, t, &signal_wait_ops, sig);
+}
+
+static int signal_notify(lua_State *L) {
+  struct task_signal *sig = luaL_checkudata(L, 1, SIGNAL_MT);
+  struct task *t = sig->waiter;
+  if (!t) {
+    sig->pending = true;
+    return 0;
+  }
+  sig->waiter = NULL;
+  if (sig->timer) evtimer_del(sig->timer);
+  task_wake(t, push_true, sig);
+  return 0;
+}
+
+static int signal_gc(lua_State *L) {
+  struct task_signal *sig = luaL_checkudata(L, 1, SIGNAL_MT);
+  if (sig->timer) event_free(sig->timer);
+  sig->timer = NULL;
+  return 0;
+}
+
 int luaopen_tghost_task(lua_State *L) {
   static const luaL_Reg fns[] = {{"spawn", l_spawn},
                                  {"join", l_join},
                                  {"status", l_status},
                                  {"is_handle", l_is_handle},
+                                 {"signal", l_signal},
                                  {NULL, NULL}};
+  if (luaL_newmetatable(L, SIGNAL_MT)) {
+    static const luaL_Reg sig_methods[] = {{"wait", signal_wait},
+                                           {"notify", signal_notify},
+                                           {NULL, NULL}};
+    lua_newtable(L);
+    luaL_setfuncs(L, sig_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, signal_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, fns);
   /* The handle's methods: filled in by lua/tasks.lua. */
   lua_newtable(L);

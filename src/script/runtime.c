@@ -13,8 +13,10 @@
 #include "script/luacoro.h"
 #include "script/luafile.h"
 #include "script/luaguard.h"
+#include "script/luaexec.h"
 #include "script/luacrypto.h"
 #include "script/luahttp.h"
+#include "script/luastream.h"
 #include "script/luajson.h"
 #include "script/luarun.h"
 #include "script/luaseq.h"
@@ -72,6 +74,8 @@ static const luaL_Reg c_modules[] = {
     {"tghost.file", luaopen_tghost_file},
     {"tghost.task", luaopen_tghost_task},
     {"tghost.httpcore", luaopen_tghost_httpcore},
+    {"tghost.httpstream", luaopen_tghost_httpstream},
+    {"tghost.execcore", luaopen_tghost_execcore},
     {"tghost.coroutine", luaopen_tghost_coroutine},
     {"tghost.seq", luaopen_tghost_seq},
     {"tghost.storagecore", luaopen_tghost_storagecore},

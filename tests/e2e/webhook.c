@@ -44,6 +44,7 @@ struct wconn {
   struct wclient *cl;
   int index;
   struct bufferevent *bev;
+  struct event *retry_ev;        /* reconnects a moment after a failure */
   bool connected, busy;
   int64_t id;
   uint64_t sent_us;
@@ -157,8 +158,14 @@ static void wconn_event(struct bufferevent *bev, short what, void *arg) {
     c->bev = NULL;
     c->connected = false;
     if (was_busy) wconn_finish(c, -1);
-    wconn_connect(c);
+    /* Not at once: while tghost is down, connecting fails at once too. */
+    struct timeval tv = {0, 20000};
+    evtimer_add(c->retry_ev, &tv);
   }
+}
+
+static void wconn_retry(evutil_socket_t fd, short what, void *arg) {
+  wconn_connect(arg);
 }
 
 static void wconn_connect(struct wconn *c) {
@@ -184,14 +191,18 @@ static struct wclient *wclient_new(int port, int nconn, const char *secret,
   for (int i = 0; i < nconn; i++) {
     cl->conns[i].cl = cl;
     cl->conns[i].index = i;
+    cl->conns[i].retry_ev = evtimer_new(harness_base(), wconn_retry,
+                                        &cl->conns[i]);
     wconn_connect(&cl->conns[i]);
   }
   return cl;
 }
 
 static void wclient_free(struct wclient *cl) {
-  for (int i = 0; i < cl->n; i++)
+  for (int i = 0; i < cl->n; i++) {
     if (cl->conns[i].bev) bufferevent_free(cl->conns[i].bev);
+    event_free(cl->conns[i].retry_ev);
+  }
   free(cl->conns);
   free(cl);
 }
@@ -966,6 +977,135 @@ TEST(webhook_client_gone) {
   run_for(200);
   CHECK(count_text("two") == 1, "handled %zu times", count_text("two"));
   proc_stop_cleanly(p);
+}
+
+/* --- kill9_journal_webhook: the journal over webhooks ------------------- */
+
+#define KW_N 20000
+#define KW_CHATS 200
+#define KW_CONNS 40
+#define KW_KILLS 20
+
+/* Telegram's side: a chat's updates one after another, each sent again
+ * until it is answered 200 (a connection that failed, a 503). */
+struct kill_feed {
+  int64_t first_id;
+  int next_index[KW_CONNS];      /* per connection: the update it sends */
+  size_t acked;
+};
+
+static int kw_index(struct kill_feed *f, int conn) {
+  int i = f->next_index[conn];
+  while (i < KW_N && (i % KW_CHATS) % KW_CONNS != conn) i++;
+  f->next_index[conn] = i;
+  return i;
+}
+
+static bool kw_next(void *ud, int conn, struct buf *body, int64_t *id) {
+  struct kill_feed *f = ud;
+  int i = kw_index(f, conn);
+  if (i >= KW_N) return false;
+  *id = f->first_id + i;
+  text_update(body, *id, 5000 + i % KW_CHATS, "x");
+  return true;
+}
+
+static void kw_done(void *ud, int conn, int64_t id, long status,
+                    uint64_t latency_us) {
+  struct kill_feed *f = ud;
+  if (status != 200) return;   /* sent again */
+  f->acked++;
+  f->next_index[conn] = (int)(id - f->first_id) + 1;
+}
+
+static bool kw_all_acked(void *ud) {
+  return ((struct kill_feed *)ud)->acked >= KW_N;
+}
+
+/* How often each update was answered by the bot ("u<id>"). */
+static int *kw_answers(int64_t first) {
+  size_t n;
+  struct reply *r = replies(&n);
+  int *seen = xcalloc(KW_N, sizeof *seen);
+  for (size_t i = 0; i < n; i++)
+    if (r[i].id >= first && r[i].id < first + KW_N) seen[r[i].id - first]++;
+  free(r);
+  return seen;
+}
+
+static bool kw_all_answered(void *ud) {
+  int64_t first = *(int64_t *)ud;
+  int *seen = kw_answers(first);
+  bool all = true;
+  for (int i = 0; all && i < KW_N; i++) all = seen[i] > 0;
+  free(seen);
+  return all;
+}
+
+/* Issue 31's "done when", over webhooks: 20,000 updates in 200 chats with
+ * sequentialize and the journal, 20 kills at random moments: every update
+ * answered, none a dead letter, duplicates within what ran at the kills. */
+TEST_SERIAL(kill9_journal_webhook) {
+  const char *secret_file = harness_write("secret.txt", SECRET);
+  struct buf journal = BUF_INIT, source = BUF_INIT;
+  buf_printf(&journal, "%s/journal", harness_tmpdir());
+  buf_printf(&source,
+      "bot.use(sequentialize(function(ctx) return ctx.chat.id end))\n"
+      "bot.on('message:text', function(ctx)\n"
+      "  tghost.sleep(0.05)\n"
+      "  ctx:reply('u' .. ctx.update.update_id)\n"
+      "end)\n"
+      "run(bot, { journal = '%s', webhook = { url = "
+      "'https://bot.example.com/hook', listen = '127.0.0.1:0', secretFile = "
+      "'%s' } })\n", journal.data, secret_file);
+  const char *script = harness_write("hook.lua", source.data);
+  unsigned seed = (unsigned)harness_now_ms();
+  srand(seed);
+  fprintf(stderr, "seed %u\n", seed);
+  uint64_t t0 = harness_now_ms();
+  struct kill_feed feed = {.first_id = 300000};
+  struct wclient *cl = NULL;
+  for (int k = 0; k <= KW_KILLS; k++) {
+    struct proc *p = proc_start(script, NULL);
+    int port = wait_port(p, WEBHOOK_MARK);
+    if (!cl) cl = wclient_new(port, KW_CONNS, SECRET, kw_next, kw_done, &feed);
+    else cl->addr.sin_port = htons((uint16_t)port);
+    if (k < KW_KILLS) {
+      run_for(300 + rand() % 300);
+      proc_kill(p, SIGKILL);
+      CHECK(proc_wait(p, 10000), "no exit after SIGKILL");
+      continue;
+    }
+    /* The last run: everything is answered, by Telegram's count and the
+     * bot's. */
+    CHECK(run_until(kw_all_acked, &feed, 60000), "%zu of %d answered 200",
+          feed.acked, KW_N);
+    CHECK(run_until(kw_all_answered, &feed.first_id, 60000),
+          "not every update was handled");
+    run_for(300);
+    proc_stop_cleanly(p);
+  }
+  int *seen = kw_answers(feed.first_id);
+  int lost = 0, duplicates = 0;
+  for (int i = 0; i < KW_N; i++) {
+    lost += seen[i] == 0;
+    if (seen[i] > 1) duplicates += seen[i] - 1;
+  }
+  free(seen);
+  char dead_path[600];
+  snprintf(dead_path, sizeof dead_path, "%s.dead", journal.data);
+  bool dead = access(dead_path, F_OK) == 0;
+  fprintf(stderr, "%d updates over webhooks, %d kills with the journal: %d "
+          "never answered, %d handled more than once, dead letters: %s; "
+          "%.1f s\n", KW_N, KW_KILLS, lost, duplicates, dead ? "some" : "none",
+          (harness_now_ms() - t0) / 1000.0);
+  CHECK(lost == 0, "%d updates never answered", lost);
+  CHECK(!dead, "dead letters, and no handler failed");
+  CHECK(duplicates <= KW_KILLS * KW_CHATS, "%d duplicates: more than ran at "
+        "%d kills", duplicates, KW_KILLS);
+  wclient_free(cl);
+  buf_free(&journal);
+  buf_free(&source);
 }
 
 /* getWebhookInfo, polled once the webhook is set: a delivery error

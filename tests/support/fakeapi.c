@@ -511,6 +511,22 @@ static void build_result(struct fakeapi *f, struct fake_call *call,
     free(text);
     return;
   }
+  if (strcmp(call->method, "sendMessageDraft") == 0) {
+    int64_t draft_id = 0;
+    char *text = fake_call_string(call, "text");
+    if (!fake_call_int(call, "draft_id", &draft_id) || !draft_id || !text ||
+        !*text)
+      buf_append_str(out, "{\"ok\":false,\"error_code\":400,\"description\":"
+                          "\"Bad Request: draft_id and text are required\"}");
+    else if (call->chat_id < 0)   /* the updates' groups (fakeapi_push_text) */
+      buf_append_str(out, "{\"ok\":false,\"error_code\":400,\"description\":"
+                          "\"Bad Request: message drafts can be sent only to "
+                          "private chats\"}");
+    else
+      buf_append_str(out, "{\"ok\":true,\"result\":true}");
+    free(text);
+    return;
+  }
   if (strcmp(call->method, "getFile") == 0) {
     build_get_file(f, call, out);
     return;

@@ -4,7 +4,9 @@
  * It answers getMe, getUpdates with real long-poll semantics (an offset
  * confirms and drops earlier updates, limit is honoured, the request is
  * held open up to its timeout and answered as soon as updates arrive),
- * sendMessage, setWebhook and deleteWebhook (while a webhook is set,
+ * sendMessage, sendMessageDraft (draft_id and text checked; refused to
+ * groups), setWebhook
+ * and deleteWebhook (while a webhook is set,
  * getUpdates answers 409, as Telegram does), getWebhookInfo, and records
  * and accepts every other method. Tests inject
  * updates, delay or hold responses, inject faults, and inspect every call
