@@ -30,25 +30,6 @@ if require("tghost.core").check_mode() then
   }
 end
 
-<<<<<<< HEAD
--- A durable conversation records each response (lua/dialog.lua); a
--- replay takes it from there, without sending.
-local effect = require("tghost.dialog").effect
-local function target(opts)
-  if type(opts) ~= "table" then return nil end
-  return tostring(opts.method or "GET") .. " " .. tostring(opts.url)
-end
-
-return {
-  request = function(opts) return effect("http", target(opts), core.request, opts) end,
-  get = function(url, opts)
-    return effect("http", "GET " .. tostring(url), core.get, url, opts)
-  end,
-  post = function(url, body, opts)
-    return effect("http", "POST " .. tostring(url), core.post, url, body, opts)
-  end,
-}
-=======
 local DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 -- The body function's next piece goes to the upload. Its error, or a
@@ -250,5 +231,22 @@ function M.post(url, body, opts)
   return core.post(url, body, opts)
 end
 
+-- A durable conversation records each response of request, get and post
+-- (lua/dialog.lua); a replay takes it from there, without sending. (Not
+-- stream and sse, whose bodies arrive in pieces: a replay opens them
+-- again.)
+local effect = require("tghost.dialog").effect
+local request, get, post = M.request, M.get, M.post
+function M.request(opts)
+  local what = type(opts) == "table"
+      and (tostring(opts.method or "GET") .. " " .. tostring(opts.url)) or nil
+  return effect("http", what, request, opts)
+end
+function M.get(url, opts)
+  return effect("http", "GET " .. tostring(url), get, url, opts)
+end
+function M.post(url, body, opts)
+  return effect("http", "POST " .. tostring(url), post, url, body, opts)
+end
+
 return M
->>>>>>> main
