@@ -203,6 +203,8 @@ local function persist(d, key)
   if d.key and d.key ~= skey then b:cas(d.key, d.bytes, nil, 0) end
   b:set(skey, bytes, 0)
   d.key, d.bytes = skey, bytes
+  -- The answers the dialog took so far are safe in the record now.
+  conv.release_receipts()
   core.log("debug", string.format("conversation %s: record stored (%d "
                                   .. "events, %d bytes)", d.display,
                                   #d.events, #bytes))

@@ -164,8 +164,11 @@ runtime.dialog_finish = nil
 -- not want it; nil otherwise: a conversation may have started waiting
 -- since the update came, so it is offered once more before the middleware.
 -- "resume": a durable conversation replays its first update (lua/
--- dialog.lua); it is nobody's answer.
+-- dialog.lua); it is nobody's answer. "receipt": a durable conversation
+-- took it (src/script/luaconv.h).
 function runtime.handle_update(update, redelivered, route)
+  -- An answer a durable conversation took: done once its record has it.
+  if route == "receipt" then return conv.receipt_wait() end
   if route == "held" then
     if conv.hold_wait() then return end
   elseif route == nil and conv.active() then

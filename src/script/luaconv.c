@@ -63,6 +63,22 @@ struct conv {
   /* Its record is in a storage (lua/dialog.lua): a reload moves it to the
    * new generation instead of keeping the old one alive. */
   bool durable;
+  /* The jobs of the answers it took since its record was last stored
+   * (conv_receipts): they end when it is stored again, or with it. */
+  struct qlist receipts;
+};
+
+/* An answer a durable conversation took: its update's job waits, parked
+ * idle, until the conversation's record has the answer (stored at the
+ * next wait) or the conversation has ended, so that the journal counts it
+ * done only then (a crash meanwhile hands it back, and the resumed dialog
+ * takes it again). */
+struct conv_receipt {
+  struct qnode node;            /* in conv->receipts while pending */
+  struct conv *conv;            /* NULL once released */
+  struct job *job;
+  struct job_cleanup cleanup;
+  struct task *waiter;          /* the job's task in conv.receipt_wait */
 };
 
 enum hold_state { HOLD_PENDING, HOLD_PASS, HOLD_CONSUMED };
@@ -357,6 +373,79 @@ static void wait_cancel(void *data) {
 
 static const struct task_wait_ops conv_wait_ops = {"ctx:wait", wait_cancel};
 
+/* --- receipts ----------------------------------------------------------- */
+
+static void on_receipt_slot_back(struct job *job, void *arg) {
+  struct conv_receipt *r = arg;
+  struct task *t = r->waiter;
+  if (!t) return;
+  r->waiter = NULL;
+  task_wake(t, task_push_nothing, NULL);
+}
+
+/* r's answer is in the record (or the conversation ended): its job ends. */
+static void release(struct conv_receipt *r) {
+  if (!r->conv) return;
+  qlist_remove(&r->conv->receipts, &r->node);
+  r->conv = NULL;
+  if (r->waiter) job_unpark(r->job, on_receipt_slot_back, r);
+}
+
+static void release_all(struct conv *c) {
+  struct qnode *n;
+  while ((n = qlist_front(&c->receipts)))
+    release(qlist_entry(n, struct conv_receipt, node));
+}
+
+static void on_receipt_job_end(struct job *job, struct job_cleanup *cl) {
+  struct conv_receipt *r = (struct conv_receipt *)((char *)cl -
+                                offsetof(struct conv_receipt, cleanup));
+  if (r->conv) qlist_remove(&r->conv->receipts, &r->node);
+  free(r);
+}
+
+static struct conv_receipt *receipt_of(struct job *job) {
+  struct job_cleanup *cl = job_find_cleanup(job, on_receipt_job_end);
+  return cl ? (struct conv_receipt *)((char *)cl -
+                  offsetof(struct conv_receipt, cleanup))
+            : NULL;
+}
+
+/* A receipt of c's, for a job to come (luaconv_receipt) or this one. */
+static struct conv_receipt *receipt_new(struct conv *c, struct job *job) {
+  struct conv_receipt *r = xcalloc(1, sizeof *r);
+  r->conv = c;
+  qlist_push_back(&c->receipts, &r->node);
+  r->cleanup.fn = on_receipt_job_end;
+  if (job) {
+    r->job = job;
+    job_add_cleanup(job, &r->cleanup);
+  }
+  return r;
+}
+
+static void receipt_wait_cancel(void *data) {
+  struct conv_receipt *r = data;
+  r->waiter = NULL;
+  job_unpark(r->job, NULL, NULL);
+}
+
+static const struct task_wait_ops receipt_wait_ops = {"conversation",
+                                                      receipt_wait_cancel};
+
+/* Makes the running task wait until its receipt is released. */
+static int wait_released(lua_State *L, struct task *t,
+                         struct conv_receipt *r) {
+  if (!r->conv) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  r->waiter = t;
+  job_park_idle(r->job);
+  lua_settop(L, 0);
+  return task_wait(L, t, &receipt_wait_ops, r);
+}
+
 /* --- conversations ------------------------------------------------------ */
 
 static void on_conv_job_end(struct job *job, struct job_cleanup *cl) {
@@ -366,6 +455,7 @@ static void on_conv_job_end(struct job *job, struct job_cleanup *cl) {
     c->lc->waiting--;
     metrics_set_conversations_waiting(c->lc->waiting);
   }
+  release_all(c);
   let_go(c);
   if (c->timer) event_free(c->timer);
   drop_ref(c, &c->offer_ref);
@@ -389,6 +479,7 @@ static struct conv *conv_get(struct luaconv *lc, struct job *job) {
   c->state = CONV_RUNNING;
   c->offer_ref = LUA_NOREF;
   c->outcome_ref = LUA_NOREF;
+  qlist_init(&c->receipts);
   c->cleanup.fn = on_conv_job_end;
   job_add_cleanup(job, &c->cleanup);
   return c;
@@ -589,8 +680,12 @@ static int l_reroute(lua_State *L) {
     if (c->state != CONV_WAITING) {
       e = found;              /* running: the update is held for it */
     } else if (offer(lc, c, &u)) {
-      lua_pushboolean(L, 1);
-      return 1;
+      if (!c->durable) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      /* Done once the durable conversation's record has it. */
+      return wait_released(L, t, receipt_new(c, job));
     }
   }
   if (!e) {
@@ -691,6 +786,29 @@ static bool move_to(struct luaconv *lc, struct conv *old,
   c->entry = e;
   job_spawn(c->job, GL, 1);
   return true;
+}
+
+/* conv.receipt_wait() -> true: in an answer's job (route "receipt"):
+ * waits until the durable conversation that took it has it in its stored
+ * record, or has ended. */
+static int l_receipt_wait(lua_State *L) {
+  struct host *h = host_of(L);
+  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct conv_receipt *r = receipt_of(task_job(t));
+  if (!r) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return wait_released(L, t, r);
+}
+
+/* conv.release_receipts(): the running conversation's record was stored:
+ * the answers it took so far are in it. */
+static int l_release_receipts(lua_State *L) {
+  struct task *t = sched_running(&host_of(L)->sched);
+  struct conv *c = t ? conv_of(task_job(t)) : NULL;
+  if (c) release_all(c);
+  return 0;
 }
 
 /* conv.update_json() -> the running job's update as it came (JSON), or
@@ -820,6 +938,8 @@ int luaopen_tghost_conv(lua_State *L) {
       {"resume", l_resume},
       {"stale", l_stale},
       {"update_json", l_update_json},
+      {"receipt_wait", l_receipt_wait},
+      {"release_receipts", l_release_receipts},
       {"move", l_move},
       {NULL, NULL}};
   luaL_newlib(L, fns);
@@ -891,8 +1011,10 @@ static bool offer(struct luaconv *lc, struct conv *c,
 
 enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
                                  const struct update_item *u,
-                                 struct conv_hold **hold) {
+                                 struct conv_hold **hold,
+                                 struct conv_receipt **receipt) {
   *hold = NULL;
+  *receipt = NULL;
   if (convmap_count(&lc->map) == 0) return LUACONV_START;
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
@@ -914,12 +1036,22 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
     }
     if (offer(lc, c, u)) {
       route = LUACONV_CONSUMED;
+      if (c->durable) {
+        *receipt = receipt_new(c, NULL);
+        route = LUACONV_RECEIPT;
+      }
       break;
     }
     route = LUACONV_OFFERED;
   }
   lua_settop(L, top);
   return route;
+}
+
+void luaconv_receipt(struct luaconv *lc, struct conv_receipt *r,
+                     struct job *job) {
+  r->job = job;
+  job_add_cleanup(job, &r->cleanup);
 }
 
 void luaconv_hold(struct luaconv *lc, struct conv_hold *hd, struct job *job) {

@@ -79,6 +79,14 @@
  *       fn(...) as a job of this generation handling that update, owning
  *       key at once (updates of key are held for it); false if key has a
  *       conversation
+ *   conv.receipt_wait()             in the job of an answer a durable
+ *       conversation took (route "receipt"): waits, parked idle, until the
+ *       conversation's record has it (conv.release_receipts, after each
+ *       store) or the conversation ended; so the journal counts the
+ *       answer done only once it is safe
+ *   conv.release_receipts()         the running conversation's record was
+ *       stored
+ *   conv.update_json() -> json|nil  the running job's update as it came
  *   conv.stale() -> bool            a reload replaced this code's
  *       generation
  *   conv.move()                     the running conversation goes on in
@@ -99,6 +107,7 @@ struct generation;
 struct update_item;
 struct luaconv;
 struct conv_hold;
+struct conv_receipt;
 
 enum luaconv_route {
   LUACONV_START,       /* no conversation of its key: start it as usual */
@@ -106,6 +115,9 @@ enum luaconv_route {
                           it: start it as usual */
   LUACONV_HOLD,        /* start it held (pass *hold to luaconv_hold) */
   LUACONV_CONSUMED,    /* a waiting conversation took it: start nothing */
+  LUACONV_RECEIPT,     /* a waiting durable conversation took it: start it
+                          as its receipt (pass *receipt to luaconv_receipt),
+                          which ends once the conversation's record has it */
 };
 
 /* Creates the table (main.c attaches it to the host as h->conv). */
@@ -120,7 +132,11 @@ void luaconv_free(struct luaconv *c);
  * to the waiting handler (filter). */
 enum luaconv_route luaconv_route(struct luaconv *c, struct generation *g,
                                  const struct update_item *u,
-                                 struct conv_hold **hold);
+                                 struct conv_hold **hold,
+                                 struct conv_receipt **receipt);
+/* The job started for a receipt (right after luaconv_route). */
+void luaconv_receipt(struct luaconv *c, struct conv_receipt *r,
+                     struct job *job);
 /* The job started for a held update (right after luaconv_route). */
 void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
 

@@ -237,9 +237,12 @@ static struct job *start_update(struct job_owner *current,
     }
   }
   /* A conversation waiting for this update takes it before any middleware
-   * runs: then it needs no job of its own. */
+   * runs: then it needs no job of its own, unless the conversation is
+   * durable (its job is the receipt the journal waits for). */
   struct conv_hold *hold;
-  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold);
+  struct conv_receipt *receipt;
+  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold,
+                                           &receipt);
   if (route == LUACONV_CONSUMED) {
     metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
     lua_settop(L, top);
@@ -248,11 +251,13 @@ static struct job *start_update(struct job_owner *current,
   lua_pushboolean(L, u->redelivered);
   if (route == LUACONV_HOLD) lua_pushliteral(L, "held");
   else if (route == LUACONV_OFFERED) lua_pushliteral(L, "offered");
+  else if (route == LUACONV_RECEIPT) lua_pushliteral(L, "receipt");
   else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
   struct job *job = job_new(g->sched, &g->owner, &p);
   if (hold) luaconv_hold(g->host->conv, hold, job);
+  if (receipt) luaconv_receipt(g->host->conv, receipt, job);
   job_spawn(job, L, 3);
   return job;
 }
