@@ -338,7 +338,8 @@ void host_exit(struct host *h, int code) {
 void host_exit_if_idle(struct host *h) {
   if (h->exiting || h->loading) return;
   if (h->runner && !runner_finished(h->runner)) return;
-  if (h->sched.live_jobs > h->sched.background_jobs) return;
+  if (h->sched.live_jobs > h->sched.background_jobs + h->sched.loose_idle_jobs)
+    return;
   /* Background tasks of a script that never started the bot are its
    * work: they run until a signal. Once the bot has stopped, they go. */
   if (h->sched.background_jobs > 0 && !h->runner) return;

@@ -72,6 +72,10 @@ struct scheduler {
   struct task *volatile running;   /* the task whose Lua code runs now */
   size_t live_jobs;
   size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
+  /* Of live_jobs, those that wait idle with no slot owner (a resumed
+   * conversation waiting for its user, which no sink runs): like
+   * background jobs they keep nothing alive, and are cancelled at exit. */
+  size_t loose_idle_jobs;
 
   /* The CPU guard: it watches every resume (task.c runs a task's resume
    * as one of the guard's runs). */
@@ -214,7 +218,9 @@ lua_State *job_thread(const struct job *job);
  * account). job_park_idle() is for a wait that no job in flight will end
  * (a conversation's): the slot goes in every kind of sink, the job does
  * not hold fetching back, and a graceful stop cancels it once the rest has
- * drained instead of waiting for it. */
+ * drained instead of waiting for it. A job no sink runs (a resumed
+ * conversation) counts as loose_idle_jobs meanwhile: it does not keep the
+ * process from exiting, and is cancelled then. */
 void job_park(struct job *job);
 void job_park_idle(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),

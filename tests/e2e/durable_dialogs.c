@@ -196,6 +196,37 @@ TEST(sqlite_kill9_mid_step) {
   proc_stop_cleanly(p);
 }
 
+/* A graceful stop ends a waiting durable dialog's coroutine but keeps
+ * its record: it resumes at the next start, twice over, and still ends
+ * well. */
+TEST(stop_and_start) {
+  char db[600], script[4096];
+  snprintf(db, sizeof db, "tghost.storage.sqlite('%s/bot.db')",
+           harness_tmpdir());
+  snprintf(script, sizeof script, quiz_fmt, db, db, "other");
+  const char *path = harness_write("quiz.lua", script);
+  const char *args[] = {"--log-level", "debug", NULL};
+  struct proc *p = proc_start(path, args);
+  start_quiz(p);
+  answer(p, "a1", "Q2");
+  proc_stop_within(p, 5000);
+  for (int round = 0; round < 2; round++) {
+    p = proc_start(path, args);
+    wait_stderr(p, "conversations: 1 dialog(s) resumed from their records",
+                10000);
+    if (round == 0) {
+      answer(p, "a2", "Q3");
+      proc_stop_within(p, 5000);
+    }
+  }
+  answer(p, "a3", "Q4");
+  answer(p, "a4", "Q5");
+  send_text("a5");
+  expect_text("done a1,a2,a3,a4,a5 quizzes 1");
+  check_asked_once();
+  proc_stop_cleanly(p);
+}
+
 /* --- Redis, a crash and a reload ------------------------------------------ */
 
 /* The records (and the sessions) in Redis: kill -9 after the second
