@@ -1405,9 +1405,10 @@ TEST_SERIAL(ten_thousand_waiting) {
   proc_stop_cleanly(p);
 }
 
-/* The README's restart story: a dialog that keeps its progress in a
- * session stored in SQLite goes on at the open question after tghost was
- * killed (no journal: the user's next message resumes it). */
+/* A dialog that keeps its progress in a session stored in SQLite (the way
+ * to survive a restart before durable dialogs; it still works) goes on at
+ * the open question after tghost was killed (no journal: the user's next
+ * message resumes it). */
 TEST(session_restart) {
   struct fakeapi *api = harness_api();
   char script[4096];
