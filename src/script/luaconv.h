@@ -20,9 +20,12 @@
  *
  *   - the conversation waits: its offer function decides, in its own Lua
  *     state, whether the update is for it; if so the update is consumed
- *     (it starts no job: luaconv_route returns LUACONV_CONSUMED) and the
- *     waiting handler resumes with its context; if not, it runs through
- *     the middleware as usual;
+ *     (it starts no job: luaconv_route returns LUACONV_CONSUMED; for a
+ *     durable conversation a receipt job, LUACONV_RECEIPT, see
+ *     conv.receipt_wait) and the waiting handler resumes with its context
+ *     (lua/conversation.lua then runs the answer through the middleware
+ *     its own update went through); if not, it runs through the
+ *     middleware as usual;
  *   - the conversation runs (between two waits): the update is held (it
  *     becomes a job whose handler first waits, without a slot, in
  *     conv.hold_wait) until the conversation waits again, which looks at
