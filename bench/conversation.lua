@@ -52,5 +52,8 @@ c.on("message:text", function(ctx, next) return next() end)
 c.on("message:text", function() end)
 local run = c.middleware()
 local function noop() end
-measure("a stack of use, on + next, on (matching)",
-        function() run(Context.new(update, bot), noop) end)
+measure("a stack of use, on + next, on (matching)", function()
+  local ctx = Context.new(update, bot)
+  run(ctx, noop)
+  Composer.done(ctx)
+end)

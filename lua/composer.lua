@@ -76,9 +76,12 @@ local not_for_answers = setmetatable({}, { __mode = "k" })
 -- next() and has not returned; a filter's tag ({ pred = fn }, one per
 -- filter, made with it) says the code from here on sits behind it; the
 -- tag's { unpred = tag } says the rest of the outer stack runs, no longer
--- behind it. An entry goes when its call returns. The path is read only
--- when a conversation waits, and recording allocates nothing: an array
--- emptied by its last return goes back to a pool for the next update
+-- behind it. A middleware's entry goes when its next() returns (whatever
+-- was recorded above it goes with it); filters' entries are not taken
+-- off one by one, so that filters and list ends still make tail calls
+-- (each frame kept would stay on every waiting conversation's stack).
+-- The path is read only when a conversation waits, and recording
+-- allocates nothing: an array goes back to a pool when its update is done
 -- (allocations are what routing an update costs most, in the collector's
 -- work: about 10 instructions per byte). A call that raises leaves its
 -- entries behind: whoever catches the error and goes on (errorBoundary)
@@ -100,7 +103,7 @@ local function new_path(ctx)
   return path
 end
 
--- The last entry left: the array goes back to the pool.
+-- The update is done with its path: the array goes back to the pool.
 local function release(ctx, path)
   path.n = 0
   if ctx[PATH] == path then
@@ -111,6 +114,20 @@ local function release(ctx, path)
     end
   end
 end
+
+local function push(ctx, entry)
+  local path = ctx[PATH] or new_path(ctx)
+  local n = path.n + 1
+  path[n] = entry
+  path.n = n
+end
+
+-- The update ctx is done (runtime.handle_update): its path is reused.
+function Composer.done(ctx)
+  local path = ctx[PATH]
+  if path then release(ctx, path) end
+end
+runtime.path_done = Composer.done
 
 -- The code below records with as few calls as it can: in Lua a call costs
 -- more than the rest of a step. (So next() returns one value, not all of
@@ -138,7 +155,7 @@ local function behind_filter(tag, run, ctx, next)
   else
     r = run(ctx, next)
   end
-  if n == 0 then release(ctx, path) else path.n = n end
+  path.n = n
   return r
 end
 
@@ -157,15 +174,7 @@ local function run_list(list, ctx, next, i)
   local mw = list[i]
   if mw == nil then
     local leaving = list.leaving
-    if leaving then
-      local path = ctx[PATH]
-      local n = path.n
-      path[n + 1] = leaving
-      path.n = n + 1
-      local r = next()
-      path.n = n
-      return r
-    end
+    if leaving then push(ctx, leaving) end
     return next()
   end
   local called = false
@@ -174,13 +183,15 @@ local function run_list(list, ctx, next, i)
       error("next() was called twice by the same middleware", 2)
     end
     called = true
-    if internal[mw] then return run_list(list, ctx, next, i + 1) end
+    if internal[mw] or not_for_answers[mw] then
+      return run_list(list, ctx, next, i + 1)
+    end
     local path = ctx[PATH] or new_path(ctx)
     local n = path.n
     path[n + 1] = mw
     path.n = n + 1
     local r = run_list(list, ctx, next, i + 1)
-    if n == 0 then release(ctx, path) else path.n = n end
+    path.n = n
     return r
   end)
 end
@@ -337,7 +348,10 @@ function Composer.new(...)
       local tag = filter_tag(pred)
       cs.list.leaving = { unpred = tag }
       add(own(function(ctx, next)
-        if pred(ctx) then return behind_filter(tag, run, ctx, next) end
+        if pred(ctx) then
+          push(ctx, tag)
+          return run(ctx, next)
+        end
         return next()
       end), need)
     end

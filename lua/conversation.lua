@@ -497,9 +497,11 @@ end
 -- For sequentialize: the update waited for its keys; a conversation of its
 -- keys may wait for it by now (true: it took the update).
 function M.reroute(ctx)
-  if not conv.active() then return false end
-  local ok, k1, k2, k3, k4 = pcall(keys_of, ctx)
-  if not ok or k1 == nil then return false end
+  local active = conv.namespaces()
+  if active == "" then return false end
+  local ok, k1, k2, k3, k4 = pcall(runtime.conversation_keys, ctx.update,
+                                   active)
+  if not ok then return false end
   return conv.reroute(k1, k2, k3, k4)
 end
 
@@ -511,7 +513,7 @@ runtime.conversation_reroute = M.reroute
 function methods.cancelConversation(ctx, which)
   if which == nil then
     local ok, k1, k2, k3, k4 = pcall(keys_of, ctx)
-    if not ok or k1 == nil then return false end
+    if not ok then return false end
     return conv.cancel(k1, k2, k3, k4)
   end
   if type(which) ~= "table" then which = { key = which } end

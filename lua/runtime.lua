@@ -156,6 +156,9 @@ runtime.conversation_reroute = nil
 runtime.conversation_finish = nil
 runtime.dialog_begin = nil
 runtime.dialog_finish = nil
+-- Set by lua/composer.lua: the update's path through the middleware (what
+-- a conversation's answers run) is no longer needed.
+runtime.path_done = nil
 
 -- redelivered: the journal runs it again after a restart.
 -- route (src/luaconv.h): "held" when the update came while a conversation
@@ -188,6 +191,7 @@ function runtime.handle_update(update, redelivered, route)
   if runtime.conversation_finish then runtime.conversation_finish(err) end
   local changed = runtime.dialog_finish and runtime.dialog_finish(err)
   if changed then report(changed, nil, ctx) end
+  runtime.path_done(ctx)
   if not ok then
     e = untraced(e)
     -- A cancelled conversation that does not catch it just ends.

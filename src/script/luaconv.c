@@ -889,6 +889,25 @@ void luaconv_move_durable(struct luaconv *lc, struct generation *current) {
   }
 }
 
+/* The letters of the namespaces that have conversations, in routing
+ * order, into out (NAMESPACES + 1 bytes); their number. */
+static size_t active_namespaces(const struct luaconv *lc, char *out) {
+  size_t n = 0;
+  for (int i = 0; i < NAMESPACES; i++)
+    if (lc->in_namespace[i]) out[n++] = namespaces[i];
+  out[n] = '\0';
+  return n;
+}
+
+/* conv.namespaces() -> the letters of the key namespaces some conversation
+ * uses ("" if none): the keys worth computing for an update. */
+static int l_namespaces(lua_State *L) {
+  char active[NAMESPACES + 1];
+  active_namespaces(lc_of(L), active);
+  lua_pushstring(L, active);
+  return 1;
+}
+
 /* conv.active() -> whether any conversation exists */
 static int l_active(lua_State *L) {
   lua_pushboolean(L, convmap_count(&lc_of(L)->map) > 0);
@@ -934,6 +953,7 @@ int luaopen_tghost_conv(lua_State *L) {
       {"cancel", l_cancel},
       {"reroute", l_reroute},
       {"active", l_active},
+      {"namespaces", l_namespaces},
       {"stats", l_stats},
       {"resume", l_resume},
       {"stale", l_stale},
@@ -957,11 +977,7 @@ static int push_update_keys(struct luaconv *lc, struct generation *g,
   lua_State *L = g->owner.L;
   struct log_fields f = {g->owner.id, u->id};
   char active[NAMESPACES + 1];
-  size_t n = 0;
-  for (int i = 0; i < NAMESPACES; i++)
-    if (lc->in_namespace[i]) active[n++] = namespaces[i];
-  active[n] = '\0';
-  if (n == 0) return 0;
+  if (active_namespaces(lc, active) == 0) return 0;
   int base = lua_gettop(L);
   if (!gen_push_runtime_fn(g, "conversation_keys")) return 0;
   lua_pushvalue(L, -2);

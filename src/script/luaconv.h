@@ -70,6 +70,7 @@
  *       its conversation may have started waiting meanwhile, so an answer
  *       that came before its question's ctx:wait still reaches the dialog)
  *   conv.active() -> bool           some conversation exists
+ *   conv.namespaces() -> letters    the key namespaces conversations use
  *   conv.cancel(key, ...) -> bool   ends the conversation of the first key
  *       that has one: a waiting one resumes with "cancelled", a running one
  *       gets it at its next wait; updates held for it run through the
