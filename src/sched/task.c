@@ -306,6 +306,10 @@ void job_park(struct job *job) {
   if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_BEHIND);
 }
 
+void job_park_handoff(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_HANDOFF);
+}
+
 void job_park_idle(struct job *job) {
   if (job->slot_ops) {
     job->slot_ops->park(job, job->slot, JOB_PARK_IDLE);

@@ -102,8 +102,10 @@ struct job_owner {
 
 /* What a parked job waits for: other jobs, which will end (sequentialize);
  * or, idle, for something only a later update can bring and which may
- * never come (a conversation waiting for its user's next message). */
-enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE };
+ * never come (a conversation waiting for its user's next message); or, a
+ * handoff, for a job that needs this one's slot to go on (a conversation
+ * that took this job's update as its answer). */
+enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE, JOB_PARK_HANDOFF };
 
 /* How a job that waits gives its concurrency slot up meanwhile.
  * Implemented by whoever counts slots (the sink), which attaches itself
@@ -223,6 +225,10 @@ lua_State *job_thread(const struct job *job);
  * process from exiting, and is cancelled then. */
 void job_park(struct job *job);
 void job_park_idle(struct job *job);
+/* Waits for a job that needs this one's slot to go on: the slot goes in
+ * every kind of sink, as for an idle wait, but the job counts as busy (a
+ * graceful stop waits for it, as it waits for the job it is waiting for). */
+void job_park_handoff(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg);
 /* For slot owners: attach to a job (ops and the owner's own per-job data);

@@ -69,10 +69,10 @@ struct conv {
 };
 
 /* An answer a durable conversation took: its update's job waits, parked
- * idle, until the conversation's record has the answer (stored at the
- * next wait) or the conversation has ended, so that the journal counts it
- * done only then (a crash meanwhile hands it back, and the resumed dialog
- * takes it again). */
+ * behind the conversation (which runs, and releases it at its next wait
+ * or end: a graceful stop waits for that), until the conversation's
+ * record has the answer, so that the journal counts it done only then (a
+ * crash meanwhile hands it back, and the resumed dialog takes it again). */
 struct conv_receipt {
   struct qnode node;            /* in conv->receipts while pending */
   struct conv *conv;            /* NULL once released */
@@ -375,12 +375,21 @@ static const struct task_wait_ops conv_wait_ops = {"ctx:wait", wait_cancel};
 
 /* --- receipts ----------------------------------------------------------- */
 
+/* conv.receipt_wait and conv.reroute return true: the update was the
+ * conversation's (sequentialize then runs no middleware for it). */
+static int push_taken(lua_State *co, void *data) {
+  if (!co) return 0;
+  lua_pushboolean(co, 1);
+  lua_pushboolean(co, 1);
+  return 2;
+}
+
 static void on_receipt_slot_back(struct job *job, void *arg) {
   struct conv_receipt *r = arg;
   struct task *t = r->waiter;
   if (!t) return;
   r->waiter = NULL;
-  task_wake(t, task_push_nothing, NULL);
+  task_wake(t, push_taken, NULL);
 }
 
 /* r's answer is in the record (or the conversation ended): its job ends. */
@@ -441,7 +450,7 @@ static int wait_released(lua_State *L, struct task *t,
     return 1;
   }
   r->waiter = t;
-  job_park_idle(r->job);
+  job_park_handoff(r->job);
   lua_settop(L, 0);
   return task_wait(L, t, &receipt_wait_ops, r);
 }
@@ -684,7 +693,10 @@ static int l_reroute(lua_State *L) {
         lua_pushboolean(L, 1);
         return 1;
       }
-      /* Done once the durable conversation's record has it. */
+      /* Done once the durable conversation's record has it; meanwhile its
+       * keys are the conversation's, which takes them back to go on (they
+       * go when this job ends). */
+      luaseq_step_aside(h->seq, job);
       return wait_released(L, t, receipt_new(c, job));
     }
   }

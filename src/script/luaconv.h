@@ -84,10 +84,13 @@
  *       key at once (updates of key are held for it); false if key has a
  *       conversation
  *   conv.receipt_wait()             in the job of an answer a durable
- *       conversation took (route "receipt"): waits, parked idle, until the
+ *       conversation took (route "receipt"): waits, parked as a handoff
+ *       (its slot goes, a graceful stop waits for it), until the
  *       conversation's record has it (conv.release_receipts, after each
  *       store) or the conversation ended; so the journal counts the
- *       answer done only once it is safe
+ *       answer done only once it is safe. conv.reroute does the same for
+ *       an answer it routes (setting its sequentialize keys aside, which
+ *       the conversation needs to go on) and then returns true
  *   conv.release_receipts()         the running conversation's record was
  *       stored
  *   conv.update_json() -> json|nil  the running job's update as it came
