@@ -6,6 +6,7 @@ local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
 local dialog = require("tghost.dialog")
 local format = require("tghost.format")
+local runtime = require("tghost.runtime")
 errors.internal()
 
 local bot = Composer.new()
@@ -14,9 +15,11 @@ local checkstub = check_mode and require("tghost.checkstub")
 
 -- bot.api.<method>: every method of the Bot API version tghost was
 -- generated for (net/botapi_methods.c), in grammY's two call shapes: a table of
--- parameters, bot.api.sendMessage{ chat_id = id, text = "hi" }, or the
--- required parameters in the Bot API's order and then a table of the rest,
--- bot.api.sendMessage(id, "hi", { parse_mode = "HTML" }). A name Telegram
+-- parameters, bot.api.sendMessage{ chat_id = id, text = "hi" }, or grammY's
+-- positional arguments and then a table of the rest,
+-- bot.api.sendMessage(id, "hi", { parse_mode = "HTML" }): the required
+-- parameters in the Bot API's order, except where grammY's Api takes others
+-- (bot.api.editMessageText(chat_id, message_id, text)). A name Telegram
 -- does not have raises ("did you mean sendMessage?") before anything is
 -- sent; bot.api.raw.<method>(params) sends any name as given (a newer or a
 -- local Bot API server). Errors about the parameters name the script's
@@ -25,23 +28,38 @@ local checkstub = check_mode and require("tghost.checkstub")
 -- bot.api.config.use(fn), the last installed first, as in grammY.
 local api = {}
 local raw = {}
-local methods = {}          -- name -> { required = {...}, known = set, has_parse_mode }
+local methods = {}          -- name -> { positional = {...}, optional = set, known = set, has_parse_mode }
 local transformers = {}
 local default_parse_mode
 
 local function method_info(name)
   local info = methods[name]
   if info ~= nil then return info end
-  local canonical, _, params = apicore.method(name)
+  local canonical, _, params, positional = apicore.method(name)
   if not canonical then
     methods[name] = false
     return false
   end
-  info = { name = canonical, required = {}, known = {} }
+  -- positional: grammY's list where it differs from the required
+  -- parameters. A positional argument may be nil (or left off at the end,
+  -- "name?") unless the Bot API requires it.
+  info = { name = canonical, positional = {}, optional = {}, known = {} }
+  local required = {}
   for p in params:gmatch("%S+") do
     local bare = p:gsub("!$", "")
     info.known[bare] = true
-    if bare ~= p then info.required[#info.required + 1] = bare end
+    if bare ~= p then required[bare] = true end
+    if bare ~= p and not positional then info.positional[#info.positional + 1] = bare end
+  end
+  info.last_required = #info.positional
+  if positional then
+    info.last_required = 0
+    for p in positional:gmatch("%S+") do
+      local bare = p:gsub("%?$", "")
+      info.positional[#info.positional + 1] = bare
+      if not required[bare] then info.optional[bare] = true end
+      if bare == p then info.last_required = #info.positional end
+    end
   end
   info.has_parse_mode = info.known.parse_mode or false
   methods[name] = info
@@ -56,16 +74,13 @@ local function unknown_method(name)
                name)
 end
 
-local function is_file(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return type(mt) == "table" and mt.__name == "tghost.InputFile"
-end
+local is_file = require("tghost.file").is_input_file
 
 -- Whether a single table argument is the table shape (its keys are
 -- parameter names) rather than a first positional argument that is itself
 -- a table (setMyCommands({ ... }), editMessageMedia(media)).
 local function is_params_table(info, t)
-  if #info.required == 0 or next(t) == nil then return true end
+  if #info.positional == 0 or next(t) == nil then return true end
   for k in pairs(t) do
     if type(k) == "string" and info.known[k] then return true end
   end
@@ -101,7 +116,7 @@ local function params_of(info, name, n, ...)
                                   and is_params_table(info, first))) then
     return first
   end
-  local req = info.required
+  local req = info.positional
   if n > #req + 1 then
     errors.raise("bot.api.%s: %d arguments, but it takes at most %d (%s)", name,
                  n, #req + 1, table.concat(req, ", ")
@@ -110,13 +125,13 @@ local function params_of(info, name, n, ...)
   local p = {}
   for i, pname in ipairs(req) do
     local v = (select(i, ...))
-    if v == nil and i <= n then
+    if v == nil and i <= n and not info.optional[pname] then
       errors.raise("bot.api.%s(%s, other): %s is nil", name,
                    table.concat(req, ", "), pname)
     end
     p[pname] = v
   end
-  if n < #req then
+  if n < info.last_required then
     errors.raise("bot.api.%s(%s, other): %s is missing", name,
                  table.concat(req, ", "), req[n + 1])
   end
@@ -133,11 +148,22 @@ local function params_of(info, name, n, ...)
   return p
 end
 
--- A durable conversation records the result (lua/dialog.lua) and a
--- replay takes it from there, without calling.
-local function send(method, params)
+-- bot.handleUpdate's records (lua/handleupdate.lua), by update_id: a call
+-- made while one of its updates runs is recorded there (and answered there
+-- unless the test asked for real calls).
+local records = runtime.records
+
+local function send_now(method, params)
   if check_mode then return checkstub.call(method, params) end
   return dialog.effect("api", method, errors.call, apicore.call, method, params)
+end
+
+local function send(method, params)
+  if next(records) ~= nil then
+    local record = records[(core.current())]
+    if record then return record.call(method, params, send_now) end
+  end
+  return send_now(method, params)
 end
 
 -- The call through the transformers, the last installed outermost.

@@ -19,6 +19,7 @@ local Context = require("tghost.context")
 local triggers = require("tghost.triggers")
 local runtime = require("tghost.runtime")
 local tasks = require("tghost.tasks")
+local commands = require("tghost.commands")
 errors.internal()
 
 local Composer = {}
@@ -32,7 +33,7 @@ local function as_middleware(mw, what)
   local s = state[mw]
   if s then return s.run end
   if type(mw) == "table" and type(mw.middleware) == "function" then
-    return mw.middleware()
+    return mw:middleware()
   end
   errors.raise("%s: expected a middleware function or a composer, got %s",
                what, type(mw))
@@ -271,10 +272,19 @@ local function need_all() return true, {} end
 
 local visiting = {}
 
+-- Needs of middleware objects that are not composers, by metatable (a
+-- menu needs callback queries only): fn() -> all, types.
+local foreign_needs = {}
+function Composer.register_needs(mt, fn) foreign_needs[mt] = fn end
+
 -- The needs of a middleware value (function, composer, foreign object).
 local function needs_of(mw)
   local s = state[mw]
-  if not s then return true, {} end
+  if not s then
+    local f = type(mw) == "table" and foreign_needs[getmetatable(mw)]
+    if f then return f(mw) end
+    return true, {}
+  end
   if visiting[mw] then return false, {} end   -- a composer inside itself
   visiting[mw] = true
   local all, types = false, {}
@@ -368,8 +378,16 @@ function Composer.new(...)
     return behind(pred, types, "on", ...)
   end)
 
+  -- command(names, [description | { description, descriptions, scope },]
+  -- handlers...): the description goes to the bot's command list
+  -- (lua/commands.lua).
   self.command = method(self, function(names, ...)
     local pred, types = triggers.command(names)
+    if select("#", ...) > 1 and commands.is_options((...)) then
+      commands.register(names, (...))
+      return behind(pred, types, "command", select(2, ...))
+    end
+    commands.register(names, nil)
     return behind(pred, types, "command", ...)
   end)
 

@@ -402,6 +402,29 @@ define("editMessageReplyMarkup", "editMessageReplyMarkup", "edit", {},
          return other
        end)
 
+-- grammY's ctx.pinChatMessage(message_id, other) pins a message of this
+-- chat by its id, ctx.approveChatJoinRequest(user_id) (decline too) names
+-- the user, ctx.getUserChatBoosts(chat_id) the chat; without a number
+-- (nothing, or other alone) they act on the update's message, user and
+-- chat.
+local function id_first(method, param)
+  local f = methods[method]
+  methods[method] = function(ctx, id, ...)
+    if math.type(id) ~= "integer" then return f(ctx, id, ...) end
+    local other = ...
+    if other ~= nil and type(other) ~= "table" then return f(ctx, other) end
+    local p = { [param] = id }
+    for k, v in pairs(other or {}) do
+      if p[k] == nil then p[k] = v end
+    end
+    return f(ctx, p)
+  end
+end
+id_first("pinChatMessage", "message_id")
+id_first("approveChatJoinRequest", "user_id")
+id_first("declineChatJoinRequest", "user_id")
+id_first("getUserChatBoosts", "chat_id")
+
 -- ctx:answerPreCheckoutQuery(false, "error text") as in grammY.
 do
   local f = methods.answerPreCheckoutQuery

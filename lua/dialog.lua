@@ -251,13 +251,13 @@ function M.wait(key, display, timeout, ctx)
       d.mode = "record"
       d.open = ev
       d.display = display
-      local left = ev.d and ev.d - core.wallclock()
+      local left = ev.d and ev.d - core.time()
       return "live", ev, left and core.now() + math.max(left, 0)
     end
   end
   local ev = d.open
   if ev == nil then
-    ev = { k = "wait", f = key, d = timeout and core.wallclock() + timeout }
+    ev = { k = "wait", f = key, d = timeout and core.time() + timeout }
     append(d, ev)
     if d.mode == "off" then return nil end
     d.open = ev

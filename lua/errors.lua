@@ -36,6 +36,15 @@ local function user_level()
   end
 end
 
+-- The file of the script's frame that called into tghost (as its chunk
+-- names it, without the "@"), or nil.
+function M.caller_file()
+  local level = user_level()
+  local info = level > 0 and debug.getinfo(level, "S")
+  if info and info.source:sub(1, 1) == "@" then return info.source:sub(2) end
+  return nil
+end
+
 -- Raises message (formatted with string.format when more arguments
 -- follow) at the script's call site.
 function M.raise(message, ...)

@@ -11,6 +11,7 @@
 local core = require("tghost.httpcore")
 local stream = require("tghost.httpstream")
 local errors = require("tghost.errors")
+local file = require("tghost.file")
 errors.internal()
 
 -- Under --check nothing is sent: each call returns nil, message (the
@@ -205,8 +206,7 @@ local function streams_body(opts)
   if type(opts) ~= "table" then return false end
   local b = opts.body
   if type(b) == "function" then return true end
-  local mt = type(b) == "userdata" and getmetatable(b)
-  return type(mt) == "table" and mt.__name == "tghost.InputFile"
+  return file.is_input_file(b)
 end
 
 function M.request(opts)

@@ -52,6 +52,11 @@ local function check_value(v, spec, here)
                           whole and "" or "a whole number ",
                           number_text(spec.min), number_text(spec.max)), 0)
     end
+  elseif t == "storage" then
+    if type(v) ~= "table" and type(v) ~= "userdata" then
+      error(string.format("run(): %s must be a storage (tghost.storage.sqlite(...), "
+                          .. "tghost.storage.redis(...)), not %s", here, type(v)), 0)
+    end
   elseif t == "update_types" then
     if type(v) ~= "table" then
       error(string.format("run(): %s must be a table, not %s", here, type(v)), 0)
@@ -141,6 +146,11 @@ function M.flatten(opts, bot)
     error("run(): webhook.url and webhook.listen go together (the URL "
           .. "Telegram posts to, and the ADDR:PORT tghost listens on)", 0)
   end
+  if flat.jobs_misfire ~= nil and flat.jobs_misfire ~= "once"
+     and flat.jobs_misfire ~= "skip" and flat.jobs_misfire ~= "all" then
+    error(string.format("run(): jobs.misfire must be \"once\", \"skip\" or "
+                        .. "\"all\", not %q", flat.jobs_misfire), 0)
+  end
   if flat.webhook_secret_file and not flat.webhook_url then
     error("run(): webhook.secretFile needs webhook.url and webhook.listen", 0)
   end
@@ -152,7 +162,9 @@ function M.flatten(opts, bot)
   flat.sink = flat.sink or "concurrent"
   local handler = flat.timeout_handler
   flat.timeout_handler = nil
-  return flat, handler
+  local cluster_key = flat.cluster_key
+  flat.cluster_key = nil
+  return flat, handler, cluster_key
 end
 
 return M

@@ -23,11 +23,16 @@ end
 runtime.ApiError = ApiError
 
 -- What bot.catch handlers receive: err.error is what was raised, err.ctx
--- the update's context.
+-- the update's context (nil for a scheduled job's run, whose job is
+-- err.job).
 local BotError = {}
 BotError.__index = BotError
 BotError.__name = "tghost.BotError"
 function BotError.__tostring(e)
+  if e.job then
+    return string.format("error in job %s (id %s): %s", tostring(e.job.name),
+                         tostring(e.job.id), tostring(e.error))
+  end
   local id = e.ctx and e.ctx.update and e.ctx.update.update_id
   return string.format("error in middleware%s: %s",
                        id and (" for update " .. tostring(id)) or "",
@@ -84,6 +89,7 @@ runtime.ConversationChanged = ConversationChanged
 runtime.bot = nil
 runtime.needs_of = nil
 runtime.timeout_handler = nil
+runtime.cluster_key = nil      -- run{ cluster = { key = fn } }
 
 -- What the message handler of every xpcall here returns. Lua does not
 -- call the handler for a memory error: then the raw error comes back.
@@ -101,12 +107,13 @@ local function describe(e)
   return ok and s or "(error object without __tostring)"
 end
 
--- Sends an error to bot.catch, or logs it with its traceback.
-local function report(err, traceback, ctx)
+-- Sends an error to bot.catch, or logs it with its traceback. job: the
+-- scheduled job whose run failed (lua/jobs.lua), instead of ctx.
+local function report(err, traceback, ctx, job)
   local bot = runtime.bot
   local handler = bot and bot.errorHandler
   if handler then
-    local botErr = setmetatable({ error = err, ctx = ctx,
+    local botErr = setmetatable({ error = err, ctx = ctx, job = job,
                                   traceback = traceback }, BotError)
     local ok, e2 = xpcall(handler, traced, botErr)
     if ok then return end
@@ -116,10 +123,18 @@ local function report(err, traceback, ctx)
                       .. describe(err) .. (traceback and ("\n" .. traceback) or ""))
     return
   end
-  core.report_error("unhandled error in a handler (add bot.catch to handle "
+  core.report_error("unhandled error in " .. (job and string.format(
+                      "job %s (id %s)", tostring(job.name), tostring(job.id))
+                      or "a handler") .. " (add bot.catch to handle "
                     .. "errors): " .. hints.explain(describe(err))
                     .. (traceback and ("\n" .. traceback) or ""))
 end
+runtime.report = report
+runtime.traced = traced
+runtime.untraced = untraced
+runtime.describe = describe
+
+runtime.report = report
 
 local function noop() end
 
@@ -143,10 +158,21 @@ runtime.explain = hints.explain
 -- when the top level ended without run(bot)).
 function runtime.has_handlers()
   local bot = runtime.bot
-  if not bot then return false end
+  -- A script that fed its updates itself (a test) meant not to run.
+  if not bot or runtime.handled_updates then return false end
   local all, types = runtime.needs_of(bot)
   return all or next(types) ~= nil
 end
+
+-- The context of each update running, by update_id (weak: gone with the
+-- update), for what renders for the update outside its ctx (a menu passed
+-- as reply_markup): runtime.context_of(update_id).
+local contexts = setmetatable({}, { __mode = "v" })
+function runtime.context_of(id) return id and contexts[id] end
+
+-- bot.handleUpdate's records of the updates it runs, by update_id
+-- (lua/handleupdate.lua): the calls they make and how they failed.
+runtime.records = {}
 
 -- Set by lua/conversation.lua: offers a running update to the
 -- conversations (true: one took it); lets a conversation's last answer
@@ -183,7 +209,17 @@ function runtime.handle_update(update, redelivered, route)
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
+  contexts[update.update_id] = ctx
   local last = watches_unhandled and unhandled_reporter(update) or noop
+  -- A command no handler took: tghost.commands{ suggest = ... }.
+  local unknown = runtime.unhandled_command
+  if unknown then
+    local report = last
+    last = function()
+      unknown(ctx)
+      return report()
+    end
+  end
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
   -- The last answer of a conversation this update had: its middleware
   -- returns now.
@@ -199,9 +235,30 @@ function runtime.handle_update(update, redelivered, route)
       core.log("debug", tostring(e.error))
       return
     end
+    local record = runtime.records[update.update_id]
+    if record then record.error = e.error end
     report(e.error, e.traceback, ctx)
     core.failed(describe(e.error))
   end
+end
+
+-- The cluster key the script gives an update (run{ cluster = { key = fn }
+-- }): fn(ctx) on a context of the update alone (no middleware has run),
+-- called when the update is stored in its partition stream; it may not
+-- yield. Text, or nil for the default key (chat, user or update).
+function runtime.cluster_key_of(update)
+  local fn = runtime.cluster_key
+  if not fn then return nil end
+  local k = fn(Context.new(update, runtime.bot))
+  if k == nil then return nil end
+  if math.type(k) == "float" and k == math.floor(k) and k >= -2^53
+      and k <= 2^53 then
+    k = math.tointeger(k)
+  end
+  if math.type(k) == "integer" then return tostring(k) end
+  if type(k) == "string" then return k end
+  error("cluster.key must return a string, an integer or nil, not "
+        .. (math.type(k) or type(k)), 0)
 end
 
 -- A failure the host detected after the handler's coroutine was gone.

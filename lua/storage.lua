@@ -289,6 +289,18 @@ local function value_backend(impl, label)
   }
 end
 
+-- Where each store of the registry's backends is: { kind, target, ns }
+-- (for what keeps its own data beside a storage's: the job store).
+local where_of = setmetatable({}, { __mode = "k" })
+
+-- M.where(store) -> kind, target, ns of a registry backend's store; nil
+-- for a Lua-written one.
+function M.where(store)
+  local w = where_of[store]
+  if w then return w.kind, w.target, w.ns end
+  return nil
+end
+
 -- tghost.storage.<kind>(target [, ns]) for each backend of the registry.
 for _, d in ipairs(core.backends()) do
   local usage = string.format("tghost.storage.%s(%s%s)", d.kind, d.target_arg,
@@ -305,7 +317,10 @@ for _, d in ipairs(core.backends()) do
     local ok, handle, label = pcall(core.open, d.kind, target,
                                     d.ns_arg and ns or nil)
     if not ok then errors.raise("%s", handle) end
-    return new(handle, label)
+    local store = new(handle, label)
+    where_of[store] = { kind = d.kind, target = target,
+                        ns = d.ns_arg and (ns or d.ns_default) or "" }
+    return store
   end
 end
 
@@ -377,8 +392,18 @@ function M.own_backend(x, who)
   return own_backend_of[s], s.label
 end
 
+-- The stores sessions use ({ store = ..., kind = "redis" | "memory" |
+-- "sqlite" | "custom" }), for run() to check against a cluster.
+M.session_stores = {}
+
 function M.adapter(x, who)
-  local b = backend_of[M.of(x, who)]
+  local store = M.of(x, who)
+  if who == "session" then
+    M.session_stores[#M.session_stores + 1] =
+      { store = store, kind = where_of[store] and where_of[store].kind
+                                or "custom" }
+  end
+  local b = backend_of[store]
   return {
     read = function(key)
       local bytes = b:get(key)

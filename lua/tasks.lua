@@ -4,6 +4,8 @@
 -- tghost.wait and tghost.all join children and return their results,
 -- raising a child's error in the waiter.
 local task = require("tghost.task")
+local errors = require("tghost.errors")
+errors.internal()
 
 local M = {}
 

@@ -12,6 +12,8 @@ local conversation = require("tghost.conversation")
 local dialog = require("tghost.dialog")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
+local commands = require("tghost.commands")
+require("tghost.form")          -- ctx.form and ctx:skip()
 errors.internal()
 
 -- Tghost calls work inside the script's own coroutines (see
@@ -20,6 +22,7 @@ do
   local co = require("tghost.coroutine")
   coroutine.resume = co.resume
   coroutine.wrap = co.wrap
+  coroutine.close = co.close
 end
 
 local tghost = {
@@ -32,6 +35,10 @@ local tghost = {
   Composer = Composer.new,
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
+  Menu = require("tghost.menu").new,
+  i18n = require("tghost.i18n").new,
+  commands = commands.public,
+  ratelimit = require("tghost.ratelimit").new,
   matchFilter = require("tghost.filter").match_filter,
   pattern = triggers.pattern,
   bot = bot,
@@ -47,26 +54,31 @@ local tghost = {
   ConversationTimeout = conversation.ConversationTimeout,
   ConversationCancelled = conversation.ConversationCancelled,
   ConversationChanged = runtime.ConversationChanged,
+  -- What a failed Bot API call raises (err.method, err.error_code, ...).
+  ApiError = runtime.ApiError,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
   -- script that really needs the token asks for it here.
   token = core.token,
 }
 
 -- The Bot API tghost was generated for (net/botapi_methods.c): its version,
--- its methods, each method's parameters in order.
+-- its methods, each method's parameters in order and the names its
+-- positional call shape takes (grammY's).
 do
   local apicore = require("tghost.api")
   tghost.botapi = {
     version = apicore.version,
     methods = apicore.methods,
     method = function(name)
-      local canonical, result, params = apicore.method(name)
+      local canonical, result, params, positional = apicore.method(name)
       if not canonical then return nil end
-      local list = {}
+      local list, pos = {}, {}
       for p in params:gmatch("%S+") do
         list[#list + 1] = { name = (p:gsub("!$", "")), required = p:sub(-1) == "!" }
+        if not positional and p:sub(-1) == "!" then pos[#pos + 1] = list[#list].name end
       end
-      return { name = canonical, result = result, params = list }
+      for p in (positional or ""):gmatch("%S+") do pos[#pos + 1] = p end
+      return { name = canonical, result = result, params = list, positional = pos }
     end,
   }
 end
@@ -84,6 +96,24 @@ do
   tghost.login = {
     validate = function(...) return require("tghost.webapp").login_validate(...) end,
   }
+end
+
+-- Scheduled jobs (lua/jobs.lua; it adds bot.job). In the sandbox the
+-- jobs' clock moves (:wait 3h), and os.time and os.date follow it.
+tghost.jobs = require("tghost.jobs")
+do
+  local jobscore = require("tghost.jobscore")
+  if jobscore.clock_moves() then
+    local raw_time, raw_date, floor = os.time, os.date, math.floor
+    os.time = function(t)
+      if t == nil then return floor(jobscore.now()) end
+      return raw_time(t)
+    end
+    os.date = function(fmt, t)
+      if t == nil then t = floor(jobscore.now()) end
+      return raw_date(fmt, t)
+    end
+  end
 end
 
 -- Script I/O: HTTP client, files, child tasks.
@@ -118,16 +148,72 @@ local handle = {}
 handle.stop = function() return runner.stop() end
 handle.isRunning = function() return runner.is_running() end
 handle.size = function() return runner.size() end
+-- handle:start(): the bot again after a stop has completed (true), else
+-- false (it runs, or is still stopping).
+handle.start = function() return runner.start() end
+
+-- tghost.feed: updates pushed by the script, for run(bot, { feed = true })
+-- (src/pipeline/feed.h). push(update) suspends until the runner has
+-- accepted it and returns true, or false and why it was not taken.
+do
+  local feed_next_id = 0
+  tghost.feed = {
+    push = function(update)
+      if type(update) ~= "table" then
+        errors.raise("tghost.feed.push(update): expected an update table, got %s",
+                     type(update))
+      end
+      local id = update.update_id
+      if id == nil then
+        feed_next_id = feed_next_id + 1
+        id = feed_next_id
+        local copy = {}
+        for k, v in pairs(update) do copy[k] = v end
+        copy.update_id = id
+        update = copy
+      elseif math.tointeger(id) == nil then
+        errors.raise("tghost.feed.push: update_id must be an integer, got %s",
+                     tostring(id))
+      end
+      local ok, text = pcall(json.encode, update)
+      if not ok then
+        errors.raise("tghost.feed.push: the update cannot be encoded: %s",
+                     (tostring(text):gsub("^.-:%d+: ", "")))
+      end
+      return errors.call(runner.feed_push, text, math.tointeger(id))
+    end,
+    queued = function() return runner.feed_queued() end,
+  }
+end
 -- A waitable (tghost.wait(t), t:wait()) that completes when the runner has
 -- stopped; waited for inside an update, once everything else in flight is
 -- done (the update itself cannot finish before it wakes).
-local stopped = tasks.waitable("the runner's task()", runner.wait_stopped)
+local stopped = tasks.waitable("the runner's task()", function()
+  return errors.call(runner.wait_stopped)
+end)
 handle.task = function() return stopped end
 
 -- run() without the error handling: returns the handle, and whether this
 -- call starts the bot (false in a reloaded script, whose runner runs).
+-- In a cluster, a chat's updates run in whichever process owns its
+-- partition now: sessions must live where every process sees them.
+local function check_cluster_sessions()
+  for _, s in ipairs(require("tghost.storage").session_stores) do
+    if s.kind == "memory" or s.kind == "sqlite" then
+      errors.raise("run(): with --cluster, sessions need a storage every "
+                   .. "process shares, and %s is this process's own (a "
+                   .. "chat's next update may run in another process, which "
+                   .. "would not see its session): use session{ storage = "
+                   .. "tghost.storage.redis(url) } on the cluster's Redis%s",
+                   tostring(s.store), s.kind == "memory"
+                     and " (session{} without storage uses memory)" or "")
+    end
+  end
+end
+
 local function start(opts)
-  local ok, flat, timeout_handler = pcall(options.flatten, opts, bot)
+  local ok, flat, timeout_handler, cluster_key =
+    pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
   -- The first start: the dialogs a storage keeps resume before any update
   -- is fetched, so that their keys are theirs (lua/dialog.lua).
@@ -141,13 +227,28 @@ local function start(opts)
                                      .. "from their records", n))
     end
   end
-  local first = errors.call(runner.run, flat)
+  if flat.jobs_storage ~= nil then
+    local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
+    if not kind then
+      errors.raise("run(): jobs.storage must be a storage from "
+                   .. "tghost.storage.memory, .sqlite or .redis (a custom "
+                   .. "storage cannot claim jobs atomically)")
+    end
+    flat.jobs_store_kind, flat.jobs_store_target, flat.jobs_store_ns =
+      kind, target, ns
+  end
+  local first, cluster = errors.call(runner.run, flat)
+  if cluster then check_cluster_sessions() end
   runtime.timeout_handler = timeout_handler
+  runtime.cluster_key = cluster_key
   -- As grammY users do before run(bot): deleteWebhook, once, at start (a
   -- reload must not drop what is pending).
   if first and flat.drop_pending_updates then
     bot.api.deleteWebhook{ drop_pending_updates = true }
   end
+  -- The command list Telegram shows, from the descriptions (once the top
+  -- level has finished; on a reload, what changed).
+  commands.after_run()
   return handle, first
 end
 
@@ -197,6 +298,13 @@ bot.start = function(first, opts)
     opts.onStart(me)
   end
   return h
+end
+
+-- bot.handleUpdate(update [, opts]): one update through the bot, for
+-- tests (lua/handleupdate.lua).
+bot.handleUpdate = function(first, update, opts)
+  if first ~= bot then update, opts = first, update end
+  return require("tghost.handleupdate")(update, opts)
 end
 
 -- bot.stop(): as grammY's, stops fetching updates and lets the ones in

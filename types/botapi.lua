@@ -3,8 +3,8 @@
 -- Do not edit: change the generator and run it again (tools/botapi/README.md).
 -- LuaCATS annotations of the Telegram Bot API for lua-language-server: every
 -- object as a class tg.Name, every method of bot.api in both call shapes
--- (a table of parameters, or the required ones in order and then a table
--- of the rest), and the ctx shortcuts. Install beside types/tghost.lua.
+-- (a table of parameters, or grammY's positional arguments and then a
+-- table of the rest), and the ctx shortcuts. Install beside types/tghost.lua.
 
 ---This object describes the way a background is filled based on the selected colors. Currently, it can be one of
 ---
@@ -4282,7 +4282,7 @@ function Api.sendLocation(params) end
 ---Use this method to edit live location messages. A location can be edited until its live_period expires or editing is explicitly disabled by a call to stopMessageLiveLocation. On success, if the edited message is not an inline message, the edited Message is returned, otherwise True is returned.
 ---@param params tg.EditMessageLiveLocationParams
 ---@return boolean|tg.Update
----@overload fun(latitude: number, longitude: number, other?: tg.EditMessageLiveLocationOther): boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, latitude: number, longitude: number, other?: tg.EditMessageLiveLocationOther): boolean|tg.Update
 function Api.editMessageLiveLocation(params) end
 
 ---Optional parameters of stopMessageLiveLocation.
@@ -4299,6 +4299,7 @@ function Api.editMessageLiveLocation(params) end
 ---Use this method to stop updating a live location message before live_period expires. On success, if the message is not an inline message, the edited Message is returned, otherwise True is returned.
 ---@param params? tg.StopMessageLiveLocationParams
 ---@return boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, other?: tg.StopMessageLiveLocationOther): boolean|tg.Update
 function Api.stopMessageLiveLocation(params) end
 
 ---Optional parameters of sendVenue.
@@ -4469,7 +4470,7 @@ function Api.editMessageChecklist(params) end
 ---Use this method to send an animated emoji that will display a random value. On success, the sent Message is returned.
 ---@param params tg.SendDiceParams
 ---@return tg.Message
----@overload fun(chat_id: string|integer, other?: tg.SendDiceOther): tg.Message
+---@overload fun(chat_id: string|integer, emoji: table|"🎲"|"🎯"|"🏀"|"⚽"|"🎳"|"🎰", other?: tg.SendDiceOther): tg.Message
 function Api.sendDice(params) end
 
 ---Optional parameters of sendMessageDraft.
@@ -4489,7 +4490,7 @@ function Api.sendDice(params) end
 ---Use this method to stream a partial message to a user while the message is being generated. Note that the streamed draft is ephemeral and acts as a temporary 30-second preview - once the output is finalized, you must call sendMessage with the complete message to persist it in the user's chat. Returns True on success.
 ---@param params tg.SendMessageDraftParams
 ---@return boolean
----@overload fun(chat_id: integer, draft_id: integer, other?: tg.SendMessageDraftOther): boolean
+---@overload fun(chat_id: integer, draft_id: integer, text: string, other?: tg.SendMessageDraftOther): boolean
 function Api.sendMessageDraft(params) end
 
 ---Optional parameters of sendRichMessageDraft.
@@ -4543,7 +4544,7 @@ function Api.sendChatAction(params) end
 ---Use this method to change the chosen reactions on a message. Service messages of some types can't be reacted to. Automatically forwarded messages from a channel to its discussion group have the same available reactions as messages in the channel. Bots can't use paid reactions. Returns True on success.
 ---@param params tg.SetMessageReactionParams
 ---@return boolean
----@overload fun(chat_id: string|integer, message_id: integer, other?: tg.SetMessageReactionOther): boolean
+---@overload fun(chat_id: string|integer, message_id: integer, reaction: tg.ReactionType[], other?: tg.SetMessageReactionOther): boolean
 function Api.setMessageReaction(params) end
 
 ---Optional parameters of getUserProfilePhotos.
@@ -4723,7 +4724,7 @@ function Api.setChatAdministratorCustomTitle(params) end
 ---Use this method to set a tag for a regular member in a group or a supergroup. The bot must be an administrator in the chat for this to work and must have the “can_manage_tags” administrator right. Returns True on success.
 ---@param params tg.SetChatMemberTagParams
 ---@return boolean
----@overload fun(chat_id: string|integer, user_id: integer, other?: tg.SetChatMemberTagOther): boolean
+---@overload fun(chat_id: string|integer, user_id: integer, tag: string, other?: tg.SetChatMemberTagOther): boolean
 function Api.setChatMemberTag(params) end
 
 ---Parameters of banChatSenderChat.
@@ -4969,7 +4970,7 @@ function Api.setChatTitle(params) end
 ---Use this method to change the description of a group, a supergroup or a channel. The bot must be an administrator in the chat for this to work and must have the appropriate administrator rights. Returns True on success.
 ---@param params tg.SetChatDescriptionParams
 ---@return boolean
----@overload fun(chat_id: string|integer, other?: tg.SetChatDescriptionOther): boolean
+---@overload fun(chat_id: string|integer, description?: string, other?: tg.SetChatDescriptionOther): boolean
 function Api.setChatDescription(params) end
 
 ---Optional parameters of pinChatMessage.
@@ -5000,7 +5001,7 @@ function Api.pinChatMessage(params) end
 ---Use this method to remove a message from the list of pinned messages in a chat. In private chats and channel direct messages chats, all messages can be unpinned. Conversely, the bot must be an administrator with the 'can_pin_messages' right or the 'can_edit_messages' right to unpin messages in groups and channels respectively. Returns True on success.
 ---@param params tg.UnpinChatMessageParams
 ---@return boolean
----@overload fun(chat_id: string|integer, other?: tg.UnpinChatMessageOther): boolean
+---@overload fun(chat_id: string|integer, message_id?: integer, other?: tg.UnpinChatMessageOther): boolean
 function Api.unpinChatMessage(params) end
 
 ---Parameters of unpinAllChatMessages.
@@ -5443,6 +5444,7 @@ function Api.getMyCommands(params) end
 ---Use this method to change the bot's name. Returns True on success.
 ---@param params? tg.SetMyNameParams
 ---@return boolean
+---@overload fun(name: string, other?: tg.SetMyNameOther): boolean
 function Api.setMyName(params) end
 
 ---Optional parameters of getMyName.
@@ -5468,6 +5470,7 @@ function Api.getMyName(params) end
 ---Use this method to change the bot's description, which is shown in the chat with the bot if the chat is empty. Returns True on success.
 ---@param params? tg.SetMyDescriptionParams
 ---@return boolean
+---@overload fun(description: string, other?: tg.SetMyDescriptionOther): boolean
 function Api.setMyDescription(params) end
 
 ---Optional parameters of getMyDescription.
@@ -5493,6 +5496,7 @@ function Api.getMyDescription(params) end
 ---Use this method to change the bot's short description, which is shown on the bot's profile page and is sent together with the link when users share the bot. Returns True on success.
 ---@param params? tg.SetMyShortDescriptionParams
 ---@return boolean
+---@overload fun(short_description: string, other?: tg.SetMyShortDescriptionOther): boolean
 function Api.setMyShortDescription(params) end
 
 ---Optional parameters of getMyShortDescription.
@@ -5594,6 +5598,7 @@ function Api.getMyStarBalance() end
 ---Use this method to edit text, rich and game messages. On success, if the edited message is not an inline message, the edited Message is returned, otherwise True is returned. Note that business messages that were not sent by the bot and do not contain an inline keyboard can only be edited within 48 hours from the time they were sent.
 ---@param params? tg.EditMessageTextParams
 ---@return boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, text: string, other?: tg.EditMessageTextOther): boolean|tg.Update
 function Api.editMessageText(params) end
 
 ---Optional parameters of editMessageCaption.
@@ -5614,6 +5619,7 @@ function Api.editMessageText(params) end
 ---Use this method to edit captions of messages. On success, if the edited message is not an inline message, the edited Message is returned, otherwise True is returned. Note that business messages that were not sent by the bot and do not contain an inline keyboard can only be edited within 48 hours from the time they were sent.
 ---@param params? tg.EditMessageCaptionParams
 ---@return boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, other?: tg.EditMessageCaptionOther): boolean|tg.Update
 function Api.editMessageCaption(params) end
 
 ---Optional parameters of editMessageMedia.
@@ -5631,7 +5637,7 @@ function Api.editMessageCaption(params) end
 ---Use this method to edit animation, audio, document, live photo, photo, or video messages, or to replace a text or a rich message with a media. If a message is part of a message album, then it can be edited only to an audio for audio albums, only to a document for document albums and to a photo, a live photo, or a video otherwise. When an inline message is edited, a new file can't be uploaded; use a previously uploaded file via its file_id or specify a URL. On success, if the edited message is not an inline message, the edited Message is returned, otherwise True is returned. Note that business messages that were not sent by the bot and do not contain an inline keyboard can only be edited within 48 hours from the time they were sent.
 ---@param params tg.EditMessageMediaParams
 ---@return boolean|tg.Update
----@overload fun(media: tg.InputMedia, other?: tg.EditMessageMediaOther): boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, media: tg.InputMedia, other?: tg.EditMessageMediaOther): boolean|tg.Update
 function Api.editMessageMedia(params) end
 
 ---Optional parameters of editMessageReplyMarkup.
@@ -5648,6 +5654,7 @@ function Api.editMessageMedia(params) end
 ---Use this method to edit only the reply markup of messages. On success, if the edited message is not an inline message, the edited Message is returned, otherwise True is returned. Note that business messages that were not sent by the bot and do not contain an inline keyboard can only be edited within 48 hours from the time they were sent.
 ---@param params? tg.EditMessageReplyMarkupParams
 ---@return boolean|tg.Update
+---@overload fun(chat_id: string|integer, message_id: integer, other?: tg.EditMessageReplyMarkupOther): boolean|tg.Update
 function Api.editMessageReplyMarkup(params) end
 
 ---Optional parameters of stopPoll.
@@ -5684,7 +5691,7 @@ function Api.stopPoll(params) end
 ---Use this method to edit an ephemeral text or rich message. Note that it is not guaranteed that the user will receive the message edit event, especially if they are offline. On success, True is returned.
 ---@param params tg.EditEphemeralMessageTextParams
 ---@return boolean
----@overload fun(chat_id: string|integer, receiver_user_id: integer, ephemeral_message_id: integer, other?: tg.EditEphemeralMessageTextOther): boolean
+---@overload fun(chat_id: string|integer, receiver_user_id: integer, ephemeral_message_id: integer, text: string, other?: tg.EditEphemeralMessageTextOther): boolean
 function Api.editEphemeralMessageText(params) end
 
 ---Optional parameters of editEphemeralMessageMedia.
@@ -5721,7 +5728,7 @@ function Api.editEphemeralMessageMedia(params) end
 ---Use this method to edit the caption of an ephemeral message. Note that it is not guaranteed that the user will receive the message edit event, especially if they are offline. On success, True is returned.
 ---@param params tg.EditEphemeralMessageCaptionParams
 ---@return boolean
----@overload fun(chat_id: string|integer, receiver_user_id: integer, ephemeral_message_id: integer, other?: tg.EditEphemeralMessageCaptionOther): boolean
+---@overload fun(chat_id: string|integer, receiver_user_id: integer, ephemeral_message_id: integer, caption: string, other?: tg.EditEphemeralMessageCaptionOther): boolean
 function Api.editEphemeralMessageCaption(params) end
 
 ---Optional parameters of editEphemeralMessageReplyMarkup.
@@ -5852,7 +5859,7 @@ function Api.setBusinessAccountName(params) end
 ---Changes the username of a managed business account. Requires the can_change_username business bot right. Returns True on success.
 ---@param params tg.SetBusinessAccountUsernameParams
 ---@return boolean
----@overload fun(business_connection_id: string, other?: tg.SetBusinessAccountUsernameOther): boolean
+---@overload fun(business_connection_id: string, username: string, other?: tg.SetBusinessAccountUsernameOther): boolean
 function Api.setBusinessAccountUsername(params) end
 
 ---Optional parameters of setBusinessAccountBio.
@@ -5866,7 +5873,7 @@ function Api.setBusinessAccountUsername(params) end
 ---Changes the bio of a managed business account. Requires the can_change_bio business bot right. Returns True on success.
 ---@param params tg.SetBusinessAccountBioParams
 ---@return boolean
----@overload fun(business_connection_id: string, other?: tg.SetBusinessAccountBioOther): boolean
+---@overload fun(business_connection_id: string, bio: string, other?: tg.SetBusinessAccountBioOther): boolean
 function Api.setBusinessAccountBio(params) end
 
 ---Optional parameters of setBusinessAccountProfilePhoto.
@@ -6208,7 +6215,7 @@ function Api.setStickerEmojiList(params) end
 ---Use this method to change search keywords assigned to a regular or custom emoji sticker. The sticker must belong to a sticker set created by the bot. Returns True on success.
 ---@param params tg.SetStickerKeywordsParams
 ---@return boolean
----@overload fun(sticker: string, other?: tg.SetStickerKeywordsOther): boolean
+---@overload fun(sticker: string, keywords: string[], other?: tg.SetStickerKeywordsOther): boolean
 function Api.setStickerKeywords(params) end
 
 ---Optional parameters of setStickerMaskPosition.
@@ -6222,7 +6229,7 @@ function Api.setStickerKeywords(params) end
 ---Use this method to change the mask position of a mask sticker. The sticker must belong to a sticker set that was created by the bot. Returns True on success.
 ---@param params tg.SetStickerMaskPositionParams
 ---@return boolean
----@overload fun(sticker: string, other?: tg.SetStickerMaskPositionOther): boolean
+---@overload fun(sticker: string, mask_position?: tg.MaskPosition, other?: tg.SetStickerMaskPositionOther): boolean
 function Api.setStickerMaskPosition(params) end
 
 ---Parameters of setStickerSetTitle.
@@ -6259,7 +6266,7 @@ function Api.deleteStickerSet(params) end
 ---Use this method to set the thumbnail of a regular or mask sticker set. The format of the thumbnail file must match the format of the stickers in the set. Returns True on success.
 ---@param params tg.SetStickerSetThumbnailParams
 ---@return boolean
----@overload fun(name: string, user_id: integer, format: "video"|"static"|"animated", other?: tg.SetStickerSetThumbnailOther): boolean
+---@overload fun(name: string, user_id: integer, thumbnail: string|tghost.InputFile, format: "video"|"static"|"animated", other?: tg.SetStickerSetThumbnailOther): boolean
 function Api.setStickerSetThumbnail(params) end
 
 ---Optional parameters of setCustomEmojiStickerSetThumbnail.
@@ -6273,7 +6280,7 @@ function Api.setStickerSetThumbnail(params) end
 ---Use this method to set the thumbnail of a custom emoji sticker set. Returns True on success.
 ---@param params tg.SetCustomEmojiStickerSetThumbnailParams
 ---@return boolean
----@overload fun(name: string, other?: tg.SetCustomEmojiStickerSetThumbnailOther): boolean
+---@overload fun(name: string, custom_emoji_id: string, other?: tg.SetCustomEmojiStickerSetThumbnailOther): boolean
 function Api.setCustomEmojiStickerSetThumbnail(params) end
 
 ---Returns the list of gifts that can be sent by the bot to users and channel chats. Requires no parameters. Returns a Gifts object.
@@ -6296,7 +6303,7 @@ function Api.getAvailableGifts() end
 ---Sends a gift to the given user or channel chat. The gift can't be converted to Telegram Stars by the receiver. Returns True on success.
 ---@param params tg.SendGiftParams
 ---@return boolean
----@overload fun(gift_id: string, other?: tg.SendGiftOther): boolean
+---@overload fun(user_id: integer, gift_id: string, other?: tg.SendGiftOther): boolean
 function Api.sendGift(params) end
 
 ---Optional parameters of giftPremiumSubscription.
@@ -6453,7 +6460,7 @@ function Api.sendInvoice(params) end
 ---Use this method to create a link for an invoice. Returns the created invoice link as String on success.
 ---@param params tg.CreateInvoiceLinkParams
 ---@return string
----@overload fun(title: string, description: string, payload: string, currency: string, prices: tg.LabeledPrice[], other?: tg.CreateInvoiceLinkOther): string
+---@overload fun(title: string, description: string, payload: string, provider_token: string, currency: string, prices: tg.LabeledPrice[], other?: tg.CreateInvoiceLinkOther): string
 function Api.createInvoiceLink(params) end
 
 ---Optional parameters of answerShippingQuery.
@@ -6635,7 +6642,7 @@ function Api.sendGame(params) end
 ---Use this method to set the score of the specified user in a game message. On success, if the message is not an inline message, the Message is returned, otherwise True is returned. Returns an error, if the new score is not greater than the user's current score in the chat and force is False.
 ---@param params tg.SetGameScoreParams
 ---@return boolean|tg.Update
----@overload fun(user_id: integer, score: integer, other?: tg.SetGameScoreOther): boolean|tg.Update
+---@overload fun(chat_id: integer, message_id: integer, user_id: integer, score: integer, other?: tg.SetGameScoreOther): boolean|tg.Update
 function Api.setGameScore(params) end
 
 ---Optional parameters of getGameHighScores.
@@ -6653,7 +6660,7 @@ function Api.setGameScore(params) end
 ---This method will currently return scores for the target user, plus two of their closest neighbors on each side. Will also return the top three users if the user and their neighbors are not among them. Please note that this behavior is subject to change.
 ---@param params tg.GetGameHighScoresParams
 ---@return tg.GameHighScore[]
----@overload fun(user_id: integer, other?: tg.GetGameHighScoresOther): tg.GameHighScore[]
+---@overload fun(chat_id: integer, message_id: integer, user_id: integer, other?: tg.GetGameHighScoresOther): tg.GameHighScore[]
 function Api.getGameHighScores(params) end
 
 ---@class tghost.Context

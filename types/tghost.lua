@@ -43,8 +43,12 @@ function Composer.use(...) end
 function Composer.on(query, ...) end
 
 ---`/name` and `/name@yourbot`; `ctx.match` is the text after the command.
+---A description (a string, or `{ description, descriptions = { de = ... },
+---scope }` before the handlers) puts the command in the list Telegram shows
+---(setMyCommands, sent after `run()`; see `tghost.commands`):
+---`bot.command("start", "Start the bot", fn)`.
 ---@param names string|string[]
----@param ... tghost.MiddlewareLike
+---@param ... tghost.MiddlewareLike|string|{ description: string, descriptions?: table<string, string>, scope?: string|table|table[] }
 ---@return tghost.Composer
 function Composer.command(names, ...) end
 
@@ -185,14 +189,134 @@ function Bot.stop() end
 ---@return tg.UserFromGetMe
 function Bot.init() end
 
+---Runs one update through the whole bot as the runner would (a waiting
+---conversation may take it), suspends the caller until it has ended, and
+---returns its record: the outcome, the error, and every Bot API call made
+---meanwhile. The calls are answered by `opts.answer` (a function or a
+---table of results by method) or with stand-in results, not sent, unless
+---`opts.send` is true. For tests (grammY's `bot.handleUpdate`).
+---@param update table
+---@param opts? { answer?: (fun(method: string, params: table): any)|table<string, any>, send?: boolean }
+---@return tghost.UpdateRecord
+function Bot.handleUpdate(update, opts) end
+
+---What `bot.handleUpdate` returns.
+---@class tghost.UpdateRecord
+---@field outcome "done"|"failed"|"cancelled"|"consumed"
+---@field error any What the handler raised, or why it was cut short.
+---@field calls { method: string, params: table, result: any, error: any }[]
+
+---Registers the handler of the scheduled jobs named `name`
+---(`tghost.jobs.at(when, name, data)`): `fn(job)` runs each, detached
+---from any update, under the CPU guard, memory limit and `jobs.timeout`;
+---its errors go to `bot.catch` (`err.job`).
+---@param name string
+---@param fn fun(job: tghost.Job)
+---@return tghost.Bot
+function Bot.job(name, fn) end
+
 ---The bot. Register handlers on it, then call `run(bot)`.
 ---@type tghost.Bot
 bot = {}
 
 ---@class tghost.BotError
 ---@field error any What was raised.
----@field ctx tghost.Context The update's context.
+---@field ctx tghost.Context? The update's context (nil for a job's run).
+---@field job tghost.Job? The scheduled job whose run failed.
 ---@field traceback string?
+
+---What a scheduled job's handler gets (`bot.job(name, fn)`).
+---@class tghost.Job
+---@field id string The job's id.
+---@field name string The handler's name.
+---@field data any The data given when it was scheduled (nil for none).
+---@field scheduledAt number When this run was due (Unix seconds).
+---@field attempt integer 1, or more when a run before it never ended.
+---@field redelivered boolean True when a run before it never ended (the process died or stopped): it may have run partly.
+---@field api tghost.Api `bot.api`.
+---@field bot tghost.Bot
+local Job = {}
+---Sends text to the chat the job's data names (`data.chat_id`,
+---`data.chat` or `data.chat.id`).
+---@param text string|tghost.FormattedText
+---@param extra? table More sendMessage parameters.
+---@return tg.Message
+function Job:reply(text, extra) end
+---Cancels the job's future runs (this one finishes).
+---@return boolean
+function Job:cancel() end
+
+---A scheduled job as `tghost.jobs.list` shows it.
+---@class tghost.JobInfo
+---@field id string
+---@field name string
+---@field data any
+---@field next number When it is due next (Unix seconds).
+---@field schedule string "once", "every 60 s", "cron 0 9 * * * (Europe/Berlin)".
+---@field running boolean A run holds it now (in some process).
+---@field attempts integer
+
+---@class tghost.JobOptions
+---@field id? string The job's id: scheduling this id again replaces the job (a top-level declaration with the same schedule keeps its place).
+---@field prefix? string A new id of this prefix and a number.
+---@field tz? string The time zone of cron, daily and local times ("Europe/Berlin"); default: the system's ($TZ, /etc/localtime).
+---@field misfire? "once"|"skip"|"all" What a run that starts more than `jobs.grace` late does (default `jobs.misfire`, "once").
+---@field misfireLimit? integer With misfire "all": missed occurrences run in a row at most (default 10).
+---@field first? number|string `every` only: the first run (as `at`'s time).
+---@field days? string|integer[] `daily` only: a cron day-of-week field ("mon-fri") or a list of days (0-7, Sunday 0 or 7).
+
+---Scheduled jobs (`bot.job` runs them). Time: seconds from now (or a Unix
+---time from 1e9 on), a duration ("10m", "1h30m", "2d"), a time of day
+---("09:30") or a date ("2025-12-24 18:00") in `opts.tz`.
+---@class tghost.jobs
+local jobs = {}
+---Runs the job once, at `when`. Returns its id.
+---@param when number|string
+---@param name string
+---@param data? any Any storable value.
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.at(when, name, data, opts) end
+---Runs the job every `interval` (seconds or a duration), first after one interval (or at `opts.first`).
+---@param interval number|string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.every(interval, name, data, opts) end
+---Runs the job on a five-field cron schedule ("0 9 * * 1-5") in `opts.tz`.
+---@param expr string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.cron(expr, name, data, opts) end
+---Runs the job every day (or on `opts.days`) at "HH:MM" in `opts.tz`.
+---@param time string
+---@param name string
+---@param data? any
+---@param opts? tghost.JobOptions
+---@return string
+function jobs.daily(time, name, data, opts) end
+---Cancels a job; true if there was one (a run in progress finishes).
+---@param id string
+---@return boolean
+function jobs.cancel(id) end
+---The jobs whose id starts with prefix, by id (not at the top level).
+---@param prefix? string
+---@param limit? integer Default 1000.
+---@return tghost.JobInfo[]
+function jobs.list(prefix, limit) end
+---@param id string
+---@return tghost.JobInfo?
+function jobs.get(id) end
+---The jobs' clock, Unix seconds (the sandbox's `:wait` moves it).
+---@return number
+function jobs.now() end
+---"1h30m" -> 5400; nil for what is not a duration.
+---@param text string
+---@return number?
+function jobs.duration(text) end
 
 ---What `ctx:wait` raises when no answer came within `opts.timeout`.
 ---@class tghost.ConversationTimeout
@@ -269,8 +393,9 @@ function ApiConfig.use(fn) end
 ---@field api tghost.Api `bot.api`.
 ---@field me tg.UserFromGetMe The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
----@field redelivered boolean? True when the update runs again after a restart (--journal): it may have run partly before.
+---@field redelivered boolean? True when the update runs again and may have run partly before: after a restart (--journal), or in a cluster when an earlier owner of its partition admitted it and lost the partition before it ended.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
+---@field form tghost.Form Forms in a conversation: ask, wait for a fitting answer, ask again otherwise.
 ---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.
 ---@field chat tg.Chat? The chat the update is about.
 ---@field from tg.User? The user the update is from.
@@ -402,6 +527,49 @@ function Context:wait(filter, opts) end
 ---@return boolean
 function Context:cancelConversation(key) end
 
+---The message `key` in this update's locale (see `tghost.i18n`), its
+---`{name}` placeholders filled from args; a plural message is chosen by
+---`args.count` with the locale's CLDR rules.
+---@param key string A key of the locale files ("menu.title" for nested tables).
+---@param args? table<string, any>
+---@return string
+function Context:t(key, args) end
+
+---On a context `ctx:wait` returned: hands its update back, to run through
+---the bot's middleware (inside this handler, in its turn) as if the dialog
+---had not taken it.
+function Context:skip() end
+
+---Forms: each sends `prompt` (if given), waits in the conversation for an
+---answer that fits, answers the others with `retry` (a default, or false),
+---and returns the value and the answer's context. `timeout`, `key`,
+---`chat`, `user`, `commands` go to `ctx:wait`.
+---@class tghost.Form
+local Form = {}
+---@alias tghost.FormOptions { prompt?: any, promptOptions?: table, retry?: string|false, timeout?: number, key?: any, chat?: any, user?: any, commands?: boolean }
+---A text message.
+---@param opts? tghost.FormOptions|string
+---@return string, tghost.Context
+function Form:text(opts) end
+---A number (`integer`, `min`, `max`).
+---@param opts? tghost.FormOptions|{ integer?: boolean, min?: number, max?: number }|string
+---@return number, tghost.Context
+function Form:number(opts) end
+---One of `options` (strings, or `{ label =, value = }`), pressed on inline
+---buttons (`buttons = false`: none; `columns`) or typed.
+---@param options (string|{ label: string, value: any })[]
+---@param opts? tghost.FormOptions|{ buttons?: boolean, columns?: integer }|string
+---@return any, tghost.Context
+function Form:select(options, opts) end
+---Yes or no (buttons `yes`/`no` labels, or typed).
+---@param opts? tghost.FormOptions|{ buttons?: boolean, yes?: string, no?: string }|string
+---@return boolean, tghost.Context
+function Form:confirm(opts) end
+---A photo: its largest PhotoSize.
+---@param opts? tghost.FormOptions|string
+---@return table, tghost.Context
+function Form:photo(opts) end
+
 ---------------------------------------------------------------------------
 -- Keyboards
 ---------------------------------------------------------------------------
@@ -516,6 +684,17 @@ function Keyboard:add(...) end
 ---@field sink? { kind?: "concurrent"|"sequential"|"batch", concurrency?: integer, maxWaiting?: integer, timeout?: { milliseconds: integer, handler?: fun(ctx: tghost.Context, why: string) } }
 ---@field journal? string A file that makes delivery survive a crash (`--journal FILE` wins).
 ---@field webhook? { url: string, listen: string, secretFile?: string } Receive updates as POSTs to `url` (https) on `listen` ("ADDR:PORT") instead of polling; `secretFile` holds the secret token (default: a random one). `--webhook` wins.
+---@field feed? boolean Updates come from `tghost.feed.push` instead of Telegram.
+---@field jobs? { storage?: tghost.Storage, concurrency?: integer, timeout?: integer, lease?: integer, poll?: integer, misfire?: "once"|"skip"|"all", misfireLimit?: integer, grace?: integer } Scheduled jobs: where they are kept (memory, sqlite, redis; default memory), runs at once (100), per-run timeout in ms (default sink.timeout's), a claim's lease in ms (30000), how often a shared store is looked at in ms (1000), the default misfire policy and its limit, and how late a run may start in ms before it counts as misfired (60000).
+---@field cluster? tghost.ClusterOptions Run one bot on several processes through Redis 7 (`--cluster URL` gives the URL and wins).
+
+---@class tghost.ClusterOptions
+---@field url? string The Redis: "redis://[[user]:password@]host[:port][/db]" or "unix:///path/redis.sock[?db=N]" (`--cluster` wins).
+---@field partitions? integer Partition streams, fixed for a bot once its cluster exists (64).
+---@field lease? number Seconds a lease lasts: a dead or paused process's partitions move after about this long (10).
+---@field maxAttempts? integer Runs of a suspect update, alone in its process, that may end the process before it becomes a dead letter (2).
+---@field moveDelay? number Seconds a partition with conversations waiting for their user stays where it is when it should move (60).
+---@field key? fun(ctx: tghost.Context): string|integer|nil The cluster key: updates sharing it keep their order across processes (default: the chat, else the user, else the update). Sees the update alone (no middleware ran); may not yield.
 
 ---@class tghost.RunHandle
 local RunHandle = {}
@@ -530,6 +709,11 @@ function RunHandle:size() end
 ---has stopped; not at the script's top level.
 ---@return tghost.Waitable
 function RunHandle:task() end
+---Starts the bot again after a stop: at once if the stop has completed,
+---else when it does (the process stays up meanwhile). False if it runs or
+---a start is asked for already.
+---@return boolean
+function RunHandle:start() end
 
 ---@class tghost.Waitable
 local Waitable = {}
@@ -659,12 +843,16 @@ function storage.custom(backend, name) end
 ---@field storage? tghost.Storage|tghost.StorageBackend|tghost.CustomStorage Default: tghost.storage.memory("session").
 ---@field ttl? number Seconds each write lives.
 ---@field prefix? string Put before every key.
+---@field migrations? table<integer, fun(old: any, ctx: tghost.Context): any> Versions 1, 2, ...: a value stored with an older version (none: 0) goes through each newer one on read, and is written back with the newest.
+---@field type? "single"|"multi" "multi": the other keys name sessions, each with options of its own (`ctx.session.NAME`).
 
 ---Middleware that gives ctx.session (grammY's session): read on first
 ---access, written back after the rest of the stack if it changed (also
 ---after an error; not when the update is cancelled). Put sequentialize with
----the same key function before it.
----@param opts? tghost.SessionOptions
+---the same key function before it. `session{ type = "multi", settings =
+---{ ... }, cart = { ... } }` gives several named sessions, each with its
+---own storage, key, initial value, ttl and migrations.
+---@param opts? tghost.SessionOptions|table<string, tghost.SessionOptions|string>
 ---@return tghost.Middleware
 function session(opts) end
 
@@ -841,10 +1029,12 @@ local botapi = {}
 ---Every method name, in case-insensitive order.
 ---@return string[]
 function botapi.methods() end
----A method's name as the Bot API spells it, its result type and its
----parameters in order (nil: the Bot API has no such method).
+---A method's name as the Bot API spells it, its result type, its
+---parameters in order, and the names its positional call takes, as
+---grammY's Api does (an optional one ends in "?"; nil: the Bot API has no
+---such method).
 ---@param name string
----@return { name: string, result: string, params: { name: string, required: boolean }[] }?
+---@return { name: string, result: string, params: { name: string, required: boolean }[], positional: string[] }?
 function botapi.method(name) end
 
 ---Formatted text: `fmt(...)` joins strings and formatted strings; the
@@ -951,9 +1141,13 @@ function login.validate(fields, opts) end
 ---@field log tghost.log
 ---@field bot tghost.Bot The same as the global `bot`.
 ---@field storage tghost.storage Key-value storages: memory, sqlite, redis, custom.
+---@field jobs tghost.jobs Scheduled jobs: at, every, cron, daily, cancel, list.
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
 ---@field ConversationChanged table The metatable of what a durable conversation raises when its code no longer replays its record.
+---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.
+---@field commands tghost.commands Command descriptions, the command list, "did you mean".
+---@field feed tghost.feed Updates pushed by the script (`run(bot, { feed = true })`).
 tghost = {}
 
 ---Suspends the calling handler (never the bot) for a number of seconds.
@@ -976,6 +1170,185 @@ function tghost.InlineKeyboard(rows) end
 ---@param rows? table[][]
 ---@return tghost.Keyboard
 function tghost.Keyboard(rows) end
+
+---A menu: an inline keyboard declared once, with a handler per button,
+---submenus, back, and buttons built from data when it is shown. `bot.use`
+---it, and pass it as `reply_markup`. `opts.text`: the message's text when
+---the menu is shown by navigation (a string or a function of ctx).
+---@param id string Stable across reloads and restarts (at most 32 bytes, no "/").
+---@param opts? { text?: string|fun(ctx: tghost.Context): string }
+---@return tghost.Menu
+function tghost.Menu(id, opts) end
+
+---@alias tghost.MenuLabel string|fun(ctx: tghost.Context): string
+
+---@class tghost.Menu
+---@field id string
+local Menu = {}
+---A button that runs `handler(ctx)` when pressed (`ctx.menu` controls the
+---menu; the press is answered after the handler unless it answered).
+---`label` may be `{ text = ..., payload = ... }`: the payload is `ctx.match`.
+---@param label tghost.MenuLabel|{ text: tghost.MenuLabel, payload: string|integer }
+---@param handler fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:text(label, handler) end
+---A button that shows menu `id` in place of this one (after `handler`).
+---@param label tghost.MenuLabel
+---@param id string
+---@param handler? fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:submenu(label, id, handler) end
+---A button that shows the parent menu (the one this menu is registered with).
+---@param label tghost.MenuLabel
+---@param handler? fun(ctx: tghost.Context)
+---@return tghost.Menu
+function Menu:back(label, handler) end
+---@param label tghost.MenuLabel
+---@param url string
+---@return tghost.Menu
+function Menu:url(label, url) end
+---@param label tghost.MenuLabel
+---@param url string
+---@return tghost.Menu
+function Menu:webApp(label, url) end
+---@param label tghost.MenuLabel
+---@param text string
+---@return tghost.Menu
+function Menu:copyText(label, text) end
+---@param label tghost.MenuLabel
+---@param query string
+---@return tghost.Menu
+function Menu:switchInline(label, query) end
+---@param label tghost.MenuLabel
+---@param query string
+---@return tghost.Menu
+function Menu:switchInlineCurrent(label, query) end
+---The next button starts a new row.
+---@return tghost.Menu
+function Menu:row() end
+---Buttons built when the menu is rendered: `fn(ctx, range)` adds them to
+---`range` (which has the same button methods).
+---@param fn fun(ctx: tghost.Context, range: tghost.Menu)
+---@return tghost.Menu
+function Menu:dynamic(fn) end
+---Makes menus submenus of this one (their `back` comes here).
+---@param ... tghost.Menu
+---@return tghost.Menu
+function Menu:register(...) end
+---The InlineKeyboardMarkup of the menu for ctx.
+---@param ctx? tghost.Context
+---@return table
+function Menu:render(ctx) end
+---The menu's middleware (what `bot.use(menu)` installs).
+---@return tghost.Middleware
+function Menu:middleware() end
+
+---What a menu button's handler finds as `ctx.menu`.
+---@class tghost.MenuControl
+---@field id string The menu shown now.
+local MenuControl = {}
+---Renders the menu shown again (after its state changed).
+function MenuControl.update() end
+---Shows menu `id` in this message.
+---@param id string
+function MenuControl.nav(id) end
+---Shows the parent menu.
+function MenuControl.back() end
+---Removes the menu's buttons from the message.
+function MenuControl.close() end
+
+---Translations from a folder of Lua table files (`locales/en.lua` returns
+---`{ key = "text with {name}", apples = { one = ..., other = ... } }`), the
+---update's locale from the session's override (`useSession`) or the user's
+---`language_code`, else `defaultLocale`. `bot.use` it; then `ctx:t(key,
+---args)` and `ctx.i18n` (`getLocale()`, `setLocale(code)`, `useLocale(code)`).
+---@param opts { directory?: string, defaultLocale?: string, useSession?: boolean, localeNegotiator?: fun(ctx: tghost.Context): string?, locales?: table<string, table> }
+---@return tghost.I18n
+function tghost.i18n(opts) end
+
+---@class tghost.I18n
+---@field locales string[] The locales found, sorted ("en", "pt-br", ...).
+local I18n = {}
+---The message `key` in `locale` (the default locale's when it has none).
+---@param locale string
+---@param key string
+---@param args? table<string, any>
+---@return string
+function I18n:t(locale, key, args) end
+---The same as `t`.
+---@param locale string
+---@param key string
+---@param args? table<string, any>
+---@return string
+function I18n:translate(locale, key, args) end
+---The locale there is for a language code ("pt-BR" -> "pt-br" or "pt"), or nil.
+---@param code string
+---@return string?
+function I18n:match(code) end
+---@return tghost.Middleware
+function I18n:middleware() end
+
+---What `ctx.i18n` offers in a handler.
+---@class tghost.I18nContext
+---@field locales string[]
+local I18nContext = {}
+---This update's locale.
+---@return string
+function I18nContext:getLocale() end
+---The user's locale from now on (kept in the session with `useSession`).
+---@param code string
+function I18nContext:setLocale(code) end
+---The locale for the rest of this update only.
+---@param code string
+function I18nContext:useLocale(code) end
+---@param key string
+---@param args? table
+---@return string
+function I18nContext:t(key, args) end
+
+---Middleware that lets each key (by default the user) through `limit`
+---times per window of `window` seconds and drops the rest; `reply` answers
+---the first dropped update of a window, `onLimitExceeded(ctx)` is called
+---for each. The counts live in `storage` (memory by default; a Redis store
+---shares them between processes, atomically).
+---@param opts { limit?: integer, window?: number, key?: fun(ctx: tghost.Context): (string|integer|nil), storage?: tghost.Storage, reply?: string|fun(ctx: tghost.Context), onLimitExceeded?: fun(ctx: tghost.Context), prefix?: string }
+---@return tghost.Middleware
+function tghost.ratelimit(opts) end
+
+---Updates the script pushes, for `run(bot, { feed = true })` (a queue
+---another program fills, a test): `push` suspends until the runner has
+---accepted the update (the sink's backpressure) and returns true, or false
+---and why it was not taken (the bot stopping).
+---@class tghost.feed
+local feed = {}
+---@param update table An update; update_id is given if it has none.
+---@return boolean ok
+---@return string? why_not
+function feed.push(update) end
+---Updates pushed and not yet delivered to the runner.
+---@return integer
+function feed.queued() end
+
+---The bot's commands: `tghost.commands{ suggest = true }` answers an
+---unknown command "Did you mean /start?" (or calls `suggest(ctx, nearest)`);
+---`sync = false` stops tghost from sending the command list.
+---@class tghost.commands
+---@overload fun(opts: { suggest?: boolean|fun(ctx: tghost.Context, nearest: string?), sync?: boolean })
+local commands = {}
+---Every command `bot.command` registered, in order.
+---@return { name: string, description: string?, descriptions: table<string, string>?, scopes: table[]? }[]
+function commands.list() end
+---The lists setMyCommands would get: one per scope and language.
+---@return { key: string, scope: table, language_code: string?, commands: { command: string, description: string }[] }[]
+function commands.plan() end
+---Sends the lists that changed since the last send (and deletes the ones
+---gone); tghost calls it after `run()` by itself. Returns the calls made.
+---@return integer
+function commands.sync() end
+---The registered command nearest to a typo, or nil.
+---@param name string
+---@return string?
+function commands.nearest(name) end
 
 ---A Lua pattern for hears, callbackQuery, inlineQuery, ... (which match a
 ---plain string exactly); it may match anywhere in the text, like a grammY RegExp.

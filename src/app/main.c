@@ -12,15 +12,15 @@
 #include "base/cli.h"
 #include "script/generation.h"
 #include "pipeline/host.h"
+#include "cluster/cluster.h"
 #include "pipeline/journal.h"
 #include "base/log.h"
 #include "net/botapi_methods.h"
 #include "net/looplag.h"
-#include "script/luaconv.h"
-#include "script/luaguard.h"
-#include "script/luaseq.h"
+#include "script/luajobs.h"
 #include "base/metrics.h"
 #include "net/metrics_http.h"
+#include "app/bindenv.h"
 #include "app/reload.h"
 #include "script/runtime.h"
 #include "base/signals.h"
@@ -69,8 +69,16 @@ static void report_load_error(const struct config *cfg, const char *error) {
   if (nl && log_enabled(LOG_DEBUG)) log_debug("%s", error);
 }
 
+/* What main() runs: the host, the bindings' view of it, hot reload. */
+struct app {
+  struct host host;
+  struct script_env env;        /* app/bindenv.c's */
+  struct reloader *reloader;    /* NULL with --check */
+};
+
 static void on_loaded(struct generation *g, const char *error, void *ud) {
-  struct host *h = ud;
+  struct app *app = ud;
+  struct host *h = &app->host;
   host_set_loading(h, false);
   if (h->exiting) return;
   if (error) {
@@ -121,8 +129,10 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
                   "--token-file FILE");
     return;
   }
-  host_start_runner(h, &g->run_opts);
-  if (h->reloader) reload_start(h->reloader);
+  host_start_runner(h, g->run_opts);
+  if (h->exiting) return;
+  luajobs_go_live(g);
+  if (app->reloader) reload_start(app->reloader);
 }
 
 /* The sandbox's Ctrl-D, :quit, or the end of its transcript: the same
@@ -132,6 +142,27 @@ static void on_sandbox_quit(void *ud, int status) {
   struct host *h = ud;
   if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
   else host_exit(h, h->exit_code);
+}
+
+/* The sandbox's :wait moves the jobs' clock (one move at a time: a
+ * transcript waits for each, and a typed :wait during one restarts it). */
+static struct clock_move {
+  struct host *h;
+  void (*done)(void *arg, int64_t now_ms);
+  void *arg;
+} clock_move;
+
+static void on_clock_moved(void *ud) {
+  struct clock_move *m = ud;
+  m->done(m->arg, jobsched_now_ms(m->h->jobs));
+}
+
+static void on_sandbox_wait(void *ud, int64_t ms,
+                            void (*done)(void *arg, int64_t now_ms),
+                            void *arg) {
+  struct host *h = ud;
+  clock_move = (struct clock_move){h, done, arg};
+  jobsched_advance(h->jobs, ms, on_clock_moved, &clock_move);
 }
 
 static void on_update_unhandled(void *ud, int64_t update_id,
@@ -167,7 +198,20 @@ int main(int argc, char **argv) {
       break;
   }
   if (cfg.dead_letters) {
-    int n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    int n;
+    if (cfg.cluster_url) {
+      int64_t bot_id = journal_bot_id_of_token(cfg.token);
+      if (bot_id < 0) {
+        buf_append_str(&err, "--cluster --dead-letters needs the bot's token "
+                             "(BOT_TOKEN or --token-file): its id names the "
+                             "cluster's keys");
+        n = -1;
+      } else {
+        n = cluster_list_dead_letters(cfg.cluster_url, bot_id, stdout, &err);
+      }
+    } else {
+      n = journal_list_dead_letters(cfg.journal, stdout, &err);
+    }
     if (n < 0) fprintf(stderr, "tghost: %s\n", err.data);
     buf_free(&err);
     cli_free(&cfg);
@@ -199,11 +243,12 @@ int main(int argc, char **argv) {
     sandbox_free(sandbox);
     return 1;
   }
-  struct host h;
-  if (host_init(&h, &cfg, &runtime_update_ops, &err) != 0) {
+  struct app app = {0};
+  struct host *h = &app.host;
+  if (host_init(h, &cfg, &runtime_update_ops, &err) != 0) {
     fprintf(stderr, "tghost: %s\n", err.data);
     sandbox_free(sandbox);
-    host_free(&h);
+    host_free(h);
     curl_global_cleanup();
     buf_free(&err);
     cli_free(&cfg);
@@ -211,65 +256,57 @@ int main(int argc, char **argv) {
   }
   /* As early as there is a loop: a signal during start-up is heard once
    * the loop runs, instead of killing the process. */
-  struct signals *sig = signals_new(h.base, on_signal, &h);
-  h.seq = luaseq_new(&h);
-  h.conv = luaconv_new(&h);
-  h.finalizers = finalizer_queue_new(&h);
+  host_init_jobs(h, &runtime_job_ops);
+  struct signals *sig = signals_new(h->base, on_signal, h);
+  bindenv_init(&app.env, h, sandbox ? on_update_unhandled : NULL, sandbox);
   gen_set_memory_limits((size_t)cfg.memory_limit_mb << 20,
                         (size_t)cfg.update_memory_limit_mb << 20);
-  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit};
-  if (sandbox) {
-    h.on_unhandled = on_update_unhandled;
-    h.on_unhandled_ud = sandbox;
-  }
+  static const struct sandbox_hooks sandbox_hooks = {on_sandbox_quit,
+                                                     on_sandbox_wait};
   bool start_failed =
-      sandbox && sandbox_start(sandbox, h.base, &sandbox_hooks, &h, &err) != 0;
+      sandbox && sandbox_start(sandbox, h->base, &sandbox_hooks, h, &err) != 0;
   /* Before the first load: SIGHUP must never kill the process. */
-  if (!cfg.check) h.reloader = reload_new(&h);
+  if (!cfg.check) app.reloader = reload_new(h, &app.env);
   struct looplag *lag =
       cfg.check ? NULL
-                : looplag_new(h.base, cfg.cpu_budget_ms, guard_stops, &h);
+                : looplag_new(h->base, cfg.cpu_budget_ms, guard_stops, h);
   metric_set(METRIC_START_TIME, (double)time(NULL), NULL, NULL);
   metric_set_info(METRIC_BUILD_INFO, TGHOST_VERSION, NULL);
   struct metrics_server *metrics = NULL;
   if (cfg.metrics_addr && !cfg.check && !start_failed &&
-      !(metrics = metrics_server_new(h.base, cfg.metrics_addr, &err)))
+      !(metrics = metrics_server_new(h->base, cfg.metrics_addr, &err)))
     start_failed = true;
 
   struct generation *first =
-      start_failed ? NULL : runtime_new_generation(&h, cfg.script, &err);
+      start_failed ? NULL : runtime_new_generation(&app.env, cfg.script, &err);
   if (first) {
-    host_swap_generation(&h, &first->owner);
-    host_set_loading(&h, true);
-    if (runtime_load_script(first, on_loaded, &h, &err) != 0)
-      host_set_loading(&h, false);
+    host_swap_generation(h, &first->owner);
+    host_set_loading(h, true);
+    if (runtime_load_script(first, on_loaded, &app, &err) != 0)
+      host_set_loading(h, false);
   }
-  if (!h.loading) {
+  if (!h->loading) {
     if (start_failed) fprintf(stderr, "tghost: %s\n", err.data);
     else report_load_error(&cfg, err.data);
-    h.exit_code = 1;
+    host_set_exit_code(h, 1);
   } else {
-    event_base_dispatch(h.base);
+    event_base_dispatch(h->base);
   }
 
   signals_free(sig);
   /* Teardown: close every coroutine first (their waits reference HTTP
-   * requests, sequentialize's keys and conversations), then what is
-   * attached to the host,
-   * then the host. */
-  sched_cancel_all(&h.sched, "cancelled: the process is exiting");
-  finalizer_queue_free(h.finalizers);
-  h.finalizers = NULL;
-  reload_free(h.reloader);
+   * requests, sequentialize's keys and conversations), then what is built
+   * on the host, then the host. */
+  sched_cancel_all(&h->sched, "cancelled: the process is exiting");
+  reload_free(app.reloader);
   looplag_free(lag);
   metrics_server_free(metrics);
-  luaconv_free(h.conv);
-  luaseq_free(h.seq);
-  int exit_code = h.exit_code ? h.exit_code
+  bindenv_free(&app.env);
+  int exit_code = h->exit_code ? h->exit_code
                  : sandbox     ? sandbox_exit_status(sandbox)
                                : 0;
   sandbox_free(sandbox);
-  host_free(&h);
+  host_free(h);
   curl_global_cleanup();
   buf_free(&err);
   cli_free(&cfg);

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pipeline/runner.h"
+#include "script/luajobs.h"
 #include "script/runtime.h"
 
 #define QUIET_MS 100          /* a save is over when nothing moved this long */
@@ -45,6 +46,7 @@ struct watched_file {
 
 struct reloader {
   struct host *h;
+  struct script_env *env;      /* new generations' bindings see it */
   struct event *sighup;
   int ifd;                     /* inotify, or -1 */
   struct event *inotify_event;
@@ -311,8 +313,9 @@ static bool script_frame(const char *traceback, char *out, size_t n) {
 
 /* The error on one line, with the script's file:line; the traceback at
  * debug level. */
-static void log_rejected(struct generation *g, const char *error) {
-  struct host *h = g->host;
+static void log_rejected(struct reloader *r, struct generation *g,
+                         const char *error) {
+  struct host *h = r->h;
   metric_inc(METRIC_RELOADS, "failed", NULL);
   struct log_fields f = {g->owner.id, -1};
   const char *tb = strstr(error, "\nstack traceback:");
@@ -352,7 +355,8 @@ static void go_live(struct reloader *r, struct generation *g) {
   else
     log_msg(LOG_INFO, &f, "generation %d loaded: new updates run on it; "
             "generation %d has nothing in flight", id, old_id);
-  host_reconfigure(h, &g->run_opts, id);
+  host_reconfigure(h, g->run_opts, id);
+  luajobs_go_live(g);
   /* The new top level started its own background tasks. */
   sched_cancel_kind(&h->sched, &old->owner, JOB_BACKGROUND,
                     "cancelled: a reload replaced its generation");
@@ -360,8 +364,8 @@ static void go_live(struct reloader *r, struct generation *g) {
   gen_unref(old);
   /* Durable dialogs go on in the new code; the others that wait keep
    * their generation (their code) alive. */
-  luaconv_move_durable(h->conv, g);
-  luaconv_log_pinned(h->conv, &g->owner);
+  luaconv_move_durable(r->env->conv, g);
+  luaconv_log_pinned(r->env->conv, &g->owner);
 }
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {
@@ -381,7 +385,7 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   if (!error && !g->run_called)
     error = "the script no longer calls run(bot) or bot.start()";
   if (error) {
-    log_rejected(g, error);
+    log_rejected(r, g, error);
     watch_files(r, g);
     sched_cancel_kind(&h->sched, &g->owner, JOB_BACKGROUND,
                       "cancelled: its generation was rejected");
@@ -429,7 +433,7 @@ static void begin_reload(struct reloader *r) {
   log_info("reloading %s (%s)", h->cfg->script,
            r->reason ? r->reason : "requested");
   struct buf err = BUF_INIT;
-  struct generation *g = runtime_new_generation(h, h->cfg->script, &err);
+  struct generation *g = runtime_new_generation(r->env, h->cfg->script, &err);
   if (!g) {
     log_error("reload failed, generation %d keeps serving: %s",
               h->current->id, err.data);
@@ -441,7 +445,7 @@ static void begin_reload(struct reloader *r) {
   if (runtime_load_script(g, on_loaded, r, &err) != 0) {
     /* Did not compile: nothing ran. */
     r->loading = NULL;
-    log_rejected(g, err.data);
+    log_rejected(r, g, err.data);
     watch_files(r, g);
     gen_unref(g);
     buf_free(&err);
@@ -465,9 +469,10 @@ static long load_timeout_ms(void) {
   return (long)(LOAD_TIMEOUT_S * 1000);
 }
 
-struct reloader *reload_new(struct host *h) {
+struct reloader *reload_new(struct host *h, struct script_env *env) {
   struct reloader *r = xcalloc(1, sizeof *r);
   r->h = h;
+  r->env = env;
   r->ifd = -1;
   r->debounce = evtimer_new(h->base, on_debounce, r);
   r->load_timer = evtimer_new(h->base, on_load_timeout, r);

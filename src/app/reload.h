@@ -29,11 +29,13 @@
 
 struct host;
 struct reloader;
+struct script_env;
 
-/* Installs the SIGHUP handler and, with cfg->watch, an inotify instance.
- * Nothing is reloaded before reload_start(); a request made earlier is
- * remembered. Never fails: without inotify it logs why and keeps SIGHUP. */
-struct reloader *reload_new(struct host *h);
+/* Installs the SIGHUP handler and, with cfg->watch, an inotify instance;
+ * new generations' bindings see env. Nothing is reloaded before
+ * reload_start(); a request made earlier is remembered. Never fails:
+ * without inotify it logs why and keeps SIGHUP. */
+struct reloader *reload_new(struct host *h, struct script_env *env);
 /* The first generation is current and the runner runs: watch its files and
  * serve reload requests from now on. */
 void reload_start(struct reloader *r);

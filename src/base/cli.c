@@ -21,7 +21,7 @@ enum {
   OPT_TOKEN_FILE = 1000, OPT_API_ROOT, OPT_NO_WATCH, OPT_DRAIN, OPT_CPU,
   OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_MEMORY, OPT_UPDATE_MEMORY,
   OPT_TRACE, OPT_SANDBOX, OPT_SCRIPT, OPT_JOURNAL, OPT_DEAD_LETTERS,
-  OPT_WEBHOOK, OPT_LISTEN, OPT_WEBHOOK_SECRET_FILE, OPT_METRICS,
+  OPT_WEBHOOK, OPT_LISTEN, OPT_WEBHOOK_SECRET_FILE, OPT_METRICS, OPT_CLUSTER,
   OPT_HELP = 'h', OPT_VERSION = 'V'
 };
 
@@ -74,7 +74,16 @@ const struct cli_option cli_options[] = {
     {"journal", 0, "FILE", OPT_JOURNAL, NULL,
      "record fetched updates in FILE so that a crash loses none", NULL},
     {"dead-letters", 0, NULL, OPT_DEAD_LETTERS, NULL,
-     "with --journal: list the updates that kept failing, and exit", NULL},
+     "with --journal or --cluster: list the updates that kept failing, and "
+     "exit", NULL},
+    {"cluster", 0, "URL", OPT_CLUSTER, NULL,
+     "share the bot with other tghost processes through Redis 7 "
+     "(redis://HOST:PORT/DB or unix:///path/redis.sock)",
+     "Every process started with the same URL and token takes a share of "
+     "the updates; a chat's updates keep their order, and the updates of a "
+     "process that dies or pauses are taken over by the others. Redis "
+     "should run with appendonly yes and appendfsync always. See the "
+     "README, \"Several processes\"."},
     {"webhook", 0, "URL", OPT_WEBHOOK, NULL,
      "receive updates as POSTs to URL (https, through a TLS proxy) instead "
      "of polling; needs --listen",
@@ -339,6 +348,7 @@ static enum cli_result apply(int id, const char *value, struct config *cfg,
       set_string(&cfg->webhook_secret_file, value);
       break;
     case OPT_METRICS: set_string(&cfg->metrics_addr, value); break;
+    case OPT_CLUSTER: set_string(&cfg->cluster_url, value); break;
     case OPT_SCRIPT:
       free(cfg->sandbox_script);
       cfg->sandbox_script = xstrdup(value);
@@ -453,12 +463,33 @@ enum cli_result cli_parse(int argc, char **argv, struct config *cfg,
     if (r != CLI_RUN) return r;
   }
   if (cfg->dead_letters) {
-    if (!cfg->journal) {
-      buf_append_str(err, "--dead-letters lists a journal's dead letters: "
-                          "give --journal FILE");
+    if (!cfg->journal == !cfg->cluster_url) {
+      buf_append_str(err, "--dead-letters lists the dead letters of a "
+                          "journal or of a cluster: give --journal FILE or "
+                          "--cluster URL (one of them)");
       return CLI_ERROR;
     }
+    /* A cluster's keys are named by the bot's id: the token. */
+    if (cfg->cluster_url) {
+      if (st.token_file) {
+        cfg->token = read_token_file(st.token_file, err);
+        if (!cfg->token) return CLI_ERROR;
+      } else if (getenv("BOT_TOKEN") && *getenv("BOT_TOKEN")) {
+        cfg->token = xstrdup(getenv("BOT_TOKEN"));
+      }
+    }
     return CLI_RUN;   /* no script needed */
+  }
+  if (cfg->journal && cfg->cluster_url) {
+    buf_append_str(err, "--journal and --cluster do not go together: a "
+                        "cluster keeps every update in Redis until it is "
+                        "handled (drop --journal)");
+    return CLI_ERROR;
+  }
+  if (cfg->cluster_url && cfg->sandbox) {
+    buf_append_str(err, "--sandbox runs one bot in this terminal: it cannot "
+                        "join a --cluster");
+    return CLI_ERROR;
   }
   if (optind >= argc) {
     buf_append_str(err, "no script given (usage: tghost [options] SCRIPT.lua)");
@@ -510,6 +541,7 @@ void cli_free(struct config *cfg) {
   free(cfg->webhook_listen);
   free(cfg->webhook_secret_file);
   free(cfg->metrics_addr);
+  free(cfg->cluster_url);
   if (cfg->token) {
     memset(cfg->token, 0, strlen(cfg->token));
     free(cfg->token);

@@ -29,6 +29,7 @@ struct config {
   char *webhook_listen;     /* --listen ADDR:PORT */
   char *webhook_secret_file;/* --webhook-secret-file FILE */
   char *metrics_addr;       /* --metrics ADDR:PORT, or NULL */
+  char *cluster_url;        /* --cluster redis://..., or NULL */
 };
 
 enum cli_result {

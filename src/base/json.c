@@ -112,6 +112,25 @@ static int hexval(char c) {
   return -1;
 }
 
+/* The bytes of the 8 at p that are '"', '\\' or a control character
+ * (below 0x20), as a mask with the high bit of each such byte set: the
+ * bit tricks of "determine if a word has a zero byte / a byte less than
+ * n". A borrow may also mark a byte above a marked one, never below: the
+ * lowest mark is exact. Little-endian: the first byte is the lowest. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JSON_SWAR 1
+#else
+#define JSON_SWAR 0
+#endif
+static inline uint64_t special8(const char *p) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t v;
+  memcpy(&v, p, 8);
+  uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+  return (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+          ((v - ones * 0x20) & ~v)) & highs;
+}
+
 bool json_read_string(struct json_reader *r, struct json_slice *out) {
   if (r->error) return false;
   skip_ws(r);
@@ -119,10 +138,22 @@ bool json_read_string(struct json_reader *r, struct json_slice *out) {
   const char *s = ++r->p;
   bool escapes = false;
   for (;;) {
-    /* Fast scan over the common bytes. */
-    while (r->p < r->end && *r->p != '"' && *r->p != '\\' &&
-           (unsigned char)*r->p >= 0x20)
-      r->p++;
+    /* Fast scan over the common bytes, eight at a time, then one by one
+     * up to the byte that stopped it. */
+    for (;;) {
+      if (!JSON_SWAR || r->end - r->p < 8) {
+        while (r->p < r->end && *r->p != '"' && *r->p != '\\' &&
+               (unsigned char)*r->p >= 0x20)
+          r->p++;
+        break;
+      }
+      uint64_t special = special8(r->p);
+      if (special) {
+        r->p += __builtin_ctzll(special) >> 3;
+        break;
+      }
+      r->p += 8;
+    }
     if (r->p >= r->end) return fail(r, "unterminated string");
     char c = *r->p;
     if (c == '"') break;
@@ -246,10 +277,13 @@ bool json_read_number(struct json_reader *r, struct json_number *out) {
   bool neg = false, integral = true;
   if (p < r->end && *p == '-') { neg = true; p++; }
   if (p >= r->end) return fail(r, "bad number");
+  /* The integer part is accumulated as it is scanned: up to 18 digits
+   * cannot overflow, and ids and dates are integers. */
+  uint64_t acc = 0;
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
-    while (p < r->end && *p >= '0' && *p <= '9') p++;
+    while (p < r->end && *p >= '0' && *p <= '9') acc = acc * 10 + (uint64_t)(*p++ - '0');
   } else {
     return fail(r, "bad number");
   }
@@ -270,6 +304,15 @@ bool json_read_number(struct json_reader *r, struct json_number *out) {
   r->p = p;
   if (!out) return true;
   out->is_integer = false;
+  /* Up to 18 digits cannot overflow: the common case (ids, dates) needs no
+   * check per digit. */
+  if (integral && int_end - s - (neg ? 1 : 0) <= 18) {
+    int64_t v = (int64_t)acc;
+    out->is_integer = true;
+    out->i = neg ? -v : v;
+    out->d = (double)out->i;
+    return true;
+  }
   if (integral) {
     /* Accumulate as a negative number so INT64_MIN fits. */
     int64_t v = 0;
@@ -344,6 +387,55 @@ bool json_skip(struct json_reader *r, struct json_slice *span) {
     span->has_escapes = false;
   }
   return ok;
+}
+
+static bool skip_string_unchecked(struct json_reader *r) {
+  for (const char *p = r->p + 1; p < r->end; p++) {
+    if (*p == '\\') {
+      p++;
+    } else if (*p == '"') {
+      r->p = p + 1;
+      return true;
+    }
+  }
+  return fail(r, "unterminated string");
+}
+
+bool json_skip_unchecked(struct json_reader *r, struct json_slice *span) {
+  if (r->error) return false;
+  skip_ws(r);
+  if (r->p >= r->end) return fail(r, "unexpected end of input");
+  const char *s = r->p;
+  char c = *r->p;
+  if (c == '"') {
+    if (!skip_string_unchecked(r)) return false;
+  } else if (c == '{' || c == '[') {
+    long depth = 0;
+    for (;;) {
+      if (r->p >= r->end) return fail(r, "unexpected end of input");
+      c = *r->p;
+      if (c == '"') {
+        if (!skip_string_unchecked(r)) return false;
+        continue;
+      }
+      r->p++;
+      if (c == '{' || c == '[') {
+        depth++;
+      } else if (c == '}' || c == ']') {
+        if (--depth == 0) break;
+      }
+    }
+  } else {
+    while (r->p < r->end && *r->p != ',' && *r->p != '}' && *r->p != ']' &&
+           *r->p != ' ' && *r->p != '\n' && *r->p != '\r' && *r->p != '\t')
+      r->p++;
+  }
+  if (span) {
+    span->ptr = s;
+    span->len = (size_t)(r->p - s);
+    span->has_escapes = false;
+  }
+  return true;
 }
 
 bool json_finish(struct json_reader *r) {

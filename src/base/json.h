@@ -66,6 +66,11 @@ bool json_read_null(struct json_reader *r);
 /* Skips one whole value, validating it. If span is given, it receives the
  * value's extent in the input. */
 bool json_skip(struct json_reader *r, struct json_slice *span);
+/* Skips one whole value WITHOUT validating it: only strings and bracket
+ * depth are followed, so that a value whose consumer validates it as it
+ * reads (luajson_decode, the getUpdates split) is not checked twice. The
+ * span may hold invalid JSON; false only when no end is found. */
+bool json_skip_unchecked(struct json_reader *r, struct json_slice *span);
 /* True if only whitespace is left. */
 bool json_finish(struct json_reader *r);
 

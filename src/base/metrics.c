@@ -16,6 +16,8 @@ struct metric_def {
   size_t nbuckets;
   const char *const *initial;    /* first-label values shown from the start
                                     (NULL-terminated), or the states */
+  size_t max_values;             /* distinct first-label values; 0:
+                                    METRIC_MAX_VALUES */
 };
 
 /* Handlers: from a few milliseconds (an echo) to minutes (a conversation
@@ -29,6 +31,11 @@ static const double handler_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1,
 static const double api_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                      0.05,  0.1,    0.25,  0.5,  1,
                                      2.5,   5,      10,    30,   60};
+/* How late a scheduled job starts: milliseconds on time, seconds under a
+ * burst, minutes or hours after downtime (a misfire). */
+static const double lateness_buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1,
+                                          0.25,  0.5,   1,    2.5,  5,
+                                          10,    60,    300,  3600};
 #define NB(a) (sizeof a / sizeof a[0])
 
 static const char *const received_sources[] = {"polling", "webhook",
@@ -36,8 +43,14 @@ static const char *const received_sources[] = {"polling", "webhook",
 static const char *const handled_outcomes[] = {
     "done", "failed", "timed_out", "cancelled", "consumed", NULL};
 static const char *const reload_results[] = {"ok", "failed", NULL};
+static const char *const lease_loss_reasons[] = {"expired", "refused", NULL};
+static const char *const move_directions[] = {"in", "out", NULL};
+static const char *const ingest_results[] = {"added", "duplicate", NULL};
+static const char *const job_outcomes[] = {"done", "failed", "timed_out",
+                                           "skipped", "released", NULL};
 static const char *const source_states[] = {
     SOURCE_STATE_STARTING, SOURCE_STATE_POLLING,  SOURCE_STATE_WEBHOOK,
+    SOURCE_STATE_CLUSTER,
     SOURCE_STATE_FAILING,  SOURCE_STATE_STOPPING, SOURCE_STATE_STOPPED,
     NULL};
 
@@ -180,6 +193,80 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
         "busy; idle_timeout, head_timeout, body_timeout, write_timeout; "
         "accept_error: descriptors freed after accept() failed).",
         {"listener", "reason"}},
+    [METRIC_CLUSTER_MEMBERS] = {
+        "tghost_cluster_members", GAUGE,
+        "Live members of the cluster, as this instance last saw them."},
+    [METRIC_CLUSTER_PARTITIONS_OWNED] = {
+        "tghost_cluster_partitions_owned", GAUGE,
+        "Partitions whose lease this instance holds."},
+    [METRIC_CLUSTER_PARTITION_LAG] = {
+        "tghost_cluster_partition_lag", GAUGE,
+        "Updates in a partition's stream not finished yet (read or not), "
+        "as its owner last measured; 0 on instances that do not own it.",
+        {"partition"}, NULL, 0, NULL, 4096},
+    [METRIC_CLUSTER_LEASE_RENEWALS] = {
+        "tghost_cluster_lease_renewals_total", COUNTER,
+        "Partition and ingress leases renewed."},
+    [METRIC_CLUSTER_LEASE_LOSSES] = {
+        "tghost_cluster_lease_losses_total", COUNTER,
+        "Leases lost, by why (expired: not renewed in time by this "
+        "instance's clock; refused: Redis said another epoch holds it).",
+        {"reason"}, NULL, 0, lease_loss_reasons},
+    [METRIC_CLUSTER_PARTITION_MOVES] = {
+        "tghost_cluster_partition_moves_total", COUNTER,
+        "Partitions taken over (in) and handed over after draining (out).",
+        {"direction"}, NULL, 0, move_directions},
+    [METRIC_CLUSTER_INGRESS_HOLDER] = {
+        "tghost_cluster_ingress_holder", GAUGE,
+        "1 while this instance holds the ingress lease (polls getUpdates, "
+        "or set the webhook)."},
+    [METRIC_CLUSTER_INGESTED] = {
+        "tghost_cluster_ingested_total", COUNTER,
+        "Updates this instance appended to the partition streams (added), "
+        "or found there already (duplicate).",
+        {"result"}, NULL, 0, ingest_results},
+    [METRIC_CLUSTER_FENCED_REFUSED] = {
+        "tghost_cluster_fenced_writes_refused_total", COUNTER,
+        "Writes of this instance that Redis refused because the lease they "
+        "were made under had moved on (commit, trim, ingest, storage).",
+        {"what"}},
+    [METRIC_CLUSTER_REDELIVERED] = {
+        "tghost_cluster_redelivered_total", COUNTER,
+        "Updates run again because an earlier owner of their partition may "
+        "have started them (ctx.redelivered)."},
+    [METRIC_CLUSTER_DEAD_LETTERS] = {
+        "tghost_cluster_dead_letters_total", COUNTER,
+        "Updates this instance moved to the dead letters (their owners died "
+        "or lost them during each of their runs alone in a process)."},
+    [METRIC_JOBS_SCHEDULED] = {
+        "tghost_jobs_scheduled", GAUGE,
+        "Scheduled jobs in the job store (tghost.jobs), running ones "
+        "included; with a shared store, as of the last look."},
+    [METRIC_JOBS_DUE] = {
+        "tghost_jobs_due", GAUGE,
+        "Jobs due and not started, as of the last look (they wait for a "
+        "free run slot: jobs.concurrency)."},
+    [METRIC_JOBS_RUNNING] = {
+        "tghost_jobs_running", GAUGE,
+        "Runs of scheduled jobs in flight in this process."},
+    [METRIC_JOBS_LATE_SECONDS] = {
+        "tghost_jobs_late_seconds", GAUGE,
+        "How far behind schedule the oldest due job not started yet was, as "
+        "of the last look (0: none waits)."},
+    [METRIC_JOB_LATENESS] = {
+        "tghost_job_lateness_seconds", HISTOGRAM,
+        "Time from a job's due time to the start of its run.",
+        .buckets = lateness_buckets, .nbuckets = NB(lateness_buckets)},
+    [METRIC_JOB_RUNS] = {
+        "tghost_job_runs_total", COUNTER,
+        "Runs of scheduled jobs, by outcome (done; failed: an error or the "
+        "CPU budget; timed_out: jobs.timeout; skipped: misfired under "
+        "misfire \"skip\"; released: cut short by a stop, runs again).",
+        {"outcome"}, .initial = job_outcomes},
+    [METRIC_JOB_CLAIMS_LOST] = {
+        "tghost_job_claims_lost_total", COUNTER,
+        "Runs that lost their claim while running (their lease ran out and "
+        "another instance may have run the job too)."},
     [METRIC_START_TIME] = {
         "tghost_start_time_seconds", GAUGE,
         "Unix time at which tghost started."},
@@ -295,7 +382,7 @@ static struct series *series_of(enum metric_id id, const char *l1,
   struct series *s = find(f, l1, l2);
   if (s) return s;
   if (!has_first_value(f, l1)) {
-    if (f->values >= METRIC_MAX_VALUES) {
+    if (f->values >= (d->max_values ? d->max_values : METRIC_MAX_VALUES)) {
       l1 = "other";
       if ((s = find(f, l1, l2))) return s;
       if (!has_first_value(f, l1)) f->values++;

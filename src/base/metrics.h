@@ -68,6 +68,26 @@ enum metric_id {
   /* tghost's HTTP servers (httpd.h) */
   METRIC_HTTP_CONNECTIONS,     /* gauge {listener} */
   METRIC_HTTP_CLOSED,          /* counter {listener, reason} */
+  /* the cluster (--cluster) */
+  METRIC_CLUSTER_MEMBERS,      /* gauge */
+  METRIC_CLUSTER_PARTITIONS_OWNED, /* gauge */
+  METRIC_CLUSTER_PARTITION_LAG,/* gauge {partition} */
+  METRIC_CLUSTER_LEASE_RENEWALS,   /* counter */
+  METRIC_CLUSTER_LEASE_LOSSES, /* counter {reason} */
+  METRIC_CLUSTER_PARTITION_MOVES,  /* counter {direction} */
+  METRIC_CLUSTER_INGRESS_HOLDER,   /* gauge: 1 while this instance holds it */
+  METRIC_CLUSTER_INGESTED,     /* counter {result} */
+  METRIC_CLUSTER_FENCED_REFUSED,   /* counter {what} */
+  METRIC_CLUSTER_REDELIVERED,  /* counter */
+  METRIC_CLUSTER_DEAD_LETTERS, /* counter */
+  /* scheduled jobs */
+  METRIC_JOBS_SCHEDULED,       /* gauge */
+  METRIC_JOBS_DUE,             /* gauge */
+  METRIC_JOBS_RUNNING,         /* gauge */
+  METRIC_JOBS_LATE_SECONDS,    /* gauge */
+  METRIC_JOB_LATENESS,         /* histogram */
+  METRIC_JOB_RUNS,             /* counter {outcome} */
+  METRIC_JOB_CLAIMS_LOST,      /* counter */
   /* the process */
   METRIC_START_TIME,           /* gauge, Unix time */
   METRIC_BUILD_INFO,           /* info {version} */
@@ -82,6 +102,8 @@ enum metric_id {
 #define SOURCE_STATE_STARTING "starting"  /* getMe, setWebhook */
 #define SOURCE_STATE_POLLING "polling"    /* getUpdates works */
 #define SOURCE_STATE_WEBHOOK "webhook"    /* the webhook is set; serving */
+#define SOURCE_STATE_CLUSTER "cluster"    /* a cluster member taking its share
+                                             (another one polls) */
 #define SOURCE_STATE_FAILING "failing"    /* retrying after errors */
 #define SOURCE_STATE_STOPPING "stopping"  /* draining after a stop */
 #define SOURCE_STATE_STOPPED "stopped"

@@ -1,9 +1,22 @@
 #include "net/botapi.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hashmap.h"
 #include "base/log.h"
+
+/* Method URLs parsed once (a bot calls a handful of methods over and over);
+ * names past this many are parsed per call, so a script inventing method
+ * names cannot grow the table without bound. */
+#define MAX_PARSED_METHODS 256
+
+struct method_url {
+  struct hashmap_node node;
+  struct http_url *url;
+  char name[];
+};
 
 struct botapi {
   struct http_client *http;
@@ -11,6 +24,8 @@ struct botapi {
   char *token;
   long call_timeout_ms;
   size_t max_response;
+  struct hashmap method_urls;          /* of struct method_url */
+  struct curl_slist *json_headers;     /* every JSON call's, built once */
 };
 
 struct botapi *botapi_new(struct http_client *http,
@@ -23,11 +38,36 @@ struct botapi *botapi_new(struct http_client *http,
   api->token = cfg->token && *cfg->token ? xstrdup(cfg->token) : NULL;
   api->call_timeout_ms = cfg->call_timeout_ms > 0 ? cfg->call_timeout_ms : 60000;
   api->max_response = cfg->max_response ? cfg->max_response : (64u << 20);
+  hashmap_init(&api->method_urls, keyhash_random_seed());
+  /* Two lines only: curl looks a header up in this list a dozen times
+   * per request (its own User-Agent and Accept lines cost less than the
+   * longer list, measured). */
+  static const char *const json_headers[] = {
+      "Content-Type: application/json", "Expect:", NULL};
+  for (int i = 0; json_headers[i]; i++) {
+    struct curl_slist *l = curl_slist_append(api->json_headers, json_headers[i]);
+    if (!l) {
+      fprintf(stderr, "tghost: out of memory\n");
+      abort();
+    }
+    api->json_headers = l;
+  }
   return api;
 }
 
 void botapi_free(struct botapi *api) {
   if (!api) return;
+  size_t i;
+  struct hashmap_node *n = hashmap_first(&api->method_urls, &i);
+  while (n) {
+    struct hashmap_node *next = hashmap_next(&api->method_urls, n, &i);
+    struct method_url *m = hashmap_entry(n, struct method_url, node);
+    http_url_free(m->url);
+    free(m);
+    n = next;
+  }
+  hashmap_free(&api->method_urls);
+  curl_slist_free_all(api->json_headers);
   free(api->api_root);
   if (api->token) {
     memset(api->token, 0, strlen(api->token));
@@ -59,6 +99,40 @@ static bool check_token(struct botapi *api, struct buf *err) {
   return false;
 }
 
+/* The method's parsed URL, made on its first call; NULL when the table
+ * is full or curl refuses the URL (then the text is used). */
+static const struct http_url *method_url(struct botapi *api,
+                                         const char *method) {
+  size_t len = strlen(method);
+  struct hashmap_key k = hashmap_key(&api->method_urls, 0, method, len);
+  struct hashmap_node *n = hashmap_find(&api->method_urls, &k);
+  if (n) return hashmap_entry(n, struct method_url, node)->url;
+  if (hashmap_count(&api->method_urls) >= MAX_PARSED_METHODS) return NULL;
+  struct buf text = BUF_INIT;
+  buf_printf(&text, "%s/bot%s/%s", api->api_root, api->token, method);
+  struct http_url *url = http_url_new(text.data);
+  memset(text.data, 0, text.len);
+  buf_free(&text);
+  if (!url) return NULL;
+  struct method_url *m = xmalloc(sizeof *m + len + 1);
+  memcpy(m->name, method, len + 1);
+  m->url = url;
+  hashmap_insert(&api->method_urls, &m->node, &k, m->name);
+  return url;
+}
+
+static struct http_request *method_request(struct botapi *api,
+                                           const char *method) {
+  const struct http_url *parsed = method_url(api, method);
+  if (parsed) return http_request_new_parsed(api->http, parsed);
+  struct buf url = BUF_INIT;
+  buf_printf(&url, "%s/bot%s/%s", api->api_root, api->token, method);
+  struct http_request *req = http_request_new(api->http, url.data);
+  memset(url.data, 0, url.len);
+  buf_free(&url);
+  return req;
+}
+
 struct http_request *botapi_request(struct botapi *api, const char *method,
                                     struct buf *err) {
   if (!check_token(api, err)) return NULL;
@@ -66,11 +140,7 @@ struct http_request *botapi_request(struct botapi *api, const char *method,
     buf_printf(err, "invalid Bot API method name '%s'", method);
     return NULL;
   }
-  struct buf url = BUF_INIT;
-  buf_printf(&url, "%s/bot%s/%s", api->api_root, api->token, method);
-  struct http_request *req = http_request_new(api->http, url.data);
-  memset(url.data, 0, url.len);
-  buf_free(&url);
+  struct http_request *req = method_request(api, method);
   http_request_set_timeout(req, api->call_timeout_ms);
   http_request_set_max_response(req, api->max_response);
   /* Method replies are small (a sent message is about 300 bytes): curl's
@@ -88,7 +158,7 @@ struct http_request *botapi_request_json(struct botapi *api,
     free(json);
     return NULL;
   }
-  http_request_add_header(req, "Content-Type: application/json");
+  http_request_use_headers(req, api->json_headers);
   http_request_set_body(req, json, len);
   return req;
 }
@@ -125,8 +195,25 @@ static void set_description(struct botapi_reply *reply, const char *text,
   free(clean);
 }
 
+static bool skip_result(struct json_reader *r, void *ud) {
+  (void)ud;
+  return json_skip(r, NULL);
+}
+
+static bool delimit_result(struct json_reader *r, void *ud) {
+  (void)ud;
+  return json_skip_unchecked(r, NULL);
+}
+
 void botapi_parse_reply(const struct http_request *req,
                         struct botapi_reply *reply) {
+  botapi_parse_reply_with(req, reply, skip_result, NULL);
+}
+
+void botapi_parse_reply_with(const struct http_request *req,
+                             struct botapi_reply *reply,
+                             botapi_result_reader read_result, void *ud) {
+  if (!read_result) read_result = delimit_result;
   memset(reply, 0, sizeof *reply);
   reply->http_status = http_request_status(req);
   if (!http_request_ok(req)) {
@@ -148,7 +235,17 @@ void botapi_parse_reply(const struct http_request *req,
       if (json_slice_is(&key, "ok")) {
         have_ok = json_read_bool(&r, &ok);
       } else if (json_slice_is(&key, "result")) {
-        json_skip(&r, &reply->result);
+        const char *at = r.p;
+        if (read_result(&r, ud) && !json_error(&r)) {
+          while (at < r.p && (*at == ' ' || *at == '\t' || *at == '\n' ||
+                              *at == '\r'))
+            at++;
+          reply->result.ptr = at;
+          reply->result.len = (size_t)(r.p - at);
+        } else if (!json_error(&r)) {
+          r.error = "bad result";
+          r.error_offset = (size_t)(r.p - r.start);
+        }
       } else if (json_slice_is(&key, "error_code")) {
         struct json_number n;
         if (json_read_number(&r, &n) && n.is_integer) reply->error_code = n.i;

@@ -3,7 +3,9 @@
  *
  * Nothing that leaves this module contains the token: URLs stay inside,
  * and transport error texts are redacted before they are returned. No
- * per-method code: any method name is a path segment. */
+ * per-method code: any method name is a path segment. A method's URL is
+ * parsed once, on its first call, and its requests borrow it: free the
+ * botapi after the requests made from it. */
 #ifndef TGHOST_BOTAPI_H
 #define TGHOST_BOTAPI_H
 
@@ -72,6 +74,17 @@ struct botapi_reply {
  * so the reply is valid as long as the request is. */
 void botapi_parse_reply(const struct http_request *req,
                         struct botapi_reply *reply);
+/* The same, but "result" is read by its consumer in the same pass:
+ * read_result is handed the reader at the value and must consume it,
+ * validating (an error it sets on the reader makes the reply a bad
+ * response; reply->result spans what it read). With read_result NULL the
+ * result is only delimited, not validated: for a consumer that validates
+ * reply->result itself as it reads it. Either way the reply may turn out
+ * not to be BOTAPI_OK after read_result ran ("ok" may come after it). */
+typedef bool (*botapi_result_reader)(struct json_reader *r, void *ud);
+void botapi_parse_reply_with(const struct http_request *req,
+                             struct botapi_reply *reply,
+                             botapi_result_reader read_result, void *ud);
 void botapi_reply_free(struct botapi_reply *reply);
 /* Whether retrying the same request later may succeed. */
 bool botapi_reply_retryable(const struct botapi_reply *reply);

@@ -1,8 +1,9 @@
 /* The methods of the Telegram Bot API version tghost was generated for
  * (tools/botapi/gen.mjs from @grammyjs/types; botapi_methods.c is its
- * output, never edited by hand): each method's name, result type and
- * parameters in the order the Bot API lists them. bot.api reads it for
- * positional calls and "did you mean" suggestions, the sandbox for the
+ * output, never edited by hand): each method's name, result type,
+ * parameters in the order the Bot API lists them and grammY's positional
+ * arguments. bot.api reads it for positional calls and "did you mean"
+ * suggestions, the sandbox for the
  * methods Telegram has, `tghost --version` for the version.
  *
  * Layer: Bot API client (pure data, no includes beyond libc). */
@@ -19,6 +20,11 @@ struct botapi_method {
   /* Space-separated, in the Bot API's order; a required one ends in '!':
    * "chat_id! text! business_connection_id ...". */
   const char *params;
+  /* grammY's positional arguments (its Api class), where they are not
+   * the required parameters in order: "chat_id message_id text" for
+   * editMessageText; an optional one ends in '?'. NULL: the required
+   * ones. */
+  const char *positional;
 };
 
 /* "10.2" */

@@ -292,7 +292,13 @@ struct child *child_spawn(struct child_table *t, const struct child_spec *spec,
   close(out[1]);
   close(errp[1]);
   if (rc != 0) {
-    buf_printf(err, "cannot run %s: %s", spec->argv[0], strerror(rc));
+    /* posix_spawn's chdir fails with the same errno as a missing
+     * program: name the directory too, or "No such file" misleads. */
+    if (spec->cwd)
+      buf_printf(err, "cannot run %s in %s: %s", spec->argv[0], spec->cwd,
+                 strerror(rc));
+    else
+      buf_printf(err, "cannot run %s: %s", spec->argv[0], strerror(rc));
     close(in[1]);
     close(out[0]);
     close(errp[0]);

@@ -27,9 +27,12 @@ struct http_request {
   enum request_state state;
   struct qnode node;                   /* in active or completed */
 
-  char *url;
+  char *url;                           /* or: */
+  const struct http_url *parsed;       /* borrowed */
+  bool https;
   char *method;
   struct curl_slist *headers;
+  const struct curl_slist *shared_headers;   /* borrowed, or NULL */
   char *body;
   size_t body_len;
   curl_mime *mime;
@@ -54,6 +57,12 @@ struct http_request {
   struct buf response;
   struct buf response_headers;
   char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http_url {
+  CURLU *u;
+  char *text;                          /* the same URL as text */
+  bool https;
 };
 
 struct sock_watch {
@@ -376,13 +385,49 @@ void http_client_free(struct http_client *c) {
 
 /* --- requests ---------------------------------------------------------- */
 
-struct http_request *http_request_new(struct http_client *c, const char *url) {
+static struct http_request *request_new(struct http_client *c) {
   struct http_request *r = xcalloc(1, sizeof *r);
   r->client = c;
-  r->url = xstrdup(url);
   r->timeout_ms = 60000;
   r->max_response = 64u << 20;
   r->recv_buffer = 16384;
+  return r;
+}
+
+struct http_request *http_request_new(struct http_client *c, const char *url) {
+  struct http_request *r = request_new(c);
+  r->url = xstrdup(url);
+  r->https = strncmp(url, "https://", 8) == 0;
+  return r;
+}
+
+struct http_url *http_url_new(const char *url) {
+  CURLU *u = curl_url();
+  if (!u) return NULL;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    return NULL;
+  }
+  struct http_url *p = xcalloc(1, sizeof *p);
+  p->u = u;
+  p->text = xstrdup(url);
+  p->https = strncmp(url, "https://", 8) == 0;
+  return p;
+}
+
+void http_url_free(struct http_url *p) {
+  if (!p) return;
+  curl_url_cleanup(p->u);
+  memset(p->text, 0, strlen(p->text));   /* it may hold a token */
+  free(p->text);
+  free(p);
+}
+
+struct http_request *http_request_new_parsed(struct http_client *c,
+                                             const struct http_url *u) {
+  struct http_request *r = request_new(c);
+  r->parsed = u;
+  r->https = u->https;
   return r;
 }
 
@@ -391,7 +436,28 @@ void http_request_set_method(struct http_request *r, const char *method) {
   r->method = xstrdup(method);
 }
 
+static struct curl_slist *append_header(struct curl_slist *list,
+                                        const char *line) {
+  struct curl_slist *l = curl_slist_append(list, line);
+  if (!l) {
+    fprintf(stderr, "tghost: out of memory\n");
+    abort();
+  }
+  return l;
+}
+
+void http_request_use_headers(struct http_request *r,
+                              const struct curl_slist *shared) {
+  r->shared_headers = shared;
+  r->expect_header_added = true;
+}
+
 void http_request_add_header(struct http_request *r, const char *line) {
+  if (r->shared_headers) {
+    for (const struct curl_slist *h = r->shared_headers; h; h = h->next)
+      r->headers = append_header(r->headers, h->data);
+    r->shared_headers = NULL;
+  }
   struct curl_slist *l = curl_slist_append(r->headers, line);
   if (!l) {
     fprintf(stderr, "tghost: out of memory\n");
@@ -483,7 +549,16 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
   r->too_large = false;
   buf_reset(&r->response);
   buf_reset(&r->response_headers);
-  curl_easy_setopt(e, CURLOPT_URL, r->url);
+  if (r->parsed) {
+    /* The CURLU is what curl connects to and asks for (it overrides
+     * CURLOPT_URL: documented); the same URL as text spares curl printing
+     * it back from the CURLU for every transfer (7.88 does, to have a
+     * text URL, when none is set). */
+    curl_easy_setopt(e, CURLOPT_URL, r->parsed->text);
+    curl_easy_setopt(e, CURLOPT_CURLU, r->parsed->u);
+  } else {
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+  }
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -505,8 +580,7 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
    * a burst of calls on one connection instead of opening one each; plain
    * http:// never multiplexes, so there it would only delay. */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  if (strncmp(r->url, "https://", 8) == 0)
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  if (r->https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   /* Recycle connections before servers drop them: an idle connection is
    * not reused after HTTP_MAX_IDLE_AGE_S (common keep-alive timeouts are
    * 60-75 s, and a request sent on a connection the server is closing
@@ -539,11 +613,13 @@ int http_request_start(struct http_request *r, http_done_fn done, void *ud) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   else if (r->method)
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-  if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->shared_headers)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->shared_headers);
+  else if (r->headers)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   if (r->stream) stream_setopt(r);
 
-  struct shard *sh = strncmp(r->url, "https://", 8) == 0 ? c->shards[0]
-                                                        : shard_with_room(c);
+  struct shard *sh = r->https ? c->shards[0] : shard_with_room(c);
   if (!sh) {
     snprintf(r->errbuf, sizeof r->errbuf, "cannot set up libcurl's multi "
              "interface");

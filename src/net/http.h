@@ -30,6 +30,7 @@
 
 struct http_client;
 struct http_request;
+struct http_url;
 
 typedef void (*http_done_fn)(struct http_request *req, void *ud);
 
@@ -51,8 +52,23 @@ void http_client_set_max_connections(struct http_client *c, long n);
 void http_client_free(struct http_client *c);
 
 struct http_request *http_request_new(struct http_client *c, const char *url);
+
+/* A URL parsed once for many requests (libcurl's CURLU): a request made
+ * from it spares curl parsing and rebuilding the URL text on every
+ * transfer. NULL if curl rejects the URL. */
+struct http_url *http_url_new(const char *url);
+void http_url_free(struct http_url *u);
+/* The request borrows u: it must outlive the request, unchanged. */
+struct http_request *http_request_new_parsed(struct http_client *c,
+                                             const struct http_url *u);
 void http_request_set_method(struct http_request *req, const char *method);
 void http_request_add_header(struct http_request *req, const char *line);
+/* Headers shared by many requests (the caller keeps the list alive and
+ * unchanged while they exist): a list built once spares every call its
+ * own copy. The list must have "Expect:" if the request has a body. A
+ * header added afterwards goes on a copy of the list. */
+void http_request_use_headers(struct http_request *req,
+                              const struct curl_slist *shared);
 /* The request takes ownership of body (malloc'd). */
 void http_request_set_body(struct http_request *req, char *body, size_t len);
 /* The request takes ownership of mime (multipart upload). */

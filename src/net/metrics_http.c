@@ -39,7 +39,8 @@ bool metrics_health(double now, double grace_s, struct buf *reason) {
     return true;
   }
   if (strcmp(state, SOURCE_STATE_POLLING) == 0 ||
-      strcmp(state, SOURCE_STATE_WEBHOOK) == 0) {
+      strcmp(state, SOURCE_STATE_WEBHOOK) == 0 ||
+      strcmp(state, SOURCE_STATE_CLUSTER) == 0) {
     buf_printf(reason, "ok: %s", state);
     return true;
   }

@@ -52,7 +52,8 @@ static bool int_member(const char *obj, size_t len, const char *name,
   return true;
 }
 
-void trace_update(int gen, int64_t update_id, const char *json, size_t len) {
+void trace_update(int gen, int64_t update_id, int partition, bool redelivered,
+                  const char *json, size_t len) {
   if (!log_trace_enabled()) return;
   /* The update's type is its one member besides update_id. */
   struct json_reader r;
@@ -100,6 +101,14 @@ void trace_update(int gen, int64_t update_id, const char *json, size_t len) {
       buf_append_str(&members, ",\"text\":");
       json_write_string(&members, shown.data ? shown.data : "", shown.len);
     }
+  }
+  if (partition >= 0) {
+    buf_printf(&msg, " (partition %d)", partition);
+    buf_printf(&members, ",\"partition\":%d", partition);
+  }
+  if (redelivered) {
+    buf_append_str(&msg, " redelivered");
+    buf_append_str(&members, ",\"redelivered\":true");
   }
   struct log_fields f = {gen, update_id};
   log_trace(&f, members.data, "%s", msg.data);

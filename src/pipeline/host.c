@@ -11,6 +11,8 @@
 #include "base/metrics.h"
 #include "net/child.h"
 #include "net/retry.h"
+#include "cluster/cluster.h"
+#include "pipeline/feed.h"
 #include "pipeline/journal.h"
 #include "pipeline/polling.h"
 #include "pipeline/webhook.h"
@@ -19,11 +21,23 @@
 /* The update sources the host picks from, by the run options: the first
  * that wants them. Adding a source is one line here (and its module). */
 static const struct update_source_entry *const sources[] = {
+    &cluster_source_entry,   /* wraps polling or the webhook itself */
+    &feed_source_entry,
     &webhook_source_entry,
     &polling_source_entry,   /* the default: always wanted */
 };
 
 static void on_idle(void *ud) { host_exit_if_idle(ud); }
+
+static bool jobs_accepting(void *ud) {
+  struct host *h = ud;
+  return h->runner && runner_is_running(h->runner) && !h->exiting;
+}
+
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops) {
+  struct jobsched_env env = {h->base, ops, jobs_accepting, on_idle, h};
+  h->jobs = jobsched_new(&env);
+}
 
 static void getme_free(struct getme *g);
 
@@ -43,6 +57,10 @@ int host_init(struct host *h, const struct config *cfg,
     buf_append_str(err, "cannot create the event loop");
     return -1;
   }
+  /* Two priorities, before any event exists: everything runs at 1; 0 is
+   * for what must run before any other event of a loop turn (a cluster's
+   * lease deadline, src/cluster/cluster.h). */
+  event_base_priority_init(h->base, 2);
   sched_init(&h->sched, h->base, cfg->cpu_budget_ms);
   h->sched.on_idle = on_idle;
   h->sched.idle_ud = h;
@@ -68,6 +86,10 @@ void host_free(struct host *h) {
   h->getme = NULL;
   runner_free(h->runner);
   h->runner = NULL;
+  feed_shutdown();
+  /* Its runs were cancelled above; their last writes go with the store. */
+  jobsched_free(h->jobs);
+  h->jobs = NULL;
   if (h->current) h->current->unref(h->current);
   h->current = NULL;
   if (h->base) sched_free(&h->sched);
@@ -78,11 +100,12 @@ void host_free(struct host *h) {
   storages_free(h->storages);
   h->storages = NULL;
   apicalls_free(h->calls);
-  botapi_free(h->api);
-  botapi_free(h->poll_api);
+  /* The clients first: requests still in flight borrow the APIs' URLs. */
   http_client_free(h->http);
   http_client_free(h->poll_http);
   http_client_free(h->stream_http);
+  botapi_free(h->api);
+  botapi_free(h->poll_api);
   if (h->base) event_base_free(h->base);
   free(h->bot_info_json);
   h->calls = NULL;
@@ -92,10 +115,21 @@ void host_free(struct host *h) {
   h->bot_info_json = NULL;
 }
 
+struct http_client *host_stream_http(struct host *h) {
+  if (!h->stream_http) h->stream_http = http_client_new(h->base, NULL);
+  return h->stream_http;
+}
+
+struct child_table *host_children(struct host *h) {
+  if (!h->children) h->children = child_table_new(h->base);
+  return h->children;
+}
+
 struct job_owner *host_swap_generation(struct host *h, struct job_owner *g) {
   struct job_owner *old = h->current;
   h->current = g;
   if (h->runner) runner_set_generation(h->runner, g);
+  if (h->jobs) jobsched_set_generation(h->jobs, g);
   metric_set(METRIC_GENERATION, g ? g->id : 0, NULL, NULL);
   return old;
 }
@@ -202,11 +236,29 @@ static void on_fatal(void *ud, const char *message) {
   host_fatal(ud, "%s", message);
 }
 
+static void restart_now(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct host *h = arg;
+  if (h->exiting || !h->runner || !runner_finished(h->runner)) return;
+  host_restart_runner(h);
+}
+
 static void on_stopped(void *ud) {
   struct host *h = ud;
   /* Stopped before the identity was known. */
   getme_free(h->getme);
   h->getme = NULL;
+  if (h->restart_wanted && !h->exiting) {
+    /* handle:start() during the stop: once out of the runner's callback.
+     * Scheduled jobs go on meanwhile (no drain). */
+    h->restart_wanted = false;
+    struct timeval now = {0, 0};
+    event_base_once(h->base, -1, EV_TIMEOUT, restart_now, h, &now);
+    return;
+  }
+  /* Job runs get their drain too; host_exit_if_idle follows theirs. */
+  if (h->jobs) jobsched_drain(h->jobs, h->cfg->drain_timeout_s);
   host_exit_if_idle(h);
 }
 
@@ -231,6 +283,10 @@ static void effective_options(const struct host *h, const struct run_options *o,
     eff->webhook_secret_file =
         cfg->webhook_secret_file ? xstrdup(cfg->webhook_secret_file) : NULL;
   }
+  if (cfg->cluster_url) {
+    free(eff->cluster_url);
+    eff->cluster_url = xstrdup(cfg->cluster_url);
+  }
   if (cfg->sandbox && eff->webhook_url) {
     log_info("--sandbox: run()'s webhook options are ignored; the sandbox's "
              "Bot API is polled");
@@ -241,6 +297,14 @@ static void effective_options(const struct host *h, const struct run_options *o,
   }
 }
 
+/* The script's cluster.key, in the generation new updates start in. */
+static int script_key(void *ud, const char *json, size_t len, struct buf *key,
+                      struct buf *err) {
+  struct host *h = ud;
+  if (!h->current || !h->update_ops->cluster_key) return 0;
+  return h->update_ops->cluster_key(h->current, json, len, key, err);
+}
+
 static struct update_source *make_source(struct host *h,
                                          const struct run_options *eff,
                                          struct buf *err) {
@@ -249,7 +313,15 @@ static struct update_source *make_source(struct host *h,
       .api = h->poll_api,
       .opts = eff,
       .bot_id = journal_bot_id_of_token(h->cfg->token),
+      .script_key = script_key,
+      .script_key_ud = h,
   };
+  if (eff->cluster_url && eff->journal) {
+    buf_append_str(err, "run(): journal and cluster do not go together: a "
+                        "cluster keeps every update in Redis until it is "
+                        "handled (drop the journal)");
+    return NULL;
+  }
   const struct update_source_entry *entry = NULL;
   for (size_t i = 0; !entry && i < sizeof sources / sizeof *sources; i++)
     if (sources[i]->wanted(&p)) entry = sources[i];
@@ -278,7 +350,17 @@ void host_start_runner(struct host *h, const struct run_options *o) {
       .update_ops = h->update_ops,
   };
   h->runner = runner_new(&env, o, src, h->current, &cb, h);
+  if (h->jobs) {
+    jobsched_configure(h->jobs, o);
+    if (jobsched_open(h->jobs, o->jobs_store_kind, o->jobs_store_target,
+                      o->jobs_store_ns, &err) != 0) {
+      host_fatal(h, "%s", err.data);
+      buf_free(&err);
+      return;
+    }
+  }
   runner_start(h->runner);
+  if (h->jobs) jobsched_start(h->jobs);
   metric_set_state(METRIC_SOURCE_STATE, SOURCE_STATE_STARTING);
   struct getme *g = xcalloc(1, sizeof *g);
   g->h = h;
@@ -287,6 +369,25 @@ void host_start_runner(struct host *h, const struct run_options *o) {
                                     o->silent};
   h->getme = g;
   send_getme(g);
+}
+
+void host_restart_runner(struct host *h) {
+  struct run_options o;
+  run_options_copy(&o, runner_options(h->runner));
+  runner_free(h->runner);
+  h->runner = NULL;
+  log_info("starting the bot again (handle:start())");
+  host_start_runner(h, &o);
+  run_options_free(&o);
+}
+
+bool host_start_again(struct host *h) {
+  if (h->cfg->check || !h->runner) return false;
+  if (h->exiting || runner_is_running(h->runner) || h->restart_wanted)
+    return false;
+  if (runner_finished(h->runner)) host_restart_runner(h);
+  else h->restart_wanted = true;   /* once the stop has completed */
+  return true;
 }
 
 static bool same_string(const char *a, const char *b) {
@@ -299,12 +400,26 @@ void host_reconfigure(struct host *h, const struct run_options *o, int gen) {
   if (!same_string(o->journal, was->journal))
     log_msg(LOG_WARN, &f, "run(): journal cannot change while running; "
             "restart tghost to use another");
+  if (!same_string(o->cluster_url, was->cluster_url) ||
+      o->cluster_partitions != was->cluster_partitions ||
+      o->cluster_lease_s != was->cluster_lease_s ||
+      o->cluster_max_attempts != was->cluster_max_attempts ||
+      o->cluster_move_delay_s != was->cluster_move_delay_s)
+    log_msg(LOG_WARN, &f, "run(): cluster options cannot change while "
+            "running (cluster.key can: it applies at once); restart tghost "
+            "to change them");
   if (!same_string(o->webhook_url, was->webhook_url) ||
       !same_string(o->webhook_listen, was->webhook_listen) ||
       !same_string(o->webhook_secret_file, was->webhook_secret_file))
     log_msg(LOG_WARN, &f, "run(): webhook cannot change while running; "
             "restart tghost to change it");
+  if (!same_string(o->jobs_store_kind, was->jobs_store_kind) ||
+      !same_string(o->jobs_store_target, was->jobs_store_target) ||
+      !same_string(o->jobs_store_ns, was->jobs_store_ns))
+    log_msg(LOG_WARN, &f, "run(): jobs.storage cannot change while running; "
+            "restart tghost to use another");
   runner_reconfigure(h->runner, o, gen);
+  if (h->jobs) jobsched_configure(h->jobs, o);
 }
 
 /* --- exits -------------------------------------------------------------- */
@@ -336,10 +451,12 @@ void host_exit(struct host *h, int code) {
 }
 
 void host_exit_if_idle(struct host *h) {
-  if (h->exiting || h->loading) return;
+  if (h->exiting || h->loading || h->restart_wanted) return;
   if (h->runner && !runner_finished(h->runner)) return;
   if (h->sched.live_jobs > h->sched.background_jobs + h->sched.loose_idle_jobs)
     return;
+  /* Job runs are live jobs; their last store writes must land too. */
+  if (h->jobs && !jobsched_idle(h->jobs)) return;
   /* Background tasks of a script that never started the bot are its
    * work: they run until a signal. Once the bot has stopped, they go. */
   if (h->sched.background_jobs > 0 && !h->runner) return;

@@ -2,7 +2,8 @@
  * scheduler, the runner, the bot's identity and the generation new updates
  * run in. One per process, owned by this module: host_init builds it,
  * host_free tears it down, and the other modules change it only through
- * the functions below. Lua bindings reach it through their generation.
+ * the functions below (every field's writer is this module). The Lua half
+ * sees none of it but what app/bindenv.c puts in struct script_env.
  *
  * The host sits above the runner and below the Lua half: it knows the
  * current generation only as a job owner (task.h), and hands the runner
@@ -19,13 +20,10 @@
 #include "net/botapi.h"
 #include "base/cli.h"
 #include "net/http.h"
+#include "pipeline/jobsched.h"
 #include "pipeline/runner.h"
 #include "sched/task.h"
 
-struct reloader;
-struct luaseq;
-struct luaconv;
-struct finalizer_queue;
 struct storages;
 struct child_table;
 struct getme;
@@ -47,18 +45,8 @@ struct host {
   struct scheduler sched;
   struct runner *runner;        /* from host_start_runner; NULL before */
   struct storages *storages;    /* tghost.storage's stores: outlive reloads */
+  struct jobsched *jobs;        /* tghost.jobs: outlive reloads */
   struct child_table *children; /* tghost.exec's processes (made on first use) */
-  /* Owned by the modules above that create them (main.c attaches them);
-   * the host only carries them. */
-  struct reloader *reloader;    /* hot reload; NULL with --check */
-  struct luaseq *seq;           /* sequentialize's keys: outlive reloads */
-  struct luaconv *conv;         /* conversations' keys: outlive reloads */
-  struct finalizer_queue *finalizers;   /* __gc run as tasks (luaguard.h) */
-  /* Told of an update that went through all the bot's middleware with no
-   * handler taking it (the sandbox shows a note); NULL: nobody asks, and
-   * the runtime does not watch for it. type: "message", ... */
-  void (*on_unhandled)(void *ud, int64_t update_id, const char *type);
-  void *on_unhandled_ud;
 
   /* Read-only outside host.c: */
   struct job_owner *current;    /* new updates run here (one reference) */
@@ -68,6 +56,7 @@ struct host {
   size_t bot_info_len;
   int exit_code;
   bool loading;                 /* the first generation's top level runs */
+  bool restart_wanted;          /* handle:start() while stopping */
   bool exiting;
 };
 
@@ -76,8 +65,20 @@ struct host {
 int host_init(struct host *h, const struct config *cfg,
               const struct update_ops *ops, struct buf *err);
 /* Cancels whatever is left, releases the current generation and frees
- * everything host_init built. The attached modules must be freed first. */
+ * everything host_init built. What is built on the host (hot reload, the
+ * bindings' environment) must be freed first. */
 void host_free(struct host *h);
+
+/* Made on first use and kept until host_free (NULL if they cannot be):
+ * the HTTP client of tghost.http's streams (a pool of their own, so a long
+ * stream never takes a method call's connection), and tghost.exec's child
+ * processes. */
+struct http_client *host_stream_http(struct host *h);
+struct child_table *host_children(struct host *h);
+
+/* Creates the job scheduler, whose runs start through ops (the Lua
+ * half's); right after host_init. */
+void host_init_jobs(struct host *h, const struct jobsched_ops *ops);
 
 /* Makes g (whose reference the host takes over) the generation new
  * updates run in; returns the previous one, whose reference passes to the
@@ -88,9 +89,19 @@ struct job_owner *host_swap_generation(struct host *h, struct job_owner *g);
  * command line) ask for from the table of sources, wraps it in the journal
  * when there is one, creates the runner with it, asks getMe (retried as
  * getUpdates is) and, once the bot's identity is known, runs the runner.
- * A source that cannot be used (a journal for another bot, an address in
- * use) is fatal. */
+ * Opens the job store the options name and starts the job scheduler. A
+ * source or job store that cannot be used (a journal for another bot, an
+ * address in use) is fatal. */
 void host_start_runner(struct host *h, const struct run_options *o);
+/* handle:start() after a stop has completed (runner_finished): a new
+ * runner with the same options, its source made afresh, getMe asked
+ * again. While a stop is under way, set restart_wanted instead: the
+ * restart follows its end (and the process does not exit meanwhile). */
+void host_restart_runner(struct host *h);
+/* handle:start(): host_restart_runner at once if the stop has completed,
+ * else once it does. False, doing nothing, under --check, with no runner,
+ * while exiting, while the bot runs, or with a start asked for already. */
+bool host_start_again(struct host *h);
 /* Hot reload: a reloaded script's run() options (see runner_reconfigure);
  * a change of what chose the source (journal, webhook) waits for a
  * restart, with a warning. */

@@ -839,7 +839,7 @@ static void on_inner_stopped(void *ud) {
 }
 
 static const struct update_source_events inner_events = {
-    on_inner_batch, on_inner_ready, on_inner_fatal, on_inner_stopped};
+    on_inner_batch, on_inner_ready, on_inner_fatal, on_inner_stopped, NULL};
 
 static void on_durable(void *ud, bool ok, const char *message) {
   struct journaled *js = ud;
@@ -969,6 +969,8 @@ static void journaled_outcome(struct update_source *s, int64_t id,
       break;
     case UPDATE_RELEASED:
       return;   /* unfinished in the file: it runs at the next start */
+    case UPDATE_IDLE:
+      return;   /* not an end; its WAITING says it waits */
   }
   if (alone) alone_over(js, id);
 }

@@ -156,6 +156,40 @@ static void skip_bad_update(struct polling *s, const struct json_slice *span,
   buf_free(&text);
 }
 
+/* Reads one update of the result, validating it, in one pass: its
+ * extent, its (first) update_id and whether that name repeats. */
+static bool read_update(struct json_reader *r, struct json_slice *span,
+                        bool *have_id, bool *have_number,
+                        struct json_number *n, bool *repeated) {
+  memset(n, 0, sizeof *n);
+  *have_id = *have_number = *repeated = false;
+  if (json_peek(r) != JSON_OBJECT) return json_skip(r, span);
+  const char *start = r->p;
+  json_object_begin(r);
+  struct json_slice key;
+  while (json_object_next(r, &key)) {
+    bool ok;
+    if (json_slice_is(&key, "update_id")) {
+      if (*have_id) {
+        *repeated = true;
+        ok = json_skip(r, NULL);
+      } else {
+        *have_id = true;
+        *have_number = json_peek(r) == JSON_NUMBER;
+        ok = *have_number ? json_read_number(r, n) : json_skip(r, NULL);
+      }
+    } else {
+      ok = json_skip(r, NULL);
+    }
+    if (!ok) return false;
+  }
+  if (json_error(r)) return false;
+  span->ptr = start;
+  span->len = (size_t)(r->p - start);
+  span->has_escapes = false;
+  return true;
+}
+
 /* Splits result into update items (ids at or above the offset, each once)
  * and returns, in *skip_to, an offset that also passes the malformed
  * updates it skipped (or 0). */
@@ -172,20 +206,16 @@ static bool split_updates(struct polling *s, const struct json_slice *result,
   *skip_to = 0;
   while (json_array_next(&r)) {
     struct json_slice span;
-    struct json_reader at;
     struct json_number n;
-    memset(&n, 0, sizeof n);
-    if (!json_skip(&r, &span)) break;
-    bool have_id = json_find_member(span.ptr, span.len, "update_id", &at);
-    bool have_number = have_id && json_read_number(&at, &n);
+    bool have_id, have_number, repeated;
+    if (!read_update(&r, &span, &have_id, &have_number, &n, &repeated)) break;
     const char *why = !have_id        ? "no update_id"
                       : !have_number  ? "update_id is not a number"
                       : !n.is_integer ? "update_id is not an integer"
                       : n.i < 0       ? "update_id is negative"
                       : n.i == INT64_MAX ? "update_id is too large"
-                      : json_member_repeated(span.ptr, span.len, "update_id")
-                          ? "update_id appears twice"
-                          : NULL;
+                      : repeated      ? "update_id appears twice"
+                                      : NULL;
     if (why) {
       skip_bad_update(s, &span, why, &n, have_number, before, skip_to);
       before++;
@@ -258,7 +288,8 @@ static void on_response(struct http_request *req, void *ud) {
   struct polling *s = ud;
   s->req = NULL;
   struct botapi_reply reply;
-  botapi_parse_reply(req, &reply);
+  /* The result is validated once, by split_updates as it reads it. */
+  botapi_parse_reply_with(req, &reply, NULL, NULL);
   switch (s->kind) {
     case REQ_UPDATES:
       if (reply.outcome == BOTAPI_OK) handle_updates(s, &reply);

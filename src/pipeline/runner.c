@@ -118,6 +118,14 @@ static void on_room(void *ud) {
   if (r->state == RUNNER_RUNNING) kick(r);
 }
 
+/* A conversation waits for its user: the source may let the updates its
+ * update held back run (a cluster's per-key order). */
+static void on_idle(void *ud, struct job *job) {
+  struct runner *r = ud;
+  if (job_kind(job) == JOB_UPDATE)
+    source_outcome(r->source, job_update_id(job), UPDATE_IDLE, NULL);
+}
+
 static void on_timeout(void *ud, struct job *job) {
   struct runner *r = ud;
   struct log_fields f = job_log_fields(job);
@@ -151,8 +159,25 @@ static void on_source_stopped(void *ud) {
   if (r->state == RUNNER_FINISHING) finish(r);
 }
 
+/* The source may no longer run these updates (a cluster partition moved
+ * away): cancelled if started, handed back if not. */
+static void on_source_revoke(void *ud, bool (*match)(int64_t id, void *),
+                             void *match_ud, const char *reason) {
+  struct runner *r = ud;
+  struct qlist released;
+  qlist_init(&released);
+  sink_cancel_matching(&r->sink, match, match_ud, reason, &released);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&released))) {
+    struct update_item *u = qlist_entry(n, struct update_item, node);
+    source_outcome(r->source, u->id, UPDATE_RELEASED, NULL);
+    update_item_free(u);
+  }
+}
+
 static const struct update_source_events source_events = {
-    on_batch, on_source_ready, on_source_fatal, on_source_stopped};
+    on_batch, on_source_ready, on_source_fatal, on_source_stopped,
+    on_source_revoke};
 
 /* Asks the source for as many updates as the sink has room for. A source
  * may deliver from inside fetch (the webhook hands over what it holds),
@@ -204,7 +229,7 @@ struct runner *runner_new(const struct runner_env *env,
   source->events = &source_events;
   source->events_ud = r;
   static const struct sink_callbacks sink_cb = {
-      start_update, on_job_end, on_timeout, on_room, on_waiting};
+      start_update, on_job_end, on_timeout, on_room, on_waiting, on_idle};
   sink_init(&r->sink, env->base, o->sink, o->concurrency, o->timeout_ms,
             &sink_cb, r);
   sink_set_max_waiting(&r->sink, o->max_waiting);

@@ -46,6 +46,11 @@ struct update_ops {
    * timeout (it is cancelled after this), in the job's own generation. */
   void (*report_failure)(struct job *job);
   void (*report_timeout)(struct job *job, long timeout_ms);
+  /* The script's cluster key for an update (run{ cluster = { key = fn }
+   * }), computed in gen now: 1 with the key appended to key, 0 when the
+   * script gives none (or fn returned nil), -1 with why in err. */
+  int (*cluster_key)(struct job_owner *gen, const char *json, size_t len,
+                     struct buf *key, struct buf *err);
 };
 
 struct runner_callbacks {

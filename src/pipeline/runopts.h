@@ -35,6 +35,23 @@ struct run_options {
   char *webhook_url;             /* run{ webhook = { url, listen, */
   char *webhook_listen;          /*   secretFile } } (see webhook.h), */
   char *webhook_secret_file;     /*   or NULL */
+  char *cluster_url;             /* run{ cluster = { url, partitions, */
+  int cluster_partitions;        /*   lease, maxAttempts, moveDelay, */
+  double cluster_lease_s;        /*   key } } (src/cluster/cluster.h) */
+  int cluster_max_attempts;
+  double cluster_move_delay_s;
+  bool feed;                     /* updates from tghost.feed (feed.h) */
+  /* run{ jobs = { ... } }: scheduled jobs (pipeline/jobsched.h). */
+  int jobs_concurrency;          /* runs at once */
+  long jobs_timeout_ms;          /* per run; 0: none; -1: the sink's */
+  long jobs_lease_ms;            /* a claim lasts this long unrenewed */
+  long jobs_poll_ms;             /* a shared store is looked at this often */
+  char *jobs_misfire;            /* "once" | "skip" | "all"; NULL: once */
+  int jobs_misfire_limit;
+  long jobs_grace_ms;
+  /* jobs.storage, as the Lua half describes it: the storage's kind
+   * ("sqlite"), target (a path, a URL) and namespace; NULL: memory. */
+  char *jobs_store_kind, *jobs_store_target, *jobs_store_ns;
 };
 
 enum run_option_type {
@@ -46,6 +63,8 @@ enum run_option_type {
   RUNOPT_UPDATE_TYPES,   /* a list of update type names (JSON in C) */
   RUNOPT_FUNCTION,       /* kept by the Lua half, not by C */
   RUNOPT_STRING,         /* a non-empty string (copied) */
+  RUNOPT_STORAGE,        /* a storage (tghost.storage.*), kept by the Lua
+                          * half, which describes it in C's fields */
 };
 
 struct run_option_spec {

@@ -129,6 +129,7 @@ static void slot_park(struct job *job, void *slot, enum job_park_kind kind) {
   struct sink *k = sl->sink;
   if (sl->expired) return;
   bool idle = kind == JOB_PARK_IDLE;
+  if (idle && k->cb.on_idle) k->cb.on_idle(k->ud, job);
   if (qnode_linked(&sl->wait_node)) {
     if (!idle) end_idle(k, sl);
     return;
@@ -379,4 +380,35 @@ void sink_cancel_all(struct sink *k, const char *reason) {
   /* A cancel ends only its own job, so the snapshot stays valid. */
   for (i = 0; i < n; i++) job_cancel(jobs[i], reason);
   free(jobs);
+}
+
+void sink_cancel_matching(struct sink *k, bool (*match)(int64_t id, void *ud),
+                          void *ud, const char *reason,
+                          struct qlist *released) {
+  struct qlist keep;
+  qlist_init(&keep);
+  struct qnode *n;
+  while ((n = qlist_pop_front(&k->backlog))) {
+    struct update_item *u = qlist_entry(n, struct update_item, node);
+    qlist_push_back(match(u->id, ud) ? released : &keep, n);
+  }
+  while ((n = qlist_pop_front(&keep))) qlist_push_back(&k->backlog, n);
+  size_t total = inflight_size(&k->inflight) + qlist_size(&k->waiting), i = 0;
+  if (total == 0) {
+    note_sizes(k);
+    return;
+  }
+  struct job **jobs = xcalloc(total, sizeof *jobs);
+  qlist_foreach(q, &k->inflight.list) {
+    struct job *job = qlist_entry(q, struct sink_slot, entry.node)->job;
+    if (match(job_update_id(job), ud)) jobs[i++] = job;
+  }
+  qlist_foreach(q, &k->waiting) {
+    struct job *job = qlist_entry(q, struct sink_slot, wait_node)->job;
+    if (match(job_update_id(job), ud)) jobs[i++] = job;
+  }
+  /* A cancel ends only its own job, so the snapshot stays valid. */
+  for (size_t j = 0; j < i; j++) job_cancel(jobs[j], reason);
+  free(jobs);
+  note_sizes(k);
 }

@@ -69,6 +69,10 @@ struct sink_callbacks {
   /* A started job stops running to wait (behind others, or idle), or runs
    * on after such a wait (may be NULL). */
   void (*on_waiting)(void *ud, struct job *job, bool waiting);
+  /* A job parks idle (job_park_idle: a conversation waits for a later
+   * update), whether or not it was waiting already; called while its Lua
+   * code runs, so it must not cancel jobs (may be NULL). */
+  void (*on_idle)(void *ud, struct job *job);
 };
 
 struct sink {
@@ -121,6 +125,12 @@ bool sink_has_job(const struct sink *k, const struct job *job);
  * started, oldest first) to the end of released. */
 void sink_close(struct sink *k, struct qlist *released);
 void sink_cancel_all(struct sink *k, const char *reason);
+/* The updates for which match(id, ud) is true: those not started are moved
+ * from the backlog to released (the caller frees them), the others'
+ * jobs are cancelled with reason. O(updates in flight). */
+void sink_cancel_matching(struct sink *k, bool (*match)(int64_t id, void *ud),
+                          void *ud, const char *reason,
+                          struct qlist *released);
 /* Idle jobs in flight; of them, those not being cancelled already. */
 size_t sink_idle(const struct sink *k);
 size_t sink_idle_to_cancel(const struct sink *k);

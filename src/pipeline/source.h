@@ -28,7 +28,10 @@
  *              when it stops running to wait (behind other updates, or
  *              for its user) and STARTED again when it runs on, then
  *              exactly one end: DONE, FAILED, TIMED_OUT, CUT_SHORT, or
- *              RELEASED (never started, handed back at a graceful stop). A source that keeps per-update records
+ *              RELEASED (never started, handed back at a graceful stop).
+ *              A wait for a later update (a conversation's ctx:wait: the
+ *              job parks idle) is also said as IDLE, next to its WAITING
+ *              (or after it, for a job that waited behind others first). A source that keeps per-update records
  *              (the journal, a stream consumer's commit record) writes
  *              them from these.
  *   reconfigure  hot reload: the new run() options (allowed_updates,
@@ -81,6 +84,10 @@ enum update_outcome {
   UPDATE_CUT_SHORT,   /* cancelled after it started: the drain timeout, a
                        * forced stop */
   UPDATE_RELEASED,    /* never started: handed back at a graceful stop */
+  UPDATE_IDLE,        /* after WAITING: what it waits for is a later
+                       * update (a conversation's ctx:wait), not other
+                       * updates ending; it holds nothing back meanwhile
+                       * (sequentialize lets the updates of its keys run) */
 };
 
 struct update_source;
@@ -98,6 +105,13 @@ struct update_source_events {
   void (*on_fatal)(void *ud, const char *message);
   /* The source has finished its part of a graceful stop (see drained). */
   void (*on_stopped)(void *ud);
+  /* The source lost the right to run some updates it delivered (a
+   * cluster partition moved away): those for which match(id, match_ud)
+   * is true are cancelled if started (their end follows, CUT_SHORT) and
+   * handed back at once if not (RELEASED). May be NULL for sources that
+   * never revoke. */
+  void (*on_revoke)(void *ud, bool (*match)(int64_t id, void *match_ud),
+                    void *match_ud, const char *reason);
 };
 
 struct update_source_type {
@@ -147,6 +161,13 @@ struct update_source_params {
   const struct run_options *opts;  /* run() with the command line applied;
                                     * read at creation only */
   int64_t bot_id;                  /* from the token; -1 if unknown */
+  /* The script's own key for an update (a cluster's cluster.key), run
+   * now, in the generation new updates start in: 1 with the key appended
+   * to key, 0 when the script gives no such function, -1 with why in err.
+   * NULL when there is no script. */
+  int (*script_key)(void *ud, const char *json, size_t len, struct buf *key,
+                    struct buf *err);
+  void *script_key_ud;
 };
 
 /* A row of the host's table: a source the run options may ask for. */
@@ -218,6 +239,12 @@ static inline void source_fatal(struct update_source *s, const char *msg) {
 }
 static inline void source_stopped(struct update_source *s) {
   s->events->on_stopped(s->events_ud);
+}
+static inline void source_revoke(struct update_source *s,
+                                 bool (*match)(int64_t id, void *match_ud),
+                                 void *match_ud, const char *reason) {
+  if (s->events->on_revoke)
+    s->events->on_revoke(s->events_ud, match, match_ud, reason);
 }
 
 #endif

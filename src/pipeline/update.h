@@ -11,18 +11,23 @@
 #include <stdlib.h>
 
 #include "base/qlist.h"
+#include "store/kvreq.h"
 
 struct update_item {
   int64_t id;
   char *json;          /* owned */
   size_t len;
-  bool redelivered;    /* run again after a restart (the journal) */
+  bool redelivered;    /* run again after a restart (the journal), or by
+                          a new owner of its cluster partition */
+  struct kv_fence *fence;   /* owned, or NULL: see fence.h */
+  int partition;       /* with a fence: its cluster partition */
   struct qnode node;
 };
 
 static inline void update_item_free(struct update_item *u) {
   if (!u) return;
   free(u->json);
+  free(u->fence);
   free(u);
 }
 

@@ -1108,6 +1108,7 @@ static void print_help(struct sandbox *sb) {
       "  :webapp DATA           data from a Web App",
       "  :business TEXT         a message to your business account, which the bot serves",
       "  :sleep SECS            wait (for scripts)",
+      "  :wait 3h               move the bot's clock on (scheduled jobs due meanwhile run)",
       "  :help                  this list",
       "  :quit or Ctrl-D        stop the bot and leave (Ctrl-C works too)",
       NULL};
@@ -1116,8 +1117,42 @@ static void print_help(struct sandbox *sb) {
 
 static void begin_quit(struct sandbox *sb, int status);
 
-/* Runs a ":command" line. Returns 0, 1 when it started a wait (:sleep), or
- * -1 with err set. */
+/* "90s", "10m", "1h30m", "2d", or a number of seconds -> milliseconds, or
+ * -1. */
+static int64_t parse_duration(const char *s) {
+  char *end;
+  double secs = strtod(s, &end);
+  if (end != s && *end == '\0') return secs >= 0 ? (int64_t)(secs * 1000) : -1;
+  double total = 0;
+  const char *p = s;
+  if (!*p) return -1;
+  while (*p) {
+    double v = strtod(p, &end);
+    if (end == p || v < 0) return -1;
+    p = end;
+    if (*p == 'd') total += v * 86400;
+    else if (*p == 'h') total += v * 3600;
+    else if (*p == 'm') total += v * 60;
+    else if (*p == 's') total += v;
+    else return -1;
+    p++;
+  }
+  return total <= 366.0 * 86400 * 100 ? (int64_t)(total * 1000) : -1;
+}
+
+static void on_clock_moved(void *arg, int64_t now_ms) {
+  struct sandbox *sb = arg;
+  time_t t = (time_t)(now_ms / 1000);
+  struct tm tm;
+  char when[40] = "?";
+  if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+  emit(sb, false, "-- the clock moved on: it is now %s", when);
+  if (sb->scripted && !sb->quitting) event_active(sb->step_ev, EV_TIMEOUT, 0);
+}
+
+/* Runs a ":command" line. Returns 0, 1 when it started a wait (:sleep), 2
+ * when the clock moves (:wait; the next step comes when it has), or -1
+ * with err set. */
 static int run_command(struct sandbox *sb, const char *line, struct buf *err,
                        double *sleep_s) {
   const char *name = line + 1;
@@ -1231,6 +1266,19 @@ static int run_command(struct sandbox *sb, const char *line, struct buf *err,
       return -1;
     }
     return business(sb, arg);
+  } else if (IS("wait")) {
+    int64_t ms = parse_duration(arg);
+    if (ms < 0) {
+      buf_append_str(err, "usage: :wait DURATION (such as 90s, 10m, 1h30m, "
+                          "2d, or seconds)");
+      return -1;
+    }
+    if (!sb->hooks.advance_clock) {
+      buf_append_str(err, ":wait: this bot's clock cannot move");
+      return -1;
+    }
+    sb->hooks.advance_clock(sb->ud, ms, on_clock_moved, sb);
+    return 2;
   } else if (IS("sleep") || IS("timeout")) {
     char *end;
     double secs = strtod(arg, &end);
@@ -1458,6 +1506,7 @@ static void run_steps(evutil_socket_t fd, short what, void *arg) {
       }
       buf_free(&err);
       sb->step++;
+      if (rc == 2) return;   /* on_clock_moved brings us back */
       if (rc == 1) {
         long ms = (long)(sleep_s * 1000);
         struct timeval tv = {ms / 1000, (ms % 1000) * 1000};

@@ -38,6 +38,11 @@ struct sandbox;
 struct sandbox_hooks {
   /* End the session: stop the bot gracefully, then exit with status. */
   void (*quit)(void *ud, int status);
+  /* :wait: move the bot's clock for scheduled jobs forward by ms, running
+   * what falls due on the way; done(arg, now_ms) once it has (now_ms: the
+   * clock then, Unix ms). NULL: the clock cannot move. */
+  void (*advance_clock)(void *ud, int64_t ms,
+                        void (*done)(void *arg, int64_t now_ms), void *arg);
 };
 
 /* Before the host exists: reads the transcript (if any), binds the

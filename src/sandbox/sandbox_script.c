@@ -12,7 +12,7 @@ const char *const script_commands[] = {
     "click", "user", "group", "private", "photo", "document", "location",
     "edit", "reply", "sleep", "timeout", "help", "quit", "inline", "choose",
     "react", "vote", "pay", "join", "leave", "request", "webapp", "business",
-    NULL};
+    "wait", NULL};
 
 static bool known_command(const char *line) {
   size_t n = strcspn(line + 1, " \t");

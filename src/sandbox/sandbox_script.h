@@ -11,6 +11,9 @@
  *                         within the timeout (5 s; ":timeout SECS")
  *   :click 1              any sandbox command (:user, :group, :photo, ...)
  *   :sleep 0.5            wait
+ *   :wait 3h              move the bot's clock 3 hours on (scheduled jobs
+ *                         due meanwhile run, in order, before the next
+ *                         step): "90s", "10m", "1h30m", "2d" or seconds
  *
  * ${NAME} anywhere in a line is the environment variable NAME (an unset
  * one is an error when the transcript is read).

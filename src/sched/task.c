@@ -486,8 +486,9 @@ static int tostring_protected(lua_State *L) {
 }
 
 /* Pushes onto L a description of the error object on top of co: its
- * __tostring if it has one (run protected: it is Lua code). */
-static void describe_error(lua_State *L, lua_State *co) {
+ * __tostring if it has one (the script's Lua code: run protected and
+ * under the guard, since the task's own run is over). */
+static void describe_error(struct scheduler *s, lua_State *L, lua_State *co) {
   int type = lua_type(co, -1);
   if (type == LUA_TSTRING || type == LUA_TNUMBER) {
     lua_pushstring(L, lua_tostring(co, -1));
@@ -496,7 +497,7 @@ static void describe_error(lua_State *L, lua_State *co) {
   lua_pushcfunction(L, tostring_protected);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+  if (cpuguard_pcall(&s->guard, L, 1, 1) != LUA_OK || !lua_isstring(L, -1)) {
     lua_pop(L, 1);
     lua_pushfstring(L, "(an error object of type %s)", lua_typename(L, type));
   }
@@ -507,6 +508,7 @@ static void stop_message(const struct scheduler *s, const struct task *t,
                          char *msg, size_t size) {
   const char *who = t->job->kind == JOB_LOAD ? "the script's top level"
                     : t->job->kind == JOB_UPDATE ? "handler"
+                    : t->job->kind == JOB_SCHEDULED ? "job"
                                                  : "task";
   cpuguard_describe_stop(&s->guard, who, msg, size);
 }
@@ -562,7 +564,7 @@ static void task_resume(struct scheduler *s, struct task *t) {
   }
   struct buf msg = BUF_INIT;
   lua_State *GL = t->job->owner->L;
-  describe_error(GL, t->co);
+  describe_error(s, GL, t->co);
   luaL_traceback(GL, t->co, lua_tostring(GL, -1), 0);
   lua_remove(GL, -2);
   buf_append_str(&msg, lua_tostring(GL, -1));

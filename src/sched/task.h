@@ -81,14 +81,19 @@ struct scheduler {
    * as one of the guard's runs). */
   struct cpuguard guard;
 
-  void (*on_idle)(void *ud);       /* only background jobs are left */
+  /* Only background jobs are left: set by the scheduler's owner (host.c)
+   * after sched_init. */
+  void (*on_idle)(void *ud);
   void *idle_ud;
 };
 
 /* JOB_BACKGROUND: tasks the script's top level spawned (periodic work);
  * they live on after the top level returns, until their generation is
- * replaced or the bot stops, and never keep the process alive alone. */
-enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND };
+ * replaced or the bot stops, and never keep the process alive alone.
+ * JOB_SCHEDULED: a run of a scheduled job (tghost.jobs), detached from
+ * any update. */
+enum job_kind { JOB_LOAD, JOB_UPDATE, JOB_CALLBACK, JOB_BACKGROUND,
+                JOB_SCHEDULED };
 
 /* Who a job runs for: the Lua state its tasks are threads of, kept alive
  * by ref/unref while the job lives (one load of the script: a

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/host.h"
+#include "pipeline/runopts.h"
+#include "script/scriptenv.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
@@ -35,7 +36,7 @@ size_t gen_total_lua_bytes(void) { return total_bytes; }
 /* Whether growing g's heap by grow bytes would cross a limit; if so, the
  * running task is told to stop (the allocation then fails). */
 static bool over_limit(struct generation *g, size_t grow) {
-  struct scheduler *s = g->sched;
+  struct scheduler *s = g->env->sched;
   if (limit_total && total_bytes + grow > limit_total) {
     static char why[128];
     snprintf(why, sizeof why, "the Lua memory of all handlers reached the "
@@ -43,8 +44,9 @@ static bool over_limit(struct generation *g, size_t grow) {
     cpuguard_stop(&s->guard, CPUGUARD_STOP_MEMORY, why);
     return true;
   }
+  if (!limit_per_job) return false;
   struct job *job = sched_charge_memory(s, &g->owner, 0);
-  if (limit_per_job && job &&
+  if (job &&
       (size_t)job_lua_bytes(job) + grow > limit_per_job) {
     static char why[128];
     snprintf(why, sizeof why, "it used more than %zu MiB of Lua memory "
@@ -61,16 +63,17 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     g->lua_bytes -= old;
     total_bytes -= old;
-    if (old) sched_charge_memory(g->sched, &g->owner, -(long)old);
+    if (old) sched_charge_memory(g->env->sched, &g->owner, -(long)old);
     free(ptr);
     return NULL;
   }
   if (nsize > old && !g->closing && over_limit(g, nsize - old)) return NULL;
-  void *p = realloc(ptr, nsize);
+  /* Most of Lua's requests are new blocks: malloc's path is the short one. */
+  void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
   if (p) {
     g->lua_bytes += nsize - old;
     total_bytes += nsize - old;
-    sched_charge_memory(g->sched, &g->owner, (long)nsize - (long)old);
+    sched_charge_memory(g->env->sched, &g->owner, (long)nsize - (long)old);
   }
   return p;
 }
@@ -88,24 +91,23 @@ static void owner_unref(struct job_owner *o) { gen_unref(gen_of_owner(o)); }
 /* Generations created and not yet freed. */
 static size_t alive;
 
-struct generation *gen_create(struct host *h, const char *script_path,
+struct generation *gen_create(struct script_env *env, const char *script_path,
                               int id, struct buf *err) {
   struct generation *g = xcalloc(1, sizeof *g);
   metric_set(METRIC_GENERATIONS_ALIVE, (double)++alive, NULL, NULL);
   g->owner.id = id;
   g->owner.ref = owner_ref;
   g->owner.unref = owner_unref;
-  g->host = h;
-  g->sched = &h->sched;
+  g->env = env;
   g->refs = 1;
   g->runtime_ref = LUA_NOREF;
   g->script_path = xstrdup(script_path);
   char *copy = xstrdup(script_path);
   g->script_dir = xstrdup(dirname(copy));
   free(copy);
-  run_options_init(&g->run_opts);
+  g->run_opts = xmalloc(sizeof *g->run_opts);
+  run_options_init(g->run_opts);
   deps_init(&g->files);
-  deps_add(&g->files, script_path);
 
   lua_State *L = lua_newstate(gen_alloc, g);
   if (!L) {
@@ -116,7 +118,7 @@ struct generation *gen_create(struct host *h, const char *script_path,
   g->owner.L = L;
   *(struct generation **)lua_getextraspace(L) = g;
   lua_atpanic(L, gen_panic);
-  cpuguard_prepare_state(&g->sched->guard, L);
+  cpuguard_prepare_state(&env->sched->guard, L);
   return g;
 }
 
@@ -131,7 +133,8 @@ void gen_unref(struct generation *g) {
   }
   g->closing = true;
   if (g->owner.L) lua_close(g->owner.L);
-  run_options_free(&g->run_opts);
+  run_options_free(g->run_opts);
+  free(g->run_opts);
   deps_free(&g->files);
   free(g->script_path);
   free(g->script_dir);
@@ -150,7 +153,3 @@ bool gen_push_runtime_fn(struct generation *g, const char *name) {
   return false;
 }
 
-void gen_forget_run(struct generation *g) {
-  g->run_called = false;
-  g->run_stopped = true;
-}

@@ -20,26 +20,30 @@
 #include <lua.h>
 
 #include "script/deps.h"
-#include "pipeline/runopts.h"
 #include "sched/task.h"
 
-struct host;
+struct buf;
+struct run_options;
+struct script_env;
 
+/* Each field has one writer, named where it is not this module. */
 struct generation {
   struct job_owner owner;       /* the Lua state, id and refcount for jobs */
-  struct host *host;
-  struct scheduler *sched;
+  struct script_env *env;       /* what its bindings may touch (luabind.h) */
   size_t refs;
   char *script_path;
   char *script_dir;
-  int runtime_ref;              /* the runtime table (lua/runtime.lua) */
+  int runtime_ref;              /* the runtime table: luacore.c (set_runtime) */
   size_t lua_bytes;             /* Lua heap in use */
+  /* luarun.c (run(), and stop() before the bot started): */
   bool run_called;              /* the script called run() or bot.start() */
   bool run_stopped;             /* ... and stopped it before it started */
-  struct run_options run_opts;  /* ... with these options */
-  struct deps files;            /* the script and the modules it required */
-  struct job *load_job;         /* the top level, while it runs */
-  bool retiring;                /* replaced by a reload: log when freed */
+  struct run_options *run_opts; /* ... with these options */
+  /* The script and the modules it required: deps.c's searcher, which
+   * runtime.c installs. */
+  struct deps files;
+  struct job *load_job;         /* the top level, while it runs: runtime.c */
+  bool retiring;                /* replaced by a reload: reload.c */
   bool closing;                 /* its Lua state is being closed */
 };
 
@@ -58,9 +62,9 @@ struct generation *gen_of_job(const struct job *job);
 struct generation *gen_of_owner(struct job_owner *owner);
 
 /* A generation with a new, empty Lua state (standard libraries not yet
- * opened), numbered after the host's last one. NULL with err set if the
- * state cannot be created. The caller holds one reference. */
-struct generation *gen_create(struct host *h, const char *script_path,
+ * opened), its bindings seeing env (which must outlive it). NULL with err
+ * set if the state cannot be created. The caller holds one reference. */
+struct generation *gen_create(struct script_env *env, const char *script_path,
                               int id, struct buf *err);
 void gen_ref(struct generation *g);
 /* Frees the generation (closing its Lua state) with its last reference. */
@@ -69,9 +73,5 @@ void gen_unref(struct generation *g);
 /* Pushes runtime[name] (a function of lua/runtime.lua) and returns true,
  * or pushes nothing and returns false. */
 bool gen_push_runtime_fn(struct generation *g, const char *name);
-
-/* The script no longer asks to run (run() then stop() before the bot
- * started). */
-void gen_forget_run(struct generation *g);
 
 #endif

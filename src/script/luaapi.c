@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "script/luabind.h"
 #include "script/luafile.h"
+#include "script/luaguard.h"
 #include "script/luajson.h"
 #include "sched/task.h"
 
@@ -53,8 +54,26 @@ static void push_api_error(lua_State *L, const char *method,
                      NULL) == 0)
     lua_setfield(L, -2, "parameters");
   luabind_push_runtime_field(L, "ApiError");
-  if (lua_istable(L, -1)) lua_setmetatable(L, -2);
+  if (lua_istable(L, -1)) luaguard_setmetatable(L, -2);
   else lua_pop(L, 1);
+}
+
+struct result_into_lua {
+  lua_State *L;
+  bool pushed;
+};
+
+/* Decodes the reply's result onto the coroutine's stack as the envelope
+ * is read: one pass over it, validating as it builds. */
+static bool read_result_into_lua(struct json_reader *r, void *ud) {
+  struct result_into_lua *to = ud;
+  if (to->pushed) lua_pop(to->L, 1);   /* "result" twice: the last wins */
+  int top = lua_gettop(to->L);
+  struct buf scratch = BUF_INIT;
+  to->pushed = luajson_decode_value(to->L, r, &scratch);
+  buf_free(&scratch);
+  if (!to->pushed) lua_settop(to->L, top);
+  return to->pushed;
 }
 
 static int api_call_push(lua_State *co, void *data) {
@@ -63,30 +82,26 @@ static int api_call_push(lua_State *co, void *data) {
   if (co) {
     struct botapi_reply reply;
     luaL_checkstack(co, 8, "Bot API result");
+    struct result_into_lua to = {co, false};
     if (c->start_error) {
       memset(&reply, 0, sizeof reply);
       reply.outcome = BOTAPI_NETWORK_ERROR;
       buf_append_str(&reply.description, c->start_error);
     } else {
-      botapi_parse_reply(c->req, &reply);
+      botapi_parse_reply_with(c->req, &reply, read_result_into_lua, &to);
+    }
+    if (reply.outcome == BOTAPI_OK && !to.pushed) {
+      reply.outcome = BOTAPI_BAD_RESPONSE;
+      buf_reset(&reply.description);
+      buf_printf(&reply.description, "bad response (HTTP %ld): \"ok\": true "
+                 "without a result", reply.http_status);
     }
     if (reply.outcome == BOTAPI_OK) {
-      struct json_reader r;
-      struct buf scratch = BUF_INIT;
-      json_reader_init(&r, reply.result.ptr, reply.result.len);
       lua_pushboolean(co, 1);
-      if (luajson_decode_value(co, &r, &scratch)) {
-        n = 2;
-      } else {
-        lua_pop(co, 1);
-        reply.outcome = BOTAPI_BAD_RESPONSE;
-        buf_reset(&reply.description);
-        buf_printf(&reply.description,
-                   "bad response: result is invalid JSON: %s", json_error(&r));
-      }
-      buf_free(&scratch);
-    }
-    if (n == 0) {
+      lua_insert(co, -2);
+      n = 2;
+    } else {
+      if (to.pushed) lua_pop(co, 1);
       lua_pushboolean(co, 0);
       push_api_error(co, c->method, &reply);
       n = 2;
@@ -147,19 +162,19 @@ static int raise_msg(lua_State *L, const char *what, const char *fmt,
  * opts.retry = false: a 429 is raised at once (ctx:replyStream's previews
  * back off themselves rather than wait in a retry). */
 static int l_call(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *method = luaL_checkstring(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   char what[96];
   snprintf(what, sizeof what, "bot.api.%s", method);
   luabind_check_network(L, what);
-  struct task *t = task_check_can_wait(L, &h->sched, what);
+  struct task *t = task_check_can_wait(L, env->sched, what);
 
   struct buf err = BUF_INIT;
   struct http_request *req;
   bool upload = lua_istable(L, 2) && luafile_has_file(L, 2);
   if (upload) {
-    req = botapi_request(h->api, method, &err);
+    req = botapi_request(env->api, method, &err);
     if (!req) return raise_msg(L, what, "%s: %s", &err, NULL);
     curl_mime *mime = http_request_new_mime(req);
     if (!mime || luafile_build_multipart(L, 2, mime, &err) != 0) {
@@ -183,7 +198,7 @@ static int l_call(lua_State *L) {
     }
     size_t len;
     char *json = buf_steal(&body, &len);
-    req = botapi_request_json(h->api, method, json, len, &err);
+    req = botapi_request_json(env->api, method, json, len, &err);
     if (!req) return raise_msg(L, what, "%s: %s", &err, NULL);
   }
 
@@ -196,7 +211,7 @@ static int l_call(lua_State *L) {
   struct api_call *c = xcalloc(1, sizeof *c);
   c->task = t;
   snprintf(c->method, sizeof c->method, "%s", method);
-  c->call = apicall_start(h->calls, &p, req, api_call_done, c, &err);
+  c->call = apicall_start(env->calls, &p, req, api_call_done, c, &err);
   if (!c->call) {
     free(c);
     return raise_msg(L, what, "%s: %s", &err, NULL);
@@ -255,8 +270,8 @@ static void push_config(lua_State *L, const struct apicall_config *c) {
 
 /* api.config([opts]) -> the configuration now in force. */
 static int l_config(lua_State *L) {
-  struct host *h = host_of(L);
-  struct apicall_config c = *apicalls_config(h->calls);
+  struct script_env *env = env_of(L);
+  struct apicall_config c = *apicalls_config(env->calls);
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     static const char *const top[] = {"autoRetry", "throttle", NULL};
@@ -303,9 +318,9 @@ static int l_config(lua_State *L) {
                            "table");
     }
     lua_pop(L, 1);
-    apicalls_configure(h->calls, &c);
+    apicalls_configure(env->calls, &c);
   }
-  push_config(L, apicalls_config(h->calls));
+  push_config(L, apicalls_config(env->calls));
   return 1;
 }
 
@@ -379,14 +394,14 @@ static const struct task_wait_ops download_wait = {"download",
 /* api.download(file_path, dest) -> dest, size | nil, err. Streams the file
  * to dest.part and renames it when complete. */
 static int l_download(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   const char *file_path = luaL_checkstring(L, 1);
   const char *dest = luaL_checkstring(L, 2);
   luaL_argcheck(L, *dest, 2, "the destination path is empty");
   luabind_check_network(L, "tghost.download");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.download");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.download");
   struct buf err = BUF_INIT;
-  struct http_request *req = botapi_file_request(h->api, file_path, &err);
+  struct http_request *req = botapi_file_request(env->api, file_path, &err);
   if (!req) {
     lua_pushfstring(L, "tghost.download: %s", err.data);
     buf_free(&err);
@@ -428,15 +443,18 @@ static int l_download(lua_State *L) {
 /* --- the Bot API's methods (net/botapi_methods.h) ------------------------ */
 
 /* api.method(name) -> name as the Bot API spells it, result type, the
- * parameters ("chat_id! text! ..."), or nothing: Telegram has no such
- * method. */
+ * parameters ("chat_id! text! ..."), grammY's positional arguments where
+ * they are not the required ones ("chat_id message_id text", else nil),
+ * or nothing: Telegram has no such method. */
 static int l_method(lua_State *L) {
   const struct botapi_method *m = botapi_method_find(luaL_checkstring(L, 1));
   if (!m) return 0;
   lua_pushstring(L, m->name);
   lua_pushstring(L, m->result);
   lua_pushstring(L, m->params);
-  return 3;
+  if (m->positional) lua_pushstring(L, m->positional);
+  else lua_pushnil(L);
+  return 4;
 }
 
 /* api.methods() -> every method name, in case-insensitive order. */

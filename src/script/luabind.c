@@ -6,14 +6,14 @@
 #include "base/buf.h"
 
 struct log_fields luabind_fields(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
+  struct task *t = sched_running(env_of(L)->sched);
   if (t) return job_log_fields(task_job(t));
   struct log_fields f = {gen_of(L)->owner.id, -1};
   return f;
 }
 
 void luabind_check_network(lua_State *L, const char *what) {
-  if (host_of(L)->cfg->check)
+  if (env_of(L)->check)
     luaL_error(L, "%s: network calls are disabled by --check", what);
 }
 
@@ -27,12 +27,14 @@ void luabind_check_keys(lua_State *L, int idx, const char *api,
       for (int i = 0; known[i] && !ok; i++)
         ok = strcmp(lua_tostring(L, -2), known[i]) == 0;
     if (!ok) {
+      /* The key as text first (its __tostring may raise): then names,
+       * built in C memory, is freed before anything can raise. */
+      const char *key = luaL_tolstring(L, -2, NULL);
       struct buf names = BUF_INIT;
       for (int i = 0; known[i]; i++)
         buf_printf(&names, "%s%s", i ? ", " : "", known[i]);
-      /* The message is built before raising, so names is freed. */
       lua_pushfstring(L, "%s: unknown option %s%s (known: %s)", api, prefix,
-                      luaL_tolstring(L, -2, NULL), names.data);
+                      key, names.data);
       buf_free(&names);
       lua_error(L);
     }

@@ -1,18 +1,26 @@
-/* What every C module of the Lua API (the luaXXX.c bindings) needs from
- * the process it runs in: the host, log fields for the running code, the
- * --check guard, option-table checks and the runtime's Lua values.
+/* What every C module of the Lua API (the luaXXX.c bindings) needs: the
+ * process as far as a binding may touch it (env_of: struct script_env,
+ * scriptenv.h), log fields for the running code, the --check guard,
+ * option-table checks and the runtime's Lua values.
  *
  * Layer: with generation.h, below the bindings. */
 #ifndef TGHOST_LUABIND_H
 #define TGHOST_LUABIND_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <lua.h>
 
-#include "script/generation.h"
-#include "pipeline/host.h"
 #include "base/log.h"
+#include "script/generation.h"
+#include "script/scriptenv.h"
+#include "sched/task.h"
 
-static inline struct host *host_of(lua_State *L) { return gen_of(L)->host; }
+static inline struct script_env *env_of(lua_State *L) {
+  return gen_of(L)->env;
+}
 
 /* Log fields of the code running now: its update and generation. */
 struct log_fields luabind_fields(lua_State *L);

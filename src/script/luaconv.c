@@ -105,19 +105,23 @@ static const char namespaces[] = "bkuc";
 #define NAMESPACES 4
 
 struct luaconv {
-  struct host *h;
+  struct script_env *env;
   struct convmap map;
   size_t in_namespace[NAMESPACES];  /* entries of each namespace */
   uint64_t serial;
   size_t waiting;               /* conversations in CONV_WAITING */
   size_t held;                  /* holds pending */
+  /* The generation new updates start in, as the last update routed or
+   * reload told (luaconv_route, luaconv_move_durable): where a durable
+   * conversation of a replaced one goes on. */
+  struct generation *current;
 };
 
 /* User code that routing runs outside a task (a key function, a
  * conversation's filter) is guarded like a handler: cpuguard_pcall. */
 static int guarded_pcall(struct luaconv *lc, lua_State *L, int nargs,
                          int nres) {
-  return cpuguard_pcall(&lc->h->sched.guard, L, nargs, nres);
+  return cpuguard_pcall(&lc->env->sched->guard, L, nargs, nres);
 }
 
 /* --- keys --------------------------------------------------------------- */
@@ -216,7 +220,7 @@ static void decide(struct conv_hold *hd, enum hold_state state) {
   } else if (hd->keys_aside) {
     /* It runs on: its keys first, behind whoever has them now. */
     hd->keys_aside = false;
-    luaseq_rejoin(hd->lc->h->seq, hd->job, on_hold_keys_back, hd);
+    luaseq_rejoin(hd->lc->env->seq, hd->job, on_hold_keys_back, hd);
   } else {
     job_unpark(hd->job, on_hold_slot_back, hd);
   }
@@ -334,7 +338,7 @@ static void deliver(struct conv *c, enum conv_outcome outcome, int ref,
   if (c->keys_aside) {
     c->keys_aside = false;
     job_park(c->job);            /* it now waits behind other jobs */
-    luaseq_rejoin(lc->h->seq, c->job, on_keys_back, c);
+    luaseq_rejoin(lc->env->seq, c->job, on_keys_back, c);
   } else {
     on_keys_back(c->job, c);
   }
@@ -362,7 +366,7 @@ static void wait_cancel(void *data) {
     drop_ref(c, &c->offer_ref);
     if (c->keys_aside) {
       c->keys_aside = false;
-      luaseq_rejoin(lc->h->seq, c->job, no_callback, NULL);
+      luaseq_rejoin(lc->env->seq, c->job, no_callback, NULL);
     }
   }
   drop_ref(c, &c->outcome_ref);
@@ -537,13 +541,13 @@ static struct conv_hold *hold_new(struct luaconv *lc, struct conv_entry *e) {
 
 /* --- the module --------------------------------------------------------- */
 
-static struct luaconv *lc_of(lua_State *L) { return host_of(L)->conv; }
+static struct luaconv *lc_of(lua_State *L) { return env_of(L)->conv; }
 
 /* conv.wait(key, offer [, timeout [, site [, durable]]]) */
 static int l_wait(lua_State *L) {
-  struct host *h = host_of(L);
-  struct luaconv *lc = h->conv;
-  struct task *t = task_check_can_wait(L, &h->sched, "ctx:wait");
+  struct script_env *env = env_of(L);
+  struct luaconv *lc = env->conv;
+  struct task *t = task_check_can_wait(L, env->sched, "ctx:wait");
   struct job *job = task_job(t);
   if (job_kind(job) != JOB_UPDATE)
     return luaL_error(L, "ctx:wait can only be called while handling an "
@@ -593,13 +597,13 @@ static int l_wait(lua_State *L) {
   c->deadline_ms = timeout >= 0 ? c->waiting_since_ms +
                                       (uint64_t)(timeout * 1000) : 0;
   if (timeout >= 0) {
-    if (!c->timer) c->timer = evtimer_new(h->base, on_timer, c);
+    if (!c->timer) c->timer = evtimer_new(env->base, on_timer, c);
     long usec = (long)(timeout * 1e6);
     struct timeval tv = {usec / 1000000, usec % 1000000};
-    event_base_update_cache_time(h->base);
+    event_base_update_cache_time(env->base);
     evtimer_add(c->timer, &tv);
   }
-  c->keys_aside = luaseq_step_aside(h->seq, job);
+  c->keys_aside = luaseq_step_aside(env->seq, job);
   c->state = CONV_WAITING;
   c->waiter = t;
   lc->waiting++;
@@ -611,10 +615,10 @@ static int l_wait(lua_State *L) {
 
 /* conv.settle(serial, consumed) */
 static int l_settle(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   lua_Integer serial = luaL_checkinteger(L, 1);
   bool consumed = lua_toboolean(L, 2);
-  struct task *t = sched_running(&h->sched);
+  struct task *t = sched_running(env->sched);
   struct conv *c = t ? conv_of(task_job(t)) : NULL;
   if (!c || !c->entry) return 0;
   qlist_foreach(n, &c->entry->held) {
@@ -634,7 +638,7 @@ static void hold_wait_cancel(void *data) {
   hd->waiter = NULL;
   if (hd->keys_aside) {
     hd->keys_aside = false;
-    luaseq_rejoin(hd->lc->h->seq, hd->job, no_callback, NULL);
+    luaseq_rejoin(hd->lc->env->seq, hd->job, no_callback, NULL);
   }
   job_unpark(hd->job, NULL, NULL);
 }
@@ -644,8 +648,8 @@ static const struct task_wait_ops hold_wait_ops = {"conversation",
 
 /* conv.hold_wait() -> consumed */
 static int l_hold_wait(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct script_env *env = env_of(L);
+  struct task *t = task_check_can_wait(L, env->sched, "conversation");
   struct conv_hold *hd = hold_of(task_job(t));
   if (!hd) {
     lua_pushboolean(L, 0);
@@ -666,9 +670,9 @@ static int l_hold_wait(lua_State *L) {
  * keys: a conversation of one of its keys, most specific first, may have
  * started waiting meanwhile). */
 static int l_reroute(lua_State *L) {
-  struct host *h = host_of(L);
-  struct luaconv *lc = h->conv;
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct script_env *env = env_of(L);
+  struct luaconv *lc = env->conv;
+  struct task *t = task_check_can_wait(L, env->sched, "conversation");
   struct job *job = task_job(t);
   size_t len;
   const char *json = job_update_json(job, &len);
@@ -696,7 +700,7 @@ static int l_reroute(lua_State *L) {
       /* Done once the durable conversation's record has it; meanwhile its
        * keys are the conversation's, which takes them back to go on (they
        * go when this job ends). */
-      luaseq_step_aside(h->seq, job);
+      luaseq_step_aside(env->seq, job);
       return wait_released(L, t, receipt_new(c, job));
     }
   }
@@ -722,7 +726,7 @@ static int l_reroute(lua_State *L) {
   hd->waiter = t;
   /* Whatever it holds, the conversation may be waiting for (it is taking
    * its own keys back behind this update, say). */
-  hd->keys_aside = luaseq_step_aside(h->seq, job);
+  hd->keys_aside = luaseq_step_aside(env->seq, job);
   job_park(job);
   lua_settop(L, 0);
   return task_wait(L, t, &hold_wait_ops, hd);
@@ -743,7 +747,7 @@ static struct conv *resumed_conv(struct luaconv *lc, struct generation *g,
                                  int64_t id, const char *json, size_t len) {
   struct job_params p = {JOB_UPDATE, id, json ? xstrndup(json, len) : NULL,
                          json ? len : 0, on_resumed_end, NULL};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   struct conv *c = conv_get(lc, job);
   c->durable = true;
   return c;
@@ -804,8 +808,7 @@ static bool move_to(struct luaconv *lc, struct conv *old,
  * waits until the durable conversation that took it has it in its stored
  * record, or has ended. */
 static int l_receipt_wait(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct task *t = task_check_can_wait(L, env_of(L)->sched, "conversation");
   struct conv_receipt *r = receipt_of(task_job(t));
   if (!r) {
     lua_pushboolean(L, 1);
@@ -817,7 +820,7 @@ static int l_receipt_wait(lua_State *L) {
 /* conv.release_receipts(): the running conversation's record was stored:
  * the answers it took so far are in it. */
 static int l_release_receipts(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
+  struct task *t = sched_running(env_of(L)->sched);
   struct conv *c = t ? conv_of(task_job(t)) : NULL;
   if (c) release_all(c);
   return 0;
@@ -826,7 +829,7 @@ static int l_release_receipts(lua_State *L) {
 /* conv.update_json() -> the running job's update as it came (JSON), or
  * nil. */
 static int l_update_json(lua_State *L) {
-  struct task *t = sched_running(&host_of(L)->sched);
+  struct task *t = sched_running(env_of(L)->sched);
   size_t len;
   const char *json = t ? job_update_json(task_job(t), &len) : NULL;
   if (json) lua_pushlstring(L, json, len);
@@ -837,8 +840,7 @@ static int l_update_json(lua_State *L) {
 /* conv.stale() -> whether the running code's generation is no longer the
  * one new updates start in (a reload replaced it). */
 static int l_stale(lua_State *L) {
-  struct host *h = host_of(L);
-  lua_pushboolean(L, &gen_of(L)->owner != h->current);
+  lua_pushboolean(L, gen_of(L)->retiring);
   return 1;
 }
 
@@ -850,11 +852,11 @@ static const struct task_wait_ops moved_wait_ops = {"moved", moved_cancel};
  * (replaying it); this job ends where it stands, its coroutines not
  * closed. false if the current generation cannot take it. */
 static int l_move(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "conversation");
+  struct luaconv *lc = lc_of(L);
+  struct task *t = task_check_can_wait(L, lc->env->sched, "conversation");
   struct conv *c = conv_of(task_job(t));
-  struct generation *current = gen_of_owner(h->current);
-  if (!c || !move_to(h->conv, c, current)) {
+  struct generation *current = lc->current;
+  if (!c || !current || current == gen_of(L) || !move_to(lc, c, current)) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -867,6 +869,7 @@ static int l_move(lua_State *L) {
 }
 
 void luaconv_move_durable(struct luaconv *lc, struct generation *current) {
+  lc->current = current;
   size_t n = 0, cap = 0;
   struct conv **list = NULL;
   size_t bucket;
@@ -1043,6 +1046,7 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
                                  struct conv_receipt **receipt) {
   *hold = NULL;
   *receipt = NULL;
+  lc->current = g;
   if (convmap_count(&lc->map) == 0) return LUACONV_START;
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
@@ -1173,9 +1177,9 @@ void luaconv_log_pinned(struct luaconv *lc, const struct job_owner *current) {
   }
 }
 
-struct luaconv *luaconv_new(struct host *h) {
+struct luaconv *luaconv_new(struct script_env *env) {
   struct luaconv *lc = xcalloc(1, sizeof *lc);
-  lc->h = h;
+  lc->env = env;
   convmap_init(&lc->map, keyhash_random_seed());
   return lc;
 }

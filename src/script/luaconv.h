@@ -108,7 +108,7 @@
 
 #include <lua.h>
 
-struct host;
+struct script_env;
 struct job;
 struct generation;
 struct update_item;
@@ -127,8 +127,9 @@ enum luaconv_route {
                           which ends once the conversation's record has it */
 };
 
-/* Creates the table (main.c attaches it to the host as h->conv). */
-struct luaconv *luaconv_new(struct host *h);
+/* Creates the table (app/bindenv.c makes the one of struct script_env,
+ * whose loop and scheduler it uses). */
+struct luaconv *luaconv_new(struct script_env *env);
 /* After every job has ended. */
 void luaconv_free(struct luaconv *c);
 

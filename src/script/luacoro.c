@@ -56,7 +56,7 @@ static int after_host(lua_State *L, int status, lua_KContext ctx) {
 /* Resumes co with nargs values already on its stack, and turns the outcome
  * into resume's (true, ... / false, err) or wrap's (... / raise) results. */
 static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
-  struct scheduler *s = &host_of(L)->sched;
+  struct scheduler *s = env_of(L)->sched;
   int nres = 0;
   struct cpuguard_link link;
   cpuguard_enter(&s->guard, &link, co);
@@ -70,7 +70,7 @@ static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
     if (!lua_isyieldable(L)) {
       struct task *t = sched_running(s);
       if (t) task_drop_wait(t);
-      lua_resetthread(co);
+      cpuguard_close_thread(&s->guard, co);
       return luaL_error(L, "a tghost call inside a coroutine cannot suspend "
                            "here: the coroutine was resumed from a function "
                            "that cannot yield (a table.sort comparator, "
@@ -94,7 +94,8 @@ static int resume_step(lua_State *L, lua_State *co, int nargs, bool wrap) {
     lua_xmove(co, L, 1);
     return 2;
   }
-  status = lua_resetthread(co);   /* runs its to-be-closed variables */
+  /* Runs its to-be-closed variables, under the guard like its body. */
+  status = cpuguard_close_thread(&env_of(L)->sched->guard, co);
   lua_xmove(co, L, 1);
   if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
     luaL_where(L, 1);
@@ -138,6 +139,31 @@ static int wrapped_call(lua_State *L) {
   return resume_step(L, co, nargs, true);
 }
 
+/* coroutine.close(co), as Lua's, but the to-be-closed variables it runs
+ * (on co, which is not the running coroutine) are under the CPU guard:
+ * Lua's own would run a looping __close where no hook of the guard
+ * reaches. */
+static int l_close(lua_State *L) {
+  lua_State *co = check_coroutine(L, 1);
+  int status = lua_status(co);
+  lua_Debug ar;
+  bool closable = co != L &&
+                  (status == LUA_YIELD ||
+                   (status == LUA_OK && !lua_getstack(co, 0, &ar)) ||
+                   status != LUA_OK);
+  if (!closable)
+    return luaL_error(L, "cannot close a %s coroutine",
+                      co == L ? "running" : "normal");
+  status = cpuguard_close_thread(&env_of(L)->sched->guard, co);
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);   /* the error object */
+  return 2;
+}
+
 static int l_wrap(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_State *co = lua_newthread(L);
@@ -149,7 +175,7 @@ static int l_wrap(lua_State *L) {
 
 int luaopen_tghost_coroutine(lua_State *L) {
   static const luaL_Reg fns[] = {{"resume", l_resume}, {"wrap", l_wrap},
-                                 {NULL, NULL}};
+                                 {"close", l_close}, {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }

@@ -105,14 +105,13 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 /* --- spawn -------------------------------------------------------------- */
 
 static struct child_table *children_of(lua_State *L) {
-  struct host *h = host_of(L);
-  if (!h->children) h->children = child_table_new(h->base);
-  return h->children;
+  struct script_env *env = env_of(L);
+  return env->host->children(env->host_ud);
 }
 
 /* spawn(spec) -> process | nil, message */
 static int l_spawn(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *senv = env_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   /* Options are the string keys; the command is the list part. */
@@ -175,7 +174,7 @@ static int l_spawn(lua_State *L) {
     env_idx = lua_gettop(L);
   }
   luabind_check_network(L, "tghost.exec");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.exec");
+  struct task *t = task_check_can_wait(L, senv->sched, "tghost.exec");
 
   /* argv and env as C strings: copies in a buffer of pointers. */
   char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
@@ -244,7 +243,7 @@ static int l_spawn(lua_State *L) {
   attach_to_job(p, task_job(t));
   if (timeout > 0) {
     p->timeout = timeout;
-    p->timer = evtimer_new(h->base, on_timeout, p);
+    p->timer = evtimer_new(senv->base, on_timeout, p);
     long ms = (long)ceil(timeout * 1000);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(p->timer, &tv);
@@ -321,8 +320,8 @@ static int l_await(lua_State *L) {
     return 1;
   }
 wait:;
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.exec");
+  struct script_env *env = env_of(L);
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.exec");
   if (p->waiter && p->waiter != t)
     return luaL_error(L, "tghost.exec: another task is already reading this "
                          "process");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "script/luabind.h"
+#include "script/luaguard.h"
 #include "script/luajson.h"
 
 #define INPUT_FILE_MT "tghost.InputFile"
@@ -189,7 +190,7 @@ static int push_replaced(struct multipart *m, int idx, int depth) {
     return 0;
   }
   lua_newtable(L);
-  if (lua_getmetatable(L, idx)) lua_setmetatable(L, -2);
+  if (lua_getmetatable(L, idx)) luaguard_setmetatable(L, -2);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pushvalue(L, -2);

@@ -313,6 +313,10 @@ struct http_request *luahttp_new_request(lua_State *L,
     size_t len;
     char *b = buf_steal(&json, &len);
     http_request_set_body(req, b, len);
+  } else if (streamed && !has_header(L, iheaders, "Content-Type")) {
+    /* A file or a function's pieces are bytes; curl would label them a
+     * urlencoded form, which servers try to parse. */
+    http_request_add_header(req, "Content-Type: application/octet-stream");
   }
   lua_settop(L, top);
   return req;
@@ -321,7 +325,7 @@ struct http_request *luahttp_new_request(lua_State *L,
 /* httpcore.request{method, url, headers, body, query, timeout, max_body}
  * -> {status, headers, body} | nil, err */
 static int l_request(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   static const char *const extra[] = {"timeout", "max_body", NULL};
@@ -344,8 +348,8 @@ static int l_request(lua_State *L) {
   }
   lua_settop(L, 1);
   luabind_check_network(L, "tghost.http.request");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http.request");
-  struct http_request *req = luahttp_new_request(L, h->http,
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.http.request");
+  struct http_request *req = luahttp_new_request(L, env->http,
                                                  "tghost.http.request", extra,
                                                  false);
   long timeout_ms = (long)ceil(timeout * 1000);

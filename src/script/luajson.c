@@ -18,8 +18,22 @@ static void push_marker_mt(lua_State *L, const char *name, const char *type) {
 
 static void mark_table(lua_State *L, const char *name, const char *type) {
   push_marker_mt(L, name, type);
+  /* The markers are tghost's and have no finalizer: one a script put in
+   * would make Lua call it from inside the collector (luaguard.h). */
+  lua_pushliteral(L, "__gc");
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 1);
   lua_setmetatable(L, -2);
 }
+
+static bool decode_array(lua_State *L, struct json_reader *r,
+                         struct buf *scratch);
+static bool decode_object(lua_State *L, struct json_reader *r,
+                          struct buf *scratch);
 
 static void push_string(lua_State *L, const struct json_slice *s,
                         struct buf *scratch) {
@@ -32,12 +46,99 @@ static void push_string(lua_State *L, const struct json_slice *s,
   lua_pushlstring(L, scratch->data, scratch->len);
 }
 
-bool luajson_decode_value(lua_State *L, struct json_reader *r,
-                          struct buf *scratch) {
-  if (!lua_checkstack(L, 4)) {
+/* Values wait on the stack until this many have come, so that the table
+ * is made once at its size; a larger one is made then and grows. */
+#define PENDING_MAX 16
+
+/* Makes the table for the n values (or key-value pairs, 2 slots each)
+ * above base and moves them in, in order; leaves the table at base + 1
+ * (moved there, not inserted: lua_insert would shift every slot). */
+static void flush_pending(lua_State *L, int base, int n, bool array,
+                          int size_hint) {
+  if (array) lua_createtable(L, size_hint, 0);
+  else lua_createtable(L, 0, size_hint);
+  int t = lua_gettop(L);
+  for (int i = 0; i < n; i++) {
+    if (array) {
+      lua_pushvalue(L, base + 1 + i);
+      lua_rawseti(L, t, i + 1);
+    } else {
+      /* In order: of a repeated name the last value wins, as rawset
+       * one after the other would. */
+      lua_pushvalue(L, base + 1 + 2 * i);
+      lua_pushvalue(L, base + 2 + 2 * i);
+      lua_rawset(L, t);
+    }
+  }
+  if (t != base + 1) lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+static bool decode_array(lua_State *L, struct json_reader *r,
+                         struct buf *scratch) {
+  if (!json_array_begin(r)) return false;
+  if (!lua_checkstack(L, 2 * PENDING_MAX + 4)) {
     r->error = "out of Lua stack";
     return false;
   }
+  int base = lua_gettop(L);
+  lua_Integer i = 0;
+  bool made = false;
+  while (json_array_next(r)) {
+    if (!luajson_decode_value(L, r, scratch)) return false;
+    i++;
+    if (made) {
+      lua_rawseti(L, base + 1, i);
+    } else if (i == PENDING_MAX) {
+      flush_pending(L, base, (int)i, true, 2 * PENDING_MAX);
+      made = true;
+    }
+  }
+  if (r->error) return false;
+  if (!made) flush_pending(L, base, (int)i, true, (int)i);
+  if (i == 0) mark_table(L, ARRAY_MT, "array");
+  return true;
+}
+
+static bool decode_object(lua_State *L, struct json_reader *r,
+                          struct buf *scratch) {
+  if (!json_object_begin(r)) return false;
+  if (!lua_checkstack(L, 2 * PENDING_MAX + 4)) {
+    r->error = "out of Lua stack";
+    return false;
+  }
+  int base = lua_gettop(L);
+  struct json_slice key;
+  int members = 0;
+  bool made = false;
+  while (json_object_next(r, &key)) {
+    push_string(L, &key, scratch);
+    if (!luajson_decode_value(L, r, scratch)) return false;
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1)) {
+      lua_pop(L, 2);    /* null members are absent, as in Lua */
+      continue;
+    }
+    members++;
+    if (made) {
+      lua_rawset(L, base + 1);
+    } else if (members == PENDING_MAX) {
+      flush_pending(L, base, members, false, 2 * PENDING_MAX);
+      made = true;
+    }
+  }
+  if (r->error) return false;
+  if (!made) flush_pending(L, base, members, false, members);
+  /* Empty, even if it had null members: still an object ({"a":null}
+   * must not encode back as []). */
+  if (members == 0) mark_table(L, OBJECT_MT, "object");
+  return true;
+}
+
+/* The stack room a value needs is made by its container (for all the
+ * members it holds at once) or, for the outermost value, by the caller
+ * (luajson_decode_value's contract). */
+bool luajson_decode_value(lua_State *L, struct json_reader *r,
+                          struct buf *scratch) {
   switch (json_peek(r)) {
     case JSON_NULL:
       if (!json_read_null(r)) return false;
@@ -63,39 +164,10 @@ bool luajson_decode_value(lua_State *L, struct json_reader *r,
       push_string(L, &s, scratch);
       return true;
     }
-    case JSON_ARRAY: {
-      if (!json_array_begin(r)) return false;
-      lua_createtable(L, 4, 0);
-      lua_Integer i = 0;
-      while (json_array_next(r)) {
-        if (!luajson_decode_value(L, r, scratch)) return false;
-        lua_rawseti(L, -2, ++i);
-      }
-      if (r->error) return false;
-      if (i == 0) mark_table(L, ARRAY_MT, "array");
-      return true;
-    }
-    case JSON_OBJECT: {
-      if (!json_object_begin(r)) return false;
-      lua_createtable(L, 0, 4);
-      struct json_slice key;
-      int members = 0;
-      while (json_object_next(r, &key)) {
-        push_string(L, &key, scratch);
-        if (!luajson_decode_value(L, r, scratch)) return false;
-        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1)) {
-          lua_pop(L, 2);    /* null members are absent, as in Lua */
-        } else {
-          lua_rawset(L, -3);
-          members++;
-        }
-      }
-      if (r->error) return false;
-      /* Empty, even if it had null members: still an object ({"a":null}
-       * must not encode back as []). */
-      if (members == 0) mark_table(L, OBJECT_MT, "object");
-      return true;
-    }
+    case JSON_ARRAY:
+      return decode_array(L, r, scratch);
+    case JSON_OBJECT:
+      return decode_object(L, r, scratch);
     default:
       return false;
   }
@@ -106,6 +178,10 @@ int luajson_decode(lua_State *L, const char *s, size_t len, struct buf *err) {
   struct buf scratch = BUF_INIT;
   int top = lua_gettop(L);
   json_reader_init(&r, s, len);
+  if (!lua_checkstack(L, LUAJSON_STACK)) {
+    if (err) buf_append_str(err, "out of Lua stack");
+    return -1;
+  }
   bool ok = luajson_decode_value(L, &r, &scratch) && json_finish(&r);
   buf_free(&scratch);
   if (ok) return 0;

@@ -19,8 +19,13 @@
  * writes a message to err and returns -1. */
 int luajson_decode(lua_State *L, const char *s, size_t len, struct buf *err);
 
+/* Stack slots luajson_decode_value needs free when it is called. */
+#define LUAJSON_STACK 4
+
 /* Decodes the next value of r and pushes it; false on error (see
- * json_error(r)). scratch is a reusable buffer for unescaping. */
+ * json_error(r)). scratch is a reusable buffer for unescaping. The
+ * caller makes room for LUAJSON_STACK slots first (lua_checkstack); a
+ * nested value's room is made by its container. */
 bool luajson_decode_value(lua_State *L, struct json_reader *r,
                           struct buf *scratch);
 

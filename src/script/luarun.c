@@ -2,17 +2,21 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "script/luabind.h"
 #include "script/luajson.h"
-#include "pipeline/runner.h"
+#include "pipeline/feed.h"
+#include "pipeline/runopts.h"
 
 static const char *const type_names[] = {
     [RUNOPT_INTEGER] = "integer",     [RUNOPT_NUMBER] = "number",
     [RUNOPT_BOOLEAN] = "boolean",     [RUNOPT_SINK_KIND] = "sink_kind",
     [RUNOPT_RETRY] = "retry",         [RUNOPT_UPDATE_TYPES] = "update_types",
     [RUNOPT_FUNCTION] = "function",   [RUNOPT_STRING] = "string",
+    [RUNOPT_STORAGE] = "storage",
 };
 
 /* runner.schema(): the one list of options, for lua/options.lua. */
@@ -103,6 +107,7 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
         break;
       }
       case RUNOPT_FUNCTION:
+      case RUNOPT_STORAGE:
         break;
     }
     lua_pop(L, 1);
@@ -112,82 +117,143 @@ static void read_options(lua_State *L, int idx, struct run_options *o) {
 /* runner.run(flat) with the table lua/options.lua produced. */
 static int l_run(lua_State *L) {
   struct generation *g = gen_of(L);
-  struct host *h = g->host;
+  struct script_env *env = g->env;
   luaL_checktype(L, 1, LUA_TTABLE);
-  struct task *t = sched_running(&h->sched);
+  struct task *t = sched_running(env->sched);
   if (!t || job_kind(task_job(t)) != JOB_LOAD)
     return luaL_error(L, "run() and bot.start() belong at the script's top "
                          "level, not inside a handler");
   if (g->run_called)
     return luaL_error(L, "run() or bot.start() was already called");
   /* Read into the generation's own struct: nothing leaks if it raises. */
-  run_options_free(&g->run_opts);
-  run_options_init(&g->run_opts);
-  read_options(L, 1, &g->run_opts);
+  run_options_free(g->run_opts);
+  run_options_init(g->run_opts);
+  read_options(L, 1, g->run_opts);
+  /* jobs.storage, described by the Lua half (lua/tghost.lua). */
+  static const struct {
+    const char *flat;
+    size_t offset;
+  } store_fields[] = {
+      {"jobs_store_kind", offsetof(struct run_options, jobs_store_kind)},
+      {"jobs_store_target", offsetof(struct run_options, jobs_store_target)},
+      {"jobs_store_ns", offsetof(struct run_options, jobs_store_ns)},
+  };
+  for (size_t i = 0; i < 3; i++) {
+    if (lua_getfield(L, 1, store_fields[i].flat) == LUA_TSTRING) {
+      char **field = (char **)(void *)((char *)g->run_opts +
+                                       store_fields[i].offset);
+      free(*field);
+      *field = xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
   g->run_called = true;
   /* Whether this call starts the bot (no runner yet) or a reloaded script
-   * calls it again. */
-  lua_pushboolean(L, h->runner == NULL);
-  return 1;
+   * calls it again; and whether the bot runs in a cluster. */
+  lua_pushboolean(L, !env->host->started(env->host_ud));
+  lua_pushboolean(L, g->run_opts->cluster_url || env->cluster);
+  return 2;
 }
 
 static void stop_wait_cancel(void *data) {
   struct task *t = data;
-  struct host *h = gen_of_job(task_job(t))->host;
-  if (h->runner) runner_forget_waiter(h->runner, t);
+  struct script_env *env = gen_of_job(task_job(t))->env;
+  env->host->forget_waiter(env->host_ud, t);
 }
 static const struct task_wait_ops stop_wait_ops = {"runner stop",
                                                    stop_wait_cancel};
 
 static int l_stop(lua_State *L) {
-  struct host *h = host_of(L);
-  if (!h->runner) {
+  struct script_env *env = env_of(L);
+  const struct script_host_ops *bot = env->host;
+  if (!bot->started(env->host_ud)) {
     /* Stopped before it started: the host will not start it. */
-    gen_forget_run(gen_of(L));
+    struct generation *g = gen_of(L);
+    g->run_called = false;
+    g->run_stopped = true;
     return 0;
   }
-  struct task *t = sched_running(&h->sched);
-  if (!t || !lua_isyieldable(L) || !runner_is_running(h->runner)) {
-    runner_stop(h->runner, NULL);
+  struct task *t = sched_running(env->sched);
+  if (!t || !lua_isyieldable(L) || !bot->running(env->host_ud)) {
+    bot->stop(env->host_ud, NULL);
     return 0;
   }
-  runner_stop(h->runner, t);
+  bot->stop(env->host_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
 /* True from run() on (the runner itself starts once the top level has
  * finished) until the runner stops. */
 static int l_is_running(lua_State *L) {
-  struct host *h = host_of(L);
-  lua_pushboolean(L, h->runner ? runner_is_running(h->runner)
-                               : gen_of(L)->run_called);
+  struct script_env *env = env_of(L);
+  lua_pushboolean(L, env->host->started(env->host_ud)
+                         ? env->host->running(env->host_ud)
+                         : gen_of(L)->run_called);
   return 1;
 }
 
 /* runner.wait_stopped(): returns once the runner has stopped (at once if
- * there is none); see runner_wait_stopped. */
+ * there is none). */
 static int l_wait_stopped(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *running = sched_running(&h->sched);
+  struct script_env *env = env_of(L);
+  const struct script_host_ops *bot = env->host;
+  struct task *running = sched_running(env->sched);
   bool top_level = running && job_kind(task_job(running)) == JOB_LOAD;
-  if (!h->runner && !gen_of(L)->run_called) return 0;
-  if (h->cfg->check) return 0;
   /* The first top level runs before the bot starts, a reloaded one must
-   * finish for the reload to take effect: neither can wait for a stop. */
-  if (top_level)
-    return luaL_error(L, "handle:task(): the script's top level cannot wait "
-                         "for the bot to stop (the bot starts, or a reload "
-                         "takes effect, when the top level has finished); "
-                         "wait inside a handler");
-  if (!h->runner || runner_finished(h->runner)) return 0;
-  struct task *t = task_check_can_wait(L, &h->sched, "handle:task()");
-  runner_wait_stopped(h->runner, t);
+   * finish for the reload to take effect: neither can wait for a stop
+   * (under --check as in a real run). No position: lua/tghost.lua raises
+   * it again at the script's line. */
+  if (top_level) {
+    lua_pushliteral(L, "handle:task(): the script's top level cannot wait "
+                       "for the bot to stop (the bot starts, or a reload "
+                       "takes effect, when the top level has finished); "
+                       "wait inside a handler");
+    return lua_error(L);
+  }
+  bool started = bot->started(env->host_ud);
+  if (!started && !gen_of(L)->run_called) return 0;
+  if (env->check) return 0;
+  if (!started || bot->finished(env->host_ud)) return 0;
+  struct task *t = task_check_can_wait(L, env->sched, "handle:task()");
+  bot->wait_stopped(env->host_ud, t);
   return task_wait(L, t, &stop_wait_ops, t);
 }
 
+/* runner.start(): handle:start(). Starts the bot again after a stop (at
+ * once if it has completed, else when it does); false if it runs or a
+ * start is already asked for. */
+static int l_start(lua_State *L) {
+  struct script_env *env = env_of(L);
+  lua_pushboolean(L, env->host->start_again(env->host_ud));
+  return 1;
+}
+
+/* runner.feed_push(json, id): queues an update in the feed (pipeline/
+ * feed.h) and returns once the runner has accepted it (true), or false
+ * and why it was not taken. */
+static void feed_wait_cancel(void *data) { feed_forget(data); }
+static const struct task_wait_ops feed_wait_ops = {"tghost.feed.push",
+                                                   feed_wait_cancel};
+
+static int l_feed_push(lua_State *L) {
+  struct script_env *env = env_of(L);
+  size_t len;
+  const char *json = luaL_checklstring(L, 1, &len);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.feed.push");
+  feed_push(env->base, (int64_t)id, xstrndup(json, len), len, t);
+  lua_settop(L, 0);
+  return task_wait(L, t, &feed_wait_ops, t);
+}
+
+static int l_feed_queued(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)feed_queued());
+  return 1;
+}
+
 static int l_size(lua_State *L) {
-  struct host *h = host_of(L);
-  lua_pushinteger(L, h->runner ? (lua_Integer)runner_size(h->runner) : 0);
+  struct script_env *env = env_of(L);
+  lua_pushinteger(L, (lua_Integer)env->host->size(env->host_ud));
   return 1;
 }
 
@@ -200,18 +266,16 @@ static const struct task_wait_ops exit_wait_ops = {"os.exit", exit_wait_cancel};
  * code; the calling handler goes no further (its coroutine is closed, its
  * <close> variables run). */
 static int l_exit(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   int code = 0;
   if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
   else if (!lua_isnoneornil(L, 1)) code = (int)luaL_checkinteger(L, 1);
   struct log_fields f = luabind_fields(L);
-  struct task *t = sched_running(&h->sched);
-  bool running = h->runner && runner_is_running(h->runner);
+  struct task *t = sched_running(env->sched);
   log_msg(LOG_INFO, &f, "os.exit(%d) called: %s", code,
-          running ? "stopping gracefully" : "exiting");
-  host_set_exit_code(h, code);
-  if (h->runner && !runner_finished(h->runner)) runner_stop(h->runner, NULL);
-  else host_exit(h, code);
+          env->host->running(env->host_ud) ? "stopping gracefully"
+                                         : "exiting");
+  env->host->exit(env->host_ud, code);
   if (!t || !lua_isyieldable(L)) return 0;
   job_close(task_job(t));
   return task_wait(L, t, &exit_wait_ops, NULL);
@@ -224,6 +288,9 @@ int luaopen_tghost_runner(lua_State *L) {
                                  {"is_running", l_is_running},
                                  {"wait_stopped", l_wait_stopped},
                                  {"size", l_size},
+                                 {"start", l_start},
+                                 {"feed_push", l_feed_push},
+                                 {"feed_queued", l_feed_queued},
                                  {"exit", l_exit},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);

@@ -33,7 +33,6 @@ struct seq_holder {
 };
 
 struct luaseq {
-  struct host *h;
   struct seqmap map;
   uint64_t serial;
   struct seq_holder *free_holders;
@@ -264,13 +263,12 @@ static size_t read_keys(lua_State *L, struct seqmap_key *stack,
 
 /* --- the module --------------------------------------------------------- */
 
-static struct luaseq *seq_of(lua_State *L) { return host_of(L)->seq; }
+static struct luaseq *seq_of(lua_State *L) { return env_of(L)->seq; }
 
 /* seq.acquire(keys) -> closer | nothing; may suspend. */
 static int l_acquire(lua_State *L) {
-  struct host *h = host_of(L);
   struct luaseq *s = seq_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "sequentialize");
+  struct task *t = task_check_can_wait(L, env_of(L)->sched, "sequentialize");
   lua_settop(L, 1);
   lua_pushnil(L);      /* slot 2: storage for a long key list */
   struct seqmap_key stack[STACK_KEYS], *keys;
@@ -302,12 +300,12 @@ static int l_acquire(lua_State *L) {
  * belong to the running job and are still held. */
 static int l_closer_close(lua_State *L) {
   struct seq_closer *c = luaL_checkudata(L, 1, CLOSER_META);
-  struct host *h = host_of(L);
-  struct task *t = sched_running(&h->sched);
+  struct script_env *env = env_of(L);
+  struct task *t = sched_running(env->sched);
   if (!t || c->frame == 0) return 0;
   struct seq_holder *sh = holder_of(task_job(t));
   if (sh && sh->serial == c->serial)
-    seqmap_release_frame(&h->seq->map, &sh->mh, c->frame);
+    seqmap_release_frame(&env->seq->map, &sh->mh, c->frame);
   c->frame = 0;
   return 0;
 }
@@ -333,9 +331,8 @@ int luaopen_tghost_seq(lua_State *L) {
   return 1;
 }
 
-struct luaseq *luaseq_new(struct host *h) {
+struct luaseq *luaseq_new(void) {
   struct luaseq *s = xcalloc(1, sizeof *s);
-  s->h = h;
   /* Keys can come from users: seed the hash so they cannot be aimed at
    * one bucket. */
   seqmap_init(&s->map, keyhash_random_seed(), on_grant, s);

@@ -25,7 +25,6 @@
 
 #include <lua.h>
 
-struct host;
 struct job;
 struct luaseq;
 
@@ -41,8 +40,8 @@ bool luaseq_step_aside(struct luaseq *s, struct job *job);
 void luaseq_rejoin(struct luaseq *s, struct job *job,
                    void (*granted)(struct job *job, void *arg), void *arg);
 
-/* Creates the map (main.c attaches it to the host as h->seq). */
-struct luaseq *luaseq_new(struct host *h);
+/* Creates the map (app/bindenv.c makes the one of struct script_env). */
+struct luaseq *luaseq_new(void);
 /* After every job has ended. */
 void luaseq_free(struct luaseq *s);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/fence.h"
 #include "sched/task.h"
 #include "script/luabind.h"
 #include "script/storecodec.h"
@@ -54,14 +55,14 @@ static int l_open(lua_State *L) {
   const struct kv_backend *b = storages_backend(kind);
   if (!b) return luaL_error(L, "tghost.storage: no storage backend \"%s\"", kind);
   const char *ns = b->ns_arg ? luaL_optstring(L, 3, b->ns_default) : "";
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   struct buf err = BUF_INIT;
   struct kvstore *store = NULL;
   /* Messages name the problem, never the target: a URL may hold a
    * password. */
   if (b->check(target, ns, &err) != 0 ||
-      ((b->opens_under_check || !h->cfg->check) &&
-       !(store = storages_open(h->storages, b, target, &err)))) {
+      ((b->opens_under_check || !env->check) &&
+       !(store = storages_open(env->storages, b, target, &err)))) {
     lua_pushfstring(L, "tghost.storage.%s: %s", kind, err.data);
     buf_free(&err);
     return lua_error(L);
@@ -142,7 +143,7 @@ static struct task *before_call(lua_State *L, struct store_handle *sh) {
   if (!sh->store || sh->backend->run_now) return NULL;
   char what[48];
   snprintf(what, sizeof what, "a %s storage call", sh->backend->kind);
-  return task_check_can_wait(L, &host_of(L)->sched, what);
+  return task_check_can_wait(L, env_of(L)->sched, what);
 }
 
 /* A request on the stack borrowing the handle's namespace and the key. */
@@ -156,6 +157,14 @@ static struct kvreq spec(enum kv_op op, struct store_handle *sh,
   r.key_len = key_len;
   r.borrowed = true;
   return r;
+}
+
+/* A write made while an update of a cluster partition runs carries the
+ * partition's fence (pipeline/fence.h). */
+static void fence_write(lua_State *L, struct kvreq *q) {
+  struct task *t = sched_running(env_of(L)->sched);
+  const struct kv_fence *f = t ? update_fence_of(task_job(t)) : NULL;
+  if (f) q->fence = *f;
 }
 
 /* Runs the request q describes on the handle's store: at once (t NULL;
@@ -217,6 +226,7 @@ static int l_set(lua_State *L) {
   long long ttl_ms = check_ttl(L, 4);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_SET, sh, key, key_len);
+  fence_write(L, &q);
   q.value = (char *)bytes;
   q.value_len = len;
   q.ttl_ms = ttl_ms;
@@ -229,6 +239,7 @@ static int l_delete(lua_State *L) {
   const char *key = luaL_checklstring(L, 2, &key_len);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_DELETE, sh, key, key_len);
+  fence_write(L, &q);
   return call(L, sh, t, &q);
 }
 
@@ -257,6 +268,7 @@ static int l_cas(lua_State *L) {
   long long ttl_ms = check_ttl(L, 5);
   struct task *t = before_call(L, sh);
   struct kvreq q = spec(KV_CAS, sh, key, key_len);
+  fence_write(L, &q);
   q.expected = (char *)expected;
   q.expected_len = expected_len;
   q.value = (char *)bytes;

@@ -184,7 +184,7 @@ static void set_file_body(lua_State *L, struct lstream *s, int idx) {
 /* open(opts, mode) -> stream; raises on misuse, returns nil, message when
  * the request cannot be started. */
 static int l_open(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *mode = luaL_optstring(L, 2, "raw");
   bool sse = strcmp(mode, "sse") == 0;
@@ -213,17 +213,17 @@ static int l_open(lua_State *L) {
                          "as JSON), a function or an InputFile");
   lua_pop(L, 1);
   luabind_check_network(L, "tghost.http");
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.http");
 
   /* The handle first: whatever raises from here on leaves a request its
    * __gc frees. */
   struct lstream *s = lua_newuserdatauv(L, sizeof *s, 0);   /* 2 */
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, STREAM_MT);
-  if (!h->stream_http) h->stream_http = http_client_new(h->base, NULL);
-  if (!h->stream_http)
+  struct http_client *client = env->host->stream_http(env->host_ud);
+  if (!client)
     return luaL_error(L, "tghost.http: cannot set up libcurl for streams");
-  s->req = luahttp_new_request(L, h->stream_http, "tghost.http", extra, true);
+  s->req = luahttp_new_request(L, client, "tghost.http", extra, true);
   lua_getfield(L, 1, "body");                               /* 3 */
   if (file_body) set_file_body(L, s, 3);
   else if (btype == LUA_TFUNCTION) {
@@ -268,8 +268,8 @@ static void push_failure(lua_State *L, struct lstream *s) {
 
 /* Suspends the caller until the stream changes; returns "again". */
 static int wait_change(lua_State *L, struct lstream *s) {
-  struct host *h = host_of(L);
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.http");
+  struct script_env *env = env_of(L);
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.http");
   if (s->waiter && s->waiter != t)
     return luaL_error(L, "tghost.http: another task is already reading this "
                          "stream");

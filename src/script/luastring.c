@@ -6,6 +6,7 @@
 #include "script/luastring.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -97,22 +98,51 @@ static int raise_failure(lua_State *L, const struct lpat_matcher *m,
   return lua_error(L);
 }
 
+/* Bytes of comparison between two looks at the guard in a plain find. */
+#define PLAIN_WORK_STEP ((size_t)1 << 20)
+
 /* The first occurrence of needle in haystack (an empty needle is found at
- * once), or NULL. For the short needles of plain finds a memchr for the
- * first byte beats a general string search's set-up. */
+ * once), or NULL; *stopped (with c->why) when the guard said stop first.
+ * For the short needles of plain finds a memchr for the first byte beats
+ * a general string search's set-up; a long needle that nearly matches
+ * everywhere costs up to hlen * nlen, hence the guard. */
 static const char *find_plain(const char *haystack, size_t hlen,
-                              const char *needle, size_t nlen) {
+                              const char *needle, size_t nlen, struct call *c,
+                              bool *stopped) {
+  *stopped = false;
   if (nlen == 0) return haystack;
   if (nlen > hlen) return NULL;
   const char *last = haystack + (hlen - nlen);   /* last possible start */
   const char *p = haystack;
+  size_t work = 0;
+  bool guarded = c->guard && c->guard->should_stop;
   while (p <= last) {
     p = memchr(p, needle[0], (size_t)(last - p) + 1);
     if (!p) return NULL;
     if (memcmp(p + 1, needle + 1, nlen - 1) == 0) return p;
     p++;
+    work += nlen;
+    if (guarded && work >= PLAIN_WORK_STEP) {
+      work = 0;
+      if (call_should_abort(c)) {
+        *stopped = true;
+        return NULL;
+      }
+    }
   }
   return NULL;
+}
+
+/* Raises the error of a plain find of lp bytes in ls the guard stopped. */
+static int raise_plain_stop(lua_State *L, const struct call *c, size_t lp,
+                            size_t ls) {
+  push_caller_where(L);
+  lua_pushfstring(L, "%sstring.find stopped: %s in a plain search for %I "
+                  "bytes in %I bytes", lua_tostring(L, -1), c->why,
+                  (lua_Integer)lp, (lua_Integer)ls);
+  if (c->guard->stopped)
+    c->guard->stopped(L, c->guard->ud, lua_tostring(L, -1));
+  return lua_error(L);
 }
 
 /* Lua's reading of a start position: negative counts from the end, and
@@ -180,7 +210,10 @@ static int find_or_match(lua_State *L, bool find) {
     return 1;
   }
   if (find && (lua_toboolean(L, 4) || lpat_is_plain(p, lp))) {
-    const char *hit = find_plain(s + init, ls - init, p, lp);
+    struct call c = {L, guard_of(L), ""};
+    bool stopped;
+    const char *hit = find_plain(s + init, ls - init, p, lp, &c, &stopped);
+    if (stopped) return raise_plain_stop(L, &c, lp, ls);
     if (!hit) {
       luaL_pushfail(L);
       return 1;
@@ -366,6 +399,47 @@ static int str_gsub(lua_State *L) {
   return 2;
 }
 
+/* --- rep --------------------------------------------------------------- */
+
+/* Lua's bound on the strings its string library builds. */
+#define MAX_RESULT ((size_t)INT_MAX)
+
+static int str_rep(lua_State *L) {
+  size_t l, lsep;
+  const char *s = luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  const char *sep = luaL_optlstring(L, 3, "", &lsep);
+  if (n <= 0 || l + lsep == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  /* n copies of s with n - 1 separators: n * (s + sep) - sep. */
+  size_t unit = l + lsep;
+  if (unit < l || unit > MAX_RESULT / (lua_Unsigned)n)
+    return luaL_error(L, "resulting string too large");
+  size_t total = (size_t)n * unit - lsep;
+  /* Allocated before any copy: past a memory limit, the allocation fails
+   * (and the guard stops the task) before any work is done. */
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, total);
+  /* s, then the units (sep, s) by doubling what is there: the copies are
+   * few and large, whatever n is. */
+  memcpy(p, s, l);
+  size_t done = l;
+  if (n > 1) {
+    memcpy(p + done, sep, lsep);
+    memcpy(p + done + lsep, s, l);
+    done += unit;
+    while (done < total) {
+      size_t chunk = done - l < total - done ? done - l : total - done;
+      memcpy(p + done, p + l, chunk);
+      done += chunk;
+    }
+  }
+  luaL_pushresultsize(&b, total);
+  return 1;
+}
+
 /* --- installing --------------------------------------------------------- */
 
 void luastring_install(lua_State *L, const struct luastring_guard *guard) {
@@ -374,6 +448,7 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard) {
       {"match", str_match},
       {"gmatch", str_gmatch},
       {"gsub", str_gsub},
+      {"rep", str_rep},
       {NULL, NULL},
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -387,7 +462,7 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard) {
 /* tghost's guard: the running task's CPU budget. */
 
 static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
-  struct scheduler *s = &host_of(L)->sched;
+  struct scheduler *s = env_of(L)->sched;
   if (!cpuguard_over_budget(&s->guard)) return false;
   struct task *t = sched_running(s);
   struct job *job = t ? task_job(t) : NULL;
@@ -401,11 +476,16 @@ static bool over_cpu_budget(lua_State *L, void *ud, char *why, size_t size) {
 }
 
 static void explain_stop(lua_State *L, void *ud, const char *message) {
-  cpuguard_explain_stop(&host_of(L)->sched.guard, message);
+  cpuguard_explain_stop(&env_of(L)->sched->guard, message);
+}
+
+static const struct luastring_guard tghost_guard = {over_cpu_budget,
+                                                    explain_stop, NULL};
+
+const struct luastring_guard *luastring_tghost_guard(void) {
+  return &tghost_guard;
 }
 
 void luastring_install_guarded(lua_State *L) {
-  static const struct luastring_guard cpu_guard = {over_cpu_budget,
-                                                   explain_stop, NULL};
-  luastring_install(L, &cpu_guard);
+  luastring_install(L, &tghost_guard);
 }

@@ -1,5 +1,6 @@
 /* string.find, string.match, string.gmatch and string.gsub on lpattern,
- * so pattern matching in a script cannot run away with the process.
+ * and string.rep, so that no string function a script sizes can run away
+ * with the process.
  *
  * They replace Lua's own in a state's `string` table (which is also the
  * strings' metatable __index, so ("x"):find(...) uses them too) and behave
@@ -8,10 +9,15 @@
  * fourth argument, or a pattern without special characters) stays a plain
  * memory search.
  *
- * The difference: every few thousand steps of matching, a guard is asked
- * whether to go on. When it says stop, the function raises
- * "pattern matching stopped: <why> in string.find; this pattern backtracks
- * too much on this text", with the guard's why.
+ * The difference: every few thousand steps of matching (or of comparing,
+ * in a plain find), a guard is asked whether to go on. When it says stop,
+ * the function raises "pattern matching stopped: <why> in string.find;
+ * this pattern backtracks too much on this text", with the guard's why.
+ *
+ * string.rep builds its result by doubling (a few large copies, not n
+ * small ones) in a buffer allocated first, so a result past a memory limit
+ * fails before any work; it returns "" at once when every copy is empty
+ * (Lua's loops n times even then).
  *
  * Layer: Lua bindings. */
 #ifndef TGHOST_LUASTRING_H
@@ -33,7 +39,7 @@ struct luastring_guard {
   void *ud;
 };
 
-/* Installs the four functions into L's string table. guard (NULL: no
+/* Installs the five functions into L's string table. guard (NULL: no
  * bound) must outlive L. */
 void luastring_install(lua_State *L, const struct luastring_guard *guard);
 
@@ -42,5 +48,8 @@ void luastring_install(lua_State *L, const struct luastring_guard *guard);
  * the task is then stopped with the error above as its report. For a
  * generation's state (it finds the host through the generation). */
 void luastring_install_guarded(lua_State *L);
+/* That guard (the running task's CPU budget), for the other bindings
+ * whose C loops a script sizes. */
+const struct luastring_guard *luastring_tghost_guard(void);
 
 #endif

@@ -137,8 +137,8 @@ static void on_background_end(struct job *job, void *ud) {
 /* task.spawn(wrapper, fn, args...) -> handle. The task runs wrapper(fn,
  * args...) in the running task's job. */
 static int l_spawn(lua_State *L) {
-  struct host *h = host_of(L);
-  struct task *parent = sched_running(&h->sched);
+  struct script_env *env = env_of(L);
+  struct task *parent = sched_running(env->sched);
   if (!parent)
     return luaL_error(L, "tghost.spawn can only be called from a handler or "
                          "the script's top level");
@@ -151,7 +151,7 @@ static int l_spawn(lua_State *L) {
     struct generation *g = gen_of_job(job);
     struct job_params p = {JOB_BACKGROUND, -1, NULL, 0, on_background_end,
                            NULL};
-    job = job_new(&h->sched, &g->owner, &p);
+    job = job_new(env->sched, &g->owner, &p);
   }
   struct child *c = xcalloc(1, sizeof *c);
   c->refs = 2;   /* the handle and the task */
@@ -181,14 +181,14 @@ static const struct task_wait_ops join_wait_ops = {"tghost.wait",
 
 /* task.join(handle) -> {n=, ok, ...}: waits until the task has ended. */
 static int l_join(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   struct child *c = check_handle(L, 1);
   if (c->state != CHILD_RUNNING) {
     c->observed = true;
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->results_ref);
     return 1;
   }
-  struct task *t = task_check_can_wait(L, &h->sched, "tghost.wait");
+  struct task *t = task_check_can_wait(L, env->sched, "tghost.wait");
   if (t == c->task) return luaL_error(L, "tghost.wait: a task cannot wait "
                                          "for itself");
   c->observed = true;
@@ -264,7 +264,7 @@ static int l_signal(lua_State *L) {
 }
 
 static int signal_wait(lua_State *L) {
-  struct host *h = host_of(L);
+  struct script_env *env = env_of(L);
   struct task_signal *sig = luaL_checkudata(L, 1, SIGNAL_MT);
   double secs = luaL_optnumber(L, 2, -1);
   if (sig->pending) {
@@ -272,13 +272,13 @@ static int signal_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  struct task *t = task_check_can_wait(L, &h->sched, "signal:wait");
+  struct task *t = task_check_can_wait(L, env->sched, "signal:wait");
   if (sig->waiter) return luaL_error(L, "signal:wait: another task waits");
   if (secs >= 0) {
-    if (!sig->timer) sig->timer = evtimer_new(h->base, signal_timeout, sig);
+    if (!sig->timer) sig->timer = evtimer_new(env->base, signal_timeout, sig);
     long usec = (long)(secs * 1e6);
     struct timeval tv = {usec / 1000000, usec % 1000000};
-    event_base_update_cache_time(h->base);
+    event_base_update_cache_time(env->base);
     evtimer_add(sig->timer, &tv);
   }
   sig->waiter = t;

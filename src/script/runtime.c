@@ -16,15 +16,19 @@
 #include "script/luaexec.h"
 #include "script/luacrypto.h"
 #include "script/luahttp.h"
+#include "script/luajobs.h"
 #include "script/luastream.h"
 #include "script/luajson.h"
+#include "script/luaload.h"
 #include "script/luarun.h"
 #include "script/luaseq.h"
 #include "script/luastorage.h"
 #include "script/luastring.h"
+#include "script/luatable.h"
 #include "script/luatask.h"
 #include "base/metrics.h"
 #include "net/trace.h"
+#include "pipeline/fence.h"
 
 /* package.preload loader for an embedded module. TGHOST_LUA_DIR, when set,
  * loads lua/ from disk instead, so the Lua half can be edited without a
@@ -81,6 +85,7 @@ static const luaL_Reg c_modules[] = {
     {"tghost.storagecore", luaopen_tghost_storagecore},
     {"tghost.conv", luaopen_tghost_conv},
     {"tghost.crypto", luaopen_tghost_crypto},
+    {"tghost.jobscore", luaopen_tghost_jobscore},
     {NULL, NULL},
 };
 
@@ -88,8 +93,13 @@ static int boot(lua_State *L) {
   struct generation *g = gen_of(L);
   luaL_openlibs(L);
   luaguard_install(L);
-  /* Pattern matching whose work is bounded by the CPU budget. */
+  /* Source text only, parsed under the CPU budget; before deps_install
+   * puts its searcher in front of the Lua file searcher. */
+  luaload_install_guarded(L);
+  /* String and table functions whose work a script sizes, bounded by the
+   * CPU budget. */
   luastring_install_guarded(L);
+  luatable_install_guarded(L);
   deps_install(L, &g->files, g->script_dir);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = c_modules; m->name; m++) {
@@ -106,17 +116,20 @@ static int boot(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "tghost");
   lua_call(L, 1, 0);
+  /* Every userdata type is registered now (io's, tghost's modules'). */
+  luaguard_protect_metatables(L);
   return 0;
 }
 
 static int last_generation_id;
 
-struct generation *runtime_new_generation(struct host *h,
+struct generation *runtime_new_generation(struct script_env *env,
                                           const char *script_path,
                                           struct buf *err) {
   struct generation *g =
-      gen_create(h, script_path, ++last_generation_id, err);
+      gen_create(env, script_path, ++last_generation_id, err);
   if (!g) return NULL;
+  deps_add(&g->files, script_path);
   lua_State *L = g->owner.L;
   lua_pushcfunction(L, boot);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
@@ -183,7 +196,7 @@ int runtime_load_script(struct generation *g, runtime_loaded_fn done,
   ls->done = done;
   ls->ud = ud;
   struct job_params p = {JOB_LOAD, -1, NULL, 0, on_load_end, ls};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   g->load_job = job;
   job_spawn(job, L, 1);
   return 0;
@@ -207,7 +220,8 @@ static struct job *start_update(struct job_owner *current,
   lua_State *L = g->owner.L;
   int top = lua_gettop(L);
   struct log_fields f = {g->owner.id, u->id};
-  trace_update(g->owner.id, u->id, u->json, u->len);
+  trace_update(g->owner.id, u->id, u->fence ? u->partition : -1,
+               u->redelivered, u->json, u->len);
   if (!gen_push_runtime_fn(g, "handle_update")) {
     log_msg(LOG_ERROR, &f, "the runtime has no handle_update");
     metric_inc(METRIC_UPDATES_HANDLED, "failed", NULL);
@@ -241,7 +255,7 @@ static struct job *start_update(struct job_owner *current,
    * durable (its job is the receipt the journal waits for). */
   struct conv_hold *hold;
   struct conv_receipt *receipt;
-  enum luaconv_route route = luaconv_route(g->host->conv, g, u, &hold,
+  enum luaconv_route route = luaconv_route(g->env->conv, g, u, &hold,
                                            &receipt);
   if (route == LUACONV_CONSUMED) {
     metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
@@ -255,9 +269,12 @@ static struct job *start_update(struct job_owner *current,
   else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
-  struct job *job = job_new(g->sched, &g->owner, &p);
-  if (hold) luaconv_hold(g->host->conv, hold, job);
-  if (receipt) luaconv_receipt(g->host->conv, receipt, job);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
+  /* Its storage writes carry its cluster partition's fence. */
+  if (u->fence) update_fence_attach(job, u->fence);
+  u->fence = NULL;
+  if (hold) luaconv_hold(g->env->conv, hold, job);
+  if (receipt) luaconv_receipt(g->env->conv, receipt, job);
   job_spawn(job, L, 3);
   return job;
 }
@@ -286,7 +303,7 @@ static void run_hook(struct generation *g, const char *hook,
   else lua_pushnil(L);
   struct job_params p = {JOB_CALLBACK, update_id, json, len, on_hook_end,
                          (void *)hook};
-  struct job *job = job_new(g->sched, &g->owner, &p);
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
   job_spawn(job, L, 2);
 }
 
@@ -308,6 +325,83 @@ static void report_timeout(struct job *job, long timeout_ms) {
            json ? xstrndup(json, len) : NULL, len, msg);
 }
 
-const struct update_ops runtime_update_ops = {start_update,
-                                                   report_failure,
-                                                   report_timeout};
+/* runtime.cluster_key_of(update) under the CPU guard: the script's own
+ * cluster key, computed when an update is stored, outside any task. */
+static int cluster_key(struct job_owner *gen, const char *json, size_t len,
+                       struct buf *key, struct buf *err) {
+  struct generation *g = gen_of_owner(gen);
+  lua_State *L = g->owner.L;
+  int top = lua_gettop(L);
+  /* Without a cluster.key the update is not decoded at all. */
+  bool has_fn = gen_push_runtime_fn(g, "cluster_key");
+  lua_settop(L, top);
+  if (!has_fn || !gen_push_runtime_fn(g, "cluster_key_of")) return 0;
+  if (luajson_decode(L, json, len, err) != 0) {
+    lua_settop(L, top);
+    return -1;
+  }
+  int result = 0;
+  if (cpuguard_pcall(&g->env->sched->guard, L, 1, 1) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    buf_append_str(err, msg ? msg : "(an error object)");
+    result = -1;
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    buf_append(key, s, n);
+    result = 1;
+  }
+  lua_settop(L, top);
+  return result;
+}
+
+const struct update_ops runtime_update_ops = {start_update, report_failure,
+                                              report_timeout, cluster_key};
+
+/* --- scheduled jobs -------------------------------------------------------- */
+
+static struct job *start_job_run(struct job_owner *current,
+                                 const struct job_run_info *run,
+                                 job_end_fn on_end, void *end_ud) {
+  struct generation *g = gen_of_owner(current);
+  lua_State *L = g->owner.L;
+  if (!gen_push_runtime_fn(g, "handle_job")) {
+    struct log_fields f = {g->owner.id, -1};
+    log_msg(LOG_ERROR, &f, "job %s (id %s): the runtime has no handle_job",
+            run->name, run->id);
+    return NULL;
+  }
+  luajobs_push_run(L, run);
+  struct job_params p = {JOB_SCHEDULED, -1, NULL, 0, on_end, end_ud};
+  struct job *job = job_new(g->env->sched, &g->owner, &p);
+  job_spawn(job, L, 1);
+  return job;
+}
+
+static void on_job_report_end(struct job *job, void *ud) {
+  if (job_how_ended(job) == JOB_DONE) return;
+  struct log_fields f = job_log_fields(job);
+  log_msg(LOG_ERROR, &f, "reporting a job's failure failed: %s",
+          job_error(job) ? job_error(job) : "cancelled");
+}
+
+/* runtime.handle_job_failure(run, message) in a callback job of the run's
+ * generation: bot.catch, or the log. */
+static void report_job_failure(struct job *job, const struct job_run_info *run,
+                               const char *message) {
+  struct generation *g = gen_of_job(job);
+  lua_State *L = g->owner.L;
+  if (!gen_push_runtime_fn(g, "handle_job_failure")) {
+    struct log_fields f = {g->owner.id, -1};
+    log_msg(LOG_ERROR, &f, "job %s (id %s): %s", run->name, run->id, message);
+    return;
+  }
+  luajobs_push_run(L, run);
+  lua_pushstring(L, message);
+  struct job_params p = {JOB_CALLBACK, -1, NULL, 0, on_job_report_end, NULL};
+  struct job *report = job_new(g->env->sched, &g->owner, &p);
+  job_spawn(report, L, 2);
+}
+
+const struct jobsched_ops runtime_job_ops = {start_job_run,
+                                             report_job_failure};

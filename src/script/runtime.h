@@ -13,15 +13,18 @@
 
 #include "base/buf.h"
 #include "script/generation.h"
-#include "pipeline/host.h"
+#include "pipeline/runner.h"
+#include "script/scriptenv.h"
 
 /* Runs updates in the host's current generation. */
 extern const struct update_ops runtime_update_ops;
+/* Runs scheduled jobs (bot.job handlers) in a generation. */
+extern const struct jobsched_ops runtime_job_ops;
 
 /* A new generation of the script with the runtime loaded; the script is
  * not run yet. Returns NULL with err set on failure. The caller holds one
  * reference. */
-struct generation *runtime_new_generation(struct host *h,
+struct generation *runtime_new_generation(struct script_env *env,
                                           const char *script_path,
                                           struct buf *err);
 

@@ -75,8 +75,8 @@ struct kvreq *kvreq_cas(const char *ns, const char *key, size_t key_len,
   return r;
 }
 
-struct kvreq *kvreq_copy(const struct kvreq *q, kvreq_done_fn done,
-                         void *ud) {
+static struct kvreq *copy_of(const struct kvreq *q, kvreq_done_fn done,
+                             void *ud) {
   switch (q->op) {
     case KV_GET: return kvreq_get(q->ns, q->key, q->key_len, done, ud);
     case KV_SET:
@@ -92,6 +92,13 @@ struct kvreq *kvreq_copy(const struct kvreq *q, kvreq_done_fn done,
                        done, ud);
   }
   return NULL;
+}
+
+struct kvreq *kvreq_copy(const struct kvreq *q, kvreq_done_fn done,
+                         void *ud) {
+  struct kvreq *r = copy_of(q, done, ud);
+  if (r) r->fence = q->fence;
+  return r;
 }
 
 void kvreq_release(struct kvreq *r) {

@@ -43,8 +43,25 @@ struct kv_key {
   size_t len;
 };
 
+/* A write made for a cluster partition's update (sessions in --cluster):
+ * a backend that shares its data between processes (Redis) stores it only
+ * while the lease named holds the epoch, checked by the store itself
+ * (src/cluster/redislib.lua's tgc_kv), and otherwise fails the request
+ * with KV_FENCE_REFUSED in its error. Backends whose data no other
+ * process sees (memory, SQLite) have nothing to fence and ignore it.
+ * epoch 0: no fence. */
+struct kv_fence {
+  char lease[64];        /* the Redis key of the lease */
+  char refused[64];      /* the Redis hash counting refusals */
+  long long epoch;
+};
+
+/* The start of a fenced write's error when the lease has moved on. */
+#define KV_FENCE_REFUSED "refused: this process no longer owns the update's partition"
+
 struct kvreq {
   enum kv_op op;
+  struct kv_fence fence; /* KV_SET, KV_DELETE, KV_CAS: see above */
   char *ns;
   char *key;             /* KV_LIST: the prefix every key listed has */
   size_t key_len;

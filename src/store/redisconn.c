@@ -72,6 +72,7 @@ struct redisconn {
    * fail (from the loop) until a connection is up again. */
   bool down;
   char *down_reason;
+  bool quiet;                      /* outages not logged: redisconn_set_quiet */
   bool freeing;
   struct rc_cmd *waiting, *waiting_tail;   /* before the first attempt ends */
   struct rc_cmd *failed, *failed_tail;     /* to call back from the loop */
@@ -100,6 +101,10 @@ static void start_connect(struct redisconn *c);
 static void request_drop(struct redisconn *c, const char *reason);
 
 const char *redisconn_name(const struct redisconn *c) { return c->t.name; }
+void redisconn_set_quiet(struct redisconn *c, bool quiet) {
+  c->quiet = quiet;
+}
+
 bool redisconn_is_up(const struct redisconn *c) { return c->state == CS_UP; }
 static void arm_stall_timer(struct redisconn *c, uint64_t after_ms);
 static uint64_t patience_ms(const struct redisconn *c);
@@ -411,7 +416,7 @@ static void on_failed(evutil_socket_t fd, short what, void *arg) {
 
 static void set_down(struct redisconn *c, const char *reason) {
   bool was_down = c->down;
-  if (!was_down)
+  if (!was_down && !c->quiet)
     log_warn("%s %s: %s; reconnecting in the background", c->what, c->t.name,
              reason);
   c->down = true;
@@ -447,7 +452,8 @@ static void forget_context(struct redisconn *c) {
 static void came_up(struct redisconn *c) {
   c->state = CS_UP;
   c->backoff_ms = 0;
-  if (c->down) log_info("%s %s: connected again", c->what, c->t.name);
+  if (c->down && !c->quiet)
+    log_info("%s %s: connected again", c->what, c->t.name);
   c->down = false;
   free(c->down_reason);
   c->down_reason = NULL;

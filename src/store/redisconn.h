@@ -113,6 +113,11 @@ void redisconn_watch(struct redisconn *c,
                      void *ud);
 
 bool redisconn_is_up(const struct redisconn *c);
+/* Its outages and recoveries go unlogged: for a second connection to the
+ * same server whose user logs through the first (a cluster's blocking
+ * reads), so that one outage is one line. Failed commands still say
+ * why. */
+void redisconn_set_quiet(struct redisconn *c, bool quiet);
 /* The URL without user and password. */
 const char *redisconn_name(const struct redisconn *c);
 /* For tests: how long commands may go unanswered before the connection

@@ -189,6 +189,16 @@ static void on_reply(struct redisconn *c, const redisReply *rep,
              strncmp(rep->str, "NOSCRIPT", 8) == 0) {
     send_req(s, p, false);   /* Redis forgot the script (restarted, flushed) */
     return;
+  } else if (rep->type == REDIS_REPLY_ERROR && r->fence.epoch &&
+             strncmp(rep->str, "TGSTALE", 7) == 0) {
+    kvreq_set_error(r, "redis storage %s: %s %s (%s)",
+                    redisconn_name(s->conn), kvreq_op_name(r->op),
+                    KV_FENCE_REFUSED, rep->str);
+  } else if (rep->type == REDIS_REPLY_ERROR && r->fence.epoch &&
+             strstr(rep->str, "Function not found")) {
+    fail(s, r, "a write made for a cluster update must go to the cluster's "
+               "own Redis (this one has no cluster functions): give the "
+               "session storage the --cluster URL");
   } else if (rep->type == REDIS_REPLY_ERROR) {
     fail(s, r, rep->str);
   } else if (r->op == KV_GET) {
@@ -231,10 +241,53 @@ static void send_script(struct redisstore *s, struct pending *p,
   redisconn_command(s->conn, 3 + argc, full, full_lens, on_reply, p);
 }
 
+/* A write made for a cluster partition's update: one FCALL of the
+ * cluster's library, which stores it only while the partition's lease
+ * holds the request's epoch (kvreq.h, struct kv_fence). */
+static void send_fenced(struct redisstore *s, struct pending *p,
+                        const struct buf *key) {
+  struct kvreq *r = p->req;
+  char epoch[24], ttl[24];
+  snprintf(epoch, sizeof epoch, "%lld", r->fence.epoch);
+  snprintf(ttl, sizeof ttl, "%lld", r->ttl_ms > 0 ? r->ttl_ms : 0);
+  const char *argv[13] = {"FCALL", "tgc_kv", "3", r->fence.lease, key->data,
+                          r->fence.refused, epoch};
+  size_t lens[13] = {5, 6, 1, strlen(r->fence.lease), key->len,
+                     strlen(r->fence.refused), strlen(epoch)};
+  int argc = 7;
+#define ARG(str, len) (argv[argc] = (str), lens[argc++] = (len))
+  switch (r->op) {
+    case KV_SET:
+      ARG("set", 3);
+      ARG(r->value, r->value_len);
+      ARG(ttl, strlen(ttl));
+      break;
+    case KV_DELETE:
+      ARG("del", 3);
+      break;
+    default:   /* KV_CAS */
+      ARG("cas", 3);
+      ARG(r->expected ? "1" : "0", 1);
+      ARG(r->expected ? r->expected : "", r->expected_len);
+      ARG(r->value ? "1" : "0", 1);
+      ARG(r->value ? r->value : "", r->value_len);
+      ARG(ttl, strlen(ttl));
+      break;
+  }
+#undef ARG
+  redisconn_command(s->conn, argc, argv, lens, on_reply, p);
+}
+
 static void send_req(struct redisstore *s, struct pending *p, bool use_sha) {
   struct kvreq *r = p->req;
   struct buf key = BUF_INIT;
   redis_key(r, &key);
+  if (r->fence.epoch &&
+      (r->op == KV_SET || r->op == KV_DELETE || r->op == KV_CAS)) {
+    send_fenced(s, p, &key);
+    buf_free(&key);
+    return;
+  }
   const char *argv[8];
   size_t lens[8];
   int argc = 0;

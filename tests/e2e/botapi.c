@@ -6,13 +6,16 @@
  * transformers put on the wire; a misspelt method that never leaves the
  * process. (tests/lua/botapi.lua checks the annotations and the shapes'
  * parameters method by method.) */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 
-/* Calls every method twice, positionally and with a table, with a value
- * of each required parameter's type (lua/apispec.lua), counting what the
- * server did not know (404). */
+/* Calls every method twice, positionally (grammY's positional arguments,
+ * tghost.botapi.method(m).positional) and with a table (those and the
+ * required parameters), with a value of each parameter's type
+ * (lua/apispec.lua), counting what the server did not know (404). */
 #define CALL_EVERY_METHOD                                                      \
   "local spec = require('tghost.apispec')\n"                                  \
   "local function dummy(ty, i)\n"                                             \
@@ -27,11 +30,16 @@
   "local function call_every_method()\n"                                      \
   "  local calls, answered, unknown = 0, 0, {}\n"                             \
   "  for _, m in ipairs(tghost.botapi.methods()) do\n"                        \
-  "    local args, tbl, i = {}, {}, 0\n"                                      \
-  "    for p, ty in spec.methods[m][3]:gmatch('([%w_]+)!:(%S+)') do\n"        \
+  "    local args, tbl, val, i = {}, {}, {}, 0\n"                            \
+  "    for p, req, ty in spec.methods[m][3]:gmatch('([%w_]+)(!?):(%S+)') do\n" \
   "      i = i + 1\n"                                                          \
-  "      args[i] = dummy(ty, i)\n"                                             \
-  "      tbl[p] = args[i]\n"                                                   \
+  "      val[p] = dummy(ty, i)\n"                                              \
+  "      if req == '!' then tbl[p] = val[p] end\n"                             \
+  "    end\n"                                                                  \
+  "    for k, p in ipairs(tghost.botapi.method(m).positional) do\n"           \
+  "      p = p:gsub('%?$', '')\n"                                             \
+  "      args[k] = val[p]\n"                                                   \
+  "      tbl[p] = val[p]\n"                                                    \
   "    end\n"                                                                  \
   "    for _, shape in ipairs({ 'positional', 'table' }) do\n"                \
   "      local ok, err = pcall(function()\n"                                  \
@@ -163,6 +171,85 @@ TEST(calls_on_the_wire) {
         count_in(out, "transformer saw sendMessage"));
   CHECK(strstr(out, "did you mean sendMessage?"), "no suggestion");
   CHECK(strstr(out, "init: test_bot test_bot"), "bot.init()");
+  proc_check_clean(p);
+  proc_free(p);
+}
+
+/* Each method's URL is parsed once and kept, for at most 256 methods;
+ * past that a call is sent from the URL text. Calls to 300 names, each
+ * twice, must each reach the server under their own name, in both
+ * regimes. */
+TEST(method_urls_kept_and_beyond) {
+  const char *bot = harness_write("many.lua",
+      "for round = 1, 2 do\n"
+      "  for i = 1, 300 do bot.api.raw['method' .. i]({ n = i }) end\n"
+      "end\n"
+      "print('sent')\n");
+  struct proc *p = proc_start(bot, NULL);
+  CHECK(proc_wait(p, 60000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "status %d: %s", proc_status(p), proc_stderr(p));
+  struct fakeapi *api = harness_api();
+  static const int names[] = {1, 2, 255, 256, 257, 258, 299, 300};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    char m[32];
+    snprintf(m, sizeof m, "method%d", names[k]);
+    CHECK(fakeapi_count_method(api, m) == 2, "%s reached the server %zu times",
+          m, fakeapi_count_method(api, m));
+  }
+  /* Each call carried its own parameters to its own method. */
+  size_t checked = 0;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strncmp(c->method, "method", 6) != 0) continue;
+    int64_t n = 0;
+    CHECK(fake_call_int(c, "n", &n) && n == atoll(c->method + 6),
+          "%s came with n = %lld", c->method, (long long)n);
+    checked++;
+  }
+  CHECK(checked == 600, "%zu calls", checked);
+  proc_check_clean(p);
+  proc_free(p);
+}
+
+/* A call's result is decoded as its reply is read: what a script gets
+ * for a result that is not JSON, a reply without one, and one that names
+ * it twice (the last wins, as in any JSON object read into Lua). */
+static const char *const raw_replies[] = {
+    "{\"ok\":true,\"result\":{\"a\":tru}}",
+    "{\"ok\":true}",
+    "{\"result\":1,\"ok\":true,\"result\":{\"x\":[1,2,{\"y\":\"z\"}]}}",
+    "{\"result\":{\"x\":1},\"ok\":false,\"error_code\":400,"
+    "\"description\":\"Bad Request: no\"}",
+};
+static size_t raw_next;
+
+static enum fake_fault raw_fault(void *ud, const char *method, uint64_t nth) {
+  (void)ud;
+  (void)nth;
+  if (strcmp(method, "probe") != 0) return FAULT_NONE;
+  fakeapi_set_fault_raw_body(harness_api(), raw_replies[raw_next++ % 4]);
+  return FAULT_RAW_200;
+}
+
+TEST(results_read_with_the_reply) {
+  const char *bot = harness_write("results.lua",
+      "local function show(ok, r)\n"
+      "  if ok then return 'ok ' .. tghost.json.encode(r) end\n"
+      "  return r.kind .. ' ' .. r.description\n"
+      "end\n"
+      "for i = 1, 4 do print(i .. ': ' .. show(pcall(bot.api.raw.probe, {}))) end\n");
+  raw_next = 0;
+  fakeapi_set_fault_fn(harness_api(), raw_fault, NULL);
+  struct proc *p = proc_start(bot, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "status %d: %s", proc_status(p), proc_stderr(p));
+  const char *out = proc_stdout(p);
+  CHECK(strstr(out, "1: bad_response bad response (HTTP 200): invalid JSON at byte"),
+        "invalid result: %s", out);
+  CHECK(strstr(out, "2: bad_response bad response (HTTP 200): \"ok\": true "
+                    "without a result"), "no result: %s", out);
+  CHECK(strstr(out, "3: ok {\"x\":[1,2,{\"y\":\"z\"}]}"), "repeated result: %s", out);
+  CHECK(strstr(out, "4: api Bad Request: no"), "ok false with a result: %s", out);
   proc_check_clean(p);
   proc_free(p);
 }

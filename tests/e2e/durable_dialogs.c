@@ -10,7 +10,7 @@
 
 #include "calls.h"
 #include "harness.h"
-#include "redisrun.h"
+#include "redisproc.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -328,16 +328,21 @@ TEST(answers_in_one_batch) {
 
 /* --- Redis, a crash and a reload ------------------------------------------ */
 
+static bool redis_ready(void *ud) { return redisproc_ready(ud); }
+
 /* The records (and the sessions) in Redis: kill -9 after the second
  * answer, then, with the dialog resumed, a SIGHUP that loads a script
  * whose other handler changed: the waiting dialog moves to the new
  * generation (the old one retires at once, nothing pins it) and goes on
  * at its question, every question asked once. */
 TEST(redis_kill9_then_reload) {
-  int port = redisrun_start();
-  char store[128], script[4096], journal[600];
-  snprintf(store, sizeof store, "tghost.storage.redis('redis://127.0.0.1:%d')",
-           port);
+  redisproc_need();
+  struct redisproc redis = {0};
+  char dir[600], store[400], script[4096], journal[600];
+  snprintf(dir, sizeof dir, "%s/redis", harness_tmpdir());
+  redisproc_start(&redis, dir, NULL);
+  CHECK(run_until(redis_ready, &redis, 10000), "redis-server did not start");
+  snprintf(store, sizeof store, "tghost.storage.redis('%s')", redis.url);
   snprintf(script, sizeof script, quiz_fmt, store, store, "other");
   const char *path = harness_write("quiz.lua", script);
   snprintf(journal, sizeof journal, "%s/bot.journal", harness_tmpdir());

@@ -253,6 +253,38 @@ TEST(update_memory_limit) {
   proc_stop_within(p, 4000);
 }
 
+/* print with an argument whose __tostring raises: the line built so far
+ * was lost each time (200 such prints of a 1 MB string: 200 MB). The same
+ * with an unknown option whose key raises so (the list of known options,
+ * a few bytes each time: the sanitizer build's leak check sees it). */
+TEST(print_raising_tostring) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("print.lua",
+      "bot.on('message:text', function(ctx)\n"
+      "  local big = string.rep('x', 1 << 20)\n"
+      "  local bad = setmetatable({}, { __tostring = function() error('no') end })\n"
+      "  local failed = 0\n"
+      "  for i = 1, 200 do\n"
+      "    if not pcall(print, big, bad) then failed = failed + 1 end\n"
+      "    assert(not pcall(bot.api.config, { [bad] = 1 }))\n"
+      "  end\n"
+      "  collectgarbage()\n"
+      "  ctx:reply('failed ' .. failed)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  wait_polling();
+  long before = proc_rss_kib(p);
+  fakeapi_push_text(api, 1, 1, "go");
+  CHECK(run_until(have_text, "failed 200", 20000), "the prints did not all "
+        "fail");
+  long after = proc_rss_kib(p);
+  fprintf(stderr, "RSS %ld -> %ld KiB over 200 failed prints of 1 MB\n",
+          before, after);
+  CHECK(after - before < 64 * 1024, "RSS grew by %ld KiB", after - before);
+  proc_stop_cleanly(p);
+}
+
 TEST(total_memory_limit) {
   struct fakeapi *api = harness_api();
   const char *script = harness_write("memtotal.lua",
@@ -497,4 +529,223 @@ TEST(hears_hostile_text) {
   check_range_answered_once(0, 30);
   stop_within_drain(p);
   free(hostile);
+}
+
+/* --- work no hook reached -----------------------------------------------
+ *
+ * Each of these froze every other update (for as long as anyone waited:
+ * 2^53 steps in one C call, or a finalizer the collector ran with hooks
+ * off) and ignored the first SIGTERM. Now each is stopped within the CPU
+ * budget or refused, the other updates are answered meanwhile, and a
+ * SIGTERM sent while it runs ends tghost cleanly.
+ *
+ *   string_rep_empty     string.rep('', 1 << 53)
+ *   table_move_range     table.move({}, 1, 1 << 53, 1, {})
+ *   table_insert_len     table.insert on a table whose __len says 2^53
+ *   gc_true_replaced     __gc = true at setmetatable, a loop set later
+ *   gc_on_io_files       getmetatable(io.stdout).__gc = loop
+ *   loadlib_string,      package.loadlib("liblua5.4.so.0", luaopen_...):
+ *   loadlib_base,        fresh copies of the standard library without the
+ *   loadlib_coroutine    guards (and the same through require and cpath)
+ *   load_stall           load(string.rep('a=1\n', 12e6)): parsing 48 MB
+ *   coroutine_close_loop coroutine.close running a looping __close */
+
+#define ESCAPE_BUDGET_MS 200
+
+/* The bot: 'evil' replies "started", then runs code; the catch reports
+ * the CPU time from the start of code to the stop. */
+static const char *escape_script(const char *name, const char *code) {
+  char script[4096];
+  snprintf(script, sizeof script,
+           "local started\n"
+           "bot.catch(function(err)\n"
+           "  err.ctx:reply(string.format('caught after %%.3f s: %%s',\n"
+           "                os.clock() - started, tostring(err.error)))\n"
+           "end)\n"
+           "bot.on('message:text', function(ctx)\n"
+           "  if ctx.msg.text == 'evil' then\n"
+           "    ctx:reply('started')\n"
+           "    started = os.clock()\n"
+           "%s\n"
+           "  end\n"
+           "  ctx:reply('r' .. ctx.msg.text)\n"
+           "end)\n"
+           "run(bot)\n",
+           code);
+  return harness_write(name, script);
+}
+
+static const char *escape_args[] = {"--cpu-budget", "0.2", "--drain-timeout",
+                                    "5", NULL};
+
+static bool second_start(void *ud) { return replies_with("started") >= 2; }
+
+/* Runs code twice: once to see it stopped (the reply "caught after S s:
+ * <message>" with caught in the message, S within the budget; or, with
+ * caught NULL, the handler going on and log in the log) with the other
+ * updates answered; once with a SIGTERM sent while it runs. */
+static void run_escape(const char *name, const char *code,
+                       const char *caught, const char *log) {
+  struct fakeapi *api = harness_api();
+  const char *path = escape_script(name, code);
+  fakeapi_push_text(api, 1, 1, "evil");
+  struct proc *p = proc_start(path, escape_args);
+  CHECK(run_until(have_text, "started", 10000), "the handler did not start");
+  run_for(50);
+  uint64_t t0 = harness_now_ms();
+  push_numbered(10, 3);
+  CHECK(run_until(have_text, "r9", 20000), "the other updates were not "
+        "answered");
+  fprintf(stderr, "%s: the other updates were answered %llu ms after they "
+          "came\n", name, (unsigned long long)(harness_now_ms() - t0));
+  if (caught) {
+    CHECK(run_until(reply_contains, "caught after ", 10000),
+          "the handler was not stopped");
+    char *reply = reply_starting("caught after ");
+    double after = atof(reply + strlen("caught after "));
+    fprintf(stderr, "%s: %s\n", name, reply);
+    CHECK(strstr(reply, caught), "the error says: %s\n  wanted: %s", reply,
+          caught);
+    CHECK(after < ESCAPE_BUDGET_MS / 1000.0 + 1.0, "stopped after %.3f s of "
+          "CPU (budget %d ms)", after, ESCAPE_BUDGET_MS);
+    free(reply);
+    CHECK(!api_sent_text("revil"), "the handler went on");
+  } else {
+    CHECK(run_until(have_text, "revil", 10000), "the handler did not finish");
+  }
+  if (log) wait_stderr(p, log, 10000);
+  proc_stop_within(p, 4000);
+
+  /* Again, with a SIGTERM while it runs (50 ms after it began: it would
+   * run forever unstopped): the first one ends tghost. */
+  fakeapi_push_text(api, 1, 1, "evil");
+  p = proc_start(path, escape_args);
+  CHECK(run_until(second_start, NULL, 10000), "the handler did not start");
+  run_for(50);
+  proc_stop_within(p, 4000);
+}
+
+TEST(string_rep_empty) {
+  run_escape("rep.lua", "    local s = string.rep('', 1 << 53)\n"
+                        "    while true do end\n",
+             "ran for over 200 ms of CPU", NULL);
+}
+
+TEST(table_move_range) {
+  run_escape("move.lua", "    table.move({}, 1, 1 << 53, 1, {})\n",
+             "table.move stopped: the handler ran out of its CPU budget "
+             "(200 ms) after ", NULL);
+}
+
+TEST(table_insert_len) {
+  run_escape("insert.lua",
+             "    local t = setmetatable({}, { __len = function() return 1 << 53 end })\n"
+             "    table.insert(t, 1, 'x')\n",
+             "table.insert stopped: the handler ran out of its CPU budget "
+             "(200 ms) after ", NULL);
+}
+
+TEST(gc_true_replaced) {
+  run_escape("gctrue.lua",
+             "    local mt = { __gc = true }\n"
+             "    setmetatable({}, mt)\n"
+             "    mt.__gc = function() while true do end end\n"
+             "    collectgarbage()\n"
+             "    collectgarbage()\n",
+             NULL, "a __gc finalizer was stopped: ");
+}
+
+TEST(gc_on_io_files) {
+  run_escape("gcio.lua",
+             "    local loop = function() while true do end end\n"
+             "    pcall(function() getmetatable(io.stdout).__gc = loop end)\n"
+             "    pcall(function() debug.getmetatable(io.stdout).__gc = loop end)\n"
+             "    pcall(debug.setmetatable, io.stdout, { __gc = loop })\n"
+             "    local f = io.open('/dev/null')\n"
+             "    f = nil\n"
+             "    collectgarbage()\n"
+             "    collectgarbage()\n"
+             "    if getmetatable(io.stdout) ~= 'FILE*' then error('reached') end\n",
+             NULL, NULL);
+}
+
+/* Tries the library's opener through loadlib, and through require with
+ * package.cpath at liblua; runs fn(copy) with any copy it gets (a freeze
+ * with an unguarded one). */
+#define LOADLIB_CODE(opener, use)                                          \
+  "    local lib = '/usr/lib/x86_64-linux-gnu/liblua5.4.so.0'\n"           \
+  "    local got = {}\n"                                                   \
+  "    if package.loadlib then\n"                                          \
+  "      local open = package.loadlib(lib, 'luaopen_" opener "')\n"         \
+  "      if open then got[#got + 1] = open() end\n"                        \
+  "    end\n"                                                              \
+  "    package.cpath = lib .. ';' .. package.cpath\n"                      \
+  "    package.loaded['" opener "'] = nil\n"                               \
+  "    local ok, copy = pcall(require, '" opener "')\n"                    \
+  "    if ok then got[#got + 1] = copy end\n"                              \
+  "    for _, copy in ipairs(got) do " use " end\n"                        \
+  "    if #got > 0 then error('reached a copy') end\n"
+
+TEST(loadlib_string) {
+  run_escape("libstring.lua",
+             LOADLIB_CODE("string", "copy.rep('', 1 << 53)"), NULL, NULL);
+}
+
+TEST(loadlib_base) {
+  run_escape("libbase.lua",
+             LOADLIB_CODE("base", "copy.load(string.rep('a=1\\n', 12e6))"),
+             NULL, NULL);
+}
+
+TEST(loadlib_coroutine) {
+  run_escape("libco.lua",
+             LOADLIB_CODE("coroutine",
+                          "copy.wrap(function() while true do end end)()"),
+             NULL, NULL);
+}
+
+TEST(load_stall) {
+  run_escape("load.lua",
+             "    local src = string.rep('a=1\\n', 12e6)\n"
+             "    started = os.clock()\n"
+             "    local f, err = load(src)\n"
+             "    error(err or 'loaded')\n",
+             "load stopped: the handler ran out of its CPU budget (200 ms) "
+             "after ", NULL);
+}
+
+TEST(coroutine_close_loop) {
+  run_escape("close.lua",
+             "    local co = coroutine.create(function()\n"
+             "      local x <close> = setmetatable({}, { __close = function()\n"
+             "        while true do end\n"
+             "      end })\n"
+             "      coroutine.yield()\n"
+             "    end)\n"
+             "    coroutine.resume(co)\n"
+             "    coroutine.close(co)\n",
+             "ran for over 200 ms of CPU", NULL);
+}
+
+/* An error object whose __tostring loops: the handler's own error
+ * handling runs it under the guard, and so does tghost's report of an
+ * error that escaped everything (the top level's, here a reloaded script's
+ * is the same), which ran it after the task's run was over. */
+TEST(error_tostring_loop) {
+  run_escape("tostring.lua",
+             "    error(setmetatable({}, { __tostring = function()\n"
+             "      while true do end\n"
+             "    end }))\n",
+             "ran for over 200 ms of CPU", NULL);
+  harness_api();
+  const char *top = harness_write("toptostring.lua",
+      "error(setmetatable({}, { __tostring = function() while true do end "
+      "end }))\n");
+  const char *args[] = {"--check", "--cpu-budget", "0.2", NULL};
+  struct proc *p = proc_start(top, args);
+  CHECK(proc_wait(p, 10000), "the top level's error was never reported");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "(an error object of type table)"),
+        "the report does not name the error object");
+  proc_check_clean(p);
 }

@@ -635,7 +635,10 @@ TEST(metrics_head_limit) {
   send_str(fd, "\r\n\r\n");
   CHECK(read_answer(fd, 3000, NULL) == 431, "no 431 for a 9 KB head");
   close(fd);
-  CHECK(get_path(b.mport, "/healthz", NULL, &head) == 200, "/healthz");
+  wait_stderr(b.p, "webhook set", 5000);
+  int health = get_path(b.mport, "/healthz", NULL, &head);
+  CHECK(health == 200, "/healthz answered %d: %s", health,
+        head.data ? head.data : "");
   fd = tcp_connect(b.mport);
   send_str(fd, "POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
   CHECK(read_answer(fd, 3000, &head) == 405 &&

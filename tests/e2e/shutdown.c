@@ -159,6 +159,9 @@ TEST(handle_task) {
   CHECK(strstr(proc_stdout(p), "top-level wait: ") &&
             strstr(proc_stdout(p), "top level cannot wait for the bot to stop"),
         "waiting at the top level did not raise a clear error");
+  CHECK(strstr(proc_stdout(p), "top-level wait: ") &&
+            strstr(proc_stdout(p), "task.lua:3: handle:task()"),
+        "the error does not name the script's line: %s", proc_stdout(p));
   run_for(300);
   CHECK(!api_sent_text("runner stopped; isRunning false"),
         "task() completed while the runner ran");
@@ -182,6 +185,23 @@ TEST(handle_task) {
     free(t);
   }
   CHECK(stopped_at > slow_at, "the waiter woke before the other update was done");
+  proc_check_clean(p);
+}
+
+/* The same wait at the top level under --check fails as it would in a
+ * real run (it passed silently), at the script's line. */
+TEST(handle_task_check) {
+  harness_api();
+  const char *script = harness_write("taskcheck.lua",
+      "local handle = run(bot)\n"
+      "handle:task():wait()\n");
+  const char *args[] = {"--check", NULL};
+  struct proc *p = proc_start(script, args);
+  CHECK(proc_wait(p, 10000), "--check did not finish");
+  CHECK(proc_status(p) == 1, "exit status %d", proc_status(p));
+  CHECK(strstr(proc_stderr(p), "taskcheck.lua:2: handle:task(): the "
+               "script's top level cannot wait for the bot to stop"),
+        "--check does not report the wait at the script's line");
   proc_check_clean(p);
 }
 

@@ -3,7 +3,8 @@
  *
  * For every input it checks:
  *   1. the reader: walking the value with the pull API, skipping it
- *      (json_skip) and decoding it (luajson) accept or reject alike; every
+ *      (json_skip) and decoding it (luajson) accept or reject alike, and
+ *      json_skip_unchecked delimits what json_skip accepts alike; every
  *      number reads as its text says (an integer prints back as its text,
  *      a float is strtod's value); every string unescapes to bytes that
  *      json_write_string escapes and the reader reads back unchanged;
@@ -254,7 +255,8 @@ static bool ours_decode(const char *s, size_t n, struct json_reader *r) {
   struct buf scratch = BUF_INIT;
   int top = lua_gettop(L);
   json_reader_init(r, s, n);
-  bool ok = luajson_decode_value(L, r, &scratch) && json_finish(r);
+  bool ok = lua_checkstack(L, LUAJSON_STACK) &&
+            luajson_decode_value(L, r, &scratch) && json_finish(r);
   buf_free(&scratch);
   if (!ok) lua_settop(L, top);
   return ok;
@@ -270,6 +272,19 @@ static void check_reader(const char *s, size_t n) {
   bool skipped = json_skip(&r, &span) && json_finish(&r);
   EXPECT(walked == skipped, "the walk %s, json_skip %s",
          walked ? "accepts" : "rejects", skipped ? "accepts" : "rejects");
+
+  /* The unchecked skip finds the same end as the validating one wherever
+   * that one accepts, and never reads past the input either way. */
+  json_reader_init(&r, s, n);
+  struct json_slice loose;
+  bool delimited = json_skip_unchecked(&r, &loose);
+  EXPECT(!delimited || (loose.ptr >= s && loose.ptr + loose.len <= s + n),
+         "json_skip_unchecked's span leaves the input");
+  if (skipped)
+    EXPECT(delimited && loose.ptr == span.ptr && loose.len == span.len,
+           "json_skip_unchecked %s, span %zu bytes where json_skip's is %zu",
+           delimited ? "delimits" : "fails", delimited ? loose.len : 0,
+           span.len);
 
   struct buf err = BUF_INIT;
   bool decoded = luajson_decode(L, s, n, &err) == 0;
@@ -297,7 +312,8 @@ static void check_reader(const char *s, size_t n) {
     if (present) EXPECT(found, "json_find_member misses \"%s\"", names[i]);
     if (found) {
       struct buf scratch = BUF_INIT;
-      EXPECT(luajson_decode_value(L, &at, &scratch),
+      EXPECT(lua_checkstack(L, LUAJSON_STACK) &&
+                 luajson_decode_value(L, &at, &scratch),
              "the value json_find_member found for \"%s\" does not decode",
              names[i]);
       lua_pop(L, 1);

@@ -1,6 +1,6 @@
 -- The Bot API surface, for every method of the committed Bot API version
 -- (net/botapi_methods.c, generated): callable in both of grammY's call shapes
--- (positional in the spec's parameter order, and a table), known to
+-- (grammY's positional arguments, and a table), known to
 -- --check (a stand-in result of the method's result type), annotated in
 -- types/botapi.lua (both shapes), and the same in the C table and in
 -- lua/apispec.lua. Then the call machinery: "did you mean", the default
@@ -63,25 +63,33 @@ t.test("every method: the C table and lua/apispec.lua agree", function()
   end
 end)
 
+-- The names a method's positional shape takes: grammY's (a "?" dropped).
+local function positional_names(m)
+  local out = {}
+  for i, p in ipairs(tghost.botapi.method(m).positional) do out[i] = p:gsub("%?$", "") end
+  return out
+end
+
 t.test("every method: callable in both shapes, with the same parameters", function()
   for _, m in ipairs(methods) do
     local params = spec_params(m)
+    local value, positional = {}, {}
+    for i, p in ipairs(params) do value[p.name] = dummy(p.type, i) end
     local args, tbl = {}, {}
-    for i, p in ipairs(params) do
-      if p.required then
-        args[#args + 1] = dummy(p.type, i)
-        tbl[p.name] = args[#args]
-      end
+    for i, name in ipairs(positional_names(m)) do
+      positional[name] = true
+      args[i] = value[name]
+      tbl[name] = value[name]
     end
     local other
-    for i, p in ipairs(params) do
-      if not p.required then
-        other = { [p.name] = dummy(p.type, i) }
+    for _, p in ipairs(params) do
+      if not p.required and not positional[p.name] then
+        other = { [p.name] = value[p.name] }
         tbl[p.name] = other[p.name]
         break
       end
     end
-    -- Positional: the required parameters in the spec's order, then other.
+    -- Positional: grammY's positional arguments, then other.
     if other then args[#args + 1] = other end
     local n0 = #seen
     bot.api[m](table.unpack(args))
@@ -130,10 +138,7 @@ t.test("every method: annotated in types/botapi.lua in both shapes", function()
   for _, m in ipairs(methods) do
     local block = blocks[m]
     t.truthy(block, m .. " is not annotated")
-    local required = {}
-    for _, p in ipairs(spec_params(m)) do
-      if p.required then required[#required + 1] = p.name end
-    end
+    local required = positional_names(m)
     if #required > 0 then
       local overload = block:match("%-%-%-@overload fun%(([^)]*)%)")
       t.truthy(overload, m .. ": no positional overload")
@@ -142,7 +147,9 @@ t.test("every method: annotated in types/botapi.lua in both shapes", function()
       for i, r in ipairs(required) do
         t.eq(names[i]:gsub("_$", ""), r, m .. ": positional parameter " .. i)
       end
-      t.truthy(block:find("---@param params tg." .. m:gsub("^%l", string.upper) .. "Params", 1, true),
+      local P = m:gsub("^%l", string.upper)
+      t.truthy(block:find("---@param params tg." .. P .. "Params", 1, true)
+               or block:find("---@param params? tg." .. P .. "Params", 1, true),
                m .. ": no table shape")
     end
   end
@@ -158,6 +165,54 @@ t.test("a misspelt method raises before anything is sent", function()
   -- bot.api.raw sends any name.
   bot.api.raw.sendMesage{ chat_id = 1 }
   t.eq(last().method, "sendMesage")
+end)
+
+-- grammY's Api takes some methods' arguments in an order of its own
+-- (tools/botapi/gen.mjs reads it from grammy's api.d.ts): the edit methods
+-- name chat_id and message_id first, some take an optional parameter. The
+-- same calls read the same in tghost.
+t.test("positional arguments are grammY's", function()
+  bot.api.editMessageText(1, 2, "new", { parse_mode = "HTML" })
+  t.eq(last().params, { chat_id = 1, message_id = 2, text = "new", parse_mode = "HTML" })
+  bot.api.editMessageReplyMarkup(1, 2, { reply_markup = { inline_keyboard = {} } })
+  t.eq(last().params, { chat_id = 1, message_id = 2, reply_markup = { inline_keyboard = {} } })
+  bot.api.editMessageCaption(1, 2, { caption = "c" })
+  t.eq(last().params, { chat_id = 1, message_id = 2, caption = "c" })
+  bot.api.editMessageMedia(1, 2, { type = "photo", media = "f" })
+  t.eq(last().params, { chat_id = 1, message_id = 2, media = { type = "photo", media = "f" } })
+  bot.api.editMessageLiveLocation(1, 2, 52.5, 13.4)
+  t.eq(last().params, { chat_id = 1, message_id = 2, latitude = 52.5, longitude = 13.4 })
+  bot.api.stopMessageLiveLocation(1, 2)
+  t.eq(last().params, { chat_id = 1, message_id = 2 })
+  bot.api.setMessageReaction(1, 2, { { type = "emoji", emoji = "👍" } })
+  t.eq(last().params, { chat_id = 1, message_id = 2,
+                        reaction = { { type = "emoji", emoji = "👍" } } })
+  bot.api.setGameScore(1, 2, 3, 40)
+  t.eq(last().params, { chat_id = 1, message_id = 2, user_id = 3, score = 40 })
+  bot.api.sendDice(1, "🎯")
+  t.eq(last().params, { chat_id = 1, emoji = "🎯" })
+  bot.api.setMyName("Shop")
+  t.eq(last().params, { name = "Shop" })
+  bot.api.sendGift(7, "gift")
+  t.eq(last().params, { user_id = 7, gift_id = "gift" })
+  -- optional in grammY: may be left off at the end
+  bot.api.unpinChatMessage(1)
+  t.eq(last().params, { chat_id = 1 })
+  bot.api.unpinChatMessage(1, 5)
+  t.eq(last().params, { chat_id = 1, message_id = 5 })
+  -- optional in the Bot API: may be nil in the middle (Telegram Stars)
+  bot.api.createInvoiceLink("t", "d", "p", nil, "XTR", { { label = "x", amount = 1 } })
+  t.eq(last().params, { title = "t", description = "d", payload = "p", currency = "XTR",
+                        prices = { { label = "x", amount = 1 } } })
+  t.raises(function() bot.api.editMessageText(1, 2) end,
+           "bot.api.editMessageText(chat_id, message_id, text, other): text is missing")
+  t.raises(function() bot.api.createInvoiceLink("t", "d", nil, "", "XTR", {}) end,
+           "payload is nil")
+  -- the table shape is unchanged (an inline message has no chat_id)
+  bot.api.editMessageText{ inline_message_id = "i", text = "t" }
+  t.eq(last().params, { inline_message_id = "i", text = "t" })
+  t.eq(tghost.botapi.method("editMessageText").positional, { "chat_id", "message_id", "text" })
+  t.eq(tghost.botapi.method("sendMessage").positional, { "chat_id", "text" })
 end)
 
 t.test("positional arguments: errors name the parameters", function()

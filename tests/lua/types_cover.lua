@@ -38,6 +38,7 @@ local alias = {
   log = "tghost.log", storage = "tghost.storage", Storage = "tghost.Storage",
   fmt = "tghost.fmt", html = "tghost.html", markdown = "tghost.markdown",
   webapp = "tghost.webapp", login = "tghost.login", botapi = "tghost.botapi",
+  jobs = "tghost.jobs", Job = "tghost.Job",
 }
 local aliased = {}
 for key in pairs(declared) do
@@ -105,8 +106,8 @@ t.test("every keyboard method is annotated", function()
        "reply keyboard methods")
 end)
 
-t.test("tghost.fmt, html, markdown, webapp, login and botapi are annotated", function()
-  for _, name in ipairs({ "fmt", "html", "markdown", "webapp", "login", "botapi" }) do
+t.test("tghost.fmt, html, markdown, webapp, login, botapi and jobs are annotated", function()
+  for _, name in ipairs({ "fmt", "html", "markdown", "webapp", "login", "botapi", "jobs" }) do
     t.eq(missing("tghost." .. name, keys(tghost[name])), {}, "tghost." .. name)
   end
 end)

@@ -101,6 +101,7 @@ struct fakeapi {
   void *fault_ud;
   int retry_after;
   char *retry_after_text;     /* overrides retry_after in 429 bodies */
+  char *raw_body;             /* FAULT_RAW_200's answer */
   fake_delay_fn delay_fn;
   void *delay_ud;
 
@@ -302,6 +303,11 @@ static void write_response(struct fake_conn *c, int status, const char *body,
     }
     case FAULT_OK_FALSE_200:
       len = (size_t)snprintf(errbody, sizeof errbody, "{\"ok\":false}");
+      body = errbody;
+      break;
+    case FAULT_RAW_200:
+      len = (size_t)snprintf(errbody, sizeof errbody, "%s",
+                             c->f->raw_body ? c->f->raw_body : "");
       body = errbody;
       break;
     case FAULT_401:
@@ -1083,6 +1089,7 @@ void fakeapi_free(struct fakeapi *f) {
   for (size_t i = 0; i < f->nupdates; i++) free(f->updates[i].json);
   free(f->updates);
   free(f->retry_after_text);
+  free(f->raw_body);
   for (size_t i = 0; i < f->ncalls; i++) {
     free(f->calls[i]->method);
     free(f->calls[i]->params);
@@ -1142,8 +1149,14 @@ void fakeapi_push_raw_update(struct fakeapi *f, int64_t position,
   if (f->held_poll && u->id >= f->held_poll->offset) answer_poll(f->held_poll);
 }
 
+void fakeapi_set_fault_raw_body(struct fakeapi *f, const char *body) {
+  free(f->raw_body);
+  f->raw_body = body ? xstrdup(body) : NULL;
+}
+
 void fakeapi_set_fault_retry_after_text(struct fakeapi *f, const char *text) {
   free(f->retry_after_text);
+  free(f->raw_body);
   f->retry_after_text = text ? xstrdup(text) : NULL;
 }
 

@@ -61,6 +61,8 @@ enum fake_fault {
   FAULT_409_WEBHOOK,   /* 409: a webhook is set (what getUpdates gets
                           while setWebhook's url is set; deleteWebhook or
                           setWebhook with an empty url clears it) */
+  FAULT_RAW_200,       /* HTTP 200 with the body set by
+                          fakeapi_set_fault_raw_body */
 };
 
 /* Decides the fault for a call: method and the method's own call count. */
@@ -90,6 +92,8 @@ int64_t fakeapi_push_update(struct fakeapi *f, const char *body);
  * offset confirms it, as update_id does for well-formed ones. */
 void fakeapi_push_raw_update(struct fakeapi *f, int64_t position,
                              const char *json);
+/* The body FAULT_RAW_200 answers with (copied; at most 255 bytes). */
+void fakeapi_set_fault_raw_body(struct fakeapi *f, const char *body);
 /* The retry_after of 429 answers as raw JSON text ("1e400"), or NULL. */
 void fakeapi_set_fault_retry_after_text(struct fakeapi *f, const char *text);
 /* A text message from user in chat. */

@@ -55,6 +55,7 @@ struct conn {
   struct buf body;
   size_t body_bytes;
   uint64_t body_hash;
+  char content_type[128];      /* the request's, for /upload's answer */
   struct answer *ans;
 };
 
@@ -160,6 +161,7 @@ static void reset_request(struct conn *c) {
   buf_reset(&c->body);
   c->body_bytes = 0;
   c->body_hash = 1469598103934665603ULL;
+  c->content_type[0] = '\0';
 }
 
 static void answer_done(struct conn *c) {
@@ -419,9 +421,11 @@ static void handle_request(struct conn *c) {
     return;
   }
   if (strcmp(path, "/upload") == 0) {
-    char body[128];
-    int n = snprintf(body, sizeof body, "{\"bytes\":%zu,\"fnv1a64\":\"%016llx\"}",
-                     c->body_bytes, (unsigned long long)c->body_hash);
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"bytes\":%zu,\"fnv1a64\":\"%016llx\",\"type\":\"%s\"}",
+                     c->body_bytes, (unsigned long long)c->body_hash,
+                     c->content_type);
     answer_new(c, A_SILENT, path);
     send_simple(c, 200, "application/json", body, (size_t)n);
     answer_done(c);
@@ -468,6 +472,11 @@ static bool parse_head(struct conn *c, char *head) {
       if (strcasecmp(line, "Content-Length") == 0) {
         c->left = strtoull(v, NULL, 10);
         c->body_state = c->left ? BODY_LENGTH : BODY_NONE;
+      } else if (strcasecmp(line, "Content-Type") == 0) {
+        /* Kept for /upload's answer; quotes would break its JSON. */
+        snprintf(c->content_type, sizeof c->content_type, "%s", v);
+        for (char *q = c->content_type; *q; q++)
+          if (*q == '"' || *q == '\\') *q = '?';
       } else if (strcasecmp(line, "Transfer-Encoding") == 0 &&
                  strcasestr(v, "chunked")) {
         c->body_state = BODY_CHUNK_SIZE;

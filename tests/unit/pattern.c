@@ -715,6 +715,29 @@ static void bound_in_lua(void) {
            code, took, d.asked);
     lua_pop(L, 1);
   }
+  /* A plain find whose needle nearly matches everywhere: n * m bytes of
+   * comparing, asked about as it goes. */
+  d.asked = 0;
+  last_stop_message[0] = '\0';
+  double started = now_ms();
+  d.at = started + limit_ms;
+  static const char plain[] =
+      "return string.find(string.rep('a', 400000), string.rep('a', 100000) "
+      ".. 'b', 1, true)";
+  CHECK(luaL_loadbuffer(L, plain, sizeof plain - 1, "=bound") == LUA_OK,
+        "load: %s", lua_tostring(L, -1));
+  CHECK(lua_pcall(L, 0, 0, 0) != LUA_OK, "the plain find ran to its end");
+  double took = now_ms() - started;
+  static const char plain_want[] =
+      "bound:1: string.find stopped: the test's deadline passed in a plain "
+      "search for 100001 bytes in 400000 bytes";
+  CHECK(strcmp(lua_tostring(L, -1), plain_want) == 0, "the error: %s",
+        lua_tostring(L, -1));
+  CHECK(strcmp(last_stop_message, plain_want) == 0, "the guard was told: %s",
+        last_stop_message);
+  CHECK(took < limit_ms + 400, "the plain find stopped after %.0f ms", took);
+  printf("pattern_test: a plain find stopped after %.0f ms\n", took);
+  lua_pop(L, 1);
   d.at = now_ms() + 60000;
   CHECK(luaL_dostring(L, "return ('key=value'):match('^(%w+)=(%w+)$')") ==
             LUA_OK, "%s", lua_tostring(L, -1));
@@ -755,6 +778,63 @@ static void bound_in_engine(void) {
 }
 
 TEST(differential) { differential(); }
+
+/* string.rep: Lua's results and errors on small cases, and at once where
+ * Lua's loops n times over empty copies. */
+TEST(rep) {
+  lua_State *lua = new_state(NULL, false), *ours = new_state(NULL, true);
+  static const char *const strs[] = {"", "a", "ab", "x\0y", "hello"};
+  static const long long counts[] = {-1, 0, 1, 2, 3, 7, 100, 1LL << 31,
+                                     INT64_MAX};
+  size_t cases = 0;
+  for (size_t si = 0; si < 5; si++)
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++)
+      for (int sep = -1; sep < 5; sep++) {
+        const char *s = strs[si];
+        size_t ls = si == 3 ? 3 : strlen(s);
+        const char *sp = sep < 0 ? NULL : strs[sep];
+        size_t lsp = sep == 3 ? 3 : sp ? strlen(sp) : 0;
+        /* Lua's own loops n times when every copy is empty: not run. */
+        if (ls + lsp == 0 && counts[ci] > 1000) continue;
+        char *got[2];
+        for (int k = 0; k < 2; k++) {
+          lua_State *L = k ? ours : lua;
+          lua_getglobal(L, "pcall");
+          lua_getglobal(L, "string");
+          lua_getfield(L, -1, "rep");
+          lua_remove(L, -2);
+          lua_pushlstring(L, s, ls);
+          lua_pushinteger(L, counts[ci]);
+          if (sp) lua_pushlstring(L, sp, lsp);
+          lua_call(L, sp ? 4 : 3, 2);
+          size_t len;
+          const char *r = lua_tolstring(L, -1, &len);
+          got[k] = malloc(len + 2);
+          got[k][0] = lua_toboolean(L, -2) ? 'T' : 'F';
+          memcpy(got[k] + 1, r, len);
+          got[k][len + 1] = '\0';
+          CHECK(k == 0 || strlen(got[0] + 1) == strlen(got[1] + 1),
+                "different lengths");
+          lua_pop(L, 2);
+        }
+        CHECK(memcmp(got[0], got[1], strlen(got[0] + 1) + 1) == 0,
+              "string.rep(%zu bytes, %lld, %d): Lua's %.60s, ours %.60s", ls,
+              counts[ci], sep, got[0], got[1]);
+        free(got[0]);
+        free(got[1]);
+        cases++;
+      }
+  double started = now_ms();
+  CHECK(luaL_dostring(ours, "return #string.rep('', 1 << 53) + "
+                      "#string.rep('', 1 << 53, '')") == LUA_OK,
+        "%s", lua_tostring(ours, -1));
+  CHECK(lua_tointeger(ours, -1) == 0 && now_ms() - started < 50,
+        "2^53 empty copies");
+  lua_pop(ours, 1);
+  printf("pattern_test: string.rep agrees on %zu cases\n", cases);
+  lua_close(lua);
+  lua_close(ours);
+}
 
 TEST(abort) {
   bound_in_engine();

@@ -14,7 +14,9 @@
 //                                every object with its fields (lazily
 //                                loaded: --check and tooling)
 //   src/net/botapi_methods.c     the methods, their parameter order and
-//                                required flags, the Bot API version: what
+//                                required flags, grammY's positional
+//                                arguments where they differ from the
+//                                required ones, the Bot API version: what
 //                                bot.api, the sandbox and --version read
 //   types/botapi.lua             LuaCATS classes for every object,
 //                                tghost.Api with both call shapes of every
@@ -265,6 +267,49 @@ const grammyContext = [];
   });
 }
 
+// --- grammY's positional arguments (its Api class) ---------------------------
+
+// grammY's Api picks each method's positional arguments by hand, and not
+// always as the Bot API's required parameters: the edit methods take
+// chat_id and message_id first (the Bot API marks them optional, for
+// inline messages; grammY has *Inline variants for those), some take an
+// optional parameter (setMyName(name), unpinChatMessage(chat_id,
+// message_id?)). bot.api's positional shape is grammY's, so a grammY call
+// reads the same; a method whose list differs from its required
+// parameters carries grammY's list (an optional one ends in "?").
+{
+  const file = path.join(here, "node_modules/grammy/out/core/api.d.ts");
+  const sf = ts.createSourceFile(file, fs.readFileSync(file, "utf8"),
+                                 ts.ScriptTarget.ES2020, true);
+  const grammyApi = new Map();
+  ts.forEachChild(sf, node => {
+    if (!ts.isClassDeclaration(node) || !node.name || node.name.text !== "Api") return;
+    for (const m of node.members) {
+      if (!ts.isMethodDeclaration(m) || !m.name) continue;
+      // Deprecated aliases pass (...args) on to their successor.
+      if (m.parameters.some(p => p.dotDotDotToken)) continue;
+      const names = m.parameters.map(p => p.name.getText(sf))
+        .filter(n => n !== "other" && n !== "signal")
+        // editMessageText(chat_id, message_id, text_or_rich_message): a
+        // string is the text (a rich message goes in the table shape).
+        .map(n => n.replace(/_or_rich_message$/, ""));
+      const optional = m.parameters.filter(p => p.questionToken).map(p => p.name.getText(sf));
+      grammyApi.set(m.name.text, names.map(n => optional.includes(n) ? n + "?" : n));
+    }
+  });
+  for (const m of methods) {
+    const pos = grammyApi.get(m.name);
+    if (!pos) continue;
+    const unknown = pos.filter(n => !m.params.some(p => p.name === n.replace(/\?$/, "")));
+    if (unknown.length) {
+      console.warn(`grammY's Api.${m.name} takes ${unknown.join(", ")}, which the Bot API does not have: positional shape left as the required parameters`);
+      continue;
+    }
+    const req = m.params.filter(p => p.required).map(p => p.name);
+    if (pos.join(" ") !== req.join(" ")) m.positional = pos;
+  }
+}
+
 // --- the ctx shortcuts (lua/shortcuts.lua) ----------------------------------
 
 // Entries are one per line: S("name", "method", "target"[, "arg", "arg?"])
@@ -337,7 +382,8 @@ static const struct botapi_method methods[] = {
 `;
   for (const m of sorted) {
     const names = m.params.map(p => p.name + (p.required ? "!" : "")).join(" ");
-    c += `    {${JSON.stringify(m.name)}, ${JSON.stringify(m.result)}, ${JSON.stringify(names)}},\n`;
+    const pos = m.positional ? JSON.stringify(m.positional.join(" ")) : "NULL";
+    c += `    {${JSON.stringify(m.name)}, ${JSON.stringify(m.result)}, ${JSON.stringify(names)}, ${pos}},\n`;
   }
   c += `};
 
@@ -395,8 +441,8 @@ function writeTypes() {
   let out = `---@meta tghost.botapi
 ${HEADER("--")}-- LuaCATS annotations of the Telegram Bot API for lua-language-server: every
 -- object as a class tg.Name, every method of bot.api in both call shapes
--- (a table of parameters, or the required ones in order and then a table
--- of the rest), and the ctx shortcuts. Install beside types/tghost.lua.
+-- (a table of parameters, or grammY's positional arguments and then a
+-- table of the rest), and the ctx shortcuts. Install beside types/tghost.lua.
 
 `;
   for (const a of aliases) {
@@ -428,10 +474,17 @@ ${HEADER("--")}-- LuaCATS annotations of the Telegram Bot API for lua-language-s
     const result = lcats(m.result);
     if (m.params.length) {
       out += `---@param params ${req.length ? "" : "?"}tg.${P}Params`.replace("params ?", "params? ") + "\n";
-      const pos = req.map(p => `${LUA_KEYWORDS.has(p.name) ? p.name + "_" : p.name}: ${lcats(p.type)}`);
+      // The positional shape is grammY's (m.positional) or the required
+      // parameters in order.
+      const posNames = m.positional || req.map(p => p.name);
+      const pos = posNames.map(n => {
+        const bare = n.replace(/\?$/, "");
+        const p = m.params.find(x => x.name === bare);
+        return `${LUA_KEYWORDS.has(bare) ? bare + "_" : bare}${n.endsWith("?") ? "?" : ""}: ${lcats(p.type)}`;
+      });
       if (opt.length) pos.push(`other?: tg.${P}Other`);
       out += `---@return ${result}\n`;
-      if (req.length) out += `---@overload fun(${pos.join(", ")}): ${result}\n`;
+      if (posNames.length) out += `---@overload fun(${pos.join(", ")}): ${result}\n`;
       out += `function Api.${m.name}(params) end\n\n`;
     } else {
       out += `---@return ${result}\nfunction Api.${m.name}() end\n\n`;
