@@ -343,15 +343,51 @@ function runtime.dialog_has(id)
   return false
 end
 
--- runtime.handle_update, when an update starts: it is recorded.
-function runtime.dialog_begin(update)
+local adopt, load
+
+-- A record the store keeps for this update as a dialog's first update,
+-- under one of its conversation keys: the dialog of an update handed
+-- over again (redelivered), whose record was stored by a process that is
+-- gone or gave its cluster partition up. The record and its key, or nil.
+local function record_for(update)
+  local b, prefix = config.backend, config.prefix
+  local keys = { runtime.conversation_keys(update, "bkuc") }
+  for i = 1, 4 do
+    local key = keys[i]
+    local bytes = key and b:get(prefix .. key)
+    local record = bytes and load(bytes)
+    if record and record.uid == update.update_id then
+      record.bytes = bytes
+      return record, key
+    end
+  end
+  return nil
+end
+
+-- runtime.handle_update, when an update starts: it is recorded; or, if
+-- it comes again and is the first update of a stored dialog, that dialog
+-- resumes (in a cluster, where its partition went: lua/tghost.lua).
+function runtime.dialog_begin(update, redelivered)
   if not config then return true end
   local id = update.update_id
   local jl = job_local(true)
-  if jl.dialog == nil then
-    jl.dialog = { mode = "record", events = {}, pos = 0, uid = id,
-                  id = tostring(id), update = update }
+  if jl.dialog ~= nil then return true end
+  if redelivered then
+    local ok, record, key = pcall(record_for, update)
+    if not ok then
+      core.log("warn", "conversations: the record of update " .. tostring(id)
+               .. " could not be read: " .. tostring(record))
+    elseif record then
+      note_ids(record)
+      core.log("info", string.format("conversation %s resumes from its record "
+                                     .. "(%d events)", record.dk or key,
+                                     #(record.ev or {})))
+      adopt(record, key, update)
+      return true
+    end
   end
+  jl.dialog = { mode = "record", events = {}, pos = 0, uid = id,
+                id = tostring(id), update = update }
   return true
 end
 
@@ -378,18 +414,29 @@ end
 
 -- --- resuming ------------------------------------------------------------------------
 
--- The state a resumed job replays: the record's.
-local function replaying(record)
+-- This job replays record (stored under key; update: its first update,
+-- decoded).
+function adopt(record, key, update)
   local jl = job_local(true)
-  local u = json.decode(record.u)
-  jl.dialog = { mode = "replay", events = record.ev or {}, pos = 0,
-                uid = record.uid, id = record.id, update = u,
-                update_json = record.u }
-  return u
+  local d = { mode = "replay", events = record.ev or {}, pos = 0,
+              uid = record.uid, id = record.id, update = update,
+              update_json = record.u, key = config.prefix .. key,
+              bytes = record.bytes, display = record.dk }
+  jl.dialog = d
+  record.bytes = nil
+  if record.ver ~= config.version then
+    d.mode = "changed"
+    d.changed = setmetatable({ key = record.dk or key, at = 0,
+                               expected = "version " .. tostring(record.ver),
+                               got = "version " .. tostring(config.version),
+                               ctx = require("tghost.context").new(update,
+                                                                   runtime.bot) },
+                             ConversationChanged)
+  end
 end
 
 -- A record as the store has it: decoded, or nil and why.
-local function load(bytes)
+function load(bytes)
   local ok, record = pcall(codec.decode, bytes)
   if not ok or type(record) ~= "table" or record.v ~= FORMAT
      or type(record.u) ~= "string" then
@@ -401,22 +448,8 @@ end
 -- The job conv.resume started (or the C side after a reload): record,
 -- loaded, is replayed through the bot from its first update.
 function runtime.resume_dialog(record, key)
-  local update = replaying(record)
-  local jl = job_local()
-  local d = jl.dialog
-  d.key = config.prefix .. key
-  d.bytes = record.bytes
-  d.display = record.dk
-  record.bytes = nil
-  if record.ver ~= config.version then
-    d.mode = "changed"
-    d.changed = setmetatable({ key = record.dk or key, at = 0,
-                               expected = "version " .. tostring(record.ver),
-                               got = "version " .. tostring(config.version),
-                               ctx = require("tghost.context").new(update,
-                                                                   runtime.bot) },
-                             ConversationChanged)
-  end
+  local update = json.decode(record.u)
+  adopt(record, key, update)
   return runtime.handle_update(update, false, "resume")
 end
 

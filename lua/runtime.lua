@@ -205,7 +205,7 @@ function runtime.handle_update(update, redelivered, route)
       return
     end
   end
-  if runtime.dialog_begin then runtime.dialog_begin(update) end
+  if runtime.dialog_begin then runtime.dialog_begin(update, redelivered) end
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end

@@ -216,8 +216,11 @@ local function start(opts)
     pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
   -- The first start: the dialogs a storage keeps resume before any update
-  -- is fetched, so that their keys are theirs (lua/dialog.lua).
-  if not runner.is_running() and not core.check_mode() then
+  -- is fetched, so that their keys are theirs (lua/dialog.lua). Not in a
+  -- cluster: there a dialog resumes where its partition is, when the
+  -- partition's record hands its first update over again.
+  if not runner.is_running() and not core.check_mode() and not core.cluster()
+     and flat.cluster_url == nil then
     local ok, n = pcall(dialog.resume_all)
     if not ok then
       core.log("error", "conversations: the stored dialogs could not be "

@@ -396,6 +396,13 @@ static int l_check_mode(lua_State *L) {
   return 1;
 }
 
+/* core.cluster() -> whether tghost runs with --cluster (run()'s own
+ * cluster option is the script's to see). */
+static int l_cluster(lua_State *L) {
+  lua_pushboolean(L, env_of(L)->cluster);
+  return 1;
+}
+
 int luaopen_tghost_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"sleep", l_sleep},
@@ -413,6 +420,7 @@ int luaopen_tghost_core(lua_State *L) {
       {"current", l_current},
       {"job_local", l_job_local},
       {"check_mode", l_check_mode},
+      {"cluster", l_cluster},
       {"handle_update", l_handle_update},
       {"script_dir", l_script_dir},
       {"watch", l_watch},

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "calls.h"
+#include "clusterrun.h"
 #include "harness.h"
 #include "redisproc.h"
 
@@ -379,6 +380,102 @@ TEST(redis_kill9_then_reload) {
         !reply_starting("other2 a"), "an answer ran through the middleware");
   CHECK(!reply_starting("caught: "), "bot.catch was called");
   proc_stop_cleanly(p);
+}
+
+/* --- a cluster ------------------------------------------------------------------ */
+
+/* Two members of a cluster, the records in its Redis: a dialog at its
+ * third question on the member that owns its chat's partition, which then
+ * stops (gracefully: its waiting dialog is cut short, its first update
+ * stays in the partition's record), so the partition moves to the other
+ * member. That one started before the dialog had any record; it takes the
+ * first update over (redelivered), finds the dialog's record and replays
+ * it: the dialog goes on at its third question, there, and no question is
+ * asked twice. */
+static const char cluster_quiz[] =
+    "local me = os.getenv('NAME')\n"
+    "conversation{ storage = tghost.storage.redis(os.getenv('REDIS_URL')) }\n"
+    "bot.command('quiz', function(ctx)\n"
+    "  local answers = {}\n"
+    "  for i = 1, 5 do\n"
+    "    ctx:reply('Q' .. i .. ' ' .. me)\n"
+    "    answers[i] = ctx:wait('message:text').msg.text\n"
+    "  end\n"
+    "  ctx:reply('done ' .. table.concat(answers, ',') .. ' at ' .. me)\n"
+    "end)\n"
+    "bot.on('message:text', function(ctx) ctx:reply('other ' .. me) end)\n"
+    "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
+    "run(bot, { cluster = { lease = 1, partitions = 4 } })\n";
+
+/* How many messages sent start with prefix. */
+static size_t replies_with_prefix_count(const char *prefix) {
+  struct fakeapi *api = harness_api();
+  size_t n = 0;
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    const struct fake_call *c = fakeapi_call(api, i);
+    if (strcmp(c->method, "sendMessage") != 0) continue;
+    char *t = fake_call_string(c, "text");
+    if (t && strncmp(t, prefix, strlen(prefix)) == 0) n++;
+    free(t);
+  }
+  return n;
+}
+
+static bool asked_q1(void *ud) {
+  (void)ud;
+  return api_sent_text("Q1 A") || api_sent_text("Q1 B");
+}
+
+TEST(cluster_partition_moves) {
+  struct cluster_run r = {0};
+  clusterrun_redis(&r);
+  r.script = harness_write("quiz.lua", cluster_quiz);
+  r.extra_args = (const char *[]){"--log-level", "debug", NULL};
+  struct proc *m[2];
+  m[0] = clusterrun_start_env(&r, 0, (const char *[]){"NAME=A", NULL});
+  wait_stderr(m[0], "took over partition", 20000);
+  m[1] = clusterrun_start_env(&r, 1, (const char *[]){"NAME=B", NULL});
+  wait_stderr(m[1], "took over partition", 20000);
+  send_text("/quiz");
+  CHECK(run_until(asked_q1, NULL, 20000), "no member asked Q1");
+  /* x asks, y takes over. */
+  int x = api_sent_text("Q1 A") ? 0 : 1, y = 1 - x;
+  const char *names[] = {"A", "B"};
+  char want[64];
+  for (int i = 1; i <= 2; i++) {
+    char a[8];
+    snprintf(a, sizeof a, "a%d", i);
+    snprintf(want, sizeof want, "Q%d %s", i + 1, names[x]);
+    send_text(a);
+    expect_text(want);
+  }
+  /* The record is stored before the wait suspends. */
+  wait_stderr(m[x], "record stored (6 events", 10000);
+  proc_kill(m[x], SIGTERM);
+  CHECK(proc_wait(m[x], 30000), "%s did not stop", names[x]);
+  CHECK(proc_status(m[x]) == 0, "%s exited with %d", names[x],
+        proc_status(m[x]));
+  /* (Not a check: what counts is what the user sees next.) */
+  run_until_stderr(m[y], "resumes from its record", 20000);
+  for (int i = 3; i <= 4; i++) {
+    char a[8];
+    snprintf(a, sizeof a, "a%d", i);
+    snprintf(want, sizeof want, "Q%d %s", i + 1, names[y]);
+    send_text(a);
+    expect_text(want);
+  }
+  send_text("a5");
+  snprintf(want, sizeof want, "done a1,a2,a3,a4,a5 at %s", names[y]);
+  expect_text(want);
+  for (int i = 1; i <= 5; i++) {
+    char q[8];
+    snprintf(q, sizeof q, "Q%d ", i);
+    CHECK(replies_with_prefix_count(q) == 1, "'%s' was asked %zu times", q,
+          replies_with_prefix_count(q));
+  }
+  CHECK(!reply_starting("other ") && !reply_starting("caught: "),
+        "an answer ran through the middleware, or bot.catch was called");
+  clusterrun_finish(&r);
 }
 
 /* --- the dialog's own code changes ------------------------------------------ */
