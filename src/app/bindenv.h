@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "pipeline/host.h"
+#include "app/host.h"
 #include "script/scriptenv.h"
 
 /* Fills env from h (which must outlive it; its job scheduler made

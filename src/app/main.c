@@ -11,7 +11,7 @@
 
 #include "base/cli.h"
 #include "script/generation.h"
-#include "pipeline/host.h"
+#include "app/host.h"
 #include "cluster/cluster.h"
 #include "pipeline/journal.h"
 #include "base/log.h"

@@ -17,7 +17,7 @@
 #include "base/clock.h"
 #include "script/generation.h"
 #include "script/luaconv.h"
-#include "pipeline/host.h"
+#include "app/host.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "pipeline/runner.h"
