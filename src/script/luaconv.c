@@ -15,6 +15,7 @@
 #include "base/metrics.h"
 #include "base/qlist.h"
 #include "sched/task.h"
+#include "pipeline/runopts.h"
 #include "pipeline/update.h"
 
 struct conv;
@@ -778,6 +779,14 @@ static int l_resume(lua_State *L) {
   return 1;
 }
 
+/* In a cluster a waiting durable conversation stays in its generation at
+ * a reload: its first update, which the runner's source keeps unfinished
+ * while it waits (the cluster partition's record), is what resumes it at
+ * the partition's next owner; a job that moved would end that update. */
+static bool in_cluster(const struct luaconv *lc, const struct generation *g) {
+  return lc->env->cluster || (g->run_opts && g->run_opts->cluster_url);
+}
+
 /* Starts old's conversation again in g (runtime.resume_dialog_key(key)
  * replays its record), handing its key over at once so that nothing of
  * the key slips past it meanwhile. false if g cannot (no storage for
@@ -856,7 +865,8 @@ static int l_move(lua_State *L) {
   struct task *t = task_check_can_wait(L, lc->env->sched, "conversation");
   struct conv *c = conv_of(task_job(t));
   struct generation *current = lc->current;
-  if (!c || !current || current == gen_of(L) || !move_to(lc, c, current)) {
+  if (!c || !current || current == gen_of(L) || in_cluster(lc, current) ||
+      !move_to(lc, c, current)) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -870,6 +880,7 @@ static int l_move(lua_State *L) {
 
 void luaconv_move_durable(struct luaconv *lc, struct generation *current) {
   lc->current = current;
+  if (in_cluster(lc, current)) return;
   size_t n = 0, cap = 0;
   struct conv **list = NULL;
   size_t bucket;

@@ -99,7 +99,8 @@
  *   conv.move()                     the running conversation goes on in
  *       the current generation (runtime.resume_dialog_key replays it);
  *       this job ends where it stands, its coroutines not closed; returns
- *       false if the current generation keeps no records
+ *       false if the current generation keeps no records, or in a cluster
+ *       (see luaconv_move_durable)
  *
  * A second conversation on a key replaces the first (see "replaced"): the
  * user moved on (typed /register again, or another command that asks). */
@@ -151,7 +152,11 @@ void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
 /* After a reload: each waiting durable conversation of an older
  * generation goes on in current, replayed from its record
  * (runtime.resume_dialog_key), if current keeps conversations in a
- * storage; the old job ends without closing its coroutines. */
+ * storage; the old job ends without closing its coroutines. Not in a
+ * cluster: there the job's update stays unfinished in its partition's
+ * record while the conversation waits, and resumes it at the partition's
+ * next owner (so the conversation keeps its generation, as one without a
+ * storage does). */
 void luaconv_move_durable(struct luaconv *c, struct generation *current);
 
 /* Logs, for each generation other than current that waiting

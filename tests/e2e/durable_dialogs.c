@@ -385,10 +385,11 @@ TEST(redis_kill9_then_reload) {
 /* --- a cluster ------------------------------------------------------------------ */
 
 /* Two members of a cluster, the records in its Redis: a dialog at its
- * third question on the member that owns its chat's partition, which then
- * stops (gracefully: its waiting dialog is cut short, its first update
- * stays in the partition's record), so the partition moves to the other
- * member. That one started before the dialog had any record; it takes the
+ * third question on the member that owns its chat's partition, which
+ * reloads (another handler changed: the dialog stays on its code there)
+ * and then stops (gracefully: its waiting dialog is cut short, its first
+ * update stays in the partition's record), so the partition moves to the
+ * other member. That one started before the dialog had any record; it takes the
  * first update over (redelivered), finds the dialog's record and replays
  * it: the dialog goes on at its third question, there, and no question is
  * asked twice. */
@@ -403,7 +404,7 @@ static const char cluster_quiz[] =
     "  end\n"
     "  ctx:reply('done ' .. table.concat(answers, ',') .. ' at ' .. me)\n"
     "end)\n"
-    "bot.on('message:text', function(ctx) ctx:reply('other ' .. me) end)\n"
+    "bot.on('message:text', function(ctx) ctx:reply('%s ' .. me) end)\n"
     "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
     "run(bot, { cluster = { lease = 1, partitions = 16 } })\n";
 
@@ -429,7 +430,9 @@ static bool asked_q1(void *ud) {
 TEST(cluster_partition_moves) {
   struct cluster_run r = {0};
   clusterrun_redis(&r);
-  r.script = harness_write("quiz.lua", cluster_quiz);
+  char script[2048];
+  snprintf(script, sizeof script, cluster_quiz, "other");
+  r.script = harness_write("quiz.lua", script);
   r.extra_args = (const char *[]){"--log-level", "debug", NULL};
   struct proc *m[2];
   m[0] = clusterrun_start_env(&r, 0, (const char *[]){"NAME=A", NULL});
@@ -454,6 +457,13 @@ TEST(cluster_partition_moves) {
   }
   /* The record is stored before the wait suspends. */
   wait_stderr(m[x], "record stored (6 events", 10000);
+  /* A reload that changes another handler: in a cluster the dialog stays
+   * where it is (its first update, in its partition's record, is what
+   * resumes it at the partition's next owner). */
+  snprintf(script, sizeof script, cluster_quiz, "other2");
+  write_by_rename("quiz.lua", script);
+  proc_kill(m[x], SIGHUP);
+  wait_stderr(m[x], "generation 2 loaded", 10000);
   proc_kill(m[x], SIGTERM);
   CHECK(proc_wait(m[x], 30000), "%s did not stop", names[x]);
   CHECK(proc_status(m[x]) == 0, "%s exited with %d", names[x],
@@ -476,7 +486,7 @@ TEST(cluster_partition_moves) {
     CHECK(replies_with_prefix_count(q) == 1, "'%s' was asked %zu times", q,
           replies_with_prefix_count(q));
   }
-  CHECK(!reply_starting("other ") && !reply_starting("caught: "),
+  CHECK(!reply_starting("other") && !reply_starting("caught: "),
         "an answer ran through the middleware, or bot.catch was called");
   clusterrun_finish(&r);
 }
