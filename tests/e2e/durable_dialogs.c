@@ -427,7 +427,9 @@ static bool asked_q1(void *ud) {
   return api_sent_text("Q1 A") || api_sent_text("Q1 B");
 }
 
-TEST(cluster_partition_moves) {
+/* killed: x is killed with SIGKILL (its leases run out) instead of
+ * reloaded and stopped. */
+static void partition_moves(bool killed) {
   struct cluster_run r = {0};
   clusterrun_redis(&r);
   char script[2048];
@@ -457,17 +459,22 @@ TEST(cluster_partition_moves) {
   }
   /* The record is stored before the wait suspends. */
   wait_stderr(m[x], "record stored (6 events", 10000);
-  /* A reload that changes another handler: in a cluster the dialog stays
-   * where it is (its first update, in its partition's record, is what
-   * resumes it at the partition's next owner). */
-  snprintf(script, sizeof script, cluster_quiz, "other2");
-  write_by_rename("quiz.lua", script);
-  proc_kill(m[x], SIGHUP);
-  wait_stderr(m[x], "generation 2 loaded", 10000);
-  proc_kill(m[x], SIGTERM);
-  CHECK(proc_wait(m[x], 30000), "%s did not stop", names[x]);
-  CHECK(proc_status(m[x]) == 0, "%s exited with %d", names[x],
-        proc_status(m[x]));
+  if (killed) {
+    proc_kill(m[x], SIGKILL);
+    CHECK(proc_wait(m[x], 10000), "%s did not die", names[x]);
+  } else {
+    /* A reload that changes another handler: in a cluster the dialog
+     * stays where it is (its first update, in its partition's record, is
+     * what resumes it at the partition's next owner). */
+    snprintf(script, sizeof script, cluster_quiz, "other2");
+    write_by_rename("quiz.lua", script);
+    proc_kill(m[x], SIGHUP);
+    wait_stderr(m[x], "generation 2 loaded", 10000);
+    proc_kill(m[x], SIGTERM);
+    CHECK(proc_wait(m[x], 30000), "%s did not stop", names[x]);
+    CHECK(proc_status(m[x]) == 0, "%s exited with %d", names[x],
+          proc_status(m[x]));
+  }
   /* (Not a check: what counts is what the user sees next.) */
   run_until_stderr(m[y], "resumes from its record", 20000);
   for (int i = 3; i <= 4; i++) {
@@ -490,6 +497,12 @@ TEST(cluster_partition_moves) {
         "an answer ran through the middleware, or bot.catch was called");
   clusterrun_finish(&r);
 }
+
+TEST(cluster_partition_moves) { partition_moves(false); }
+
+/* The same with the dialog's member killed: its partitions go to the
+ * other member once their leases run out. */
+TEST(cluster_owner_killed) { partition_moves(true); }
 
 /* --- the dialog's own code changes ------------------------------------------ */
 
