@@ -2,7 +2,8 @@
  * dialog's record in SQLite or Redis, and the dialog going on by replay
  * after kill -9 (with --journal), after a reload that changes an
  * unrelated handler, and ending with ConversationChanged when the dialog's
- * own code changed. No message is sent twice. */
+ * own code changed; in a cluster, at the member its partition moves to.
+ * No message is sent twice. */
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
