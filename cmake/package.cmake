@@ -5,7 +5,7 @@
 # It installs under /usr what `cmake --install` does (the binary, the man
 # page, the systemd unit in /lib/systemd/system, the editor annotations)
 # and the docs Debian expects: /usr/share/doc/tghost with the copyright,
-# the changelogs and the examples. Its dependencies are the shared
+# the changelogs, the examples, README.md and docs/. Its dependencies are the shared
 # libraries the binary links, found by dpkg-shlibdeps (Debian's dpkg-dev),
 # so they are whatever the build machine's versions need. The binary is
 # stripped. tests/tools/deb_package.sh (ctest package.deb) builds it and
@@ -13,6 +13,9 @@
 
 set(TGHOST_DOC_DIR ${CMAKE_INSTALL_DATADIR}/doc/tghost)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/examples/ DESTINATION ${TGHOST_DOC_DIR}/examples)
+# The guide and the reference, as Markdown (the man page points at them).
+install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${TGHOST_DOC_DIR})
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/ DESTINATION ${TGHOST_DOC_DIR}/docs)
 
 # /usr/share/doc/tghost/copyright, in Debian's machine-readable format,
 # from LICENSE; the upstream and Debian changelogs, compressed.

@@ -235,7 +235,7 @@ setmetatable(raw, {
 rawset(api, "raw", raw)
 
 -- bot.api.config{ autoRetry = ..., throttle = ..., parseMode = ... }: flood
--- control (see README) and the parse_mode of every call that sets neither
+-- control (docs/guide/bot-api.md) and the parse_mode of every call that sets neither
 -- parse_mode nor entities (false: none). Returns the configuration in
 -- force. bot.api.config.use(fn): fn(prev, method, params) sees every call
 -- and returns its result (usually prev(method, params)).

@@ -2,7 +2,7 @@
 -- LuaCATS annotations of the tghost Lua API, for lua-language-server (and
 -- editors built on it): completion, hover docs and type checks for bot,
 -- ctx, run, sequentialize, conversation and tghost.*. This file is never run; point the
--- language server's workspace.library at its folder (see the README).
+-- language server's workspace.library at its folder (docs/guide/testing.md, "Editor support").
 -- tests/lua/types_cover.lua checks that it names everything the API has.
 
 ---------------------------------------------------------------------------
@@ -367,7 +367,7 @@ function jobs.duration(text) end
 ---@field config tghost.ApiConfig
 local Api = {}
 
----`bot.api.config{ ... }`: flood control (see the README) and a default
+---`bot.api.config{ ... }`: flood control (docs/guide/bot-api.md) and a default
 ---parse_mode; returns the settings in force. `bot.api.config.use(fn)`
 ---installs a transformer.
 ---@class tghost.ApiConfig

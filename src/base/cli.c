@@ -82,8 +82,8 @@ const struct cli_option cli_options[] = {
      "Every process started with the same URL and token takes a share of "
      "the updates; a chat's updates keep their order, and the updates of a "
      "process that dies or pauses are taken over by the others. Redis "
-     "should run with appendonly yes and appendfsync always. See the "
-     "README, \"Several processes\"."},
+     "should run with appendonly yes and appendfsync always. See "
+     "docs/operations/cluster.md."},
     {"webhook", 0, "URL", OPT_WEBHOOK, NULL,
      "receive updates as POSTs to URL (https, through a TLS proxy) instead "
      "of polling; needs --listen",

@@ -53,7 +53,7 @@
  * it runs before any network event of the same loop turn, so no reply
  * resumes a handler of a partition whose lease is past D.
  *
- * ORDER (the argument; README "Several processes" states the guarantee)
+ * ORDER (the argument; docs/operations/cluster.md states the guarantee)
  *
  * Claim: for two updates a before b of one cluster key (b later in the
  * key's partition stream), no run of b starts before every run of a has

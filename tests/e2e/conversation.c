@@ -1405,10 +1405,10 @@ TEST_SERIAL(ten_thousand_waiting) {
   proc_stop_cleanly(p);
 }
 
-/* A dialog that keeps its progress in a session stored in SQLite (the way
- * to survive a restart before durable dialogs; it still works) goes on at
- * the open question after tghost was killed (no journal: the user's next
- * message resumes it). */
+/* The restart story of docs/guide/conversations.md without a storage for
+ * conversations: a dialog that keeps its progress in a session stored in
+ * SQLite (it still works) goes on at the open question after tghost was
+ * killed (no journal: the user's next message resumes it). */
 TEST(session_restart) {
   struct fakeapi *api = harness_api();
   char script[4096];

@@ -247,7 +247,7 @@ TEST_SERIAL(kill9_sequentialize) {
 
 /* Without a journal a crash loses what was fetched and not finished: up
  * to concurrency + maxWaiting updates per crash (here 200 + 2,000), as
- * the README says; the kill test sees losses, within that bound. */
+ * docs/operations/journal.md says; the kill test sees losses, within that bound. */
 TEST(kill9_no_journal) {
   enum { KILLS = 5 };
   struct kill_run r = kill_and_restart(4000, KILLS, false,

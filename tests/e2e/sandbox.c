@@ -230,6 +230,29 @@ TEST(script_failure) {
  * made the emulator send the bot invalid JSON (:location) or wait for
  * ever (:timeout). And an empty file is sent and downloaded without a
  * leak (libevent's file segment of 0 bytes was never freed). */
+/* A transcript's first lines wait for the bot's first getUpdates: before
+ * it the bot's allowed_updates are not known, and a chat_member update
+ * (which Telegram sends only when they name it) was dropped. */
+TEST(first_lines_wait_for_the_first_poll) {
+  const char *bot = harness_write("members.lua",
+      "bot.on('chat_member', function(ctx)\n"
+      "  local m = ctx.chatMember.new_chat_member\n"
+      "  ctx.api.sendMessage{ chat_id = ctx.chat.id,\n"
+      "    text = m.user.first_name .. ' is now ' .. m.status }\n"
+      "end)\n"
+      "run(bot)\n");
+  const char *chat = harness_write("members.chat",
+      ":group friends\n"
+      ":user Bob\n"
+      ":leave\n"
+      "< Bob is now left\n");
+  struct proc *p = play(bot, chat, NULL);
+  CHECK(proc_wait(p, 30000), "tghost did not exit");
+  CHECK(proc_status(p) == 0, "exit status %d: %s", proc_status(p),
+        proc_stderr(p));
+  proc_check_clean(p);
+}
+
 TEST(bad_arguments) {
   struct buf script = BUF_INIT;
   buf_printf(&script,

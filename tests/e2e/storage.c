@@ -1110,7 +1110,7 @@ static char *last_markup(void) {
 
 /* examples/commands.lua keeps its votes in tghost.storage.memory: a hot
  * reload (SIGHUP) keeps the count. */
-/* Redis on another machine (README, "Redis across machines"): the
+/* Redis on another machine (docs/guide/sessions.md, "Redis across machines"): the
  * password comes in the URL and tghost sends AUTH before anything else,
  * for the default user (redis://:password@host:port/0) or an ACL user
  * (redis://user:password@host:port/0, Redis 6+), whose key patterns Redis

@@ -627,7 +627,7 @@ TEST(reply_stream_source_fails) {
   proc_stop_cleanly(p);
 }
 
-/* --- the model-backed chat bot (examples/chat.lua, the README's) --------- */
+/* --- the model-backed chat bot (examples/chat.lua, docs/guide/io.md's) --------- */
 
 /* Its transcript in the sandbox, against the fake model server: an SSE API
  * in, a streamed reply out, the history in the session. */

@@ -1,7 +1,7 @@
 /* Runs a libFuzzer target without libFuzzer (and without clang): every
  * file of a seed corpus, then random mutations of them for a few seconds.
  * What ctest runs, so every build exercises the fuzz target; long runs
- * with coverage guidance are libFuzzer's job (README, Tests).
+ * with coverage guidance are libFuzzer's job (docs/internals/tests.md).
  *
  *   fuzz_driver [--seconds S] [--seed N] CORPUS_DIR_OR_FILE...
  *

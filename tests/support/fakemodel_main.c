@@ -1,6 +1,6 @@
 /* The fake model server as a program: an OpenAI-style chat completions
  * API on 127.0.0.1 that streams its answers by server-sent events, for
- * trying a model-backed bot in the sandbox without a model (README,
+ * trying a model-backed bot in the sandbox without a model (docs/guide/io.md,
  * "A model-backed chat bot").
  *
  *   fakemodel [--port N] [--tokens N] [--seconds S] [--bench FILE]

@@ -44,7 +44,9 @@ for f in ./usr/bin/tghost ./usr/share/man/man1/tghost.1.gz \
          ./usr/share/doc/tghost/changelog.gz \
          ./usr/share/doc/tghost/changelog.Debian.gz \
          ./usr/share/doc/tghost/examples/echo.lua \
-         ./usr/share/doc/tghost/examples/echo.chat; do
+         ./usr/share/doc/tghost/examples/echo.chat \
+         ./usr/share/doc/tghost/docs/README.md \
+         ./usr/share/doc/tghost/docs/guide/first-bot.md; do
   grep -qx "$f" "$work/contents" || fail "the package lacks $f"
 done
 
