@@ -35,7 +35,25 @@ end
 
 measure("Context.new", function() Context.new(update, bot) end)
 measure("the default key function (\"chat:user\")",
-        function() runtime.conversation_key(update) end)
+        function() runtime.conversation_keys(update, "k") end)
+measure("every key (user in chat, key, user, chat)",
+        function() runtime.conversation_keys(update, "bkuc") end)
 conversation{ key = function(ctx) return ctx.chat and ctx.chat.id end }
 measure("a key function returning the chat id",
-        function() runtime.conversation_key(update) end)
+        function() runtime.conversation_keys(update, "k") end)
+
+-- What an update costs the composer: the middleware it passes through
+-- record themselves (lua/composer.lua's trail, for conversations' answers)
+-- and a filter that matches records itself as a guard.
+local Composer = require("tghost.composer")
+local c = Composer.new()
+c.use(function(ctx, next) return next() end)
+c.on("message:text", function(ctx, next) return next() end)
+c.on("message:text", function() end)
+local run = c.middleware()
+local function noop() end
+measure("a stack of use, on + next, on (matching)", function()
+  local ctx = Context.new(update, bot)
+  run(ctx, noop)
+  Composer.done(ctx)
+end)

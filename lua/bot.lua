@@ -4,6 +4,7 @@ local core = require("tghost.core")
 local apicore = require("tghost.api")
 local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
+local dialog = require("tghost.dialog")
 local format = require("tghost.format")
 local runtime = require("tghost.runtime")
 errors.internal()
@@ -154,7 +155,7 @@ local records = runtime.records
 
 local function send_now(method, params)
   if check_mode then return checkstub.call(method, params) end
-  return errors.call(apicore.call, method, params)
+  return dialog.effect("api", method, errors.call, apicore.call, method, params)
 end
 
 local function send(method, params)

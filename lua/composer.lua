@@ -15,6 +15,7 @@
 -- allowed_updates (see Composer.needs).
 local errors = require("tghost.errors")
 local filter = require("tghost.filter")
+local Context = require("tghost.context")
 local triggers = require("tghost.triggers")
 local runtime = require("tghost.runtime")
 local tasks = require("tghost.tasks")
@@ -54,18 +55,193 @@ local function middleware_count(...)
   return n
 end
 
--- Runs list[i..], then next. Each next() may be called once.
+-- The functions this module makes to route updates (a composer's run, a
+-- filter in front of handlers, ...), as opposed to the script's own
+-- middleware.
+local internal = setmetatable({}, { __mode = "k" })
+local function own(fn)
+  internal[fn] = true
+  return fn
+end
+
+-- Middleware a conversation's answers do not run again (see
+-- Composer.trail): sequentialize's, since the conversation takes its keys
+-- back itself.
+local not_for_answers = setmetatable({}, { __mode = "k" })
+
+-- The path an update took to the code running now, for a conversation's
+-- answers (lua/conversation.lua), which run the middleware the
+-- conversation's own update went through on its way to the handler, as
+-- far as they pass the same filters. Per context, an array (path.n
+-- entries in use): a function is the script's middleware that called
+-- next() and has not returned; a filter's tag ({ pred = fn }, one per
+-- filter, made with it) says the code from here on sits behind it; the
+-- tag's { unpred = tag } says the rest of the outer stack runs, no longer
+-- behind it. A middleware's entry goes when its next() returns (whatever
+-- was recorded above it goes with it); filters' entries are not taken
+-- off one by one, so that filters and list ends still make tail calls
+-- (each frame kept would stay on every waiting conversation's stack).
+-- The path is read only when a conversation waits, and recording
+-- allocates nothing: an array goes back to a pool when its update is done
+-- (allocations are what routing an update costs most, in the collector's
+-- work: about 10 instructions per byte). A call that raises leaves its
+-- entries behind: whoever catches the error and goes on (errorBoundary)
+-- puts the path back as it was.
+local PATH = Context.PATH
+local pool, pooled = {}, 0
+local POOL_MAX = 64
+
+local function new_path(ctx)
+  local path
+  if pooled > 0 then
+    path = pool[pooled]
+    pool[pooled] = nil
+    pooled = pooled - 1
+  else
+    path = { false, false, false, false, false, false, false, false, n = 0 }
+  end
+  ctx[PATH] = path
+  return path
+end
+
+-- The update is done with its path: the array goes back to the pool.
+local function release(ctx, path)
+  path.n = 0
+  if ctx[PATH] == path then
+    ctx[PATH] = false
+    if pooled < POOL_MAX then
+      pooled = pooled + 1
+      pool[pooled] = path
+    end
+  end
+end
+
+local function push(ctx, entry)
+  local path = ctx[PATH] or new_path(ctx)
+  local n = path.n + 1
+  path[n] = entry
+  path.n = n
+end
+
+-- The update ctx is done (runtime.handle_update): its path is reused.
+function Composer.done(ctx)
+  local path = ctx[PATH]
+  if path then release(ctx, path) end
+end
+runtime.path_done = Composer.done
+
+-- The code below records with as few calls as it can: in Lua a call costs
+-- more than the rest of a step. (So next() returns one value, not all of
+-- the rest of the stack's.)
+
+-- Runs run(ctx, next) behind the filter tagged tag (whose predicate
+-- matched); leaving marks where the rest of the outer stack runs (nil: the
+-- code behind the filter is a list of this module's, which marks it).
+local function behind_filter(tag, run, ctx, next)
+  local path = ctx[PATH] or new_path(ctx)
+  local n = path.n
+  path[n + 1] = tag
+  path.n = n + 1
+  local leaving = tag.leaving
+  local r
+  if leaving then
+    r = run(ctx, function()
+      local m = path.n
+      path[m + 1] = leaving
+      path.n = m + 1
+      local r2 = next()
+      path.n = m
+      return r2
+    end)
+  else
+    r = run(ctx, next)
+  end
+  path.n = n
+  return r
+end
+
+-- A filter's tag: { pred = fn } and, for a filter in front of middleware
+-- that is not a list of this module's, { leaving = { unpred = tag } }.
+local function filter_tag(pred, foreign)
+  local tag = { pred = pred }
+  if foreign then tag.leaving = { unpred = tag } end
+  return tag
+end
+
+-- Runs list[i..], then next. Each next() may be called once. A list behind
+-- a filter (list.leaving, its filter's { unpred = tag }) records where the
+-- code leaves it.
 local function run_list(list, ctx, next, i)
   local mw = list[i]
-  if mw == nil then return next() end
+  if mw == nil then
+    local leaving = list.leaving
+    if leaving then push(ctx, leaving) end
+    return next()
+  end
   local called = false
   return mw(ctx, function()
     if called then
       error("next() was called twice by the same middleware", 2)
     end
     called = true
-    return run_list(list, ctx, next, i + 1)
+    if internal[mw] or not_for_answers[mw] then
+      return run_list(list, ctx, next, i + 1)
+    end
+    local path = ctx[PATH] or new_path(ctx)
+    local n = path.n
+    path[n + 1] = mw
+    path.n = n + 1
+    local r = run_list(list, ctx, next, i + 1)
+    path.n = n
+    return r
   end)
+end
+
+-- The script's middleware ctx is inside of now, outermost first, each with
+-- the filters it sits behind ({ mw =, guards = {pred...} }), without those
+-- marked not for answers: what an update that answers a conversation
+-- started by ctx runs (Composer.run_trail) before the conversation gets
+-- it.
+function Composer.trail(ctx)
+  local out, active = {}, {}
+  local path = ctx[PATH]
+  for k = 1, path and path.n or 0 do
+    local e = path[k]
+    if type(e) == "function" then
+      if not not_for_answers[e] then
+        out[#out + 1] = { mw = e, guards = table.move(active, 1, #active, 1, {}) }
+      end
+    elseif e.pred then
+      active[#active + 1] = e.pred
+    else
+      for j = #active, 1, -1 do
+        if active[j] == e.unpred.pred then table.remove(active, j) break end
+      end
+    end
+  end
+  return out
+end
+
+-- Runs a trail (Composer.trail) with ctx, then last(): each middleware
+-- whose filters ctx passes (asked when its turn comes, after the earlier
+-- ones ran); their next() calls enter ctx's path as the bot's stack's do.
+function Composer.run_trail(trail, ctx, last)
+  local function step(i)
+    local entry = trail[i]
+    if entry == nil then return last() end
+    for _, pred in ipairs(entry.guards) do
+      if not pred(ctx) then return step(i + 1) end
+    end
+    return run_list({ entry.mw }, ctx, function() return step(i + 1) end, 1)
+  end
+  return step(1)
+end
+
+-- Marks a middleware function as not run again for a conversation's
+-- answers.
+function Composer.not_for_answers(fn)
+  not_for_answers[fn] = true
+  return fn
 end
 
 local function noop() end
@@ -83,7 +259,7 @@ local function run_built(built, ctx, next, what)
     for i, mw in ipairs(built) do list[i] = as_middleware(mw, what) end
     return run_list(list, ctx, next, 1)
   end
-  return as_middleware(built, what)(ctx, next)
+  return run_list({ as_middleware(built, what) }, ctx, next, 1)
 end
 
 -- === Update types a composer's handlers need (for allowed_updates) ======
@@ -156,7 +332,7 @@ function Composer.new(...)
   local s = {
     list = list,
     needs = needs,
-    run = function(ctx, next) return run_list(list, ctx, next, 1) end,
+    run = own(function(ctx, next) return run_list(list, ctx, next, 1) end),
   }
   state[self] = s
 
@@ -179,10 +355,15 @@ function Composer.new(...)
     if pred == nil then
       add(run, need)
     else
-      add(function(ctx, next)
-        if pred(ctx) then return run(ctx, next) end
+      local tag = filter_tag(pred)
+      cs.list.leaving = { unpred = tag }
+      add(own(function(ctx, next)
+        if pred(ctx) then
+          push(ctx, tag)
+          return run(ctx, next)
+        end
         return next()
-      end, need)
+      end), need)
     end
     return child
   end
@@ -268,10 +449,12 @@ function Composer.new(...)
   self.branch = method(self, function(pred, a, b)
     check_pred(pred, "branch")
     local ma, mb = as_middleware(a, "branch"), as_middleware(b, "branch")
-    add(function(ctx, next)
-      if pred(ctx) then return ma(ctx, next) end
-      return mb(ctx, next)
-    end, function()
+    local tag_a = filter_tag(pred, true)
+    local tag_b = filter_tag(function(c) return not pred(c) end, true)
+    add(own(function(ctx, next)
+      if pred(ctx) then return behind_filter(tag_a, ma, ctx, next) end
+      return behind_filter(tag_b, mb, ctx, next)
+    end), function()
       local all_a, ta = needs_of(a)
       local all_b, tb = needs_of(b)
       local types = {}
@@ -289,11 +472,11 @@ function Composer.new(...)
   self.fork = method(self, function(...)
     local child = Composer.new(...)
     local run = state[child].run
-    add(function(ctx, next)
+    add(own(function(ctx, next)
       local forked = tasks.spawn(run, ctx, noop)
       next()
       tasks.wait(forked)
-    end, function() return needs_of(child) end)
+    end), function() return needs_of(child) end)
     return child
   end)
 
@@ -302,9 +485,9 @@ function Composer.new(...)
   -- with the rest of the stack as its next.
   self.lazy = method(self, function(factory)
     check_pred(factory, "lazy")
-    return behind(nil, nil, "lazy", function(ctx, next)
+    return behind(nil, nil, "lazy", own(function(ctx, next)
       return run_built(factory(ctx), ctx, next, "lazy")
-    end)
+    end))
   end)
 
   -- route(router, handlers [, fallback]): router(ctx) returns a key of
@@ -323,12 +506,15 @@ function Composer.new(...)
     -- sees what the handlers need rather than "everything".
     local routed = Composer.new()
     local rs = state[routed]
-    rs.list[1] = function(ctx, next)
+    rs.list[1] = own(function(ctx, next)
       local key = router(ctx)
       local mw = key ~= nil and compiled[key] or fb
       if mw == nil then return next() end
-      return mw(ctx, next)
-    end
+      local tag = filter_tag(function(c) return router(c) == key end, true)
+      return behind_filter(tag, function(c, n)
+        return run_list({ mw }, c, n, 1)
+      end, ctx, next)
+    end)
     rs.needs[1] = function()
       local all, types = false, {}
       for _, mw in pairs(handlers) do
@@ -355,20 +541,23 @@ function Composer.new(...)
     check_pred(handler, "errorBoundary")
     local child = Composer.new(...)
     local run = state[child].run
-    add(function(ctx, next)
+    add(own(function(ctx, next)
+      local path = ctx[PATH]
+      local depth = path and path.n
       local go_on = false
       local function cont() go_on = true end
       local ok, e = xpcall(run, function(err)
         return { error = err, traceback = debug.traceback(nil, 2) }
       end, ctx, cont)
       if not ok then
+        if depth then path.n = depth end
         go_on = false
         handler(setmetatable({ error = e.error, ctx = ctx,
                                traceback = e.traceback }, runtime.BotError),
                 cont)
       end
       if go_on then return next() end
-    end, function() return needs_of(child) end)
+    end), function() return needs_of(child) end)
     return child
   end)
 

@@ -612,8 +612,15 @@ mt = {
   __name = "tghost.Context",
 }
 
+-- The key of a context's field that lua/composer.lua keeps the update's
+-- path through the middleware in (a table, so no script's field name can
+-- clash with it); made with the context, so that setting it costs no
+-- table growth.
+local PATH = setmetatable({}, { __name = "tghost.Context path" })
+Context.PATH = PATH
+
 function Context.new(update, bot)
-  return setmetatable({ update = update, bot = bot }, mt)
+  return setmetatable({ update = update, bot = bot, [PATH] = false }, mt)
 end
 
 return Context

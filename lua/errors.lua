@@ -61,6 +61,13 @@ local function log_at(log_level, message, ...)
   if ok then core.log(log_level, where .. message) else print(where .. message) end
 end
 
+-- "file:line" of the script's code that called into tghost, or nil.
+function M.where()
+  local level = user_level()
+  local info = level > 0 and debug.getinfo(level, "Sl")
+  return info and (info.short_src .. ":" .. info.currentline) or nil
+end
+
 -- Logs a warning about the script, with its file and line.
 function M.warn(message, ...) log_at("warn", message, ...) end
 

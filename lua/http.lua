@@ -231,4 +231,22 @@ function M.post(url, body, opts)
   return core.post(url, body, opts)
 end
 
+-- A durable conversation records each response of request, get and post
+-- (lua/dialog.lua); a replay takes it from there, without sending. (Not
+-- stream and sse, whose bodies arrive in pieces: a replay opens them
+-- again.)
+local effect = require("tghost.dialog").effect
+local request, get, post = M.request, M.get, M.post
+function M.request(opts)
+  local what = type(opts) == "table"
+      and (tostring(opts.method or "GET") .. " " .. tostring(opts.url)) or nil
+  return effect("http", what, request, opts)
+end
+function M.get(url, opts)
+  return effect("http", "GET " .. tostring(url), get, url, opts)
+end
+function M.post(url, body, opts)
+  return effect("http", "POST " .. tostring(url), post, url, body, opts)
+end
+
 return M

@@ -63,6 +63,27 @@ function ConversationCancelled.__tostring(e)
 end
 runtime.ConversationCancelled = ConversationCancelled
 
+-- What a durable conversation raises when its code no longer replays its
+-- record (lua/dialog.lua): err.key, err.at (the step), err.expected (what
+-- the record has there), err.got (what the code did), err.where.
+local ConversationChanged = {}
+ConversationChanged.__index = ConversationChanged
+ConversationChanged.__name = "tghost.ConversationChanged"
+function ConversationChanged.__tostring(e)
+  if e.at == 0 then
+    return string.format("ConversationChanged: conversation %s was recorded "
+                         .. "by %s of the script, which is now %s; it ends",
+                         tostring(e.key), tostring(e.expected),
+                         tostring(e.got))
+  end
+  return string.format("ConversationChanged: conversation %s does not replay "
+                       .. "its record: at step %d the record has %s, the "
+                       .. "code now %s%s; it ends", tostring(e.key), e.at,
+                       tostring(e.expected), tostring(e.got),
+                       e.where and (" (" .. e.where .. ")") or "")
+end
+runtime.ConversationChanged = ConversationChanged
+
 -- Set by lua/tghost.lua: the bot, and Composer.needs (the composer
 -- requires this module, so this one cannot require it back).
 runtime.bot = nil
@@ -154,8 +175,16 @@ function runtime.context_of(id) return id and contexts[id] end
 runtime.records = {}
 
 -- Set by lua/conversation.lua: offers a running update to the
--- conversations (true: one took it).
+-- conversations (true: one took it); lets a conversation's last answer
+-- finish its middleware. Set by lua/dialog.lua: starts and ends an
+-- update's record.
 runtime.conversation_reroute = nil
+runtime.conversation_finish = nil
+runtime.dialog_begin = nil
+runtime.dialog_finish = nil
+-- Set by lua/composer.lua: the update's path through the middleware (what
+-- a conversation's answers run) is no longer needed.
+runtime.path_done = nil
 
 -- redelivered: the journal runs it again after a restart.
 -- route (src/luaconv.h): "held" when the update came while a conversation
@@ -163,7 +192,12 @@ runtime.conversation_reroute = nil
 -- it through); "offered" when the conversation of its key, waiting, did
 -- not want it; nil otherwise: a conversation may have started waiting
 -- since the update came, so it is offered once more before the middleware.
+-- "resume": a durable conversation replays its first update (lua/
+-- dialog.lua); it is nobody's answer. "receipt": a durable conversation
+-- took it (src/script/luaconv.h).
 function runtime.handle_update(update, redelivered, route)
+  -- An answer a durable conversation took: done once its record has it.
+  if route == "receipt" then return conv.receipt_wait() end
   if route == "held" then
     if conv.hold_wait() then return end
   elseif route == nil and conv.active() then
@@ -171,6 +205,7 @@ function runtime.handle_update(update, redelivered, route)
       return
     end
   end
+  if runtime.dialog_begin then runtime.dialog_begin(update, redelivered) end
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
   if redelivered then ctx.redelivered = true end
@@ -186,6 +221,13 @@ function runtime.handle_update(update, redelivered, route)
     end
   end
   local ok, e = xpcall(bot.middleware(), traced, ctx, last)
+  -- The last answer of a conversation this update had: its middleware
+  -- returns now.
+  local err = not ok and untraced(e).error or nil
+  if runtime.conversation_finish then runtime.conversation_finish(err) end
+  local changed = runtime.dialog_finish and runtime.dialog_finish(err)
+  if changed then report(changed, nil, ctx) end
+  runtime.path_done(ctx)
   if not ok then
     e = untraced(e)
     -- A cancelled conversation that does not catch it just ends.

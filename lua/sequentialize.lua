@@ -15,6 +15,7 @@
 -- update may have become a dialog that waits for exactly this one.
 local seq = require("tghost.seq")
 local conversation = require("tghost.conversation")
+local Composer = require("tghost.composer")
 local errors = require("tghost.errors")
 errors.internal()
 
@@ -36,7 +37,9 @@ local function sequentialize(fn)
                  .. "of keys or nil), got %s", type(fn))
   end
   local fn_where
-  return function(ctx, next)
+  -- A conversation takes its own keys back before its answer reaches it,
+  -- so answers do not run this again.
+  return Composer.not_for_answers(function(ctx, next)
     local ok, held, waited = pcall(acquire, (fn(ctx)))
     if not ok then
       -- A key the function returned is unusable: name the function.
@@ -46,7 +49,7 @@ local function sequentialize(fn)
     local closer <close> = held
     if waited and reroute(ctx) then return end
     return next()
-  end
+  end)
 end
 
 return sequentialize

@@ -12,6 +12,20 @@
 -- shut down) writes nothing. A value that storage cannot keep (a function,
 -- a cycle, ...) fails the update with the key and the path inside the
 -- value: session "42": value.items[3].cb is a function.
+--
+-- Conversations (so that a dialog loses no write of the updates that run
+-- while it waits, and they none of its):
+--
+--   - a conversation writes its session before its ctx:wait suspends (the
+--     updates that run while it waits see its changes), and when the wait
+--     returns reads the storage again, updating the same table in place (a
+--     local `s = ctx.session` taken before the wait stays the session);
+--     with sequentialize (the usual set-up) nothing else of the key runs
+--     between that read and the next write;
+--   - the update that answers a conversation runs this middleware again
+--     (lua/conversation.lua), in the conversation's job: what one job (a
+--     conversation, its answers, its child tasks) uses of a key is one
+--     value, so the answer's ctx.session is the conversation's.
 local core = require("tghost.core")
 local storage = require("tghost.storage")
 local Context = require("tghost.context")
@@ -104,9 +118,16 @@ local function no_key(what)
                what)
 end
 
+-- Makes t hold what fresh holds (the same table, so that references to it
+-- stay the session).
+local function refill(t, fresh)
+  for k in pairs(t) do t[k] = nil end
+  for k, v in pairs(fresh) do t[k] = v end
+end
+
 -- One session (of a plain session{}, or one name of a multi session):
--- open(ctx) gives this update's state, get/set read and assign the value,
--- flush writes it back if it changed.
+-- open(ctx) gives this update's hold on it, get/set read and assign the
+-- value, flush writes it back if it changed, close lets it go.
 local function fragment(opts, what, access)
   local initial = opts.initial
   local get_key = opts.getSessionKey or default_key
@@ -124,14 +145,8 @@ local function fragment(opts, what, access)
     return { __v = version, __d = value }
   end
 
-  function f.open(ctx)
-    local key = key_of(get_key(ctx))
-    if key ~= nil then key = prefix .. key end
-    return { key = key, loaded = false, ctx = ctx }
-  end
-
   -- A value read with an older version, brought up to date.
-  local function migrate(st, raw)
+  local function migrate(key, raw, ctx)
     local from, value = 0, raw
     if type(raw) == "table" and math.tointeger(raw.__v) ~= nil then
       from, value = math.tointeger(raw.__v), raw.__d
@@ -139,45 +154,158 @@ local function fragment(opts, what, access)
     if from > version then
       error(string.format("%s %q was stored with version %d, newer than this "
                           .. "code's migrations (up to %d): left as it is",
-                          what, st.key, from, version), 0)
+                          what, key, from, version), 0)
     end
     for _, m in ipairs(migrations) do
-      if m[1] > from then value = m[2](value, st.ctx) end
+      if m[1] > from then value = m[2](value, ctx) end
     end
     return value
   end
 
-  function f.get(st)
-    if st.loaded then return st.value end
-    if st.key == nil then no_key(access) end
-    local value, bytes = store.read(st.key)
-    -- Another task of this update may have loaded or set it meanwhile.
-    if st.loaded then return st.value end
-    if value ~= nil and migrations then value = migrate(st, value) end
-    if value == nil and initial then value = initial(st.ctx) end
-    st.value, st.bytes, st.loaded = value, bytes, true
-    return value
+  -- What the storage holds for key, as this code's value, and its stored
+  -- form.
+  local function read(key, ctx)
+    local value, bytes = store.read(key)
+    if value ~= nil and migrations then value = migrate(key, value, ctx) end
+    if value == nil and initial then value = initial(ctx) end
+    return value, bytes
   end
 
-  function f.set(st, value)
-    if st.key == nil then no_key(access) end
+  -- The sessions each job uses (by its core.job_local table), by key:
+  -- { key, value, bytes (its stored form as last read or written; nil:
+  -- nothing stored; UNKNOWN: not known), loaded, users (the middleware
+  -- calls of the job that hold it) }.
+  local by_job = setmetatable({}, { __mode = "k" })
+
+  local function join(jl, key)
+    local live = by_job[jl]
+    if not live then
+      live = {}
+      by_job[jl] = live
+    end
+    local st = live[key]
+    if not st then
+      st = { key = key, loaded = false, users = 0, live = live }
+      live[key] = st
+    end
+    st.users = st.users + 1
+    return st
+  end
+
+  local function leave(st)
+    st.users = st.users - 1
+    if st.users == 0 and st.live[st.key] == st then st.live[st.key] = nil end
+  end
+
+  local function load(st, ctx)
+    local value, bytes = read(st.key, ctx)
+    -- Another holder may have loaded or set it meanwhile.
+    if st.loaded then return end
+    st.value, st.bytes, st.loaded = value, bytes, true
+  end
+
+  -- The stored form of st's value now (nil: delete), or raises.
+  local function stored_form(st)
+    if st.value == nil then return nil end
+    local bytes, err = encode(stored(st.value))
+    if not bytes then error(string.format("%s %q: %s", what, st.key, err), 0) end
+    return bytes
+  end
+
+  -- Writes st back if it changed since it was last read or written.
+  local function flush(st)
+    if not st.loaded then return end
+    local bytes = stored_form(st)
+    local was = st.bytes
+    if bytes == was then return end
+    -- Marked written first, so that another holder's flush meanwhile does
+    -- not write the same again.
+    st.bytes = bytes
+    local ok, e = pcall(function()
+      if bytes == nil then store.delete(st.key)
+      else store.write(st.key, stored(st.value), bytes, ttl) end
+    end)
+    if not ok then
+      if st.bytes == bytes then st.bytes = was end
+      error(e, 0)
+    end
+  end
+
+  -- After a conversation's wait: what the storage holds now, unless a
+  -- holder changed the value since it was last written (then that change
+  -- is newer, and is written when its holder is done).
+  local function refresh(st, ctx)
+    if not st.loaded or stored_form(st) ~= st.bytes then return end
+    local value, bytes = read(st.key, ctx)
+    if bytes == st.bytes or stored_form(st) ~= st.bytes then return end
+    if type(st.value) == "table" and type(value) == "table" then
+      refill(st.value, value)
+    else
+      st.value = value
+    end
+    st.bytes = bytes
+  end
+
+  function f.open(ctx)
+    local key = key_of(get_key(ctx))
+    if key ~= nil then key = prefix .. key end
+    local h = { key = key, ctx = ctx }
+    -- A conversation's wait (lua/conversation.lua): the session is
+    -- written before it suspends, and read again when it resumes.
+    function h.on_wait(phase, ctx_now)
+      local st = h.st
+      if not st then return end
+      if phase == "suspend" then flush(st) else refresh(st, ctx_now or ctx) end
+    end
+    return h
+  end
+
+  local function attach(h)
+    if h.key == nil then no_key(access) end
+    local jl = core.job_local(true) or {}
+    h.st = join(jl, h.key)
+    local hooks = jl.wait_hooks
+    if not hooks then
+      hooks = {}
+      jl.wait_hooks = hooks
+    end
+    hooks[#hooks + 1] = h.on_wait
+    h.hooks = hooks
+    return h.st
+  end
+
+  function f.get(h)
+    local st = h.st or attach(h)
+    if not st.loaded then load(st, h.ctx) end
+    return st.value
+  end
+
+  function f.set(h, value)
+    local st = h.st or attach(h)
     if not st.loaded then st.bytes, st.loaded = UNKNOWN, true end
     st.value = value
   end
 
-  -- Writes the session back if it changed; st.bytes is its stored form
-  -- when it was read (nil: nothing stored; UNKNOWN: never read).
-  function f.flush(st)
-    if not st.loaded then return end
-    local value = st.value
-    if value == nil then
-      if st.bytes ~= nil then store.delete(st.key) end
-      return
+  function f.flush(h)
+    if h.st then flush(h.st) end
+  end
+
+  -- Lets the hold go; after an error (failed), writes first.
+  function f.close(h, failed)
+    local st = h.st
+    if not st then return end
+    leave(st)
+    h.st = nil
+    local hooks = h.hooks
+    for i = #hooks, 1, -1 do
+      if hooks[i] == h.on_wait then table.remove(hooks, i) break end
     end
-    local whole = stored(value)
-    local bytes, err = encode(whole)
-    if not bytes then error(string.format("%s %q: %s", what, st.key, err), 0) end
-    if bytes ~= st.bytes then store.write(st.key, whole, bytes, ttl) end
+    if not failed then return end
+    local ok, e = pcall(flush, st)
+    if not ok then
+      core.log("warn", what .. " " .. string.format("%q", tostring(st.key))
+               .. " not written after an error: " .. tostring(e))
+    end
   end
   return f
 end
@@ -187,27 +315,21 @@ end
 -- error), it writes nothing. A normal return wrote already.
 local on_exit = {
   __close = function(g, err)
-    if g.finished or err == nil then return end
-    for _, w in ipairs(g) do
-      local ok, e = pcall(w.f.flush, w.st)
-      if not ok then
-        core.log("warn", "session " .. string.format("%q", tostring(w.st.key))
-                 .. " not written after an error: " .. tostring(e))
-      end
-    end
+    local failed = not g.finished and err ~= nil
+    for _, w in ipairs(g) do w.f.close(w.h, failed) end
   end,
 }
 
 local function single(opts)
   local f = fragment(opts, "session", "ctx.session")
   return function(ctx, next)
-    local st = f.open(ctx)
-    Context.defineProperty(ctx, "session", function() return f.get(st) end,
-                           function(_, value) f.set(st, value) end)
-    local guard <close> = setmetatable({ { f = f, st = st } }, on_exit)
+    local h = f.open(ctx)
+    Context.defineProperty(ctx, "session", function() return f.get(h) end,
+                           function(_, value) f.set(h, value) end)
+    local guard <close> = setmetatable({ { f = f, h = h } }, on_exit)
     next()
     guard.finished = true
-    f.flush(st)
+    f.flush(h)
   end
 end
 
@@ -241,9 +363,9 @@ local function multi(opts)
     local states = {}
     for _, name in ipairs(names) do
       local f = fragments[name]
-      local st = f.open(ctx)
-      states[name] = st
-      guard[#guard + 1] = { f = f, st = st }
+      local h = f.open(ctx)
+      states[name] = h
+      guard[#guard + 1] = { f = f, h = h }
     end
     local proxy = setmetatable({}, {
       __index = function(_, name)
@@ -272,7 +394,7 @@ local function multi(opts)
                            end)
     next()
     guard.finished = true
-    for _, w in ipairs(guard) do w.f.flush(w.st) end
+    for _, w in ipairs(guard) do w.f.flush(w.h) end
   end
 end
 

@@ -27,6 +27,7 @@
 -- Redis calls suspend the calling handler; memory calls never do.
 local core = require("tghost.storagecore")
 local errors = require("tghost.errors")
+local dialog = require("tghost.dialog")
 errors.internal()
 
 local M = {}
@@ -76,8 +77,35 @@ end
 
 -- A store over a backend. Its methods work with a colon or a dot
 -- (store:get(k), store.get(k)).
+-- What a store's calls go through: the backend, each call recorded by a
+-- durable conversation and answered from its record when it replays
+-- (lua/dialog.lua), so a replay neither writes again nor reads what
+-- others wrote since.
+local effect = dialog.effect
+local function recorded(b)
+  return {
+    get = function(_, key) return effect("get", key, b.get, b, key) end,
+    set = function(_, key, bytes, ms)
+      return effect("set", key, b.set, b, key, bytes, ms)
+    end,
+    delete = function(_, key) return effect("delete", key, b.delete, b, key) end,
+    list = function(_, prefix, limit, cursor)
+      return effect("list", prefix, b.list, b, prefix, limit, cursor)
+    end,
+    cas = function(_, key, expected, bytes, ms)
+      return effect("cas", key, b.cas, b, key, expected, bytes, ms)
+    end,
+  }
+end
+
+-- store -> its backend as it is (for what must not be recorded: a
+-- conversation's own record).
+local own_backend_of = setmetatable({}, { __mode = "k" })
+
 local function new(backend, label)
   local s = setmetatable({ label = label }, Store)
+  own_backend_of[s] = backend
+  backend = recorded(backend)
   backend_of[s] = backend
   local b = backend
   function s.get(a, k)
@@ -356,6 +384,13 @@ end
 -- UNKNOWN as bytes: the stored form is not known, so the next write
 -- happens whatever the value.
 M.UNKNOWN = setmetatable({}, { __name = "unknown stored form" })
+
+-- The backend under what a script gave where a store goes, its calls not
+-- recorded, and the store's label.
+function M.own_backend(x, who)
+  local s = M.of(x, who)
+  return own_backend_of[s], s.label
+end
 
 -- The stores sessions use ({ store = ..., kind = "redis" | "memory" |
 -- "sqlite" | "custom" }), for run() to check against a cluster.

@@ -9,6 +9,7 @@ local bot = require("tghost.bot")
 local sequentialize = require("tghost.sequentialize")
 local session = require("tghost.session")
 local conversation = require("tghost.conversation")
+local dialog = require("tghost.dialog")
 local errors = require("tghost.errors")
 local triggers = require("tghost.triggers")
 local commands = require("tghost.commands")
@@ -27,8 +28,10 @@ end
 local tghost = {
   _VERSION = "tghost 0.1",
   json = json,
-  sleep = core.sleep,
-  now = core.now,
+  -- Recorded by a durable conversation, and answered from its record when
+  -- it replays (lua/dialog.lua).
+  sleep = function(s) return dialog.effect("sleep", nil, core.sleep, s) end,
+  now = function() return dialog.effect("now", nil, core.now) end,
   Composer = Composer.new,
   InlineKeyboard = require("tghost.keyboard").InlineKeyboard,
   Keyboard = require("tghost.keyboard").Keyboard,
@@ -50,6 +53,7 @@ local tghost = {
   conversation = conversation.configure,
   ConversationTimeout = conversation.ConversationTimeout,
   ConversationCancelled = conversation.ConversationCancelled,
+  ConversationChanged = runtime.ConversationChanged,
   -- What a failed Bot API call raises (err.method, err.error_code, ...).
   ApiError = runtime.ApiError,
   -- The bot token: tghost removes BOT_TOKEN from its environment, so a
@@ -211,6 +215,21 @@ local function start(opts)
   local ok, flat, timeout_handler, cluster_key =
     pcall(options.flatten, opts, bot)
   if not ok then errors.raise(flat) end      -- at the script's run() call
+  -- The first start: the dialogs a storage keeps resume before any update
+  -- is fetched, so that their keys are theirs (lua/dialog.lua). Not in a
+  -- cluster: there a dialog resumes where its partition is, when the
+  -- partition's record hands its first update over again.
+  if not runner.is_running() and not core.check_mode() and not core.cluster()
+     and flat.cluster_url == nil then
+    local ok, n = pcall(dialog.resume_all)
+    if not ok then
+      core.log("error", "conversations: the stored dialogs could not be "
+               .. "resumed: " .. tostring(n))
+    elseif n > 0 then
+      core.log("info", string.format("conversations: %d dialog(s) resumed "
+                                     .. "from their records", n))
+    end
+  end
   if flat.jobs_storage ~= nil then
     local kind, target, ns = require("tghost.storage").where(flat.jobs_storage)
     if not kind then

@@ -332,6 +332,17 @@ function jobs.duration(text) end
 ---@field reason "cancelled"|"replaced"
 ---@field ctx tghost.Context
 
+---What a durable conversation raises (and `bot.catch` receives) when it
+---resumed from its record and its code no longer does what the record
+---says (the script changed under it), or the record is of another
+---`conversation{ version }`: the dialog ends and its record is deleted.
+---@class tghost.ConversationChanged
+---@field key string The conversation key.
+---@field at integer The step of the record where the code went another way (0: another version).
+---@field expected string What the record has there.
+---@field got string What the code did.
+---@field where string? The script's file:line of that call.
+
 ---A failed Bot API call.
 ---@class tghost.ApiError
 ---@field method string
@@ -491,8 +502,10 @@ function Context:hasReaction(reaction) end
 function Context:hasChatType(types) end
 
 ---@class tghost.WaitOptions
----@field timeout? number Seconds; then `ctx:wait` raises a `tghost.ConversationTimeout`.
----@field key? string|integer The conversation key for this wait (default: the bot's key function, "chat id:user id").
+---@field timeout? number|false Seconds (default `conversation{ timeout }`, 24 h); false: none. Then `ctx:wait` raises a `tghost.ConversationTimeout`.
+---@field key? string|integer A key of the bot's key function to wait on (default: its key for this update, "chat id:user id"). An integer and its decimal string are one key.
+---@field chat? integer|string|true Wait for anyone in this chat (true: this update's chat), whatever the key function.
+---@field user? integer|string|true Wait for this user in any chat (true: this update's user); with `chat`, that user in that chat.
 ---@field otherwise? fun(ctx: tghost.Context) Called (inside this handler) for updates of the key that do not match; the wait goes on.
 ---@field commands? boolean true: a message starting with a /command may answer (by default commands run through the middleware).
 
@@ -506,10 +519,11 @@ function Context:hasChatType(types) end
 ---@param opts? tghost.WaitOptions
 ---@return tghost.Context
 function Context:wait(filter, opts) end
----Ends the conversation of key (default: this update's): its `ctx:wait`
----raises `tghost.ConversationCancelled` (reason "cancelled"). False if there
----was none.
----@param key? string|integer
+---Ends the conversation of key (default: the one this update belongs to;
+---a table names it as `ctx:wait`'s options do): its `ctx:wait` raises
+---`tghost.ConversationCancelled` (reason "cancelled"). False if there was
+---none.
+---@param key? string|integer|{ key?: string|integer, chat?: integer|string|true, user?: integer|string|true }
 ---@return boolean
 function Context:cancelConversation(key) end
 
@@ -717,9 +731,15 @@ function run(b, opts) end
 ---@return tghost.Middleware
 function sequentialize(keyfn) end
 
----The bot's conversation settings: `key(ctx)` gives the conversation key of
----an update (default: "chat id:user id"; nil: the update belongs to none).
----@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+---@class tghost.ConversationOptions
+---@field key? fun(ctx: tghost.Context): (string|integer|nil) The conversation key of an update (default: "chat id:user id"; nil: it belongs to none).
+---@field timeout? number|false The default timeout of every `ctx:wait`, in seconds (default 24 h); false: none.
+---@field storage? tghost.Storage|table Makes every dialog durable: its record is kept here and it resumes after a restart, a crash, a reload or on another process by replaying it.
+---@field prefix? string Before each record's key (default "dialog:").
+---@field version? string|integer Records of another version are not replayed (they end with `tghost.ConversationChanged`).
+
+---The bot's conversation settings (see `tghost.ConversationOptions`).
+---@param opts tghost.ConversationOptions
 function conversation(opts) end
 
 ---------------------------------------------------------------------------
@@ -1124,6 +1144,7 @@ function login.validate(fields, opts) end
 ---@field jobs tghost.jobs Scheduled jobs: at, every, cron, daily, cancel, list.
 ---@field ConversationTimeout table The metatable of what `ctx:wait` raises on a timeout: `getmetatable(err) == tghost.ConversationTimeout`.
 ---@field ConversationCancelled table The metatable of what `ctx:wait` raises when its conversation is cancelled or replaced.
+---@field ConversationChanged table The metatable of what a durable conversation raises when its code no longer replays its record.
 ---@field ApiError table The metatable of what a failed Bot API call raises: `getmetatable(err) == tghost.ApiError`.
 ---@field commands tghost.commands Command descriptions, the command list, "did you mean".
 ---@field feed tghost.feed Updates pushed by the script (`run(bot, { feed = true })`).
@@ -1355,7 +1376,7 @@ function tghost.sequentialize(keyfn) end
 function tghost.session(opts) end
 
 ---The same as the global `conversation`.
----@param opts { key?: fun(ctx: tghost.Context): (string|integer|nil) }
+---@param opts tghost.ConversationOptions
 function tghost.conversation(opts) end
 
 ---The same as the global `run`.

@@ -453,7 +453,8 @@ void host_exit(struct host *h, int code) {
 void host_exit_if_idle(struct host *h) {
   if (h->exiting || h->loading || h->restart_wanted) return;
   if (h->runner && !runner_finished(h->runner)) return;
-  if (h->sched.live_jobs > h->sched.background_jobs) return;
+  if (h->sched.live_jobs > h->sched.background_jobs + h->sched.loose_idle_jobs)
+    return;
   /* Job runs are live jobs; their last store writes must land too. */
   if (h->jobs && !jobsched_idle(h->jobs)) return;
   /* Background tasks of a script that never started the bot are its

@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "script/generation.h"
+#include "script/luaconv.h"
 #include "app/host.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -361,6 +362,10 @@ static void go_live(struct reloader *r, struct generation *g) {
                     "cancelled: a reload replaced its generation");
   old->retiring = true;
   gen_unref(old);
+  /* Durable dialogs go on in the new code; the others that wait keep
+   * their generation (their code) alive. */
+  luaconv_move_durable(r->env->conv, g);
+  luaconv_log_pinned(r->env->conv, &g->owner);
 }
 
 static void on_loaded(struct generation *g, const char *error, void *ud) {

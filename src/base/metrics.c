@@ -115,6 +115,11 @@ static const struct metric_def metric_defs[METRIC_COUNT] = {
     [METRIC_GENERATION] = {
         "tghost_generation", GAUGE,
         "The generation (load of the script) new updates run on."},
+    [METRIC_GENERATIONS_ALIVE] = {
+        "tghost_generations_alive", GAUGE,
+        "Loads of the script whose Lua state is alive: the current one, one "
+        "being loaded, and old ones kept by updates or waiting "
+        "conversations (ctx:wait) that started on them."},
     [METRIC_JOURNAL_BACKLOG] = {
         "tghost_journal_backlog_updates", GAUGE,
         "Updates recorded in the journal that have not finished: what a "

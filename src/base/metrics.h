@@ -49,6 +49,7 @@ enum metric_id {
   /* hot reload */
   METRIC_RELOADS,              /* counter {result} */
   METRIC_GENERATION,           /* gauge */
+  METRIC_GENERATIONS_ALIVE,    /* gauge */
   /* the journal */
   METRIC_JOURNAL_BACKLOG,      /* gauge */
   METRIC_JOURNAL_UNSYNCED,     /* gauge */

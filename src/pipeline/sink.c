@@ -141,8 +141,11 @@ static void slot_park(struct job *job, void *slot, enum job_park_kind kind) {
   qlist_push_back(&k->waiting, &sl->wait_node);
   if (k->cb.on_waiting) k->cb.on_waiting(k->ud, job, true);
   /* An idle job gives its slot up in every kind of sink: a sequential bot
-   * with a conversation waiting must still take the update it waits for. */
-  if ((k->kind != SINK_CONCURRENT && !idle) || !sl->holds_slot) return;
+   * with a conversation waiting must still take the update it waits for;
+   * and so does a handoff: the job it waits for needs the slot. */
+  if ((k->kind != SINK_CONCURRENT && kind == JOB_PARK_BEHIND) ||
+      !sl->holds_slot)
+    return;
   sl->holds_slot = false;
   k->holding--;
   sl->parked = true;

@@ -38,6 +38,8 @@ struct job {
   bool ending;
   bool cancel_deferred;
   bool closing_done;               /* job_close: its end counts as done */
+  bool dropping;                   /* job_drop: coroutines are not closed */
+  bool loose_idle;                 /* parked idle with no slot owner */
   bool failure_reported;           /* job_mark_failed: reported already */
   struct qnode cancel_node;
   struct qnode all_node;           /* in sched->jobs */
@@ -304,14 +306,31 @@ void job_park(struct job *job) {
   if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_BEHIND);
 }
 
+void job_park_handoff(struct job *job) {
+  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_HANDOFF);
+}
+
 void job_park_idle(struct job *job) {
-  if (job->slot_ops) job->slot_ops->park(job, job->slot, JOB_PARK_IDLE);
+  if (job->slot_ops) {
+    job->slot_ops->park(job, job->slot, JOB_PARK_IDLE);
+    return;
+  }
+  if (job->loose_idle) return;
+  struct scheduler *s = job->sched;
+  job->loose_idle = true;
+  s->loose_idle_jobs++;
+  if (s->live_jobs == s->background_jobs + s->loose_idle_jobs && s->on_idle)
+    s->on_idle(s->idle_ud);
 }
 
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg) {
   job->slot_regained = regained;
   job->slot_regained_arg = arg;
+  if (job->loose_idle) {
+    job->loose_idle = false;
+    job->sched->loose_idle_jobs--;
+  }
   if (job->slot_ops) job->slot_ops->unpark(job, job->slot);
   else job_slot_regained(job);
 }
@@ -325,6 +344,7 @@ void job_slot_regained(struct job *job) {
 static void job_finish(struct job *job) {
   struct scheduler *s = job->sched;
   enum job_kind kind = job->kind;
+  bool loose_idle = job->loose_idle;
   /* A handler may register another (it runs too). */
   struct job_cleanup *c;
   while ((c = job->cleanups)) {
@@ -339,7 +359,8 @@ static void job_finish(struct job *job) {
   free(job->error);
   free(job);
   if (kind == JOB_BACKGROUND) s->background_jobs--;
-  if (--s->live_jobs == s->background_jobs && s->on_idle)
+  if (loose_idle) s->loose_idle_jobs--;
+  if (--s->live_jobs == s->background_jobs + s->loose_idle_jobs && s->on_idle)
     s->on_idle(s->idle_ud);
 }
 
@@ -370,7 +391,7 @@ static void task_destroy(struct task *t, bool returned, bool errored) {
     t->push(NULL, t->push_data);
     t->push = NULL;
   }
-  if (!returned) {
+  if (!returned && !job->dropping) {
     /* Runs the coroutine's pending to-be-closed variables, under the
      * guard (and with the task as the one running, for log lines). */
     struct task *was_running = s->running;
@@ -409,6 +430,11 @@ void job_mark_failed(struct job *job, const char *error) {
 void job_close(struct job *job) {
   job->closing_done = true;
   job_cancel(job, NULL);
+}
+
+void job_drop(struct job *job) {
+  job->dropping = true;
+  job_close(job);
 }
 
 void job_cancel(struct job *job, const char *reason) {

@@ -72,6 +72,10 @@ struct scheduler {
   struct task *volatile running;   /* the task whose Lua code runs now */
   size_t live_jobs;
   size_t background_jobs;          /* of live_jobs, JOB_BACKGROUND ones */
+  /* Of live_jobs, those that wait idle with no slot owner (a resumed
+   * conversation waiting for its user, which no sink runs): like
+   * background jobs they keep nothing alive, and are cancelled at exit. */
+  size_t loose_idle_jobs;
 
   /* The CPU guard: it watches every resume (task.c runs a task's resume
    * as one of the guard's runs). */
@@ -103,8 +107,10 @@ struct job_owner {
 
 /* What a parked job waits for: other jobs, which will end (sequentialize);
  * or, idle, for something only a later update can bring and which may
- * never come (a conversation waiting for its user's next message). */
-enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE };
+ * never come (a conversation waiting for its user's next message); or, a
+ * handoff, for a job that needs this one's slot to go on (a conversation
+ * that took this job's update as its answer). */
+enum job_park_kind { JOB_PARK_BEHIND, JOB_PARK_IDLE, JOB_PARK_HANDOFF };
 
 /* How a job that waits gives its concurrency slot up meanwhile.
  * Implemented by whoever counts slots (the sink), which attaches itself
@@ -197,6 +203,11 @@ void job_cancel(struct job *job, const char *reason);
 /* Closes every task of the job as job_cancel does, but the job ends as
  * done: it decided to end itself (os.exit in a handler). */
 void job_close(struct job *job);
+/* Ends the job as done without closing its coroutines: their pending
+ * to-be-closed variables never run, as if the code had stopped where it
+ * waits. For work that goes on elsewhere (a durable conversation that
+ * resumes in another generation by replaying its record). */
+void job_drop(struct job *job);
 /* The job's handler failed and the failure has been reported (bot.catch,
  * or the log): the job will end as JOB_FAILED, without a second report. */
 void job_mark_failed(struct job *job, const char *error);
@@ -214,9 +225,15 @@ lua_State *job_thread(const struct job *job);
  * account). job_park_idle() is for a wait that no job in flight will end
  * (a conversation's): the slot goes in every kind of sink, the job does
  * not hold fetching back, and a graceful stop cancels it once the rest has
- * drained instead of waiting for it. */
+ * drained instead of waiting for it. A job no sink runs (a resumed
+ * conversation) counts as loose_idle_jobs meanwhile: it does not keep the
+ * process from exiting, and is cancelled then. */
 void job_park(struct job *job);
 void job_park_idle(struct job *job);
+/* Waits for a job that needs this one's slot to go on: the slot goes in
+ * every kind of sink, as for an idle wait, but the job counts as busy (a
+ * graceful stop waits for it, as it waits for the job it is waiting for). */
+void job_park_handoff(struct job *job);
 void job_unpark(struct job *job, void (*regained)(struct job *job, void *arg),
                 void *arg);
 /* For slot owners: attach to a job (ops and the owner's own per-job data);

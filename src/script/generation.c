@@ -9,6 +9,7 @@
 #include "pipeline/runopts.h"
 #include "script/scriptenv.h"
 #include "base/log.h"
+#include "base/metrics.h"
 
 struct generation *gen_of(lua_State *L) {
   return *(struct generation **)lua_getextraspace(L);
@@ -87,9 +88,13 @@ static int gen_panic(lua_State *L) {
 static void owner_ref(struct job_owner *o) { gen_ref(gen_of_owner(o)); }
 static void owner_unref(struct job_owner *o) { gen_unref(gen_of_owner(o)); }
 
+/* Generations created and not yet freed. */
+static size_t alive;
+
 struct generation *gen_create(struct script_env *env, const char *script_path,
                               int id, struct buf *err) {
   struct generation *g = xcalloc(1, sizeof *g);
+  metric_set(METRIC_GENERATIONS_ALIVE, (double)++alive, NULL, NULL);
   g->owner.id = id;
   g->owner.ref = owner_ref;
   g->owner.unref = owner_unref;
@@ -134,6 +139,7 @@ void gen_unref(struct generation *g) {
   free(g->script_path);
   free(g->script_dir);
   free(g);
+  metric_set(METRIC_GENERATIONS_ALIVE, (double)--alive, NULL, NULL);
 }
 
 bool gen_push_runtime_fn(struct generation *g, const char *name) {

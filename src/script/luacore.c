@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,51 @@ static int l_time(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* --- per-job Lua data -------------------------------------------------- */
+
+/* A table that lives as long as its job: what Lua modules keep for one
+ * update across its tasks and waits (the conversation's wait hooks). */
+struct job_local {
+  struct job_cleanup cleanup;
+  int ref;
+};
+
+static void on_job_local_end(struct job *job, struct job_cleanup *cl) {
+  struct job_local *jl =
+      (struct job_local *)((char *)cl - offsetof(struct job_local, cleanup));
+  luaL_unref(job_owner_of(job)->L, LUA_REGISTRYINDEX, jl->ref);
+  free(jl);
+}
+
+/* core.job_local([create]) -> the running job's table, made when create is
+ * true; nil outside a job (or none made yet). */
+static int l_job_local(lua_State *L) {
+  struct task *t = sched_running(env_of(L)->sched);
+  if (!t) {
+    lua_pushnil(L);
+    return 1;
+  }
+  struct job *job = task_job(t);
+  struct job_cleanup *cl = job_find_cleanup(job, on_job_local_end);
+  if (cl) {
+    struct job_local *jl =
+        (struct job_local *)((char *)cl - offsetof(struct job_local, cleanup));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, jl->ref);
+    return 1;
+  }
+  if (!lua_toboolean(L, 1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  struct job_local *jl = xcalloc(1, sizeof *jl);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  jl->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  jl->cleanup.fn = on_job_local_end;
+  job_add_cleanup(job, &jl->cleanup);
   return 1;
 }
 
@@ -350,6 +396,13 @@ static int l_check_mode(lua_State *L) {
   return 1;
 }
 
+/* core.cluster() -> whether tghost runs with --cluster (run()'s own
+ * cluster option is the script's to see). */
+static int l_cluster(lua_State *L) {
+  lua_pushboolean(L, env_of(L)->cluster);
+  return 1;
+}
+
 int luaopen_tghost_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"sleep", l_sleep},
@@ -365,7 +418,9 @@ int luaopen_tghost_core(lua_State *L) {
       {"now", l_now},
       {"time", l_time},
       {"current", l_current},
+      {"job_local", l_job_local},
       {"check_mode", l_check_mode},
+      {"cluster", l_cluster},
       {"handle_update", l_handle_update},
       {"script_dir", l_script_dir},
       {"watch", l_watch},

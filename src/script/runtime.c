@@ -235,10 +235,28 @@ static struct job *start_update(struct job_owner *current,
     lua_settop(L, top);
     return NULL;
   }
+  /* Handed back by the journal after a restart, but a durable
+   * conversation's record has it already (its first update, or an answer
+   * it took): it resumed from the record and must not get it twice. */
+  if (u->redelivered && gen_push_runtime_fn(g, "dialog_has")) {
+    lua_pushinteger(L, (lua_Integer)u->id);
+    bool has = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_settop(L, top + 2);   /* handle_update and the update */
+    if (has) {
+      log_msg(LOG_DEBUG, &f, "a resumed conversation's record has it "
+              "already: not run again");
+      metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
+      lua_settop(L, top);
+      return NULL;
+    }
+  }
   /* A conversation waiting for this update takes it before any middleware
-   * runs: then it needs no job of its own. */
+   * runs: then it needs no job of its own, unless the conversation is
+   * durable (its job is the receipt the journal waits for). */
   struct conv_hold *hold;
-  enum luaconv_route route = luaconv_route(g->env->conv, g, u, &hold);
+  struct conv_receipt *receipt;
+  enum luaconv_route route = luaconv_route(g->env->conv, g, u, &hold,
+                                           &receipt);
   if (route == LUACONV_CONSUMED) {
     metric_inc(METRIC_UPDATES_HANDLED, "consumed", NULL);
     lua_settop(L, top);
@@ -247,6 +265,7 @@ static struct job *start_update(struct job_owner *current,
   lua_pushboolean(L, u->redelivered);
   if (route == LUACONV_HOLD) lua_pushliteral(L, "held");
   else if (route == LUACONV_OFFERED) lua_pushliteral(L, "offered");
+  else if (route == LUACONV_RECEIPT) lua_pushliteral(L, "receipt");
   else lua_pushnil(L);
   struct job_params p = {JOB_UPDATE, u->id, u->json, u->len, on_end, end_ud};
   u->json = NULL;
@@ -255,6 +274,7 @@ static struct job *start_update(struct job_owner *current,
   if (u->fence) update_fence_attach(job, u->fence);
   u->fence = NULL;
   if (hold) luaconv_hold(g->env->conv, hold, job);
+  if (receipt) luaconv_receipt(g->env->conv, receipt, job);
   job_spawn(job, L, 3);
   return job;
 }

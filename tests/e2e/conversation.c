@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "calls.h"
 #include "harness.h"
+#include "probe.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -109,6 +111,18 @@ static void wait_tally(struct tally *t, int index, size_t want,
         t->prefix[index]);
 }
 
+
+/* True if some call so far had a text that contains needle. */
+static bool sent_text_containing(void *needle) {
+  struct fakeapi *api = harness_api();
+  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+    char *t = fake_call_string(fakeapi_call(api, i), "text");
+    bool hit = t && strstr(t, needle);
+    free(t);
+    if (hit) return true;
+  }
+  return false;
+}
 
 static bool stdout_has(void *ud) {
   void **a = ud;
@@ -325,6 +339,328 @@ TEST(answers_in_one_batch) {
   CHECK(fakeapi_poll(api, 0)->returned == N * STEPS,
         "the first batch had %d updates, not %d",
         fakeapi_poll(api, 0)->returned, N * STEPS);
+  proc_stop_cleanly(p);
+}
+
+/* --- waits by any key ---------------------------------------------------- */
+
+/* Under the default key function (this user in this chat), a dialog can
+ * still wait for anyone in its chat (a group quiz), for its user in any
+ * chat, or on a key of its own: the waits of each kind meet the updates
+ * that have their key, most specific first, and a key no update can have
+ * is an error at the call. */
+TEST(waits_by_any_key) {
+  struct fakeapi *api = harness_api();
+  const int64_t GROUP = -700;
+  const char *script = harness_write("keys.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.command('quiz', function(ctx)\n"
+      "  ctx:reply('quiz 2+2?')\n"
+      "  local a = ctx:wait(function(c) return c.msg.text == '4' end,\n"
+      "                     { chat = true })\n"
+      "  ctx:reply('quiz won by ' .. a.from.id)\n"
+      "end)\n"
+      "bot.command('name', function(ctx)\n"
+      "  ctx:reply('name? ' .. ctx.from.id)\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  ctx:reply('name ' .. ctx.from.id .. ' ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.command('dm', function(ctx)\n"
+      "  -- (asked once the wait is in place: the answer comes from another\n"
+      "  -- chat, which sequentialize does not order with this one)\n"
+      "  tghost.spawn(function() ctx:reply('dm me') end)\n"
+      "  local a = ctx:wait('message:text', { user = ctx.from.id })\n"
+      "  ctx:reply('dm got ' .. a.chat.id .. ' ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.command('wrongkey', function(ctx)\n"
+      "  local ok, err = pcall(ctx.wait, ctx, 'message:text', { key = ctx.chat.id })\n"
+      "  ctx:reply('wrongkey ' .. tostring(err))\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx)\n"
+      "  ctx:reply('other ' .. ctx.from.id .. ' ' .. ctx.msg.text)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, GROUP, 1, "/quiz");
+  expect_text(10000, "quiz 2+2?");
+  fakeapi_push_text(api, GROUP, 3, "/name");
+  expect_text(10000, "name? 3");
+  /* Bob's wrong answer is not the quiz's: the middleware has it. */
+  fakeapi_push_text(api, GROUP, 2, "5");
+  expect_text(10000, "other 2 5");
+  /* Carol's dialog of her own goes on beside the chat-wide one. */
+  fakeapi_push_text(api, GROUP, 3, "Cee");
+  expect_text(10000, "name 3 Cee");
+  fakeapi_push_text(api, GROUP, 2, "4");
+  expect_text(10000, "quiz won by 2");
+  /* Started in the group, answered in private. */
+  fakeapi_push_text(api, GROUP, 1, "/dm");
+  expect_text(10000, "dm me");
+  fakeapi_push_text(api, 1, 1, "psst");
+  expect_text(10000, "dm got 1 psst");
+  fakeapi_push_text(api, GROUP, 1, "/wrongkey");
+  CHECK(run_until(sent_text_containing, "keys.lua:21: ctx:wait: key \"-700\" "
+                  "can never match: the bot's key function (the default) "
+                  "gives every update the key \"chat id:user id\"; to wait "
+                  "for anyone in chat -700 pass { chat = -700 }", 10000),
+        "a wait on a key no update can have was no error at its line");
+  CHECK(!api_sent_text("other 2 4") && !api_sent_text("other 3 Cee") &&
+        !api_sent_text("other 1 psst"), "an answer ran the middleware");
+  proc_stop_cleanly(p);
+
+  /* A key function that gives integers, a wait that names the key as a
+   * string: one key. */
+  const char *script2 = harness_write("intkeys.lua",
+      "conversation{ key = function(ctx) return ctx.chat and ctx.chat.id end }\n"
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx:reply('ask?')\n"
+      "  local a = ctx:wait('message:text', { key = tostring(ctx.chat.id) })\n"
+      "  ctx:reply('ask got ' .. a.msg.text)\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('other ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  p = proc_start(script2, NULL);
+  fakeapi_push_text(api, 5, 5, "/ask");
+  expect_text(10000, "ask?");
+  fakeapi_push_text(api, 5, 6, "five");
+  expect_text(10000, "ask got five");
+  CHECK(!api_sent_text("other five"), "the answer ran the middleware");
+  proc_stop_cleanly(p);
+}
+
+/* --- sessions and middleware around a wait -------------------------------- */
+
+/* The issue's repro: a dialog that changed its session before its wait
+ * loses nothing the updates that ran while it waited wrote, and they lose
+ * nothing of its (count ends at 3: /ask, /inc, /inc). The same with the
+ * session table kept in a local across the wait. */
+TEST(session_across_wait) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("count.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(session{ initial = function() return { count = 0 } end })\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx.session.count = ctx.session.count + 1\n"
+      "  ctx:reply('name?')\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  ctx.session.name = a.msg.text\n"
+      "  ctx:reply('ok')\n"
+      "end)\n"
+      "bot.command('ask2', function(ctx)\n"
+      "  local s = ctx.session\n"
+      "  s.count = s.count + 1\n"
+      "  ctx:reply('name?')\n"
+      "  s.name = ctx:wait('message:text').msg.text\n"
+      "  ctx:reply('ok')\n"
+      "end)\n"
+      "bot.command('inc', function(ctx)\n"
+      "  ctx.session.count = ctx.session.count + 1\n"
+      "  ctx:reply('inc')\n"
+      "end)\n"
+      "bot.command('show', function(ctx)\n"
+      "  ctx:reply(('show %d %s'):format(ctx.session.count, tostring(ctx.session.name)))\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  const char *ask[] = {"/ask", "/ask2"};
+  for (int chat = 1; chat <= 2; chat++) {
+    fakeapi_push_text(api, chat, chat, ask[chat - 1]);
+    wait_text_count("name?", (size_t)chat, 10000);
+    fakeapi_push_text(api, chat, chat, "/inc");
+    fakeapi_push_text(api, chat, chat, "/inc");
+    wait_text_count("inc", (size_t)chat * 2, 10000);
+    fakeapi_push_text(api, chat, chat, "Ada");
+    wait_text_count("ok", (size_t)chat, 10000);
+    fakeapi_push_text(api, chat, chat, "/show");
+    wait_text_count("show 3 Ada", (size_t)chat, 10000);
+  }
+  proc_stop_cleanly(p);
+}
+
+/* A random schedule per chat of /inc, dialogs (/ask N asks N questions)
+ * and answers, the chats' messages interleaved at random and pushed in
+ * bursts of random size; every handler and every dialog step yields for a
+ * random time between reading its session and writing it back. Each
+ * message adds one to its chat's count, whoever takes it (an /inc, the
+ * dialog it starts, the dialog it answers, or the plain text handler when
+ * no dialog wants it), so at the end every chat's count is its number of
+ * messages: no write was lost. Once with memory sessions, once with
+ * SQLite (whose calls suspend the handler too). */
+static const char interleave_fmt[] =
+    "local store = %s\n"
+    "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+    "bot.use(session{ storage = store, initial = function() return { count = 0 } end })\n"
+    "local function bump(ctx, ms)\n"
+    "  local c = ctx.session.count\n"
+    "  if ms > 0 then tghost.sleep(ms / 1000) end\n"
+    "  ctx.session.count = c + 1\n"
+    "end\n"
+    "local function ms_of(text) return tonumber(text:match('(%%d+)$')) or 0 end\n"
+    "bot.command('inc', function(ctx) bump(ctx, ms_of(ctx.msg.text)) end)\n"
+    "bot.command('ask', function(ctx)\n"
+    "  local n = tonumber(ctx.match:match('^(%%d+)'))\n"
+    "  bump(ctx, ms_of(ctx.msg.text))\n"
+    "  for _ = 1, n do\n"
+    "    local a = ctx:wait('message:text')\n"
+    "    bump(ctx, ms_of(a.msg.text))\n"
+    "  end\n"
+    "end)\n"
+    "bot.command('show', function(ctx)\n"
+    "  ctx:reply(('show %%d %%d'):format(ctx.chat.id, ctx.session.count))\n"
+    "end)\n"
+    "bot.on('message:text', function(ctx) bump(ctx, ms_of(ctx.msg.text)) end)\n"
+    "run(bot)\n";
+
+static void interleavings_with(const char *store, uint64_t seed) {
+  struct fakeapi *api = harness_api();
+  enum { CHATS = 24, MESSAGES = 14 };
+  char text[2048];
+  snprintf(text, sizeof text, interleave_fmt, store);
+  const char *script = harness_write("interleave.lua", text);
+  struct proc *p = proc_start(script, NULL);
+  rng = seed;
+  int sent[CHATS];
+  memset(sent, 0, sizeof sent);
+  int left = CHATS * MESSAGES;
+  while (left > 0) {
+    int burst = 1 + (int)(rnd() % 40);
+    for (; burst > 0 && left > 0; burst--) {
+      int c = (int)(rnd() % CHATS);
+      if (sent[c] == MESSAGES) continue;
+      int64_t chat = 5000 + c;
+      int ms = (int)(rnd() % 4) == 0 ? 0 : (int)(rnd() % 8);
+      switch (rnd() % 4) {
+        case 0: snprintf(text, sizeof text, "/inc %d", ms); break;
+        case 1: snprintf(text, sizeof text, "/ask %d %d", 1 + (int)(rnd() % 3),
+                         ms); break;
+        default: snprintf(text, sizeof text, "a %d", ms);
+      }
+      fakeapi_push_text(api, chat, chat, text);
+      sent[c]++;
+      left--;
+    }
+    run_for((int)(rnd() % 15));
+  }
+  for (int c = 0; c < CHATS; c++) fakeapi_push_text(api, 5000 + c, 5000 + c, "/show");
+  struct tally t = {{"show "}, {0}, 0};
+  wait_tally(&t, 0, CHATS, 60000);
+  for (int c = 0; c < CHATS; c++) {
+    snprintf(text, sizeof text, "show %d ", 5000 + c);
+    char *got = reply_starting(text);
+    snprintf(text, sizeof text, "show %d %d", 5000 + c, MESSAGES);
+    CHECK(got && strcmp(got, text) == 0, "chat %d: '%s', not the %d messages "
+          "it got: a write was lost", 5000 + c, got ? got : "(no reply)",
+          MESSAGES);
+    free(got);
+  }
+  fprintf(stderr, "%s: %d chats x %d messages, every count right\n", store,
+          CHATS, MESSAGES);
+  proc_stop_cleanly(p);
+}
+
+TEST(session_interleavings) {
+  interleavings_with("tghost.storage.memory('s')", 0x9E3779B97F4A7C15ULL);
+  char sqlite[600];
+  snprintf(sqlite, sizeof sqlite, "tghost.storage.sqlite('%s/s.db')",
+           harness_tmpdir());
+  interleavings_with(sqlite, 0xD1B54A32D192ED03ULL);
+}
+
+/* The update a conversation receives runs the middleware its own update
+ * went through to reach the handler, outermost first: the bot's use()
+ * middleware and a composer's (fields set, the session: the answer's
+ * ctx.session is the conversation's), and middleware behind a filter if
+ * the answer passes that filter too; not the handlers on the way, nor
+ * middleware registered after the handler, nor sequentialize. The
+ * stack stays open while the conversation handles the answer (its
+ * middleware returns at the next wait, or when the handler ends, and the
+ * session is written then). A middleware that does not call next() stops
+ * the answer: the wait goes on. */
+TEST(answers_run_middleware) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("mw.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(function(ctx, next)\n"
+      "  ctx.seen = 'A'\n"
+      "  print('A in ' .. ctx.update.update_id)\n"
+      "  next()\n"
+      "  print('A out ' .. ctx.update.update_id)\n"
+      "end)\n"
+      "bot.use(function(ctx, next)\n"
+      "  if ctx.msg and ctx.msg.text == 'blocked' then return end\n"
+      "  return next()\n"
+      "end)\n"
+      "bot.use(session{ initial = function() return { answers = 0 } end })\n"
+      "local admin = tghost.Composer()\n"
+      "admin.use(function(ctx, next) ctx.lang = 'en'; return next() end)\n"
+      "admin.on('::bot_command', function(ctx, next)\n"
+      "  print('command mw ' .. ctx.msg.text)\n"
+      "  return next()\n"
+      "end)\n"
+      "admin.on('message:text', function(ctx, next) ctx.texty = true; return next() end)\n"
+      "admin.command('ask', function(ctx)\n"
+      "  ctx:reply('q1')\n"
+      "  local a = ctx:wait('message:text')\n"
+      "  a.session.answers = a.session.answers + 1\n"
+      "  ctx:reply(('got %s seen=%s lang=%s texty=%s same=%s'):format(a.msg.text,\n"
+      "    tostring(a.seen), tostring(a.lang), tostring(a.texty),\n"
+      "    tostring(a.session == ctx.session)))\n"
+      "  local b = ctx:wait('message:text')\n"
+      "  b.session.answers = b.session.answers + 1\n"
+      "  ctx:reply('got2 ' .. b.msg.text)\n"
+      "end)\n"
+      "bot.use(admin)\n"
+      "bot.use(function(ctx, next)\n"
+      "  print('after ' .. ctx.update.update_id)\n"
+      "  return next()\n"
+      "end)\n"
+      "bot.command('show', function(ctx) ctx:reply('answers ' .. ctx.session.answers) end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  int64_t u0 = fakeapi_push_text(api, 1, 1, "/ask");
+  expect_text(10000, "q1");
+  fakeapi_push_text(api, 1, 1, "blocked");
+  int64_t u1 = fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "got Ada seen=A lang=en texty=true same=true");
+  char line[64];
+  snprintf(line, sizeof line, "A in %lld\n", (long long)u1);
+  CHECK(strstr(proc_stdout(p), line), "the bot's middleware did not run for "
+        "the answer:\n%s", proc_stdout(p));
+  snprintf(line, sizeof line, "A out %lld\n", (long long)u1);
+  CHECK(!strstr(proc_stdout(p), line), "the answer's middleware returned "
+        "before the conversation was done with it");
+  int64_t u2 = fakeapi_push_text(api, 1, 1, "Bob");
+  expect_text(10000, "got2 Bob");
+  fakeapi_push_text(api, 1, 1, "/show");
+  expect_text(10000, "answers 2");
+  void *out1[2] = {p, line};
+  CHECK(run_until(stdout_has, out1, 10000), "the first answer's middleware "
+        "never returned");
+  char out2[64];
+  snprintf(out2, sizeof out2, "A out %lld\n", (long long)u2);
+  void *o2[2] = {p, out2};
+  CHECK(run_until(stdout_has, o2, 10000), "the last answer's middleware "
+        "never returned");
+  const char *out = proc_stdout(p);
+  /* The answer's middleware returned once the conversation waited again,
+   * which is after it handled the answer. */
+  char u0_out[64];
+  snprintf(u0_out, sizeof u0_out, "A out %lld\n", (long long)u0);
+  CHECK(strstr(out, u0_out), "the dialog's own update never left its "
+        "middleware");
+  CHECK(!strstr(out, "command mw Ada") && !strstr(out, "command mw Bob"),
+        "middleware behind a filter the answer does not pass ran for it:\n%s",
+        out);
+  CHECK(strstr(out, "command mw /ask"), "the middleware behind a filter did "
+        "not run for the dialog's own update");
+  for (int64_t u = u1; u <= u2; u++) {
+    snprintf(line, sizeof line, "after %lld\n", (long long)u);
+    CHECK(!strstr(out, line), "middleware after the handler ran for an "
+          "answer");
+  }
+  CHECK(!api_sent_text("got blocked"), "a middleware that stopped an answer "
+        "did not stop it");
   proc_stop_cleanly(p);
 }
 
@@ -736,6 +1072,73 @@ TEST(reload_mid_dialog) {
   proc_stop_cleanly(p);
 }
 
+/* No dialog pins a generation forever: every wait has a timeout (24 h
+ * unless the script says otherwise), a reload names the waiting dialogs
+ * that keep an old generation alive, and /metrics counts the generations
+ * alive. */
+static const char pinned_fmt[] =
+    "%s\n"
+    "bot.command('reg', function(ctx)\n"
+    "  ctx:reply('%s name?')\n"
+    "  ctx:wait('message:text')\n"
+    "  ctx:reply('%s hi')\n"
+    "end)\n"
+    "bot.catch(function(err) print('caught ' .. tostring(err.error)) end)\n"
+    "run(bot)\n";
+
+TEST(no_pinned_generations) {
+  struct fakeapi *api = harness_api();
+  char text[1024];
+  snprintf(text, sizeof text, pinned_fmt, "", "v1", "v1");
+  const char *script = harness_write("bot.lua", text);
+  const char *args[] = {"--metrics", "127.0.0.1:0", NULL};
+  struct proc *p = proc_start(script, args);
+  int mport = wait_port(p, METRICS_MARK);
+  struct metric_wait alive = {mport, "tghost_generations_alive", 1};
+  CHECK(run_until(metric_is, &alive, 10000), "not 1 generation alive");
+  /* A dialog on the default timeout pins generation 1. */
+  fakeapi_push_text(api, 1, 1, "/reg");
+  expect_text(10000, "v1 name?");
+  snprintf(text, sizeof text, pinned_fmt, "conversation{ timeout = 1 }", "v2",
+           "v2");
+  write_by_rename("bot.lua", text);
+  wait_stderr(p, "generation 1 stays alive for 1 waiting conversation(s): "
+              "1:1 (at ", 10000);
+  CHECK(strstr(proc_stderr(p), "bot.lua:4, waiting 0 s, times out in 23 h "
+               "59 min)"), "the log line does not name the dialog, its line "
+        "and its 24 h timeout");
+  alive.want = 2;
+  CHECK(run_until(metric_is, &alive, 10000), "not 2 generations alive");
+  /* On generation 2 waits time out after 1 s: its dialog pins generation 2
+   * for that long only. */
+  fakeapi_push_text(api, 2, 2, "/reg");
+  expect_text(10000, "v2 name?");
+  uint64_t t0 = harness_now_ms();
+  snprintf(text, sizeof text, pinned_fmt, "", "v3", "v3");
+  write_by_rename("bot.lua", text);
+  wait_stderr(p, "generation 2 stays alive for 1 waiting conversation(s): "
+              "2:2 (at ", 10000);
+  alive.want = 3;
+  CHECK(run_until(metric_is, &alive, 10000), "not 3 generations alive");
+  wait_stderr(p, "generation 2 retired", 10000);
+  uint64_t took = harness_now_ms() - t0;
+  CHECK(strstr(proc_stdout(p), "caught ConversationTimeout: no answer within "
+               "1 s (conversation 2:2)"), "the timeout did not reach bot.catch");
+  CHECK(took < 5000, "generation 2 retired %llu ms after the reload",
+        (unsigned long long)took);
+  alive.want = 2;
+  CHECK(run_until(metric_is, &alive, 10000), "not 2 generations alive");
+  /* Generation 1's dialog still waits, and ends when answered. */
+  CHECK(!strstr(proc_stderr(p), "generation 1 retired"), "generation 1 "
+        "retired with its dialog waiting");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  expect_text(10000, "v1 hi");
+  wait_stderr(p, "generation 1 retired", 10000);
+  alive.want = 1;
+  CHECK(run_until(metric_is, &alive, 10000), "not 1 generation alive");
+  proc_stop_cleanly(p);
+}
+
 /* --- a graceful stop ---------------------------------------------------- */
 
 /* SIGTERM: the update in progress finishes first, then the 50 waiting
@@ -1002,8 +1405,9 @@ TEST_SERIAL(ten_thousand_waiting) {
   proc_stop_cleanly(p);
 }
 
-/* The restart story of docs/guide/conversations.md: a dialog that keeps its progress in a
- * session stored in SQLite goes on at the open question after tghost was
+/* The restart story of docs/guide/conversations.md without a storage for
+ * conversations: a dialog that keeps its progress in a session stored in
+ * SQLite (it still works) goes on at the open question after tghost was
  * killed (no journal: the user's next message resumes it). */
 TEST(session_restart) {
   struct fakeapi *api = harness_api();

@@ -1226,6 +1226,35 @@ TEST(cancel_and_errors) {
   proc_stop_cleanly(p);
 }
 
+/* A storage never hands out the value it keeps (issue 25 item 5): a
+ * session that a handler made unstorable (a function in it) is refused,
+ * and the script's own storage, whose read gives its table itself, still
+ * holds what it held, so the chat's next update works. */
+TEST(refused_write_leaves_store) {
+  const char *script = harness_write("poison.lua",
+      "local store = { data = {} }\n"
+      "function store:read(key) return self.data[key] end\n"
+      "function store:write(key, value) self.data[key] = value end\n"
+      "function store:delete(key) self.data[key] = nil end\n"
+      "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
+      "bot.use(sequentialize(function(ctx) return ctx.chat.id end))\n"
+      "bot.use(session{ storage = store, initial = function() return { n = 0 } end })\n"
+      "bot.command('bad', function(ctx) ctx.session.f = print end)\n"
+      "bot.command('inc', function(ctx)\n"
+      "  ctx.session.n = ctx.session.n + 1\n"
+      "  ctx:reply('n=' .. ctx.session.n)\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  expect(8, "/inc", "n=1");
+  char *caught = ask(8, "/bad", "caught: ");
+  CHECK(strstr(caught, "session \"8\": value.f is a function"), "%s", caught);
+  free(caught);
+  expect(8, "/inc", "n=2");
+  expect(8, "/inc", "n=3");
+  proc_stop_cleanly(p);
+}
+
 /* --- SQLite writes and the loop -------------------------------------------- */
 
 /* The load is pushed at a quarter of what tghost handles at the moment

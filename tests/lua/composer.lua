@@ -392,4 +392,87 @@ t.test("bot.catch takes a function", function()
   t.raises(function() _G.bot:catch(42) end, "bot.catch: expected a function, got number")
 end)
 
+-- What a conversation's answers run (lua/conversation.lua): the
+-- middleware the update is inside of at the handler, with their filters.
+local Composer = require("tghost.composer")
+
+-- Runs c on ctx; the handler (command start) saves Composer.trail(ctx).
+local function trail_at_handler(c, ctx)
+  local got
+  c.command("start", function(hctx) got = Composer.trail(hctx) end)
+  c.middleware()(ctx, function() end)
+  return got
+end
+
+local function names(trail, label_of)
+  local out = {}
+  for i, e in ipairs(trail) do out[i] = label_of[e.mw] .. "/" .. #e.guards end
+  return out
+end
+
+t.test("the trail: middleware inside next(), with their filters", function()
+  local c = tghost.Composer()
+  local label = {}
+  local function mw(name, call_next)
+    local f = function(ctx, next)
+      ctx.trace[#ctx.trace + 1] = name
+      if call_next then return next() end
+    end
+    label[f] = name
+    return f
+  end
+  -- Not for answers (as sequentialize is).
+  c.use(Composer.not_for_answers(mw("seq", true)))
+  c.use(mw("a", true))
+  local inner = tghost.Composer()
+  inner.use(mw("b", true))
+  inner.on("message:text", mw("texty", true))
+  inner.on(":photo", mw("photo", true))   -- its filter fails: not there
+  c.use(inner)
+  c.on("message", mw("after_filter", true))
+  local ctx = ctx_of("command")
+  ctx.trace = {}
+  local trail = trail_at_handler(c, ctx)
+  -- after_filter sits behind its own filter only: inner's are left.
+  t.eq(names(trail, label), { "a/0", "b/0", "texty/1", "after_filter/1" })
+  -- An answer that is a photo passes a, b, after_filter; not texty.
+  local answer = ctx_of("photo")
+  answer.trace = {}
+  local reached = false
+  Composer.run_trail(trail, answer, function() reached = true end)
+  t.eq(answer.trace, { "a", "b", "after_filter" })
+  t.truthy(reached, "the trail's end was not reached")
+  -- A text answer passes texty's filter too.
+  answer = ctx_of("text")
+  answer.trace = {}
+  Composer.run_trail(trail, answer, function() end)
+  t.eq(answer.trace, { "a", "b", "texty", "after_filter" })
+  -- After the stack returned, nothing is left on the path.
+  t.eq(Composer.trail(ctx), {})
+end)
+
+-- Middleware that returned before the handler (inside an errorBoundary,
+-- whose rest runs after it) is not on the path.
+t.test("the trail after an error caught by errorBoundary", function()
+  local c = tghost.Composer()
+  local label = {}
+  local function mw(name)
+    local f = function(ctx, next) return next() end
+    label[f] = name
+    return f
+  end
+  c.use(mw("a"))
+  c.errorBoundary(function(_, next) next() end, mw("inside"),
+                  function() error("boom") end)
+  c.use(mw("b"))
+  local got
+  c.use(function(ctx, next)
+    got = Composer.trail(ctx)
+    return next()
+  end)
+  local ctx = ctx_of("command")
+  c.middleware()(ctx, function() end)
+  t.eq(names(got, label), { "a/0", "b/0" })
+end)
+
 t.done()

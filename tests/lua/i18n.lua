@@ -92,12 +92,14 @@ t.test("the override in the session wins over language_code, per user", function
   t.eq(text(bot.handleUpdate(msg("/hello", "ru"))), "Hello, Ann! Main menu")
 end)
 
-t.test("an answer from ctx:wait translates too", function()
-  local first = tghost.spawn(bot.handleUpdate, msg("/ask", "ru"))
+t.test("an answer from ctx:wait translates too, through the i18n middleware (the session's override)", function()
+  bot.handleUpdate(msg("/lang ru", "en"))
+  local first = tghost.spawn(bot.handleUpdate, msg("/ask", "en"))
   tghost.sleep(0.01)
-  t.eq(bot.handleUpdate(msg("2", "ru")).outcome, "consumed")
+  t.eq(bot.handleUpdate(msg("2", "en")).outcome, "consumed")
   local r = tghost.wait(first)
   t.eq(text(r, 2), "У вас 2 яблока.")
+  bot.handleUpdate(msg("/lang en", "ru"))
 end)
 
 t.test("fallbacks, functions, missing placeholders", function()
