@@ -199,7 +199,9 @@ function runtime.handle_update(update, redelivered, route)
   -- An answer a durable conversation took: done once its record has it.
   if route == "receipt" then return conv.receipt_wait() end
   if route == "held" then
-    if conv.hold_wait() then return end
+    -- Taken: a durable conversation's answer is done once its record has
+    -- it (conv.receipt_wait returns at once for any other).
+    if conv.hold_wait() then return conv.receipt_wait() end
   elseif route == nil and conv.active() then
     if runtime.conversation_reroute(Context.new(update, runtime.bot)) then
       return

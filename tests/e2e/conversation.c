@@ -805,6 +805,46 @@ TEST(cancel_and_replace) {
   proc_stop_cleanly(p);
 }
 
+/* A command that starts a dialog on the key of a waiting one replaces it,
+ * and the answers that came after that command are the new dialog's, even
+ * when they arrive before its ctx:wait (here: in one batch with it, no
+ * sequentialize). A command that asks nothing (/help) only delays them:
+ * the waiting dialog still gets the answer typed after it. */
+TEST(replace_gets_later_answers) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("replace.lua",
+      "local dialogs = 0\n"
+      "bot.command('register', function(ctx)\n"
+      "  dialogs = dialogs + 1\n"
+      "  local n = dialogs\n"
+      "  ctx:reply('name? ' .. n)\n"
+      "  local ok, a = pcall(ctx.wait, ctx, 'message:text')\n"
+      "  if ok then ctx:reply('hi ' .. n .. ' ' .. a.msg.text)\n"
+      "  else ctx:reply('ended ' .. n .. ' ' .. tostring(a.reason)) end\n"
+      "end)\n"
+      "bot.command('help', function(ctx) ctx:reply('help') end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('echo ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, 1, 1, "/register");
+  wait_text_count("name? 1", 1, 10000);
+  fakeapi_push_text(api, 1, 1, "/register");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  fakeapi_push_text(api, 1, 1, "hello");
+  expect_text(10000, "hi 2 Ada");
+  expect_text(10000, "echo hello");
+  expect_text(10000, "ended 1 replaced");
+  CHECK(!api_sent_text("hi 1 Ada"), "the replaced dialog took the answer");
+  fakeapi_push_text(api, 2, 2, "/register");
+  wait_text_count("name? 3", 1, 10000);
+  fakeapi_push_text(api, 2, 2, "/help");
+  fakeapi_push_text(api, 2, 2, "Bob");
+  expect_text(10000, "hi 3 Bob");
+  expect_text(10000, "help");
+  CHECK(!api_sent_text("echo Bob"), "the answer ran the middleware");
+  proc_stop_cleanly(p);
+}
+
 /* --- updates that do not match ------------------------------------------ */
 
 TEST(not_matching) {
