@@ -674,6 +674,7 @@ static int l_wait(lua_State *L) {
     return 2;
   }
   struct conv_entry *e = take_key(c, &k);
+  c->durable = durable;
   /* Its update no longer holds back others' (it took the key, or waits on
    * another). */
   struct conv_claim *claims = claim_of(job);
@@ -695,7 +696,6 @@ static int l_wait(lua_State *L) {
   c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   free(c->site);
   c->site = site ? xstrdup(site) : NULL;
-  c->durable = durable;
   c->waiting_since_ms = clock_now_ms();
   c->deadline_ms = timeout >= 0 ? c->waiting_since_ms +
                                       (uint64_t)(timeout * 1000) : 0;
@@ -716,6 +716,22 @@ static int l_wait(lua_State *L) {
   return task_wait(L, t, &conv_wait_ops, c);
 }
 
+/* conv.take(key): the running update's conversation takes key before it
+ * waits on it (a durable dialog, while its record is written): updates of
+ * the key are held for it from now on, so an answer that comes meanwhile
+ * reaches its wait instead of the middleware. */
+static int l_take(lua_State *L) {
+  struct script_env *env = env_of(L);
+  struct task *t = sched_running(env->sched);
+  struct job *job = t ? task_job(t) : NULL;
+  if (!job || job_kind(job) != JOB_UPDATE) return 0;
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  struct conv *c = conv_get(env->conv, job);
+  if (c->state == CONV_RUNNING && c->pending == OUT_NONE) take_key(c, &k);
+  return 0;
+}
+
 /* conv.settle(serial, consumed) */
 static int l_settle(lua_State *L) {
   struct script_env *env = env_of(L);
@@ -727,6 +743,8 @@ static int l_settle(lua_State *L) {
   qlist_foreach(n, &c->entry->held) {
     struct conv_hold *hd = qlist_entry(n, struct conv_hold, node);
     if (hd->serial == (uint64_t)serial) {
+      /* A durable conversation's answer is done once its record has it. */
+      if (consumed && c->durable) receipt_new(c, hd->job);
       decide(hd, consumed ? HOLD_CONSUMED : HOLD_PASS);
       break;
     }
@@ -1078,6 +1096,7 @@ static int l_stats(lua_State *L) {
 int luaopen_tghost_conv(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"wait", l_wait},
+      {"take", l_take},
       {"settle", l_settle},
       {"hold_wait", l_hold_wait},
       {"cancel", l_cancel},
