@@ -20,6 +20,14 @@ local GLOBALS = {
   InlineKeyboard = "keyboards are tghost.InlineKeyboard() and tghost.Keyboard()",
   Keyboard = "keyboards are tghost.InlineKeyboard() and tghost.Keyboard()",
   Markup = "keyboards are tghost.InlineKeyboard() and tghost.Keyboard()",
+  Menu = "a menu is tghost.Menu(id), registered with bot.use(menu)",
+  InputFile = "a file to send is tghost.InputFile(path [, name])",
+  autoRetry = "retries on 429 and 5xx are built in; set them with "
+              .. "bot.api.config{ autoRetry = { maxRetryAttempts = 3 } }",
+  conversations = "conversations need no plugin: call ctx:wait(...) in any "
+                  .. "handler (conversation{ ... } sets their options)",
+  createConversation = "conversations need no plugin: call ctx:wait(...) in "
+                       .. "any handler (conversation{ ... } sets their options)",
   import = "Lua has no import: `bot`, `run` and `tghost` are globals already, "
            .. "and your own modules load with require(\"name\")",
   console = "Lua prints with print(...); tghost.log.info(...) writes a log line",
@@ -28,8 +36,9 @@ local GLOBALS = {
   setTimeout = "wait with tghost.sleep(seconds); run later with "
                .. "tghost.spawn(function() tghost.sleep(s) ... end)",
   setInterval = "repeat with tghost.every(seconds, function() ... end)",
-  fetch = "HTTP requests are tghost.http(url [, options])",
-  await = "Lua needs no await: a call that waits (ctx:reply, tghost.http) "
+  fetch = "HTTP requests are tghost.http.get(url) and "
+          .. "tghost.http.request{ url = ..., method = ..., body = ... }",
+  await = "Lua needs no await: a call that waits (ctx:reply, tghost.http.get) "
           .. "suspends the handler until its answer is there",
 }
 
@@ -55,6 +64,8 @@ local FIELDS = {
   replyWithMarkdownV2 = "tghost has ctx:reply(text, { parse_mode = \"MarkdownV2\" })",
   answerCbQuery = "ctx.answerCbQuery() is Telegraf's: tghost has "
                   .. "ctx:answerCallbackQuery()",
+  session = "if that is ctx.session: it is there once the session "
+            .. "middleware runs first: bot.use(session{ initial = ... })",
   webhookCallback = "tghost serves webhooks itself: tghost --webhook URL "
                     .. "--listen ADDR:PORT bot.lua",
 }
@@ -72,9 +83,9 @@ local MODULES = {
   json = "JSON is built in: tghost.json.encode and tghost.json.decode",
   cjson = "JSON is built in: tghost.json.encode and tghost.json.decode",
   dkjson = "JSON is built in: tghost.json.encode and tghost.json.decode",
-  socket = "HTTP is built in and never blocks the bot: tghost.http(url)",
-  ["socket.http"] = "HTTP is built in and never blocks the bot: tghost.http(url)",
-  ["ssl.https"] = "HTTP is built in and never blocks the bot: tghost.http(url)",
+  socket = "HTTP is built in and never blocks the bot: tghost.http.get(url)",
+  ["socket.http"] = "HTTP is built in and never blocks the bot: tghost.http.get(url)",
+  ["ssl.https"] = "HTTP is built in and never blocks the bot: tghost.http.get(url)",
   lsqlite3 = "SQLite is built in and never blocks the bot: "
              .. "tghost.storage.sqlite(path)",
   redis = "Redis is built in and never blocks the bot: tghost.storage.redis(url)",

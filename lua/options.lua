@@ -70,7 +70,13 @@ end
 
 local function check(value, schema, path)
   if type(value) ~= "table" then
-    error(string.format("run(): %s must be a table, not %s", path, type(value)), 0)
+    -- Name the table's fields: `timeout = 5000` for
+    -- `timeout = { milliseconds = 5000 }` is an easy slip.
+    local names = {}
+    for k in pairs(schema) do names[#names + 1] = k .. " = ..." end
+    table.sort(names)
+    error(string.format("run(): %s must be a table ({ %s }), not %s", path,
+                        table.concat(names, ", "), type(value)), 0)
   end
   for key, v in pairs(value) do
     local want = schema[key]

@@ -215,7 +215,7 @@ function runtime.handle_update(update, redelivered, route)
   if runtime.dialog_begin then runtime.dialog_begin(update, redelivered) end
   local bot = runtime.bot
   local ctx = Context.new(update, bot)
-  if redelivered then ctx.redelivered = true end
+  ctx.redelivered = redelivered and true or false
   contexts[update.update_id] = ctx
   local last = watches_unhandled and unhandled_reporter(update) or noop
   -- A command no handler took: tghost.commands{ suggest = ... }.

@@ -393,7 +393,7 @@ function ApiConfig.use(fn) end
 ---@field api tghost.Api `bot.api`.
 ---@field me tg.UserFromGetMe The bot's User object (from getMe).
 ---@field match string|string[]|nil Set by command (a string), and by hears, callbackQuery, inlineQuery and the other triggers (`{ text }` for a plain string, the captures for a pattern).
----@field redelivered boolean? True when the update runs again and may have run partly before: after a restart (--journal), or in a cluster when an earlier owner of its partition admitted it and lost the partition before it ended.
+---@field redelivered boolean True when the update runs again and may have run partly before (false on a first delivery): after a restart (--journal), or in a cluster when an earlier owner of its partition admitted it and lost the partition before it ended.
 ---@field session any The update's session, with `session{}` in the stack: read on first access, written back after the handlers if it changed; `nil` deletes it.
 ---@field form tghost.Form Forms in a conversation: ask, wait for a fitting answer, ask again otherwise.
 ---@field msg tg.Message? The message, edited message, channel post, business message, or the callback query's message.

@@ -126,7 +126,8 @@ static void on_loaded(struct generation *g, const char *error, void *ud) {
   }
   if (!botapi_has_token(h->api)) {
     host_fatal(h, "no bot token: set BOT_TOKEN in the environment or pass "
-                  "--token-file FILE");
+                  "--token-file FILE (or try the bot without one: tghost "
+                  "--sandbox %s)", g->script_path);
     return;
   }
   host_start_runner(h, g->run_opts);

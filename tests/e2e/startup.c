@@ -613,6 +613,23 @@ TEST(grammy_habits) {
       {"console.log('started')\n",
        "attempt to index a nil value (global 'console')",
        "(Lua prints with print(...)"},
+      {"local body = fetch('https://example.com')\n",
+       "attempt to call a nil value (global 'fetch')",
+       "(HTTP requests are tghost.http.get(url)"},
+      {"local http = require('socket.http')\n", "module 'socket.http' not found",
+       "HTTP is built in and never blocks the bot: tghost.http.get(url)"},
+      {"local menu = Menu('main')\n",
+       "attempt to call a nil value (global 'Menu')",
+       "(a menu is tghost.Menu(id), registered with bot.use(menu))"},
+      {"bot.use(createConversation(function() end))\n",
+       "attempt to call a nil value (global 'createConversation')",
+       "(conversations need no plugin: call ctx:wait(...)"},
+      {"local count = bot.session.count\n",
+       "attempt to index a nil value (field 'session')",
+       "it is there once the session middleware runs first"},
+      {"run(bot, { sink = { timeout = 5000 } })\n",
+       "sink.timeout must be a table",
+       "({ handler = ..., milliseconds = ... }), not number"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct proc *p = check_script("habit.lua", cases[i].code);
