@@ -262,6 +262,8 @@ function M.wait(key, display, timeout, ctx)
     if d.mode == "off" then return nil end
     d.open = ev
     d.display = display
+    -- Its answer may come while the record is written: held for the wait.
+    conv.take(key)
     persist(d, key)
     if d.mode == "off" then return nil end
   end

@@ -133,6 +133,8 @@ local function handle_update(update, opts)
   runtime.handled_updates = true
   local done <close> = setmetatable({}, { __close = function() records[id] = nil end })
   local outcome, why = core.handle_update(text, id)
+  -- A conversation took it once its job had started (runtime.handle_update).
+  if outcome == "done" and record.consumed then outcome = "consumed" end
   record.outcome = outcome
   if outcome == "cancelled" then record.error = why end
   if outcome == "failed" and record.error == nil then record.error = why end

@@ -198,12 +198,19 @@ runtime.path_done = nil
 function runtime.handle_update(update, redelivered, route)
   -- An answer a durable conversation took: done once its record has it.
   if route == "receipt" then return conv.receipt_wait() end
+  local taken
   if route == "held" then
-    if conv.hold_wait() then return end
+    taken = conv.hold_wait()
   elseif route == nil and conv.active() then
-    if runtime.conversation_reroute(Context.new(update, runtime.bot)) then
-      return
-    end
+    taken = runtime.conversation_reroute(Context.new(update, runtime.bot))
+  end
+  if taken then
+    -- (bot.handleUpdate reports it "consumed", as one taken on arrival)
+    local record = runtime.records[update.update_id]
+    if record then record.consumed = true end
+    -- A durable conversation's answer is done once its record has it
+    -- (conv.receipt_wait returns at once for any other).
+    return conv.receipt_wait()
   end
   if runtime.dialog_begin then runtime.dialog_begin(update, redelivered) end
   local bot = runtime.bot

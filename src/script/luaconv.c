@@ -25,6 +25,21 @@ struct conv_entry {
   struct convmap_node node;
   struct conv *owner;
   struct qlist held;            /* conv_holds, in arrival order */
+  /* Updates of the key its waiting owner passed on (conv_claim) that have
+   * not waited or ended yet: one may be a handler that starts a dialog on
+   * the key, so the updates that came after them are held meanwhile. */
+  size_t claims;
+  bool detached;                /* out of the table, kept for its claims */
+};
+
+/* The entries whose waiting owner passed a job's update on to the
+ * middleware: claimed until the job first waits (on any key) or ends. A
+ * cleanup handler of the job. */
+struct conv_claim {
+  struct luaconv *lc;
+  struct job_cleanup cleanup;
+  size_t n;
+  struct conv_entry *entries[4];
 };
 
 enum conv_state {
@@ -112,6 +127,10 @@ struct luaconv {
   uint64_t serial;
   size_t waiting;               /* conversations in CONV_WAITING */
   size_t held;                  /* holds pending */
+  /* The entries the update luaconv_route just routed was passed on by
+   * (claimed for its job in luaconv_started). */
+  struct conv_entry *offered[NAMESPACES];
+  size_t n_offered;
   /* The generation new updates start in, as the last update routed or
    * reload told (luaconv_route, luaconv_move_durable): where a durable
    * conversation of a replaced one goes on. */
@@ -257,7 +276,86 @@ static void let_go(struct conv *c) {
   struct convmap_key k = convmap_node_key(&e->node);
   count_key(c->lc, &k, -1);
   convmap_remove(&c->lc->map, &e->node);
-  free(e);
+  if (e->claims) e->detached = true;
+  else free(e);
+}
+
+/* --- claims ------------------------------------------------------------- */
+
+static bool offer(struct luaconv *lc, struct conv *c,
+                  const struct update_item *u);
+static struct conv_receipt *receipt_new(struct conv *c, struct job *job);
+static void claim(struct luaconv *lc, struct job *job, struct conv_entry *e);
+
+/* Nothing claims e any more: its waiting owner is offered the first update
+ * held meanwhile. Taken, the owner runs and finds the rest at its next
+ * wait; passed on, that update claims e in turn. */
+static void unclaimed(struct luaconv *lc, struct conv_entry *e) {
+  struct conv *c = e->owner;
+  struct qnode *front = qlist_front(&e->held);
+  if (!c || c->state != CONV_WAITING || !front) return;
+  struct conv_hold *hd = qlist_entry(front, struct conv_hold, node);
+  size_t len;
+  const char *json = job_update_json(hd->job, &len);
+  struct update_item u = {.id = job_update_id(hd->job), .json = (char *)json,
+                          .len = len};
+  if (json && offer(lc, c, &u)) {
+    if (c->durable) receipt_new(c, hd->job);
+    decide(hd, HOLD_CONSUMED);
+    return;
+  }
+  struct job *job = hd->job;
+  decide(hd, HOLD_PASS);
+  claim(lc, job, e);
+}
+
+static void unclaim(struct luaconv *lc, struct conv_entry *e) {
+  if (--e->claims) return;
+  if (e->detached) free(e);
+  else unclaimed(lc, e);
+}
+
+static void release_claims(struct conv_claim *cl) {
+  size_t n = cl->n;
+  cl->n = 0;
+  for (size_t i = 0; i < n; i++) unclaim(cl->lc, cl->entries[i]);
+}
+
+static void on_claim_job_end(struct job *job, struct job_cleanup *cl) {
+  struct conv_claim *c =
+      (struct conv_claim *)((char *)cl - offsetof(struct conv_claim, cleanup));
+  release_claims(c);
+  free(c);
+}
+
+static struct conv_claim *claim_of(struct job *job) {
+  struct job_cleanup *cl = job_find_cleanup(job, on_claim_job_end);
+  return cl ? (struct conv_claim *)((char *)cl -
+                                    offsetof(struct conv_claim, cleanup))
+            : NULL;
+}
+
+static void claim(struct luaconv *lc, struct job *job, struct conv_entry *e) {
+  struct conv_claim *cl = claim_of(job);
+  if (!cl) {
+    cl = xcalloc(1, sizeof *cl);
+    cl->lc = lc;
+    cl->cleanup.fn = on_claim_job_end;
+    job_add_cleanup(job, &cl->cleanup);
+  }
+  for (size_t i = 0; i < cl->n; i++)
+    if (cl->entries[i] == e) return;
+  if (cl->n == sizeof cl->entries / sizeof cl->entries[0]) return;
+  cl->entries[cl->n++] = e;
+  e->claims++;
+}
+
+/* Whether updates of e other than job's own claim it. */
+static bool claimed_by_others(struct conv_entry *e, struct job *job) {
+  size_t own = 0;
+  struct conv_claim *cl = claim_of(job);
+  for (size_t i = 0; cl && i < cl->n; i++) own += cl->entries[i] == e;
+  return e->claims > own;
 }
 
 /* --- waking a waiting conversation -------------------------------------- */
@@ -576,7 +674,12 @@ static int l_wait(lua_State *L) {
     return 2;
   }
   struct conv_entry *e = take_key(c, &k);
-  struct qnode *front = qlist_front(&e->held);
+  c->durable = durable;
+  /* Its update no longer holds back others' (it took the key, or waits on
+   * another). */
+  struct conv_claim *claims = claim_of(job);
+  if (claims) release_claims(claims);
+  struct qnode *front = e->claims ? NULL : qlist_front(&e->held);
   if (front) {
     struct conv_hold *hd = qlist_entry(front, struct conv_hold, node);
     lua_pushliteral(L, "held");
@@ -593,7 +696,6 @@ static int l_wait(lua_State *L) {
   c->offer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   free(c->site);
   c->site = site ? xstrdup(site) : NULL;
-  c->durable = durable;
   c->waiting_since_ms = clock_now_ms();
   c->deadline_ms = timeout >= 0 ? c->waiting_since_ms +
                                       (uint64_t)(timeout * 1000) : 0;
@@ -614,6 +716,22 @@ static int l_wait(lua_State *L) {
   return task_wait(L, t, &conv_wait_ops, c);
 }
 
+/* conv.take(key): the running update's conversation takes key before it
+ * waits on it (a durable dialog, while its record is written): updates of
+ * the key are held for it from now on, so an answer that comes meanwhile
+ * reaches its wait instead of the middleware. */
+static int l_take(lua_State *L) {
+  struct script_env *env = env_of(L);
+  struct task *t = sched_running(env->sched);
+  struct job *job = t ? task_job(t) : NULL;
+  if (!job || job_kind(job) != JOB_UPDATE) return 0;
+  struct convmap_key k;
+  check_key(L, 1, &k);
+  struct conv *c = conv_get(env->conv, job);
+  if (c->state == CONV_RUNNING && c->pending == OUT_NONE) take_key(c, &k);
+  return 0;
+}
+
 /* conv.settle(serial, consumed) */
 static int l_settle(lua_State *L) {
   struct script_env *env = env_of(L);
@@ -625,6 +743,8 @@ static int l_settle(lua_State *L) {
   qlist_foreach(n, &c->entry->held) {
     struct conv_hold *hd = qlist_entry(n, struct conv_hold, node);
     if (hd->serial == (uint64_t)serial) {
+      /* A durable conversation's answer is done once its record has it. */
+      if (consumed && c->durable) receipt_new(c, hd->job);
       decide(hd, consumed ? HOLD_CONSUMED : HOLD_PASS);
       break;
     }
@@ -691,7 +811,7 @@ static int l_reroute(lua_State *L) {
     struct conv_entry *found = entry_of(convmap_find(&lc->map, &k));
     struct conv *c = found ? found->owner : NULL;
     if (!c || c->job == job) continue;
-    if (c->state != CONV_WAITING) {
+    if (c->state != CONV_WAITING || claimed_by_others(found, job)) {
       e = found;              /* running: the update is held for it */
     } else if (offer(lc, c, &u)) {
       if (!c->durable) {
@@ -703,6 +823,8 @@ static int l_reroute(lua_State *L) {
        * go when this job ends). */
       luaseq_step_aside(env->seq, job);
       return wait_released(L, t, receipt_new(c, job));
+    } else {
+      claim(lc, job, found);
     }
   }
   if (!e) {
@@ -974,6 +1096,7 @@ static int l_stats(lua_State *L) {
 int luaopen_tghost_conv(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"wait", l_wait},
+      {"take", l_take},
       {"settle", l_settle},
       {"hold_wait", l_hold_wait},
       {"cancel", l_cancel},
@@ -1057,6 +1180,7 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
                                  struct conv_receipt **receipt) {
   *hold = NULL;
   *receipt = NULL;
+  lc->n_offered = 0;
   lc->current = g;
   if (convmap_count(&lc->map) == 0) return LUACONV_START;
   lua_State *L = g->owner.L;
@@ -1072,9 +1196,18 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
     struct conv_entry *e = entry_of(convmap_find(&lc->map, &k));
     struct conv *c = e ? e->owner : NULL;
     if (!c) continue;
-    if (c->state != CONV_WAITING) {
+    if (c->state != CONV_WAITING || e->claims) {
       *hold = hold_new(lc, e);
       route = LUACONV_HOLD;
+      break;
+    }
+    if (c->keys_aside) {
+      /* It waits under sequentialize: the updates routed before this one
+       * may not have taken their keys yet, and it must take its keys back
+       * behind them (what they write to the session is there when it
+       * resumes). So this update is offered when its job starts, after
+       * theirs (runtime.handle_update reroutes it). */
+      route = LUACONV_START;
       break;
     }
     if (offer(lc, c, u)) {
@@ -1086,9 +1219,15 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
       break;
     }
     route = LUACONV_OFFERED;
+    lc->offered[lc->n_offered++] = e;
   }
   lua_settop(L, top);
   return route;
+}
+
+void luaconv_started(struct luaconv *lc, struct job *job) {
+  for (size_t i = 0; i < lc->n_offered; i++) claim(lc, job, lc->offered[i]);
+  lc->n_offered = 0;
 }
 
 void luaconv_receipt(struct luaconv *lc, struct conv_receipt *r,

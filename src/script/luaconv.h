@@ -148,6 +148,12 @@ void luaconv_receipt(struct luaconv *c, struct conv_receipt *r,
                      struct job *job);
 /* The job started for a held update (right after luaconv_route). */
 void luaconv_hold(struct luaconv *c, struct conv_hold *hold, struct job *job);
+/* Every job started for a routed update (right after luaconv_route and
+ * the above): if a waiting conversation passed it on, the updates of that
+ * conversation's key that come after it are held until it first waits or
+ * ends, so that a handler it starts (a command that asks again) gets the
+ * answers typed after it, not the conversation it replaces. */
+void luaconv_started(struct luaconv *c, struct job *job);
 
 /* After a reload: each waiting durable conversation of an older
  * generation goes on in current, replayed from its record

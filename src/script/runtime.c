@@ -275,6 +275,7 @@ static struct job *start_update(struct job_owner *current,
   u->fence = NULL;
   if (hold) luaconv_hold(g->env->conv, hold, job);
   if (receipt) luaconv_receipt(g->env->conv, receipt, job);
+  luaconv_started(g->env->conv, job);
   job_spawn(job, L, 3);
   return job;
 }

@@ -478,6 +478,47 @@ TEST(session_across_wait) {
   proc_stop_cleanly(p);
 }
 
+/* The same when the updates that ran during the wait arrive in one batch
+ * with the answer (docs/guide/conversations.md's sample): the dialog takes
+ * its keys back behind them, so it reads their writes (count 3). Once with
+ * the user's own /inc, once with another group member's (a key the dialog
+ * does not wait on), twice each. */
+TEST(session_across_wait_one_batch) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("count.lua",
+      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
+      "bot.use(session{ initial = function() return { count = 0 } end })\n"
+      "bot.command('ask', function(ctx)\n"
+      "  ctx.session.count = ctx.session.count + 1\n"
+      "  ctx:reply('name? ' .. ctx.chat.id)\n"
+      "  ctx.session.name = ctx:wait('message:text').msg.text\n"
+      "  ctx:reply(('%s, count %d'):format(ctx.session.name, ctx.session.count))\n"
+      "end)\n"
+      "bot.command('inc', function(ctx) ctx.session.count = ctx.session.count + 1 end)\n"
+      "bot.command('show', function(ctx)\n"
+      "  ctx:reply(('show %d %d'):format(ctx.chat.id, ctx.session.count))\n"
+      "end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  char want[64];
+  for (int64_t chat = -704; chat <= -701; chat++) {
+    int64_t incs_from = chat % 2 ? 1 : 2;   /* the asker, or another member */
+    fakeapi_push_text(api, chat, 1, "/ask");
+    snprintf(want, sizeof want, "name? %lld", (long long)chat);
+    expect_text(10000, "%s", want);
+    fakeapi_push_text(api, chat, incs_from, "/inc");
+    fakeapi_push_text(api, chat, incs_from, "/inc");
+    fakeapi_push_text(api, chat, 1, "Ada");
+    fakeapi_push_text(api, chat, 1, "/show");
+    snprintf(want, sizeof want, "show %lld 3", (long long)chat);
+    expect_text(10000, "%s", want);
+    CHECK(text_count("Ada, count 3") == (size_t)(chat + 705),
+          "chat %lld: the dialog missed the /inc written while it waited",
+          (long long)chat);
+  }
+  proc_stop_cleanly(p);
+}
+
 /* A random schedule per chat of /inc, dialogs (/ask N asks N questions)
  * and answers, the chats' messages interleaved at random and pushed in
  * bursts of random size; every handler and every dialog step yields for a
@@ -802,6 +843,64 @@ TEST(cancel_and_replace) {
     CHECK(!t || strncmp(t, "caught", 6) != 0, "bot.catch got '%s'", t);
     free(t);
   }
+  proc_stop_cleanly(p);
+}
+
+/* Asks the bot (/waiting in a chat of its own) until n conversations wait:
+ * a dialog's question is sent before its ctx:wait begins. */
+static void wait_waiting(struct fakeapi *api, int n) {
+  char want[32];
+  snprintf(want, sizeof want, "waiting %d", n);
+  size_t before = text_count(want);
+  for (int i = 0; i < 200 && text_count(want) == before; i++) {
+    fakeapi_push_text(api, 99, 99, "/waiting");
+    run_for(20);
+  }
+  CHECK(text_count(want) > before, "no '%s'", want);
+}
+
+/* A command that starts a dialog on the key of a waiting one replaces it,
+ * and the answers that came after that command are the new dialog's, even
+ * when they arrive before its ctx:wait (here: in one batch with it, no
+ * sequentialize). A command that asks nothing (/help) only delays them:
+ * the waiting dialog still gets the answer typed after it. */
+TEST(replace_gets_later_answers) {
+  struct fakeapi *api = harness_api();
+  const char *script = harness_write("replace.lua",
+      "local conv = require('tghost.conv')\n"
+      "local dialogs = 0\n"
+      "bot.command('register', function(ctx)\n"
+      "  dialogs = dialogs + 1\n"
+      "  local n = dialogs\n"
+      "  ctx:reply('name? ' .. n)\n"
+      "  local ok, a = pcall(ctx.wait, ctx, 'message:text')\n"
+      "  if ok then ctx:reply('hi ' .. n .. ' ' .. a.msg.text)\n"
+      "  else ctx:reply('ended ' .. n .. ' ' .. tostring(a.reason)) end\n"
+      "end)\n"
+      "bot.command('waiting', function(ctx)\n"
+      "  local _, waiting = conv.stats()\n"
+      "  ctx:reply('waiting ' .. waiting)\n"
+      "end)\n"
+      "bot.command('help', function(ctx) ctx:reply('help') end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('echo ' .. ctx.msg.text) end)\n"
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
+  fakeapi_push_text(api, 1, 1, "/register");
+  wait_waiting(api, 1);
+  fakeapi_push_text(api, 1, 1, "/register");
+  fakeapi_push_text(api, 1, 1, "Ada");
+  fakeapi_push_text(api, 1, 1, "hello");
+  expect_text(10000, "hi 2 Ada");
+  expect_text(10000, "echo hello");
+  expect_text(10000, "ended 1 replaced");
+  CHECK(!api_sent_text("hi 1 Ada"), "the replaced dialog took the answer");
+  fakeapi_push_text(api, 2, 2, "/register");
+  wait_waiting(api, 1);
+  fakeapi_push_text(api, 2, 2, "/help");
+  fakeapi_push_text(api, 2, 2, "Bob");
+  expect_text(10000, "hi 3 Bob");
+  expect_text(10000, "help");
+  CHECK(!api_sent_text("echo Bob"), "the answer ran the middleware");
   proc_stop_cleanly(p);
 }
 

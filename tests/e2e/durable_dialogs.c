@@ -332,6 +332,49 @@ TEST(answers_in_one_batch) {
 
 static bool redis_ready(void *ud) { return redisproc_ready(ud); }
 
+/* Without sequentialize: each answer is sent the moment its question is
+ * (a transcript does that), while the dialog's record is still being
+ * written. The dialog holds its key from the moment ctx:wait is called,
+ * so the answer waits for the wait instead of running through the
+ * middleware. Four chats at once, each dialog three questions long. */
+TEST(quick_answers_without_sequentialize) {
+  char script[2048];
+  snprintf(script, sizeof script,
+      "conversation{ storage = tghost.storage.sqlite('%s/bot.db') }\n"
+      "bot.command('register', function(ctx)\n"
+      "  local c = ctx.chat.id\n"
+      "  local got = {}\n"
+      "  for i = 1, 3 do\n"
+      "    ctx:reply(('Q%%d %%d'):format(i, c))\n"
+      "    got[i] = ctx:wait('message:text').msg.text\n"
+      "  end\n"
+      "  ctx:reply(('saved %%d %%s'):format(c, table.concat(got, ',')))\n"
+      "end)\n"
+      "bot.on('message:text', function(ctx) ctx:reply('other ' .. ctx.msg.text) end)\n"
+      "run(bot)\n", harness_tmpdir());
+  struct proc *p = proc_start(harness_write("quick.lua", script), NULL);
+  struct fakeapi *api = harness_api();
+  enum { CHATS = 4 };
+  for (int64_t chat = 1; chat <= CHATS; chat++)
+    fakeapi_push_text(api, chat, chat, "/register");
+  char text[64];
+  for (int q = 1; q <= 3; q++) {
+    for (int64_t chat = 1; chat <= CHATS; chat++) {
+      snprintf(text, sizeof text, "Q%d %lld", q, (long long)chat);
+      expect_text(text);
+      snprintf(text, sizeof text, "a%d", q);
+      fakeapi_push_text(api, chat, chat, text);
+    }
+  }
+  for (int64_t chat = 1; chat <= CHATS; chat++) {
+    snprintf(text, sizeof text, "saved %lld a1,a2,a3", (long long)chat);
+    expect_text(text);
+  }
+  char *other = reply_starting("other ");
+  CHECK(!other, "an answer ran through the middleware: '%s'", other);
+  proc_stop_cleanly(p);
+}
+
 /* The records (and the sessions) in Redis: kill -9 after the second
  * answer, then, with the dialog resumed, a SIGHUP that loads a script
  * whose other handler changed: the waiting dialog moves to the new
