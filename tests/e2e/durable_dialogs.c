@@ -332,27 +332,35 @@ TEST(answers_in_one_batch) {
 
 static bool redis_ready(void *ud) { return redisproc_ready(ud); }
 
-/* Without sequentialize: each answer is sent the moment its question is
- * (a transcript does that), while the dialog's record is still being
- * written. The dialog holds its key from the moment ctx:wait is called,
- * so the answer waits for the wait instead of running through the
- * middleware. Four chats at once, each dialog three questions long. */
+/* Without sequentialize: each answer is sent while its dialog's record is
+ * being written (a storage whose writes take half a second; a transcript
+ * answers that fast). The dialog holds its key from the moment ctx:wait
+ * is called, so the answer waits for the wait instead of running through
+ * the middleware. Four chats at once, each dialog three questions long. */
 TEST(quick_answers_without_sequentialize) {
-  char script[2048];
-  snprintf(script, sizeof script,
-      "conversation{ storage = tghost.storage.sqlite('%s/bot.db') }\n"
+  const char *script = harness_write("quick.lua",
+      "local slow = { data = {} }\n"
+      "function slow:get(key) return self.data[key] end\n"
+      "function slow:set(key, value) tghost.sleep(0.5); self.data[key] = value end\n"
+      "function slow:delete(key) self.data[key] = nil end\n"
+      "function slow:cas(key, expected, new)\n"
+      "  if self.data[key] ~= expected then return false, self.data[key] end\n"
+      "  self.data[key] = new\n"
+      "  return true\n"
+      "end\n"
+      "conversation{ storage = tghost.storage.custom(slow, 'slow') }\n"
       "bot.command('register', function(ctx)\n"
       "  local c = ctx.chat.id\n"
       "  local got = {}\n"
       "  for i = 1, 3 do\n"
-      "    ctx:reply(('Q%%d %%d'):format(i, c))\n"
+      "    ctx:reply(('Q%d %d'):format(i, c))\n"
       "    got[i] = ctx:wait('message:text').msg.text\n"
       "  end\n"
-      "  ctx:reply(('saved %%d %%s'):format(c, table.concat(got, ',')))\n"
+      "  ctx:reply(('saved %d %s'):format(c, table.concat(got, ',')))\n"
       "end)\n"
       "bot.on('message:text', function(ctx) ctx:reply('other ' .. ctx.msg.text) end)\n"
-      "run(bot)\n", harness_tmpdir());
-  struct proc *p = proc_start(harness_write("quick.lua", script), NULL);
+      "run(bot)\n");
+  struct proc *p = proc_start(script, NULL);
   struct fakeapi *api = harness_api();
   enum { CHATS = 4 };
   for (int64_t chat = 1; chat <= CHATS; chat++)
@@ -362,6 +370,10 @@ TEST(quick_answers_without_sequentialize) {
     for (int64_t chat = 1; chat <= CHATS; chat++) {
       snprintf(text, sizeof text, "Q%d %lld", q, (long long)chat);
       expect_text(text);
+    }
+    /* Past the question's reply, into the record's write (0.5 s). */
+    run_for(100);
+    for (int64_t chat = 1; chat <= CHATS; chat++) {
       snprintf(text, sizeof text, "a%d", q);
       fakeapi_push_text(api, chat, chat, text);
     }
