@@ -464,20 +464,6 @@ static const char cluster_quiz[] =
     "bot.catch(function(err) err.ctx:reply('caught: ' .. tostring(err.error)) end)\n"
     "run(bot, { cluster = { lease = 1, partitions = 16 } })\n";
 
-/* How many messages sent start with prefix. */
-static size_t replies_with_prefix_count(const char *prefix) {
-  struct fakeapi *api = harness_api();
-  size_t n = 0;
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
-    const struct fake_call *c = fakeapi_call(api, i);
-    if (strcmp(c->method, "sendMessage") != 0) continue;
-    char *t = fake_call_string(c, "text");
-    if (t && strncmp(t, prefix, strlen(prefix)) == 0) n++;
-    free(t);
-  }
-  return n;
-}
-
 static bool asked_q1(void *ud) {
   (void)ud;
   return api_sent_text("Q1 A") || api_sent_text("Q1 B");
@@ -546,8 +532,8 @@ static void partition_moves(bool killed) {
   for (int i = 1; i <= 5; i++) {
     char q[8];
     snprintf(q, sizeof q, "Q%d ", i);
-    CHECK(replies_with_prefix_count(q) == 1, "'%s' was asked %zu times", q,
-          replies_with_prefix_count(q));
+    CHECK(sent_starting(q) == 1, "'%s' was asked %zu times", q,
+          sent_starting(q));
   }
   CHECK(!reply_starting("other") && !reply_starting("caught: "),
         "an answer ran through the middleware, or bot.catch was called");
