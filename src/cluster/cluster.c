@@ -59,8 +59,9 @@ struct cluster {
   bool start_asked;            /* the runner started us */
   bool setup_done;             /* once: the partition count agreed */
   bool checking;               /* a library check is in flight */
-  char **members;
+  char **members;              /* the live ones, in name order */
   size_t nmembers;
+  int *owners;                  /* each partition's, in members */
   bool heartbeat_in_flight, renew_in_flight;
   struct event *tick_timer;
   struct event *watchdog;      /* the lease deadline, highest priority */
@@ -388,8 +389,7 @@ static void rebalance(struct cluster *c) {
   uint64_t now = clock_now_ms();
   const char *const *members = (const char *const *)c->members;
   for (int p = 0; p < c->partitions; p++) {
-    int o = rendezvous_owner(members, c->nmembers, p);
-    bool mine = strcmp(members[o], c->member) == 0;
+    bool mine = strcmp(members[c->owners[p]], c->member) == 0;
     struct lease *l = &c->leases[p];
     if (mine) {
       l->move_wanted_ms = 0;
@@ -411,6 +411,10 @@ static bool have_member(const struct cluster *c, const char *name) {
   return false;
 }
 
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void on_heartbeat(struct redisconn *conn, const redisReply *rep,
                          const char *error, void *ud) {
   (void)conn;
@@ -419,13 +423,26 @@ static void on_heartbeat(struct redisconn *conn, const redisReply *rep,
   c->heartbeat_in_flight = false;
   if (error || rep->type != REDIS_REPLY_ARRAY) return;
   size_t before = c->nmembers;
-  free_members(c);
+  char **old = c->members;
   c->members = xcalloc(rep->elements + 1, sizeof *c->members);
+  c->nmembers = 0;
   for (size_t i = 0; i < rep->elements; i++)
     if (rep->element[i]->type == REDIS_REPLY_STRING)
       c->members[c->nmembers++] = xstrdup(rep->element[i]->str);
+  /* In name order, so that an unchanged set compares equal (Redis lists
+   * them by heartbeat). */
+  qsort(c->members, c->nmembers, sizeof *c->members, by_name);
+  bool same = c->nmembers == before;
+  for (size_t i = 0; same && i < before; i++)
+    same = strcmp(old[i], c->members[i]) == 0;
+  for (size_t i = 0; i < before; i++) free(old[i]);
+  free(old);
   if (c->nmembers != before)
     log_info("cluster: %zu member(s) alive", c->nmembers);
+  /* The owners change only with the members. */
+  if (!same)
+    rendezvous_assign((const char *const *)c->members, c->nmembers,
+                      c->partitions, c->owners);
   metric_set(METRIC_CLUSTER_MEMBERS, (double)c->nmembers, NULL, NULL);
   /* Our own heartbeat is in: the rendezvous includes us. */
   if (have_member(c, c->member)) rebalance(c);
@@ -908,6 +925,7 @@ static void cluster_free(struct update_source *s) {
   free(c->epoch_keys);
   free(c->stream_keys);
   free(c->leases);
+  free(c->owners);
   free(c);
 }
 
@@ -992,6 +1010,7 @@ static struct update_source *cluster_create(
 #undef KEY
   buf_free(&k);
   c->leases = xcalloc((size_t)c->partitions + 1, sizeof *c->leases);
+  c->owners = xcalloc((size_t)c->partitions, sizeof *c->owners);
   c->cmd = redisconn_new(p->base, o->cluster_url, "cluster", err);
   c->reader = c->cmd ? redisconn_new(p->base, o->cluster_url,
                                      "cluster (reads)", err)

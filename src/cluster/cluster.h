@@ -24,9 +24,10 @@
  *               and refuses it otherwise (redislib.lua: fencing).
  *   members     instances heartbeat every lease/3 (tgc_heartbeat) and read
  *               the live members back; partition owners follow rendezvous
- *               hashing over them (rendezvous.h): an instance acquires the
- *               free partitions it should own, and drains then releases
- *               those it should no longer own (consumer.h). A partition
+ *               hashing with bounded loads over them (rendezvous.h: an
+ *               even split): an instance acquires the free partitions it
+ *               should own, and drains then releases those it should no
+ *               longer own (consumer.h). A partition
  *               with conversations waiting for their user stays where it is
  *               for up to cluster.moveDelay seconds (default 60) before it
  *               moves anyway (they are cut short and resume from their

@@ -1,6 +1,9 @@
 #include "cluster/rendezvous.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "base/buf.h"
 
 static uint64_t mix(uint64_t x) {
   x ^= x >> 30;
@@ -20,16 +23,48 @@ uint64_t rendezvous_weight(const char *member, size_t len, int partition) {
   return mix(h ^ mix((uint64_t)(uint32_t)partition + 0x9e3779b97f4a7c15ULL));
 }
 
-int rendezvous_owner(const char *const *members, size_t n, int partition) {
-  int best = -1;
-  uint64_t best_w = 0;
-  for (size_t i = 0; i < n; i++) {
-    uint64_t w = rendezvous_weight(members[i], strlen(members[i]), partition);
-    if (best < 0 || w > best_w ||
-        (w == best_w && strcmp(members[i], members[best]) < 0)) {
-      best = (int)i;
-      best_w = w;
-    }
+struct pair {
+  uint64_t weight;
+  uint32_t rank;        /* the member's place in name order */
+  uint32_t member;
+  int partition;
+};
+
+/* Heaviest first; ties to the smaller name, then the smaller partition. */
+static int heavier_first(const void *a, const void *b) {
+  const struct pair *x = a, *y = b;
+  if (x->weight != y->weight) return x->weight > y->weight ? -1 : 1;
+  if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+  return (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+void rendezvous_assign(const char *const *members, size_t n, int partitions,
+                       int *owner) {
+  for (int p = 0; p < partitions; p++) owner[p] = -1;
+  if (n == 0 || partitions <= 0) return;
+  size_t *rank = xcalloc(n, sizeof *rank), *load = xcalloc(n, sizeof *load);
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++)
+      rank[i] += strcmp(members[j], members[i]) < 0;
+  size_t count = n * (size_t)partitions;
+  struct pair *pairs = xcalloc(count, sizeof *pairs);
+  for (size_t i = 0, k = 0; i < n; i++) {
+    size_t len = strlen(members[i]);
+    for (int p = 0; p < partitions; p++, k++)
+      pairs[k] = (struct pair){rendezvous_weight(members[i], len, p),
+                               (uint32_t)rank[i], (uint32_t)i, p};
   }
-  return best;
+  qsort(pairs, count, sizeof *pairs, heavier_first);
+  size_t cap = ((size_t)partitions + n - 1) / n;
+  /* Every partition gets an owner: one left over would mean every member
+   * is at its cap, n * cap >= partitions owned already. */
+  for (size_t k = 0; k < count; k++) {
+    const struct pair *pr = &pairs[k];
+    if (owner[pr->partition] >= 0 || load[pr->member] == cap) continue;
+    owner[pr->partition] = (int)pr->member;
+    load[pr->member]++;
+  }
+  free(pairs);
+  free(load);
+  free(rank);
 }
