@@ -10,8 +10,9 @@
  * Each prints updates/s (from the first reply to the last) and the CPU
  * time per update of the tghost processes together, of redis-server and of
  * this process (the fake Bot API and the test's loop), read from
- * /proc/PID/stat before and after. Updates are queued before the
- * processes start, over 1,000 chats. */
+ * /proc/PID/stat before and after. The updates (over 1,000 chats) are
+ * queued once the partitions have settled: a cluster's steady state, not
+ * the hand-over when members join (bench/README.md measures that apart). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,34 @@ static double self_cpu(void) {
  * the loop runs in tghost, not here, so it is timed through a process). */
 #define CPU_ITERATIONS 270000
 
+/* Waits until every member took partitions over and none changed hands
+ * for 3 s: a member notices a new one at its next heartbeat, then hands
+ * it its share once the updates it runs of that share end. */
+static void wait_settled(struct cluster_run *r, size_t processes) {
+  uint64_t start = harness_now_ms(), since = start;
+  size_t last = 0;
+  for (;;) {
+    size_t total = 0, members_with = 0;
+    for (size_t i = 0; i < processes; i++) {
+      size_t n = count_in(proc_stderr(r->members[i]), "took over partition");
+      total += n;
+      members_with += n > 0;
+    }
+    uint64_t now = harness_now_ms();
+    if (total != last) {
+      last = total;
+      since = now;
+    }
+    if (members_with == processes && now - since >= 3000) {
+      fprintf(stderr, "partitions settled after %.1f s\n",
+              (double)(since - start) / 1000.0);
+      return;
+    }
+    CHECK(now - start < 60000, "the partitions did not settle in 60 s");
+    run_for(100);
+  }
+}
+
 static void run(const char *kind, size_t processes) {
   bool cpu = strcmp(kind, "cpu") == 0;
   int updates = cpu ? 3000 : 20000;
@@ -73,29 +102,33 @@ static void run(const char *kind, size_t processes) {
   char script[1024];
   snprintf(script, sizeof script, cpu ? cpu_bot : echo_bot, CPU_ITERATIONS);
   r.script = harness_write("bench.lua", script);
-  clusterrun_push(&r, updates, 1000);
   for (size_t i = 0; i < processes; i++) clusterrun_start(&r, i);
   wait_calls("getMe", processes, 30000);
-  /* Counted from when every process is a member (they all start at once,
-   * so the partitions are spread before the updates flow). */
+  wait_settled(&r, processes);
   double t_cpu[CLUSTER_MAX_MEMBERS], redis0 = cpu_of(r.redis.pid),
          self0 = self_cpu();
   for (size_t i = 0; i < processes; i++)
     t_cpu[i] = cpu_of(proc_pid(r.members[i]));
   uint64_t start = harness_now_ms();
+  clusterrun_push(&r, updates, 1000);
   wait_calls("sendMessage", (size_t)updates, 600000);
   uint64_t elapsed = harness_now_ms() - start;
   double tghost = 0;
-  for (size_t i = 0; i < processes; i++)
-    tghost += cpu_of(proc_pid(r.members[i])) - t_cpu[i];
+  char each[CLUSTER_MAX_MEMBERS * 16] = "";
+  for (size_t i = 0; i < processes; i++) {
+    double used = cpu_of(proc_pid(r.members[i])) - t_cpu[i];
+    tghost += used;
+    size_t at = strlen(each);
+    snprintf(each + at, sizeof each - at, "%s%.2f", i ? " / " : "", used);
+  }
   double redis = cpu_of(r.redis.pid) - redis0, self = self_cpu() - self0;
   fprintf(stderr,
           "%s, %zu process(es): %d updates in %.2f s: %.0f updates/s; CPU "
           "per update: tghost %.3f ms (all processes), redis-server %.3f ms, "
-          "fake API and bench %.3f ms\n",
+          "fake API and bench %.3f ms; each process's CPU: %s s\n",
           cpu ? "cpu handler" : "echo", processes, updates, elapsed / 1000.0,
           updates * 1000.0 / (double)elapsed, tghost * 1000 / updates,
-          redis * 1000 / updates, self * 1000 / updates);
+          redis * 1000 / updates, self * 1000 / updates, each);
   clusterrun_finish(&r);
 }
 
