@@ -1201,15 +1201,6 @@ enum luaconv_route luaconv_route(struct luaconv *lc, struct generation *g,
       route = LUACONV_HOLD;
       break;
     }
-    if (c->keys_aside) {
-      /* It waits under sequentialize: the updates routed before this one
-       * may not have taken their keys yet, and it must take its keys back
-       * behind them (what they write to the session is there when it
-       * resumes). So this update is offered when its job starts, after
-       * theirs (runtime.handle_update reroutes it). */
-      route = LUACONV_START;
-      break;
-    }
     if (offer(lc, c, u)) {
       route = LUACONV_CONSUMED;
       if (c->durable) {

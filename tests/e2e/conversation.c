@@ -478,47 +478,6 @@ TEST(session_across_wait) {
   proc_stop_cleanly(p);
 }
 
-/* The same when the updates that ran during the wait arrive in one batch
- * with the answer (docs/guide/conversations.md's sample): the dialog takes
- * its keys back behind them, so it reads their writes (count 3). Once with
- * the user's own /inc, once with another group member's (a key the dialog
- * does not wait on), twice each. */
-TEST(session_across_wait_one_batch) {
-  struct fakeapi *api = harness_api();
-  const char *script = harness_write("count.lua",
-      "bot.use(sequentialize(function(ctx) return ctx.chat and ctx.chat.id end))\n"
-      "bot.use(session{ initial = function() return { count = 0 } end })\n"
-      "bot.command('ask', function(ctx)\n"
-      "  ctx.session.count = ctx.session.count + 1\n"
-      "  ctx:reply('name? ' .. ctx.chat.id)\n"
-      "  ctx.session.name = ctx:wait('message:text').msg.text\n"
-      "  ctx:reply(('%s, count %d'):format(ctx.session.name, ctx.session.count))\n"
-      "end)\n"
-      "bot.command('inc', function(ctx) ctx.session.count = ctx.session.count + 1 end)\n"
-      "bot.command('show', function(ctx)\n"
-      "  ctx:reply(('show %d %d'):format(ctx.chat.id, ctx.session.count))\n"
-      "end)\n"
-      "run(bot)\n");
-  struct proc *p = proc_start(script, NULL);
-  char want[64];
-  for (int64_t chat = -704; chat <= -701; chat++) {
-    int64_t incs_from = chat % 2 ? 1 : 2;   /* the asker, or another member */
-    fakeapi_push_text(api, chat, 1, "/ask");
-    snprintf(want, sizeof want, "name? %lld", (long long)chat);
-    expect_text(10000, "%s", want);
-    fakeapi_push_text(api, chat, incs_from, "/inc");
-    fakeapi_push_text(api, chat, incs_from, "/inc");
-    fakeapi_push_text(api, chat, 1, "Ada");
-    fakeapi_push_text(api, chat, 1, "/show");
-    snprintf(want, sizeof want, "show %lld 3", (long long)chat);
-    expect_text(10000, "%s", want);
-    CHECK(text_count("Ada, count 3") == (size_t)(chat + 705),
-          "chat %lld: the dialog missed the /inc written while it waited",
-          (long long)chat);
-  }
-  proc_stop_cleanly(p);
-}
-
 /* A random schedule per chat of /inc, dialogs (/ask N asks N questions)
  * and answers, the chats' messages interleaved at random and pushed in
  * bursts of random size; every handler and every dialog step yields for a
