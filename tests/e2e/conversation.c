@@ -512,20 +512,6 @@ static const char interleave_fmt[] =
     "bot.on('message:text', function(ctx) bump(ctx, ms_of(ctx.msg.text)) end)\n"
     "run(bot)\n";
 
-/* The text of the first sendMessage from call index from on that starts
- * with prefix (malloc'd), or NULL. */
-static char *reply_starting_from(size_t from, const char *prefix) {
-  struct fakeapi *api = harness_api();
-  for (size_t i = from; i < fakeapi_call_count(api); i++) {
-    const struct fake_call *c = fakeapi_call(api, i);
-    if (strcmp(c->method, "sendMessage") != 0) continue;
-    char *t = fake_call_string(c, "text");
-    if (t && strncmp(t, prefix, strlen(prefix)) == 0) return t;
-    free(t);
-  }
-  return NULL;
-}
-
 static void interleavings_with(const char *store, uint64_t seed) {
   struct fakeapi *api = harness_api();
   /* Only this run's replies count (a test may run this twice). */

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <sqlite3.h>
 
+#include "calls.h"
 #include "harness.h"
 #include "redisproc.h"
 #include "store/redisconn.h"
@@ -55,20 +56,6 @@ static const char *db_path(const char *name) {
   CHECK(ndb_files < 8, "too many databases");
   db_files[ndb_files] = format("%s/%s", harness_tmpdir(), name);
   return db_files[ndb_files++];
-}
-
-/* The text of the first sendMessage (from index *from on) that starts
- * with prefix, or NULL (malloc'd). */
-static char *find_reply(const char *prefix, size_t from) {
-  struct fakeapi *api = harness_api();
-  for (size_t i = from; i < fakeapi_call_count(api); i++) {
-    const struct fake_call *c = fakeapi_call(api, i);
-    if (strcmp(c->method, "sendMessage") != 0) continue;
-    char *text = fake_call_string(c, "text");
-    if (text && strncmp(text, prefix, strlen(prefix)) == 0) return text;
-    free(text);
-  }
-  return NULL;
 }
 
 struct reply_wait {
@@ -208,7 +195,7 @@ static void run_hazard(const char *store_expr) {
   struct proc *p = proc_start(script, NULL);
   char *report = ask_on(api, 1, "report", "report ", 120000);
   uint64_t took = harness_now_ms() - start;
-  char *err = find_reply("error: ", 0);
+  char *err = reply_starting("error: ");
   CHECK(!err, "an update failed: %s", err ? err : "");
   long counts[2 * HAZARD_CHATS];
   const char *q = report + strlen("report ");

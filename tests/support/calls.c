@@ -8,9 +8,9 @@
 #include "harness.h"
 #include "base/json.h"
 
-char *reply_starting(const char *prefix) {
+char *reply_starting_from(size_t from, const char *prefix) {
   struct fakeapi *api = harness_api();
-  for (size_t i = 0; i < fakeapi_call_count(api); i++) {
+  for (size_t i = from; i < fakeapi_call_count(api); i++) {
     const struct fake_call *c = fakeapi_call(api, i);
     if (strcmp(c->method, "sendMessage") != 0) continue;
     char *t = fake_call_string(c, "text");
@@ -18,6 +18,10 @@ char *reply_starting(const char *prefix) {
     free(t);
   }
   return NULL;
+}
+
+char *reply_starting(const char *prefix) {
+  return reply_starting_from(0, prefix);
 }
 
 /* How many sendMessage calls had a text that text_ok accepts. */

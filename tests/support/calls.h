@@ -12,8 +12,9 @@
 #include "fakeapi.h"
 
 /* The text of the first sendMessage that starts with prefix (malloc'd),
- * or NULL. */
+ * or NULL; _from: among the calls from index from on. */
 char *reply_starting(const char *prefix);
+char *reply_starting_from(size_t from, const char *prefix);
 /* How many calls had params.text == text. */
 size_t replies_with(const char *text);
 /* How many sendMessage calls had text == text, or starting with
